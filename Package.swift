@@ -1,0 +1,105 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+/// Settings every fleet target shares: Swift 6 mode and the upcoming features that keep imports honest.
+let strictSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "fleet",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "fleet", targets: ["FleetServer"]),
+        .executable(name: "fleet-client", targets: ["FleetClient"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.5.0"),
+    ],
+    targets: [
+        // C libraries: each is imported by exactly one wrapper module below.
+        .systemLibrary(name: "CLibSSH", pkgConfig: "libssh", providers: [.apt(["libssh-dev"])]),
+        .systemLibrary(name: "CLibArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+
+        // Wrappers: the only modules that see C.
+        .target(name: "SFTPTransport", dependencies: ["CLibSSH"], swiftSettings: strictSettings),
+        .target(name: "ArchiveKit", dependencies: ["CLibArchive"], swiftSettings: strictSettings),
+        .target(name: "SQLiteKit", dependencies: ["CSQLite"], swiftSettings: strictSettings),
+
+        // Pure Swift building blocks.
+        .target(name: "FleetFiles", swiftSettings: strictSettings),
+        .target(
+            name: "CommandRunner",
+            dependencies: [
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "FleetProtocol",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strictSettings
+        ),
+
+        // The server side.
+        .target(
+            name: "Inventory",
+            dependencies: ["FleetProtocol", "SQLiteKit", "FleetFiles", "TOMLKit"],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "ChrootSync",
+            dependencies: [
+                "Inventory", "FleetProtocol", "ArchiveKit", "FleetFiles", "CommandRunner",
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "ServerSetup",
+            dependencies: ["Inventory", "ChrootSync", "FleetProtocol", "FleetFiles", "CommandRunner"],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "FleetServer",
+            dependencies: [
+                "ChrootSync", "ServerSetup", "Inventory", "FleetProtocol", "FleetFiles",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strictSettings
+        ),
+
+        // The host side.
+        .executableTarget(
+            name: "FleetClient",
+            dependencies: [
+                "SFTPTransport", "FleetProtocol", "ArchiveKit", "FleetFiles", "CommandRunner",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strictSettings
+        ),
+
+        .target(
+            name: "FleetTestSupport",
+            dependencies: ["FleetFiles"],
+            path: "Tests/FleetTestSupport",
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "FleetTests",
+            dependencies: [
+                "FleetTestSupport", "Inventory", "ChrootSync", "ServerSetup", "FleetProtocol", "ArchiveKit",
+                "SQLiteKit", "FleetFiles", "CommandRunner",
+            ],
+            swiftSettings: strictSettings
+        ),
+    ]
+)

@@ -1,0 +1,3 @@
+#pragma once
+#include <libssh/libssh.h>
+#include <libssh/sftp.h>

@@ -1,0 +1,45 @@
+public import FleetProtocol
+
+/// Where everything of one host lives under the chroot root (see DESIGN.md, "On the server").
+///
+/// ```
+/// <root>/<host>/              root:root 0755   ChrootDirectory
+///   manifest                  root 0644
+///   snapshots/<gen>.tar.zst   root:<host> 0640 (directory 02750: files inherit the host's group)
+///   cache/                    root 0755
+///   logs/                     <host>:<host> 0700
+/// ```
+public struct ChrootLayout: Sendable {
+    public let root: String
+    public let host: HostName
+
+    public init(root: String, host: HostName) {
+        self.root = root
+        self.host = host
+    }
+
+    public var directory: String { root + "/" + host.value }
+    public var manifest: String { directory + "/manifest" }
+    public var snapshots: String { directory + "/snapshots" }
+    public var cache: String { directory + "/cache" }
+    public var logs: String { directory + "/logs" }
+
+    public func snapshot(_ generation: UInt64) -> String { snapshots + "/" + Self.snapshotName(generation) }
+
+    /// The snapshot's path as the host sees it inside its chroot.
+    public static func snapshotPathInChroot(_ generation: UInt64) -> String { "/snapshots/" + snapshotName(generation) }
+
+    public static func snapshotName(_ generation: UInt64) -> String { "\(generation).tar.zst" }
+
+    /// The generation a snapshot file name stands for, or nil for any other name.
+    public static func generation(ofSnapshotNamed name: String) -> UInt64? {
+        guard name.hasSuffix(".tar.zst") else { return nil }
+        let digits = name.dropLast(".tar.zst".count)
+        guard !digits.isEmpty, digits.allSatisfy(\.isASCII), digits.first != "0" else { return nil }
+        return UInt64(digits)
+    }
+
+    public static let snapshotDirectoryMode: UInt32 = 0o2750
+    public static let snapshotFileMode: UInt32 = 0o640
+    public static let logsMode: UInt32 = 0o700
+}

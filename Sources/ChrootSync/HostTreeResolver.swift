@@ -1,0 +1,222 @@
+public import FleetFiles
+public import FleetProtocol
+import Glibc
+import Inventory
+
+/// Turns `hosts/<host>/` (plus `secrets/<host>/`) into a ``ResolvedTree`` of plain directories and files.
+///
+/// Links are followed only where they stay inside the fleet repository and out of other hosts' trees,
+/// `secrets/` and `.git`; broken links, cycles and special files are refused. Hardlinks are read as bytes,
+/// so nothing placed in a chroot ever shares an inode with the repository.
+public struct HostTreeResolver: Sendable {
+    /// Bounds a tree so that a mistake (a link to a huge directory) is refused rather than published.
+    public struct Limits: Sendable {
+        public var maxEntries: Int
+        public var maxBytes: Int64
+
+        public init(maxEntries: Int = 200_000, maxBytes: Int64 = 4 << 30) {
+            self.maxEntries = maxEntries
+            self.maxBytes = maxBytes
+        }
+    }
+
+    /// The repository root with links resolved.
+    let repository: String
+    let limits: Limits
+    let digests: FileDigestCache
+
+    public init(repository: String, limits: Limits = Limits()) throws(FileSystemError) {
+        switch FileIO.realPath(repository) {
+        case .success(let path): self.repository = path
+        case .failure(let error): throw error
+        }
+        self.limits = limits
+        self.digests = FileDigestCache()
+    }
+
+    public static let treePrefix = "tree"
+    public static let secretsPrefix = "secrets"
+
+    /// Resolves one host. Every problem found is reported, not just the first.
+    public func resolve(_ host: HostName) throws(ResolutionError) -> ResolvedTree {
+        var walk = Walk(resolver: self, host: host)
+        let hostPath = "hosts/\(host.value)"
+        do {
+            switch try FileStatus.of(repository + "/" + hostPath)?.kind {
+            case nil: walk.problems.append(.missingHostDirectory(path: hostPath + "/"))
+            case .symbolicLink: walk.problems.append(.hostDirectoryIsLink(path: hostPath))
+            case .directory:
+                walk.entries.append(.init(path: Self.treePrefix, kind: .directory, permissions: 0o755))
+                walk.tree(real: repository + "/" + hostPath, shown: hostPath, archive: Self.treePrefix, ancestors: [])
+            default: walk.problems.append(.specialFile(path: hostPath))
+            }
+            let secretsPath = "secrets/\(host.value)"
+            switch try FileStatus.of(repository + "/" + secretsPath)?.kind {
+            case nil: break
+            case .symbolicLink:
+                walk.problems.append(.linkInSecrets(path: secretsPath, target: (try? FileIO.readLink(repository + "/" + secretsPath)) ?? "?"))
+            case .directory:
+                walk.entries.append(.init(path: Self.secretsPrefix, kind: .directory, permissions: 0o700))
+                walk.secrets(real: repository + "/" + secretsPath, shown: secretsPath, archive: Self.secretsPrefix)
+            default: walk.problems.append(.specialFile(path: secretsPath))
+            }
+        } catch {
+            walk.problems.append(.unreadable(path: error.path, reason: error.description))
+        }
+        if !walk.problems.isEmpty { throw ResolutionError(host: host, problems: walk.problems) }
+        let sorted = walk.entries.sorted { $0.path.utf8.lexicographicallyPrecedes($1.path.utf8) }
+        return ResolvedTree(host: host, entries: sorted)
+    }
+
+    /// Which part of the repository a resolved path falls in, for the link policy.
+    enum Region: Equatable {
+        case outside, allowed, otherHost(String), secrets, git
+    }
+
+    func region(of realPath: String, for host: HostName) -> Region {
+        guard realPath == repository || realPath.hasPrefix(repository + "/") else { return .outside }
+        let relative = realPath.dropFirst(repository.count + 1)
+        let components = relative.split(separator: "/", maxSplits: 2)
+        guard let first = components.first else { return .allowed }
+        if first == ".git" { return .git }
+        if first == "secrets" { return .secrets }
+        if first == "hosts" {
+            guard components.count > 1 else { return .otherHost("(all hosts)") }
+            return components[1] == host.value ? .allowed : .otherHost(String(components[1]))
+        }
+        return .allowed
+    }
+}
+
+/// The mutable state of resolving one host.
+private struct Walk {
+    let resolver: HostTreeResolver
+    let host: HostName
+    var entries: [ResolvedTree.Entry] = []
+    var problems: [ResolutionProblem] = []
+    var totalBytes: Int64 = 0
+    var overLimit = false
+
+    init(resolver: HostTreeResolver, host: HostName) {
+        self.resolver = resolver
+        self.host = host
+    }
+
+    /// Walks a directory of the host tree. `real` is its path with links resolved, `shown` how the sysadmin
+    /// sees it (through links), `ancestors` the real paths of the directories above (to catch cycles).
+    mutating func tree(real: String, shown: String, archive: String, ancestors: Set<String>) {
+        let ancestors = ancestors.union([real])
+        for name in sortedNames(real, shown: shown) {
+            guard !overLimit else { return }
+            let path = real + "/" + name
+            let shownPath = shown + "/" + name
+            let archivePath = archive + "/" + name
+            do {
+                guard let status = try FileStatus.of(path) else { continue }
+                switch status.kind {
+                case .directory:
+                    add(.init(path: archivePath, kind: .directory, permissions: 0o755))
+                    tree(real: path, shown: shownPath, archive: archivePath, ancestors: ancestors)
+                case .regular:
+                    try addFile(path, status: status, archivePath: archivePath, secret: false)
+                case .symbolicLink:
+                    try followLink(path, shown: shownPath, archive: archivePath, ancestors: ancestors)
+                case .other:
+                    problems.append(.specialFile(path: shownPath))
+                }
+            } catch {
+                problems.append(.unreadable(path: shownPath, reason: error.description))
+            }
+        }
+    }
+
+    mutating func followLink(_ path: String, shown: String, archive: String, ancestors: Set<String>) throws(FileSystemError) {
+        let target = try FileIO.readLink(path)
+        let resolved: String
+        switch FileIO.realPath(path) {
+        case .success(let value): resolved = value
+        case .failure(let error):
+            if error.errno == ELOOP {
+                problems.append(.linkCycle(link: shown, target: target))
+            } else {
+                problems.append(.brokenLink(link: shown, target: target))
+            }
+            return
+        }
+        switch resolver.region(of: resolved, for: host) {
+        case .outside: problems.append(.linkOutsideRepository(link: shown, target: target)); return
+        case .otherHost(let other): problems.append(.linkIntoOtherHost(link: shown, target: target, otherHost: other)); return
+        case .secrets: problems.append(.linkIntoSecrets(link: shown, target: target)); return
+        case .git: problems.append(.linkIntoGitDirectory(link: shown, target: target)); return
+        case .allowed: break
+        }
+        guard let status = try FileStatus.following(resolved) else {
+            problems.append(.brokenLink(link: shown, target: target))
+            return
+        }
+        switch status.kind {
+        case .directory:
+            if ancestors.contains(resolved) || ancestors.contains(where: { $0.hasPrefix(resolved + "/") }) {
+                problems.append(.linkCycle(link: shown, target: target))
+                return
+            }
+            add(.init(path: archive, kind: .directory, permissions: 0o755))
+            tree(real: resolved, shown: shown, archive: archive, ancestors: ancestors)
+        case .regular:
+            try addFile(resolved, status: status, archivePath: archive, secret: false)
+        default:
+            problems.append(.specialFile(path: shown + " -> " + target))
+        }
+    }
+
+    /// Walks `secrets/<host>/`: plain files and directories only, no links at all.
+    mutating func secrets(real: String, shown: String, archive: String) {
+        for name in sortedNames(real, shown: shown) {
+            let path = real + "/" + name
+            let shownPath = shown + "/" + name
+            let archivePath = archive + "/" + name
+            do {
+                guard let status = try FileStatus.of(path) else { continue }
+                switch status.kind {
+                case .directory:
+                    add(.init(path: archivePath, kind: .directory, permissions: 0o700))
+                    secrets(real: path, shown: shownPath, archive: archivePath)
+                case .regular:
+                    try addFile(path, status: status, archivePath: archivePath, secret: true)
+                case .symbolicLink:
+                    problems.append(.linkInSecrets(path: shownPath, target: (try? FileIO.readLink(path)) ?? "?"))
+                case .other:
+                    problems.append(.specialFile(path: shownPath))
+                }
+            } catch {
+                problems.append(.unreadable(path: shownPath, reason: error.description))
+            }
+        }
+    }
+
+    mutating func addFile(_ path: String, status: FileStatus, archivePath: String, secret: Bool) throws(FileSystemError) {
+        let digest = try resolver.digests.digest(of: path, status: status)
+        let permissions: UInt32 = secret ? 0o400 : (status.permissions & 0o111 != 0 ? 0o755 : 0o644)
+        totalBytes += status.size
+        add(.init(path: archivePath, kind: .file(source: path, size: status.size, sha256: digest), permissions: permissions))
+    }
+
+    mutating func add(_ entry: ResolvedTree.Entry) {
+        entries.append(entry)
+        if !overLimit && (entries.count > resolver.limits.maxEntries || totalBytes > resolver.limits.maxBytes) {
+            overLimit = true
+            problems.append(.tooLarge(limit: "\(resolver.limits.maxEntries) entries or \(resolver.limits.maxBytes) bytes"))
+        }
+    }
+
+    mutating func sortedNames(_ real: String, shown: String) -> [String] {
+        do {
+            let names = try FileIO.listDirectory(real)
+            if names.contains(where: { $0.contains("\u{FFFD}") }) { problems.append(.nameNotUTF8(directory: shown)) }
+            return names.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        } catch {
+            problems.append(.unreadable(path: shown, reason: error.description))
+            return []
+        }
+    }
+}

@@ -1,0 +1,41 @@
+public import FleetProtocol
+
+/// What `fleet publish` did (or, with `--dry-run`, would do) for one host.
+public struct PublishResult: Codable, Sendable, Equatable {
+    public enum Status: String, Codable, Sendable {
+        case published
+        case unchanged
+        case refused
+        case wouldPublish = "would-publish"
+    }
+
+    public var host: HostName
+    public var status: Status
+    /// The generation the host's manifest names after this run (nil when it has none).
+    public var generation: UInt64?
+    /// The generation before this run.
+    public var previousGeneration: UInt64?
+    public var files: Int
+    /// Bytes of file content in the tree and secrets.
+    public var bytes: Int64
+    /// Size of the compressed snapshot written (published hosts only).
+    public var snapshotBytes: Int64?
+    /// Why the host was refused.
+    public var reason: String?
+    public var warnings: [String]
+
+    public init(
+        host: HostName, status: Status, generation: UInt64? = nil, previousGeneration: UInt64? = nil, files: Int = 0,
+        bytes: Int64 = 0, snapshotBytes: Int64? = nil, reason: String? = nil, warnings: [String] = []
+    ) {
+        self.host = host
+        self.status = status
+        self.generation = generation
+        self.previousGeneration = previousGeneration
+        self.files = files
+        self.bytes = bytes
+        self.snapshotBytes = snapshotBytes
+        self.reason = reason
+        self.warnings = warnings
+    }
+}

@@ -1,0 +1,47 @@
+public import FleetFiles
+import Glibc
+
+/// Removes what a host no longer needs from its chroot: superseded snapshots once their grace period has
+/// passed (a client may still be downloading one), snapshots newer than the manifest (left by a crash
+/// between snapshot and manifest), and temporary files. Never the current snapshot.
+public enum SnapshotCollector {
+    /// - Returns: the paths removed.
+    @discardableResult
+    public static func collect(
+        _ layout: ChrootLayout, currentGeneration: UInt64, graceSeconds: Int, now: Int64
+    ) throws(FileSystemError) -> [String] {
+        var removed: [String] = []
+        for directory in [layout.directory, layout.snapshots] {
+            guard try FileStatus.of(directory)?.kind == .directory else { continue }
+            for name in try FileIO.listDirectory(directory) where name.hasPrefix(FileIO.temporaryPrefix) {
+                try remove(directory + "/" + name, into: &removed)
+            }
+        }
+        guard try FileStatus.of(layout.snapshots)?.kind == .directory else { return removed }
+        var snapshots: [(generation: UInt64, modified: Int64)] = []
+        for name in try FileIO.listDirectory(layout.snapshots) {
+            guard let generation = ChrootLayout.generation(ofSnapshotNamed: name),
+                let status = try FileStatus.of(layout.snapshot(generation)), status.kind == .regular
+            else { continue }
+            snapshots.append((generation, status.modificationSeconds))
+        }
+        snapshots.sort { $0.generation < $1.generation }
+        for (index, snapshot) in snapshots.enumerated() {
+            if snapshot.generation > currentGeneration {
+                try remove(layout.snapshot(snapshot.generation), into: &removed)
+            } else if snapshot.generation < currentGeneration, index + 1 < snapshots.count {
+                // Superseded when the next snapshot was written.
+                let supersededAt = snapshots[index + 1].modified
+                if now - supersededAt >= Int64(graceSeconds) {
+                    try remove(layout.snapshot(snapshot.generation), into: &removed)
+                }
+            }
+        }
+        return removed
+    }
+
+    static func remove(_ path: String, into removed: inout [String]) throws(FileSystemError) {
+        guard unlink(path) == 0 || errno == ENOENT else { throw FileSystemError("unlink", path: path) }
+        removed.append(path)
+    }
+}

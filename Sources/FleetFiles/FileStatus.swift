@@ -1,0 +1,61 @@
+import Glibc
+
+/// What `lstat(2)` says of a path: the link itself, never what it points to.
+public struct FileStatus: Sendable, Equatable {
+    public enum Kind: Sendable, Equatable {
+        case regular, directory, symbolicLink, other
+    }
+
+    public let kind: Kind
+    /// Permission bits only (`0o7777`).
+    public let permissions: UInt32
+    public let owner: UInt32
+    public let group: UInt32
+    public let size: Int64
+    public let linkCount: UInt64
+    public let device: UInt64
+    public let inode: UInt64
+    public let modificationSeconds: Int64
+    public let modificationNanoseconds: Int64
+
+    init(_ raw: stat) {
+        switch raw.st_mode & S_IFMT {
+        case S_IFREG: kind = .regular
+        case S_IFDIR: kind = .directory
+        case S_IFLNK: kind = .symbolicLink
+        default: kind = .other
+        }
+        permissions = raw.st_mode & 0o7777
+        owner = raw.st_uid
+        group = raw.st_gid
+        size = Int64(raw.st_size)
+        linkCount = UInt64(raw.st_nlink)
+        device = UInt64(raw.st_dev)
+        inode = UInt64(raw.st_ino)
+        modificationSeconds = Int64(raw.st_mtim.tv_sec)
+        modificationNanoseconds = Int64(raw.st_mtim.tv_nsec)
+    }
+
+    /// The status of `path` itself (a symbolic link is reported as a link), or nil when nothing is there.
+    public static func of(_ path: String) throws(FileSystemError) -> FileStatus? {
+        var raw = stat()
+        if lstat(path, &raw) != 0 {
+            if errno == ENOENT { return nil }
+            throw FileSystemError("lstat", path: path)
+        }
+        return FileStatus(raw)
+    }
+
+    /// The status of what `path` resolves to, following links.
+    public static func following(_ path: String) throws(FileSystemError) -> FileStatus? {
+        var raw = stat()
+        if stat(path, &raw) != 0 {
+            if errno == ENOENT { return nil }
+            throw FileSystemError("stat", path: path)
+        }
+        return FileStatus(raw)
+    }
+
+    /// True when group or others may write: sshd refuses such a component in a chroot path.
+    public var isWritableByGroupOrOthers: Bool { permissions & 0o022 != 0 }
+}

@@ -1,0 +1,73 @@
+import ArgumentParser
+import ChrootSync
+import FleetProtocol
+import FleetFiles
+import Foundation
+import Inventory
+
+extension Fleet {
+    struct Publish: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Publish changed hosts into their chroots, atomically and signed.",
+            discussion: "Exits 1 when any host was refused; the other hosts are still published.")
+
+        @OptionGroup var global: GlobalOptions
+
+        @Argument(help: "Hosts to publish (default: all).")
+        var hosts: [String] = []
+
+        @Flag(help: "Show what would change; write nothing.")
+        var dryRun = false
+
+        @Flag(help: "Print JSON for scripts.")
+        var json = false
+
+        func run() async throws {
+            let configuration = try global.loadConfiguration()
+            let selected = try configuration.selecting(hosts)
+            let stateDirectory = configuration.server.stateDirectory
+            let key = try SigningKeyFile.load(stateDirectory: stateDirectory)
+            let lock = dryRun ? nil : try Publisher.lock(stateDirectory: stateDirectory)
+            let store = try StateStore(stateDirectory: stateDirectory)
+            let commit = await Publisher.sourceCommit(repository: configuration.repository)
+            let publisher = try Publisher(
+                configuration: configuration, signingKey: key, store: store, sourceCommit: commit)
+            let showProgress = isatty(STDERR_FILENO) == 1 && !json
+            var done = 0
+            let results = try publisher.publish(selected, dryRun: dryRun) { result in
+                done += 1
+                if showProgress {
+                    FileHandle.standardError.write(Data("\r\u{1b}[K[\(done)/\(selected.count)] \(result.host) \(result.status.rawValue)".utf8))
+                }
+            }
+            if showProgress { FileHandle.standardError.write(Data("\r\u{1b}[K".utf8)) }
+            withExtendedLifetime(lock) {}
+            if json {
+                try printJSON(results)
+            } else {
+                print(render(results))
+            }
+            if results.contains(where: { $0.status == .refused }) { throw ExitCode(1) }
+        }
+
+        func render(_ results: [PublishResult]) -> String {
+            var table = Table("HOST", "GENERATION", "RESULT", "FILES", "BYTES", "NOTE")
+            for result in results {
+                var generation = result.generation.map(String.init) ?? "-"
+                if result.status == .published || result.status == .wouldPublish, let previous = result.previousGeneration {
+                    generation += " (was \(previous))"
+                }
+                let note = [result.reason].compactMap { $0 } + result.warnings
+                table.add(
+                    result.host.value, generation, result.status.rawValue,
+                    result.status == .refused ? "-" : String(result.files),
+                    result.status == .refused ? "-" : formatBytes(result.bytes), note.joined(separator: "; "))
+            }
+            let counts = Dictionary(grouping: results, by: \.status).mapValues(\.count)
+            let summary = [PublishResult.Status.published, .wouldPublish, .unchanged, .refused].compactMap { status in
+                counts[status].map { "\($0) \(status.rawValue)" }
+            }.joined(separator: ", ")
+            return table.render() + "\n" + summary
+        }
+    }
+}

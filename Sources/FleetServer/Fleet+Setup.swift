@@ -1,0 +1,32 @@
+import ArgumentParser
+import Inventory
+import ServerSetup
+
+extension Fleet {
+    struct Setup: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create the hosts' Unix users, authorized keys and chroot directories (idempotent).",
+            discussion: "Checks that every ancestor of the chroot root is root-owned and not group/other-writable, as sshd requires.")
+
+        @OptionGroup var global: GlobalOptions
+
+        @Flag(help: "Print JSON for scripts.")
+        var json = false
+
+        func run() async throws {
+            let configuration = try global.loadConfiguration()
+            let report = try await ServerProvisioner(configuration: configuration).run()
+            if json {
+                try printJSON(report)
+            } else {
+                var table = Table("HOST", "USER", "STATUS", "DETAIL")
+                for host in report.hosts {
+                    table.add(host.host, host.user, host.status, host.problem ?? host.actions.joined(separator: "; "))
+                }
+                print(table.render())
+                for warning in report.warnings { print("warning: \(warning)") }
+            }
+            if !report.succeeded { throw ExitCode(1) }
+        }
+    }
+}

@@ -1,0 +1,15 @@
+import ArgumentParser
+
+/// `fleet`: the server side of a pull-based NixOS fleet.
+@main
+struct Fleet: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fleet",
+        abstract: "Publish each host's NixOS configuration into its own SFTP chroot.",
+        discussion: """
+            Every command reads fleet.toml from --repo (default: the current directory). The chroot root and \
+            state directory come from --chroot-root/--state-dir, else FLEET_CHROOT_ROOT/FLEET_STATE_DIR, else fleet.toml.
+            """,
+        subcommands: [Init.self, Hosts.self, Publish.self, SSHDConfig.self, Setup.self]
+    )
+}

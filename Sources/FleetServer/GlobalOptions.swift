@@ -1,0 +1,40 @@
+import ArgumentParser
+import Foundation
+import Inventory
+
+/// Options every command takes.
+struct GlobalOptions: ParsableArguments {
+    @Option(help: "The fleet repository (holding fleet.toml).")
+    var repo: String = "."
+
+    @Option(help: ArgumentHelp("Chroot root, over FLEET_CHROOT_ROOT and fleet.toml.", valueName: "dir"))
+    var chrootRoot: String?
+
+    @Option(help: ArgumentHelp("State directory, over FLEET_STATE_DIR and fleet.toml.", valueName: "dir"))
+    var stateDir: String?
+
+    /// fleet.toml with the overrides applied: flag, then environment, then the file.
+    func loadConfiguration() throws -> FleetConfiguration {
+        let environment = ProcessInfo.processInfo.environment
+        return try FleetConfiguration.load(repository: repo).overriding(
+            chrootRoot: chrootRoot ?? environment["FLEET_CHROOT_ROOT"].flatMap { $0.isEmpty ? nil : $0 },
+            stateDirectory: stateDir ?? environment["FLEET_STATE_DIR"].flatMap { $0.isEmpty ? nil : $0 })
+    }
+
+    /// The state directory without reading fleet.toml (for `fleet init`, before it exists).
+    func stateDirectoryWithoutConfiguration() -> String {
+        FileManagerPaths.absolute(stateDir ?? ProcessInfo.processInfo.environment["FLEET_STATE_DIR"] ?? "/var/lib/fleet")
+    }
+}
+
+/// Prints values as JSON with sorted keys, for scripts.
+func printJSON(_ value: some Encodable) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
+/// Writes a line to standard error.
+func printError(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}

@@ -1,0 +1,274 @@
+import Foundation
+import FleetProtocol
+import TOMLKit
+
+/// The fleet inventory, read from `fleet.toml` at the root of the fleet repository.
+///
+/// Validation is strict and complete: every unknown key, bad name and malformed key is reported at once,
+/// each naming the file, the table and the key, so one edit fixes them all.
+public struct FleetConfiguration: Sendable {
+    /// `[server]`: where the chroots and state live, and what clients connect to.
+    public struct Server: Sendable, Equatable {
+        /// The address hosts connect to.
+        public var address: String
+        public var port: Int
+        /// The server's SSH host key, pinned in every client.toml (no trust on first use).
+        public var hostKey: SSHPublicKey?
+        public var chrootRoot: String
+        public var stateDirectory: String
+        /// How long a superseded snapshot stays downloadable for clients that read the previous manifest.
+        public var snapshotGraceSeconds: Int
+        /// Prefix of the per-host Unix users.
+        public var userPrefix: String
+    }
+
+    public let server: Server
+    /// Hosts sorted by name.
+    public let hosts: [HostConfiguration]
+    /// The repository root (absolute).
+    public let repository: String
+    /// The fleet.toml path, for messages.
+    public let file: String
+
+    public static let fileName = "fleet.toml"
+
+    public func host(named name: String) -> HostConfiguration? { hosts.first { $0.name.value == name } }
+
+    static let serverKeys = [
+        "address", "port", "host_key", "chroot_root", "state_dir", "snapshot_grace_seconds", "user_prefix",
+    ]
+    static let hostKeys = ["key", "key_file", "attribute", "operation", "build", "cache"]
+    static let defaultKeys = ["operation", "build", "cache"]
+    static let topKeys = ["server", "defaults", "hosts"]
+
+    /// Reads and validates `<repository>/fleet.toml`.
+    ///
+    /// - Throws: `InventoryError` listing every problem found.
+    public static func load(repository: String) throws(InventoryError) -> FleetConfiguration {
+        let root = FileManagerPaths.absolute(repository)
+        let file = root + "/" + fileName
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw InventoryError(
+                "\(file): cannot read the inventory (is \(root) a fleet repository? `fleet init` creates one)")
+        }
+        guard let text = String(data: data, encoding: .utf8) else { throw InventoryError("\(file): not UTF-8 text") }
+        return try parse(text, file: file, repository: root)
+    }
+
+    /// Validates fleet.toml text. `repository` is used to check host directories and key files.
+    public static func parse(_ text: String, file: String, repository: String) throws(InventoryError) -> FleetConfiguration {
+        let table: TOMLTable
+        do {
+            table = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw InventoryError("\(file):\(error.source.begin.line):\(error.source.begin.column): \(error.description)")
+        } catch {
+            throw InventoryError("\(file): \(error)")
+        }
+        var reader = Reader(file: file)
+        reader.checkKeys(table, allowed: topKeys, in: "the top level")
+
+        let serverTable = reader.table(table, "server", in: "the top level") ?? TOMLTable()
+        reader.checkKeys(serverTable, allowed: serverKeys, in: "[server]")
+        var server = Server(
+            address: reader.string(serverTable, "address", in: "[server]") ?? "localhost",
+            port: reader.integer(serverTable, "port", in: "[server]", range: 1...65535) ?? 22,
+            hostKey: nil,
+            chrootRoot: reader.string(serverTable, "chroot_root", in: "[server]") ?? "/srv/fleet",
+            stateDirectory: reader.string(serverTable, "state_dir", in: "[server]") ?? "/var/lib/fleet",
+            snapshotGraceSeconds: reader.integer(
+                serverTable, "snapshot_grace_seconds", in: "[server]", range: 0...(365 * 86400)) ?? 3600,
+            userPrefix: reader.string(serverTable, "user_prefix", in: "[server]") ?? "fleet-")
+        if let line = reader.string(serverTable, "host_key", in: "[server]") {
+            do { server.hostKey = try SSHPublicKey(line) } catch { reader.problem("[server] key \"host_key\": \(error)") }
+        }
+        for (key, path) in [("chroot_root", server.chrootRoot), ("state_dir", server.stateDirectory)]
+        where !path.hasPrefix("/") {
+            reader.problem("[server] key \"\(key)\": \(quoted(path)) must be an absolute path")
+        }
+        if !server.userPrefix.allSatisfy({ ("a"..."z").contains($0) || $0 == "-" }) || server.userPrefix.isEmpty
+            || server.userPrefix.count > 16 || server.userPrefix.first == "-"
+        {
+            reader.problem("[server] key \"user_prefix\": \(quoted(server.userPrefix)) must be 1 to 16 of a-z and '-', starting with a letter")
+        }
+
+        let defaults = reader.table(table, "defaults", in: "the top level") ?? TOMLTable()
+        reader.checkKeys(defaults, allowed: defaultKeys, in: "[defaults]")
+        let defaultOperation = reader.operation(defaults, in: "[defaults]") ?? .switch
+        let defaultBuild = reader.bool(defaults, "build", in: "[defaults]") ?? false
+        let defaultCache = reader.bool(defaults, "cache", in: "[defaults]") ?? false
+
+        var hosts: [HostConfiguration] = []
+        var keyOwners: [String: String] = [:]
+        let hostsTable = reader.table(table, "hosts", in: "the top level") ?? TOMLTable()
+        for name in hostsTable.keys.sorted() {
+            let context = "[hosts.\(name)]"
+            guard let hostName = try? HostName(name) else {
+                reader.problem("\(file): \(context): invalid host name \(quoted(name)): host names must match \(HostName.rule)")
+                continue
+            }
+            guard let hostTable = hostsTable[name]?.table else {
+                reader.problem("\(file): \(context) must be a table, e.g. [hosts.\(name)] followed by its keys")
+                continue
+            }
+            reader.checkKeys(hostTable, allowed: hostKeys, in: context)
+            var publicKey: SSHPublicKey?
+            let inline = reader.string(hostTable, "key", in: context)
+            let keyFile = reader.string(hostTable, "key_file", in: context)
+            if inline != nil && keyFile != nil {
+                reader.problem("\(file): \(context): set either \"key\" or \"key_file\", not both")
+            } else if let line = inline ?? keyFile.flatMap({ reader.readKeyFile($0, repository: repository, in: context) }) {
+                do {
+                    let key = try SSHPublicKey(line)
+                    if let owner = keyOwners[key.blob] {
+                        reader.problem("\(file): \(context) key \"\(inline != nil ? "key" : "key_file")\": the same SSH key is already given to host \(owner); each host needs its own key, or one could log in as the other")
+                    } else {
+                        keyOwners[key.blob] = name
+                        publicKey = key
+                    }
+                } catch {
+                    reader.problem("\(file): \(context) key \"\(inline != nil ? "key" : "key_file")\": \(error)")
+                }
+            }
+            let attribute = reader.string(hostTable, "attribute", in: context) ?? name
+            if !isNixAttribute(attribute) {
+                reader.problem("\(file): \(context) key \"attribute\": \(quoted(attribute)) is not a Nix attribute name ([A-Za-z_][A-Za-z0-9_'-]*)")
+            }
+            var isDirectory: ObjCBool = false
+            let hostDirectory = repository + "/hosts/" + name
+            if !FileManager.default.fileExists(atPath: hostDirectory, isDirectory: &isDirectory) || !isDirectory.boolValue {
+                reader.problem("\(file): \(context): the host directory hosts/\(name)/ is missing; create it with the host's flake.nix or configuration.nix")
+            }
+            hosts.append(
+                HostConfiguration(
+                    name: hostName, publicKey: publicKey, attribute: attribute,
+                    operation: reader.operation(hostTable, in: context) ?? defaultOperation,
+                    build: reader.bool(hostTable, "build", in: context) ?? defaultBuild,
+                    cache: reader.bool(hostTable, "cache", in: context) ?? defaultCache,
+                    unixUser: HostConfiguration.unixUser(for: hostName, prefix: server.userPrefix)))
+        }
+        var users: [String: String] = [:]
+        for host in hosts {
+            if let other = users[host.unixUser] {
+                reader.problem("\(file): hosts \(other) and \(host.name) map to the same Unix user \(host.unixUser); shorten one name")
+            }
+            users[host.unixUser] = host.name.value
+        }
+        if !reader.problems.isEmpty { throw InventoryError(reader.problems) }
+        return FleetConfiguration(server: server, hosts: hosts, repository: repository, file: file)
+    }
+
+    static func isNixAttribute(_ text: String) -> Bool {
+        guard let first = text.unicodeScalars.first, first.isASCIILetterOrUnderscore else { return false }
+        return text.unicodeScalars.allSatisfy { $0.isASCIILetterOrUnderscore || ("0"..."9").contains($0) || $0 == "'" || $0 == "-" }
+            && text.count <= 200
+    }
+
+    /// Applies overrides (command-line flags, then environment) to the server paths.
+    public func overriding(chrootRoot: String?, stateDirectory: String?) -> FleetConfiguration {
+        var server = self.server
+        if let chrootRoot { server.chrootRoot = FileManagerPaths.absolute(chrootRoot) }
+        if let stateDirectory { server.stateDirectory = FileManagerPaths.absolute(stateDirectory) }
+        return FleetConfiguration(server: server, hosts: hosts, repository: repository, file: file)
+    }
+
+    /// Keeps only the named hosts; an unknown name is an error naming it.
+    public func selecting(_ names: [String]) throws(InventoryError) -> [HostConfiguration] {
+        if names.isEmpty { return hosts }
+        var selected: [HostConfiguration] = []
+        var problems: [String] = []
+        for name in names {
+            if let host = host(named: name) {
+                if !selected.contains(host) { selected.append(host) }
+            } else {
+                problems.append("\(file): no host \(quoted(name)) in the inventory (hosts: \(hosts.map(\.name.value).joined(separator: ", ")))")
+            }
+        }
+        if !problems.isEmpty { throw InventoryError(problems) }
+        return selected
+    }
+}
+
+extension Unicode.Scalar {
+    fileprivate var isASCIILetterOrUnderscore: Bool { ("a"..."z").contains(self) || ("A"..."Z").contains(self) || self == "_" }
+}
+
+/// Typed look-ups in TOML tables that record a problem instead of failing at the first one.
+private struct Reader {
+    let file: String
+    var problems: [String] = []
+
+    mutating func problem(_ text: String) {
+        problems.append(text.hasPrefix(file) ? text : "\(file): \(text)")
+    }
+
+    mutating func checkKeys(_ table: TOMLTable, allowed: [String], in context: String) {
+        for key in table.keys.sorted() where !allowed.contains(key) {
+            problem("\(context): unknown key \(quoted(key)) (known keys: \(allowed.joined(separator: ", ")))")
+        }
+    }
+
+    mutating func table(_ table: TOMLTable, _ key: String, in context: String) -> TOMLTable? {
+        guard let value = table[key] else { return nil }
+        guard let result = value.table else {
+            problem("\(context): \(quoted(key)) must be a table")
+            return nil
+        }
+        return result
+    }
+
+    mutating func string(_ table: TOMLTable, _ key: String, in context: String) -> String? {
+        guard let value = table[key] else { return nil }
+        guard let result = value.string else {
+            problem("\(context) key \(quoted(key)): expected a string, found \(value.type)")
+            return nil
+        }
+        return result
+    }
+
+    mutating func bool(_ table: TOMLTable, _ key: String, in context: String) -> Bool? {
+        guard let value = table[key] else { return nil }
+        guard let result = value.bool else {
+            problem("\(context) key \(quoted(key)): expected true or false, found \(value.type)")
+            return nil
+        }
+        return result
+    }
+
+    mutating func integer(_ table: TOMLTable, _ key: String, in context: String, range: ClosedRange<Int>) -> Int? {
+        guard let value = table[key] else { return nil }
+        guard let result = value.int, range.contains(result) else {
+            problem("\(context) key \(quoted(key)): expected an integer in \(range.lowerBound)...\(range.upperBound)")
+            return nil
+        }
+        return result
+    }
+
+    mutating func operation(_ table: TOMLTable, in context: String) -> Operation? {
+        guard let text = string(table, "operation", in: context) else { return nil }
+        guard let operation = Operation(rawValue: text) else {
+            problem("\(context) key \"operation\": \(quoted(text)) is not one of switch, boot, test")
+            return nil
+        }
+        return operation
+    }
+
+    mutating func readKeyFile(_ path: String, repository: String, in context: String) -> String? {
+        let full = path.hasPrefix("/") ? path : repository + "/" + path
+        guard let data = FileManager.default.contents(atPath: full), let text = String(data: data, encoding: .utf8) else {
+            problem("\(context) key \"key_file\": cannot read \(full); copy the host's /etc/ssh/ssh_host_ed25519_key.pub there")
+            return nil
+        }
+        return text
+    }
+}
+
+/// Path helpers shared by the server modules.
+public enum FileManagerPaths {
+    /// `path` made absolute against the current directory, without resolving links.
+    public static func absolute(_ path: String) -> String {
+        var result = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        while result.count > 1 && result.hasSuffix("/") { result.removeLast() }
+        return (result as NSString).standardizingPath
+    }
+}

@@ -1,0 +1,167 @@
+public import Foundation
+public import FleetProtocol
+import SQLiteKit
+
+/// The server's memory: `state.db` in the state directory. Publications and events are recorded here;
+/// the chroots stay the source of truth for what hosts can fetch.
+public final class StateStore {
+    private let database: SQLiteDatabase
+
+    /// One schema change per entry, applied in order; never edit a shipped entry, append a new one.
+    static let migrations = [
+        """
+        CREATE TABLE hosts (
+            name TEXT PRIMARY KEY,
+            last_generation INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE TABLE publications (
+            host TEXT NOT NULL,
+            generation INTEGER NOT NULL,
+            published_at TEXT NOT NULL,
+            source_commit TEXT NOT NULL,
+            content_digest TEXT NOT NULL,
+            snapshot_sha256 TEXT NOT NULL,
+            snapshot_size INTEGER NOT NULL,
+            files INTEGER NOT NULL,
+            bytes INTEGER NOT NULL,
+            PRIMARY KEY (host, generation)
+        );
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at TEXT NOT NULL,
+            host TEXT,
+            kind TEXT NOT NULL,
+            detail TEXT NOT NULL
+        );
+        CREATE INDEX events_by_host ON events (host, id);
+        """
+    ]
+
+    public static let fileName = "state.db"
+
+    /// Opens (creating and migrating) `<stateDirectory>/state.db`.
+    public init(stateDirectory: String) throws {
+        database = try SQLiteDatabase(path: stateDirectory + "/" + Self.fileName)
+        try database.migrate(Self.migrations)
+    }
+
+    public var schemaVersion: Int64 { get throws { try database.userVersion } }
+
+    /// The highest generation ever published for `host`, 0 when none.
+    public func lastGeneration(of host: HostName) throws -> UInt64 {
+        let rows = try database.query("SELECT last_generation FROM hosts WHERE name = ?", [.text(host.value)])
+        return UInt64(rows.first?["last_generation"].integer ?? 0)
+    }
+
+    public struct Publication: Sendable, Equatable {
+        public var host: HostName
+        public var generation: UInt64
+        public var publishedAt: String
+        public var sourceCommit: String
+        public var contentDigest: String
+        public var snapshotSHA256: String
+        public var snapshotSize: Int64
+        public var files: Int
+        public var bytes: Int64
+
+        public init(
+            host: HostName, generation: UInt64, publishedAt: String, sourceCommit: String, contentDigest: String,
+            snapshotSHA256: String, snapshotSize: Int64, files: Int, bytes: Int64
+        ) {
+            self.host = host
+            self.generation = generation
+            self.publishedAt = publishedAt
+            self.sourceCommit = sourceCommit
+            self.contentDigest = contentDigest
+            self.snapshotSHA256 = snapshotSHA256
+            self.snapshotSize = snapshotSize
+            self.files = files
+            self.bytes = bytes
+        }
+    }
+
+    /// Records a publication and its event in one transaction; the host's generation never goes down.
+    public func record(_ publication: Publication) throws {
+        try database.transaction {
+            try database.query(
+                """
+                INSERT INTO hosts (name, last_generation) VALUES (?, ?)
+                ON CONFLICT(name) DO UPDATE SET last_generation = max(last_generation, excluded.last_generation)
+                """, [.text(publication.host.value), .integer(Int64(publication.generation))])
+            try database.query(
+                """
+                INSERT OR REPLACE INTO publications
+                (host, generation, published_at, source_commit, content_digest, snapshot_sha256, snapshot_size, files, bytes)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                [
+                    .text(publication.host.value), .integer(Int64(publication.generation)), .text(publication.publishedAt),
+                    .text(publication.sourceCommit), .text(publication.contentDigest), .text(publication.snapshotSHA256),
+                    .integer(publication.snapshotSize), .integer(Int64(publication.files)), .integer(publication.bytes),
+                ])
+            try insertEvent(
+                host: publication.host, kind: "published",
+                detail: ["generation": "\(publication.generation)", "source_commit": publication.sourceCommit])
+        }
+    }
+
+    public func publications(of host: HostName) throws -> [Publication] {
+        try database.query("SELECT * FROM publications WHERE host = ? ORDER BY generation", [.text(host.value)]).map { row in
+            Publication(
+                host: host, generation: UInt64(row["generation"].integer ?? 0),
+                publishedAt: row["published_at"].text ?? "", sourceCommit: row["source_commit"].text ?? "",
+                contentDigest: row["content_digest"].text ?? "", snapshotSHA256: row["snapshot_sha256"].text ?? "",
+                snapshotSize: row["snapshot_size"].integer ?? 0, files: Int(row["files"].integer ?? 0),
+                bytes: row["bytes"].integer ?? 0)
+        }
+    }
+
+    public struct Event: Sendable, Equatable {
+        public var id: Int64
+        public var at: String
+        public var host: String?
+        public var kind: String
+        /// JSON object text.
+        public var detail: String
+    }
+
+    /// Appends an event (e.g. `refused` with its reason).
+    public func recordEvent(host: HostName?, kind: String, detail: [String: String]) throws {
+        try insertEvent(host: host, kind: kind, detail: detail)
+    }
+
+    public func events(host: HostName? = nil, after id: Int64 = 0) throws -> [Event] {
+        let rows: [SQLiteRow]
+        if let host {
+            rows = try database.query(
+                "SELECT * FROM events WHERE host = ? AND id > ? ORDER BY id", [.text(host.value), .integer(id)])
+        } else {
+            rows = try database.query("SELECT * FROM events WHERE id > ? ORDER BY id", [.integer(id)])
+        }
+        return rows.map {
+            Event(
+                id: $0["id"].integer ?? 0, at: $0["at"].text ?? "", host: $0["host"].text, kind: $0["kind"].text ?? "",
+                detail: $0["detail"].text ?? "{}")
+        }
+    }
+
+    private func insertEvent(host: HostName?, kind: String, detail: [String: String]) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let json = String(decoding: try encoder.encode(detail), as: UTF8.self)
+        try database.query(
+            "INSERT INTO events (at, host, kind, detail) VALUES (?, ?, ?, ?)",
+            [.text(Timestamp.now()), host.map { .text($0.value) } ?? .null, .text(kind), .text(json)])
+    }
+}
+
+/// ISO 8601 UTC timestamps with seconds, as stored and shown everywhere.
+public enum Timestamp {
+    public static func now() -> String { string(Date()) }
+
+    public static func string(_ date: Date) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.string(from: date)
+    }
+}

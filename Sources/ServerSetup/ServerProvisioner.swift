@@ -1,0 +1,123 @@
+import ChrootSync
+import CommandRunner
+import FleetFiles
+import FleetProtocol
+public import Inventory
+
+/// `fleet setup`: the Unix users, authorized keys and chroot directories every host needs, made
+/// idempotently (a second run changes nothing).
+public struct ServerProvisioner {
+    public struct HostOutcome: Codable, Sendable {
+        public var host: String
+        public var user: String
+        /// `created`, `updated`, `unchanged` or `refused`.
+        public var status: String
+        public var actions: [String]
+        public var problem: String?
+    }
+
+    public struct Report: Codable, Sendable {
+        public var hosts: [HostOutcome]
+        public var warnings: [String]
+        public var succeeded: Bool { hosts.allSatisfy { $0.status != "refused" } }
+    }
+
+    let configuration: FleetConfiguration
+
+    public init(configuration: FleetConfiguration) {
+        self.configuration = configuration
+    }
+
+    /// The comment fleet puts on the users it creates; a user without it is never adopted or touched.
+    static func comment(for host: HostConfiguration) -> String { "fleet host \(host.name)" }
+
+    public func run() async throws -> Report {
+        let server = configuration.server
+        try PathSafety.check(server.chrootRoot)
+        try FileIO.createDirectories(server.chrootRoot)
+        try PathSafety.check(server.chrootRoot)
+        let keysDirectory = SSHDConfiguration.authorizedKeysDirectory(stateDirectory: server.stateDirectory)
+        try PathSafety.check(keysDirectory)
+        try FileIO.createDirectories(server.stateDirectory)
+        try FileIO.ensureDirectory(keysDirectory, mode: 0o755, owner: 0, group: 0)
+
+        var outcomes: [HostOutcome] = []
+        for host in configuration.hosts {
+            outcomes.append(await provision(host, keysDirectory: keysDirectory))
+        }
+        var warnings: [String] = []
+        let wanted = Set(configuration.hosts.map(\.unixUser))
+        for name in try FileIO.listDirectory(keysDirectory).sorted() where !wanted.contains(name) {
+            try FileIO.removeTree(keysDirectory + "/" + name)
+            warnings.append("removed the authorized key of \(name), which is no longer in the inventory (its Unix user and chroot data are kept: `userdel \(name)` when it is gone for good)")
+        }
+        return Report(hosts: outcomes, warnings: warnings)
+    }
+
+    func provision(_ host: HostConfiguration, keysDirectory: String) async -> HostOutcome {
+        var outcome = HostOutcome(host: host.name.value, user: host.unixUser, status: "unchanged", actions: [], problem: nil)
+        do {
+            guard let key = host.publicKey else {
+                throw SetupError("host \(host.name) has no SSH key in \(configuration.file): set key = \"<the host's /etc/ssh/ssh_host_ed25519_key.pub>\" in [hosts.\(host.name)]")
+            }
+            let user = try await ensureUser(host, outcome: &outcome)
+            let keyFile = keysDirectory + "/" + host.unixUser
+            let line = Array("restrict \(key)\n".utf8)
+            if (try? FileIO.readNoFollow(keyFile, limit: 64 << 10)) != line {
+                try FileIO.writeAtomically(line, to: keyFile, mode: 0o644, owner: 0, group: 0)
+                outcome.actions.append("wrote \(keyFile)")
+            }
+            let layout = ChrootLayout(root: configuration.server.chrootRoot, host: host.name)
+            let before = try directoryStates(layout)
+            try ChrootProvisioner.ensure(layout, user: user, repair: true)
+            if try directoryStates(layout) != before { outcome.actions.append("set up \(layout.directory)") }
+            if outcome.status == "unchanged" && !outcome.actions.isEmpty { outcome.status = "updated" }
+        } catch {
+            outcome.status = "refused"
+            outcome.problem = "\(error)"
+        }
+        return outcome
+    }
+
+    func ensureUser(_ host: HostConfiguration, outcome: inout HostOutcome) async throws -> Accounts.User {
+        if let existing = Accounts.user(named: host.unixUser) {
+            guard existing.comment == Self.comment(for: host) else {
+                throw SetupError("a Unix user \(host.unixUser) already exists and was not made by fleet (its comment is \(quoted(existing.comment)), expected \(quoted(Self.comment(for: host)))); rename the host or remove that user")
+            }
+        } else {
+            try await Command.checked(
+                "useradd",
+                [
+                    "--system", "--no-create-home", "--home-dir", "/", "--shell", "/usr/sbin/nologin", "--user-group",
+                    "--comment", Self.comment(for: host), host.unixUser,
+                ])
+            outcome.status = "created"
+            outcome.actions.append("created user \(host.unixUser)")
+        }
+        // useradd locks the password with "!", which sshd refuses when UsePAM is off; "*" allows key logins only.
+        if try shadowPassword(of: host.unixUser) != "*" {
+            try await Command.checked("usermod", ["-p", "*", host.unixUser])
+            outcome.actions.append("set password field of \(host.unixUser) to *")
+        }
+        guard let user = Accounts.user(named: host.unixUser) else {
+            throw SetupError("user \(host.unixUser) was created but cannot be looked up")
+        }
+        return user
+    }
+
+    /// The password field of `user` in /etc/shadow (Glibc's shadow.h is not imported into Swift).
+    func shadowPassword(of user: String) throws -> String? {
+        let text = String(decoding: try FileIO.read("/etc/shadow", limit: 64 << 20), as: UTF8.self)
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            if fields.count >= 2 && fields[0] == user { return String(fields[1]) }
+        }
+        return nil
+    }
+
+    func directoryStates(_ layout: ChrootLayout) throws -> [FileStatus?] {
+        try [layout.directory, layout.snapshots, layout.cache, layout.logs].map { path throws(FileSystemError) in
+            try FileStatus.of(path)
+        }
+    }
+}
