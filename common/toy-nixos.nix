@@ -1,0 +1,34 @@
+# A stand-in for nixpkgs.lib.nixosSystem, because nothing here can fetch nixpkgs.
+#
+# It has the shape fleet relies on: `config.system.build.toplevel` is a derivation whose
+# `bin/switch-to-configuration <switch|boot|test>` activates it. This one only records the activation in
+# $FLEET_ACTIVATION_LOG (default /var/lib/fleet-client/activations.log); a real system does the rest.
+# Modules are attribute sets with `motd` (lines) and `files` ({ name = text; }), merged in order.
+{ hostName, modules ? [ ] }:
+let
+  merged = builtins.foldl' (acc: path: let module = import path; in {
+    motd = acc.motd ++ (module.motd or [ ]);
+    files = acc.files // (module.files or { });
+  }) { motd = [ ]; files = { }; } modules;
+  motd = builtins.concatStringsSep "\n" merged.motd;
+  fileCommands = builtins.concatStringsSep "\n" (builtins.attrValues (builtins.mapAttrs
+    (name: text: "printf '%b' ${builtins.toJSON text} > $out/etc/${name}") merged.files));
+  toplevel = derivation {
+    name = "nixos-system-${hostName}-toy";
+    system = "x86_64-linux";
+    builder = "/bin/sh";
+    args = [ "-c" ''
+      set -e
+      /bin/mkdir -p $out/bin $out/etc
+      printf '%b\n' ${builtins.toJSON motd} > $out/etc/motd
+      ${fileCommands}
+      printf '%s\n' ${builtins.toJSON hostName} > $out/etc/hostname
+      printf '#!/bin/sh\nlog="''${FLEET_ACTIVATION_LOG:-/var/lib/fleet-client/activations.log}"\nprintf "%%s %%s %%s\\n" "$1" ${hostName} "'"$out"'" >> "$log"\n' > $out/bin/switch-to-configuration
+      /bin/chmod +x $out/bin/switch-to-configuration
+    '' ];
+  };
+in
+{
+  config.system.build.toplevel = toplevel;
+  config.networking.hostName = hostName;
+}

@@ -1,0 +1,3 @@
+{
+  motd = [ "alpha: front web server." ];
+}

@@ -1,0 +1,9 @@
+{
+  description = "alpha: a web server";
+  outputs = { self }: {
+    nixosConfigurations.alpha = import ./common/toy-nixos.nix {
+      hostName = "alpha";
+      modules = [ ./common/base.nix ./common/web.nix ./configuration.nix ];
+    };
+  };
+}

@@ -1,0 +1,3 @@
+{
+  motd = [ "gamma: builds things." ];
+}
