@@ -101,5 +101,11 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        .testTarget(name: "ArchiveKitTests", dependencies: ["ArchiveKit"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "SFTPTransportTests",
+            dependencies: ["SFTPTransport", "FleetTestSupport"],
+            swiftSettings: strictSettings
+        ),
     ]
 )

@@ -76,7 +76,19 @@ public final class Publisher {
             (try? FileStatus.of(layout.snapshot(manifest.generation)))??.size == manifest.snapshot.size
         {
             result.generation = manifest.generation
-            if !dryRun { try collect(layout, current: manifest.generation, now: now) }
+            if !dryRun {
+                // A publish that died after renaming the manifest but before recording it: record it now.
+                if try store.lastGeneration(of: host.name) < manifest.generation {
+                    try store.record(
+                        .init(
+                            host: host.name, generation: manifest.generation, publishedAt: manifest.publishedAt,
+                            sourceCommit: manifest.sourceCommit, contentDigest: digest,
+                            snapshotSHA256: manifest.snapshot.sha256, snapshotSize: manifest.snapshot.size,
+                            files: tree.fileCount, bytes: tree.byteCount))
+                    result.warnings.append("recorded generation \(manifest.generation), published by an interrupted run")
+                }
+                try collect(layout, current: manifest.generation, now: now)
+            }
             return result
         }
         let generation = try nextGeneration(layout, current: current.manifest)

@@ -132,7 +132,7 @@ public struct FleetConfiguration: Sendable {
             }
             let attribute = reader.string(hostTable, "attribute", in: context) ?? name
             if !isNixAttribute(attribute) {
-                reader.problem("\(file): \(context) key \"attribute\": \(quoted(attribute)) is not a Nix attribute name ([A-Za-z_][A-Za-z0-9_'-]*)")
+                reader.problem("\(file): \(context) key \"attribute\": \(quoted(attribute)) is not a Nix attribute name fleet accepts ([A-Za-z0-9_][A-Za-z0-9_'-]*)")
             }
             var isDirectory: ObjCBool = false
             let hostDirectory = repository + "/hosts/" + name
@@ -159,7 +159,9 @@ public struct FleetConfiguration: Sendable {
     }
 
     static func isNixAttribute(_ text: String) -> Bool {
-        guard let first = text.unicodeScalars.first, first.isASCIILetterOrUnderscore else { return false }
+        // Digits may lead: host names such as "0" are valid attribute names once quoted, as fleet quotes them.
+        guard let first = text.unicodeScalars.first, first.isASCIILetterOrUnderscore || ("0"..."9").contains(first)
+        else { return false }
         return text.unicodeScalars.allSatisfy { $0.isASCIILetterOrUnderscore || ("0"..."9").contains($0) || $0 == "'" || $0 == "-" }
             && text.count <= 200
     }

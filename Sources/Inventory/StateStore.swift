@@ -147,7 +147,7 @@ public final class StateStore {
 
     private func insertEvent(host: HostName?, kind: String, detail: [String: String]) throws {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let json = String(decoding: try encoder.encode(detail), as: UTF8.self)
         try database.query(
             "INSERT INTO events (at, host, kind, detail) VALUES (?, ?, ?, ?)",

@@ -1,0 +1,161 @@
+import ArchiveKit
+import ChrootSync
+import CommandRunner
+import FleetFiles
+import FleetProtocol
+import FleetTestSupport
+import Foundation
+import Glibc
+import Inventory
+import Testing
+
+@Suite("Host tree resolution")
+struct HostTreeResolverTests {
+    func resolve(_ fixture: FleetFixture, _ host: String) throws -> ResolvedTree {
+        try HostTreeResolver(repository: fixture.repository).resolve(try HostName(host))
+    }
+
+    /// Resolves `host` expecting a refusal; returns the problems.
+    func refusal(_ fixture: FleetFixture, _ host: String = "a") throws -> [ResolutionProblem] {
+        do {
+            _ = try resolve(fixture, host)
+            Issue.record("expected host \(host) to be refused")
+            return []
+        } catch let error as ResolutionError {
+            return error.problems
+        }
+    }
+
+    @Test func commonLinksBecomePlainFilesAndSecretsTravelBeside() throws {
+        let fixture = try FleetFixture(hosts: ["a"])
+        defer { fixture.remove() }
+        try fixture.write("common/sub/deep.nix", "{ }\n")
+        try fixture.write("hosts/a/run.sh", "#!/bin/sh\n", mode: 0o750)
+        try fixture.write("secrets/a/token", "s3cret\n", mode: 0o600)
+        try fixture.link("hosts/a/alias.nix", to: "common/base.nix")
+        let tree = try resolve(fixture, "a")
+        let byPath = Dictionary(uniqueKeysWithValues: tree.entries.map { ($0.path, $0) })
+        #expect(tree.entries.map(\.path) == [
+            "secrets", "secrets/token", "tree", "tree/alias.nix", "tree/common", "tree/common/base.nix",
+            "tree/common/sub", "tree/common/sub/deep.nix", "tree/flake.nix", "tree/run.sh",
+        ])
+        #expect(byPath["tree/common"]?.kind == .directory)
+        #expect(byPath["tree/run.sh"]?.permissions == 0o755)
+        #expect(byPath["tree/flake.nix"]?.permissions == 0o644)
+        #expect(byPath["secrets/token"]?.permissions == 0o400)
+        #expect(byPath["secrets"]?.permissions == 0o700)
+        guard case .file(let source, _, _) = byPath["tree/alias.nix"]?.kind else {
+            Issue.record("alias.nix is not a file")
+            return
+        }
+        #expect(source.hasSuffix("/common/base.nix"))
+    }
+
+    @Test(arguments: ["/etc/shadow", "../../../../../../etc/passwd", "../../.."])
+    func linksOutOfTheRepositoryAreRefusedNamingLinkAndTarget(target: String) throws {
+        let fixture = try FleetFixture(hosts: ["a"])
+        defer { fixture.remove() }
+        try fixture.link("hosts/a/evil", to: target)
+        #expect(try refusal(fixture) == [.linkOutsideRepository(link: "hosts/a/evil", target: target)])
+    }
+
+    @Test func linksIntoAnotherHostAreRefused() throws {
+        let fixture = try FleetFixture(hosts: ["a", "b"])
+        defer { fixture.remove() }
+        try fixture.link("hosts/a/peer.nix", to: "../b/flake.nix")
+        try fixture.link("hosts/a/peer-dir", to: "/" + fixture.repository + "/hosts/b")
+        let problems = try refusal(fixture)
+        #expect(problems.count == 2)
+        #expect(problems.contains(.linkIntoOtherHost(link: "hosts/a/peer.nix", target: "../b/flake.nix", otherHost: "b")))
+        #expect(problems.allSatisfy { $0.description.contains("host b's tree") })
+    }
+
+    @Test func linksIntoSecretsAreRefusedEvenTheHostsOwn() throws {
+        let fixture = try FleetFixture(hosts: ["a", "b"])
+        defer { fixture.remove() }
+        try fixture.write("secrets/a/token", "mine\n")
+        try fixture.write("secrets/b/token", "theirs\n")
+        try fixture.link("hosts/a/own", to: "../../secrets/a/token")
+        try fixture.link("hosts/a/theirs", to: "../../secrets/b")
+        #expect(try refusal(fixture) == [
+            .linkIntoSecrets(link: "hosts/a/own", target: "../../secrets/a/token"),
+            .linkIntoSecrets(link: "hosts/a/theirs", target: "../../secrets/b"),
+        ])
+    }
+
+    @Test func linkFromCommonIntoAnotherHostIsRefused() throws {
+        let fixture = try FleetFixture(hosts: ["a", "b"])
+        defer { fixture.remove() }
+        try fixture.link("common/sneaky.nix", to: "../hosts/b/flake.nix")
+        #expect(try refusal(fixture) == [
+            .linkIntoOtherHost(link: "hosts/a/common/sneaky.nix", target: "../hosts/b/flake.nix", otherHost: "b")
+        ])
+    }
+
+    @Test func brokenLinksAndCyclesAreRefused() throws {
+        let fixture = try FleetFixture(hosts: ["a"])
+        defer { fixture.remove() }
+        try fixture.link("hosts/a/dangling", to: "does-not-exist.nix")
+        try fixture.link("hosts/a/loop", to: ".")
+        try fixture.link("hosts/a/up", to: "..")
+        try fixture.link("hosts/a/ping", to: "pong")
+        try fixture.link("hosts/a/pong", to: "ping")
+        let problems = try refusal(fixture)
+        #expect(problems.contains(.brokenLink(link: "hosts/a/dangling", target: "does-not-exist.nix")))
+        #expect(problems.contains(.linkCycle(link: "hosts/a/loop", target: ".")))
+        #expect(problems.contains(.linkCycle(link: "hosts/a/ping", target: "pong")))
+        #expect(problems.contains(.linkCycle(link: "hosts/a/pong", target: "ping")))
+        // `up` leads to hosts/, which holds every host's tree.
+        #expect(problems.contains { if case .linkIntoOtherHost(link: "hosts/a/up", _, _) = $0 { true } else { false } })
+        #expect(problems.count == 5)
+    }
+
+    @Test func specialFilesAreRefused() throws {
+        let fixture = try FleetFixture(hosts: ["a"])
+        defer { fixture.remove() }
+        #expect(mkfifo(fixture.repository + "/hosts/a/pipe", 0o644) == 0)
+        let nullDevice: dev_t = (1 << 8) | 3  // makedev(1, 3), like /dev/null
+        #expect(mknod(fixture.repository + "/common/null", S_IFCHR | 0o644, nullDevice) == 0)
+        let problems = try refusal(fixture)
+        #expect(problems.contains(.specialFile(path: "hosts/a/pipe")))
+        #expect(problems.contains(.specialFile(path: "hosts/a/common/null")))
+    }
+
+    @Test func linksInsideSecretsAndALinkedHostDirectoryAreRefused() throws {
+        let fixture = try FleetFixture(hosts: ["a"])
+        defer { fixture.remove() }
+        try fixture.write("secrets/a/real", "x\n")
+        try fixture.link("secrets/a/alias", to: "real")
+        #expect(try refusal(fixture) == [.linkInSecrets(path: "secrets/a/alias", target: "real")])
+
+        try FileIO.createDirectories(fixture.repository + "/elsewhere")
+        try FileIO.removeTree(fixture.repository + "/hosts/a")
+        try fixture.link("hosts/a", to: "../elsewhere")
+        #expect(try refusal(fixture).contains(.hostDirectoryIsLink(path: "hosts/a")))
+    }
+
+    @Test func hardlinksAreCopiedAsBytesNeverAsLinks() async throws {
+        let fixture = try FleetFixture(hosts: ["a"])
+        defer { fixture.remove() }
+        let outside = fixture.directory.path("outside-secret")
+        try FileIO.writeAtomically(Array("outside bytes\n".utf8), to: outside)
+        #expect(link(outside, fixture.repository + "/hosts/a/hard") == 0)
+        let output = try await fixture.fleet(["publish"])
+        #expect(output.exitCode == 0, "\(output.standardError)")
+        let layout = try fixture.layout("a")
+        let reader = try ArchiveReader(path: layout.snapshot(1))
+        var kinds: [String: ArchiveEntryKind] = [:]
+        while let header = try reader.nextEntry() { kinds[header.path] = header.kind }
+        #expect(kinds["tree/hard"] == .regularFile)
+        #expect(!kinds.values.contains { if case .hardLink = $0 { true } else { false } })
+        #expect(try FileStatus.of(layout.snapshot(1))?.linkCount == 1)
+    }
+
+    @Test func treesOverTheLimitAreRefused() throws {
+        let fixture = try FleetFixture(hosts: ["a"])
+        defer { fixture.remove() }
+        try fixture.write("hosts/a/big.bin", String(repeating: "x", count: 4096))
+        let resolver = try HostTreeResolver(repository: fixture.repository, limits: .init(maxEntries: 100, maxBytes: 1000))
+        #expect(throws: ResolutionError.self) { try resolver.resolve(try HostName("a")) }
+    }
+}

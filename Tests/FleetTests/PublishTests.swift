@@ -1,0 +1,204 @@
+import ChrootSync
+import CommandRunner
+import FleetFiles
+import FleetProtocol
+import FleetTestSupport
+import Foundation
+import Inventory
+import Testing
+
+@Suite("fleet publish")
+struct PublishTests {
+    @Test func publishesSignedVerifiableGenerationsAndKeepsUnchangedHostsAsTheyAre() async throws {
+        let fixture = try FleetFixture(hosts: ["a", "b"])
+        defer { fixture.remove() }
+        try fixture.write("secrets/b/token", "tok\n")
+        var output = try await fixture.fleet(["publish"])
+        #expect(output.exitCode == 0, "\(output.standardError)")
+        #expect(output.standardOutput.contains("2 published"))
+        #expect(try fixture.verifiedManifest("a").generation == 1)
+        let b = try fixture.verifiedManifest("b")
+        #expect(b.generation == 1 && b.host.value == "b" && b.operation == "switch" && b.attribute == "b")
+        #expect(b.snapshot.path == "/snapshots/1.tar.zst")
+
+        // A second publish with no edits changes nothing on disk.
+        let before = try fixture.chrootListing()
+        output = try await fixture.fleet(["publish"])
+        #expect(output.exitCode == 0 && output.standardOutput.contains("2 unchanged"))
+        #expect(try fixture.chrootListing() == before)
+
+        // An edit in common/ changes every host; an edit in one host's tree only that host.
+        try fixture.write("common/base.nix", "{ motd = [ \"changed\" ]; }\n")
+        output = try await fixture.fleet(["publish", "--json"])
+        let results = try JSONDecoder().decode([PublishResult].self, from: Data(output.standardOutput.utf8))
+        #expect(results.map(\.status) == [.published, .published])
+        #expect(results.map(\.generation) == [2, 2] && results.map(\.previousGeneration) == [1, 1])
+        try fixture.write("hosts/a/extra.nix", "{ }\n")
+        output = try await fixture.fleet(["publish"])
+        #expect(try fixture.verifiedManifest("a").generation == 3)
+        #expect(try fixture.verifiedManifest("b").generation == 2)
+
+        // A change of a secret, or of the operation in fleet.toml, is a change too.
+        try fixture.write("secrets/b/token", "rotated\n")
+        _ = try await fixture.fleet(["publish", "b"])
+        #expect(try fixture.verifiedManifest("b").generation == 3)
+        try fixture.write("fleet.toml", try String(contentsOfFile: fixture.repository + "/fleet.toml", encoding: .utf8)
+            .replacingOccurrences(of: "[hosts.b]\n", with: "[hosts.b]\noperation = \"boot\"\n"))
+        _ = try await fixture.fleet(["publish"])
+        let rebooted = try fixture.verifiedManifest("b")
+        #expect(rebooted.generation == 4 && rebooted.operation == "boot")
+        #expect(try fixture.verifiedManifest("a").generation == 3)
+
+        // Everything is recorded in state.db.
+        let store = try StateStore(stateDirectory: fixture.stateDirectory)
+        #expect(try store.publications(of: try fixture.host("b")).map(\.generation) == [1, 2, 3, 4])
+        #expect(try store.events(host: try fixture.host("a")).filter { $0.kind == "published" }.count == 3)
+    }
+
+    @Test func snapshotsAreDeterministic() async throws {
+        let first = try FleetFixture(hosts: ["a"])
+        defer { first.remove() }
+        try first.write("hosts/a/z.nix", "{ }\n")
+        try first.write("hosts/a/sub/m.nix", "{ x = 1; }\n", mode: 0o755)
+        try first.write("secrets/a/key", "k\n")
+        let second = try FleetFixture(hosts: ["a"])
+        defer { second.remove() }
+        // Same content, made in another order at another time with other modes and owners.
+        try second.write("secrets/a/key", "k\n", mode: 0o640)
+        try second.write("hosts/a/sub/m.nix", "{ x = 1; }\n", mode: 0o700)
+        try second.write("hosts/a/z.nix", "{ }\n", mode: 0o600)
+        #expect(chown(second.repository + "/hosts/a/z.nix", 1234, 1234) == 0)
+        for fixture in [first, second] {
+            let output = try await fixture.fleet(["publish"])
+            #expect(output.exitCode == 0, "\(output.standardError)")
+        }
+        let bytes = try [first, second].map { try FileIO.read(try $0.layout("a").snapshot(1)) }
+        #expect(bytes[0] == bytes[1])
+        #expect(try first.verifiedManifest("a").contentDigest == second.verifiedManifest("a").contentDigest)
+    }
+
+    @Test func aRefusedHostKeepsItsGenerationAndOthersStillPublish() async throws {
+        let fixture = try FleetFixture(hosts: ["a", "b"])
+        defer { fixture.remove() }
+        _ = try await fixture.fleet(["publish"])
+        try fixture.write("common/base.nix", "{ motd = [ \"v2\" ]; }\n")
+        try fixture.link("hosts/a/shadow", to: "/etc/shadow")
+        let output = try await fixture.fleet(["publish"])
+        #expect(output.exitCode == 1)
+        #expect(output.standardOutput.contains("link hosts/a/shadow -> /etc/shadow leads outside the fleet repository"))
+        #expect(try fixture.verifiedManifest("a").generation == 1)
+        #expect(try fixture.verifiedManifest("b").generation == 2)
+        // Nothing of the refused host's new tree reached its chroot.
+        #expect(try FileIO.listDirectory(try fixture.layout("a").snapshots) == ["1.tar.zst"])
+        let events = try StateStore(stateDirectory: fixture.stateDirectory).events(host: try fixture.host("a"))
+        #expect(events.last?.kind == "refused" && events.last?.detail.contains("/etc/shadow") == true)
+    }
+
+    @Test func dryRunWritesNothing() async throws {
+        let fixture = try FleetFixture(hosts: ["a"])
+        defer { fixture.remove() }
+        _ = try await fixture.fleet(["publish"])
+        try fixture.write("hosts/a/new.nix", "{ }\n")
+        let before = try fixture.chrootListing()
+        let output = try await fixture.fleet(["publish", "--dry-run"])
+        #expect(output.exitCode == 0 && output.standardOutput.contains("would-publish"))
+        #expect(output.standardOutput.contains("2 (was 1)"))
+        #expect(try fixture.chrootListing() == before)
+    }
+
+    @Test func generationsOnlyIncreaseEvenWhenStateIsLost() async throws {
+        let fixture = try FleetFixture(hosts: ["a"], serverToml: "snapshot_grace_seconds = 0")
+        defer { fixture.remove() }
+        _ = try await fixture.fleet(["publish"])
+        try fixture.write("hosts/a/x.nix", "1\n")
+        _ = try await fixture.fleet(["publish"])
+        try FileIO.removeTree(fixture.stateDirectory + "/" + StateStore.fileName)
+        try fixture.write("hosts/a/x.nix", "2\n")
+        _ = try await fixture.fleet(["publish"])
+        #expect(try fixture.verifiedManifest("a").generation == 3)
+        // The chroot's manifest alone is enough: and with the manifest gone, state.db is.
+        try FileIO.removeTree(try fixture.layout("a").manifest)
+        try fixture.write("hosts/a/x.nix", "3\n")
+        _ = try await fixture.fleet(["publish"])
+        #expect(try fixture.verifiedManifest("a").generation == 4)
+    }
+
+    @Test func oldSnapshotsAreCollectedAfterTheGracePeriodNeverTheCurrentOne() throws {
+        let fixture = try FleetFixture(hosts: ["a"], serverToml: "snapshot_grace_seconds = 600")
+        defer { fixture.remove() }
+        let configuration = try fixture.configuration()
+        let store = try StateStore(stateDirectory: fixture.stateDirectory)
+        let publisher = try Publisher(
+            configuration: configuration, signingKey: try SigningKeyFile.load(stateDirectory: fixture.stateDirectory),
+            store: store, sourceCommit: "test")
+        let start = Date()
+        for version in 1...3 {
+            try fixture.write("hosts/a/x.nix", "\(version)\n")
+            _ = try publisher.publish(configuration.hosts, dryRun: false, now: start)
+        }
+        let layout = try fixture.layout("a")
+        #expect(try FileIO.listDirectory(layout.snapshots).sorted() == ["1.tar.zst", "2.tar.zst", "3.tar.zst"])
+        // Within the grace period nothing goes; after it, all but the current one.
+        _ = try publisher.publish(configuration.hosts, dryRun: false, now: start.addingTimeInterval(300))
+        #expect(try FileIO.listDirectory(layout.snapshots).count == 3)
+        _ = try publisher.publish(configuration.hosts, dryRun: false, now: start.addingTimeInterval(3600))
+        #expect(try FileIO.listDirectory(layout.snapshots) == ["3.tar.zst"])
+        _ = try publisher.publish(configuration.hosts, dryRun: false, now: start.addingTimeInterval(86400 * 30))
+        #expect(try fixture.verifiedManifest("a").generation == 3)
+    }
+
+    @Test func aSecondPublishWaitsForNoneAndSaysWhy() async throws {
+        let fixture = try FleetFixture(hosts: ["a"])
+        defer { fixture.remove() }
+        let lock = try Publisher.lock(stateDirectory: fixture.stateDirectory)
+        let output = try await fixture.fleet(["publish"])
+        withExtendedLifetime(lock) {}
+        #expect(output.exitCode != 0)
+        #expect(output.standardError.contains("another `fleet publish` holds"))
+        #expect(try FileStatus.of(try fixture.layout("a").manifest) == nil)
+    }
+
+    @Test func unknownHostsAndMissingKeysAreClearErrors() async throws {
+        let fixture = try FleetFixture(hosts: ["a"])
+        defer { fixture.remove() }
+        var output = try await fixture.fleet(["publish", "nosuch"])
+        #expect(output.exitCode != 0 && output.standardError.contains("no host \"nosuch\""))
+        try FileIO.removeTree(fixture.stateDirectory + "/signing.key")
+        output = try await fixture.fleet(["publish"])
+        #expect(output.exitCode != 0 && output.standardError.contains("no signing key at"))
+    }
+
+    /// A publish killed (SIGKILL) at every step leaves the previous manifest and snapshot valid, and the
+    /// next publish finishes the job and removes the leftovers.
+    @Test(arguments: FaultPoint.allCases)
+    func aPublishKilledAtAnyStepLeavesThePreviousGenerationValid(point: FaultPoint) async throws {
+        let fixture = try FleetFixture(hosts: ["a", "b"])
+        defer { fixture.remove() }
+        var output = try await fixture.fleet(["publish"])
+        #expect(output.exitCode == 0)
+        try fixture.write("common/base.nix", "{ motd = [ \"v2\" ]; }\n")
+        output = try await fixture.fleet(["publish"], environment: ["FLEET_FAULT_POINT": "\(point.rawValue)@a"])
+        #expect(output.exitCode == 128 + 9, "expected the publish to die by SIGKILL at \(point)")
+        // Whatever happened, each host has one valid generation: the old one, or (once the manifest was
+        // renamed into place) the new one.
+        let a = try fixture.verifiedManifest("a")
+        let renamed = [FaultPoint.manifestRenamed, .recorded].contains(point)
+        #expect(a.generation == (renamed ? 2 : 1))
+        #expect(try fixture.verifiedManifest("b").generation == 1, "b comes after a and was never reached")
+
+        output = try await fixture.fleet(["publish"])
+        #expect(output.exitCode == 0, "\(output.standardError)")
+        // A snapshot left without its manifest is never reused: its number is skipped.
+        let skipsOrphan = [FaultPoint.snapshotRenamed, .manifestWritten].contains(point)
+        #expect(try fixture.verifiedManifest("a").generation == (skipsOrphan ? 3 : 2))
+        #expect(try fixture.verifiedManifest("b").generation == 2)
+        let layout = try fixture.layout("a")
+        let leftovers = try (FileIO.listDirectory(layout.directory) + FileIO.listDirectory(layout.snapshots))
+            .filter { $0.hasPrefix(FileIO.temporaryPrefix) }
+        #expect(leftovers.isEmpty)
+        let current = try fixture.verifiedManifest("a").generation
+        let snapshots = try FileIO.listDirectory(layout.snapshots).compactMap(ChrootLayout.generation(ofSnapshotNamed:))
+        #expect(snapshots.allSatisfy { $0 <= current }, "no orphan snapshot newer than the manifest")
+        #expect(try StateStore(stateDirectory: fixture.stateDirectory).lastGeneration(of: try fixture.host("a")) == current)
+    }
+}
