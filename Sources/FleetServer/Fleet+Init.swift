@@ -17,11 +17,15 @@ extension Fleet {
         @Option(help: "Name of the signing key, as Nix key names go (e.g. fleet.example.org-1).")
         var keyName: String = "fleet-1"
 
+        @Flag(help: "Only generate the signing key; write nothing into the repository.")
+        var keyOnly = false
+
         func run() async throws {
-            let target = directory ?? global.repo
-            let (created, kept) = try RepositoryScaffold.create(at: target)
-            for path in created { print("created \(path)") }
-            for path in kept { print("kept    \(path) (exists)") }
+            if !keyOnly {
+                let (created, kept) = try RepositoryScaffold.create(at: directory ?? global.repo)
+                for path in created { print("created \(path)") }
+                for path in kept { print("kept    \(path) (exists)") }
+            }
             let stateDirectory = global.stateDirectoryWithoutConfiguration()
             let (key, isNew) = try SigningKeyFile.generateIfMissing(stateDirectory: stateDirectory, name: keyName)
             print(isNew ? "created signing key \(stateDirectory)/\(SigningKeyFile.secretName) (0600)"
