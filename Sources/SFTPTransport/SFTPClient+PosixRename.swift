@@ -34,7 +34,7 @@ extension SFTPClient {
 
         let channel = sftp.pointee.channel
         let written = packet.withUnsafeBytes { ssh_channel_write(channel, $0.baseAddress, UInt32($0.count)) }
-        guard written == packet.count else { throw failure("rename", path: what) }
+        guard written == packet.count else { throw transportFailure("rename", path: what) }
 
         let reply = try readReply(channel, operation: "rename", path: what)
         var reader = ReplyReader(reply)
@@ -73,7 +73,8 @@ extension SFTPClient {
         while filled < buffer.count {
             let wanted = UInt32(buffer.count - filled)
             let count = buffer.withUnsafeMutableBytes { ssh_channel_read(channel, $0.baseAddress! + filled, wanted, 0) }
-            guard count > 0 else { throw failure(operation, path: path) }
+            // Zero is end of file: the server closed the channel. Neither case leaves a fresh SFTP status.
+            guard count > 0 else { throw transportFailure(operation, path: path) }
             filled += Int(count)
         }
     }
@@ -81,7 +82,9 @@ extension SFTPClient {
 
 extension [UInt8] {
     fileprivate mutating func appendBigEndian(_ value: UInt32) {
-        append(contentsOf: [UInt8(value >> 24), UInt8(value >> 16 & 0xFF), UInt8(value >> 8 & 0xFF), UInt8(value & 0xFF)])
+        append(contentsOf: [
+            UInt8(value >> 24), UInt8(value >> 16 & 0xFF), UInt8(value >> 8 & 0xFF), UInt8(value & 0xFF),
+        ])
     }
 
     /// An SSH `string`: a 32-bit length, then the bytes.

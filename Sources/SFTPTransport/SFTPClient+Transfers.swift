@@ -42,7 +42,8 @@ extension SFTPClient {
             if descriptor >= 0 { Glibc.close(descriptor) }
             if !isComplete { unlink(localPath) }
         }
-        try readPipelined(file, remotePath, "download", size: size, progress: progress) { offset, chunk throws(SSHError) in
+        try readPipelined(file, remotePath, "download", size: size, progress: progress) {
+            offset, chunk throws(SSHError) in
             var written = 0
             while written < chunk.count {
                 let count = pwrite(

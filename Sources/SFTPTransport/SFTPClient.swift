@@ -40,7 +40,8 @@ final class SFTPClient {
         if ssh_connect(session) != SSH_OK {
             let message = lastSSHError()
             let timedOut = message.contains("Timeout") || ContinuousClock.now - started >= endpoint.connectTimeout
-            throw error(from: watchdog.trip, otherwise: timedOut ? .timeout : .connectFailed, "connect", detail: message)
+            throw error(
+                from: watchdog.trip, otherwise: timedOut ? .timeout : .connectFailed, "connect", detail: message)
         }
         watchdog.progress()
         watchdog.attach(socket: ssh_get_fd(session))
@@ -233,14 +234,17 @@ final class SFTPClient {
     func failure(_ operation: String, path: String? = nil) -> SSHError {
         let message = lastSSHError()
         let fatal = session.map { ssh_get_error_code(UnsafeMutableRawPointer($0)) == SSH_FATAL.rawValue } ?? true
-        guard let sftp, !fatal else {
-            return error(from: watchdog.trip, otherwise: .connectionLost, operation, path: path, detail: message)
-        }
+        guard let sftp, !fatal else { return transportFailure(operation, path: path) }
         let status = Int(sftp_get_error(sftp))
         let (code, phrase) = Self.describe(status: status)
         return error(
             from: watchdog.trip, otherwise: code, operation, path: path,
             detail: "\(phrase) (SFTP status \(status); libssh: \(message))", status: status)
+    }
+
+    /// The error for a failure below SFTP (the channel or the socket), where no SFTP status applies.
+    func transportFailure(_ operation: String, path: String? = nil) -> SSHError {
+        error(from: watchdog.trip, otherwise: .connectionLost, operation, path: path, detail: lastSSHError())
     }
 
     static func describe(status: Int) -> (SSHError.Code, String) {

@@ -9,7 +9,8 @@ import Dispatch
 /// it with ``SSHError/Code/notConnected``; either way the connection is dropped, so open a new one.
 ///
 /// Invariant for `@unchecked Sendable`: `client` (which is not thread-safe) is used only inside blocks
-/// running on `queue`; every other stored property is immutable or itself `Sendable`.
+/// running on `queue`, apart from `init`, which runs before the connection can be shared; every other
+/// stored property is immutable or itself `Sendable`.
 public final class SFTPConnection: @unchecked Sendable {
     public let endpoint: SSHEndpoint
     /// The SHA256 fingerprint of the server's host key (which matched the pin).
@@ -65,7 +66,12 @@ public final class SFTPConnection: @unchecked Sendable {
         } onCancel: {
             watchdog.cut(.cancelled)
         }
-        return SFTPConnection(client: try result.get(), queue: queue, watchdog: watchdog)
+        let client = try result.get()
+        if let trip = watchdog.trip {
+            // Cancelled just after connecting: the socket is already cut, so report it rather than return it.
+            throw client.error(from: trip, otherwise: .notConnected, "connect", detail: "the connection was cut")
+        }
+        return SFTPConnection(client: client, queue: queue, watchdog: watchdog)
     }
 
     /// Reads a whole remote file into memory.

@@ -23,7 +23,8 @@ public struct KeyPair: Sendable {
 
     /// The `ssh-keygen -lf` fingerprint of the public key: `SHA256:…`.
     public func fingerprint() throws -> String {
-        let output = try TestCommand.check("/usr/bin/ssh-keygen", ["-l", "-E", "sha256", "-f", privateKeyPath + ".pub"])
+        let output = try TestCommand.check(
+            "/usr/bin/ssh-keygen", ["-l", "-E", "sha256", "-f", privateKeyPath + ".pub"])
         let fields = output.standardOutput.split(separator: " ")
         guard fields.count >= 2 else { throw TestSupportError("Unexpected ssh-keygen -l output: \(output).") }
         return String(fields[1])

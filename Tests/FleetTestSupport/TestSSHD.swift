@@ -55,6 +55,7 @@ public final class TestSSHD: Sendable {
                 try directory.writeFile(
                     "sshd_config", text: header(port: port, keys: keys, directory: directory) + configBody, mode: 0o600)
                 let logPath = directory.path("sshd.log")
+                unlink(logPath)  // each attempt gets its own log
                 let pid = try spawn(["/usr/sbin/sshd", "-D", "-e", "-f", configPath], logPath: logPath)
                 let sshd = TestSSHD(
                     port: port, pid: pid, hostPublicKeys: keys.map(\.publicKeyLine), directory: directory,
@@ -65,9 +66,12 @@ public final class TestSSHD: Sendable {
                 case .exited(let log) where log.contains("Address already in use"):
                     lastLog = log
                     continue
-                case .exited(let log), .timedOut(let log):
+                case .exited(let log):
+                    // Already reaped: its PID may belong to someone else now, so it is not signalled.
+                    throw TestSupportError("sshd exited on start (127.0.0.1:\(port)). Its log:\n\(log)")
+                case .timedOut(let log):
                     sshd.terminate()
-                    throw TestSupportError("sshd did not start on 127.0.0.1:\(port). Its log:\n\(log)")
+                    throw TestSupportError("sshd did not listen on 127.0.0.1:\(port) in time. Its log:\n\(log)")
                 }
             }
             throw TestSupportError("sshd found no free port after 8 attempts. Its last log:\n\(lastLog)")
@@ -103,7 +107,11 @@ public final class TestSSHD: Sendable {
     ///
     /// SIGTERM first, SIGKILL after five seconds; idempotent and never throws, so it is safe in `defer`.
     public func stop() {
-        guard isStopped.withLock({ stopped in defer { stopped = true }; return !stopped }) else { return }
+        let wasStopped = isStopped.withLock { stopped in
+            defer { stopped = true }
+            return stopped
+        }
+        guard !wasStopped else { return }
         terminate()
         directory.remove()
     }
@@ -189,7 +197,7 @@ public final class TestSSHD: Sendable {
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
 
         let argv = arguments.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
+        defer { for argument in argv { free(argument) } }
         var pid: pid_t = 0
         let result = posix_spawn(&pid, arguments[0], &actions, &attributes, argv, environ)
         guard result == 0 else {

@@ -19,11 +19,10 @@ public struct TestUser: Sendable {
         }
         let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789")
         let name = prefix + "-" + String((0..<10).map { _ in alphabet.randomElement()! })
-        try retryingLock {
-            try TestCommand.run(
-                "/usr/sbin/useradd",
-                ["--system", "--no-create-home", "--home-dir", "/", "--shell", "/usr/sbin/nologin", "--user-group", name])
-        }
+        let arguments = [
+            "--system", "--no-create-home", "--home-dir", "/", "--shell", "/usr/sbin/nologin", "--user-group", name,
+        ]
+        try retryingLock { try TestCommand.run("/usr/sbin/useradd", arguments) }
         do {
             try retryingLock { try TestCommand.run("/usr/sbin/usermod", ["-p", "*", name]) }
             guard let entry = getpwnam(name) else { throw TestSupportError("useradd did not create \(name).") }

@@ -1,6 +1,8 @@
 import FleetTestSupport
 import Foundation
+import Glibc
 import SFTPTransport
+import Testing
 
 /// A real sshd serving one chrooted, SFTP-only user, as the fleet server does. Call ``stop()`` in `defer`.
 ///
@@ -93,6 +95,15 @@ struct ChrootedSFTPServer {
         user.remove()
         scratch.remove()
         root.remove()
+    }
+}
+
+extension Trait where Self == ConditionTrait {
+    /// These suites create users and run sshd, which needs root and OpenSSH's server.
+    static var needsRootAndSSHD: Self {
+        .enabled(
+            if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/sbin/sshd"),
+            "needs root and /usr/sbin/sshd")
     }
 }
 

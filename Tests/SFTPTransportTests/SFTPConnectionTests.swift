@@ -6,9 +6,7 @@ import Synchronization
 import Testing
 
 /// Real sshd, real chroot, real libssh: the transport as the client will use it.
-@Suite(
-    .serialized,
-    .enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/sbin/sshd"), "needs root and sshd"))
+@Suite(.serialized, .needsRootAndSSHD)
 struct SFTPConnectionTests {
     @Test func connectsThroughThePinnedKeyAndReadsAFile() async throws {
         let server = try ChrootedSFTPServer.start()
@@ -235,8 +233,8 @@ struct SFTPConnectionTests {
         let connection = try await SFTPConnection.connect(to: server.endpoint(ioTimeout: .seconds(1)))
         let sessions = server.sshd.sessionProcessIDs()
         #expect(!sessions.isEmpty)
-        sessions.forEach { kill($0, SIGSTOP) }
-        defer { sessions.forEach { kill($0, SIGCONT) } }
+        for session in sessions { kill(session, SIGSTOP) }
+        defer { for session in sessions { kill(session, SIGCONT) } }
 
         let started = ContinuousClock.now
         let error = await #expect(throws: SSHError.self) {
@@ -255,7 +253,7 @@ struct SFTPConnectionTests {
         defer { server.stop() }
         try server.publish("manifest", [1])
         let connection = try await server.connect()
-        server.sshd.sessionProcessIDs().forEach { kill($0, SIGKILL) }
+        for session in server.sshd.sessionProcessIDs() { kill(session, SIGKILL) }
         try await Task.sleep(for: .milliseconds(100))
 
         let started = ContinuousClock.now
@@ -272,8 +270,8 @@ struct SFTPConnectionTests {
         defer { server.stop() }
         let connection = try await server.connect()
         let sessions = server.sshd.sessionProcessIDs()
-        sessions.forEach { kill($0, SIGSTOP) }
-        defer { sessions.forEach { kill($0, SIGCONT) } }
+        for session in sessions { kill(session, SIGSTOP) }
+        defer { for session in sessions { kill(session, SIGCONT) } }
 
         let started = ContinuousClock.now
         let task = Task { try await connection.listDirectory("/") }
@@ -312,8 +310,8 @@ struct SFTPConnectionTests {
         // Many callers on one connection are served one after another.
         let sizes = try await withThrowingTaskGroup(of: Int.self) { group in
             for index in 0..<8 {
-                group.addTask { try await a.readFile(index.isMultiple(of: 2) ? "/data/first" : "/data/second",
-                    limit: 8 << 20).count }
+                let path = index.isMultiple(of: 2) ? "/data/first" : "/data/second"
+                group.addTask { try await a.readFile(path, limit: 8 << 20).count }
             }
             return try await group.reduce(into: []) { $0.append($1) }
         }

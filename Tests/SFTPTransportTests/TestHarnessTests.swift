@@ -5,9 +5,7 @@ import SFTPTransport
 import Testing
 
 /// The harness other suites build on: it must start what it says and leave nothing behind.
-@Suite(
-    .serialized,
-    .enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/sbin/sshd"), "needs root and sshd"))
+@Suite(.serialized, .needsRootAndSSHD)
 struct TestHarnessTests {
     @Test func validatesConfigurations() throws {
         #expect(try TestSSHD.validate(configBody: "UsePAM no\nSubsystem sftp internal-sftp\n") == nil)
