@@ -46,7 +46,7 @@ let package = Package(
         ),
         .target(
             name: "FleetProtocol",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [.product(name: "Crypto", package: "swift-crypto"), "TOMLKit"],
             swiftSettings: strictSettings
         ),
 
@@ -78,10 +78,15 @@ let package = Package(
         ),
 
         // The host side.
+        .target(
+            name: "HostAgent",
+            dependencies: ["SFTPTransport", "FleetProtocol", "ArchiveKit", "FleetFiles", "CommandRunner"],
+            swiftSettings: strictSettings
+        ),
         .executableTarget(
             name: "FleetClient",
             dependencies: [
-                "SFTPTransport", "FleetProtocol", "ArchiveKit", "FleetFiles", "CommandRunner",
+                "HostAgent", "FleetProtocol", "FleetFiles",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings

@@ -2,19 +2,74 @@ import ArgumentParser
 import FleetFiles
 import FleetProtocol
 import Foundation
+import HostAgent
 
-/// `fleet-client`: the host side. `run` (pull and apply) arrives with the client issue; today it can
-/// verify a manifest the way a run will.
+/// `fleet-client`: the host side. `run` pulls and applies this host's configuration; `status` shows what it
+/// last did.
 @main
 struct FleetClientCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fleet-client",
         abstract: "Pull and apply this host's NixOS configuration from the fleet server.",
-        subcommands: [VerifyManifest.self]
+        discussion: """
+            Exit statuses of `run`: 0 unchanged, 10 applied, 11 failed, 12 refused (verification), \
+            13 unreachable, 14 locked (another run is going), 15 rolled back; 1 for any other error.
+            """,
+        subcommands: [Run.self, Status.self, VerifyManifest.self]
     )
 }
 
+/// `--config`, shared by the commands that read client.toml.
+struct ConfigOption: ParsableArguments {
+    @Option(name: .customLong("config"), help: "The client configuration.")
+    var path: String = ClientConfiguration.defaultPath
+
+    func load() throws -> ClientConfiguration {
+        do {
+            return try ClientConfiguration.load(path: path)
+        } catch {
+            throw ValidationError(error.description)
+        }
+    }
+}
+
 extension FleetClientCommand {
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Poll the fleet server; when a new generation is published, verify, build, activate, report.")
+
+        @OptionGroup var config: ConfigOption
+
+        func run() async throws {
+            let configuration = try config.load()
+            let log = RunLog(host: configuration.host.value, limit: configuration.logLimitBytes)
+            let result = try await ClientRun(configuration: configuration, log: log).run()
+            throw ExitCode(result.outcome.exitStatus)
+        }
+    }
+
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show what this host last applied and saw.")
+
+        @OptionGroup var config: ConfigOption
+
+        @Flag(help: "Print the state as JSON.")
+        var json = false
+
+        func run() async throws {
+            let configuration = try config.load()
+            let state = try ClientState.load(stateDirectory: configuration.stateDirectory)
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+                let status = ClientStatus(host: configuration.host.value, state: state)
+                print(String(decoding: try encoder.encode(status), as: UTF8.self))
+                return
+            }
+            print(ClientStatus(host: configuration.host.value, state: state).text)
+        }
+    }
+
     struct VerifyManifest: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Verify a manifest file's signature and host, and print its payload.")
@@ -33,14 +88,9 @@ extension FleetClientCommand {
             let expected = try HostName(host)
             let manifest = try Manifest.verify(try FileIO.readNoFollow(file, limit: Manifest.sizeLimit), with: key)
             guard manifest.host == expected else {
-                throw ClientError(description: "\(file) is for host \(manifest.host), not \(expected): refused")
+                throw ValidationError("\(file) is for host \(manifest.host), not \(expected): refused")
             }
             print(String(decoding: try manifest.payload(), as: UTF8.self))
         }
     }
-}
-
-/// A refusal whose description is what the user sees.
-struct ClientError: Error, CustomStringConvertible {
-    let description: String
 }

@@ -1,5 +1,5 @@
 import Foundation
-import FleetProtocol
+public import FleetProtocol
 import TOMLKit
 
 /// The fleet inventory, read from `fleet.toml` at the root of the fleet repository.
@@ -58,14 +58,11 @@ public struct FleetConfiguration: Sendable {
     /// Validates fleet.toml text. `repository` is used to check host directories and key files.
     public static func parse(_ text: String, file: String, repository: String) throws(InventoryError) -> FleetConfiguration {
         let table: TOMLTable
-        do {
-            table = try TOMLTable(string: text)
-        } catch let error as TOMLParseError {
-            throw InventoryError("\(file):\(error.source.begin.line):\(error.source.begin.column): \(error.description)")
-        } catch {
-            throw InventoryError("\(file): \(error)")
+        switch TOMLReader.parse(text, file: file) {
+        case .success(let parsed): table = parsed
+        case .failure(let error): throw InventoryError(error.description)
         }
-        var reader = Reader(file: file)
+        var reader = TOMLReader(file: file)
         reader.checkKeys(table, allowed: topKeys, in: "the top level")
 
         let serverTable = reader.table(table, "server", in: "the top level") ?? TOMLTable()
@@ -195,66 +192,8 @@ extension Unicode.Scalar {
     fileprivate var isASCIILetterOrUnderscore: Bool { ("a"..."z").contains(self) || ("A"..."Z").contains(self) || self == "_" }
 }
 
-/// Typed look-ups in TOML tables that record a problem instead of failing at the first one.
-private struct Reader {
-    let file: String
-    var problems: [String] = []
-
-    mutating func problem(_ text: String) {
-        problems.append(text.hasPrefix(file) ? text : "\(file): \(text)")
-    }
-
-    mutating func checkKeys(_ table: TOMLTable, allowed: [String], in context: String) {
-        for key in table.keys.sorted() where !allowed.contains(key) {
-            problem("\(context): unknown key \(quoted(key)) (known keys: \(allowed.joined(separator: ", ")))")
-        }
-    }
-
-    mutating func table(_ table: TOMLTable, _ key: String, in context: String) -> TOMLTable? {
-        guard let value = table[key] else { return nil }
-        guard let result = value.table else {
-            problem("\(context): \(quoted(key)) must be a table")
-            return nil
-        }
-        return result
-    }
-
-    mutating func string(_ table: TOMLTable, _ key: String, in context: String) -> String? {
-        guard let value = table[key] else { return nil }
-        guard let result = value.string else {
-            problem("\(context) key \(quoted(key)): expected a string, found \(value.type)")
-            return nil
-        }
-        return result
-    }
-
-    mutating func bool(_ table: TOMLTable, _ key: String, in context: String) -> Bool? {
-        guard let value = table[key] else { return nil }
-        guard let result = value.bool else {
-            problem("\(context) key \(quoted(key)): expected true or false, found \(value.type)")
-            return nil
-        }
-        return result
-    }
-
-    mutating func integer(_ table: TOMLTable, _ key: String, in context: String, range: ClosedRange<Int>) -> Int? {
-        guard let value = table[key] else { return nil }
-        guard let result = value.int, range.contains(result) else {
-            problem("\(context) key \(quoted(key)): expected an integer in \(range.lowerBound)...\(range.upperBound)")
-            return nil
-        }
-        return result
-    }
-
-    mutating func operation(_ table: TOMLTable, in context: String) -> Operation? {
-        guard let text = string(table, "operation", in: context) else { return nil }
-        guard let operation = Operation(rawValue: text) else {
-            problem("\(context) key \"operation\": \(quoted(text)) is not one of switch, boot, test")
-            return nil
-        }
-        return operation
-    }
-
+extension TOMLReader {
+    /// Reads a host key file named in fleet.toml, relative to the repository.
     mutating func readKeyFile(_ path: String, repository: String, in context: String) -> String? {
         let full = path.hasPrefix("/") ? path : repository + "/" + path
         guard let data = FileManager.default.contents(atPath: full), let text = String(data: data, encoding: .utf8) else {

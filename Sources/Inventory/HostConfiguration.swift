@@ -1,10 +1,5 @@
 public import FleetProtocol
 
-/// How a host activates a new configuration (the argument to `switch-to-configuration`).
-public enum Operation: String, Sendable, CaseIterable, Codable {
-    case `switch`, boot, test
-}
-
 /// One `[hosts.<name>]` table of fleet.toml, with defaults applied.
 public struct HostConfiguration: Sendable, Equatable {
     public let name: HostName

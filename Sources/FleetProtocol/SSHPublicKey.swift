@@ -1,5 +1,5 @@
 import Foundation
-public import FleetProtocol
+
 
 /// An OpenSSH public key line (`type base64 [comment]`), checked for shape so that a typo in fleet.toml
 /// is caught at publish time rather than as a silent login failure on the host.

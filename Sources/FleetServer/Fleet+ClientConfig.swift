@@ -1,0 +1,84 @@
+import ArgumentParser
+import ChrootSync
+import FleetFiles
+import FleetProtocol
+import Foundation
+import Inventory
+
+extension Fleet {
+    struct ClientConfig: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "client-config",
+            abstract: "Print a ready /etc/fleet/client.toml for a host.",
+            discussion: """
+                The server's address, port and host key come from fleet.toml's [server] table (host_key), or \
+                from --host-key-file; the fleet public key from the state directory's signing.pub.
+                """)
+
+        @OptionGroup var global: GlobalOptions
+
+        @Argument(help: "The host, as named in fleet.toml.")
+        var host: String
+
+        @Option(help: ArgumentHelp("The server's SSH host public key file, when fleet.toml has no host_key.", valueName: "file"))
+        var hostKeyFile: String?
+
+        @Option(help: ArgumentHelp("The address the host connects to, over fleet.toml's [server] address.", valueName: "host"))
+        var serverAddress: String?
+
+        @Option(help: ArgumentHelp("The SSH port, over fleet.toml's [server] port.", valueName: "port"))
+        var port: Int?
+
+        @Option(help: ArgumentHelp("The private key the host logs in with.", valueName: "file"))
+        var identityFile: String = ClientConfiguration.defaultIdentityFile
+
+        @Option(help: ArgumentHelp("The host's fleet-client state directory.", valueName: "dir"))
+        var clientStateDir: String = ClientConfiguration.defaultStateDirectory
+
+        @Option(help: ArgumentHelp("The host's system profile.", valueName: "path"))
+        var profile: String = ClientConfiguration.defaultProfile
+
+        func validate() throws {
+            if let port, !(1...65535).contains(port) { throw ValidationError("--port must be in 1...65535") }
+        }
+
+        func run() async throws {
+            let configuration = try global.loadConfiguration()
+            let selected = try configuration.selecting([host])[0]
+            let hostKey: SSHPublicKey
+            if let hostKeyFile {
+                let bytes = try FileIO.read(hostKeyFile, limit: 16 << 10)
+                do { hostKey = try SSHPublicKey(String(decoding: bytes, as: UTF8.self)) } catch {
+                    throw ValidationError("\(hostKeyFile): \(error)")
+                }
+            } else if let key = configuration.server.hostKey {
+                hostKey = key
+            } else {
+                throw ValidationError(
+                    "\(configuration.file): [server] has no host_key, which every client pins; set it to the line of "
+                        + "the server's /etc/ssh/ssh_host_ed25519_key.pub, or pass --host-key-file")
+            }
+            let publicKeyPath = configuration.server.stateDirectory + "/" + SigningKeyFile.publicName
+            let fleetKey: VerifyingKey
+            do {
+                fleetKey = try VerifyingKey(
+                    nixFormat: String(decoding: try FileIO.read(publicKeyPath, limit: 4096), as: UTF8.self))
+            } catch {
+                throw ValidationError("cannot read the fleet public key \(publicKeyPath): \(error) (`fleet init` makes it)")
+            }
+            let client = ClientConfiguration(
+                host: selected.name,
+                server: .init(
+                    address: serverAddress ?? configuration.server.address, port: port ?? configuration.server.port,
+                    user: selected.unixUser,
+                    hostKey: hostKey),
+                fleetPublicKey: fleetKey, identityFile: identityFile, stateDirectory: clientStateDir, profile: profile)
+            let text = client.rendered()
+            // What is printed must parse back the same: the client reads it with the same code.
+            guard (try? ClientConfiguration.parse(text, file: "client.toml")) == client else {
+                throw ValidationError("internal error: the rendered client.toml for \(selected.name) does not parse back")
+            }
+            print(text, terminator: "")
+        }
+    }
+}

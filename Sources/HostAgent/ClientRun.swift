@@ -1,0 +1,516 @@
+import ArchiveKit
+import FleetFiles
+public import FleetProtocol
+import Foundation
+import SFTPTransport
+
+/// What a run did, for the command line to print and turn into an exit status.
+public struct RunResult: Sendable, Equatable {
+    public var outcome: RunOutcome
+    /// One line saying why, for the user and the report.
+    public var reason: String
+    /// The published generation the run was about, when it read a manifest.
+    public var generation: UInt64?
+}
+
+/// Either a run goes on with a value, or it is done with a result (already reported where it should be).
+enum Step<Value> {
+    case next(Value)
+    case done(RunResult)
+}
+
+/// One `fleet-client run`: poll the host's chroot, verify, and when something new is published, download,
+/// build, activate and report. Serialized by `<state_dir>/lock`.
+///
+/// Nothing is applied unless the manifest verifies (signature, host, no downgrade, no replay) and the snapshot
+/// matches its size and hash and extracts safely. A failed build or activation leaves the previous system and
+/// profile generation current, and the failed generation is not tried again until a newer one is published.
+public struct ClientRun: Sendable {
+    public let configuration: ClientConfiguration
+    public let log: RunLog
+
+    /// Snapshots larger than this are refused before downloading.
+    static let snapshotLimit: Int64 = 4 << 30
+    static let extractionLimits = ExtractionLimits(maxBytes: 8 << 30, maxEntries: 500_000, maxFileBytes: 2 << 30)
+
+    public init(configuration: ClientConfiguration, log: RunLog) {
+        self.configuration = configuration
+        self.log = log
+    }
+
+    var stateDirectory: String { configuration.stateDirectory }
+
+    public func run() async throws(ClientError) -> RunResult {
+        try prepareStateDirectory()
+        let lockPath = stateDirectory + "/lock"
+        let lock: FileLock?
+        do {
+            lock = try FileLock.acquire(lockPath, wait: false)
+        } catch {
+            throw ClientError("cannot open the lock \(lockPath): \(error)")
+        }
+        guard let lock else {
+            let reason = "another fleet-client run holds \(lockPath); this one stops (the running one will finish)"
+            log.phase(reason)
+            return RunResult(outcome: .locked, reason: reason)
+        }
+        defer { withExtendedLifetime(lock) {} }
+
+        var attempt = Attempt(startedAt: Date(), state: try ClientState.load(stateDirectory: stateDirectory))
+        let result = await poll(&attempt)
+        attempt.state.lastResult = result.outcome
+        attempt.state.lastReason = result.reason
+        attempt.state.lastRunAt = UTCTime.iso(Date())
+        try attempt.state.save(stateDirectory: stateDirectory)
+        log.phase("\(result.outcome.rawValue): \(result.reason)")
+        return result
+    }
+
+    /// The mutable record of one run: state as it evolves and what goes into the report.
+    struct Attempt {
+        let startedAt: Date
+        var state: ClientState
+        var report: RunReport?
+        /// The connection of the poll, kept for the report of a run that did not reach a build.
+        var connection: SFTPConnection?
+    }
+
+    private func poll(_ attempt: inout Attempt) async -> RunResult {
+        let endpoint = SSHEndpoint(
+            host: configuration.server.address, port: configuration.server.port, user: configuration.server.user,
+            identityFile: configuration.identityFile, pinnedHostKey: configuration.server.hostKey.description,
+            connectTimeout: .seconds(configuration.server.connectTimeoutSeconds),
+            ioTimeout: .seconds(configuration.server.ioTimeoutSeconds))
+        log.phase("connecting to \(endpoint.user)@\(endpoint.server)")
+        let connection: SFTPConnection
+        do {
+            connection = try await SFTPConnection.connect(to: endpoint)
+        } catch {
+            switch error.code {
+            case .hostKeyMismatch, .authenticationRefused:
+                return RunResult(outcome: .refused, reason: error.description)
+            case .invalidConfiguration:
+                return RunResult(outcome: .failed, reason: "\(error.description) (check \(configuration.identityFile) and [server] host_key)")
+            default:
+                return RunResult(outcome: .unreachable, reason: "\(error.description) Nothing was changed; the next run tries again.")
+            }
+        }
+        let fetched = await pollConnected(connection, endpoint: endpoint, &attempt)
+        await connection.close()
+        switch fetched {
+        case .done(let result):
+            return result
+        case .next(let (manifest, generationDirectory)):
+            let result = await apply(manifest, tree: generationDirectory, attempt: &attempt)
+            await reportOverNewConnection(result, &attempt, endpoint: endpoint)
+            return result
+        }
+    }
+
+    /// The part of a run that needs the poll's connection: outbox, manifest, heartbeat or snapshot.
+    ///
+    /// - Returns: the verified manifest and its extracted generation directory when there is something to
+    ///   apply; otherwise the run's result (already reported).
+    private func pollConnected(_ connection: SFTPConnection, endpoint: SSHEndpoint, _ attempt: inout Attempt) async
+        -> Step<(Manifest, String)>
+    {
+        attempt.state.lastContactAt = UTCTime.iso(Date())
+        let outbox = ReportOutbox(stateDirectory: stateDirectory, log: log)
+        if !outbox.waiting().isEmpty {
+            do {
+                let count = try await outbox.flush(over: connection)
+                log.phase("uploaded \(count) report file(s) kept from earlier runs")
+            } catch {
+                log.phase("could not upload earlier reports yet: \(error)")
+            }
+        }
+
+        // Read and verify the manifest.
+        let manifest: Manifest
+        switch await fetchManifest(over: connection, state: attempt.state) {
+        case .next(let verified): manifest = verified
+        case .done(let refusal):
+            if refusal.outcome != .unchanged { await report(refusal, &attempt, over: connection) }
+            await heartbeat(&attempt, over: connection, result: refusal)
+            return .done(refusal)
+        }
+        attempt.state.lastSeen = ClientState.Seen(
+            generation: manifest.generation, contentDigest: manifest.contentDigest,
+            snapshotSHA256: manifest.snapshot.sha256)
+
+        if let applied = attempt.state.applied, applied.generation == manifest.generation,
+            applied.contentDigest == manifest.contentDigest
+        {
+            let result = RunResult(
+                outcome: .unchanged, reason: "generation \(manifest.generation) is applied and current",
+                generation: manifest.generation)
+            await heartbeat(&attempt, over: connection, result: result)
+            return .done(result)
+        }
+        if let failed = attempt.state.failed, failed.generation == manifest.generation,
+            failed.contentDigest == manifest.contentDigest
+        {
+            let what = failed.state == .rolledBack ? "was rolled back" : "failed"
+            let result = RunResult(
+                outcome: .unchanged,
+                reason: "generation \(manifest.generation) \(what) at \(failed.at) (\(failed.reason)); it is not "
+                    + "tried again until a newer one is published",
+                generation: manifest.generation)
+            await heartbeat(&attempt, over: connection, result: result)
+            return .done(result)
+        }
+
+        // Something new: fetch it while connected; the build runs after the connection is closed.
+        var report = RunReport(
+            host: configuration.host.value, state: .failed, startedAt: UTCTime.iso(attempt.startedAt),
+            finishedAt: "")
+        report.generation = manifest.generation
+        report.previousGeneration = attempt.state.applied?.generation
+        report.sourceCommit = manifest.sourceCommit
+        switch await fetchSnapshot(manifest, over: connection, report: &report) {
+        case .next(let directory):
+            attempt.report = report
+            return .next((manifest, directory))
+        case .done(let refusal):
+            attempt.report = report
+            await self.report(refusal, &attempt, over: connection)
+            return .done(refusal)
+        }
+    }
+
+    // MARK: - Steps
+
+    /// Reads `/manifest` and checks it; a failure is the run's result (refused, or unchanged when nothing
+    /// was published yet).
+    private func fetchManifest(over connection: SFTPConnection, state: ClientState) async -> Step<Manifest> {
+        log.phase("reading the manifest")
+        let bytes: [UInt8]
+        do {
+            bytes = try await connection.readFile("/manifest", limit: Manifest.sizeLimit)
+        } catch {
+            if error.code == .noSuchFile {
+                return .done(RunResult(outcome: .unchanged, reason: "nothing is published for \(configuration.host) yet (no manifest on the server)"))
+            }
+            if error.code == .limitExceeded {
+                return .done(RunResult(outcome: .refused, reason: "the manifest is larger than \(Manifest.sizeLimit) bytes: \(error)"))
+            }
+            return .done(RunResult(outcome: .unreachable, reason: error.description))
+        }
+        let manifest: Manifest
+        do {
+            manifest = try Manifest.verify(bytes, with: configuration.fleetPublicKey)
+        } catch {
+            return .done(RunResult(outcome: .refused, reason: "the manifest does not verify: \(error); nothing was applied"))
+        }
+        let refuse = { (reason: String) in
+            Step<Manifest>.done(RunResult(outcome: .refused, reason: reason + "; nothing was applied", generation: manifest.generation))
+        }
+        guard manifest.host == configuration.host else {
+            return refuse("the manifest is signed for host \(manifest.host), not for \(configuration.host) (a manifest copied from another host's chroot)")
+        }
+        if let seen = state.lastSeen {
+            if manifest.generation < seen.generation {
+                return refuse("the manifest has generation \(manifest.generation), lower than generation \(seen.generation) already seen: a downgrade or a replayed old manifest")
+            }
+            if manifest.generation == seen.generation
+                && (manifest.contentDigest != seen.contentDigest || manifest.snapshot.sha256 != seen.snapshotSHA256)
+            {
+                return refuse("the manifest reuses generation \(manifest.generation) with other content than seen before (content \(manifest.contentDigest.prefix(12)) against \(seen.contentDigest.prefix(12))): a forged or replayed manifest")
+            }
+        }
+        guard manifest.snapshot.path == "/snapshots/\(manifest.generation).tar.zst" else {
+            return refuse("the manifest names the snapshot \(quoted(manifest.snapshot.path)), not /snapshots/\(manifest.generation).tar.zst")
+        }
+        guard Operation(rawValue: manifest.operation) != nil else {
+            return refuse("the manifest asks for operation \(quoted(manifest.operation)), not one of switch, boot, test")
+        }
+        guard NixSystem.isSafeAttribute(manifest.attribute) else {
+            return refuse("the manifest names the attribute \(quoted(manifest.attribute)), not a plain Nix attribute name")
+        }
+        guard (0...Self.snapshotLimit).contains(manifest.snapshot.size) else {
+            return refuse("the manifest's snapshot size \(manifest.snapshot.size) is outside 0...\(Self.snapshotLimit) bytes")
+        }
+        log.phase("generation \(manifest.generation) is published (commit \(manifest.sourceCommit), at \(manifest.publishedAt))")
+        return .next(manifest)
+    }
+
+    /// Downloads the snapshot, checks its size and hash, and extracts it safely into `generations/<gen>`.
+    private func fetchSnapshot(_ manifest: Manifest, over connection: SFTPConnection, report: inout RunReport) async
+        -> Step<String>
+    {
+        let generation = manifest.generation
+        let refuse = { (reason: String) in
+            Step<String>.done(RunResult(outcome: .refused, reason: reason + "; nothing was applied", generation: generation))
+        }
+        let started = Date()
+        let download = "\(stateDirectory)/downloads/\(generation).tar.zst"
+        unlink(download)
+        let size = manifest.snapshot.size
+        log.phase("downloading \(manifest.snapshot.path) (\(size) bytes)")
+        let log = self.log
+        do {
+            try await connection.download(
+                manifest.snapshot.path, to: download, expectedSize: size, limit: Self.snapshotLimit,
+                progress: { received in
+                    log.progress("downloading: \(size > 0 ? received * 100 / size : 100)% of \(size) bytes")
+                })
+        } catch {
+            unlink(download)
+            switch error.code {
+            case .limitExceeded:
+                return refuse("the snapshot on the server does not match the manifest: \(error)")
+            case .noSuchFile, .permissionDenied:
+                return .done(RunResult(outcome: .failed, reason: "the manifest names a snapshot the server does not serve: \(error)", generation: generation))
+            default:
+                return .done(RunResult(outcome: .unreachable, reason: "the download broke off: \(error)", generation: generation))
+            }
+        }
+        defer { unlink(download) }
+        let digest: String
+        do {
+            digest = try Self.sha256(ofFile: download)
+        } catch {
+            return .done(RunResult(outcome: .failed, reason: "cannot read the downloaded snapshot: \(error)", generation: generation))
+        }
+        guard digest == manifest.snapshot.sha256 else {
+            return refuse("the snapshot's sha256 is \(digest), but the signed manifest says \(manifest.snapshot.sha256)")
+        }
+        report.durations.download = Date().timeIntervalSince(started)
+
+        let generations = stateDirectory + "/generations"
+        let incoming = "\(generations)/.incoming-\(generation)"
+        let target = "\(generations)/\(generation)"
+        do {
+            try FileIO.removeTree(incoming)
+            let summary = try SafeExtractor().extract(archivePath: download, into: incoming, limits: Self.extractionLimits)
+            let top = try FileIO.listDirectory(incoming)
+            guard top.contains("tree"), Set(top).isSubset(of: ["tree", "secrets"]) else {
+                try? FileIO.removeTree(incoming)
+                return refuse("the snapshot holds \(top.sorted().map(quoted).joined(separator: ", ")) at its top, not tree/ (and secrets/)")
+            }
+            try FileIO.removeTree(target)
+            guard rename(incoming, target) == 0 else { throw FileSystemError("rename", path: "\(incoming) -> \(target)") }
+            log.phase("extracted \(summary.files) files (\(summary.bytes) bytes) into \(target)")
+        } catch let error as ArchiveError {
+            try? FileIO.removeTree(incoming)
+            return refuse("the snapshot was refused while extracting: \(error)")
+        } catch {
+            try? FileIO.removeTree(incoming)
+            return .done(RunResult(outcome: .failed, reason: "cannot extract the snapshot: \(error)", generation: generation))
+        }
+        return .next(target)
+    }
+
+    /// Installs secrets, builds, sets the profile and activates; on failure puts the profile and secrets back.
+    private func apply(_ manifest: Manifest, tree generationDirectory: String, attempt: inout Attempt) async -> RunResult {
+        let generation = manifest.generation
+        let operation = configuration.operation?.rawValue ?? manifest.operation
+        attempt.report?.operation = operation
+        let secrets = SecretStore(stateDirectory: stateDirectory)
+        let system = NixSystem(profile: configuration.profile, log: log)
+        var failure: NixSystem.Failure?
+        do throws(NixSystem.Failure) {
+            do {
+                try secrets.take(from: generationDirectory, generation: generation)
+            } catch {
+                throw NixSystem.Failure(step: "secrets", reason: error.description, exitCode: nil)
+            }
+            log.phase("building nixosConfigurations.\(manifest.attribute) from \(generationDirectory)/tree")
+            let buildStarted = Date()
+            let built: String
+            do throws(NixSystem.Failure) {
+                built = try await system.build(
+                    tree: generationDirectory + "/tree", attribute: manifest.attribute,
+                    gcRoot: stateDirectory + "/build-result")
+                attempt.report?.exitCodes.build = 0
+            } catch {
+                attempt.report?.exitCodes.build = error.exitCode
+                attempt.report?.durations.build = Date().timeIntervalSince(buildStarted)
+                throw error
+            }
+            attempt.report?.durations.build = Date().timeIntervalSince(buildStarted)
+            attempt.report?.targetSystem = built
+            log.phase("built \(built)")
+
+            let previous = try system.currentGeneration()
+            let made = try await system.setProfile(to: built)
+            attempt.report?.profileGeneration = made.number
+            log.phase("profile \(configuration.profile) is at generation \(made.number); running switch-to-configuration \(operation)")
+            let activationStarted = Date()
+            do throws(NixSystem.Failure) {
+                do {
+                    try secrets.activate(generation: generation)
+                } catch {
+                    throw NixSystem.Failure(step: "secrets", reason: error.description, exitCode: nil)
+                }
+                try await system.activate(built, operation: operation)
+                attempt.report?.exitCodes.activation = 0
+                attempt.report?.durations.activation = Date().timeIntervalSince(activationStarted)
+            } catch {
+                attempt.report?.exitCodes.activation = error.exitCode
+                attempt.report?.durations.activation = Date().timeIntervalSince(activationStarted)
+                await restore(previous: previous, made: made, operation: operation, system: system, secrets: secrets, appliedGeneration: attempt.state.applied?.generation)
+                throw error
+            }
+        } catch {
+            failure = error
+        }
+
+        let now = UTCTime.iso(Date())
+        if let failure {
+            attempt.state.failed = ClientState.Failed(
+                generation: generation, contentDigest: manifest.contentDigest, state: .failed,
+                reason: failure.description, at: now)
+            return RunResult(
+                outcome: .failed,
+                reason: "generation \(generation): \(failure.description); the previous system stays, and this generation is not tried again until a newer one is published",
+                generation: generation)
+        }
+        attempt.state.applied = ClientState.Applied(
+            generation: generation, contentDigest: manifest.contentDigest, sourceCommit: manifest.sourceCommit,
+            system: attempt.report?.targetSystem ?? "", operation: operation, at: now)
+        attempt.state.failed = nil
+        pointCurrent(at: generation)
+        prune(keeping: generation)
+        return RunResult(outcome: .applied, reason: "generation \(generation) applied (\(operation))", generation: generation)
+    }
+
+    /// Puts the profile and secrets back as they were before this run and re-activates the previous system.
+    private func restore(
+        previous: NixSystem.Generation?, made: NixSystem.Generation, operation: String, system: NixSystem,
+        secrets: SecretStore, appliedGeneration: UInt64?
+    ) async {
+        do {
+            try await system.restoreProfile(to: previous, removing: made)
+            log.phase(previous.map { "profile set back to generation \($0.number)" } ?? "profile removed again (there was none before)")
+        } catch {
+            log.phase("could not set the profile back: \(error)")
+        }
+        secrets.restore(generation: appliedGeneration)
+        if let previous {
+            do {
+                try await system.activate(previous.system, operation: operation)
+                log.phase("re-activated the previous system \(previous.system)")
+            } catch {
+                log.phase("re-activating the previous system failed: \(error)")
+            }
+        }
+    }
+
+    // MARK: - Reporting
+
+    /// Uploads the log and report of a run that did not reach a build, over the poll's connection.
+    private func report(_ result: RunResult, _ attempt: inout Attempt, over connection: SFTPConnection) async {
+        let files = reportFiles(result, &attempt)
+        do {
+            for file in files { try await ReportOutbox.upload(name: file.name, bytes: file.bytes, over: connection) }
+            log.phase("report uploaded to logs/\(files[1].name)")
+        } catch {
+            keep(files, because: error)
+        }
+    }
+
+    /// After a build, the poll's connection may be long gone: open a new one for the report.
+    private func reportOverNewConnection(_ result: RunResult, _ attempt: inout Attempt, endpoint: SSHEndpoint) async {
+        let files = reportFiles(result, &attempt)
+        do {
+            let connection = try await SFTPConnection.connect(to: endpoint)
+            do {
+                for file in files { try await ReportOutbox.upload(name: file.name, bytes: file.bytes, over: connection) }
+                await connection.close()
+            } catch {
+                await connection.close()
+                throw error
+            }
+            log.phase("report uploaded to logs/\(files[1].name)")
+        } catch {
+            keep(files, because: error)
+        }
+    }
+
+    private func keep(_ files: [(name: String, bytes: [UInt8])], because error: any Error) {
+        log.phase("could not upload the report (\(error)); it is kept in \(stateDirectory)/outbox for the next run")
+        do { try ReportOutbox(stateDirectory: stateDirectory, log: log).enqueue(files) } catch { log.phase("\(error)") }
+    }
+
+    /// The log and the report of this run, named by time and generation.
+    private func reportFiles(_ result: RunResult, _ attempt: inout Attempt) -> [(name: String, bytes: [UInt8])] {
+        let finished = Date()
+        var report = attempt.report ?? RunReport(
+            host: configuration.host.value, state: result.outcome, startedAt: UTCTime.iso(attempt.startedAt),
+            finishedAt: "")
+        report.state = result.outcome
+        report.reason = result.reason
+        report.generation = report.generation ?? result.generation
+        report.finishedAt = UTCTime.iso(finished)
+        report.durations.total = finished.timeIntervalSince(attempt.startedAt)
+        report.currentSystem = try? FileIO.readLink("/run/current-system")
+        report.bootedSystem = try? FileIO.readLink("/run/booted-system")
+        let stem = UTCTime.compact(finished) + (result.generation.map { "-g\($0)" } ?? "")
+        report.log = "log-\(stem).txt"
+        attempt.report = report
+        return [(report.log!, log.contents()), ("report-\(stem).json", report.encoded())]
+    }
+
+    /// Replaces `logs/heartbeat.json`: the cheap sign of life of a poll with nothing to do.
+    private func heartbeat(_ attempt: inout Attempt, over connection: SFTPConnection, result: RunResult) async {
+        let beat = Heartbeat(
+            host: configuration.host.value, at: UTCTime.iso(Date()), appliedGeneration: attempt.state.applied?.generation,
+            seenGeneration: attempt.state.lastSeen?.generation, failedGeneration: attempt.state.failed?.generation,
+            lastResult: result.outcome, reason: result.reason)
+        do {
+            try await ReportOutbox.upload(name: "heartbeat.json", bytes: beat.encoded(), over: connection)
+        } catch {
+            log.phase("could not write the heartbeat: \(error)")
+        }
+    }
+
+    // MARK: - Local files
+
+    private func prepareStateDirectory() throws(ClientError) {
+        do {
+            try FileIO.createDirectories(stateDirectory, mode: 0o755)
+            for (name, mode) in [("downloads", UInt32(0o700)), ("generations", 0o700)] {
+                try FileIO.ensureDirectory(stateDirectory + "/" + name, mode: mode)
+            }
+        } catch {
+            throw ClientError("cannot prepare the state directory \(stateDirectory): \(error)")
+        }
+    }
+
+    /// `current -> generations/<gen>`, replaced atomically.
+    private func pointCurrent(at generation: UInt64) {
+        let link = stateDirectory + "/current"
+        let temporary = FileIO.temporaryPath(for: link)
+        unlink(temporary)
+        if symlink("generations/\(generation)", temporary) != 0 || rename(temporary, link) != 0 {
+            log.phase("could not point \(link) at generations/\(generation) (errno \(errno))")
+        }
+    }
+
+    /// Removes extracted generations and secrets beyond the newest `keepGenerations` besides the current one.
+    private func prune(keeping current: UInt64) {
+        let generations = stateDirectory + "/generations"
+        let numbers = ((try? FileIO.listDirectory(generations)) ?? []).compactMap(UInt64.init).sorted(by: >)
+        let keep = Set([current] + numbers.filter { $0 != current }.prefix(configuration.keepGenerations))
+        for number in numbers where !keep.contains(number) {
+            try? FileIO.removeTree("\(generations)/\(number)")
+        }
+        SecretStore(stateDirectory: stateDirectory).prune(keeping: keep)
+    }
+
+    static func sha256(ofFile path: String) throws(FileSystemError) -> String {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { throw FileSystemError("open", path: path) }
+        defer { close(fd) }
+        var hasher = SHA256Hasher()
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count < 0 { throw FileSystemError("read", path: path) }
+            if count == 0 { break }
+            buffer.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[..<count])) }
+        }
+        return hasher.finalizeHex()
+    }
+}

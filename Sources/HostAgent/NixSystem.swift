@@ -1,0 +1,175 @@
+import CommandRunner
+import FleetFiles
+import Foundation
+
+/// Builds a host's system with Nix, and owns the profile generations of the machine's system profile.
+///
+/// This is what `nixos-rebuild` does, done here so that the client knows which profile generation it made and
+/// can go back to the one before.
+struct NixSystem {
+    /// Why a step failed, with the command's exit status when it ran.
+    struct Failure: Error, CustomStringConvertible {
+        let step: String
+        let reason: String
+        let exitCode: Int32?
+
+        var description: String { "\(step) failed: \(reason)" }
+    }
+
+    /// A generation of the profile: its number and the store path it points to.
+    struct Generation: Equatable {
+        let number: Int
+        let system: String
+    }
+
+    let profile: String
+    let log: RunLog
+
+    /// Builds `nixosConfigurations.<attribute>.config.system.build.toplevel` of the tree's flake, or, without a
+    /// flake, `<nixpkgs/nixos>` with `nixos-config` set to the tree's configuration.nix (as NIX_PATH resolves
+    /// it). `gcRoot` is the out-link that keeps the result alive until the profile holds it.
+    ///
+    /// - Returns: the system's store path.
+    func build(tree: String, attribute: String, gcRoot: String) async throws(Failure) -> String {
+        guard Self.isSafeAttribute(attribute) else {
+            throw Failure(step: "build", reason: "the attribute \(String(reflecting: attribute)) is not a plain Nix attribute name", exitCode: nil)
+        }
+        let executable: String
+        let arguments: [String]
+        if (try? FileStatus.of(tree + "/flake.nix"))??.kind == .regular {
+            executable = "nix"
+            arguments = [
+                "build", "path:\(tree)#nixosConfigurations.\"\(attribute)\".config.system.build.toplevel",
+                "--out-link", gcRoot, "--no-update-lock-file", "--print-build-logs",
+            ]
+        } else if (try? FileStatus.of(tree + "/configuration.nix"))??.kind == .regular {
+            executable = "nix-build"
+            arguments = ["<nixpkgs/nixos>", "-A", "system", "-I", "nixos-config=\(tree)/configuration.nix", "--out-link", gcRoot]
+        } else {
+            throw Failure(
+                step: "build", reason: "the snapshot has neither flake.nix nor configuration.nix at its top; "
+                    + "put one in the host's directory in the fleet repository", exitCode: nil)
+        }
+        try? FileManager.default.removeItem(atPath: gcRoot)
+        let output = try await run("build", executable, arguments)
+        guard output.succeeded else {
+            throw Failure(step: "build", reason: "\(executable) exited with status \(output.exitCode)\(Self.lastLine(of: output.standardError))", exitCode: output.exitCode)
+        }
+        do {
+            let system = try FileIO.readLink(gcRoot)
+            guard system.hasPrefix("/nix/store/") else {
+                throw Failure(step: "build", reason: "the build result \(system) is not a store path", exitCode: nil)
+            }
+            return system
+        } catch let failure as Failure {
+            throw failure
+        } catch {
+            throw Failure(step: "build", reason: "no build result at \(gcRoot): \(error)", exitCode: nil)
+        }
+    }
+
+    /// The profile's current generation, or nil when the profile does not exist yet.
+    func currentGeneration() throws(Failure) -> Generation? {
+        let link: String
+        do {
+            guard try FileStatus.of(profile)?.kind == .symbolicLink else { return nil }
+            link = try FileIO.readLink(profile)
+        } catch {
+            throw Failure(step: "profile", reason: "cannot read \(profile): \(error)", exitCode: nil)
+        }
+        let name = FileIO.split(link).name
+        let prefix = FileIO.split(profile).name + "-"
+        guard name.hasPrefix(prefix), name.hasSuffix("-link"),
+            let number = Int(name.dropFirst(prefix.count).dropLast("-link".count))
+        else {
+            throw Failure(step: "profile", reason: "\(profile) points to \(link), not to a profile generation", exitCode: nil)
+        }
+        let generationLink = FileIO.split(profile).directory + "/" + name
+        do {
+            return Generation(number: number, system: try FileIO.readLink(generationLink))
+        } catch {
+            throw Failure(step: "profile", reason: "cannot read \(generationLink): \(error)", exitCode: nil)
+        }
+    }
+
+    /// Makes `system` the profile's new current generation.
+    func setProfile(to system: String) async throws(Failure) -> Generation {
+        try FileIO.createDirectoriesOrFail(FileIO.split(profile).directory, step: "profile")
+        let output = try await run("profile", "nix-env", ["-p", profile, "--set", system])
+        guard output.succeeded else {
+            throw Failure(step: "profile", reason: "nix-env --set exited with status \(output.exitCode)\(Self.lastLine(of: output.standardError))", exitCode: output.exitCode)
+        }
+        guard let generation = try currentGeneration(), generation.system == system else {
+            throw Failure(step: "profile", reason: "\(profile) does not point to \(system) after nix-env --set", exitCode: nil)
+        }
+        return generation
+    }
+
+    /// Makes an earlier generation current again, or, with nil (there was none), removes the profile link
+    /// and the generation made in this run, so the profile is as it was.
+    func restoreProfile(to previous: Generation?, removing made: Generation?) async throws(Failure) {
+        if let previous {
+            let output = try await run(
+                "profile", "nix-env", ["-p", profile, "--switch-generation", String(previous.number)])
+            guard output.succeeded else {
+                throw Failure(step: "profile", reason: "nix-env --switch-generation \(previous.number) exited with status \(output.exitCode)\(Self.lastLine(of: output.standardError))", exitCode: output.exitCode)
+            }
+        } else {
+            unlink(profile)
+        }
+        if let made, made.number != previous?.number {
+            unlink(FileIO.split(profile).directory + "/" + FileIO.split(profile).name + "-\(made.number)-link")
+        }
+    }
+
+    /// Runs the system's `bin/switch-to-configuration <operation>`.
+    func activate(_ system: String, operation: String) async throws(Failure) {
+        let program = system + "/bin/switch-to-configuration"
+        guard access(program, X_OK) == 0 else {
+            throw Failure(step: "activation", reason: "\(program) is missing or not executable: not a NixOS system", exitCode: nil)
+        }
+        let output = try await run("activation", program, [operation])
+        guard output.succeeded else {
+            throw Failure(step: "activation", reason: "switch-to-configuration \(operation) exited with status \(output.exitCode)\(Self.lastLine(of: output.standardError))", exitCode: output.exitCode)
+        }
+    }
+
+    private func run(_ step: String, _ executable: String, _ arguments: [String]) async throws(Failure) -> CommandOutput {
+        let commandLine = ([executable] + arguments).joined(separator: " ")
+        do {
+            let output = try await Command.run(executable, arguments)
+            log.output(of: commandLine, exitCode: output.exitCode, standardOutput: output.standardOutput, standardError: output.standardError)
+            return output
+        } catch {
+            log.output(of: commandLine, exitCode: -1, standardOutput: "", standardError: "\(error)")
+            throw Failure(step: step, reason: "\(error)", exitCode: nil)
+        }
+    }
+
+    /// `": <cause>"` from a command's error output, to name the cause in a one-line reason: Nix's last
+    /// `error:` line when there is one, else the last line that is not a hint.
+    static func lastLine(of text: String) -> String {
+        let lines = text.split(separator: "\n").map { String($0).trimmingWhitespace() }.filter { !$0.isEmpty }
+        let line = lines.last { $0.hasPrefix("error:") }
+            ?? lines.last { !$0.hasPrefix("(use '--show-trace'") }
+        guard let line else { return "" }
+        return ": " + String(line.prefix(300))
+    }
+
+    /// Attribute names as fleet.toml allows them; quoted in the flake reference, so digits may lead.
+    static func isSafeAttribute(_ attribute: String) -> Bool {
+        !attribute.isEmpty && attribute.count <= 200
+            && attribute.unicodeScalars.allSatisfy {
+                ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "_"
+                    || $0 == "-" || $0 == "'"
+            }
+    }
+}
+
+extension FileIO {
+    fileprivate static func createDirectoriesOrFail(_ path: String, step: String) throws(NixSystem.Failure) {
+        do { try createDirectories(path) } catch {
+            throw NixSystem.Failure(step: step, reason: "cannot create \(path): \(error)", exitCode: nil)
+        }
+    }
+}

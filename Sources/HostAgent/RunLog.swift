@@ -1,0 +1,94 @@
+import Foundation
+import Synchronization
+
+/// The log of one run: phase lines for the journal or terminal, and the full text (with command output) that
+/// is uploaded to the server.
+///
+/// The full text is capped: past the limit, the middle is cut (the start says what was attempted, the end
+/// how it failed) and the cut is written where it happened.
+public final class RunLog: Sendable {
+    private struct Buffer {
+        var head: [UInt8] = []
+        var tail: [UInt8] = []
+        var cutBytes = 0
+        var progressShown = false
+    }
+
+    public let limit: Int
+    private let host: String
+    private let echo: @Sendable (String) -> Void
+    private let isTerminal: Bool
+    private let buffer = Mutex(Buffer())
+
+    /// - Parameters:
+    ///   - echo: where phase lines go as they happen (standard error by default: the journal under systemd).
+    ///   - isTerminal: whether `echo` is a terminal, so that progress may redraw one line.
+    public init(host: String, limit: Int, isTerminal: Bool, echo: @escaping @Sendable (String) -> Void) {
+        self.host = host
+        self.limit = max(limit, 4096)
+        self.isTerminal = isTerminal
+        self.echo = echo
+    }
+
+    /// A log that echoes to standard error: the journal under systemd, or the terminal.
+    public convenience init(host: String, limit: Int) {
+        self.init(host: host, limit: limit, isTerminal: isatty(2) == 1) { line in
+            FileHandle.standardError.write(Data(line.utf8))
+        }
+    }
+
+    /// A step of the run: shown at once, and kept in the log with its time.
+    public func phase(_ text: String) {
+        let finishProgress = buffer.withLock { buffer in
+            defer { buffer.progressShown = false }
+            return buffer.progressShown
+        }
+        echo((finishProgress ? "\n" : "") + "fleet-client[\(host)]: \(text)\n")
+        append("\(UTCTime.iso(Date())) \(text)\n")
+    }
+
+    /// Progress within a step (bytes downloaded): redrawn in place on a terminal, not logged.
+    public func progress(_ text: String) {
+        guard isTerminal else { return }
+        buffer.withLock { $0.progressShown = true }
+        echo("\r\u{1b}[Kfleet-client[\(host)]: \(text)")
+    }
+
+    /// Output of a command, kept in the uploaded log only (the journal gets the phase lines).
+    public func output(of command: String, exitCode: Int32, standardOutput: String, standardError: String) {
+        var text = "--- \(command) (exit status \(exitCode))\n"
+        if !standardOutput.isEmpty { text += standardOutput + (standardOutput.hasSuffix("\n") ? "" : "\n") }
+        if !standardError.isEmpty { text += standardError + (standardError.hasSuffix("\n") ? "" : "\n") }
+        text += "---\n"
+        append(text)
+    }
+
+    /// The whole log, capped at `limit` bytes plus the line saying what was cut.
+    public func contents() -> [UInt8] {
+        buffer.withLock { buffer in
+            guard buffer.cutBytes > 0 else { return buffer.head + buffer.tail }
+            let note = "\n[fleet-client: \(buffer.cutBytes) bytes of this log were cut here to keep it under \(limit) bytes]\n"
+            return buffer.head + Array(note.utf8) + buffer.tail
+        }
+    }
+
+    private func append(_ text: String) {
+        let bytes = Array(text.utf8)
+        let headLimit = limit / 4
+        let tailLimit = limit - headLimit
+        buffer.withLock { buffer in
+            var rest = bytes[...]
+            if buffer.cutBytes == 0 && buffer.tail.isEmpty && buffer.head.count < headLimit {
+                let room = headLimit - buffer.head.count
+                buffer.head += rest.prefix(room)
+                rest = rest.dropFirst(room)
+            }
+            buffer.tail += rest
+            if buffer.tail.count > tailLimit {
+                let excess = buffer.tail.count - tailLimit
+                buffer.tail.removeFirst(excess)
+                buffer.cutBytes += excess
+            }
+        }
+    }
+}

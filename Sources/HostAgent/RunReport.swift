@@ -1,0 +1,80 @@
+import Foundation
+
+/// What a run tells the server, uploaded as `logs/report-<time>-g<generation>.json` beside the full log.
+///
+/// The server treats it as untrusted input: it caps sizes and validates names when it reads it.
+public struct RunReport: Codable, Sendable, Equatable {
+    public static let currentFormat = 1
+
+    /// Seconds spent in each step that ran.
+    public struct Durations: Codable, Sendable, Equatable {
+        public var download: Double?
+        public var build: Double?
+        public var activation: Double?
+        public var total: Double = 0
+    }
+
+    /// Exit statuses of the commands that ran, when they ran.
+    public struct ExitCodes: Codable, Sendable, Equatable {
+        public var build: Int32?
+        public var activation: Int32?
+    }
+
+    public var format = currentFormat
+    public var host: String
+    public var state: RunOutcome
+    /// The generation this run was about (the published one), when a manifest was read.
+    public var generation: UInt64?
+    /// The generation applied before this run.
+    public var previousGeneration: UInt64?
+    public var sourceCommit: String?
+    public var operation: String?
+    public var startedAt: String
+    public var finishedAt: String
+    public var durations = Durations()
+    public var exitCodes = ExitCodes()
+    /// The running system (`/run/current-system`), the booted one (`/run/booted-system`) and the one built.
+    public var currentSystem: String?
+    public var bootedSystem: String?
+    public var targetSystem: String?
+    /// The profile generation made by this run.
+    public var profileGeneration: Int?
+    public var reason: String?
+    /// The name of the log uploaded with this report.
+    public var log: String?
+
+    public init(host: String, state: RunOutcome, startedAt: String, finishedAt: String) {
+        self.host = host
+        self.state = state
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+    }
+
+    func encoded() -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        // Every field is a plain value: encoding cannot fail.
+        return Array((try? encoder.encode(self)) ?? Data()) + [0x0a]
+    }
+}
+
+/// Written on every poll to `logs/heartbeat.json` (replaced by rename), so the server sees a quiet host is alive.
+public struct Heartbeat: Codable, Sendable, Equatable {
+    public var format = RunReport.currentFormat
+    public var host: String
+    public var at: String
+    /// The generation applied on this machine, if any.
+    public var appliedGeneration: UInt64?
+    /// The newest generation seen on the server.
+    public var seenGeneration: UInt64?
+    /// A generation that failed or was rolled back and waits for a newer one.
+    public var failedGeneration: UInt64?
+    public var lastResult: RunOutcome?
+    public var reason: String?
+
+    func encoded() -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return Array((try? encoder.encode(self)) ?? Data()) + [0x0a]
+    }
+}
