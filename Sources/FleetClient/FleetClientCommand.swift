@@ -15,7 +15,7 @@ struct FleetClientCommand: AsyncParsableCommand {
             Exit statuses of `run`: 0 unchanged, 10 applied, 11 failed, 12 refused (verification), \
             13 unreachable, 14 locked (another run is going), 15 rolled back; 1 for any other error.
             """,
-        subcommands: [Run.self, Status.self, VerifyManifest.self]
+        subcommands: [Run.self, Status.self, Check.self, VerifyManifest.self]
     )
 }
 
@@ -44,6 +44,29 @@ extension FleetClientCommand {
             let configuration = try config.load()
             let log = RunLog(host: configuration.host.value, limit: configuration.logLimitBytes)
             let result = try await ClientRun(configuration: configuration, log: log).run()
+            throw ExitCode(result.outcome.exitStatus)
+        }
+    }
+
+    struct Check: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check the connection and the published manifest without applying anything.",
+            discussion: "Exits like `run`: 0 when everything checks out, 12 refused, 13 unreachable.")
+
+        @OptionGroup var config: ConfigOption
+
+        @Flag(help: "Stop after connecting and authenticating (no SFTP).")
+        var connectOnly = false
+
+        @Option(help: ArgumentHelp("Also download the snapshot, check it, and extract it into this new directory.", valueName: "dir"))
+        var download: String?
+
+        func run() async throws {
+            let configuration = try config.load()
+            let log = RunLog(host: configuration.host.value, limit: configuration.logLimitBytes)
+            let result = try await ClientRun(configuration: configuration, log: log)
+                .check(connectOnly: connectOnly, downloadInto: download)
+            log.phase("\(result.outcome == .unchanged ? "ok" : result.outcome.rawValue): \(result.reason)")
             throw ExitCode(result.outcome.exitStatus)
         }
     }

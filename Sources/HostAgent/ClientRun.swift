@@ -71,29 +71,41 @@ public struct ClientRun: Sendable {
         let startedAt: Date
         var state: ClientState
         var report: RunReport?
-        /// The connection of the poll, kept for the report of a run that did not reach a build.
-        var connection: SFTPConnection?
     }
 
-    private func poll(_ attempt: inout Attempt) async -> RunResult {
-        let endpoint = SSHEndpoint(
+    /// The server as client.toml describes it.
+    var endpoint: SSHEndpoint {
+        SSHEndpoint(
             host: configuration.server.address, port: configuration.server.port, user: configuration.server.user,
             identityFile: configuration.identityFile, pinnedHostKey: configuration.server.hostKey.description,
             connectTimeout: .seconds(configuration.server.connectTimeoutSeconds),
             ioTimeout: .seconds(configuration.server.ioTimeoutSeconds))
+    }
+
+    /// Connects and authenticates; a failure is the run's result: refused (host key, authentication),
+    /// unreachable (network), or failed (a local configuration problem).
+    func connect(openingSFTP: Bool = true) async -> Step<SFTPConnection> {
+        let endpoint = self.endpoint
         log.phase("connecting to \(endpoint.user)@\(endpoint.server)")
-        let connection: SFTPConnection
         do {
-            connection = try await SFTPConnection.connect(to: endpoint)
+            return .next(try await SFTPConnection.connect(to: endpoint, openingSFTP: openingSFTP))
         } catch {
             switch error.code {
             case .hostKeyMismatch, .authenticationRefused:
-                return RunResult(outcome: .refused, reason: error.description)
+                return .done(RunResult(outcome: .refused, reason: error.description))
             case .invalidConfiguration:
-                return RunResult(outcome: .failed, reason: "\(error.description) (check \(configuration.identityFile) and [server] host_key)")
+                return .done(RunResult(outcome: .failed, reason: "\(error.description) (check \(configuration.identityFile) and [server] host_key)"))
             default:
-                return RunResult(outcome: .unreachable, reason: "\(error.description) Nothing was changed; the next run tries again.")
+                return .done(RunResult(outcome: .unreachable, reason: "\(error.description) Nothing was changed; the next run tries again."))
             }
+        }
+    }
+
+    private func poll(_ attempt: inout Attempt) async -> RunResult {
+        let connection: SFTPConnection
+        switch await connect() {
+        case .next(let connected): connection = connected
+        case .done(let result): return result
         }
         let fetched = await pollConnected(connection, endpoint: endpoint, &attempt)
         await connection.close()
@@ -167,7 +179,8 @@ public struct ClientRun: Sendable {
         report.generation = manifest.generation
         report.previousGeneration = attempt.state.applied?.generation
         report.sourceCommit = manifest.sourceCommit
-        switch await fetchSnapshot(manifest, over: connection, report: &report) {
+        let target = "\(stateDirectory)/generations/\(manifest.generation)"
+        switch await fetchSnapshot(manifest, over: connection, into: target, report: &report) {
         case .next(let directory):
             attempt.report = report
             return .next((manifest, directory))
@@ -182,7 +195,7 @@ public struct ClientRun: Sendable {
 
     /// Reads `/manifest` and checks it; a failure is the run's result (refused, or unchanged when nothing
     /// was published yet).
-    private func fetchManifest(over connection: SFTPConnection, state: ClientState) async -> Step<Manifest> {
+    func fetchManifest(over connection: SFTPConnection, state: ClientState) async -> Step<Manifest> {
         log.phase("reading the manifest")
         let bytes: [UInt8]
         do {
@@ -235,15 +248,16 @@ public struct ClientRun: Sendable {
     }
 
     /// Downloads the snapshot, checks its size and hash, and extracts it safely into `generations/<gen>`.
-    private func fetchSnapshot(_ manifest: Manifest, over connection: SFTPConnection, report: inout RunReport) async
-        -> Step<String>
-    {
+    func fetchSnapshot(
+        _ manifest: Manifest, over connection: SFTPConnection, into target: String, report: inout RunReport
+    ) async -> Step<String> {
         let generation = manifest.generation
         let refuse = { (reason: String) in
             Step<String>.done(RunResult(outcome: .refused, reason: reason + "; nothing was applied", generation: generation))
         }
         let started = Date()
-        let download = "\(stateDirectory)/downloads/\(generation).tar.zst"
+        let parent = FileIO.split(target).directory
+        let download = "\(parent)/.download-\(generation).tar.zst"
         unlink(download)
         let size = manifest.snapshot.size
         log.phase("downloading \(manifest.snapshot.path) (\(size) bytes)")
@@ -277,9 +291,7 @@ public struct ClientRun: Sendable {
         }
         report.durations.download = Date().timeIntervalSince(started)
 
-        let generations = stateDirectory + "/generations"
-        let incoming = "\(generations)/.incoming-\(generation)"
-        let target = "\(generations)/\(generation)"
+        let incoming = "\(parent)/.incoming-\(generation)"
         do {
             try FileIO.removeTree(incoming)
             let summary = try SafeExtractor().extract(archivePath: download, into: incoming, limits: Self.extractionLimits)
@@ -470,9 +482,7 @@ public struct ClientRun: Sendable {
     private func prepareStateDirectory() throws(ClientError) {
         do {
             try FileIO.createDirectories(stateDirectory, mode: 0o755)
-            for (name, mode) in [("downloads", UInt32(0o700)), ("generations", 0o700)] {
-                try FileIO.ensureDirectory(stateDirectory + "/" + name, mode: mode)
-            }
+            try FileIO.ensureDirectory(stateDirectory + "/generations", mode: 0o700)
         } catch {
             throw ClientError("cannot prepare the state directory \(stateDirectory): \(error)")
         }

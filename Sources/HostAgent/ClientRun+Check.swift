@@ -1,0 +1,51 @@
+import FleetFiles
+import FleetProtocol
+import SFTPTransport
+import Foundation
+
+extension ClientRun {
+    /// `fleet-client check`: what a run would see, without applying anything or changing the client's state.
+    ///
+    /// Connects (pinned host key, authentication); unless `connectOnly`, reads and verifies the manifest
+    /// against the saved state (so a downgrade shows as refused); with `downloadInto`, also downloads the
+    /// snapshot, checks it and extracts it into that directory (which must not exist) for inspection.
+    /// Takes no lock and uploads nothing.
+    public func check(connectOnly: Bool, downloadInto directory: String?) async throws(ClientError) -> RunResult {
+        let state = try ClientState.load(stateDirectory: stateDirectory)
+        let connection: SFTPConnection
+        switch await connect(openingSFTP: !connectOnly) {
+        case .next(let connected): connection = connected
+        case .done(let result): return result
+        }
+        defer { withExtendedLifetime(connection) {} }
+        if connectOnly {
+            await connection.close()
+            return RunResult(
+                outcome: .unchanged,
+                reason: "connected and authenticated as \(endpoint.user)@\(endpoint.server) (host key \(connection.hostKeyFingerprint))")
+        }
+        let manifest: Manifest
+        switch await fetchManifest(over: connection, state: state) {
+        case .next(let verified): manifest = verified
+        case .done(let result):
+            await connection.close()
+            return result
+        }
+        var summary = "generation \(manifest.generation) verifies (commit \(manifest.sourceCommit), published \(manifest.publishedAt), operation \(manifest.operation))"
+        if let applied = state.applied {
+            summary += applied.generation == manifest.generation ? "; it is applied" : "; generation \(applied.generation) is applied"
+        }
+        if let directory {
+            let target = directory.hasPrefix("/") ? directory : FileManager.default.currentDirectoryPath + "/" + directory
+            var report = RunReport(host: configuration.host.value, state: .unchanged, startedAt: "", finishedAt: "")
+            switch await fetchSnapshot(manifest, over: connection, into: target, report: &report) {
+            case .next(let extracted): summary += "; its snapshot is extracted into \(extracted)"
+            case .done(let result):
+                await connection.close()
+                return result
+            }
+        }
+        await connection.close()
+        return RunResult(outcome: .unchanged, reason: summary, generation: manifest.generation)
+    }
+}
