@@ -102,7 +102,7 @@ let package = Package(
             name: "FleetTests",
             dependencies: [
                 "FleetTestSupport", "Inventory", "ChrootSync", "ServerSetup", "FleetProtocol", "ArchiveKit",
-                "SQLiteKit", "FleetFiles", "CommandRunner",
+                "SQLiteKit", "FleetFiles", "CommandRunner", "HostAgent",
             ],
             swiftSettings: strictSettings
         ),

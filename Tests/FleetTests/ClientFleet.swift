@@ -1,0 +1,181 @@
+import ChrootSync
+import CommandRunner
+import FleetFiles
+import FleetProtocol
+import FleetTestSupport
+import Foundation
+import HostAgent
+
+/// A fleet server (real sshd configured by `fleet sshd-config`, users and chroots made by `fleet setup`) and
+/// its hosts' clients, each with its own state directory, Nix profile, activation log and SSH key, all on
+/// this machine. Hosts are toy NixOS flakes built by the real Nix. `stop()` removes everything.
+struct ClientFleet {
+    let fixture: FleetFixture
+    let sshd: TestSSHD
+    let prefix: String
+    let hosts: [String]
+    /// Client side: keys, client.toml, state directories, profiles, activation logs.
+    let clients: TestDirectory
+
+    /// The example fleet's toy NixOS (`common/toy-nixos.nix` of this repository).
+    static let toyNixOS: String = {
+        let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().path
+        return (try? String(contentsOfFile: repository + "/common/toy-nixos.nix", encoding: .utf8)) ?? ""
+    }()
+
+    /// Starts a server for `hosts` (toy flakes sharing `common/`), publishes them, and writes each host's
+    /// client.toml with `fleet client-config`. `prepare` may change the repository before the first publish.
+    static func start(hosts: [String], prepare: (FleetFixture) throws -> Void = { _ in }) async throws -> ClientFleet {
+        let prefix = "fc" + String(UUID().uuidString.lowercased().filter(\.isLetter).prefix(4)) + "-"
+        let clients = try TestDirectory.makeTemporary()
+        let fixture = try FleetFixture(hosts: [], rootOwned: true, serverToml: "user_prefix = \"\(prefix)\"")
+        var sshd: TestSSHD?
+        do {
+            try fixture.write("common/toy-nixos.nix", toyNixOS)
+            var toml = try String(contentsOfFile: fixture.repository + "/fleet.toml", encoding: .utf8)
+            for host in hosts {
+                try addToyHost(host, to: fixture)
+                let key = try KeyPair.generate(at: clients.path("\(host).key"), comment: "root@\(host)")
+                toml += "[hosts.\(host)]\nkey = \"\(key.publicKeyLine)\"\n"
+            }
+            try fixture.write("fleet.toml", toml)
+            try prepare(fixture)
+            try await check(fixture.fleet(["setup"]), "fleet setup")
+            try await check(fixture.fleet(["publish"]), "fleet publish")
+            let output = try await check(
+                fixture.fleet(["sshd-config", "--listen", "127.0.0.1:1", "--host-key", "/unused"]), "fleet sshd-config")
+            let body = output.standardOutput.split(separator: "\n", omittingEmptySubsequences: false)
+                .filter { !$0.hasPrefix("ListenAddress") && !$0.hasPrefix("HostKey") && !$0.hasPrefix("PidFile") }
+                .joined(separator: "\n")
+            let server = try TestSSHD.start(configBody: body)
+            sshd = server
+            try clients.writeFile("server_host_key.pub", text: server.hostPublicKey + "\n")
+            let fleet = ClientFleet(fixture: fixture, sshd: server, prefix: prefix, hosts: hosts, clients: clients)
+            for host in hosts { try await fleet.writeClientConfiguration(host) }
+            return fleet
+        } catch {
+            sshd?.stop()
+            removeUsers(prefix: prefix, hosts: hosts)
+            fixture.remove()
+            clients.remove()
+            throw error
+        }
+    }
+
+    func stop() {
+        sshd.stop()
+        Self.removeUsers(prefix: prefix, hosts: hosts)
+        fixture.remove()
+        clients.remove()
+    }
+
+    private static func removeUsers(prefix: String, hosts: [String]) {
+        for host in hosts {
+            _ = try? TestCommand.run("/usr/sbin/userdel", [prefix + host])
+            _ = try? TestCommand.run("/usr/sbin/groupdel", [prefix + host])
+        }
+    }
+
+    @discardableResult
+    static func check(_ output: CommandOutput, _ what: String) throws -> CommandOutput {
+        guard output.exitCode == 0 else {
+            throw TestSupportError("\(what) failed (\(output.exitCode)): \(output.standardOutput)\(output.standardError)")
+        }
+        return output
+    }
+
+    /// A toy NixOS flake host: `flake.nix`, `configuration.nix` (its motd), `common -> ../../common`.
+    static func addToyHost(_ host: String, to fixture: FleetFixture, motd: String? = nil) throws {
+        try fixture.addHost(host)
+        try fixture.write(
+            "hosts/\(host)/flake.nix",
+            """
+            {
+              outputs = { self }: {
+                nixosConfigurations.\(host) = import ./common/toy-nixos.nix {
+                  hostName = "\(host)";
+                  modules = [ ./common/base.nix ./configuration.nix ];
+                };
+              };
+            }
+
+            """)
+        try fixture.write("hosts/\(host)/configuration.nix", "{ motd = [ \"\(motd ?? host)\" ]; }\n")
+    }
+
+    // MARK: - The client side
+
+    func configPath(_ host: String) -> String { clients.path("\(host)/client.toml") }
+    func stateDirectory(_ host: String) -> String { clients.path("\(host)/state") }
+    func profile(_ host: String) -> String { clients.path("\(host)/profiles/system") }
+    func activationLog(_ host: String) -> String { clients.path("\(host)/activations.log") }
+    var serverHostKeyFile: String { clients.path("server_host_key.pub") }
+
+    /// `fleet client-config` for the host, pointing at this sshd and the host's own directories.
+    func writeClientConfiguration(_ host: String, extraArguments: [String] = []) async throws {
+        try FileIO.createDirectories(clients.path(host))
+        let output = try await Self.check(
+            fixture.fleet(
+                [
+                    "client-config", host, "--server-address", "127.0.0.1", "--port", "\(sshd.port)",
+                    "--host-key-file", serverHostKeyFile, "--identity-file", clients.path("\(host).key"),
+                    "--client-state-dir", stateDirectory(host), "--profile", profile(host),
+                ] + extraArguments), "fleet client-config \(host)")
+        try clients.writeFile("\(host)/client.toml", text: output.standardOutput)
+    }
+
+    /// Runs `fleet-client <arguments> --config <host's client.toml>`, with the host's activation log.
+    func client(_ host: String, _ arguments: [String] = ["run"], environment: [String: String] = [:]) async throws
+        -> CommandOutput
+    {
+        try await Command.run(
+            FleetFixture.executable("fleet-client"), arguments + ["--config", configPath(host)],
+            environment: ["FLEET_ACTIVATION_LOG": activationLog(host)].merging(environment) { $1 })
+    }
+
+    func state(_ host: String) throws -> ClientState { try ClientState.load(stateDirectory: stateDirectory(host)) }
+
+    /// Lines of the host's activation log: `<operation> <host> <system>`.
+    func activations(_ host: String) -> [String] {
+        ((try? String(contentsOfFile: activationLog(host), encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+    }
+
+    /// The profile's current generation number and system, or nil without a profile.
+    func profileGeneration(_ host: String) throws -> (number: Int, system: String)? {
+        guard try FileStatus.of(profile(host)) != nil else { return nil }
+        let link = try FileIO.readLink(profile(host))
+        guard let number = Int(link.dropFirst("system-".count).dropLast("-link".count)) else { return nil }
+        return (number, try FileIO.readLink(FileIO.split(profile(host)).directory + "/" + link))
+    }
+
+    func layout(_ host: String) throws -> ChrootLayout { try fixture.layout(host) }
+
+    /// Names in the host's chroot `logs/`.
+    func uploaded(_ host: String) throws -> [String] { try FileIO.listDirectory(try layout(host).logs).sorted() }
+
+    /// The newest report the host uploaded, decoded.
+    func lastReport(_ host: String) throws -> RunReport? {
+        guard let name = try uploaded(host).filter({ $0.hasPrefix("report-") }).last else { return nil }
+        return try JSONDecoder().decode(RunReport.self, from: Data(try FileIO.read(try layout(host).logs + "/" + name)))
+    }
+
+    func publish(_ hosts: [String] = []) async throws {
+        try await Self.check(fixture.fleet(["publish"] + hosts), "fleet publish")
+    }
+
+    /// Replaces a file of the host's chroot as the publisher would: root-owned, readable by the host's group.
+    func plant(_ host: String, _ pathInChroot: String, _ bytes: [UInt8]) throws {
+        let path = try layout(host).directory + pathInChroot
+        unlink(path)
+        let group = Accounts.groupID(named: prefix + host) ?? 0
+        try FileIO.writeAtomically(bytes, to: path, mode: pathInChroot.hasPrefix("/snapshots") ? 0o640 : 0o644, owner: 0, group: group)
+    }
+
+    /// Signs `manifest` with the fleet key and plants it as the host's manifest.
+    func plantManifest(_ host: String, _ manifest: Manifest) throws {
+        try plant(host, "/manifest", try manifest.signed(with: try SigningKeyFile.load(stateDirectory: fixture.stateDirectory)))
+    }
+
+    func manifest(_ host: String) throws -> Manifest { try fixture.verifiedManifest(host) }
+}
