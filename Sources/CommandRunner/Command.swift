@@ -23,9 +23,48 @@ public enum Command {
     /// Runs `executable` (a name looked up in PATH, or a path) with `arguments` and collects its output.
     ///
     /// A non-zero exit status is a normal result here; use ``checked(_:_:environment:input:)`` to treat it as an error.
+    /// With a `timeout`, the program runs in its own session and, when time is up, its whole process group gets
+    /// SIGTERM, then SIGKILL two seconds later, and this throws saying so.
     public static func run(
         _ executable: String, _ arguments: [String], environment: [String: String] = [:], input: String? = nil,
-        outputLimit: Int = 16 << 20
+        outputLimit: Int = 16 << 20, timeout: Duration? = nil
+    ) async throws(CommandError) -> CommandOutput {
+        let commandLine = ([executable] + arguments).joined(separator: " ")
+        guard let timeout else {
+            return try await runToCompletion(
+                executable, arguments, environment: environment, input: input, outputLimit: outputLimit,
+                ownSession: false)
+        }
+        let result: Result<CommandOutput, CommandError>? = await withTaskGroup(
+            of: Result<CommandOutput, CommandError>?.self
+        ) { group in
+            group.addTask {
+                do throws(CommandError) {
+                    return .success(
+                        try await runToCompletion(
+                            executable, arguments, environment: environment, input: input, outputLimit: outputLimit,
+                            ownSession: true))
+                } catch {
+                    return .failure(error)
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+        guard let result else {
+            throw CommandError(commandLine: commandLine, reason: "did not finish within \(timeout) and was killed")
+        }
+        return try result.get()
+    }
+
+    private static func runToCompletion(
+        _ executable: String, _ arguments: [String], environment: [String: String], input: String?, outputLimit: Int,
+        ownSession: Bool
     ) async throws(CommandError) -> CommandOutput {
         let commandLine = ([executable] + arguments).joined(separator: " ")
         let program: Executable = executable.contains("/") ? .path(.init(executable)) : .name(executable)
@@ -34,10 +73,19 @@ public enum Command {
             guard let name = Environment.Key(rawValue: key) else { continue }
             updates[name] = value
         }
+        var options = PlatformOptions()
+        if ownSession {
+            options.createSession = true
+            options.teardownSequence = [
+                .send(signal: .terminate, toProcessGroup: true, allowedDurationToNextStep: .seconds(2)),
+                .send(signal: .kill, toProcessGroup: true, allowedDurationToNextStep: .seconds(1)),
+            ]
+        }
         do {
             let result = try await Subprocess.run(
                 program, arguments: Arguments(arguments), environment: .inherit.updating(updates),
-                input: .string(input ?? ""), output: .string(limit: outputLimit), error: .string(limit: outputLimit))
+                platformOptions: options, input: .string(input ?? ""), output: .string(limit: outputLimit),
+                error: .string(limit: outputLimit))
             let code: Int32
             switch result.terminationStatus {
             case .exited(let status): code = status

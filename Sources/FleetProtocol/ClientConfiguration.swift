@@ -51,11 +51,15 @@ public struct ClientConfiguration: Sendable, Equatable {
     public var logLimitBytes: Int
     /// Extracted generations kept besides the current one.
     public var keepGenerations: Int
+    public var rollback: Rollback
+    public var healthChecks: [HealthCheck]
+    public var reboot: Reboot
 
     public init(
         host: HostName, server: Server, fleetPublicKey: VerifyingKey, identityFile: String = defaultIdentityFile,
         stateDirectory: String = defaultStateDirectory, profile: String = defaultProfile, operation: Operation? = nil,
-        logLimitBytes: Int = 4 << 20, keepGenerations: Int = 2
+        logLimitBytes: Int = 4 << 20, keepGenerations: Int = 2, rollback: Rollback = Rollback(),
+        healthChecks: [HealthCheck] = [], reboot: Reboot = Reboot()
     ) {
         self.host = host
         self.server = server
@@ -66,11 +70,14 @@ public struct ClientConfiguration: Sendable, Equatable {
         self.operation = operation
         self.logLimitBytes = logLimitBytes
         self.keepGenerations = keepGenerations
+        self.rollback = rollback
+        self.healthChecks = healthChecks
+        self.reboot = reboot
     }
 
     static let topKeys = [
         "host", "fleet_public_key", "identity_file", "state_dir", "profile", "operation", "log_limit_bytes",
-        "keep_generations", "server",
+        "keep_generations", "server", "rollback", "health_checks", "reboot",
     ]
     static let serverKeys = ["address", "port", "user", "host_key", "connect_timeout_seconds", "io_timeout_seconds"]
 
@@ -134,6 +141,9 @@ public struct ClientConfiguration: Sendable, Equatable {
         let operation = reader.operation(table, in: "the top level")
         let logLimit = reader.integer(table, "log_limit_bytes", in: "the top level", range: (64 << 10)...(1 << 30))
         let keep = reader.integer(table, "keep_generations", in: "the top level", range: 0...100)
+        let rollback = parseRollback(reader.table(table, "rollback", in: "the top level"), &reader)
+        let healthChecks = parseHealthChecks(table["health_checks"], &reader)
+        let reboot = parseReboot(reader.table(table, "reboot", in: "the top level"), &reader)
 
         guard reader.problems.isEmpty, let host, let fleetKey, let address, let user, let hostKey else {
             throw ConfigurationError(reader.problems)
@@ -144,7 +154,8 @@ public struct ClientConfiguration: Sendable, Equatable {
                 address: address, port: port, user: user, hostKey: hostKey, connectTimeoutSeconds: connectTimeout,
                 ioTimeoutSeconds: ioTimeout),
             fleetPublicKey: fleetKey, identityFile: identityFile, stateDirectory: stateDirectory, profile: profile,
-            operation: operation, logLimitBytes: logLimit ?? 4 << 20, keepGenerations: keep ?? 2)
+            operation: operation, logLimitBytes: logLimit ?? 4 << 20, keepGenerations: keep ?? 2, rollback: rollback,
+            healthChecks: healthChecks, reboot: reboot)
     }
 
     private static func required(_ reader: inout TOMLReader, _ table: TOMLTable, _ key: String, in context: String)
@@ -197,6 +208,7 @@ public struct ClientConfiguration: Sendable, Equatable {
             "connect_timeout_seconds = \(server.connectTimeoutSeconds)",
             "io_timeout_seconds = \(server.ioTimeoutSeconds)",
         ]
+        lines += renderedSafety()
         return lines.joined(separator: "\n") + "\n"
     }
 }

@@ -1,4 +1,5 @@
 import ArchiveKit
+import CommandRunner
 import FleetFiles
 public import FleetProtocol
 import Foundation
@@ -57,13 +58,58 @@ public struct ClientRun: Sendable {
         defer { withExtendedLifetime(lock) {} }
 
         var attempt = Attempt(startedAt: Date(), state: try ClientState.load(stateDirectory: stateDirectory))
-        let result = await poll(&attempt)
+        let result: RunResult
+        if let pending = try PendingActivation.load(stateDirectory: stateDirectory) {
+            result = await resume(pending, &attempt)
+        } else {
+            result = await poll(&attempt)
+        }
         attempt.state.lastResult = result.outcome
         attempt.state.lastReason = result.reason
         attempt.state.lastRunAt = UTCTime.iso(Date())
+        attempt.state.rebootNeeded = rebootReason()
         try attempt.state.save(stateDirectory: stateDirectory)
         log.phase("\(result.outcome.rawValue): \(result.reason)")
+        await rebootIfDue(&attempt.state)
         return result
+    }
+
+    /// Why this machine needs a reboot to run its profile's system, if it does.
+    func rebootReason() -> String? {
+        let target = try? NixSystem(profile: configuration.profile, log: log).currentGeneration()?.system
+        return RebootCheck(reboot: configuration.reboot).reason(target: target ?? nil)
+    }
+
+    /// Reboots with the configured command when a reboot is needed, the policy's window is open, and the
+    /// client has not already rebooted for this system. Runs last: the report is uploaded and the state saved.
+    private func rebootIfDue(_ state: inout ClientState) async {
+        guard let reason = state.rebootNeeded else { return }
+        let check = RebootCheck(reboot: configuration.reboot)
+        guard check.allowsReboot(at: Date()) else {
+            if configuration.reboot.policy == .window, let window = configuration.reboot.window {
+                log.phase("a reboot is needed (\(reason)); waiting for the reboot window \(window)")
+            } else {
+                log.phase("a reboot is needed (\(reason)); the reboot policy is never, so it is left to you")
+            }
+            return
+        }
+        let target = (try? NixSystem(profile: configuration.profile, log: log).currentGeneration()?.system) ?? nil
+        guard let target, state.rebootRequestedFor != target else {
+            log.phase("a reboot is needed (\(reason)), but the client already rebooted for \(target ?? "this system"); not again")
+            return
+        }
+        state.rebootRequestedFor = target
+        do { try state.save(stateDirectory: stateDirectory) } catch { log.phase("\(error)") }
+        let command = configuration.reboot.command
+        log.phase("rebooting inside the window \(configuration.reboot.window?.description ?? ""): \(reason); running \(command.joined(separator: " "))")
+        do {
+            let output = try await Command.run(command[0], Array(command.dropFirst()), timeout: .seconds(120))
+            if !output.succeeded {
+                log.phase("the reboot command exited with status \(output.exitCode): \(output.standardError.trimmingWhitespace())")
+            }
+        } catch {
+            log.phase("the reboot command could not run: \(error)")
+        }
     }
 
     /// The mutable record of one run: state as it evolves and what goes into the report.
@@ -314,13 +360,19 @@ public struct ClientRun: Sendable {
     }
 
     /// Installs secrets, builds, sets the profile and activates; on failure puts the profile and secrets back.
+    ///
+    /// `boot` only stages the generation for the next boot, so there is nothing to confirm. `switch` and `test`
+    /// activate it live (`switch` with `test` first, so a hang or power loss inside the window boots the old
+    /// system), then must confirm it (``Confirmation``) or roll it back.
     private func apply(_ manifest: Manifest, tree generationDirectory: String, attempt: inout Attempt) async -> RunResult {
         let generation = manifest.generation
         let operation = configuration.operation?.rawValue ?? manifest.operation
         attempt.report?.operation = operation
         let secrets = SecretStore(stateDirectory: stateDirectory)
         let system = NixSystem(profile: configuration.profile, log: log)
-        var failure: NixSystem.Failure?
+        let built: String
+        let previous: NixSystem.Generation?
+        let made: NixSystem.Generation
         do throws(NixSystem.Failure) {
             do {
                 try secrets.take(from: generationDirectory, generation: generation)
@@ -329,7 +381,7 @@ public struct ClientRun: Sendable {
             }
             log.phase("building nixosConfigurations.\(manifest.attribute) from \(generationDirectory)/tree")
             let buildStarted = Date()
-            let built: String
+            defer { attempt.report?.durations.build = Date().timeIntervalSince(buildStarted) }
             do throws(NixSystem.Failure) {
                 built = try await system.build(
                     tree: generationDirectory + "/tree", attribute: manifest.attribute,
@@ -337,76 +389,158 @@ public struct ClientRun: Sendable {
                 attempt.report?.exitCodes.build = 0
             } catch {
                 attempt.report?.exitCodes.build = error.exitCode
-                attempt.report?.durations.build = Date().timeIntervalSince(buildStarted)
                 throw error
             }
-            attempt.report?.durations.build = Date().timeIntervalSince(buildStarted)
             attempt.report?.targetSystem = built
             log.phase("built \(built)")
-
-            let previous = try system.currentGeneration()
-            let made = try await system.setProfile(to: built)
+            previous = try system.currentGeneration()
+            made = try await system.setProfile(to: built)
             attempt.report?.profileGeneration = made.number
-            log.phase("profile \(configuration.profile) is at generation \(made.number); running switch-to-configuration \(operation)")
-            let activationStarted = Date()
-            do throws(NixSystem.Failure) {
-                do {
-                    try secrets.activate(generation: generation)
-                } catch {
-                    throw NixSystem.Failure(step: "secrets", reason: error.description, exitCode: nil)
-                }
-                try await system.activate(built, operation: operation)
-                attempt.report?.exitCodes.activation = 0
-                attempt.report?.durations.activation = Date().timeIntervalSince(activationStarted)
-            } catch {
-                attempt.report?.exitCodes.activation = error.exitCode
-                attempt.report?.durations.activation = Date().timeIntervalSince(activationStarted)
-                await restore(previous: previous, made: made, operation: operation, system: system, secrets: secrets, appliedGeneration: attempt.state.applied?.generation)
-                throw error
-            }
         } catch {
-            failure = error
+            return failed(manifest, error, &attempt)
         }
 
-        let now = UTCTime.iso(Date())
-        if let failure {
-            attempt.state.failed = ClientState.Failed(
-                generation: generation, contentDigest: manifest.contentDigest, state: .failed,
-                reason: failure.description, at: now)
-            return RunResult(
-                outcome: .failed,
-                reason: "generation \(generation): \(failure.description); the previous system stays, and this generation is not tried again until a newer one is published",
-                generation: generation)
-        }
-        attempt.state.applied = ClientState.Applied(
+        let pending = PendingActivation(
             generation: generation, contentDigest: manifest.contentDigest, sourceCommit: manifest.sourceCommit,
-            system: attempt.report?.targetSystem ?? "", operation: operation, at: now)
-        attempt.state.failed = nil
-        pointCurrent(at: generation)
-        prune(keeping: generation)
-        return RunResult(outcome: .applied, reason: "generation \(generation) applied (\(operation))", generation: generation)
+            operation: operation, system: built, madeProfileGeneration: made.number,
+            previousProfileGeneration: previous?.number, previousSystem: previous?.system,
+            previousGeneration: attempt.state.applied?.generation,
+            deadline: Date().timeIntervalSince1970 + Double(configuration.rollback.confirmTimeoutSeconds),
+            startedAt: UTCTime.iso(Date()), pid: getpid())
+        let live = operation != Operation.boot.rawValue
+        let activationStarted = Date()
+        do throws(NixSystem.Failure) {
+            do {
+                try secrets.activate(generation: generation)
+                if live { try pending.save(stateDirectory: stateDirectory) }
+            } catch {
+                throw NixSystem.Failure(step: "activation", reason: error.description, exitCode: nil)
+            }
+            let first = live ? Operation.test.rawValue : operation
+            log.phase("profile \(configuration.profile) is at generation \(made.number); running switch-to-configuration \(first)")
+            try await system.activate(built, operation: first)
+            attempt.report?.exitCodes.activation = 0
+        } catch {
+            attempt.report?.exitCodes.activation = error.exitCode
+            attempt.report?.durations.activation = Date().timeIntervalSince(activationStarted)
+            await undo(pending, secrets: secrets, system: system)
+            return failed(manifest, error, &attempt)
+        }
+        attempt.report?.durations.activation = Date().timeIntervalSince(activationStarted)
+        guard live else {
+            return appliedResult(pending, &attempt)
+        }
+        return await confirmOrRollBack(pending, &attempt)
     }
 
-    /// Puts the profile and secrets back as they were before this run and re-activates the previous system.
-    private func restore(
-        previous: NixSystem.Generation?, made: NixSystem.Generation, operation: String, system: NixSystem,
-        secrets: SecretStore, appliedGeneration: UInt64?
-    ) async {
+    /// Finishes an activation that a killed run left waiting for confirmation: confirms it or rolls it back.
+    ///
+    /// When the machine is running another system than the pending one (it rebooted inside the window, and
+    /// booted the old default), the pending generation is rolled back without asking the server.
+    private func resume(_ pending: PendingActivation, _ attempt: inout Attempt) async -> RunResult {
+        log.phase("resuming generation \(pending.generation) from the activation journal (run \(pending.pid) stopped inside its confirmation window)")
+        var report = RunReport(
+            host: configuration.host.value, state: .failed, startedAt: UTCTime.iso(attempt.startedAt), finishedAt: "")
+        report.generation = pending.generation
+        report.previousGeneration = pending.previousGeneration
+        report.sourceCommit = pending.sourceCommit
+        report.operation = pending.operation
+        report.targetSystem = pending.system
+        report.profileGeneration = pending.madeProfileGeneration
+        attempt.report = report
+        let result: RunResult
+        if let running = try? FileIO.readLink(configuration.reboot.currentSystem), running != pending.system {
+            let reason = "the machine runs \(running), not the pending \(pending.system) (it rebooted inside the window)"
+            log.phase("rolling back generation \(pending.generation): \(reason)")
+            await undo(pending, secrets: SecretStore(stateDirectory: stateDirectory), system: NixSystem(profile: configuration.profile, log: log))
+            attempt.state.failed = ClientState.Failed(
+                generation: pending.generation, contentDigest: pending.contentDigest, state: .rolledBack, reason: reason,
+                at: UTCTime.iso(Date()))
+            result = RunResult(outcome: .rolledBack, reason: "generation \(pending.generation) was rolled back: \(reason)", generation: pending.generation)
+        } else {
+            result = await confirmOrRollBack(pending, &attempt)
+        }
+        await reportOverNewConnection(result, &attempt, endpoint: endpoint)
+        return result
+    }
+
+    /// The confirmation window of a live activation, then its end: made the boot default (`switch`) and
+    /// recorded as applied, or rolled back.
+    func confirmOrRollBack(_ pending: PendingActivation, _ attempt: inout Attempt) async -> RunResult {
+        let deadline = Date(timeIntervalSince1970: pending.deadline)
+        log.phase("confirming generation \(pending.generation): a new SSH connection and \(configuration.healthChecks.count) health check(s), until \(UTCTime.iso(deadline))")
+        let confirmation = Confirmation(configuration: configuration, endpoint: endpoint, log: log)
+        var failure = await confirmation.confirm(generation: pending.generation, deadline: deadline)
+        let system = NixSystem(profile: configuration.profile, log: log)
+        if failure == nil && pending.operation == Operation.switch.rawValue {
+            do {
+                log.phase("making generation \(pending.generation) the boot default: switch-to-configuration boot")
+                try await system.activate(pending.system, operation: Operation.boot.rawValue)
+            } catch {
+                failure = "confirmed, but making it the boot default failed: \(error)"
+            }
+        }
+        if let failure {
+            log.phase("rolling back generation \(pending.generation): \(failure)")
+            await undo(pending, secrets: SecretStore(stateDirectory: stateDirectory), system: system)
+            let reason = "generation \(pending.generation) was rolled back: \(failure)"
+            attempt.state.failed = ClientState.Failed(
+                generation: pending.generation, contentDigest: pending.contentDigest, state: .rolledBack,
+                reason: failure, at: UTCTime.iso(Date()))
+            return RunResult(
+                outcome: .rolledBack,
+                reason: reason + "; the previous system is back, and this generation is not tried again until a newer one is published",
+                generation: pending.generation)
+        }
+        return appliedResult(pending, &attempt)
+    }
+
+    private func appliedResult(_ pending: PendingActivation, _ attempt: inout Attempt) -> RunResult {
+        attempt.state.applied = ClientState.Applied(
+            generation: pending.generation, contentDigest: pending.contentDigest, sourceCommit: pending.sourceCommit,
+            system: pending.system, operation: pending.operation, at: UTCTime.iso(Date()))
+        attempt.state.failed = nil
+        PendingActivation.remove(stateDirectory: stateDirectory)
+        pointCurrent(at: pending.generation)
+        prune(keeping: pending.generation)
+        return RunResult(
+            outcome: .applied, reason: "generation \(pending.generation) applied (\(pending.operation))",
+            generation: pending.generation)
+    }
+
+    private func failed(_ manifest: Manifest, _ failure: NixSystem.Failure, _ attempt: inout Attempt) -> RunResult {
+        attempt.state.failed = ClientState.Failed(
+            generation: manifest.generation, contentDigest: manifest.contentDigest, state: .failed,
+            reason: failure.description, at: UTCTime.iso(Date()))
+        return RunResult(
+            outcome: .failed,
+            reason: "generation \(manifest.generation): \(failure.description); the previous system stays, and this generation is not tried again until a newer one is published",
+            generation: manifest.generation)
+    }
+
+    /// Puts the profile and secrets back as they were before the activation, re-activates the previous system
+    /// (for `switch`, with `switch`, so the boot default is the previous system too), and drops the journal.
+    private func undo(_ pending: PendingActivation, secrets: SecretStore, system: NixSystem) async {
+        let previous = pending.previousProfileGeneration.flatMap { number in
+            pending.previousSystem.map { NixSystem.Generation(number: number, system: $0) }
+        }
+        let made = NixSystem.Generation(number: pending.madeProfileGeneration, system: pending.system)
         do {
             try await system.restoreProfile(to: previous, removing: made)
             log.phase(previous.map { "profile set back to generation \($0.number)" } ?? "profile removed again (there was none before)")
         } catch {
             log.phase("could not set the profile back: \(error)")
         }
-        secrets.restore(generation: appliedGeneration)
+        secrets.restore(generation: pending.previousGeneration)
         if let previous {
             do {
-                try await system.activate(previous.system, operation: operation)
-                log.phase("re-activated the previous system \(previous.system)")
+                try await system.activate(previous.system, operation: pending.operation)
+                log.phase("re-activated the previous system \(previous.system) (\(pending.operation))")
             } catch {
                 log.phase("re-activating the previous system failed: \(error)")
             }
         }
+        PendingActivation.remove(stateDirectory: stateDirectory)
     }
 
     // MARK: - Reporting
@@ -456,8 +590,13 @@ public struct ClientRun: Sendable {
         report.generation = report.generation ?? result.generation
         report.finishedAt = UTCTime.iso(finished)
         report.durations.total = finished.timeIntervalSince(attempt.startedAt)
-        report.currentSystem = try? FileIO.readLink("/run/current-system")
-        report.bootedSystem = try? FileIO.readLink("/run/booted-system")
+        report.currentSystem = try? FileIO.readLink(configuration.reboot.currentSystem)
+        report.bootedSystem = try? FileIO.readLink(configuration.reboot.bootedSystem)
+        if report.bootedSystem != nil {
+            let reason = rebootReason()
+            report.rebootNeeded = reason != nil
+            report.rebootReason = reason
+        }
         let stem = UTCTime.compact(finished) + (result.generation.map { "-g\($0)" } ?? "")
         report.log = "log-\(stem).txt"
         attempt.report = report
@@ -469,7 +608,8 @@ public struct ClientRun: Sendable {
         let beat = Heartbeat(
             host: configuration.host.value, at: UTCTime.iso(Date()), appliedGeneration: attempt.state.applied?.generation,
             seenGeneration: attempt.state.lastSeen?.generation, failedGeneration: attempt.state.failed?.generation,
-            lastResult: result.outcome, reason: result.reason)
+            lastResult: result.outcome, reason: result.reason,
+            rebootNeeded: (try? FileIO.readLink(configuration.reboot.bootedSystem)) == nil ? nil : rebootReason() != nil)
         do {
             try await ReportOutbox.upload(name: "heartbeat.json", bytes: beat.encoded(), over: connection)
         } catch {

@@ -44,6 +44,10 @@ public struct ClientState: Codable, Sendable, Equatable {
     public var lastRunAt: String?
     /// When the server was last reached.
     public var lastContactAt: String?
+    /// Why the machine needs a reboot to run its profile's system, when it does.
+    public var rebootNeeded: String?
+    /// The system the client last rebooted the machine for (never twice for the same one).
+    public var rebootRequestedFor: String?
 
     public init() {}
 

@@ -39,6 +39,9 @@ public struct RunReport: Codable, Sendable, Equatable {
     public var targetSystem: String?
     /// The profile generation made by this run.
     public var profileGeneration: Int?
+    /// Whether a reboot is needed to run the profile's system (nil: not a NixOS machine, unknown), and why.
+    public var rebootNeeded: Bool?
+    public var rebootReason: String?
     public var reason: String?
     /// The name of the log uploaded with this report.
     public var log: String?
@@ -71,6 +74,7 @@ public struct Heartbeat: Codable, Sendable, Equatable {
     public var failedGeneration: UInt64?
     public var lastResult: RunOutcome?
     public var reason: String?
+    public var rebootNeeded: Bool?
 
     func encoded() -> [UInt8] {
         let encoder = JSONEncoder()

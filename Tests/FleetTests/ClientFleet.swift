@@ -122,7 +122,19 @@ struct ClientFleet {
                     "--host-key-file", serverHostKeyFile, "--identity-file", clients.path("\(host).key"),
                     "--client-state-dir", stateDirectory(host), "--profile", profile(host),
                 ] + extraArguments), "fleet client-config \(host)")
+        // A short confirmation window keeps tests of rollbacks short; a test may shorten or widen it again.
         try clients.writeFile("\(host)/client.toml", text: output.standardOutput)
+        try editClientConfiguration(host) { text in
+            text.replacingOccurrences(of: "confirm_timeout_seconds = 90", with: "confirm_timeout_seconds = 6")
+                .replacingOccurrences(of: "confirm_attempts = 3", with: "confirm_attempts = 2")
+                .replacingOccurrences(of: "connect_timeout_seconds = 10", with: "connect_timeout_seconds = 2")
+        }
+    }
+
+    /// Rewrites the host's client.toml.
+    func editClientConfiguration(_ host: String, _ edit: (String) -> String) throws {
+        let text = try String(contentsOfFile: configPath(host), encoding: .utf8)
+        try clients.writeFile("\(host)/client.toml", text: edit(text))
     }
 
     /// Runs `fleet-client <arguments> --config <host's client.toml>`, with the host's activation log.
@@ -139,6 +151,11 @@ struct ClientFleet {
     /// Lines of the host's activation log: `<operation> <host> <system>`.
     func activations(_ host: String) -> [String] {
         ((try? String(contentsOfFile: activationLog(host), encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+    }
+
+    /// What a successful apply writes to the activation log: `switch` is `test` then, once confirmed, `boot`.
+    static func activations(of system: String, host: String, operation: String) -> [String] {
+        operation == "switch" ? ["test \(host) \(system)", "boot \(host) \(system)"] : ["\(operation) \(host) \(system)"]
     }
 
     /// The profile's current generation number and system, or nil without a profile.

@@ -1,0 +1,78 @@
+import CommandRunner
+import FleetProtocol
+import Foundation
+import SFTPTransport
+
+/// Magic rollback's test: after an activation, can this machine still reach the fleet server over a *new*
+/// SSH connection, and do the health checks pass?
+///
+/// Attempts are spread over the window; the first attempt that succeeds confirms. An outage shorter than the
+/// window therefore causes no rollback, and a longer one exactly one.
+struct Confirmation {
+    let configuration: ClientConfiguration
+    let endpoint: SSHEndpoint
+    let log: RunLog
+
+    /// Tries until `deadline` (at least once).
+    ///
+    /// - Returns: nil when confirmed, else why not (the last attempt's failure).
+    func confirm(generation: UInt64, deadline: Date) async -> String? {
+        let attempts = max(1, configuration.rollback.confirmAttempts)
+        let interval = Double(configuration.rollback.confirmTimeoutSeconds) / Double(attempts)
+        var attempt = 0
+        var lastFailure = "no attempt was made"
+        while true {
+            attempt += 1
+            let started = Date()
+            if let failure = await tryOnce(generation: generation, deadline: deadline) {
+                lastFailure = failure
+                log.phase("confirmation attempt \(attempt) failed: \(failure)")
+            } else {
+                log.phase("generation \(generation) confirmed (attempt \(attempt)): the server is reachable and the health checks pass")
+                return nil
+            }
+            let next = min(started.addingTimeInterval(interval), deadline)
+            if Date() >= deadline { break }
+            let wait = next.timeIntervalSinceNow
+            if wait > 0 { try? await Task.sleep(for: .milliseconds(Int(wait * 1000))) }
+            if Date() >= deadline { break }
+        }
+        return "not confirmed within \(configuration.rollback.confirmTimeoutSeconds) s (\(attempt) attempts); last: \(lastFailure)"
+    }
+
+    private func tryOnce(generation: UInt64, deadline: Date) async -> String? {
+        var endpoint = self.endpoint
+        let remaining = max(1, Int(deadline.timeIntervalSinceNow.rounded(.up)))
+        endpoint.connectTimeout = .seconds(min(configuration.server.connectTimeoutSeconds, remaining))
+        endpoint.ioTimeout = .seconds(min(configuration.server.ioTimeoutSeconds, max(remaining, 5)))
+        do {
+            let connection = try await SFTPConnection.connect(to: endpoint)
+            let note = "{\"host\":\"\(configuration.host)\",\"generation\":\(generation),\"at\":\"\(UTCTime.iso(Date()))\"}\n"
+            do {
+                try await ReportOutbox.upload(name: "confirmation.json", bytes: Array(note.utf8), over: connection)
+                await connection.close()
+            } catch {
+                await connection.close()
+                return "the server could not be written to: \(error)"
+            }
+        } catch {
+            return "the server could not be reached over a new SSH connection: \(error)"
+        }
+        for check in configuration.healthChecks {
+            let timeout = min(Double(check.timeoutSeconds), max(1, deadline.timeIntervalSinceNow))
+            do {
+                let output = try await Command.run(
+                    check.command[0], Array(check.command.dropFirst()), timeout: .milliseconds(Int(timeout * 1000)))
+                log.output(
+                    of: "health check \(check.name): \(check.command.joined(separator: " "))", exitCode: output.exitCode,
+                    standardOutput: output.standardOutput, standardError: output.standardError)
+                guard output.succeeded else {
+                    return "health check \(quoted(check.name)) exited with status \(output.exitCode)"
+                }
+            } catch {
+                return "health check \(quoted(check.name)) \(error.reason)"
+            }
+        }
+        return nil
+    }
+}
