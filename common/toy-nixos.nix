@@ -2,7 +2,9 @@
 #
 # It has the shape fleet relies on: `config.system.build.toplevel` is a derivation whose
 # `bin/switch-to-configuration <switch|boot|test>` activates it. This one only records the activation in
-# $FLEET_ACTIVATION_LOG (default /var/lib/fleet-client/activations.log); a real system does the rest.
+# $FLEET_ACTIVATION_LOG (default /var/lib/fleet-client/activations.log), then runs $FLEET_ACTIVATION_HOOK
+# (operation, host, system) when set, so tests can make an activation fail or cut the network; a real system
+# does the rest.
 # Modules are attribute sets with `motd` (lines) and `files` ({ name = text; }), merged in order.
 { hostName, modules ? [ ] }:
 let
@@ -23,7 +25,12 @@ let
       printf '%b\n' ${builtins.toJSON motd} > $out/etc/motd
       ${fileCommands}
       printf '%s\n' ${builtins.toJSON hostName} > $out/etc/hostname
-      printf '#!/bin/sh\nlog="''${FLEET_ACTIVATION_LOG:-/var/lib/fleet-client/activations.log}"\nprintf "%%s %%s %%s\\n" "$1" ${hostName} "'"$out"'" >> "$log"\n' > $out/bin/switch-to-configuration
+      /bin/cat > $out/bin/switch-to-configuration <<EOF
+      #!/bin/sh
+      log="\''${FLEET_ACTIVATION_LOG:-/var/lib/fleet-client/activations.log}"
+      printf '%s %s %s\n' "\$1" ${hostName} $out >> "\$log"
+      if [ -n "\''${FLEET_ACTIVATION_HOOK:-}" ]; then exec "\$FLEET_ACTIVATION_HOOK" "\$1" ${hostName} $out; fi
+      EOF
       /bin/chmod +x $out/bin/switch-to-configuration
     '' ];
   };

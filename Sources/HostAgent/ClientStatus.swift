@@ -23,6 +23,7 @@ public struct ClientStatus: Encodable, Sendable {
         lines.append("last run:     " + (state.lastResult.map { "\($0.rawValue) at \(state.lastRunAt ?? "?")" } ?? "never"))
         if let reason = state.lastReason { lines.append("              \(reason)") }
         lines.append("last contact: \(state.lastContactAt ?? "never")")
+        if let reboot = state.rebootNeeded { lines.append("reboot:       needed: \(reboot)") }
         return lines.joined(separator: "\n")
     }
 }

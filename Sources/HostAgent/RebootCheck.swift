@@ -15,8 +15,8 @@ struct RebootCheck {
     func reason(target: String?) -> String? {
         guard let target, let booted = try? FileIO.readLink(reboot.bootedSystem) else { return nil }
         for part in ["kernel", "initrd", "kernel-modules"] {
-            let bootedPart = try? FileIO.realPath(booted + "/" + part).get()
-            let targetPart = try? FileIO.realPath(target + "/" + part).get()
+            let bootedPart = Self.resolve(booted + "/" + part)
+            let targetPart = Self.resolve(target + "/" + part)
             if bootedPart != targetPart {
                 return "the \(part) of \(target) differs from the booted system's (\(booted))"
             }
@@ -25,6 +25,11 @@ struct RebootCheck {
             return "\(target) is staged for the next boot; \(current) is running"
         }
         return nil
+    }
+
+    /// Where a system's `kernel`, `initrd` or `kernel-modules` link leads (its target as written when it dangles).
+    private static func resolve(_ path: String) -> String? {
+        (try? FileIO.realPath(path).get()) ?? (try? FileIO.readLink(path))
     }
 
     /// Whether the policy allows rebooting at `date` (local time of `timeZone`).

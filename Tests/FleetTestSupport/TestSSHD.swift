@@ -119,6 +119,7 @@ public final class TestSSHD: Sendable {
     private func terminate() {
         let sessions = Self.descendants(of: pid)
         kill(pid, SIGTERM)
+        kill(pid, SIGCONT)  // a test may have stopped it to cut the network
         for session in sessions {
             kill(session, SIGTERM)
             kill(session, SIGCONT)  // a test may have stopped it to simulate a hung server
