@@ -1,4 +1,5 @@
 import FleetFiles
+public import FleetProtocol
 import Foundation
 
 /// What the client remembers between runs, in `<state_dir>/state.json`.

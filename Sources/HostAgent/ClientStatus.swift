@@ -1,3 +1,5 @@
+import FleetProtocol
+
 /// `fleet-client status`: the local state, for people (``text``) and scripts (JSON).
 public struct ClientStatus: Encodable, Sendable {
     public let host: String

@@ -1,6 +1,7 @@
 import Foundation
 
-/// What a run tells the server, uploaded as `logs/report-<time>-g<generation>.json` beside the full log.
+/// What a run tells the server, uploaded as `logs/report-<time>-g<generation>.json` beside the full log
+/// `logs/log-<time>[-g<generation>].txt`. Names use `<time>` = `YYYYMMDDTHHMMSSmmmZ` (UTC).
 ///
 /// The server treats it as untrusted input: it caps sizes and validates names when it reads it.
 public struct RunReport: Codable, Sendable, Equatable {
@@ -53,7 +54,7 @@ public struct RunReport: Codable, Sendable, Equatable {
         self.finishedAt = finishedAt
     }
 
-    func encoded() -> [UInt8] {
+    public func encoded() -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         // Every field is a plain value: encoding cannot fail.
@@ -76,7 +77,21 @@ public struct Heartbeat: Codable, Sendable, Equatable {
     public var reason: String?
     public var rebootNeeded: Bool?
 
-    func encoded() -> [UInt8] {
+    public init(
+        host: String, at: String, appliedGeneration: UInt64?, seenGeneration: UInt64?, failedGeneration: UInt64?,
+        lastResult: RunOutcome?, reason: String?, rebootNeeded: Bool?
+    ) {
+        self.host = host
+        self.at = at
+        self.appliedGeneration = appliedGeneration
+        self.seenGeneration = seenGeneration
+        self.failedGeneration = failedGeneration
+        self.lastResult = lastResult
+        self.reason = reason
+        self.rebootNeeded = rebootNeeded
+    }
+
+    public func encoded() -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return Array((try? encoder.encode(self)) ?? Data()) + [0x0a]
