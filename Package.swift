@@ -64,6 +64,11 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "BuildGate",
+            dependencies: ["ChrootSync", "Inventory", "FleetProtocol", "FleetFiles", "CommandRunner"],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "ServerSetup",
             dependencies: ["Inventory", "ChrootSync", "FleetProtocol", "FleetFiles", "CommandRunner"],
             swiftSettings: strictSettings
@@ -71,7 +76,7 @@ let package = Package(
         .executableTarget(
             name: "FleetServer",
             dependencies: [
-                "ChrootSync", "ServerSetup", "Inventory", "FleetProtocol", "FleetFiles",
+                "ChrootSync", "ServerSetup", "BuildGate", "Inventory", "FleetProtocol", "FleetFiles",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings
@@ -102,7 +107,7 @@ let package = Package(
             name: "FleetTests",
             dependencies: [
                 "FleetTestSupport", "Inventory", "ChrootSync", "ServerSetup", "FleetProtocol", "ArchiveKit",
-                "SQLiteKit", "FleetFiles", "CommandRunner", "HostAgent",
+                "SQLiteKit", "FleetFiles", "CommandRunner", "HostAgent", "BuildGate",
             ],
             swiftSettings: strictSettings
         ),

@@ -229,6 +229,18 @@ public struct ClientRun: Sendable {
         switch await fetchSnapshot(manifest, over: connection, into: target, report: &report) {
         case .next(let directory):
             attempt.report = report
+            if let toplevel = manifest.toplevel, manifest.hasCache {
+                let mirror = CacheMirror(localDirectory: stateDirectory + "/cache", log: log)
+                do {
+                    _ = try await mirror.mirror(closureOf: toplevel, over: connection)
+                } catch {
+                    // Not recorded as a failed generation: the next run tries again.
+                    let result = RunResult(
+                        outcome: .failed, reason: "generation \(manifest.generation): \(error)", generation: manifest.generation)
+                    await self.report(result, &attempt, over: connection)
+                    return .done(result)
+                }
+            }
             return .next((manifest, directory))
         case .done(let refusal):
             attempt.report = report
@@ -285,6 +297,9 @@ public struct ClientRun: Sendable {
         }
         guard NixSystem.isSafeAttribute(manifest.attribute) else {
             return refuse("the manifest names the attribute \(quoted(manifest.attribute)), not a plain Nix attribute name")
+        }
+        if let toplevel = manifest.toplevel, CacheMirror.hashPart(ofStorePath: toplevel) == nil {
+            return refuse("the manifest's toplevel \(quoted(toplevel)) is not a Nix store path")
         }
         guard (0...Self.snapshotLimit).contains(manifest.snapshot.size) else {
             return refuse("the manifest's snapshot size \(manifest.snapshot.size) is outside 0...\(Self.snapshotLimit) bytes")
@@ -379,13 +394,24 @@ public struct ClientRun: Sendable {
             } catch {
                 throw NixSystem.Failure(step: "secrets", reason: error.description, exitCode: nil)
             }
-            log.phase("building nixosConfigurations.\(manifest.attribute) from \(generationDirectory)/tree")
             let buildStarted = Date()
             defer { attempt.report?.durations.build = Date().timeIntervalSince(buildStarted) }
             do throws(NixSystem.Failure) {
-                built = try await system.build(
-                    tree: generationDirectory + "/tree", attribute: manifest.attribute,
-                    gcRoot: stateDirectory + "/build-result")
+                if let toplevel = manifest.toplevel, manifest.hasCache {
+                    log.phase("substituting \(toplevel) from the fleet's binary cache (built on the server; nothing is evaluated here)")
+                    try await system.realise(
+                        toplevel, cache: stateDirectory + "/cache", trustedKey: configuration.fleetPublicKey.nixFormat,
+                        gcRoot: stateDirectory + "/build-result")
+                    built = toplevel
+                } else {
+                    log.phase("building nixosConfigurations.\(manifest.attribute) from \(generationDirectory)/tree")
+                    built = try await system.build(
+                        tree: generationDirectory + "/tree", attribute: manifest.attribute,
+                        gcRoot: stateDirectory + "/build-result")
+                    if let expected = manifest.toplevel, expected != built {
+                        log.phase("note: this build gave \(built), the server's gave \(expected) (an impure or host-dependent build)")
+                    }
+                }
                 attempt.report?.exitCodes.build = 0
             } catch {
                 attempt.report?.exitCodes.build = error.exitCode

@@ -68,6 +68,28 @@ struct NixSystem {
         }
     }
 
+    /// Fetches a system built by the server from the local binary cache, evaluating nothing.
+    ///
+    /// The cache is the only substituter, the fleet key the only trusted key, signatures are required, and
+    /// local builds are forbidden (`max-jobs 0`): a path the cache cannot provide, signed by the fleet key,
+    /// fails instead of being built.
+    func realise(_ toplevel: String, cache: String, trustedKey: String, gcRoot: String) async throws(Failure) {
+        try? FileManager.default.removeItem(atPath: gcRoot)
+        let output = try await run(
+            "substitution", "nix-store",
+            [
+                "--realise", toplevel, "--add-root", gcRoot, "--option", "substituters", "file://" + cache,
+                "--option", "trusted-public-keys", trustedKey, "--option", "require-sigs", "true", "--option",
+                "max-jobs", "0",
+            ])
+        guard output.succeeded else {
+            throw Failure(
+                step: "substitution",
+                reason: "nix-store --realise from the fleet cache exited with status \(output.exitCode)\(Self.lastLine(of: output.standardError))",
+                exitCode: output.exitCode)
+        }
+    }
+
     /// The profile's current generation, or nil when the profile does not exist yet.
     func currentGeneration() throws(Failure) -> Generation? {
         let link: String

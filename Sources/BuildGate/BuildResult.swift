@@ -1,0 +1,26 @@
+public import FleetProtocol
+
+/// What building one host's configuration on the server gave.
+public struct BuildResult: Sendable, Codable, Equatable {
+    public enum Status: String, Sendable, Codable {
+        /// Built now.
+        case built
+        /// The same tree was built before; its result is still in the store.
+        case reused
+        case failed
+    }
+
+    public let host: HostName
+    public var status: Status
+    /// The system's store path, when it built.
+    public var toplevel: String?
+    /// The build log on the server (`<state_dir>/builds/<host>/…log`).
+    public var log: String?
+    /// Why it failed: Nix's last error line.
+    public var reason: String?
+    public var seconds: Double
+    /// The hash of the tree that was built (secrets are never part of a build).
+    public var treeDigest: String
+
+    public var succeeded: Bool { status != .failed }
+}

@@ -1,0 +1,159 @@
+import CommandRunner
+public import ChrootSync
+import FleetFiles
+public import FleetProtocol
+import Foundation
+public import Inventory
+
+/// Builds hosts' configurations on the server — the build gate — from a staging copy of each resolved tree
+/// with the secrets left out, so nothing secret can reach the server's Nix store either.
+///
+/// Layout under `<state_dir>/builds/<host>/`: `source-<digest>/` (the staged tree, reused while the tree is
+/// unchanged), `result-<digest>` (the out-link, a GC root for the built system), `<time>-<digest>.log`.
+public struct SystemBuilder: Sendable {
+    public let stateDirectory: String
+    /// Logs longer than this keep their start and end.
+    public var logLimit = 4 << 20
+    /// Staged trees, results and logs kept per host besides the newest.
+    public var keep = 3
+
+    public init(stateDirectory: String) {
+        self.stateDirectory = stateDirectory
+    }
+
+    public func directory(for host: HostName) -> String { "\(stateDirectory)/builds/\(host)" }
+
+    /// The hash of the `tree/` part of a resolved tree: what a build depends on.
+    public static func treeDigest(_ tree: ResolvedTree) -> String {
+        var hasher = SHA256Hasher()
+        hasher.update("fleet-build-v1\n")
+        for entry in tree.entries where entry.path == "tree" || entry.path.hasPrefix("tree/") {
+            switch entry.kind {
+            case .directory: hasher.update("d \(entry.path) \(String(entry.permissions, radix: 8))\n")
+            case .file(_, _, let sha256): hasher.update("f \(entry.path) \(String(entry.permissions, radix: 8)) \(sha256)\n")
+            }
+        }
+        return hasher.finalizeHex()
+    }
+
+    /// Builds `nixosConfigurations.<attribute>.config.system.build.toplevel` of the host's tree (or, without a
+    /// flake, `<nixpkgs/nixos>` with its configuration.nix), reusing an earlier result of the same tree.
+    public func build(_ host: HostConfiguration, tree: ResolvedTree) async -> BuildResult {
+        let started = Date()
+        let digest = Self.treeDigest(tree)
+        let short = String(digest.prefix(16))
+        let directory = directory(for: host.name)
+        var result = BuildResult(
+            host: host.name, status: .failed, toplevel: nil, log: nil, reason: nil, seconds: 0, treeDigest: digest)
+        let outLink = "\(directory)/result-\(short)"
+        if let existing = try? FileIO.readLink(outLink), (try? FileStatus.of(existing)) ?? nil != nil {
+            result.status = .reused
+            result.toplevel = existing
+            result.seconds = Date().timeIntervalSince(started)
+            return result
+        }
+        let source = "\(directory)/source-\(short)"
+        let log = "\(directory)/\(Self.stamp(started))-\(short).log"
+        result.log = log
+        do {
+            try FileIO.createDirectories(directory, mode: 0o700)
+            try stage(tree, into: source)
+        } catch {
+            result.reason = "cannot stage the tree in \(source): \(error)"
+            writeLog(log, "staging failed: \(error)\n")
+            result.seconds = Date().timeIntervalSince(started)
+            return result
+        }
+        let (executable, arguments): (String, [String])
+        if (try? FileStatus.of(source + "/flake.nix")) ?? nil != nil {
+            (executable, arguments) = (
+                "nix",
+                [
+                    "build", "path:\(source)#nixosConfigurations.\"\(host.attribute)\".config.system.build.toplevel",
+                    "--out-link", outLink, "--no-update-lock-file", "--print-build-logs",
+                ]
+            )
+        } else {
+            (executable, arguments) = (
+                "nix-build", ["<nixpkgs/nixos>", "-A", "system", "-I", "nixos-config=\(source)/configuration.nix", "--out-link", outLink]
+            )
+        }
+        let commandLine = ([executable] + arguments).joined(separator: " ")
+        do {
+            let output = try await Command.run(executable, arguments, outputLimit: logLimit)
+            writeLog(log, "$ \(commandLine)\n\(output.standardOutput)\(output.standardError)\n(exit status \(output.exitCode))\n")
+            if output.succeeded, let toplevel = try? FileIO.readLink(outLink), toplevel.hasPrefix("/nix/store/") {
+                result.status = .built
+                result.toplevel = toplevel
+            } else {
+                result.reason = "\(executable) exited with status \(output.exitCode)" + Self.cause(output.standardError)
+            }
+        } catch {
+            writeLog(log, "$ \(commandLine)\n\(error)\n")
+            result.reason = "\(error)"
+        }
+        result.seconds = Date().timeIntervalSince(started)
+        prune(directory)
+        return result
+    }
+
+    /// Copies the `tree/` entries into `directory` (made anew unless a complete copy is there).
+    private func stage(_ tree: ResolvedTree, into directory: String) throws {
+        let marker = directory + "/.fleet-staged"
+        if try FileStatus.of(marker) != nil { return }
+        try FileIO.removeTree(directory)
+        try FileIO.createDirectories(directory, mode: 0o755)
+        for entry in tree.entries where entry.path.hasPrefix("tree/") {
+            let target = directory + "/" + entry.path.dropFirst("tree/".count)
+            switch entry.kind {
+            case .directory:
+                try FileIO.createDirectories(target, mode: 0o755)
+            case .file(let sourcePath, _, _):
+                let bytes = try FileIO.readNoFollow(sourcePath, limit: 1 << 30)
+                try FileIO.writeAtomically(bytes, to: target, mode: entry.permissions & 0o111 != 0 ? 0o755 : 0o644)
+            }
+        }
+        try FileIO.writeAtomically([], to: marker, mode: 0o644)
+    }
+
+    private func writeLog(_ path: String, _ text: String) {
+        var bytes = Array(text.utf8)
+        if bytes.count > logLimit {
+            let cut = bytes.count - logLimit
+            bytes = Array(bytes.prefix(logLimit / 4)) + Array("\n[fleet: \(cut) bytes cut here]\n".utf8)
+                + Array(bytes.suffix(logLimit - logLimit / 4))
+        }
+        try? FileIO.writeAtomically(bytes, to: path, mode: 0o600)
+    }
+
+    /// Keeps the newest `keep` staged trees, results and logs (by modification time).
+    private func prune(_ directory: String) {
+        guard let names = try? FileIO.listDirectory(directory) else { return }
+        for prefix in ["source-", "result-"] {
+            let dated = names.filter { $0.hasPrefix(prefix) }.compactMap { name -> (String, Int64)? in
+                guard let status = try? FileStatus.of(directory + "/" + name) else { return nil }
+                return (name, status.modificationSeconds)
+            }.sorted { $0.1 > $1.1 }
+            for (name, _) in dated.dropFirst(keep) { try? FileIO.removeTree(directory + "/" + name) }
+        }
+        let logs = names.filter { $0.hasSuffix(".log") }.sorted(by: >)
+        for name in logs.dropFirst(keep * 4) { unlink(directory + "/" + name) }
+    }
+
+    static func stamp(_ date: Date) -> String {
+        var seconds = time_t(date.timeIntervalSince1970)
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        return String(
+            format: "%04d%02d%02dT%02d%02d%02dZ", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday, parts.tm_hour,
+            parts.tm_min, parts.tm_sec)
+    }
+
+    /// `": <cause>"`: Nix's last `error:` line, or the last line.
+    static func cause(_ text: String) -> String {
+        let lines = text.split(separator: "\n").map { String($0).trimmingWhitespace() }.filter { !$0.isEmpty }
+        guard let line = lines.last(where: { $0.hasPrefix("error:") }) ?? lines.last(where: { !$0.hasPrefix("(use '--show-trace'") })
+        else { return "" }
+        return ": " + String(line.prefix(300))
+    }
+}

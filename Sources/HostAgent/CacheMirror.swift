@@ -1,0 +1,133 @@
+import FleetFiles
+import Foundation
+import SFTPTransport
+
+/// Copies from the chroot's `cache/` (a Nix binary cache made by `fleet publish` with the cache on) the files
+/// that a toplevel's closure needs and the local cache `<state_dir>/cache` lacks.
+///
+/// Only the closure is walked (narinfo `References`), so nothing else in the remote cache is fetched. Names
+/// and sizes are checked before anything is written; signatures are Nix's business when it substitutes, with
+/// the fleet key as the only trusted key.
+struct CacheMirror {
+    struct Failure: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    static let narinfoLimit = 64 << 10
+    static let narLimit: Int64 = 8 << 30
+    static let maxPaths = 100_000
+
+    let localDirectory: String
+    let log: RunLog
+
+    /// - Returns: how many files were downloaded.
+    func mirror(closureOf toplevel: String, over connection: SFTPConnection) async throws(Failure) -> Int {
+        guard let root = Self.hashPart(ofStorePath: toplevel) else {
+            throw Failure(description: "the manifest's toplevel \(String(reflecting: toplevel)) is not a store path")
+        }
+        do {
+            try FileIO.ensureDirectory(localDirectory, mode: 0o755, owner: getuid(), group: getgid())
+            try FileIO.ensureDirectory(localDirectory + "/nar", mode: 0o755, owner: getuid(), group: getgid())
+            let info = localDirectory + "/nix-cache-info"
+            if try FileStatus.of(info) == nil {
+                try FileIO.writeAtomically(Array("StoreDir: /nix/store\nWantMassQuery: 0\nPriority: 30\n".utf8), to: info)
+            }
+        } catch {
+            throw Failure(description: "cannot prepare the local cache \(localDirectory): \(error)")
+        }
+        var downloaded = 0
+        var seen: Set<String> = [root]
+        var queue = [root]
+        var nars: [String] = []
+        while let hash = queue.popLast() {
+            guard seen.count <= Self.maxPaths else { throw Failure(description: "the closure has more than \(Self.maxPaths) paths") }
+            let name = hash + ".narinfo"
+            let local = localDirectory + "/" + name
+            let bytes: [UInt8]
+            if let existing = try? FileIO.readNoFollow(local, limit: Self.narinfoLimit) {
+                bytes = existing
+            } else {
+                do {
+                    bytes = try await connection.readFile("/cache/" + name, limit: Self.narinfoLimit)
+                } catch {
+                    throw Failure(description: "the server's cache lacks \(name), which the closure of \(toplevel) needs: \(error)")
+                }
+                try write(bytes, to: local)
+                downloaded += 1
+            }
+            let info = try Self.parse(narinfo: bytes, name: name)
+            nars.append(info.url)
+            for reference in info.references where !seen.contains(reference) {
+                seen.insert(reference)
+                queue.append(reference)
+            }
+        }
+        for url in nars {
+            let local = localDirectory + "/" + url
+            if (try? FileStatus.of(local)) ?? nil != nil { continue }
+            let temporary = FileIO.temporaryPath(for: local)
+            unlink(temporary)
+            do {
+                try await connection.download("/cache/" + url, to: temporary, limit: Self.narLimit)
+            } catch {
+                throw Failure(description: "cannot download cache file \(url): \(error)")
+            }
+            guard rename(temporary, local) == 0 else {
+                unlink(temporary)
+                throw Failure(description: "cannot move \(temporary) to \(local) (errno \(errno))")
+            }
+            downloaded += 1
+        }
+        log.phase("local binary cache holds the closure of \(toplevel) (\(seen.count) paths, \(downloaded) files downloaded)")
+        return downloaded
+    }
+
+    private func write(_ bytes: [UInt8], to path: String) throws(Failure) {
+        do { try FileIO.writeAtomically(bytes, to: path, mode: 0o644) } catch {
+            throw Failure(description: "cannot write \(path): \(error)")
+        }
+    }
+
+    /// The 32-character hash part of `/nix/store/<hash>-<name>`, or nil when it is not such a path.
+    static func hashPart(ofStorePath path: String) -> String? {
+        guard path.hasPrefix("/nix/store/") else { return nil }
+        let base = path.dropFirst("/nix/store/".count)
+        guard !base.contains("/"), base.count > 33, base.dropFirst(32).first == "-" else { return nil }
+        let hash = String(base.prefix(32))
+        guard isNixBase32(hash), base.dropFirst(33).allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "+-._?=".contains($0)) })
+        else { return nil }
+        return hash
+    }
+
+    static func isNixBase32(_ text: String) -> Bool {
+        text.allSatisfy { "0123456789abcdfghijklmnpqrsvwxyz".contains($0) }
+    }
+
+    /// The nar URL and referenced hashes of a narinfo, refusing anything that could name a file outside the cache.
+    static func parse(narinfo bytes: [UInt8], name: String) throws(Failure) -> (url: String, references: [String]) {
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw Failure(description: "\(name) is not UTF-8")
+        }
+        var url: String?
+        var references: [String] = []
+        for line in text.split(separator: "\n") {
+            if line.hasPrefix("URL: ") {
+                let value = String(line.dropFirst(5))
+                let file = value.dropFirst("nar/".count)
+                guard value.hasPrefix("nar/"), !file.isEmpty, !file.hasPrefix("."),
+                    file.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == ".") })
+                else { throw Failure(description: "\(name) names the nar \(String(reflecting: value)), not a file in nar/") }
+                url = value
+            } else if line.hasPrefix("References:") {
+                for reference in line.dropFirst("References:".count).split(separator: " ") {
+                    guard let hash = hashPart(ofStorePath: "/nix/store/" + reference) else {
+                        throw Failure(description: "\(name) has a malformed reference \(String(reflecting: String(reference)))")
+                    }
+                    references.append(hash)
+                }
+            }
+        }
+        guard let url else { throw Failure(description: "\(name) has no URL line") }
+        return (url, references)
+    }
+}
