@@ -1,0 +1,106 @@
+import ArgumentParser
+import BuildGate
+import ChrootSync
+import CommandRunner
+import FleetFiles
+import FleetProtocol
+import Foundation
+import Inventory
+
+extension Fleet {
+    struct Diff: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show what the next publish would change for a host.",
+            discussion: """
+                Files added, removed and changed against the published snapshot, with a unified diff for text \
+                (secrets: names only); and, when both the published generation and the current tree were built \
+                (fleet build), the closure difference from `nix store diff-closures`.
+                """)
+
+        @OptionGroup var global: GlobalOptions
+
+        @Argument(help: "The host.")
+        var host: String
+
+        @Flag(help: "List the changed files only, without their diffs.")
+        var stat = false
+
+        @Flag(help: "Print JSON for scripts (file list and closure difference, no text diffs).")
+        var json = false
+
+        struct Output: Encodable {
+            var host: String
+            var publishedGeneration: UInt64?
+            var files: [PublishedTreeDiff.File]
+            var publishedSystem: String?
+            var nextSystem: String?
+            var closureDifference: String?
+        }
+
+        func run() async throws {
+            let configuration = try global.loadConfiguration()
+            let selected = try configuration.selecting([host])[0]
+            let resolver = try HostTreeResolver(repository: configuration.repository)
+            let tree: ResolvedTree
+            do { tree = try resolver.resolve(selected.name) } catch {
+                throw ValidationError("\(selected.name) would be refused: \(error.problems.map(\.description).joined(separator: "; "))")
+            }
+            let layout = ChrootLayout(root: configuration.server.chrootRoot, host: selected.name)
+            let diff = try PublishedTreeDiff.compare(tree, with: layout)
+            defer { diff.cleanUp() }
+
+            let manifest = (try? FileIO.readNoFollow(layout.manifest, limit: Manifest.sizeLimit)).flatMap {
+                try? Manifest.readUnverified($0)
+            }
+            let builder = SystemBuilder(stateDirectory: configuration.server.stateDirectory)
+            let nextLink = builder.directory(for: selected.name) + "/result-" + SystemBuilder.treeDigest(tree).prefix(16)
+            let next = try? FileIO.readLink(nextLink)
+            var closure: String?
+            if let old = manifest?.toplevel, let next, (try? FileStatus.of(old)) ?? nil != nil {
+                let output = try await Command.run("nix", ["store", "diff-closures", old, next])
+                closure = output.succeeded ? output.standardOutput : "nix store diff-closures failed: \(output.standardError)"
+            }
+            if json {
+                return try printJSON(
+                    Output(
+                        host: selected.name.value, publishedGeneration: diff.publishedGeneration, files: diff.files,
+                        publishedSystem: manifest?.toplevel, nextSystem: next, closureDifference: closure))
+            }
+            print("\(selected.name): against " + (diff.publishedGeneration.map { "published generation \($0)" } ?? "nothing published yet"))
+            if diff.files.isEmpty { print("no file changes") }
+            for file in diff.files {
+                print("  \(file.change.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)) \(file.path)\(file.isSecret ? "   (secret: content not shown)" : "")")
+            }
+            if !stat {
+                for file in diff.files where !file.isSecret {
+                    let old = file.publishedCopy ?? "/dev/null"
+                    let new = file.source ?? "/dev/null"
+                    guard Self.isText(old), Self.isText(new) else {
+                        print("\n\(file.path): binary file \(file.change.rawValue)")
+                        continue
+                    }
+                    let output = try await Command.run(
+                        "diff", ["-u", "--label", "published/\(file.path)", "--label", "next/\(file.path)", old, new])
+                    print("\n" + output.standardOutput, terminator: "")
+                }
+            }
+            print("")
+            switch (manifest?.toplevel, next) {
+            case (let old?, let new?):
+                print("closure: \(old) -> \(new)")
+                print(closure ?? "(the published system is no longer in the store)")
+            case (nil, _):
+                print("closure: the published generation was not built on the server (build = true in fleet.toml)")
+            case (_, nil):
+                print("closure: the current tree is not built yet; `fleet build \(selected.name)` builds it")
+            }
+        }
+
+        /// Text means UTF-8 without NUL bytes in the first 64 KiB, up to 16 MiB (and /dev/null).
+        static func isText(_ path: String) -> Bool {
+            if path == "/dev/null" { return true }
+            guard let bytes = try? FileIO.readNoFollow(path, limit: 16 << 20) else { return false }
+            return !bytes.prefix(64 << 10).contains(0) && String(validating: bytes, as: UTF8.self) != nil
+        }
+    }
+}
