@@ -198,7 +198,8 @@ private struct Walk {
         let digest = try resolver.digests.digest(of: path, status: status)
         let permissions: UInt32 = secret ? 0o400 : (status.permissions & 0o111 != 0 ? 0o755 : 0o644)
         totalBytes += status.size
-        add(.init(path: archivePath, kind: .file(source: path, size: status.size, sha256: digest), permissions: permissions))
+        let kind = ResolvedTree.Kind.file(source: path, identity: status.identity, sha256: digest)
+        add(.init(path: archivePath, kind: kind, permissions: permissions))
     }
 
     mutating func add(_ entry: ResolvedTree.Entry) {

@@ -167,8 +167,8 @@ public final class Publisher {
                 switch entry.kind {
                 case .directory:
                     try writer.addDirectory(entry.path, permissions: entry.permissions)
-                case .file(let source, _, _):
-                    try writer.addFile(entry.path, permissions: entry.permissions, contentsOf: source)
+                case .file(let source, let identity, _):
+                    try addFile(entry, from: source, identity: identity, to: writer)
                 }
             }
             try writer.finish()
@@ -185,6 +185,20 @@ public final class Publisher {
         FaultPoint.snapshotRenamed.trigger(host: host.value)
         guard let status = try FileStatus.of(path) else { throw FileSystemError("stat", path: path) }
         return (status.size, try FileDigestCache.sha256(ofFile: path))
+    }
+
+    /// Copies a file into the snapshot if it is still the version that was resolved and hashed: a file
+    /// replaced (by a link, say) or written since then stops the publish instead of reaching a chroot.
+    func addFile(
+        _ entry: ResolvedTree.Entry, from source: String, identity: FileIdentity, to writer: SnapshotWriter
+    ) throws {
+        let changed = FileSystemError(
+            "read", path: source, errno: EAGAIN, detail: "changed after it was resolved; publish again")
+        let (fd, status) = try FileIO.openRegularNoFollow(source)
+        defer { close(fd) }
+        guard status.identity == identity else { throw changed }
+        try writer.addFile(entry.path, permissions: entry.permissions, contentsOf: fd, sourcePath: source)
+        guard try FileStatus.of(descriptor: fd, path: source).identity == identity else { throw changed }
     }
 
     func collect(_ layout: ChrootLayout, current: UInt64, now: Date) throws {

@@ -1,3 +1,4 @@
+public import FleetFiles
 public import FleetProtocol
 public import Inventory
 
@@ -5,8 +6,9 @@ public import Inventory
 public struct ResolvedTree: Sendable {
     public enum Kind: Sendable, Equatable {
         case directory
-        /// A file whose bytes are read from `source` (a real path in the repository, never a link).
-        case file(source: String, size: Int64, sha256: String)
+        /// A file whose bytes are read from `source` (a real path in the repository, never a link). `identity`
+        /// is the version that was hashed: the snapshot is written from that version or not at all.
+        case file(source: String, identity: FileIdentity, sha256: String)
     }
 
     public struct Entry: Sendable, Equatable {
@@ -23,7 +25,7 @@ public struct ResolvedTree: Sendable {
     public var fileCount: Int { entries.count { if case .file = $0.kind { true } else { false } } }
     public var byteCount: Int64 {
         entries.reduce(0) { total, entry in
-            if case .file(_, let size, _) = entry.kind { total + size } else { total }
+            if case .file(_, let identity, _) = entry.kind { total + identity.size } else { total }
         }
     }
 
@@ -36,8 +38,8 @@ public struct ResolvedTree: Sendable {
             switch entry.kind {
             case .directory:
                 hasher.update("d \(entry.path) \(String(entry.permissions, radix: 8))\n")
-            case .file(_, let size, let sha256):
-                hasher.update("f \(entry.path) \(String(entry.permissions, radix: 8)) \(size) \(sha256)\n")
+            case .file(_, let identity, let sha256):
+                hasher.update("f \(entry.path) \(String(entry.permissions, radix: 8)) \(identity.size) \(sha256)\n")
             }
         }
         hasher.update("operation=\(host.operation.rawValue)\nattribute=\(host.attribute)\n")
