@@ -25,13 +25,18 @@ public struct HostTreeResolver: Sendable {
     let limits: Limits
     let digests: FileDigestCache
 
+    /// A resolver whose file digests last as long as it does.
     public init(repository: String, limits: Limits = Limits()) throws(FileSystemError) {
+        try self.init(repository: repository, limits: limits, digests: FileDigestCache())
+    }
+
+    init(repository: String, limits: Limits, digests: FileDigestCache) throws(FileSystemError) {
         switch FileIO.realPath(repository) {
         case .success(let path): self.repository = path
         case .failure(let error): throw error
         }
         self.limits = limits
-        self.digests = FileDigestCache()
+        self.digests = digests
     }
 
     public static let treePrefix = "tree"

@@ -18,6 +18,7 @@ public final class Publisher {
     let resolver: HostTreeResolver
     let sourceCommit: String
 
+    /// File digests are kept between publishes in the state directory (see ``FileDigestCache``).
     public init(
         configuration: FleetConfiguration, signingKey: SigningKey, store: StateStore, sourceCommit: String,
         limits: HostTreeResolver.Limits = .init()
@@ -26,7 +27,9 @@ public final class Publisher {
         self.signingKey = signingKey
         self.store = store
         self.sourceCommit = sourceCommit
-        self.resolver = try HostTreeResolver(repository: configuration.repository, limits: limits)
+        let digests = FileDigestCache(
+            storedAt: configuration.server.stateDirectory + "/" + FileDigestCache.fileName)
+        self.resolver = try HostTreeResolver(repository: configuration.repository, limits: limits, digests: digests)
     }
 
     /// The lock that serializes publishes: `<state_dir>/publish.lock`.
@@ -49,6 +52,7 @@ public final class Publisher {
             progress(result)
             results.append(result)
         }
+        if !dryRun { try resolver.digests.save() }
         return results
     }
 
