@@ -32,18 +32,43 @@ public struct ResolvedTree: Sendable {
     /// The hash that decides whether a host changed: every entry's path, mode and content, and the settings
     /// the manifest carries. Equal digests mean identical snapshots and manifests (but for the generation).
     public func contentDigest(for host: HostConfiguration, toplevel: String? = nil, hasCache: Bool = false) -> String {
-        var hasher = SHA256Hasher()
-        hasher.update("fleet-content-v1\n")
+        // One line per entry, hashed in one go: this runs for every host on every publish.
+        var text: [UInt8] = []
+        text.reserveCapacity(entries.count * 160 + 256)
+        text += "fleet-content-v1\n".utf8
         for entry in entries {
             switch entry.kind {
             case .directory:
-                hasher.update("d \(entry.path) \(String(entry.permissions, radix: 8))\n")
+                text += "d ".utf8
+                text += entry.path.utf8
+                text.append(UInt8(ascii: " "))
+                Self.append(UInt64(entry.permissions), radix: 8, to: &text)
             case .file(_, let identity, let sha256):
-                hasher.update("f \(entry.path) \(String(entry.permissions, radix: 8)) \(identity.size) \(sha256)\n")
+                text += "f ".utf8
+                text += entry.path.utf8
+                text.append(UInt8(ascii: " "))
+                Self.append(UInt64(entry.permissions), radix: 8, to: &text)
+                text.append(UInt8(ascii: " "))
+                Self.append(UInt64(identity.size), radix: 10, to: &text)
+                text.append(UInt8(ascii: " "))
+                text += sha256.utf8
             }
+            text.append(UInt8(ascii: "\n"))
         }
-        hasher.update("operation=\(host.operation.rawValue)\nattribute=\(host.attribute)\n")
-        hasher.update("toplevel=\(toplevel ?? "")\ncache=\(hasCache)\n")
-        return hasher.finalizeHex()
+        text += "operation=\(host.operation.rawValue)\nattribute=\(host.attribute)\n".utf8
+        text += "toplevel=\(toplevel ?? "")\ncache=\(hasCache)\n".utf8
+        return SHA256Hasher.hex(text)
+    }
+
+    /// Appends the digits of `value` as `String(value, radix:)` spells them (radix 10 or below), without
+    /// making a String.
+    private static func append(_ value: UInt64, radix: UInt64, to text: inout [UInt8]) {
+        let start = text.count
+        var rest = value
+        repeat {
+            text.append(UInt8(ascii: "0") + UInt8(rest % radix))
+            rest /= radix
+        } while rest > 0
+        text[start...].reverse()
     }
 }
