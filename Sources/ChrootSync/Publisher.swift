@@ -11,6 +11,9 @@ public import Inventory
 /// as it is; otherwise write `snapshots/<gen>.tar.zst` under a temporary name, fsync, rename; then write the
 /// signed manifest the same way; then record the publication. A crash anywhere leaves the previous
 /// manifest and its snapshot in place and valid; the next publish removes the leftovers.
+///
+/// Resolving and comparing (a ``HostPlan``) only reads, so it runs on every core, a few hosts ahead of the
+/// one being written; writing, recording and reporting stay one host at a time, in the order given.
 public final class Publisher {
     let configuration: FleetConfiguration
     let signingKey: SigningKey
@@ -41,32 +44,59 @@ public final class Publisher {
         return lock
     }
 
-    /// Publishes `hosts`, calling `progress` after each. Refusals are results, not errors: the other hosts
-    /// still publish. Errors thrown are those that stop everything (the chroot root is unusable, …).
+    /// Publishes `hosts`, calling `progress` after each, in order. Refusals are results, not errors: the other
+    /// hosts still publish. Errors thrown are those that stop everything (the chroot root is unusable, …).
     public func publish(
         _ hosts: [HostConfiguration], dryRun: Bool, now: Date = Date(), progress: (PublishResult) -> Void = { _ in }
-    ) throws -> [PublishResult] {
+    ) async throws -> [PublishResult] {
+        let recorded = dryRun ? [:] : try store.lastGenerations()
+        let resolver = self.resolver
+        let chrootRoot = configuration.server.chrootRoot
+        // Enough plans in flight to keep every core busy while one host is written, and no more: a plan's
+        // files are read again when its snapshot is written, and the gap should stay short.
+        let lookahead = 4 * max(1, ProcessInfo.processInfo.activeProcessorCount)
         var results: [PublishResult] = []
-        for host in hosts {
-            let result = try publish(host, dryRun: dryRun, now: now)
-            progress(result)
-            results.append(result)
+        results.reserveCapacity(hosts.count)
+        try await withThrowingTaskGroup(of: (Int, HostPlan).self) { group in
+            var planned = 0
+            while planned < min(lookahead, hosts.count) {
+                let (index, host) = (planned, hosts[planned])
+                group.addTask { (index, HostPlan(host, chrootRoot: chrootRoot, resolver: resolver)) }
+                planned += 1
+            }
+            var waiting: [Int: HostPlan] = [:]
+            while let (index, plan) = try await group.next() {
+                waiting[index] = plan
+                while let plan = waiting.removeValue(forKey: results.count) {
+                    let result = try publish(plan, dryRun: dryRun, now: now, recorded: recorded)
+                    progress(result)
+                    results.append(result)
+                    if planned < hosts.count {
+                        let (index, host) = (planned, hosts[planned])
+                        group.addTask { (index, HostPlan(host, chrootRoot: chrootRoot, resolver: resolver)) }
+                        planned += 1
+                    }
+                }
+            }
         }
         if !dryRun { try resolver.digests.save() }
         return results
     }
 
-    func publish(_ host: HostConfiguration, dryRun: Bool, now: Date) throws -> PublishResult {
-        let layout = ChrootLayout(root: configuration.server.chrootRoot, host: host.name)
-        let current = currentManifest(layout)
-        var result = PublishResult(host: host.name, status: .unchanged, previousGeneration: current.manifest?.generation)
-        result.warnings += current.warnings
-        let tree: ResolvedTree
-        do {
-            tree = try resolver.resolve(host.name)
-        } catch {
+    /// Publishes one host from its plan. `recorded` is each host's last generation in state.db before this run.
+    func publish(
+        _ plan: HostPlan, dryRun: Bool, now: Date, recorded: [String: UInt64]
+    ) throws -> PublishResult {
+        let (host, layout, current) = (plan.host, plan.layout, plan.manifest)
+        var result = PublishResult(host: host.name, status: .unchanged, previousGeneration: current?.generation)
+        result.warnings += plan.warnings
+        let (tree, digest, isUnchanged): (ResolvedTree, String, Bool)
+        switch plan.resolution {
+        case .resolved(let resolved, let contentDigest, let unchanged):
+            (tree, digest, isUnchanged) = (resolved, contentDigest, unchanged)
+        case .refused(let error):
             result.status = .refused
-            result.generation = current.manifest?.generation
+            result.generation = current?.generation
             result.reason = error.problems.map(\.description).joined(separator: "; ")
             if !dryRun {
                 try store.recordEvent(host: host.name, kind: "refused", detail: ["reason": result.reason ?? ""])
@@ -75,14 +105,11 @@ public final class Publisher {
         }
         result.files = tree.fileCount
         result.bytes = tree.byteCount
-        let digest = tree.contentDigest(for: host)
-        if let manifest = current.manifest, manifest.contentDigest == digest,
-            (try? FileStatus.of(layout.snapshot(manifest.generation)))??.size == manifest.snapshot.size
-        {
+        if let manifest = current, isUnchanged {
             result.generation = manifest.generation
             if !dryRun {
                 // A publish that died after renaming the manifest but before recording it: record it now.
-                if try store.lastGeneration(of: host.name) < manifest.generation {
+                if recorded[host.name.value, default: 0] < manifest.generation {
                     try store.record(
                         .init(
                             host: host.name, generation: manifest.generation, publishedAt: manifest.publishedAt,
@@ -95,7 +122,7 @@ public final class Publisher {
             }
             return result
         }
-        let generation = try nextGeneration(layout, current: current.manifest)
+        let generation = try nextGeneration(layout, current: current)
         if dryRun {
             result.status = .wouldPublish
             result.generation = generation
@@ -129,26 +156,6 @@ public final class Publisher {
         result.generation = generation
         result.snapshotBytes = snapshot.size
         return result
-    }
-
-    /// The manifest currently published for a host, read back without trusting it blindly.
-    func currentManifest(_ layout: ChrootLayout) -> (manifest: Manifest?, warnings: [String]) {
-        let bytes: [UInt8]
-        do {
-            guard try FileStatus.of(layout.manifest) != nil else { return (nil, []) }
-            bytes = try FileIO.readNoFollow(layout.manifest, limit: Manifest.sizeLimit)
-        } catch {
-            return (nil, ["cannot read the current manifest (\(error)); publishing a new generation"])
-        }
-        do {
-            let manifest = try Manifest.readUnverified(bytes)
-            guard manifest.host == layout.host else {
-                return (nil, ["\(layout.manifest) names host \(manifest.host); replacing it"])
-            }
-            return (manifest, [])
-        } catch {
-            return (nil, ["\(layout.manifest): \(error); replacing it"])
-        }
     }
 
     /// One more than anything this host has ever had: in state.db, in its manifest, or as a snapshot file.

@@ -34,7 +34,7 @@ extension Fleet {
                 configuration: configuration, signingKey: key, store: store, sourceCommit: commit)
             let showProgress = isatty(STDERR_FILENO) == 1 && !json
             var done = 0
-            let results = try publisher.publish(selected, dryRun: dryRun) { result in
+            let results = try await publisher.publish(selected, dryRun: dryRun) { result in
                 done += 1
                 if showProgress {
                     FileHandle.standardError.write(Data("\r\u{1b}[K[\(done)/\(selected.count)] \(result.host) \(result.status.rawValue)".utf8))

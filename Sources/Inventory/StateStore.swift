@@ -54,6 +54,15 @@ public final class StateStore {
         return UInt64(rows.first?["last_generation"].integer ?? 0)
     }
 
+    /// The highest generation ever published for each host that has one, by host name.
+    public func lastGenerations() throws -> [String: UInt64] {
+        var generations: [String: UInt64] = [:]
+        for row in try database.query("SELECT name, last_generation FROM hosts") {
+            if let name = row["name"].text { generations[name] = UInt64(row["last_generation"].integer ?? 0) }
+        }
+        return generations
+    }
+
     public struct Publication: Sendable, Equatable {
         public var host: HostName
         public var generation: UInt64

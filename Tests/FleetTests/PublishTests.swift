@@ -175,7 +175,7 @@ struct PublishTests {
         #expect(try fixture.verifiedManifest("a").generation == 4)
     }
 
-    @Test func oldSnapshotsAreCollectedAfterTheGracePeriodNeverTheCurrentOne() throws {
+    @Test func oldSnapshotsAreCollectedAfterTheGracePeriodNeverTheCurrentOne() async throws {
         let fixture = try FleetFixture(hosts: ["a"], serverToml: "snapshot_grace_seconds = 600")
         defer { fixture.remove() }
         let configuration = try fixture.configuration()
@@ -186,16 +186,16 @@ struct PublishTests {
         let start = Date()
         for version in 1...3 {
             try fixture.write("hosts/a/x.nix", "\(version)\n")
-            _ = try publisher.publish(configuration.hosts, dryRun: false, now: start)
+            _ = try await publisher.publish(configuration.hosts, dryRun: false, now: start)
         }
         let layout = try fixture.layout("a")
         #expect(try FileIO.listDirectory(layout.snapshots).sorted() == ["1.tar.zst", "2.tar.zst", "3.tar.zst"])
         // Within the grace period nothing goes; after it, all but the current one.
-        _ = try publisher.publish(configuration.hosts, dryRun: false, now: start.addingTimeInterval(300))
+        _ = try await publisher.publish(configuration.hosts, dryRun: false, now: start.addingTimeInterval(300))
         #expect(try FileIO.listDirectory(layout.snapshots).count == 3)
-        _ = try publisher.publish(configuration.hosts, dryRun: false, now: start.addingTimeInterval(3600))
+        _ = try await publisher.publish(configuration.hosts, dryRun: false, now: start.addingTimeInterval(3600))
         #expect(try FileIO.listDirectory(layout.snapshots) == ["3.tar.zst"])
-        _ = try publisher.publish(configuration.hosts, dryRun: false, now: start.addingTimeInterval(86400 * 30))
+        _ = try await publisher.publish(configuration.hosts, dryRun: false, now: start.addingTimeInterval(86400 * 30))
         #expect(try fixture.verifiedManifest("a").generation == 3)
     }
 
