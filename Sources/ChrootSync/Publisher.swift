@@ -19,17 +19,30 @@ public final class Publisher {
     let signingKey: SigningKey
     let store: StateStore
     let resolver: HostTreeResolver
-    let sourceCommit: String
+    /// Finds the commit the manifests name; called once, when the first host is published.
+    let findSourceCommit: @Sendable () async -> String
+    private var sourceCommit: String?
 
-    /// File digests are kept between publishes in the state directory (see ``FileDigestCache``).
-    public init(
+    public convenience init(
         configuration: FleetConfiguration, signingKey: SigningKey, store: StateStore, sourceCommit: String,
         limits: HostTreeResolver.Limits = .init()
+    ) throws {
+        try self.init(
+            configuration: configuration, signingKey: signingKey, store: store, sourceCommit: { sourceCommit },
+            limits: limits)
+    }
+
+    /// `sourceCommit` is called only if a host is published: a publish that changes nothing (most of them)
+    /// does not run `git`. File digests are kept between publishes in the state directory
+    /// (see ``FileDigestCache``).
+    public init(
+        configuration: FleetConfiguration, signingKey: SigningKey, store: StateStore,
+        sourceCommit: @escaping @Sendable () async -> String, limits: HostTreeResolver.Limits = .init()
     ) throws {
         self.configuration = configuration
         self.signingKey = signingKey
         self.store = store
-        self.sourceCommit = sourceCommit
+        self.findSourceCommit = sourceCommit
         let digests = FileDigestCache(
             storedAt: configuration.server.stateDirectory + "/" + FileDigestCache.fileName)
         self.resolver = try HostTreeResolver(repository: configuration.repository, limits: limits, digests: digests)
@@ -68,7 +81,7 @@ public final class Publisher {
             while let (index, plan) = try await group.next() {
                 waiting[index] = plan
                 while let plan = waiting.removeValue(forKey: results.count) {
-                    let result = try publish(plan, dryRun: dryRun, now: now, recorded: recorded)
+                    let result = try await publish(plan, dryRun: dryRun, now: now, recorded: recorded)
                     progress(result)
                     results.append(result)
                     if planned < hosts.count {
@@ -83,10 +96,18 @@ public final class Publisher {
         return results
     }
 
+    /// The repository's commit, found the first time it is needed.
+    func currentSourceCommit() async -> String {
+        if let sourceCommit { return sourceCommit }
+        let commit = await findSourceCommit()
+        sourceCommit = commit
+        return commit
+    }
+
     /// Publishes one host from its plan. `recorded` is each host's last generation in state.db before this run.
     func publish(
         _ plan: HostPlan, dryRun: Bool, now: Date, recorded: [String: UInt64]
-    ) throws -> PublishResult {
+    ) async throws -> PublishResult {
         let (host, layout, current) = (plan.host, plan.layout, plan.manifest)
         var result = PublishResult(host: host.name, status: .unchanged, previousGeneration: current?.generation)
         result.warnings += plan.warnings
@@ -136,6 +157,7 @@ public final class Publisher {
 
         let snapshotPath = layout.snapshot(generation)
         let snapshot = try writeSnapshot(tree, to: snapshotPath, host: host.name)
+        let sourceCommit = await currentSourceCommit()
         let manifest = Manifest(
             host: host.name, generation: generation, publishedAt: Timestamp.string(now), sourceCommit: sourceCommit,
             snapshot: .init(
