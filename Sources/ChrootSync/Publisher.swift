@@ -22,6 +22,8 @@ public final class Publisher {
     /// Finds the commit the manifests name; called once, when the first host is published.
     let findSourceCommit: @Sendable () async -> String
     private var sourceCommit: String?
+    /// Problems of the run as a whole (not of one host) that did not stop it.
+    public private(set) var warnings: [String] = []
 
     public convenience init(
         configuration: FleetConfiguration, signingKey: SigningKey, store: StateStore, sourceCommit: String,
@@ -92,7 +94,14 @@ public final class Publisher {
                 }
             }
         }
-        if !dryRun { try resolver.digests.save() }
+        if !dryRun {
+            do {
+                try resolver.digests.save()
+            } catch {
+                // The hosts are published; only the next run is slower.
+                warnings.append("could not keep the file digests for the next publish: \(error)")
+            }
+        }
         return results
     }
 

@@ -42,6 +42,7 @@ extension Fleet {
                 }
             }
             if showProgress { FileHandle.standardError.write(Data("\r\u{1b}[K".utf8)) }
+            for warning in publisher.warnings { printError("warning: \(warning)") }
             withExtendedLifetime(lock) {}
             if json {
                 try printJSON(results)
