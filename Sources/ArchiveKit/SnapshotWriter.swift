@@ -155,6 +155,24 @@ public final class SnapshotWriter {
         let source = open(sourcePath, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard source >= 0 else { throw refuseSource(path, sourcePath, "could not be opened", errno) }
         defer { close(source) }
+        try copy(source, sourcePath: sourcePath, into: path, name: name, permissions: permissions)
+    }
+
+    /// Adds a regular file with the contents of `source`, a file the caller opened (and checked) itself and has
+    /// not read from. `sourcePath` is for messages only; the caller closes `source`.
+    ///
+    /// - Throws: as ``addFile(_:permissions:contentsOf:)``.
+    public func addFile(
+        _ path: String, permissions: UInt32, contentsOf source: Int32, sourcePath: String
+    ) throws(ArchiveError) {
+        let name = try admit(path, isDirectory: false, permissions: permissions)
+        try copy(source, sourcePath: sourcePath, into: path, name: name, permissions: permissions)
+    }
+
+    /// Writes the header and data of a file entry already admitted as `name`.
+    private func copy(
+        _ source: Int32, sourcePath: String, into path: String, name: String, permissions: UInt32
+    ) throws(ArchiveError) {
         var status = stat()
         guard fstat(source, &status) == 0 else { throw refuseSource(path, sourcePath, "could not be examined", errno) }
         guard UInt32(status.st_mode) & FileType.mask == FileType.regular else {

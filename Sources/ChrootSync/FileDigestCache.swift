@@ -3,27 +3,108 @@ import FleetProtocol
 import Glibc
 import Synchronization
 
-/// SHA-256 of files, remembered by identity (device, inode, size, mtime) for the length of one publish,
-/// so that a `common/` module shared by a thousand hosts is read once.
+/// SHA-256 of the repository's files by path, trusted only while a file keeps the ``FileIdentity`` (device,
+/// inode, size, modification and change times) it had when it was hashed.
+///
+/// A publish reads each file once, however many hosts share it. With a storage path the digests are also kept
+/// between publishes, in `<state_dir>/file-digests`, so that a republish reads only the files that changed.
+/// A digest is kept for a later run only when it cannot be stale: the file had the same identity before and
+/// after it was read, and its change time was at least ``racyMarginNanoseconds`` in the past when the read
+/// began. Any later write then gives it a newer change time, even where timestamps are coarse (git's "racy
+/// clean" problem); the change time is set by the kernel, so `touch -d` cannot fake an old one.
 final class FileDigestCache: Sendable {
-    private struct Identity: Hashable {
-        let device: UInt64
-        let inode: UInt64
-        let size: Int64
-        let seconds: Int64
-        let nanoseconds: Int64
+    static let fileName = "file-digests"
+    /// Larger than any timestamp granularity of a Linux filesystem (FAT's 2 s is the coarsest).
+    static let racyMarginNanoseconds: Int64 = 3_000_000_000
+    private static let header = "fleet file digests v1\n"
+
+    private struct Record {
+        var identity: FileIdentity
+        var sha256: String
+        /// Safe to keep for a later run (see the type's documentation).
+        var durable: Bool
+        /// Looked up or computed in this run.
+        var used: Bool
     }
 
-    private let digests = Mutex<[Identity: String]>([:])
+    private struct State {
+        var records: [String: Record] = [:]
+        /// A durable digest was learnt in this run: the stored file is out of date.
+        var changed = false
+    }
 
+    private let state: Mutex<State>
+    /// Where the digests are kept between runs; nil keeps them for this process only.
+    let storagePath: String?
+
+    /// A cache for this process only.
+    init() {
+        storagePath = nil
+        state = Mutex(State())
+    }
+
+    /// A cache that starts from the digests stored at `path`. A missing, unsafe or damaged file is ignored:
+    /// everything is then hashed again, which is slower and nothing else.
+    init(storedAt path: String) {
+        storagePath = path
+        state = Mutex(State(records: Self.load(path)))
+    }
+
+    /// The SHA-256 of the regular file at `path`, which the caller found with `status`.
+    ///
+    /// - Throws: when the file cannot be read, or is not the file `status` describes any more (it was
+    ///   replaced or written meanwhile), so that a digest never stands for bytes other than the ones `status`
+    ///   identifies.
     func digest(of path: String, status: FileStatus) throws(FileSystemError) -> String {
-        let identity = Identity(
-            device: status.device, inode: status.inode, size: status.size, seconds: status.modificationSeconds,
-            nanoseconds: status.modificationNanoseconds)
-        if let known = digests.withLock({ $0[identity] }) { return known }
-        let digest = try Self.sha256(ofFile: path)
-        digests.withLock { $0[identity] = digest }
-        return digest
+        let identity = status.identity
+        let known: String? = state.withLock { state in
+            guard let index = state.records.index(forKey: path), state.records.values[index].identity == identity
+            else { return nil }
+            state.records.values[index].used = true
+            return state.records.values[index].sha256
+        }
+        if let known { return known }
+        let (sha256, durable) = try Self.hash(path, expecting: identity)
+        state.withLock { state in
+            state.records[path] = Record(identity: identity, sha256: sha256, durable: durable, used: true)
+            if durable { state.changed = true }
+        }
+        return sha256
+    }
+
+    /// Stores the durable digests for the next run, if this run learnt any. A digest this run did not use is
+    /// kept only while its file still has the recorded identity, so publishing some hosts keeps the others'.
+    func save() throws(FileSystemError) {
+        guard let storagePath else { return }
+        let records: [(path: String, record: Record)]? = state.withLock { state in
+            guard state.changed else { return nil }
+            state.changed = false
+            return state.records.lazy.filter { $0.value.durable }.map { ($0.key, $0.value) }
+        }
+        guard let records else { return }
+        var text = Array(Self.header.utf8)
+        text.reserveCapacity(records.count * 200)
+        for (path, record) in records.sorted(by: { $0.path.utf8.lexicographicallyPrecedes($1.path.utf8) }) {
+            // A newline would end the record early; such a file is simply hashed on every run.
+            guard !path.utf8.contains(UInt8(ascii: "\n")) else { continue }
+            if !record.used {
+                guard let status = try? FileStatus.of(path), status.identity == record.identity else { continue }
+            }
+            let identity = record.identity
+            text += record.sha256.utf8
+            for number in [
+                Int64(bitPattern: identity.device), Int64(bitPattern: identity.inode), identity.size,
+                identity.modificationSeconds, identity.modificationNanoseconds, identity.changeSeconds,
+                identity.changeNanoseconds,
+            ] {
+                text.append(UInt8(ascii: " "))
+                text += String(number).utf8
+            }
+            text.append(UInt8(ascii: " "))
+            text += path.utf8
+            text.append(UInt8(ascii: "\n"))
+        }
+        try FileIO.writeAtomically(text, to: storagePath, mode: 0o600)
     }
 
     /// Streams a file through SHA-256.
@@ -31,6 +112,32 @@ final class FileDigestCache: Sendable {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw FileSystemError("open", path: path) }
         defer { close(fd) }
+        return try sha256(of: fd, path: path)
+    }
+
+    // MARK: - Private
+
+    /// Hashes the file at `path`, making sure it is the version `identity` names from open to end of read.
+    private static func hash(
+        _ path: String, expecting identity: FileIdentity
+    ) throws(FileSystemError) -> (sha256: String, durable: Bool) {
+        var started = timespec()
+        clock_gettime(CLOCK_REALTIME, &started)
+        let (fd, status) = try FileIO.openRegularNoFollow(path)
+        defer { close(fd) }
+        guard status.identity == identity else { throw changedWhileRead(path) }
+        let sha256 = try sha256(of: fd, path: path)
+        guard try FileStatus.of(descriptor: fd, path: path).identity == identity else { throw changedWhileRead(path) }
+        let changed = identity.changeSeconds * 1_000_000_000 + identity.changeNanoseconds
+        let now = Int64(started.tv_sec) * 1_000_000_000 + Int64(started.tv_nsec)
+        return (sha256, changed <= now - racyMarginNanoseconds)
+    }
+
+    private static func changedWhileRead(_ path: String) -> FileSystemError {
+        FileSystemError("read", path: path, errno: EAGAIN, detail: "changed while it was read; publish again")
+    }
+
+    private static func sha256(of fd: Int32, path: String) throws(FileSystemError) -> String {
         var hasher = SHA256Hasher()
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 << 10, alignment: 16)
         defer { buffer.deallocate() }
@@ -44,5 +151,92 @@ final class FileDigestCache: Sendable {
             hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
         }
         return hasher.finalizeHex()
+    }
+
+    /// Reads the stored digests. Only a regular file owned by this user and writable by nobody else is
+    /// trusted, and any damage discards all of it.
+    private static func load(_ path: String) -> [String: Record] {
+        guard let status = try? FileStatus.of(path), status.kind == .regular, status.owner == geteuid(),
+            status.permissions & 0o022 == 0, let bytes = try? FileIO.readNoFollow(path, limit: 1 << 30),
+            bytes.starts(with: header.utf8)
+        else { return [:] }
+        return bytes.withUnsafeBufferPointer { parse(UnsafeBufferPointer(rebasing: $0[header.utf8.count...])) } ?? [:]
+    }
+
+    /// Parses stored lines: `sha256 device inode size mtime-s mtime-ns ctime-s ctime-ns path`. Hand-rolled
+    /// because it runs on every publish, over one line per file in the fleet.
+    private static func parse(_ text: UnsafeBufferPointer<UInt8>) -> [String: Record]? {
+        var records: [String: Record] = [:]
+        records.reserveCapacity(text.count / 160)
+        var cursor = Cursor(text: text)
+        while !cursor.isAtEnd {
+            guard let sha256 = cursor.hexDigest(), cursor.skip(" "), let device = cursor.field(),
+                let inode = cursor.field(), let size = cursor.field(), let modificationSeconds = cursor.field(),
+                let modificationNanoseconds = cursor.field(), let changeSeconds = cursor.field(),
+                let changeNanoseconds = cursor.field(), let path = cursor.line(), path.hasPrefix("/")
+            else { return nil }
+            let identity = FileIdentity(
+                device: UInt64(bitPattern: device), inode: UInt64(bitPattern: inode), size: size,
+                modificationSeconds: modificationSeconds, modificationNanoseconds: modificationNanoseconds,
+                changeSeconds: changeSeconds, changeNanoseconds: changeNanoseconds)
+            records[path] = Record(identity: identity, sha256: sha256, durable: true, used: false)
+        }
+        return records
+    }
+
+    /// A position in the stored text.
+    private struct Cursor {
+        let text: UnsafeBufferPointer<UInt8>
+        var position = 0
+
+        var isAtEnd: Bool { position == text.count }
+
+        mutating func skip(_ character: Unicode.Scalar) -> Bool {
+            guard position < text.count, text[position] == UInt8(ascii: character) else { return false }
+            position += 1
+            return true
+        }
+
+        /// 64 lowercase hex digits.
+        mutating func hexDigest() -> String? {
+            let end = position + 64
+            guard end <= text.count else { return nil }
+            for byte in text[position..<end] where !((0x30...0x39).contains(byte) || (0x61...0x66).contains(byte)) {
+                return nil
+            }
+            defer { position = end }
+            return String(decoding: UnsafeBufferPointer(rebasing: text[position..<end]), as: UTF8.self)
+        }
+
+        /// A decimal integer and the space after it.
+        mutating func field() -> Int64? {
+            guard let value = decimal(), skip(" ") else { return nil }
+            return value
+        }
+
+        /// A decimal integer, optionally negative, that fits in 64 bits.
+        mutating func decimal() -> Int64? {
+            let negative = skip("-")
+            let start = position
+            var value: Int64 = 0
+            while position < text.count, (0x30...0x39).contains(text[position]) {
+                let (shifted, overflowed) = value.multipliedReportingOverflow(by: 10)
+                let (sum, carried) = shifted.addingReportingOverflow(Int64(text[position] - 0x30))
+                guard !overflowed, !carried else { return nil }
+                value = sum
+                position += 1
+            }
+            guard position > start else { return nil }
+            return negative ? -value : value
+        }
+
+        /// The rest of the line, and past its newline.
+        mutating func line() -> String? {
+            let start = position
+            while position < text.count, text[position] != UInt8(ascii: "\n") { position += 1 }
+            guard position < text.count, position > start else { return nil }
+            defer { position += 1 }
+            return String(decoding: UnsafeBufferPointer(rebasing: text[start..<position]), as: UTF8.self)
+        }
     }
 }

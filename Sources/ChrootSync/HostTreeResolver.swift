@@ -24,14 +24,20 @@ public struct HostTreeResolver: Sendable {
     let repository: String
     let limits: Limits
     let digests: FileDigestCache
+    let subtrees = SubtreeCache()
 
+    /// A resolver whose file digests last as long as it does.
     public init(repository: String, limits: Limits = Limits()) throws(FileSystemError) {
+        try self.init(repository: repository, limits: limits, digests: FileDigestCache())
+    }
+
+    init(repository: String, limits: Limits, digests: FileDigestCache) throws(FileSystemError) {
         switch FileIO.realPath(repository) {
         case .success(let path): self.repository = path
         case .failure(let error): throw error
         }
         self.limits = limits
-        self.digests = FileDigestCache()
+        self.digests = digests
     }
 
     public static let treePrefix = "tree"
@@ -96,6 +102,8 @@ private struct Walk {
     var problems: [ResolutionProblem] = []
     var totalBytes: Int64 = 0
     var overLimit = false
+    /// Symbolic links met so far, to tell whether a directory's walk may be reused (see ``SubtreeCache``).
+    var linksMet = 0
 
     init(resolver: HostTreeResolver, host: HostName) {
         self.resolver = resolver
@@ -120,6 +128,7 @@ private struct Walk {
                 case .regular:
                     try addFile(path, status: status, archivePath: archivePath, secret: false)
                 case .symbolicLink:
+                    linksMet += 1
                     try followLink(path, shown: shownPath, archive: archivePath, ancestors: ancestors)
                 case .other:
                     problems.append(.specialFile(path: shownPath))
@@ -161,12 +170,39 @@ private struct Walk {
                 return
             }
             add(.init(path: archive, kind: .directory, permissions: 0o755))
-            tree(real: resolved, shown: shown, archive: archive, ancestors: ancestors)
+            linkedTree(real: resolved, shown: shown, archive: archive, ancestors: ancestors)
         case .regular:
             try addFile(resolved, status: status, archivePath: archive, secret: false)
         default:
             problems.append(.specialFile(path: shown + " -> " + target))
         }
+    }
+
+    /// Walks a directory reached through a link, reusing its walk for an earlier host when there is one.
+    mutating func linkedTree(real: String, shown: String, archive: String, ancestors: Set<String>) {
+        let limits = resolver.limits
+        if let subtree = resolver.subtrees.subtree(at: real),
+            entries.count + subtree.entries.count <= limits.maxEntries, totalBytes + subtree.bytes <= limits.maxBytes
+        {
+            // Within the limits, so adding them one by one would not have stopped the walk either.
+            if subtree.archive == archive {
+                entries += subtree.entries  // The usual case: every host has `common` at the same place.
+            } else {
+                let oldPrefixLength = subtree.archive.utf8.count
+                for entry in subtree.entries {
+                    let path = archive + String(decoding: entry.path.utf8.dropFirst(oldPrefixLength), as: UTF8.self)
+                    entries.append(.init(path: path, kind: entry.kind, permissions: entry.permissions))
+                }
+            }
+            totalBytes += subtree.bytes
+            return
+        }
+        let (firstEntry, bytesBefore) = (entries.count, totalBytes)
+        let (problemsBefore, linksBefore) = (problems.count, linksMet)
+        tree(real: real, shown: shown, archive: archive, ancestors: ancestors)
+        guard problems.count == problemsBefore, linksMet == linksBefore, !overLimit else { return }
+        resolver.subtrees.remember(
+            .init(archive: archive, entries: Array(entries[firstEntry...]), bytes: totalBytes - bytesBefore), at: real)
     }
 
     /// Walks `secrets/<host>/`: plain files and directories only, no links at all.
@@ -198,7 +234,8 @@ private struct Walk {
         let digest = try resolver.digests.digest(of: path, status: status)
         let permissions: UInt32 = secret ? 0o400 : (status.permissions & 0o111 != 0 ? 0o755 : 0o644)
         totalBytes += status.size
-        add(.init(path: archivePath, kind: .file(source: path, size: status.size, sha256: digest), permissions: permissions))
+        let kind = ResolvedTree.Kind.file(source: path, identity: status.identity, sha256: digest)
+        add(.init(path: archivePath, kind: kind, permissions: permissions))
     }
 
     mutating func add(_ entry: ResolvedTree.Entry) {

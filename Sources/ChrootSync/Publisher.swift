@@ -11,22 +11,43 @@ public import Inventory
 /// as it is; otherwise write `snapshots/<gen>.tar.zst` under a temporary name, fsync, rename; then write the
 /// signed manifest the same way; then record the publication. A crash anywhere leaves the previous
 /// manifest and its snapshot in place and valid; the next publish removes the leftovers.
+///
+/// Resolving and comparing (a ``HostPlan``) only reads, so it runs on every core, a few hosts ahead of the
+/// one being written; writing, recording and reporting stay one host at a time, in the order given.
 public final class Publisher {
     let configuration: FleetConfiguration
     let signingKey: SigningKey
     let store: StateStore
     let resolver: HostTreeResolver
-    let sourceCommit: String
+    /// Finds the commit the manifests name; called once, when the first host is published.
+    let findSourceCommit: @Sendable () async -> String
+    private var sourceCommit: String?
+    /// Problems of the run as a whole (not of one host) that did not stop it.
+    public private(set) var warnings: [String] = []
 
-    public init(
+    public convenience init(
         configuration: FleetConfiguration, signingKey: SigningKey, store: StateStore, sourceCommit: String,
         limits: HostTreeResolver.Limits = .init()
+    ) throws {
+        try self.init(
+            configuration: configuration, signingKey: signingKey, store: store, sourceCommit: { sourceCommit },
+            limits: limits)
+    }
+
+    /// `sourceCommit` is called only if a host is published: a publish that changes nothing (most of them)
+    /// does not run `git`. File digests are kept between publishes in the state directory
+    /// (see ``FileDigestCache``).
+    public init(
+        configuration: FleetConfiguration, signingKey: SigningKey, store: StateStore,
+        sourceCommit: @escaping @Sendable () async -> String, limits: HostTreeResolver.Limits = .init()
     ) throws {
         self.configuration = configuration
         self.signingKey = signingKey
         self.store = store
-        self.sourceCommit = sourceCommit
-        self.resolver = try HostTreeResolver(repository: configuration.repository, limits: limits)
+        self.findSourceCommit = sourceCommit
+        let digests = FileDigestCache(
+            storedAt: configuration.server.stateDirectory + "/" + FileDigestCache.fileName)
+        self.resolver = try HostTreeResolver(repository: configuration.repository, limits: limits, digests: digests)
     }
 
     /// The lock that serializes publishes: `<state_dir>/publish.lock`.
@@ -38,31 +59,74 @@ public final class Publisher {
         return lock
     }
 
-    /// Publishes `hosts`, calling `progress` after each. Refusals are results, not errors: the other hosts
-    /// still publish. Errors thrown are those that stop everything (the chroot root is unusable, …).
+    /// Publishes `hosts`, calling `progress` after each, in order. Refusals are results, not errors: the other
+    /// hosts still publish. Errors thrown are those that stop everything (the chroot root is unusable, …).
     public func publish(
         _ hosts: [HostConfiguration], dryRun: Bool, now: Date = Date(), progress: (PublishResult) -> Void = { _ in }
-    ) throws -> [PublishResult] {
+    ) async throws -> [PublishResult] {
+        let recorded = dryRun ? [:] : try store.lastGenerations()
+        let resolver = self.resolver
+        let chrootRoot = configuration.server.chrootRoot
+        // Enough plans in flight to keep every core busy while one host is written, and no more: a plan's
+        // files are read again when its snapshot is written, and the gap should stay short.
+        let lookahead = 4 * max(1, ProcessInfo.processInfo.activeProcessorCount)
         var results: [PublishResult] = []
-        for host in hosts {
-            let result = try publish(host, dryRun: dryRun, now: now)
-            progress(result)
-            results.append(result)
+        results.reserveCapacity(hosts.count)
+        try await withThrowingTaskGroup(of: (Int, HostPlan).self) { group in
+            var planned = 0
+            while planned < min(lookahead, hosts.count) {
+                let (index, host) = (planned, hosts[planned])
+                group.addTask { (index, HostPlan(host, chrootRoot: chrootRoot, resolver: resolver)) }
+                planned += 1
+            }
+            var waiting: [Int: HostPlan] = [:]
+            while let (index, plan) = try await group.next() {
+                waiting[index] = plan
+                while let plan = waiting.removeValue(forKey: results.count) {
+                    let result = try await publish(plan, dryRun: dryRun, now: now, recorded: recorded)
+                    progress(result)
+                    results.append(result)
+                    if planned < hosts.count {
+                        let (index, host) = (planned, hosts[planned])
+                        group.addTask { (index, HostPlan(host, chrootRoot: chrootRoot, resolver: resolver)) }
+                        planned += 1
+                    }
+                }
+            }
+        }
+        if !dryRun {
+            do {
+                try resolver.digests.save()
+            } catch {
+                // The hosts are published; only the next run is slower.
+                warnings.append("could not keep the file digests for the next publish: \(error)")
+            }
         }
         return results
     }
 
-    func publish(_ host: HostConfiguration, dryRun: Bool, now: Date) throws -> PublishResult {
-        let layout = ChrootLayout(root: configuration.server.chrootRoot, host: host.name)
-        let current = currentManifest(layout)
-        var result = PublishResult(host: host.name, status: .unchanged, previousGeneration: current.manifest?.generation)
-        result.warnings += current.warnings
-        let tree: ResolvedTree
-        do {
-            tree = try resolver.resolve(host.name)
-        } catch {
+    /// The repository's commit, found the first time it is needed.
+    func currentSourceCommit() async -> String {
+        if let sourceCommit { return sourceCommit }
+        let commit = await findSourceCommit()
+        sourceCommit = commit
+        return commit
+    }
+
+    /// Publishes one host from its plan. `recorded` is each host's last generation in state.db before this run.
+    func publish(
+        _ plan: HostPlan, dryRun: Bool, now: Date, recorded: [String: UInt64]
+    ) async throws -> PublishResult {
+        let (host, layout, current) = (plan.host, plan.layout, plan.manifest)
+        var result = PublishResult(host: host.name, status: .unchanged, previousGeneration: current?.generation)
+        result.warnings += plan.warnings
+        let (tree, digest, isUnchanged): (ResolvedTree, String, Bool)
+        switch plan.resolution {
+        case .resolved(let resolved, let contentDigest, let unchanged):
+            (tree, digest, isUnchanged) = (resolved, contentDigest, unchanged)
+        case .refused(let error):
             result.status = .refused
-            result.generation = current.manifest?.generation
+            result.generation = current?.generation
             result.reason = error.problems.map(\.description).joined(separator: "; ")
             if !dryRun {
                 try store.recordEvent(host: host.name, kind: "refused", detail: ["reason": result.reason ?? ""])
@@ -71,14 +135,11 @@ public final class Publisher {
         }
         result.files = tree.fileCount
         result.bytes = tree.byteCount
-        let digest = tree.contentDigest(for: host)
-        if let manifest = current.manifest, manifest.contentDigest == digest,
-            (try? FileStatus.of(layout.snapshot(manifest.generation)))??.size == manifest.snapshot.size
-        {
+        if let manifest = current, isUnchanged {
             result.generation = manifest.generation
             if !dryRun {
                 // A publish that died after renaming the manifest but before recording it: record it now.
-                if try store.lastGeneration(of: host.name) < manifest.generation {
+                if recorded[host.name.value, default: 0] < manifest.generation {
                     try store.record(
                         .init(
                             host: host.name, generation: manifest.generation, publishedAt: manifest.publishedAt,
@@ -91,7 +152,7 @@ public final class Publisher {
             }
             return result
         }
-        let generation = try nextGeneration(layout, current: current.manifest)
+        let generation = try nextGeneration(layout, current: current)
         if dryRun {
             result.status = .wouldPublish
             result.generation = generation
@@ -105,6 +166,7 @@ public final class Publisher {
 
         let snapshotPath = layout.snapshot(generation)
         let snapshot = try writeSnapshot(tree, to: snapshotPath, host: host.name)
+        let sourceCommit = await currentSourceCommit()
         let manifest = Manifest(
             host: host.name, generation: generation, publishedAt: Timestamp.string(now), sourceCommit: sourceCommit,
             snapshot: .init(
@@ -127,26 +189,6 @@ public final class Publisher {
         return result
     }
 
-    /// The manifest currently published for a host, read back without trusting it blindly.
-    func currentManifest(_ layout: ChrootLayout) -> (manifest: Manifest?, warnings: [String]) {
-        let bytes: [UInt8]
-        do {
-            guard try FileStatus.of(layout.manifest) != nil else { return (nil, []) }
-            bytes = try FileIO.readNoFollow(layout.manifest, limit: Manifest.sizeLimit)
-        } catch {
-            return (nil, ["cannot read the current manifest (\(error)); publishing a new generation"])
-        }
-        do {
-            let manifest = try Manifest.readUnverified(bytes)
-            guard manifest.host == layout.host else {
-                return (nil, ["\(layout.manifest) names host \(manifest.host); replacing it"])
-            }
-            return (manifest, [])
-        } catch {
-            return (nil, ["\(layout.manifest): \(error); replacing it"])
-        }
-    }
-
     /// One more than anything this host has ever had: in state.db, in its manifest, or as a snapshot file.
     func nextGeneration(_ layout: ChrootLayout, current: Manifest?) throws -> UInt64 {
         var highest = max(try store.lastGeneration(of: layout.host), current?.generation ?? 0)
@@ -167,8 +209,8 @@ public final class Publisher {
                 switch entry.kind {
                 case .directory:
                     try writer.addDirectory(entry.path, permissions: entry.permissions)
-                case .file(let source, _, _):
-                    try writer.addFile(entry.path, permissions: entry.permissions, contentsOf: source)
+                case .file(let source, let identity, _):
+                    try addFile(entry, from: source, identity: identity, to: writer)
                 }
             }
             try writer.finish()
@@ -185,6 +227,20 @@ public final class Publisher {
         FaultPoint.snapshotRenamed.trigger(host: host.value)
         guard let status = try FileStatus.of(path) else { throw FileSystemError("stat", path: path) }
         return (status.size, try FileDigestCache.sha256(ofFile: path))
+    }
+
+    /// Copies a file into the snapshot if it is still the version that was resolved and hashed: a file
+    /// replaced (by a link, say) or written since then stops the publish instead of reaching a chroot.
+    func addFile(
+        _ entry: ResolvedTree.Entry, from source: String, identity: FileIdentity, to writer: SnapshotWriter
+    ) throws {
+        let changed = FileSystemError(
+            "read", path: source, errno: EAGAIN, detail: "changed after it was resolved; publish again")
+        let (fd, status) = try FileIO.openRegularNoFollow(source)
+        defer { close(fd) }
+        guard status.identity == identity else { throw changed }
+        try writer.addFile(entry.path, permissions: entry.permissions, contentsOf: fd, sourcePath: source)
+        guard try FileStatus.of(descriptor: fd, path: source).identity == identity else { throw changed }
     }
 
     func collect(_ layout: ChrootLayout, current: UInt64, now: Date) throws {

@@ -1,3 +1,4 @@
+public import FleetFiles
 public import FleetProtocol
 public import Inventory
 
@@ -5,8 +6,9 @@ public import Inventory
 public struct ResolvedTree: Sendable {
     public enum Kind: Sendable, Equatable {
         case directory
-        /// A file whose bytes are read from `source` (a real path in the repository, never a link).
-        case file(source: String, size: Int64, sha256: String)
+        /// A file whose bytes are read from `source` (a real path in the repository, never a link). `identity`
+        /// is the version that was hashed: the snapshot is written from that version or not at all.
+        case file(source: String, identity: FileIdentity, sha256: String)
     }
 
     public struct Entry: Sendable, Equatable {
@@ -23,25 +25,50 @@ public struct ResolvedTree: Sendable {
     public var fileCount: Int { entries.count { if case .file = $0.kind { true } else { false } } }
     public var byteCount: Int64 {
         entries.reduce(0) { total, entry in
-            if case .file(_, let size, _) = entry.kind { total + size } else { total }
+            if case .file(_, let identity, _) = entry.kind { total + identity.size } else { total }
         }
     }
 
     /// The hash that decides whether a host changed: every entry's path, mode and content, and the settings
     /// the manifest carries. Equal digests mean identical snapshots and manifests (but for the generation).
     public func contentDigest(for host: HostConfiguration, toplevel: String? = nil, hasCache: Bool = false) -> String {
-        var hasher = SHA256Hasher()
-        hasher.update("fleet-content-v1\n")
+        // One line per entry, hashed in one go: this runs for every host on every publish.
+        var text: [UInt8] = []
+        text.reserveCapacity(entries.count * 160 + 256)
+        text += "fleet-content-v1\n".utf8
         for entry in entries {
             switch entry.kind {
             case .directory:
-                hasher.update("d \(entry.path) \(String(entry.permissions, radix: 8))\n")
-            case .file(_, let size, let sha256):
-                hasher.update("f \(entry.path) \(String(entry.permissions, radix: 8)) \(size) \(sha256)\n")
+                text += "d ".utf8
+                text += entry.path.utf8
+                text.append(UInt8(ascii: " "))
+                Self.append(UInt64(entry.permissions), radix: 8, to: &text)
+            case .file(_, let identity, let sha256):
+                text += "f ".utf8
+                text += entry.path.utf8
+                text.append(UInt8(ascii: " "))
+                Self.append(UInt64(entry.permissions), radix: 8, to: &text)
+                text.append(UInt8(ascii: " "))
+                Self.append(UInt64(identity.size), radix: 10, to: &text)
+                text.append(UInt8(ascii: " "))
+                text += sha256.utf8
             }
+            text.append(UInt8(ascii: "\n"))
         }
-        hasher.update("operation=\(host.operation.rawValue)\nattribute=\(host.attribute)\n")
-        hasher.update("toplevel=\(toplevel ?? "")\ncache=\(hasCache)\n")
-        return hasher.finalizeHex()
+        text += "operation=\(host.operation.rawValue)\nattribute=\(host.attribute)\n".utf8
+        text += "toplevel=\(toplevel ?? "")\ncache=\(hasCache)\n".utf8
+        return SHA256Hasher.hex(text)
+    }
+
+    /// Appends the digits of `value` as `String(value, radix:)` spells them (radix 10 or below), without
+    /// making a String.
+    private static func append(_ value: UInt64, radix: UInt64, to text: inout [UInt8]) {
+        let start = text.count
+        var rest = value
+        repeat {
+            text.append(UInt8(ascii: "0") + UInt8(rest % radix))
+            rest /= radix
+        } while rest > 0
+        text[start...].reverse()
     }
 }

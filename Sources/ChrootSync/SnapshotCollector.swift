@@ -11,15 +11,19 @@ public enum SnapshotCollector {
         _ layout: ChrootLayout, currentGeneration: UInt64, graceSeconds: Int, now: Int64
     ) throws(FileSystemError) -> [String] {
         var removed: [String] = []
-        for directory in [layout.directory, layout.snapshots] {
-            guard try FileStatus.of(directory)?.kind == .directory else { continue }
-            for name in try FileIO.listDirectory(directory) where name.hasPrefix(FileIO.temporaryPrefix) {
-                try remove(directory + "/" + name, into: &removed)
+        if try FileStatus.of(layout.directory)?.kind == .directory {
+            for name in try FileIO.listDirectory(layout.directory) where name.hasPrefix(FileIO.temporaryPrefix) {
+                try remove(layout.directory + "/" + name, into: &removed)
             }
         }
         guard try FileStatus.of(layout.snapshots)?.kind == .directory else { return removed }
         var snapshots: [(generation: UInt64, modified: Int64)] = []
+        // One listing for both temporary files and snapshots: this runs for every host on every publish.
         for name in try FileIO.listDirectory(layout.snapshots) {
+            if name.hasPrefix(FileIO.temporaryPrefix) {
+                try remove(layout.snapshots + "/" + name, into: &removed)
+                continue
+            }
             guard let generation = ChrootLayout.generation(ofSnapshotNamed: name),
                 let status = try FileStatus.of(layout.snapshot(generation)), status.kind == .regular
             else { continue }

@@ -24,6 +24,28 @@ public enum FileIO {
         return try readAll(fd: fd, path: path, limit: limit)
     }
 
+    /// Opens a regular file for reading, refusing a link at its last component, and returns it with its status.
+    /// The caller closes the descriptor. `O_NONBLOCK` only so that a FIFO put in the file's place cannot hang.
+    public static func openRegularNoFollow(
+        _ path: String
+    ) throws(FileSystemError) -> (descriptor: Int32, status: FileStatus) {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+        if fd < 0 {
+            if errno == ELOOP { throw FileSystemError("open", path: path, detail: "is a symbolic link (refused)") }
+            throw FileSystemError("open", path: path)
+        }
+        do throws(FileSystemError) {
+            let status = try FileStatus.of(descriptor: fd, path: path)
+            guard status.kind == .regular else {
+                throw FileSystemError("open", path: path, errno: EINVAL, detail: "is not a regular file (refused)")
+            }
+            return (fd, status)
+        } catch {
+            close(fd)
+            throw error
+        }
+    }
+
     /// Reads a file, following links (for trusted inputs such as the fleet repository after resolution).
     public static func read(_ path: String, limit: Int = 1 << 30) throws(FileSystemError) -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)

@@ -17,6 +17,9 @@ public struct FileStatus: Sendable, Equatable {
     public let inode: UInt64
     public let modificationSeconds: Int64
     public let modificationNanoseconds: Int64
+    /// When the inode last changed (contents, mode, owner, links). The kernel sets it; `utimes` cannot.
+    public let changeSeconds: Int64
+    public let changeNanoseconds: Int64
 
     init(_ raw: stat) {
         switch raw.st_mode & S_IFMT {
@@ -34,6 +37,8 @@ public struct FileStatus: Sendable, Equatable {
         inode = UInt64(raw.st_ino)
         modificationSeconds = Int64(raw.st_mtim.tv_sec)
         modificationNanoseconds = Int64(raw.st_mtim.tv_nsec)
+        changeSeconds = Int64(raw.st_ctim.tv_sec)
+        changeNanoseconds = Int64(raw.st_ctim.tv_nsec)
     }
 
     /// The status of `path` itself (a symbolic link is reported as a link), or nil when nothing is there.
@@ -54,6 +59,21 @@ public struct FileStatus: Sendable, Equatable {
             throw FileSystemError("stat", path: path)
         }
         return FileStatus(raw)
+    }
+
+    /// The status of an open file.
+    public static func of(descriptor: Int32, path: String) throws(FileSystemError) -> FileStatus {
+        var raw = stat()
+        guard fstat(descriptor, &raw) == 0 else { throw FileSystemError("fstat", path: path) }
+        return FileStatus(raw)
+    }
+
+    /// Which version of which file this is, for caches that must not be fooled by an edit.
+    public var identity: FileIdentity {
+        FileIdentity(
+            device: device, inode: inode, size: size, modificationSeconds: modificationSeconds,
+            modificationNanoseconds: modificationNanoseconds, changeSeconds: changeSeconds,
+            changeNanoseconds: changeNanoseconds)
     }
 
     /// True when group or others may write: sshd refuses such a component in a chroot path.

@@ -29,18 +29,20 @@ extension Fleet {
             let key = try SigningKeyFile.load(stateDirectory: stateDirectory)
             let lock = dryRun ? nil : try Publisher.lock(stateDirectory: stateDirectory)
             let store = try StateStore(stateDirectory: stateDirectory)
-            let commit = await Publisher.sourceCommit(repository: configuration.repository)
+            let repository = configuration.repository
             let publisher = try Publisher(
-                configuration: configuration, signingKey: key, store: store, sourceCommit: commit)
+                configuration: configuration, signingKey: key, store: store,
+                sourceCommit: { await Publisher.sourceCommit(repository: repository) })
             let showProgress = isatty(STDERR_FILENO) == 1 && !json
             var done = 0
-            let results = try publisher.publish(selected, dryRun: dryRun) { result in
+            let results = try await publisher.publish(selected, dryRun: dryRun) { result in
                 done += 1
                 if showProgress {
                     FileHandle.standardError.write(Data("\r\u{1b}[K[\(done)/\(selected.count)] \(result.host) \(result.status.rawValue)".utf8))
                 }
             }
             if showProgress { FileHandle.standardError.write(Data("\r\u{1b}[K".utf8)) }
+            for warning in publisher.warnings { printError("warning: \(warning)") }
             withExtendedLifetime(lock) {}
             if json {
                 try printJSON(results)

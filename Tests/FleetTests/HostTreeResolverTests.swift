@@ -92,6 +92,37 @@ struct HostTreeResolverTests {
         ])
     }
 
+    /// One resolver serves a whole publish and resolves `common/` once; every host still gets its own
+    /// link checks, and the same tree a resolver of its own would give.
+    @Test func aSharedResolverGivesEachHostItsOwnVerdict() throws {
+        let fixture = try FleetFixture(hosts: ["a", "b", "c"])
+        defer { fixture.remove() }
+        try fixture.write("common/sub/deep.nix", "{ }\n")
+        try fixture.link("hosts/b/lib", to: "../../common")
+        try fixture.link("hosts/c/peer", to: "../a/flake.nix")
+        let shared = try HostTreeResolver(repository: fixture.repository)
+        for host in ["a", "b"] {
+            let fresh = try resolve(fixture, host)
+            #expect(try shared.resolve(try HostName(host)).entries == fresh.entries)
+        }
+        #expect(try shared.resolve(try HostName("b")).entries.contains { $0.path == "tree/lib/sub/deep.nix" })
+        #expect(throws: ResolutionError.self) { try shared.resolve(try HostName("c")) }
+
+        // A link in common/ into b's tree is b's own business, and refused for everyone else, in any order.
+        try fixture.link("common/sneaky.nix", to: "../hosts/b/flake.nix")
+        let again = try HostTreeResolver(repository: fixture.repository)
+        let b = try again.resolve(try HostName("b"))
+        #expect(b.entries.contains { $0.path == "tree/common/sneaky.nix" })
+        do {
+            _ = try again.resolve(try HostName("a"))
+            Issue.record("a was not refused")
+        } catch let error as ResolutionError {
+            #expect(error.problems == [
+                .linkIntoOtherHost(link: "hosts/a/common/sneaky.nix", target: "../hosts/b/flake.nix", otherHost: "b")
+            ])
+        }
+    }
+
     @Test func brokenLinksAndCyclesAreRefused() throws {
         let fixture = try FleetFixture(hosts: ["a"])
         defer { fixture.remove() }

@@ -4,6 +4,7 @@ import FleetFiles
 import FleetProtocol
 import FleetTestSupport
 import Foundation
+import Glibc
 import Inventory
 import Testing
 
@@ -77,6 +78,57 @@ struct PublishTests {
         #expect(try first.verifiedManifest("a").contentDigest == second.verifiedManifest("a").contentDigest)
     }
 
+    /// File digests are kept between publishes (only for files not changed in the last seconds, whose
+    /// timestamps could still stay the same through an edit), and an edit that keeps the file's inode, size
+    /// and modification time is still seen, by its change time.
+    @Test func fileDigestsAreKeptBetweenPublishesAndAnEditIsStillSeen() async throws {
+        let fixture = try FleetFixture(hosts: ["a", "b"])
+        defer { fixture.remove() }
+        try fixture.write("hosts/a/x.nix", "one\n")
+        let digests = fixture.stateDirectory + "/file-digests"
+        var output = try await fixture.fleet(["publish"])
+        #expect(output.exitCode == 0, "\(output.standardError)")
+        #expect(try FileStatus.of(digests) == nil, "every file was written just now: none is kept")
+
+        try await Task.sleep(for: .milliseconds(3200))
+        output = try await fixture.fleet(["publish", "--dry-run"])
+        #expect(output.exitCode == 0 && output.standardOutput.contains("2 unchanged"))
+        #expect(try FileStatus.of(digests) == nil, "a dry run writes nothing")
+        output = try await fixture.fleet(["publish"])
+        #expect(output.exitCode == 0 && output.standardOutput.contains("2 unchanged"))
+        let stored = String(decoding: try FileIO.read(digests), as: UTF8.self)
+        #expect(stored.contains("/hosts/a/x.nix\n") && stored.contains("/common/base.nix\n"))
+        #expect(try FileStatus.of(digests)?.permissions == 0o600)
+
+        // Rewrite x.nix in place with other bytes of the same length, and set its modification time back.
+        let path = fixture.repository + "/hosts/a/x.nix"
+        let before = try #require(try FileStatus.of(path))
+        let fd = open(path, O_WRONLY | O_TRUNC)
+        #expect(fd >= 0)
+        try FileIO.writeAll(fd: fd, Array("two\n".utf8), path: path)
+        close(fd)
+        var times = [
+            timespec(tv_sec: Int(before.modificationSeconds), tv_nsec: Int(before.modificationNanoseconds)),
+            timespec(tv_sec: Int(before.modificationSeconds), tv_nsec: Int(before.modificationNanoseconds)),
+        ]
+        #expect(utimensat(AT_FDCWD, path, &times, 0) == 0)
+        let after = try #require(try FileStatus.of(path))
+        #expect(after.inode == before.inode && after.size == before.size)
+        #expect(after.modificationSeconds == before.modificationSeconds)
+        #expect(after.modificationNanoseconds == before.modificationNanoseconds)
+        output = try await fixture.fleet(["publish", "--json"])
+        let results = try JSONDecoder().decode([PublishResult].self, from: Data(output.standardOutput.utf8))
+        #expect(results.map(\.status) == [.published, .unchanged])
+        #expect(try fixture.verifiedManifest("a").generation == 2)
+
+        // A damaged digest file is ignored, and replaced.
+        try FileIO.writeAtomically(Array("fleet file digests v1\nnonsense\n".utf8), to: digests, mode: 0o600)
+        try await Task.sleep(for: .milliseconds(3200))
+        output = try await fixture.fleet(["publish"])
+        #expect(output.exitCode == 0 && output.standardOutput.contains("2 unchanged"))
+        #expect(String(decoding: try FileIO.read(digests), as: UTF8.self).contains("/hosts/a/x.nix\n"))
+    }
+
     @Test func aRefusedHostKeepsItsGenerationAndOthersStillPublish() async throws {
         let fixture = try FleetFixture(hosts: ["a", "b"])
         defer { fixture.remove() }
@@ -123,7 +175,7 @@ struct PublishTests {
         #expect(try fixture.verifiedManifest("a").generation == 4)
     }
 
-    @Test func oldSnapshotsAreCollectedAfterTheGracePeriodNeverTheCurrentOne() throws {
+    @Test func oldSnapshotsAreCollectedAfterTheGracePeriodNeverTheCurrentOne() async throws {
         let fixture = try FleetFixture(hosts: ["a"], serverToml: "snapshot_grace_seconds = 600")
         defer { fixture.remove() }
         let configuration = try fixture.configuration()
@@ -134,16 +186,16 @@ struct PublishTests {
         let start = Date()
         for version in 1...3 {
             try fixture.write("hosts/a/x.nix", "\(version)\n")
-            _ = try publisher.publish(configuration.hosts, dryRun: false, now: start)
+            _ = try await publisher.publish(configuration.hosts, dryRun: false, now: start)
         }
         let layout = try fixture.layout("a")
         #expect(try FileIO.listDirectory(layout.snapshots).sorted() == ["1.tar.zst", "2.tar.zst", "3.tar.zst"])
         // Within the grace period nothing goes; after it, all but the current one.
-        _ = try publisher.publish(configuration.hosts, dryRun: false, now: start.addingTimeInterval(300))
+        _ = try await publisher.publish(configuration.hosts, dryRun: false, now: start.addingTimeInterval(300))
         #expect(try FileIO.listDirectory(layout.snapshots).count == 3)
-        _ = try publisher.publish(configuration.hosts, dryRun: false, now: start.addingTimeInterval(3600))
+        _ = try await publisher.publish(configuration.hosts, dryRun: false, now: start.addingTimeInterval(3600))
         #expect(try FileIO.listDirectory(layout.snapshots) == ["3.tar.zst"])
-        _ = try publisher.publish(configuration.hosts, dryRun: false, now: start.addingTimeInterval(86400 * 30))
+        _ = try await publisher.publish(configuration.hosts, dryRun: false, now: start.addingTimeInterval(86400 * 30))
         #expect(try fixture.verifiedManifest("a").generation == 3)
     }
 
