@@ -59,13 +59,13 @@ let package = Package(
         .target(
             name: "ChrootSync",
             dependencies: [
-                "Inventory", "FleetProtocol", "ArchiveKit", "FleetFiles", "CommandRunner",
+                "Inventory", "FleetProtocol", "ArchiveKit", "FleetFiles", "CommandRunner", "BuildGate",
             ],
             swiftSettings: strictSettings
         ),
         .target(
             name: "BuildGate",
-            dependencies: ["ChrootSync", "Inventory", "FleetProtocol", "FleetFiles", "CommandRunner"],
+            dependencies: ["Inventory", "FleetProtocol", "FleetFiles", "CommandRunner"],
             swiftSettings: strictSettings
         ),
         .target(

@@ -1,4 +1,6 @@
 public import FleetProtocol
+import Foundation
+public import Inventory
 
 /// What building one host's configuration on the server gave.
 public struct BuildResult: Sendable, Codable, Equatable {
@@ -23,4 +25,20 @@ public struct BuildResult: Sendable, Codable, Equatable {
     public var treeDigest: String
 
     public var succeeded: Bool { status != .failed }
+}
+
+extension StateStore {
+    /// Every build is an event in state.db: `built`, `build-reused` or `build-failed`, with its log.
+    public func record(_ build: BuildResult) throws {
+        let kind = switch build.status {
+        case .built: "built"
+        case .reused: "build-reused"
+        case .failed: "build-failed"
+        }
+        var detail = ["tree": build.treeDigest, "seconds": String(format: "%.1f", build.seconds)]
+        detail["toplevel"] = build.toplevel
+        detail["log"] = build.log
+        detail["reason"] = build.reason
+        try recordEvent(host: build.host, kind: kind, detail: detail)
+    }
 }

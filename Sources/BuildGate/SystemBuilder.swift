@@ -1,5 +1,4 @@
 import CommandRunner
-public import ChrootSync
 import FleetFiles
 public import FleetProtocol
 import Foundation
@@ -23,24 +22,45 @@ public struct SystemBuilder: Sendable {
 
     public func directory(for host: HostName) -> String { "\(stateDirectory)/builds/\(host)" }
 
-    /// The hash of the `tree/` part of a resolved tree: what a build depends on.
-    public static func treeDigest(_ tree: ResolvedTree) -> String {
+    /// A file of the tree to build: where it goes in the staged tree and where its bytes are read from.
+    public struct SourceFile: Sendable, Equatable {
+        /// Relative to the tree's root, e.g. `flake.nix` or `common/base.nix`.
+        public let path: String
+        /// A real file (never a link) holding the bytes that were hashed.
+        public let source: String
+        public let sha256: String
+        public let executable: Bool
+
+        public init(path: String, source: String, sha256: String, executable: Bool) {
+            self.path = path
+            self.source = source
+            self.sha256 = sha256
+            self.executable = executable
+        }
+    }
+
+    /// What a build depends on: every file's path, mode and content (sorted by path).
+    public static func treeDigest(_ files: [SourceFile]) -> String {
         var hasher = SHA256Hasher()
         hasher.update("fleet-build-v1\n")
-        for entry in tree.entries where entry.path == "tree" || entry.path.hasPrefix("tree/") {
-            switch entry.kind {
-            case .directory: hasher.update("d \(entry.path) \(String(entry.permissions, radix: 8))\n")
-            case .file(_, _, let sha256): hasher.update("f \(entry.path) \(String(entry.permissions, radix: 8)) \(sha256)\n")
-            }
+        for file in files.sorted(by: { Array($0.path.utf8).lexicographicallyPrecedes(Array($1.path.utf8)) }) {
+            hasher.update("f \(file.path) \(file.executable ? "x" : "-") \(file.sha256)\n")
         }
         return hasher.finalizeHex()
     }
 
+    /// The out-link of an earlier build of these files, if one is still in the store.
+    public func existingResult(for host: HostName, files: [SourceFile]) -> String? {
+        let link = "\(directory(for: host))/result-\(Self.treeDigest(files).prefix(16))"
+        guard let toplevel = try? FileIO.readLink(link), (try? FileStatus.of(toplevel)) ?? nil != nil else { return nil }
+        return toplevel
+    }
+
     /// Builds `nixosConfigurations.<attribute>.config.system.build.toplevel` of the host's tree (or, without a
     /// flake, `<nixpkgs/nixos>` with its configuration.nix), reusing an earlier result of the same tree.
-    public func build(_ host: HostConfiguration, tree: ResolvedTree) async -> BuildResult {
+    public func build(_ host: HostConfiguration, files: [SourceFile]) async -> BuildResult {
         let started = Date()
-        let digest = Self.treeDigest(tree)
+        let digest = Self.treeDigest(files)
         let short = String(digest.prefix(16))
         let directory = directory(for: host.name)
         var result = BuildResult(
@@ -57,7 +77,7 @@ public struct SystemBuilder: Sendable {
         result.log = log
         do {
             try FileIO.createDirectories(directory, mode: 0o700)
-            try stage(tree, into: source)
+            try stage(files, into: source)
         } catch {
             result.reason = "cannot stage the tree in \(source): \(error)"
             writeLog(log, "staging failed: \(error)\n")
@@ -97,21 +117,20 @@ public struct SystemBuilder: Sendable {
         return result
     }
 
-    /// Copies the `tree/` entries into `directory` (made anew unless a complete copy is there).
-    private func stage(_ tree: ResolvedTree, into directory: String) throws {
+    /// Copies the files into `directory` (made anew unless a complete copy is there).
+    private func stage(_ files: [SourceFile], into directory: String) throws {
         let marker = directory + "/.fleet-staged"
         if try FileStatus.of(marker) != nil { return }
         try FileIO.removeTree(directory)
         try FileIO.createDirectories(directory, mode: 0o755)
-        for entry in tree.entries where entry.path.hasPrefix("tree/") {
-            let target = directory + "/" + entry.path.dropFirst("tree/".count)
-            switch entry.kind {
-            case .directory:
-                try FileIO.createDirectories(target, mode: 0o755)
-            case .file(let sourcePath, _, _):
-                let bytes = try FileIO.readNoFollow(sourcePath, limit: 1 << 30)
-                try FileIO.writeAtomically(bytes, to: target, mode: entry.permissions & 0o111 != 0 ? 0o755 : 0o644)
+        for file in files {
+            let target = directory + "/" + file.path
+            try FileIO.createDirectories(FileIO.split(target).directory, mode: 0o755)
+            let bytes = try FileIO.readNoFollow(file.source, limit: 1 << 30)
+            guard SHA256Hasher.hex(bytes) == file.sha256 else {
+                throw FileSystemError("read", path: file.source, detail: "changed after it was resolved; publish again")
             }
+            try FileIO.writeAtomically(bytes, to: target, mode: file.executable ? 0o755 : 0o644)
         }
         try FileIO.writeAtomically([], to: marker, mode: 0o644)
     }

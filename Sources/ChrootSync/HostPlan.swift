@@ -32,7 +32,7 @@ struct HostPlan: Sendable {
             resolution = .refused(error)
             return
         }
-        let digest = tree.contentDigest(for: host)
+        let digest = tree.contentDigest(for: host, hasCache: host.cache)
         var isUnchanged = false
         if let manifest, manifest.contentDigest == digest {
             let snapshot = try? FileStatus.of(layout.snapshot(manifest.generation))

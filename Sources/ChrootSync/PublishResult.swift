@@ -7,6 +7,8 @@ public struct PublishResult: Codable, Sendable, Equatable {
         case unchanged
         case refused
         case wouldPublish = "would-publish"
+        /// The build gate held it back: its configuration did not build (or its cache could not be made).
+        case buildFailed = "build-failed"
     }
 
     public var host: HostName
@@ -23,6 +25,10 @@ public struct PublishResult: Codable, Sendable, Equatable {
     /// Why the host was refused.
     public var reason: String?
     public var warnings: [String]
+    /// The built system, when the host was built.
+    public var toplevel: String?
+    /// The build log on the server, when the host was built.
+    public var buildLog: String?
 
     public init(
         host: HostName, status: Status, generation: UInt64? = nil, previousGeneration: UInt64? = nil, files: Int = 0,

@@ -1,4 +1,5 @@
 import ArchiveKit
+public import BuildGate
 import CommandRunner
 public import FleetFiles
 public import FleetProtocol
@@ -19,6 +20,10 @@ public final class Publisher {
     let signingKey: SigningKey
     let store: StateStore
     let resolver: HostTreeResolver
+    /// Builds hosts whose settings ask for it (`build`, `cache`) or all, with ``forceBuild``.
+    public let builder: SystemBuilder
+    /// `fleet publish --build`: build every changed host before publishing it, whatever fleet.toml says.
+    public var forceBuild = false
     /// Finds the commit the manifests name; called once, when the first host is published.
     let findSourceCommit: @Sendable () async -> String
     private var sourceCommit: String?
@@ -45,6 +50,7 @@ public final class Publisher {
         self.signingKey = signingKey
         self.store = store
         self.findSourceCommit = sourceCommit
+        self.builder = SystemBuilder(stateDirectory: configuration.server.stateDirectory)
         let digests = FileDigestCache(
             storedAt: configuration.server.stateDirectory + "/" + FileDigestCache.fileName)
         self.resolver = try HostTreeResolver(repository: configuration.repository, limits: limits, digests: digests)
@@ -148,7 +154,7 @@ public final class Publisher {
                             files: tree.fileCount, bytes: tree.byteCount))
                     result.warnings.append("recorded generation \(manifest.generation), published by an interrupted run")
                 }
-                try collect(layout, current: manifest.generation, now: now)
+                try collect(layout, current: manifest.generation, now: now, published: false)
             }
             return result
         }
@@ -158,11 +164,38 @@ public final class Publisher {
             result.generation = generation
             return result
         }
+        // The build gate: a host whose configuration does not build keeps its generation.
+        var toplevel: String?
+        if forceBuild || host.build || host.cache {
+            let build = await builder.build(host, files: tree.buildInputs)
+            try store.record(build)
+            result.buildLog = build.log
+            guard build.succeeded, let built = build.toplevel else {
+                result.status = .buildFailed
+                result.generation = current?.generation
+                result.reason = "did not build, so generation \(current.map { String($0.generation) } ?? "none") stays: \(build.reason ?? "unknown reason") (log: \(build.log ?? "none"))"
+                return result
+            }
+            toplevel = built
+            result.toplevel = built
+        }
         let user = Accounts.user(named: host.unixUser)
         if user == nil {
             result.warnings.append("no Unix user \(host.unixUser) yet: run `fleet setup` so the host can log in and read its snapshot")
         }
         try ChrootProvisioner.ensure(layout, user: user, repair: false)
+        if host.cache, let toplevel {
+            do {
+                try await BinaryCache(directory: layout.cache).add(
+                    closureOf: toplevel, signingKeyFile: configuration.server.stateDirectory + "/" + SigningKeyFile.secretName)
+            } catch {
+                result.status = .buildFailed
+                result.generation = current?.generation
+                result.reason = "built, but \(error); generation \(current.map { String($0.generation) } ?? "none") stays"
+                try store.recordEvent(host: host.name, kind: "build-failed", detail: ["reason": error.description])
+                return result
+            }
+        }
 
         let snapshotPath = layout.snapshot(generation)
         let snapshot = try writeSnapshot(tree, to: snapshotPath, host: host.name)
@@ -171,7 +204,8 @@ public final class Publisher {
             host: host.name, generation: generation, publishedAt: Timestamp.string(now), sourceCommit: sourceCommit,
             snapshot: .init(
                 path: ChrootLayout.snapshotPathInChroot(generation), size: snapshot.size, sha256: snapshot.sha256),
-            contentDigest: digest, operation: host.operation.rawValue, attribute: host.attribute)
+            contentDigest: digest, operation: host.operation.rawValue, attribute: host.attribute, toplevel: toplevel,
+            hasCache: host.cache && toplevel != nil)
         try FileIO.writeAtomically(
             try manifest.signed(with: signingKey), to: layout.manifest, mode: 0o644, owner: 0, group: 0,
             beforeRename: { FaultPoint.manifestWritten.trigger(host: host.name.value) })
@@ -182,7 +216,12 @@ public final class Publisher {
                 contentDigest: digest, snapshotSHA256: snapshot.sha256, snapshotSize: snapshot.size,
                 files: tree.fileCount, bytes: tree.byteCount))
         FaultPoint.recorded.trigger(host: host.name.value)
-        try collect(layout, current: generation, now: now)
+        if let toplevel {
+            try store.recordEvent(
+                host: host.name, kind: "system",
+                detail: ["generation": String(generation), "toplevel": toplevel, "cache": String(manifest.hasCache)])
+        }
+        try collect(layout, current: generation, now: now, published: true)
         result.status = .published
         result.generation = generation
         result.snapshotBytes = snapshot.size
@@ -243,11 +282,30 @@ public final class Publisher {
         guard try FileStatus.of(descriptor: fd, path: source).identity == identity else { throw changed }
     }
 
-    func collect(_ layout: ChrootLayout, current: UInt64, now: Date) throws {
-        try SnapshotCollector.collect(
+    /// Removes superseded snapshots past their grace period and, when that (or this publish) may have left
+    /// cache files that no published generation needs, those too.
+    func collect(_ layout: ChrootLayout, current: UInt64, now: Date, published: Bool) throws {
+        let removed = try SnapshotCollector.collect(
             layout, currentGeneration: current, graceSeconds: configuration.server.snapshotGraceSeconds,
             now: Int64(now.timeIntervalSince1970))
+        let snapshotsRemoved = removed.contains { $0.hasPrefix(layout.snapshots + "/") }
+        guard published || snapshotsRemoved, try FileStatus.of(layout.cache + "/nix-cache-info") != nil else { return }
+        // The systems of the generations whose snapshots are still served.
+        var kept: Set<UInt64> = []
+        for name in try FileIO.listDirectory(layout.snapshots) {
+            if let generation = ChrootLayout.generation(ofSnapshotNamed: name) { kept.insert(generation) }
+        }
+        let decoder = JSONDecoder()
+        let toplevels = try store.events(host: layout.host).filter { $0.kind == "system" }.compactMap { event -> String? in
+            guard let detail = try? decoder.decode([String: String].self, from: Data(event.detail.utf8)),
+                let generation = detail["generation"].flatMap(UInt64.init), kept.contains(generation),
+                detail["cache"] == "true"
+            else { return nil }
+            return detail["toplevel"]
+        }
+        BinaryCache(directory: layout.cache).collect(keeping: toplevels)
     }
+
 
     /// The fleet repository's commit, with `-dirty` when it has uncommitted changes, or `none` outside git.
     public static func sourceCommit(repository: String) async -> String {

@@ -54,12 +54,12 @@ extension Fleet {
                     let (host, tree) = trees[next]
                     next += 1
                     if !json { printError("[\(next)/\(total)] building \(host.name) (nixosConfigurations.\(host.attribute))…") }
-                    group.addTask { await builder.build(host, tree: tree) }
+                    group.addTask { await builder.build(host, files: tree.buildInputs) }
                 }
                 while next < min(jobs, total) { start() }
                 while let result = try await group.next() {
                     results.append(result)
-                    try Self.record(result, in: store)
+                    try store.record(result)
                     if !json {
                         printError("[\(results.count)/\(total)] \(result.host): \(result.status.rawValue)" + (result.reason.map { ": \($0)" } ?? ""))
                     }
@@ -86,18 +86,5 @@ extension Fleet {
             if !refusals.isEmpty || results.contains(where: { !$0.succeeded }) { throw ExitCode(1) }
         }
 
-        /// Every build is an event in state.db: `built`, `build-reused` or `build-failed`, with its log.
-        static func record(_ result: BuildResult, in store: StateStore) throws {
-            let kind = switch result.status {
-            case .built: "built"
-            case .reused: "build-reused"
-            case .failed: "build-failed"
-            }
-            var detail = ["tree": result.treeDigest, "seconds": String(format: "%.1f", result.seconds)]
-            detail["toplevel"] = result.toplevel
-            detail["log"] = result.log
-            detail["reason"] = result.reason
-            try store.recordEvent(host: result.host, kind: kind, detail: detail)
-        }
     }
 }

@@ -53,8 +53,7 @@ extension Fleet {
                 try? Manifest.readUnverified($0)
             }
             let builder = SystemBuilder(stateDirectory: configuration.server.stateDirectory)
-            let nextLink = builder.directory(for: selected.name) + "/result-" + SystemBuilder.treeDigest(tree).prefix(16)
-            let next = try? FileIO.readLink(nextLink)
+            let next = builder.existingResult(for: selected.name, files: tree.buildInputs)
             var closure: String?
             if let old = manifest?.toplevel, let next, (try? FileStatus.of(old)) ?? nil != nil {
                 let output = try await Command.run("nix", ["store", "diff-closures", old, next])

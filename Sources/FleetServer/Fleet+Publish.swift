@@ -9,12 +9,19 @@ extension Fleet {
     struct Publish: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Publish changed hosts into their chroots, atomically and signed.",
-            discussion: "Exits 1 when any host was refused; the other hosts are still published.")
+            discussion: """
+                Hosts with build = true (or cache = true) in fleet.toml, or all with --build, are built first and \
+                published only if they built. Exits 1 when any host was refused or did not build; the other hosts \
+                are still published.
+                """)
 
         @OptionGroup var global: GlobalOptions
 
         @Argument(help: "Hosts to publish (default: all).")
         var hosts: [String] = []
+
+        @Flag(help: "Build every changed host before publishing it (the build gate), whatever fleet.toml says.")
+        var build = false
 
         @Flag(help: "Show what would change; write nothing.")
         var dryRun = false
@@ -33,6 +40,7 @@ extension Fleet {
             let publisher = try Publisher(
                 configuration: configuration, signingKey: key, store: store,
                 sourceCommit: { await Publisher.sourceCommit(repository: repository) })
+            publisher.forceBuild = build
             let showProgress = isatty(STDERR_FILENO) == 1 && !json
             var done = 0
             let results = try await publisher.publish(selected, dryRun: dryRun) { result in
@@ -49,11 +57,11 @@ extension Fleet {
             } else {
                 print(render(results))
             }
-            if results.contains(where: { $0.status == .refused }) { throw ExitCode(1) }
+            if results.contains(where: { $0.status == .refused || $0.status == .buildFailed }) { throw ExitCode(1) }
         }
 
         func render(_ results: [PublishResult]) -> String {
-            var table = Table("HOST", "GENERATION", "RESULT", "FILES", "BYTES", "NOTE")
+            var table = Table("HOST", "GENERATION", "RESULT", "FILES", "BYTES", "SYSTEM", "NOTE")
             for result in results {
                 var generation = result.generation.map(String.init) ?? "-"
                 if result.status == .published || result.status == .wouldPublish, let previous = result.previousGeneration {
@@ -63,10 +71,11 @@ extension Fleet {
                 table.add(
                     result.host.value, generation, result.status.rawValue,
                     result.status == .refused ? "-" : String(result.files),
-                    result.status == .refused ? "-" : formatBytes(result.bytes), note.joined(separator: "; "))
+                    result.status == .refused ? "-" : formatBytes(result.bytes), result.toplevel ?? "",
+                    note.joined(separator: "; "))
             }
             let counts = Dictionary(grouping: results, by: \.status).mapValues(\.count)
-            let summary = [PublishResult.Status.published, .wouldPublish, .unchanged, .refused].compactMap { status in
+            let summary = [PublishResult.Status.published, .wouldPublish, .unchanged, .refused, .buildFailed].compactMap { status in
                 counts[status].map { "\($0) \(status.rawValue)" }
             }.joined(separator: ", ")
             return table.render() + "\n" + summary

@@ -1,0 +1,200 @@
+import BuildGate
+import ChrootSync
+import CommandRunner
+import FleetFiles
+import FleetProtocol
+import FleetTestSupport
+import Foundation
+import HostAgent
+import Inventory
+import Testing
+
+/// The build gate, per-host binary caches, `fleet build` and `fleet diff`, with the real Nix: in the client
+/// suite because they share its Nix store.
+extension ClientRunTests {
+    /// A repository of toy flake hosts, without sshd: what the server side needs.
+    static func toyFleet(_ hosts: [String], extraToml: String) throws -> FleetFixture {
+        let fixture = try FleetFixture(hosts: [], extraToml: "")
+        try fixture.write("common/toy-nixos.nix", ClientFleet.toyNixOS)
+        var toml = try String(contentsOfFile: fixture.repository + "/fleet.toml", encoding: .utf8) + extraToml + "\n"
+        for host in hosts {
+            try ClientFleet.addToyHost(host, to: fixture)
+            toml += "[hosts.\(host)]\n"
+        }
+        try fixture.write("fleet.toml", toml)
+        return fixture
+    }
+
+    static func publishJSON(_ fixture: FleetFixture, _ arguments: [String] = []) async throws -> (Int32, [[String: Any]]) {
+        let output = try await fixture.fleet(["publish", "--json"] + arguments)
+        let rows = try JSONSerialization.jsonObject(with: Data(output.standardOutput.utf8)) as? [[String: Any]]
+        return (output.exitCode, rows ?? [])
+    }
+
+    @Test func aHostThatDoesNotBuildKeepsItsGenerationWhileTheOthersAdvance() async throws {
+        let fixture = try Self.toyFleet(["good", "bad"], extraToml: "[defaults]\nbuild = true")
+        defer { fixture.remove() }
+        var (status, rows) = try await Self.publishJSON(fixture)
+        #expect(status == 0 && rows.allSatisfy { $0["status"] as? String == "published" }, "\(rows)")
+        for host in ["good", "bad"] {
+            let manifest = try fixture.verifiedManifest(host)
+            let toplevel = try #require(manifest.toplevel)
+            #expect(toplevel.hasSuffix("nixos-system-\(host)-toy") && !manifest.hasCache)
+        }
+
+        try fixture.write("hosts/bad/configuration.nix", "{ motd = [ (builtins.throw \"bad does not evaluate\") ]; }\n")
+        try fixture.write("common/base.nix", "{ motd = [ \"shared, edited\" ]; }\n")
+        (status, rows) = try await Self.publishJSON(fixture)
+        #expect(status == 1, "a host that did not build fails the publish")
+        let bad = try #require(rows.first { $0["host"] as? String == "bad" })
+        #expect(bad["status"] as? String == "build-failed" && bad["generation"] as? Int == 1)
+        #expect((bad["reason"] as? String)?.contains("bad does not evaluate") == true, "\(bad)")
+        let log = try #require(bad["buildLog"] as? String)
+        #expect(String(decoding: try FileIO.read(log), as: UTF8.self).contains("bad does not evaluate"))
+        #expect(try fixture.verifiedManifest("bad").generation == 1)
+        #expect(try fixture.verifiedManifest("good").generation == 2)
+        let store = try StateStoreOpener.open(fixture)
+        #expect(try store.events(host: try HostName("bad")).contains { $0.kind == "build-failed" })
+
+        // The secrets never reach the server's Nix store either: builds use a copy without them.
+        try fixture.write("secrets/good/token", "SECRET-\(UUID().uuidString)\n", mode: 0o600)
+        try fixture.write("hosts/good/configuration.nix", "{ motd = [ \"good, third\" ]; }\n")
+        (status, rows) = try await Self.publishJSON(fixture, ["good"])
+        #expect(status == 0)
+        let token = try String(contentsOfFile: fixture.repository + "/secrets/good/token", encoding: .utf8)
+        let grep = try TestCommand.run("/bin/grep", ["-rl", token.trimmingCharacters(in: .newlines), "/nix/store"])
+        #expect(grep.standardOutput.isEmpty)
+    }
+
+    @Test func fleetBuildReusesATreeBuiltBeforeAndDiffShowsWhatWouldChange() async throws {
+        let fixture = try Self.toyFleet(["alpha"], extraToml: "")
+        defer { fixture.remove() }
+        try fixture.write("secrets/alpha/token", "OLD-SECRET-VALUE\n", mode: 0o600)
+        #expect(try await fixture.fleet(["publish"]).exitCode == 0)
+        var output = try await fixture.fleet(["build", "--json"])
+        #expect(output.exitCode == 0, "\(output.standardError)")
+        #expect(output.standardOutput.contains("\"status\" : \"built\""))
+        output = try await fixture.fleet(["build", "--json"])
+        #expect(output.standardOutput.contains("\"status\" : \"reused\""))
+
+        try fixture.write("hosts/alpha/configuration.nix", "{ motd = [ \"alpha, edited\" ]; }\n")
+        try fixture.write("hosts/alpha/new.nix", "{ }\n")
+        try fixture.write("secrets/alpha/token", "NEW-SECRET-VALUE\n", mode: 0o600)
+        output = try await fixture.fleet(["diff", "alpha"])
+        #expect(output.exitCode == 0, "\(output.standardError)")
+        let text = output.standardOutput
+        #expect(text.contains("changed  tree/configuration.nix") && text.contains("added    tree/new.nix"))
+        #expect(text.contains("+{ motd = [ \"alpha, edited\" ]; }"), "a unified diff of the text file")
+        #expect(text.contains("changed  secrets/token   (secret: content not shown)"))
+        #expect(!text.contains("SECRET-VALUE"), "a secret's content is never shown")
+        #expect(text.contains("the published generation was not built on the server"))
+        output = try await fixture.fleet(["diff", "alpha", "--json"])
+        #expect(!output.standardOutput.contains("SECRET-VALUE") && output.standardOutput.contains("tree/new.nix"))
+
+        // Built on both sides: the closure difference.
+        output = try await fixture.fleet(["publish", "--build"])
+        #expect(output.exitCode == 0, "\(output.standardOutput)\(output.standardError)")
+        let published = try #require(try fixture.verifiedManifest("alpha").toplevel, "\(output.standardOutput)")
+        try fixture.write("hosts/alpha/configuration.nix", "{ motd = [ \"alpha, third\" ]; }\n")
+        output = try await fixture.fleet(["diff", "alpha"])
+        #expect(output.standardOutput.contains("the current tree is not built yet; `fleet build alpha` builds it"))
+        #expect(try await fixture.fleet(["build", "alpha"]).exitCode == 0)
+        output = try await fixture.fleet(["diff", "alpha"])
+        #expect(output.standardOutput.contains("closure: \(published) -> /nix/store/"), "\(output.standardOutput)")
+    }
+
+    @Test func aCachedHostAppliesWithoutEvaluatingAndEachCacheHoldsOnlyItsHost() async throws {
+        let fleet = try await ClientFleet.start(hosts: ["alpha", "beta"]) { fixture in
+            try fixture.write(
+                "fleet.toml",
+                try String(contentsOfFile: fixture.repository + "/fleet.toml", encoding: .utf8) + "\n[defaults]\ncache = true\n")
+        }
+        defer { fleet.stop() }
+        let alpha = try fleet.manifest("alpha")
+        let toplevel = try #require(alpha.toplevel)
+        #expect(alpha.hasCache)
+        let alphaCache = BinaryCache(directory: try fleet.layout("alpha").cache).storePathHashes()
+        let betaCache = BinaryCache(directory: try fleet.layout("beta").cache).storePathHashes()
+        #expect(alphaCache.contains(String(toplevel.dropFirst("/nix/store/".count).prefix(32))))
+        #expect(alphaCache.isDisjoint(with: betaCache), "beta's cache holds none of alpha's paths")
+        let narinfo = try String(contentsOfFile: try fleet.layout("alpha").cache + "/" + toplevel.dropFirst(11).prefix(32) + ".narinfo", encoding: .utf8)
+        #expect(narinfo.contains("Sig: test-fleet-1:"), "signed with the fleet key")
+
+        // The host does not have the system: it must come from the cache, since nothing is evaluated.
+        try Self.forget(toplevel, fleet: fleet)
+        let output = try await fleet.client("alpha")
+        #expect(output.exitCode == Self.applied, "\(output.standardError)")
+        #expect(output.standardError.contains("substituting \(toplevel) from the fleet's binary cache"))
+        #expect(!output.standardError.contains("building nixosConfigurations"))
+        let report = try #require(try fleet.lastReport("alpha"))
+        let log = String(decoding: try FileIO.read(try fleet.layout("alpha").logs + "/" + report.log!), as: UTF8.self)
+        #expect(!log.contains("nix build") && log.contains("nix-store --realise"))
+        #expect(try fleet.state("alpha").applied?.system == toplevel)
+        #expect(try FileStatus.of(toplevel) != nil)
+        #expect(FileManager.default.fileExists(atPath: fleet.stateDirectory("alpha") + "/cache/nix-cache-info"))
+    }
+
+    @Test func aCacheWithABadSignatureIsRefusedAndNothingIsBuilt() async throws {
+        let fleet = try await ClientFleet.start(hosts: ["alpha"]) { fixture in
+            try fixture.write(
+                "fleet.toml",
+                try String(contentsOfFile: fixture.repository + "/fleet.toml", encoding: .utf8) + "\n[defaults]\ncache = true\n")
+        }
+        defer { fleet.stop() }
+        let toplevel = try #require(try fleet.manifest("alpha").toplevel)
+        let narinfo = try fleet.layout("alpha").cache + "/" + toplevel.dropFirst(11).prefix(32) + ".narinfo"
+        let stranger = try SigningKey(generatingWithName: "stranger-1")
+        let forged = try String(contentsOfFile: narinfo, encoding: .utf8).split(separator: "\n").map { line in
+            line.hasPrefix("Sig: ") ? "Sig: " + (try! stranger.sign(Array("forged".utf8))) : String(line)
+        }.joined(separator: "\n") + "\n"
+        try FileIO.writeAtomically(Array(forged.utf8), to: narinfo, mode: 0o644)
+        try Self.forget(toplevel, fleet: fleet)
+
+        let output = try await fleet.client("alpha")
+        #expect(output.exitCode == Self.failed, "\(output.standardError)")
+        #expect(output.standardError.contains("substitution failed"))
+        #expect(try FileStatus.of(toplevel) == nil, "neither substituted nor built")
+        #expect(fleet.activations("alpha").isEmpty)
+        #expect(try fleet.profileGeneration("alpha") == nil)
+    }
+
+    @Test func cacheFilesNoPublishedGenerationNeedsAreCollected() async throws {
+        let fixture = try Self.toyFleet(["alpha"], extraToml: "[defaults]\ncache = true")
+        defer { fixture.remove() }
+        try fixture.write(
+            "fleet.toml",
+            try String(contentsOfFile: fixture.repository + "/fleet.toml", encoding: .utf8)
+                .replacingOccurrences(of: "[server]\n", with: "[server]\nsnapshot_grace_seconds = 0\n"))
+        #expect(try await fixture.fleet(["publish"]).exitCode == 0)
+        let first = try #require(try fixture.verifiedManifest("alpha").toplevel)
+        let cache = BinaryCache(directory: try fixture.layout("alpha").cache)
+        #expect(cache.storePathHashes() == [String(first.dropFirst(11).prefix(32))])
+        try fixture.write("hosts/alpha/configuration.nix", "{ motd = [ \"second\" ]; }\n")
+        #expect(try await fixture.fleet(["publish"]).exitCode == 0)
+        let second = try #require(try fixture.verifiedManifest("alpha").toplevel)
+        #expect(first != second)
+        #expect(cache.storePathHashes() == [String(second.dropFirst(11).prefix(32))], "the first system's files went with its snapshot")
+        #expect(try FileIO.listDirectory(cache.directory + "/nar").count == 1)
+    }
+
+    /// Removes a system from the Nix store (and the server's build roots for it), as if this host never had it.
+    static func forget(_ toplevel: String, fleet: ClientFleet) throws {
+        let builds = fleet.fixture.stateDirectory + "/builds"
+        for host in (try? FileIO.listDirectory(builds)) ?? [] {
+            for name in (try? FileIO.listDirectory(builds + "/" + host)) ?? [] where name.hasPrefix("result-") {
+                unlink(builds + "/" + host + "/" + name)
+            }
+        }
+        let output = try TestCommand.run("/usr/bin/nix-store", ["--delete", toplevel])
+        guard output.succeeded, try FileStatus.of(toplevel) == nil else {
+            throw TestSupportError("could not remove \(toplevel) from the store: \(output.standardError)")
+        }
+    }
+}
+
+/// Opens a fixture's state.db.
+enum StateStoreOpener {
+    static func open(_ fixture: FleetFixture) throws -> Inventory.StateStore {
+        try Inventory.StateStore(stateDirectory: fixture.stateDirectory)
+    }
+}
