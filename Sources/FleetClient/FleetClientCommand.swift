@@ -15,7 +15,7 @@ struct FleetClientCommand: AsyncParsableCommand {
             Exit statuses of `run`: 0 unchanged, 10 applied, 11 failed, 12 refused (verification), \
             13 unreachable, 14 locked (another run is going), 15 rolled back; 1 for any other error.
             """,
-        subcommands: [Run.self, Status.self, Check.self, VerifyManifest.self]
+        subcommands: [Run.self, Status.self, Check.self, VerifyManifest.self, InstallUnits.self]
     )
 }
 

@@ -1,0 +1,88 @@
+import ArgumentParser
+import FleetFiles
+import FleetProtocol
+import Foundation
+import HostAgent
+
+extension FleetClientCommand {
+    struct InstallUnits: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "install-units",
+            abstract: "Write the systemd units that run fleet-client, for a host without the NixOS module.",
+            discussion: """
+                Writes fleet-client.service (one run), fleet-client.timer (2 minutes after boot, then every \
+                --interval plus a random delay), fleet-client-page.socket (127.0.0.1:9999) and \
+                fleet-client-page.service (`fleet-client serve`). Each file is replaced atomically, and only when \
+                its text changes; run it again after changing an option. The units match what the NixOS module \
+                services.fleet-client declares. Runs that exit 10 applied, 13 unreachable or 14 locked do not mark \
+                fleet-client.service failed; 11 failed, 12 refused and 15 rolled back do.
+                """)
+
+        @Option(help: ArgumentHelp("Where to write the units.", valueName: "dir"))
+        var directory: String = SystemdUnits.defaultDirectory
+
+        @OptionGroup var config: ConfigOption
+
+        @Option(help: ArgumentHelp("How often to poll (a systemd time span, at least 1min).", valueName: "span"))
+        var interval: String = SystemdUnits.defaultInterval
+
+        @Option(help: ArgumentHelp("Up to this much random delay before each poll (a time span).", valueName: "span"))
+        var randomizedDelay: String = SystemdUnits.defaultRandomizedDelay
+
+        @Option(help: ArgumentHelp("The fleet-client the units run (default: this executable).", valueName: "path"))
+        var binary: String?
+
+        @Flag(help: "Print the units instead of writing them.")
+        var dryRun = false
+
+        func validate() throws {
+            guard directory.hasPrefix("/"), !directory.contains("\n") else {
+                throw ValidationError("--directory \(String(reflecting: directory)): must be an absolute path")
+            }
+        }
+
+        func run() async throws {
+            let executable = try binary ?? FileIO.readLink("/proc/self/exe")
+            let units: SystemdUnits
+            do {
+                units = try SystemdUnits(
+                    binary: executable, configuration: config.path, interval: interval,
+                    randomizedDelay: randomizedDelay)
+            } catch {
+                throw ValidationError(error.description)
+            }
+            if !FileManager.default.isExecutableFile(atPath: executable) {
+                printError("warning: \(executable) is not an executable file (yet); the units will fail until it is")
+            }
+            do {
+                _ = try ClientConfiguration.load(path: config.path)
+            } catch {
+                printError("warning: the units read \(config.path), which fleet-client cannot use yet:\n\(error)")
+            }
+            if dryRun {
+                for unit in units.units {
+                    print("==> \(directory.hasSuffix("/") ? directory : directory + "/")\(unit.name) <==")
+                    print(unit.text)
+                }
+                return
+            }
+            let installed: [SystemdUnits.Installed]
+            do {
+                installed = try units.install(into: directory)
+            } catch let error as ClientError {
+                throw ValidationError(error.description)
+            }
+            for unit in installed { print("\(unit.status == .written ? "wrote    " : "unchanged") \(unit.path)") }
+            if installed.contains(where: { $0.status == .written }) {
+                print(
+                    "Next: systemctl daemon-reload && systemctl enable --now \(SystemdUnits.timerName) "
+                        + SystemdUnits.pageSocketName)
+            }
+        }
+    }
+}
+
+/// Writes a line to standard error.
+private func printError(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}

@@ -1,0 +1,302 @@
+import FleetFiles
+
+/// The systemd units that run fleet-client on a host without the NixOS module (`fleet-client install-units`):
+///
+/// - `fleet-client.service`: one `fleet-client run` (oneshot);
+/// - `fleet-client.timer`: starts it 2 minutes after boot, then every interval, each plus a random delay;
+/// - `fleet-client-page.socket`: 127.0.0.1:9999, loopback only;
+/// - `fleet-client-page.service`: `fleet-client serve`, which receives that listening socket (Accept=no).
+///
+/// `nixos/client.nix` declares the same units for NixOS hosts; the facts both use are in `nixos/shared.nix`,
+/// which the tests compare with the constants here.
+///
+/// Every value that goes into a unit file is checked first: paths must be absolute and made of characters
+/// that mean nothing to systemd (no whitespace, quotes, `%`, `$`, `\` or control characters, so no newline
+/// can start a directive of its own), and time spans must be systemd time spans.
+public struct SystemdUnits: Sendable, Equatable {
+    /// One unit file: its name and its full text.
+    public struct Unit: Sendable, Equatable {
+        public let name: String
+        public let text: String
+    }
+
+    /// What installing did to one unit file.
+    public struct Installed: Sendable, Equatable {
+        public enum Status: String, Sendable {
+            case written
+            case unchanged
+        }
+
+        public let path: String
+        public let status: Status
+    }
+
+    public static let serviceName = "fleet-client.service"
+    public static let timerName = "fleet-client.timer"
+    public static let pageSocketName = "fleet-client-page.socket"
+    public static let pageServiceName = "fleet-client-page.service"
+    public static let pageListenStream = "127.0.0.1:9999"
+    public static let defaultDirectory = "/etc/systemd/system"
+    public static let defaultInterval = "15min"
+    public static let defaultRandomizedDelay = "5min"
+    /// The first poll after boot. Persistent= only applies to OnCalendar= timers; this is what catches up
+    /// after the machine was off.
+    public static let bootDelay = "2min"
+    /// Polling more often than this gains little and loads the server.
+    public static let minimumIntervalSeconds = 60.0
+
+    /// Outcomes of `fleet-client run` that are not failures of `fleet-client.service`: applied, unreachable
+    /// (nothing changed here; the next poll tries again) and locked (another run, e.g. the page's, holds the
+    /// lock and reports). Unchanged exits 0. Failed, refused and rolled back mark the unit failed: each needs
+    /// a look, and `systemctl --failed` or an `OnFailure=` unit is where a host's admin sees it.
+    public static let successOutcomes: [RunOutcome] = [.applied, .unreachable, .locked]
+    public static var successExitStatuses: [Int32] { successOutcomes.map(\.exitStatus) }
+
+    /// Where systemd finds nix on a host without NixOS: the installer's default profile, then the usual
+    /// directories (Debian's nix-bin is in /usr/bin).
+    static let searchPath =
+        "/nix/var/nix/profiles/default/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+    public let binary: String
+    public let configuration: String
+    public let interval: String
+    public let randomizedDelay: String
+
+    /// Checks every value, reporting every problem at once.
+    ///
+    /// - Parameters:
+    ///   - binary: the fleet-client executable the units start (absolute).
+    ///   - configuration: the client.toml the units pass with `--config` (absolute).
+    ///   - interval: a systemd time span of at least a minute (OnUnitActiveSec=).
+    ///   - randomizedDelay: a systemd time span (RandomizedDelaySec=).
+    public init(
+        binary: String, configuration: String, interval: String = defaultInterval,
+        randomizedDelay: String = defaultRandomizedDelay
+    ) throws(ClientError) {
+        var problems: [String] = []
+        for (option, path) in [("--binary", binary), ("--config", configuration)] {
+            if let problem = Self.unitPathProblem(path) { problems.append("\(option) \(Self.shown(path)): \(problem)") }
+        }
+        let trimmedInterval = interval.trimmingSpaces
+        let trimmedDelay = randomizedDelay.trimmingSpaces
+        switch Self.seconds(ofTimeSpan: trimmedInterval) {
+        case nil:
+            problems.append("--interval \(Self.shown(interval)): \(Self.timeSpanRule)")
+        case let seconds? where seconds < Self.minimumIntervalSeconds:
+            problems.append(
+                "--interval \(Self.shown(interval)): must be at least 1min (polling more often loads the server)")
+        default:
+            break
+        }
+        if Self.seconds(ofTimeSpan: trimmedDelay) == nil {
+            problems.append("--randomized-delay \(Self.shown(randomizedDelay)): \(Self.timeSpanRule)")
+        }
+        if !problems.isEmpty { throw ClientError(problems.joined(separator: "\n")) }
+        self.binary = binary
+        self.configuration = configuration
+        self.interval = trimmedInterval
+        self.randomizedDelay = trimmedDelay
+    }
+
+    /// The four unit files, services before the timer and socket that start them.
+    public var units: [Unit] {
+        let header = "# Written by `fleet-client install-units`: run it again rather than editing this file."
+        let environment = [
+            "# Where nix is (the installer's default profile, or /usr/bin), and flakes enabled whatever nix.conf says.",
+            "Environment=PATH=\(Self.searchPath)",
+            "Environment=\"NIX_CONFIG=extra-experimental-features = nix-command flakes\"",
+        ]
+        let service = [
+            header,
+            "[Unit]",
+            "Description=fleet: pull and apply this host's configuration",
+            "Wants=network-online.target",
+            "After=network-online.target",
+            "",
+            "[Service]",
+            "Type=oneshot",
+            "ExecStart=\(binary) run --config \(configuration)",
+            "# Exit statuses: 0 unchanged, 10 applied, 13 unreachable (the next poll tries again) and 14 locked",
+            "# (another run holds the lock) are successes; 11 failed, 12 refused, 15 rolled back and 1 mark this",
+            "# unit failed.",
+            "SuccessExitStatus=\(Self.successExitStatuses.map(String.init).joined(separator: " "))",
+        ] + environment
+        let timer = [
+            header,
+            "[Unit]",
+            "Description=fleet: poll the fleet server every \(interval)",
+            "",
+            "[Timer]",
+            "# \(Self.bootDelay) after boot (which catches up after the machine was off: Persistent= only applies",
+            "# to OnCalendar= timers), then \(interval) after each run started, each plus a random delay of up to",
+            "# \(randomizedDelay).",
+            "OnBootSec=\(Self.bootDelay)",
+            "OnUnitActiveSec=\(interval)",
+            "RandomizedDelaySec=\(randomizedDelay)",
+            "Unit=\(Self.serviceName)",
+            "",
+            "[Install]",
+            "WantedBy=timers.target",
+        ]
+        let socket = [
+            header,
+            "[Unit]",
+            "Description=fleet: the UPDATE MY MACHINE page (loopback only)",
+            "",
+            "[Socket]",
+            "ListenStream=\(Self.pageListenStream)",
+            "# One fleet-client serve receives the listening socket and accepts the connections itself.",
+            "Accept=no",
+            "Service=\(Self.pageServiceName)",
+            "",
+            "[Install]",
+            "WantedBy=sockets.target",
+        ]
+        let page = [
+            header,
+            "[Unit]",
+            "Description=fleet: the UPDATE MY MACHINE page on http://\(Self.pageListenStream)",
+            "Requires=\(Self.pageSocketName)",
+            "After=\(Self.pageSocketName)",
+            "",
+            "[Service]",
+            "ExecStart=\(binary) serve --config \(configuration)",
+        ] + environment
+        return [
+            Unit(name: Self.serviceName, text: service.joined(separator: "\n") + "\n"),
+            Unit(name: Self.pageServiceName, text: page.joined(separator: "\n") + "\n"),
+            Unit(name: Self.timerName, text: timer.joined(separator: "\n") + "\n"),
+            Unit(name: Self.pageSocketName, text: socket.joined(separator: "\n") + "\n"),
+        ]
+    }
+
+    /// Writes the units into `directory`, each atomically (0644), leaving files that already say the same
+    /// untouched. Nothing is written when any target is not a regular file (a link, such as a unit masked
+    /// with `systemctl mask`, is left alone and named).
+    public func install(into directory: String) throws -> [Installed] {
+        guard directory.hasPrefix("/"), !directory.unicodeScalars.contains(where: \.isControl) else {
+            throw ClientError("--directory \(Self.shown(directory)): must be an absolute path")
+        }
+        guard let status = try FileStatus.following(directory), status.kind == .directory else {
+            throw ClientError("--directory \(directory): no such directory")
+        }
+        let base = directory.hasSuffix("/") && directory.count > 1 ? String(directory.dropLast()) : directory
+        var plans: [(path: String, bytes: [UInt8], current: Bool)] = []
+        for unit in units {
+            let path = (base == "/" ? "" : base) + "/" + unit.name
+            let bytes = Array(unit.text.utf8)
+            var current = false
+            if let existing = try FileStatus.of(path) {
+                guard existing.kind == .regular else {
+                    let what =
+                        existing.kind == .symbolicLink ? "a symbolic link (a masked unit?)" : "not a regular file"
+                    throw ClientError(
+                        "\(path) is \(what); nothing was written. Remove it (`systemctl unmask` for a masked unit) and "
+                            + "run install-units again.")
+                }
+                let text = try FileIO.readNoFollow(path, limit: 1 << 20)
+                current = existing.permissions == 0o644 && text == bytes
+            }
+            plans.append((path, bytes, current))
+        }
+        var installed: [Installed] = []
+        for plan in plans {
+            if !plan.current { try FileIO.writeAtomically(plan.bytes, to: plan.path, mode: 0o644) }
+            installed.append(Installed(path: plan.path, status: plan.current ? .unchanged : .written))
+        }
+        return installed
+    }
+
+    // MARK: Validation
+
+    static let timeSpanRule =
+        "not a systemd time span; use a number and a unit, e.g. 15min, 1h, 1h 30min, 90s (units: us, ms, s, min, h, "
+        + "d, w, M, y and their long forms)"
+
+    /// Characters a path in a unit file may have: none of them means anything to systemd's parser.
+    static func isUnitPathCharacter(_ scalar: Unicode.Scalar) -> Bool {
+        ("a"..."z").contains(scalar) || ("A"..."Z").contains(scalar) || ("0"..."9").contains(scalar)
+            || "/._-+@:,=~".unicodeScalars.contains(scalar)
+    }
+
+    /// Why `path` cannot go into a unit file as it is, or nil.
+    static func unitPathProblem(_ path: String) -> String? {
+        guard path.hasPrefix("/") else { return "must be an absolute path" }
+        guard path.utf8.count < 4096, !path.hasSuffix("/") else { return "must name a file" }
+        guard path.unicodeScalars.allSatisfy(isUnitPathCharacter) else {
+            return "may only contain letters, digits and / . _ - + @ : , = ~ (it goes into a unit file as it is)"
+        }
+        return nil
+    }
+
+    /// A value as a message shows it: quoted, with newlines and other control characters escaped.
+    static func shown(_ value: String) -> String { String(reflecting: value) }
+
+    /// Seconds per systemd time unit (systemd.time(7)), longest names first so that "min" is not read as "m".
+    static let timeUnits: [(name: String, seconds: Double)] = [
+        ("minutes", 60), ("seconds", 1), ("minute", 60), ("months", 2_629_800), ("second", 1), ("hours", 3600),
+        ("month", 2_629_800), ("weeks", 604_800), ("years", 31_557_600), ("usec", 1e-6), ("msec", 1e-3),
+        ("hour", 3600), ("days", 86_400), ("week", 604_800), ("year", 31_557_600), ("sec", 1), ("min", 60),
+        ("day", 86_400), ("us", 1e-6), ("ms", 1e-3), ("hr", 3600), ("s", 1), ("m", 60), ("h", 3600),
+        ("d", 86_400), ("w", 604_800), ("M", 2_629_800), ("y", 31_557_600),
+    ]
+
+    /// The length of a systemd time span in seconds ("15min", "1h 30min", "1.5h", "90" for 90 s), or nil when
+    /// `text` is not one. The same grammar as `timeSpanPattern` in nixos/shared.nix; no "infinity", no sign.
+    public static func seconds(ofTimeSpan text: String) -> Double? {
+        let scalars = Array(text.unicodeScalars)
+        guard !scalars.isEmpty, scalars.count <= 64 else { return nil }
+        var index = 0
+        var total = 0.0
+        var parts = 0
+        func skipSpaces() { while index < scalars.count && scalars[index] == " " { index += 1 } }
+        func digits() -> String {
+            var result = ""
+            while index < scalars.count, ("0"..."9").contains(scalars[index]) {
+                result.unicodeScalars.append(scalars[index])
+                index += 1
+            }
+            return result
+        }
+        skipSpaces()
+        while index < scalars.count {
+            var number = digits()
+            guard !number.isEmpty else { return nil }
+            if index < scalars.count && scalars[index] == "." {
+                index += 1
+                let fraction = digits()
+                guard !fraction.isEmpty else { return nil }
+                number += "." + fraction
+            }
+            skipSpaces()
+            var unitSeconds = 1.0
+            let rest = String(String.UnicodeScalarView(scalars[index...]))
+            if let unit = timeUnits.first(where: { rest.hasPrefix($0.name) }) {
+                index += unit.name.unicodeScalars.count
+                unitSeconds = unit.seconds
+                // A unit is followed by a space, a digit or the end ("5secs" is not a time span).
+                if index < scalars.count && scalars[index] != " " && !("0"..."9").contains(scalars[index]) {
+                    return nil
+                }
+            }
+            guard let value = Double(number) else { return nil }
+            total += value * unitSeconds
+            parts += 1
+            skipSpaces()
+        }
+        return parts > 0 ? total : nil
+    }
+}
+
+extension String {
+    fileprivate var trimmingSpaces: String {
+        var scalars = Substring(self).unicodeScalars
+        while scalars.first == " " { scalars.removeFirst() }
+        while scalars.last == " " { scalars.removeLast() }
+        return String(scalars)
+    }
+}
+
+extension Unicode.Scalar {
+    fileprivate var isControl: Bool { value < 0x20 || value == 0x7f }
+}

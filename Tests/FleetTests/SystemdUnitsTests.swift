@@ -1,0 +1,200 @@
+import CommandRunner
+import FleetFiles
+import FleetTestSupport
+import Foundation
+import HostAgent
+import Testing
+
+/// `fleet-client install-units`: the units a host without NixOS runs, written by the real executable and
+/// checked by systemd's own parser (`systemd-analyze verify`, which works offline, without a running systemd).
+@Suite("fleet-client install-units")
+struct SystemdUnitsTests {
+    static let systemdAnalyze = "/usr/bin/systemd-analyze"
+    static let unitNames = [
+        SystemdUnits.serviceName, SystemdUnits.pageServiceName, SystemdUnits.timerName, SystemdUnits.pageSocketName,
+    ]
+
+    static func installUnits(_ arguments: [String]) async throws -> CommandOutput {
+        try await Command.run(FleetFixture.executable("fleet-client"), ["install-units"] + arguments)
+    }
+
+    /// Runs `systemd-analyze verify` on unit files; its output, both streams.
+    static func verify(_ paths: [String]) async throws -> (status: Int32, output: String) {
+        let result = try await Command.run(systemdAnalyze, ["verify"] + paths)
+        return (result.exitCode, result.standardOutput + result.standardError)
+    }
+
+    @Test func unitsWrittenByInstallUnitsPassSystemdAnalyzeVerify() async throws {
+        let directory = try TestDirectory.makeTemporary()
+        defer { directory.remove() }
+        let output = try await Self.installUnits([
+            "--directory", directory.path, "--config", directory.path("client.toml"), "--interval", "1h 30min",
+            "--randomized-delay", "0", "--binary", FleetFixture.executable("fleet-client"),
+        ])
+        #expect(output.exitCode == 0, "\(output.standardError)")
+        let paths = Self.unitNames.map { directory.path($0) }
+        let verified = try await Self.verify(paths)
+        #expect(verified.status == 0, "systemd-analyze verify exited \(verified.status):\n\(verified.output)")
+        let complaints = verified.output.split(separator: "\n").filter {
+            $0.contains(directory.path) || $0.contains("fleet-client")
+        }
+        #expect(complaints.isEmpty, "systemd-analyze verify warns about the units:\n\(verified.output)")
+
+        // The check can fail: the same units with a directive systemd does not know, a bad time span and a
+        // missing executable are all reported.
+        let broken = directory.path("broken")
+        try directory.makeDirectory("broken", mode: 0o700)
+        for (name, path) in zip(Self.unitNames, paths) {
+            var text = try String(contentsOfFile: path, encoding: .utf8)
+            text = text.replacingOccurrences(of: "OnUnitActiveSec=1h 30min", with: "OnUnitActiveSec=15 potatoes")
+                .replacingOccurrences(of: "Type=oneshot", with: "Type=oneshot\nBogusDirective=1")
+                .replacingOccurrences(of: FleetFixture.executable("fleet-client"), with: "/nonexistent/fleet-client")
+            try directory.writeFile("broken/\(name)", text: text)
+        }
+        let failed = try await Self.verify(Self.unitNames.map { broken + "/" + $0 })
+        #expect(failed.status != 0)
+        for expected in ["BogusDirective", "15 potatoes", "/nonexistent/fleet-client"] {
+            #expect(failed.output.contains(expected), "systemd-analyze verify missed \(expected):\n\(failed.output)")
+        }
+    }
+
+    @Test func theUnitsSayWhatTheyMustAndNothingElse() throws {
+        let units = try SystemdUnits(
+            binary: "/usr/local/bin/fleet-client", configuration: "/etc/fleet/client.toml")
+        let text = Dictionary(uniqueKeysWithValues: units.units.map { ($0.name, $0.text) })
+        let service = try #require(text[SystemdUnits.serviceName])
+        #expect(service.contains("\nType=oneshot\n"))
+        #expect(service.contains("\nExecStart=/usr/local/bin/fleet-client run --config /etc/fleet/client.toml\n"))
+        // Applied, unreachable and locked are not failures; failed, refused and rolled back are.
+        #expect(service.contains("\nSuccessExitStatus=10 13 14\n"))
+        #expect(SystemdUnits.successExitStatuses == [RunOutcome.applied, .unreachable, .locked].map(\.exitStatus))
+        for outcome in [RunOutcome.failed, .refused, .rolledBack] {
+            #expect(!SystemdUnits.successExitStatuses.contains(outcome.exitStatus))
+        }
+        let timer = try #require(text[SystemdUnits.timerName])
+        for line in ["OnBootSec=2min", "OnUnitActiveSec=15min", "RandomizedDelaySec=5min", "WantedBy=timers.target"] {
+            #expect(timer.contains("\n\(line)\n"), "\(line) missing from\n\(timer)")
+        }
+        let socket = try #require(text[SystemdUnits.pageSocketName])
+        #expect(socket.contains("\nListenStream=127.0.0.1:9999\n") && socket.contains("\nAccept=no\n"))
+        #expect(socket.split(separator: "\n").filter { $0.hasPrefix("Listen") }.count == 1, "loopback only")
+        let page = try #require(text[SystemdUnits.pageServiceName])
+        #expect(page.contains("\nExecStart=/usr/local/bin/fleet-client serve --config /etc/fleet/client.toml\n"))
+        #expect(page.contains("\nRequires=fleet-client-page.socket\n"))
+    }
+
+    @Test func installingAgainChangesOnlyWhatDiffers() async throws {
+        let directory = try TestDirectory.makeTemporary()
+        defer { directory.remove() }
+        let arguments = ["--directory", directory.path, "--config", directory.path("client.toml")]
+        var output = try await Self.installUnits(arguments)
+        #expect(output.exitCode == 0, "\(output.standardError)")
+        for name in Self.unitNames {
+            #expect(output.standardOutput.contains("wrote     \(directory.path(name))\n"), "\(output.standardOutput)")
+        }
+        #expect(output.standardOutput.contains("systemctl daemon-reload"))
+        // The configuration does not exist yet: a warning, not a refusal.
+        #expect(output.standardError.contains("warning: the units read \(directory.path("client.toml"))"))
+
+        func statuses() throws -> [FileStatus?] { try Self.unitNames.map { try FileStatus.of(directory.path($0)) } }
+        let before = try statuses()
+        #expect(before.allSatisfy { $0?.kind == .regular && $0?.permissions == 0o644 })
+        output = try await Self.installUnits(arguments)
+        #expect(output.exitCode == 0, "\(output.standardError)")
+        #expect(output.standardOutput.split(separator: "\n").filter { $0.hasPrefix("unchanged ") }.count == 4)
+        #expect(!output.standardOutput.contains("wrote") && !output.standardOutput.contains("daemon-reload"))
+        #expect(try statuses() == before, "an unchanged unit was rewritten")
+
+        // A new interval rewrites the timer only; a hand edit and a wrong mode are put right.
+        try directory.writeFile(SystemdUnits.pageServiceName, text: "edited by hand\n")
+        _ = chmod(directory.path(SystemdUnits.serviceName), 0o600)
+        output = try await Self.installUnits(arguments + ["--interval", "1h"])
+        #expect(output.exitCode == 0, "\(output.standardError)")
+        for name in Self.unitNames {
+            let expected = name == SystemdUnits.pageSocketName ? "unchanged" : "wrote    "
+            #expect(output.standardOutput.contains("\(expected) \(directory.path(name))\n"), "\(output.standardOutput)")
+        }
+        let timer = try String(contentsOfFile: directory.path(SystemdUnits.timerName), encoding: .utf8)
+        #expect(timer.contains("\nOnUnitActiveSec=1h\n"))
+        #expect(try FileStatus.of(directory.path(SystemdUnits.serviceName))?.permissions == 0o644)
+        // Nothing but the units is left behind.
+        #expect(try FileIO.listDirectory(directory.path).sorted() == Self.unitNames.sorted())
+    }
+
+    @Test func dryRunPrintsTheUnitsAndWritesNothing() async throws {
+        let directory = try TestDirectory.makeTemporary()
+        defer { directory.remove() }
+        let output = try await Self.installUnits(["--directory", directory.path, "--dry-run", "--binary", "/bin/true"])
+        #expect(output.exitCode == 0, "\(output.standardError)")
+        for name in Self.unitNames { #expect(output.standardOutput.contains("==> \(directory.path(name)) <==")) }
+        #expect(output.standardOutput.contains("ExecStart=/bin/true run --config /etc/fleet/client.toml"))
+        #expect(try FileIO.listDirectory(directory.path).isEmpty)
+    }
+
+    @Test func hostileInputsAreRefusedAndNothingIsWritten() async throws {
+        let directory = try TestDirectory.makeTemporary()
+        defer { directory.remove() }
+        let config = directory.path("client.toml")
+        let cases: [(option: String, value: String, expected: String)] = [
+            ("--directory", "units", "--directory \"units\": must be an absolute path"),
+            ("--config", "client.toml", "--config \"client.toml\": must be an absolute path"),
+            ("--binary", "bin/fleet-client", "--binary \"bin/fleet-client\": must be an absolute path"),
+            // A newline would start a directive of its own in the unit file.
+            ("--config", "/etc/fleet/client.toml\nExecStartPre=/bin/sh -c evil", "--config"),
+            ("--binary", "/usr/bin/fleet-client\n[Service]\nUser=root", "--binary"),
+            // Spaces, quotes, % specifiers and $ variables mean something to systemd: refused, not escaped.
+            ("--binary", "/opt/my fleet/fleet-client", "may only contain"),
+            ("--config", "/etc/fleet/%n.toml", "may only contain"),
+            ("--config", "/etc/fleet/$HOME.toml", "may only contain"),
+            ("--config", "/etc/fleet/", "must name a file"),
+            ("--interval", "15min\nOnCalendar=minutely", "not a systemd time span"),
+            ("--interval", "15 potatoes", "not a systemd time span"),
+            ("--interval", "-5min", "not a systemd time span"),
+            ("--interval", "infinity", "not a systemd time span"),
+            ("--interval", "0", "at least 1min"),
+            ("--interval", "30s", "at least 1min"),
+            ("--randomized-delay", "5min\n[Install]\nWantedBy=multi-user.target", "not a systemd time span"),
+            ("--randomized-delay", "5secs", "not a systemd time span"),
+        ]
+        for (option, value, expected) in cases {
+            // --option=value, so that a value starting with "-" is a value.
+            var arguments = ["--directory": directory.path, "--config": config]
+            arguments[option] = value
+            let output = try await Self.installUnits(arguments.sorted { $0.key < $1.key }.map { "\($0)=\($1)" })
+            let shown = "\(option) \(String(reflecting: value))"
+            #expect(output.exitCode != 0, "accepted \(shown)")
+            #expect(output.standardError.contains(expected), "\(shown): \(output.standardError)")
+            #expect(try FileIO.listDirectory(directory.path).isEmpty, "\(shown) wrote into the directory")
+        }
+
+        // A missing directory is not created, and a masked unit (a link to /dev/null) is left alone.
+        var output = try await Self.installUnits(["--directory", directory.path("missing"), "--config", config])
+        #expect(output.exitCode != 0 && output.standardError.contains("no such directory"), "\(output.standardError)")
+        guard symlink("/dev/null", directory.path(SystemdUnits.timerName)) == 0 else {
+            throw TestSupportError("symlink failed")
+        }
+        output = try await Self.installUnits(["--directory", directory.path, "--config", config])
+        #expect(output.exitCode != 0 && output.standardError.contains("masked"), "\(output.standardError)")
+        #expect(try FileIO.listDirectory(directory.path) == [SystemdUnits.timerName])
+        #expect(try FileIO.readLink(directory.path(SystemdUnits.timerName)) == "/dev/null")
+    }
+
+    @Test func timeSpansAreReadAsSystemdReadsThem() async throws {
+        let accepted = [
+            "15min", "1h", "1h 30min", "1h30min", "90", "1.5h", " 5 min ", "2 weeks", "1M", "1y", "55s500ms", "1 hr",
+            "10seconds", "3 days", "250ms", "0",
+        ]
+        for text in accepted {
+            let seconds = try #require(SystemdUnits.seconds(ofTimeSpan: text), "refused \(String(reflecting: text))")
+            let output = try await Command.run(Self.systemdAnalyze, ["timespan", text])
+            #expect(output.exitCode == 0, "systemd refuses \(String(reflecting: text)): \(output.standardError)")
+            let microseconds = output.standardOutput.split(separator: "\n").map { String($0).trimmingWhitespace() }
+                .first { $0.hasPrefix("μs:") }
+                .flatMap { Double(String($0.dropFirst(3)).trimmingWhitespace()) }
+            #expect(microseconds == (seconds * 1_000_000).rounded(), "\(text): systemd says \(output.standardOutput)")
+        }
+        for text in ["", " ", "min", "15 potatoes", "5secs", "5mo", "1.h", ".5h", "-1h", "infinity", "1h\n", "1e3s"] {
+            #expect(SystemdUnits.seconds(ofTimeSpan: text) == nil, "accepted \(String(reflecting: text))")
+        }
+    }
+}

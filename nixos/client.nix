@@ -1,0 +1,315 @@
+# services.fleet-client: this host pulls its own NixOS configuration from the fleet server and applies it.
+#
+# Everything here is declared by Nix; nothing is generated on the host at runtime:
+#   /etc/fleet/client.toml            from `settings` (or `configFile`, e.g. the output of
+#                                     `fleet client-config HOST` on the server)
+#   fleet-client.service              one `fleet-client run` (oneshot), started by
+#   fleet-client.timer                every `interval` plus a random delay, and 2 minutes after boot
+#   fleet-client-page.socket          the UPDATE MY MACHINE page, 127.0.0.1:9999 only, which starts
+#   fleet-client-page.service         `fleet-client serve` with the listening socket (Accept=no)
+#
+# Hosts without NixOS get the same four units from `fleet-client install-units`
+# (Sources/HostAgent/SystemdUnits.swift): keep the two in step. Facts shared with the Swift code (client.toml
+# keys, exit statuses, the page's address) live in ./shared.nix, which the tests compare with it.
+#
+# Exit statuses of a run and the unit's state (systemctl status fleet-client, OnFailure=):
+#   0 unchanged, 10 applied              success
+#   13 unreachable                       success: nothing changed here, the next poll tries again
+#   14 locked                            success: another run (the page's button) holds the lock and reports
+#   11 failed, 12 refused, 15 rolled back  the unit is failed: the build or activation failed, verification
+#                                        refused what the server sent (or its host key), or a switch was
+#                                        undone. The next poll normally exits 0 again (a failed generation
+#                                        is not retried until a newer one is published), so "failed" lasts
+#                                        until then; `fleet-client status` here and `fleet status` on the
+#                                        server keep the record.
+#   1 any other error (e.g. client.toml unreadable)  failed
+{ config, lib, pkgs, ... }:
+
+let
+  inherit (lib) mkOption types literalExpression;
+
+  cfg = config.services.fleet-client;
+  shared = import ./shared.nix;
+  toml = pkgs.formats.toml { };
+  configPath = "/etc/fleet/client.toml";
+
+  absolutePath = types.strMatching "/[^[:cntrl:]]*";
+  timeSpan = types.strMatching shared.timeSpanPattern;
+
+  packageMissing = ''
+    services.fleet-client.package is not set. fleet is not in nixpkgs: build fleet-client (Swift 6.2,
+    `swift build -c release --product fleet-client`) and give its package here, e.g. a derivation that
+    installs it as $out/bin/fleet-client.'';
+  binary = if cfg.package == null then throw packageMissing else "${cfg.package}/bin/fleet-client";
+
+  # TOML has no null: optional keys left unset (operation) are left out of the file.
+  renderedSettings = lib.filterAttrsRecursive (_: value: value != null) cfg.settings;
+
+  # Keys fleet-client would refuse ("unknown key"), found at evaluation instead of on the host.
+  knownTop = shared.clientKeys.top ++ builtins.attrNames shared.clientKeys.tables;
+  unknownIn = known: attrs: builtins.filter (key: !builtins.elem key known) (builtins.attrNames attrs);
+  unknownKeys =
+    map (key: "settings.${key}") (unknownIn knownTop renderedSettings)
+    ++ lib.concatLists (lib.mapAttrsToList
+      (table: keys:
+        let value = renderedSettings.${table} or { }; in
+        if builtins.isAttrs value then map (key: "settings.${table}.${key}") (unknownIn keys value)
+        else [ "settings.${table} (must be a table)" ])
+      shared.clientKeys.tables);
+
+  configFile = if cfg.configFile != null then cfg.configFile else toml.generate "client.toml" renderedSettings;
+
+  # What a run needs besides the client: Nix (nix build, nix-build, nix-env). The configuration's own
+  # switch-to-configuration brings the rest.
+  runEnvironment = {
+    path = [ config.nix.package ];
+    environment = {
+      # The client builds flakes with `nix build`; this works whether or not nix.conf enables them.
+      NIX_CONFIG = "extra-experimental-features = nix-command flakes";
+    } // lib.optionalAttrs (config.nix.nixPath != [ ]) {
+      # A host whose directory has configuration.nix (no flake) is built from <nixpkgs/nixos>.
+      NIX_PATH = lib.concatStringsSep ":" config.nix.nixPath;
+    };
+  };
+in
+{
+  options.services.fleet-client = {
+    enable = lib.mkEnableOption "fleet-client, which pulls this host's configuration from the fleet server";
+
+    package = mkOption {
+      type = types.nullOr types.package;
+      default = null;
+      description = ''
+        The package providing `bin/fleet-client`. There is no default: fleet is not in nixpkgs.
+      '';
+    };
+
+    configFile = mkOption {
+      type = types.nullOr types.path;
+      default = null;
+      example = literalExpression "./client.toml";
+      description = ''
+        A complete client.toml (e.g. the output of `fleet client-config HOST` on the server), installed as
+        ${configPath} instead of one rendered from `settings`. It holds public keys and paths only, so
+        having it in the Nix store is fine. When set, `settings` is ignored.
+      '';
+    };
+
+    settings = mkOption {
+      description = ''
+        The contents of ${configPath}, key for key (the names are client.toml's). Keys fleet-client does not
+        know are refused at evaluation, as fleet-client would refuse them.
+      '';
+      default = { };
+      example = literalExpression ''
+        {
+          fleet_public_key = "fleet-1:Qx8p…=";
+          server = {
+            address = "fleet.example.org";
+            host_key = "ssh-ed25519 AAAAC3Nza… root@fleet";
+          };
+          operation = "boot";
+        }
+      '';
+      type = types.submodule {
+        freeformType = toml.type;
+        options = {
+          host = mkOption {
+            type = types.strMatching shared.hostNamePattern;
+            default = config.networking.hostName;
+            defaultText = literalExpression "config.networking.hostName";
+            description = "This host's name in the fleet's fleet.toml.";
+          };
+          fleet_public_key = mkOption {
+            type = types.strMatching "[^:[:space:]]+:[A-Za-z0-9+/]+=*";
+            example = "fleet-1:Qx8pB0Yh0dXzD3kpX3tN9tQm4w6F8M1Jk0s2o8Vb2bU=";
+            description = ''
+              The key manifests must be signed with, `name:base64`: the server's
+              `/var/lib/fleet/signing.pub` (`fleet init` prints it).
+            '';
+          };
+          identity_file = mkOption {
+            type = absolutePath;
+            default = "/etc/ssh/ssh_host_ed25519_key";
+            description = ''
+              The private key this host logs in with (a path on the host, never a Nix path: it must not enter
+              the store). Its public half is the host's key in fleet.toml.
+            '';
+          };
+          state_dir = mkOption {
+            type = absolutePath;
+            default = "/var/lib/fleet-client";
+            description = "Where fleet-client keeps its state, extracted generations and installed secrets.";
+          };
+          profile = mkOption {
+            type = absolutePath;
+            default = "/nix/var/nix/profiles/system";
+            description = "The Nix profile whose generations are this host's systems.";
+          };
+          operation = mkOption {
+            type = types.nullOr (types.enum [ "switch" "boot" "test" ]);
+            default = null;
+            example = "boot";
+            description = ''
+              Overrides the operation the server publishes, e.g. `boot` on a machine that must not change
+              while in use. Null: the published operation.
+            '';
+          };
+          log_limit_bytes = mkOption {
+            type = types.ints.between 65536 1073741824;
+            default = 4194304;
+            description = "Run logs larger than this are cut in the middle, saying so.";
+          };
+          keep_generations = mkOption {
+            type = types.ints.between 0 100;
+            default = 2;
+            description = "Extracted generations kept besides the current one.";
+          };
+          server = mkOption {
+            description = "The `[server]` table: the fleet server and how to reach it.";
+            default = { };
+            type = types.submodule {
+              freeformType = toml.type;
+              options = {
+                address = mkOption {
+                  type = types.str;
+                  example = "fleet.example.org";
+                  description = "The fleet server's address.";
+                };
+                port = mkOption {
+                  type = types.port;
+                  default = 22;
+                  description = "The fleet server's SSH port.";
+                };
+                user = mkOption {
+                  type = types.strMatching "[a-z0-9_][a-z0-9_-]{0,31}";
+                  default = shared.unixUser "fleet-" cfg.settings.host;
+                  defaultText = literalExpression ''"fleet-" + settings.host'';
+                  description = ''
+                    This host's Unix user on the server: fleet.toml's `user_prefix` (default `fleet-`) and the
+                    host name.
+                  '';
+                };
+                host_key = mkOption {
+                  type = types.strMatching "[a-z0-9@.-]+ [A-Za-z0-9+/]+=*( [^[:cntrl:]]*)?";
+                  example = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI… root@fleet";
+                  description = ''
+                    The server's SSH host key, one OpenSSH public key line. It is pinned: the client refuses a
+                    server that shows any other key (no trust on first use).
+                  '';
+                };
+                connect_timeout_seconds = mkOption {
+                  type = types.ints.between 1 600;
+                  default = 10;
+                  description = "How long connecting to the server may take.";
+                };
+                io_timeout_seconds = mkOption {
+                  type = types.ints.between 1 3600;
+                  default = 60;
+                  description = "A transfer that makes no progress for this long is abandoned.";
+                };
+              };
+            };
+          };
+        };
+      };
+    };
+
+    interval = mkOption {
+      type = timeSpan;
+      default = shared.defaultInterval;
+      example = "1h";
+      description = ''
+        How often the timer polls the server (a systemd time span, OnUnitActiveSec=: counted from the last
+        run's start).
+      '';
+    };
+
+    randomizedDelay = mkOption {
+      type = timeSpan;
+      default = shared.defaultRandomizedDelay;
+      example = "0";
+      description = ''
+        A random delay, up to this, added to every poll (RandomizedDelaySec=) so that a fleet does not reach
+        its server at once.
+      '';
+    };
+
+    page.enable = mkOption {
+      type = types.bool;
+      default = true;
+      description = ''
+        Whether to offer the page on http://127.0.0.1:9999 whose button starts a run (loopback only;
+        `fleet-client serve`, socket-activated).
+      '';
+    };
+  };
+
+  config = lib.mkIf cfg.enable {
+    assertions = [
+      { assertion = cfg.package != null; message = packageMissing; }
+      {
+        assertion = cfg.configFile != null || unknownKeys == [ ];
+        message = ''
+          services.fleet-client: fleet-client would refuse these client.toml keys:
+          ${lib.concatStringsSep ", " unknownKeys}. The keys it knows are listed in fleet's nixos/shared.nix.'';
+      }
+    ];
+
+    warnings = lib.optional
+      (cfg.configFile == null && cfg.settings.identity_file == "/etc/ssh/ssh_host_ed25519_key"
+        && !config.services.openssh.enable)
+      ''
+        services.fleet-client logs in with /etc/ssh/ssh_host_ed25519_key, which NixOS generates only when
+        services.openssh is enabled: enable it, create that key, or set settings.identity_file.'';
+
+    environment.etc."fleet/client.toml".source = configFile;
+    environment.systemPackages = lib.optional (cfg.package != null) cfg.package;
+
+    systemd.services.fleet-client = runEnvironment // {
+      description = "fleet: pull and apply this host's configuration";
+      wants = [ "network-online.target" ];
+      after = [ "network-online.target" ];
+      # A run activates new systems, and activation restarts the units that changed. This one must not be
+      # restarted (killed) by the activation it is performing: its new definition applies from the next run.
+      restartIfChanged = false;
+      serviceConfig = {
+        Type = "oneshot";
+        ExecStart = "${binary} run --config ${configPath}";
+        # Applied, unreachable and locked are not failures of this unit; see the top of this file.
+        SuccessExitStatus = lib.concatMapStringsSep " " toString shared.successExitStatuses;
+      };
+    };
+
+    # Monotonic: 2 minutes after boot, then `interval` after each run started. Persistent= only applies to
+    # OnCalendar= timers; the boot poll is what catches up after the machine was off.
+    systemd.timers.fleet-client = {
+      description = "fleet: poll the fleet server every ${cfg.interval}";
+      wantedBy = [ "timers.target" ];
+      timerConfig = {
+        OnBootSec = shared.bootDelay;
+        OnUnitActiveSec = cfg.interval;
+        RandomizedDelaySec = cfg.randomizedDelay;
+      };
+    };
+
+    systemd.sockets.fleet-client-page = lib.mkIf cfg.page.enable {
+      description = "fleet: the UPDATE MY MACHINE page (loopback only)";
+      wantedBy = [ "sockets.target" ];
+      listenStreams = [ shared.pageListenStream ];
+      # One `fleet-client serve` receives the listening socket and accepts the connections itself, so that
+      # it can show a run's progress to every page that asks and never start two runs.
+      socketConfig.Accept = false;
+    };
+
+    systemd.services.fleet-client-page = lib.mkIf cfg.page.enable (runEnvironment // {
+      description = "fleet: the UPDATE MY MACHINE page on http://${shared.pageListenStream}";
+      requires = [ "fleet-client-page.socket" ];
+      after = [ "fleet-client-page.socket" ];
+      # A run the button started activates a new system from inside this service: like fleet-client.service,
+      # it must not be restarted by that activation. The new binary serves once this one exits.
+      restartIfChanged = false;
+      serviceConfig.ExecStart = "${binary} serve --config ${configPath}";
+    });
+  };
+}

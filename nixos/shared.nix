@@ -1,0 +1,63 @@
+# Facts the NixOS modules share with the fleet executables, as plain Nix (builtins only, no nixpkgs).
+#
+# Keeping them here, free of nixpkgs, lets the test suite evaluate them offline (`nix-instantiate --eval`)
+# and compare them with the Swift code they mirror (Tests/FleetTests/NixModulesTests.swift). When the
+# Swift side changes, the tests say which line here to change.
+rec {
+  # The keys /etc/fleet/client.toml may hold, as fleet-client's parser accepts them
+  # (Sources/FleetProtocol/ClientConfiguration.swift: topKeys, serverKeys). fleet-client refuses a file
+  # with any other key, so client.nix refuses them at evaluation time instead. A new table (say
+  # `[rollback]`) goes into `tables`, with a typed option for each of its keys in client.nix.
+  clientKeys = {
+    top = [
+      "host"
+      "fleet_public_key"
+      "identity_file"
+      "state_dir"
+      "profile"
+      "operation"
+      "log_limit_bytes"
+      "keep_generations"
+    ];
+    tables = {
+      server = [ "address" "port" "user" "host_key" "connect_timeout_seconds" "io_timeout_seconds" ];
+    };
+  };
+
+  # `fleet-client run` exit statuses that do not mark fleet-client.service failed
+  # (Sources/HostAgent/SystemdUnits.swift: successExitStatuses): 10 applied, 13 unreachable (tried again at
+  # the next poll), 14 locked (another run, e.g. the page's, is going). 11 failed, 12 refused and
+  # 15 rolled back do mark it failed.
+  successExitStatuses = [ 10 13 14 ];
+
+  # The page's socket: loopback only.
+  pageListenStream = "127.0.0.1:9999";
+
+  # How often the timer polls, and the random delay added to each poll, unless configured.
+  defaultInterval = "15min";
+  defaultRandomizedDelay = "5min";
+  # The first poll after boot (the timer's catch-up after downtime).
+  bootDelay = "2min";
+
+  # Host names, as fleet.toml allows them (Sources/FleetProtocol/HostName.swift).
+  hostNamePattern = "[a-z0-9][a-z0-9-]{0,62}";
+
+  # A systemd time span such as "15min", "1h 30min" or "90s" (see systemd.time(7)); the units
+  # fleet-client install-units accepts.
+  timeSpanUnit =
+    "(usec|us|msec|ms|seconds|second|sec|s|minutes|minute|min|m|hours|hour|hr|h|days|day|d|weeks|week|w"
+    + "|months|month|M|years|year|y)";
+  timeSpanPattern =
+    let part = "[0-9]+(\\.[0-9]+)? *${timeSpanUnit}?"; in " *${part}( *${part})* *";
+  isTimeSpan = text: builtins.match timeSpanPattern text != null;
+
+  # The Unix user a host logs in as on the server (Sources/Inventory/HostConfiguration.swift, unixUser):
+  # the prefix and the host name, or, past the 32 characters useradd allows, the prefix, the start of the
+  # name, "-" and the first 8 hex digits of the name's SHA-256.
+  unixUser = prefix: host:
+    let plain = prefix + host; in
+    if builtins.stringLength plain <= 32 then plain
+    else
+      prefix + builtins.substring 0 (32 - builtins.stringLength prefix - 9) host + "-"
+      + builtins.substring 0 8 (builtins.hashString "sha256" host);
+}
