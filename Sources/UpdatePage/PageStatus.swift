@@ -29,7 +29,9 @@ struct PageStatus: Encodable, Sendable {
         }
         appliedGeneration = state.applied?.generation
         if let applied = state.applied {
-            let commit = applied.sourceCommit.isEmpty ? "" : "commit \(applied.sourceCommit.prefix(12)), "
+            // "none" is what a fleet repository outside git publishes.
+            let known = !applied.sourceCommit.isEmpty && applied.sourceCommit != "none"
+            let commit = known ? "commit \(applied.sourceCommit.prefix(12)), " : ""
             self.applied = "generation \(applied.generation) (\(commit)\(applied.operation)) at \(applied.at)"
         } else {
             applied = "nothing yet"

@@ -109,10 +109,12 @@ public struct RequestPolicy: Sendable {
         return .success(.press)
     }
 
-    /// A client's value as a refusal quotes it: printable ASCII only, at most 100 characters.
+    /// A client's value as a refusal quotes it: printable ASCII but for quotes and markup, at most 100
+    /// characters (refusals are plain text, but nothing a client sends is echoed as it came).
     static func quoted(_ value: String) -> String {
         let printable = value.unicodeScalars.prefix(100).map { scalar -> Character in
-            scalar.value >= 0x20 && scalar.value < 0x7f && scalar != "\"" ? Character(scalar) : "?"
+            scalar.value >= 0x20 && scalar.value < 0x7f && !"\"<>&'`".unicodeScalars.contains(scalar)
+                ? Character(scalar) : "?"
         }
         return String(printable) + (value.unicodeScalars.count > 100 ? "…" : "")
     }

@@ -120,9 +120,9 @@ public final class RunSupervisor: Sendable {
             if let failure {
                 run.summary = "error: the run could not be started: \(failure)"
             } else if let outcome {
-                // The run's last phase line is "<outcome>: <reason>".
+                // The run's last phase line is "<outcome>: <reason>", but for a run that did not start (locked).
                 let last = run.lines.last { $0.hasPrefix(outcome.rawValue + ":") }
-                run.summary = last ?? outcome.rawValue
+                run.summary = last ?? (run.lines.last.map { "\(outcome.rawValue): \($0)" } ?? outcome.rawValue)
             } else {
                 let last = run.lines.last.map { ": \($0)" } ?? ""
                 run.summary = "error: fleet-client run exited with status \(exitStatus ?? -1)\(last)"
