@@ -20,6 +20,8 @@ enum PageHTML {
             outcomeText = run.summary ?? run.outcome ?? ""
         }
         let lines = run?.lines.joined(separator: "\n") ?? ""
+        // Without JavaScript, the page reloads itself while a run goes on.
+        let refresh = running ? "\n<noscript><meta http-equiv=\"refresh\" content=\"2\"></noscript>" : ""
         // What a test or a script reads off the page: "running", or the outcome once the run ended.
         let outcomeName = run.map { $0.phase == .running ? "running" : $0.outcome ?? "" } ?? ""
         return """
@@ -29,7 +31,7 @@ enum PageHTML {
             <meta charset="utf-8">
             <meta name="viewport" content="width=device-width, initial-scale=1">
             <title>fleet · \(escape(status.host))</title>
-            <link rel="icon" href="data:,">
+            <link rel="icon" href="data:,">\(refresh)
             <style nonce="\(nonce)">\(style)</style>
             </head>
             <body>

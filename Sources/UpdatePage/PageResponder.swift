@@ -18,15 +18,15 @@ struct PageResponder: Sendable {
 
     func respond(method: String, target: String, headers: [(name: String, value: String)]) -> PageResponse {
         switch policy.route(method: method, target: target, headers: headers) {
-        case .failure(let refusal):
+        case .refused(let refusal):
             return .text(refusal.status, refusal.message, headers: refusal.allow.map { [("Allow", $0)] } ?? [])
-        case .success(.page):
+        case .route(.page):
             let nonce = PageHTML.makeNonce()
             let status = PageStatus(host: host, stateDirectory: stateDirectory)
             return .html(PageHTML.render(status: status, run: supervisor.current, nonce: nonce), nonce: nonce)
-        case .success(.status):
+        case .route(.status):
             return .json(200, document(message: nil))
-        case .success(.press):
+        case .route(.press):
             let wantsJSON = headers.contains {
                 $0.name.lowercased() == "accept" && $0.value.contains("application/json")
             }

@@ -9,6 +9,12 @@
 ///   without Origin needs a Referer from this page instead; with neither, it is refused. A cross-site form
 ///   or fetch POST carries the other site's Origin (or `null`) and is refused.
 public struct RequestPolicy: Sendable {
+    /// The policy's answer: a route, or a refusal.
+    public enum Verdict: Sendable, Equatable {
+        case route(Route)
+        case refused(Refusal)
+    }
+
     /// What an accepted request asks for.
     public enum Route: Sendable, Equatable {
         /// `GET /`: the page.
@@ -19,8 +25,8 @@ public struct RequestPolicy: Sendable {
         case press
     }
 
-    /// A refused request: the status and the message the client sees.
-    public struct Refusal: Error, Sendable, Equatable {
+    /// A refused request: the status and the message the client sees (an answer, not an error of the page).
+    public struct Refusal: Sendable, Equatable {
         public var status: Int
         public var message: String
         /// The `Allow` header of a 405.
@@ -44,18 +50,18 @@ public struct RequestPolicy: Sendable {
     /// - Parameter headers: every header as received, repeated names included.
     public func route(
         method: String, target: String, headers: [(name: String, value: String)]
-    ) -> Result<Route, Refusal> {
+    ) -> Verdict {
         func values(_ name: String) -> [String] {
             headers.filter { $0.name.lowercased() == name }.map { $0.value.trimmingSpaces() }
         }
         let hostValues = values("host")
         guard hostValues.count == 1, let host = hostValues.first else {
-            return .failure(Refusal(status: 400, message: hostValues.isEmpty
+            return .refused(Refusal(status: 400, message: hostValues.isEmpty
                 ? "A Host header is required." : "Exactly one Host header is allowed."))
         }
         let ownHost = host.lowercased()
         guard hosts.contains(ownHost) else {
-            return .failure(Refusal(status: 403, message: """
+            return .refused(Refusal(status: 403, message: """
                 This page answers only to http://127.0.0.1:\(port)/ and http://localhost:\(port)/; \
                 Host "\(Self.quoted(host))" is refused (DNS rebinding protection).
                 """))
@@ -63,50 +69,50 @@ public struct RequestPolicy: Sendable {
         let ownOrigin = "http://" + ownHost
         let origins = values("origin")
         guard origins.count <= 1 else {
-            return .failure(Refusal(status: 400, message: "Exactly one Origin header is allowed."))
+            return .refused(Refusal(status: 400, message: "Exactly one Origin header is allowed."))
         }
         if let origin = origins.first, origin.lowercased() != ownOrigin {
-            return .failure(Refusal(status: 403, message: """
+            return .refused(Refusal(status: 403, message: """
                 Cross-origin request refused: Origin "\(Self.quoted(origin))" is not this page (\(ownOrigin)).
                 """))
         }
 
         guard target.utf8.count <= Self.targetLimit else {
-            return .failure(
+            return .refused(
                 Refusal(status: 414, message: "The request target is longer than \(Self.targetLimit) bytes."))
         }
         let allowed: String
         switch target {
         case "/":
             allowed = "GET, HEAD"
-            if method == "GET" || method == "HEAD" { return .success(.page) }
+            if method == "GET" || method == "HEAD" { return .route(.page) }
         case "/run":
             allowed = "GET, HEAD, POST"
-            if method == "GET" || method == "HEAD" { return .success(.status) }
+            if method == "GET" || method == "HEAD" { return .route(.status) }
             if method == "POST" { return pressFrom(origin: origins.first, referers: values("referer"), ownOrigin) }
         default:
-            return .failure(Refusal(status: 404, message: "Not found: the page has / and /run only."))
+            return .refused(Refusal(status: 404, message: "Not found: the page has / and /run only."))
         }
-        return .failure(Refusal(
+        return .refused(Refusal(
             status: 405, message: "Method \(Self.quoted(method)) is not allowed on \(target) (\(allowed)).",
             allow: allowed))
     }
 
     /// A press must show it comes from the page: its Origin (already checked) or, without one, its Referer.
-    private func pressFrom(origin: String?, referers: [String], _ ownOrigin: String) -> Result<Route, Refusal> {
-        if origin != nil { return .success(.press) }
+    private func pressFrom(origin: String?, referers: [String], _ ownOrigin: String) -> Verdict {
+        if origin != nil { return .route(.press) }
         guard referers.count == 1, let referer = referers.first else {
-            return .failure(Refusal(status: 403, message: """
+            return .refused(Refusal(status: 403, message: """
                 A press must come from this page: the request has no Origin (or Referer) header, so it is refused.
                 """))
         }
         let lowered = referer.lowercased()
         guard lowered == ownOrigin || lowered.hasPrefix(ownOrigin + "/") else {
-            return .failure(Refusal(status: 403, message: """
+            return .refused(Refusal(status: 403, message: """
                 Cross-origin press refused: Referer "\(Self.quoted(referer))" is not this page (\(ownOrigin)/).
                 """))
         }
-        return .success(.press)
+        return .route(.press)
     }
 
     /// A client's value as a refusal quotes it: printable ASCII but for quotes and markup, at most 100

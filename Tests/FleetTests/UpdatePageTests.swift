@@ -251,6 +251,7 @@ struct UpdatePageTests {
         let shown = try await page.http.get("/")
         #expect(shown.body.contains("data-outcome=\"running\""))
         #expect(shown.body.contains("<button id=\"update\" type=\"submit\" disabled>"))
+        #expect(shown.body.contains("<noscript><meta http-equiv=\"refresh\" content=\"2\"></noscript>"))
         #expect(page.runProcesses() == processes, "still the one process")
 
         let run = try await page.waitForFinishedRun()
