@@ -22,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.0"),
         .package(url: "https://github.com/apple/swift-system", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
     ],
     targets: [
         // C libraries: each is imported by exactly one wrapper module below.
@@ -88,10 +89,20 @@ let package = Package(
             dependencies: ["SFTPTransport", "FleetProtocol", "ArchiveKit", "FleetFiles", "CommandRunner"],
             swiftSettings: strictSettings
         ),
+        .target(
+            name: "UpdatePage",
+            dependencies: [
+                "HostAgent", "FleetProtocol", "CommandRunner",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .executableTarget(
             name: "FleetClient",
             dependencies: [
-                "HostAgent", "FleetProtocol", "FleetFiles",
+                "HostAgent", "UpdatePage", "FleetProtocol", "FleetFiles",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings
@@ -107,7 +118,7 @@ let package = Package(
             name: "FleetTests",
             dependencies: [
                 "FleetTestSupport", "Inventory", "ChrootSync", "ServerSetup", "FleetProtocol", "ArchiveKit",
-                "SQLiteKit", "FleetFiles", "CommandRunner", "HostAgent", "BuildGate",
+                "SQLiteKit", "FleetFiles", "CommandRunner", "HostAgent", "BuildGate", "UpdatePage",
             ],
             swiftSettings: strictSettings
         ),

@@ -46,7 +46,8 @@ let
   renderedSettings = lib.filterAttrsRecursive (_: value: value != null) cfg.settings;
 
   # Keys fleet-client would refuse ("unknown key"), found at evaluation instead of on the host.
-  knownTop = shared.clientKeys.top ++ builtins.attrNames shared.clientKeys.tables;
+  knownTop = shared.clientKeys.top ++ builtins.attrNames shared.clientKeys.tables
+    ++ builtins.attrNames shared.clientKeys.tableArrays;
   unknownIn = known: attrs: builtins.filter (key: !builtins.elem key known) (builtins.attrNames attrs);
   unknownKeys =
     map (key: "settings.${key}") (unknownIn knownTop renderedSettings)
@@ -55,7 +56,16 @@ let
         let value = renderedSettings.${table} or { }; in
         if builtins.isAttrs value then map (key: "settings.${table}.${key}") (unknownIn keys value)
         else [ "settings.${table} (must be a table)" ])
-      shared.clientKeys.tables);
+      shared.clientKeys.tables)
+    ++ lib.concatLists (lib.mapAttrsToList
+      (array: keys:
+        let value = renderedSettings.${array} or [ ]; in
+        if builtins.isList value then
+          lib.concatLists (lib.imap1 (index: element:
+            if builtins.isAttrs element then map (key: "settings.${array}.${toString index}.${key}") (unknownIn keys element)
+            else [ "settings.${array}.${toString index} (must be a table)" ]) value)
+        else [ "settings.${array} (must be a list of tables)" ])
+      shared.clientKeys.tableArrays);
 
   configFile = if cfg.configFile != null then cfg.configFile else toml.generate "client.toml" renderedSettings;
 
@@ -207,6 +217,82 @@ in
                   type = types.ints.between 1 3600;
                   default = 60;
                   description = "A transfer that makes no progress for this long is abandoned.";
+                };
+              };
+            };
+          };
+          rollback = mkOption {
+            description = ''
+              The `[rollback]` table (magic rollback): after a switch, the server must be reached over a new SSH
+              connection and the health checks must pass within this window, or the previous generation is
+              restored.
+            '';
+            default = { };
+            type = types.submodule {
+              freeformType = toml.type;
+              options = {
+                confirm_timeout_seconds = mkOption {
+                  type = types.ints.between 5 3600;
+                  default = 90;
+                  description = "The confirmation window after an activation, in seconds.";
+                };
+                confirm_attempts = mkOption {
+                  type = types.ints.between 1 100;
+                  default = 3;
+                  description = "Attempts spread over the window; a short outage inside it causes no rollback.";
+                };
+              };
+            };
+          };
+          health_checks = mkOption {
+            description = ''
+              `[[health_checks]]`: commands (argument lists run without a shell, the first an absolute path)
+              that must exit 0 within their timeout for a new generation to be kept.
+            '';
+            default = [ ];
+            example = literalExpression ''
+              [ { name = "web"; command = [ "''${pkgs.curl}/bin/curl" "-fsS" "http://127.0.0.1/" ]; timeout_seconds = 10; } ]
+            '';
+            type = types.listOf (types.submodule {
+              freeformType = toml.type;
+              options = {
+                name = mkOption { type = types.str; description = "Shown in logs and reports."; };
+                command = mkOption {
+                  type = types.nonEmptyListOf types.str;
+                  description = "The program (absolute path) and its arguments.";
+                };
+                timeout_seconds = mkOption {
+                  type = types.ints.between 1 3600;
+                  default = 30;
+                  description = "The check fails (and is killed) past this.";
+                };
+              };
+            });
+          };
+          reboot = mkOption {
+            description = ''
+              The `[reboot]` table: whether fleet-client reboots the machine when a new generation needs it
+              (another kernel, initrd or kernel modules, or a generation staged with `boot`).
+            '';
+            default = { };
+            type = types.submodule {
+              freeformType = toml.type;
+              options = {
+                policy = mkOption {
+                  type = types.enum [ "never" "window" ];
+                  default = "never";
+                  description = "`never`: report that a reboot is needed; `window`: reboot inside `window`.";
+                };
+                window = mkOption {
+                  type = types.nullOr (types.strMatching "[0-2][0-9]:[0-5][0-9]-[0-2][0-9]:[0-5][0-9]");
+                  default = null;
+                  example = "02:00-04:00";
+                  description = "Local time window `HH:MM-HH:MM`; it may cross midnight.";
+                };
+                command = mkOption {
+                  type = types.nonEmptyListOf types.str;
+                  default = [ "/run/current-system/sw/bin/systemctl" "reboot" ];
+                  description = "Run (without a shell) to reboot, once the report is uploaded.";
                 };
               };
             };

@@ -5,7 +5,7 @@
 # Swift side changes, the tests say which line here to change.
 rec {
   # The keys /etc/fleet/client.toml may hold, as fleet-client's parser accepts them
-  # (Sources/FleetProtocol/ClientConfiguration.swift: topKeys, serverKeys). fleet-client refuses a file
+  # (Sources/FleetProtocol/ClientConfiguration.swift: knownKeys). fleet-client refuses a file
   # with any other key, so client.nix refuses them at evaluation time instead. A new table (say
   # `[rollback]`) goes into `tables`, with a typed option for each of its keys in client.nix.
   clientKeys = {
@@ -21,6 +21,12 @@ rec {
     ];
     tables = {
       server = [ "address" "port" "user" "host_key" "connect_timeout_seconds" "io_timeout_seconds" ];
+      rollback = [ "confirm_timeout_seconds" "confirm_attempts" ];
+      reboot = [ "policy" "window" "command" "booted_system" "current_system" ];
+    };
+    # Arrays of tables ([[health_checks]]): the keys of each element.
+    tableArrays = {
+      health_checks = [ "name" "command" "timeout_seconds" ];
     };
   };
 

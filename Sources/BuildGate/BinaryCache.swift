@@ -21,7 +21,7 @@ public struct BinaryCache: Sendable {
     public func add(closureOf toplevel: String, signingKeyFile: String) async throws(Failure) {
         let destination = "file://\(directory)?secret-key=\(signingKeyFile)&compression=zstd"
         do {
-            try await Command.checked("nix", ["copy", "--to", destination, toplevel])
+            try await Command.checked("nix", Nix.flakeFlags + ["copy", "--to", destination, toplevel])
         } catch {
             throw Failure(description: "cannot copy \(toplevel) into the binary cache \(directory): \(error)")
         }

@@ -88,7 +88,7 @@ public struct SystemBuilder: Sendable {
         if (try? FileStatus.of(source + "/flake.nix")) ?? nil != nil {
             (executable, arguments) = (
                 "nix",
-                [
+                Nix.flakeFlags + [
                     "build", "path:\(source)#nixosConfigurations.\"\(host.attribute)\".config.system.build.toplevel",
                     "--out-link", outLink, "--no-update-lock-file", "--print-build-logs",
                 ]

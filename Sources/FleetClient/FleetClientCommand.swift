@@ -5,7 +5,7 @@ import Foundation
 import HostAgent
 
 /// `fleet-client`: the host side. `run` pulls and applies this host's configuration; `status` shows what it
-/// last did.
+/// last did; `serve` is the page with the button.
 @main
 struct FleetClientCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -15,7 +15,7 @@ struct FleetClientCommand: AsyncParsableCommand {
             Exit statuses of `run`: 0 unchanged, 10 applied, 11 failed, 12 refused (verification), \
             13 unreachable, 14 locked (another run is going), 15 rolled back; 1 for any other error.
             """,
-        subcommands: [Run.self, Status.self, Check.self, VerifyManifest.self, InstallUnits.self]
+        subcommands: [Run.self, Status.self, Check.self, Serve.self, InstallUnits.self, VerifyManifest.self]
     )
 }
 

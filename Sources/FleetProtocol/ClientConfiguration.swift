@@ -75,6 +75,11 @@ public struct ClientConfiguration: Sendable, Equatable {
         self.reboot = reboot
     }
 
+    /// Every key client.toml may hold, by table ("" for the top level; `health_checks` is an array of tables).
+    public static var knownKeys: [String: [String]] {
+        ["": topKeys, "server": serverKeys, "rollback": rollbackKeys, "reboot": rebootKeys, "health_checks": healthCheckKeys]
+    }
+
     static let topKeys = [
         "host", "fleet_public_key", "identity_file", "state_dir", "profile", "operation", "log_limit_bytes",
         "keep_generations", "server", "rollback", "health_checks", "reboot",

@@ -56,7 +56,7 @@ extension Fleet {
             let next = builder.existingResult(for: selected.name, files: tree.buildInputs)
             var closure: String?
             if let old = manifest?.toplevel, let next, (try? FileStatus.of(old)) ?? nil != nil {
-                let output = try await Command.run("nix", ["store", "diff-closures", old, next])
+                let output = try await Command.run("nix", Nix.flakeFlags + ["store", "diff-closures", old, next])
                 closure = output.succeeded ? output.standardOutput : "nix store diff-closures failed: \(output.standardError)"
             }
             if json {

@@ -38,7 +38,7 @@ struct NixSystem {
         let arguments: [String]
         if (try? FileStatus.of(tree + "/flake.nix"))??.kind == .regular {
             executable = "nix"
-            arguments = [
+            arguments = Nix.flakeFlags + [
                 "build", "path:\(tree)#nixosConfigurations.\"\(attribute)\".config.system.build.toplevel",
                 "--out-link", gcRoot, "--no-update-lock-file", "--print-build-logs",
             ]

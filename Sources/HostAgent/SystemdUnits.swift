@@ -1,4 +1,5 @@
 import FleetFiles
+public import FleetProtocol
 
 /// The systemd units that run fleet-client on a host without the NixOS module (`fleet-client install-units`):
 ///

@@ -48,7 +48,7 @@ struct ClientRunTests {
             #expect(uploaded.contains(try #require(report.log)), "the log named by the report was uploaded")
             #expect(!uploaded.contains { $0.hasPrefix(".fleet-tmp-") }, "no temporary file left: \(uploaded)")
             let log = String(decoding: try FileIO.read(try fleet.layout(host).logs + "/" + report.log!), as: UTF8.self)
-            #expect(log.contains("nix build") && log.contains("switch-to-configuration \(operation == "switch" ? "test" : operation)"))
+            #expect(log.contains(" build path:") && log.contains("switch-to-configuration \(operation == "switch" ? "test" : operation)"))
         }
 
         // beta's secret is installed root 0400 in a 0700 directory, outside the tree and out of the Nix store.

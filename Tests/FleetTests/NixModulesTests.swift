@@ -62,6 +62,7 @@ struct NixModulesTests {
         struct ClientKeys: Decodable {
             let top: [String]
             let tables: [String: [String]]
+            let tableArrays: [String: [String]]
         }
 
         let clientKeys: ClientKeys
@@ -118,14 +119,18 @@ struct NixModulesTests {
                 renderedKeys[table, default: []].insert(String(line[..<equals.lowerBound]))
             }
         }
-        var nixKeys = facts.clientKeys.tables.mapValues(Set.init)
-        nixKeys[""] = Set(facts.clientKeys.top)
+        var nixKeys = facts.clientKeys.tables.merging(facts.clientKeys.tableArrays) { $1 }.mapValues(Set.init)
+        nixKeys[""] = Set(facts.clientKeys.top + facts.clientKeys.tables.keys + facts.clientKeys.tableArrays.keys)
+        let parserKeys = ClientConfiguration.knownKeys.mapValues(Set.init)
         #expect(
-            nixKeys == renderedKeys,
+            nixKeys == parserKeys,
             """
-            nixos/shared.nix clientKeys must list exactly the keys ClientConfiguration writes: add new keys (and \
-            tables such as [rollback]) there, with a typed option each in nixos/client.nix. Rendered: \(renderedKeys)
+            nixos/shared.nix clientKeys must list exactly the keys fleet-client's parser accepts \
+            (ClientConfiguration.knownKeys), with a typed option each in nixos/client.nix. Parser: \(parserKeys)
             """)
+        for (table, keys) in renderedKeys {
+            #expect(keys.isSubset(of: parserKeys[table] ?? []), "the renderer writes keys the parser refuses in [\(table)]: \(keys)")
+        }
 
         #expect(facts.successExitStatuses == SystemdUnits.successExitStatuses)
         #expect(facts.pageListenStream == SystemdUnits.pageListenStream)

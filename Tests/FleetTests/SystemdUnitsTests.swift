@@ -1,6 +1,7 @@
 import CommandRunner
 import FleetFiles
 import FleetTestSupport
+import FleetProtocol
 import Foundation
 import HostAgent
 import Testing

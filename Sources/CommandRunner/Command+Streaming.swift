@@ -1,0 +1,52 @@
+import Subprocess
+import SystemPackage
+
+extension Command {
+    /// Runs `executable` and hands each line it writes to standard error to `onLine` as soon as the line ends,
+    /// for a caller that shows a long command's progress while it runs. Standard output is discarded and
+    /// standard input is empty. Returns the exit status (128 + the signal when it was killed).
+    ///
+    /// Lines longer than `lineLimit` bytes are cut there (the rest of the line is dropped), so a runaway
+    /// line cannot grow memory; reading never stops early, so the command never blocks on a full pipe.
+    ///
+    /// - Parameter environment: changes to the inherited environment; nil removes a variable.
+    public static func streamingStandardError(
+        _ executable: String, _ arguments: [String], environment: [String: String?] = [:], lineLimit: Int = 4096,
+        onLine: @escaping @Sendable (String) -> Void
+    ) async throws(CommandError) -> Int32 {
+        let commandLine = ([executable] + arguments).joined(separator: " ")
+        let program: Executable = executable.contains("/") ? .path(.init(executable)) : .name(executable)
+        var updates: [Environment.Key: String?] = [:]
+        for (key, value) in environment {
+            guard let name = Environment.Key(rawValue: key) else { continue }
+            updates[name] = value
+        }
+        do {
+            let result = try await Subprocess.run(
+                program, arguments: Arguments(arguments), environment: .inherit.updating(updates), input: .none,
+                output: .discarded, error: .sequence
+            ) { execution in
+                var line: [UInt8] = []
+                for try await buffer in execution.standardError {
+                    buffer.withUnsafeBytes { bytes in
+                        for byte in bytes {
+                            if byte == UInt8(ascii: "\n") {
+                                onLine(String(decoding: line, as: UTF8.self))
+                                line.removeAll(keepingCapacity: true)
+                            } else if line.count < lineLimit {
+                                line.append(byte)
+                            }
+                        }
+                    }
+                }
+                if !line.isEmpty { onLine(String(decoding: line, as: UTF8.self)) }
+            }
+            switch result.terminationStatus {
+            case .exited(let status): return status
+            case .signaled(let signal): return 128 + signal
+            }
+        } catch {
+            throw CommandError(commandLine: commandLine, reason: "could not run: \(error)")
+        }
+    }
+}

@@ -1,0 +1,87 @@
+import FleetProtocol
+import FleetTestSupport
+import Foundation
+import HostAgent
+import UpdatePage
+
+/// The page served in this test process by the `UpdatePage` library on 127.0.0.1 and a kernel-chosen port,
+/// with short limits, and a client.toml of its own. Presses start the real `fleet-client run` built beside
+/// the tests; its server is `serverPort`: a closed port (runs end at once, unreachable) or a
+/// ``SilentListener`` (runs wait for the connect timeout, so a test can press while one is going).
+struct PageFixture {
+    let directory: TestDirectory
+    let server: UpdatePageServer
+    let configPath: String
+    let stateDirectory: String
+    private let serving: Task<Void, Never>
+
+    var port: Int { server.port }
+    var http: RawHTTP { RawHTTP(port: port) }
+
+    static func start(
+        serverPort: Int? = nil, connectTimeoutSeconds: Int = 10,
+        configure: (inout UpdatePageConfiguration) -> Void = { _ in }
+    ) async throws -> PageFixture {
+        let directory = try TestDirectory.makeTemporary()
+        do {
+            let key = try KeyPair.generate(at: directory.path("alpha.key"), comment: "root@alpha")
+            let fleetKey = try SigningKey(generatingWithName: "fleet-1").publicKey.nixFormat
+            let port = try serverPort ?? LoopbackPort.free()
+            try directory.writeFile(
+                "client.toml",
+                text: """
+                    host = "alpha"
+                    fleet_public_key = "\(fleetKey)"
+                    identity_file = "\(key.privateKeyPath)"
+                    state_dir = "\(directory.path("state"))"
+                    profile = "\(directory.path("profiles/system"))"
+
+                    [server]
+                    address = "127.0.0.1"
+                    port = \(port)
+                    user = "fleet-alpha"
+                    host_key = "\(key.publicKeyLine)"
+                    connect_timeout_seconds = \(connectTimeoutSeconds)
+
+                    """)
+            var configuration = UpdatePageConfiguration(
+                host: "alpha", stateDirectory: directory.path("state"),
+                clientConfigurationPath: directory.path("client.toml"))
+            configuration.runExecutable = FleetFixture.executable("fleet-client")
+            configuration.minimumRunInterval = .zero
+            configuration.requestTimeout = .seconds(2)
+            configure(&configuration)
+            let server = try await UpdatePageServer.start(
+                configuration, socket: try ListeningSocket.bind(try ListenAddress(parsing: "127.0.0.1:0")))
+            return PageFixture(
+                directory: directory, server: server, configPath: directory.path("client.toml"),
+                stateDirectory: directory.path("state"), serving: Task { await server.run() })
+        } catch {
+            directory.remove()
+            throw error
+        }
+    }
+
+    /// Stops serving; a run still going finishes on its own (it is a separate process).
+    func stop() {
+        server.stop()
+        serving.cancel()
+        directory.remove()
+    }
+
+    /// Polls `GET /run` until the run is finished; returns its JSON `run`.
+    func waitForFinishedRun(timeout: Duration = .seconds(120)) async throws -> [String: Any] {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let run = try await http.get("/run").json()["run"] as? [String: Any]
+            if run?["phase"] as? String == "finished", let run { return run }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw TestSupportError("the run did not finish in time")
+    }
+
+    /// The `fleet-client run` processes started with this fixture's client.toml right now.
+    func runProcesses() -> [pid_t] {
+        SpawnedProcess.processes(commandLineContaining: "run --config \(configPath)")
+    }
+}
