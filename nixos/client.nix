@@ -395,7 +395,11 @@ in
       # A run the button started activates a new system from inside this service: like fleet-client.service,
       # it must not be restarted by that activation. The new binary serves once this one exits.
       restartIfChanged = false;
-      serviceConfig.ExecStart = "${binary} serve --config ${configPath}";
+      serviceConfig = {
+        ExecStart = "${binary} serve --config ${configPath}";
+        # Stopping the page must not kill a run its button started (it may be mid-activation).
+        KillMode = "process";
+      };
     });
   };
 }

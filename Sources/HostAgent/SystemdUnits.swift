@@ -162,6 +162,8 @@ public struct SystemdUnits: Sendable, Equatable {
             "",
             "[Service]",
             "ExecStart=\(binary) serve --config \(configuration)",
+            // Stopping the page must not kill a run its button started (it may be mid-activation).
+            "KillMode=process",
         ] + environment
         return [
             Unit(name: Self.serviceName, text: service.joined(separator: "\n") + "\n"),

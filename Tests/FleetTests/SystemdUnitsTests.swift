@@ -81,6 +81,7 @@ struct SystemdUnitsTests {
         #expect(socket.split(separator: "\n").filter { $0.hasPrefix("Listen") }.count == 1, "loopback only")
         let page = try #require(text[SystemdUnits.pageServiceName])
         #expect(page.contains("\nExecStart=/usr/local/bin/fleet-client serve --config /etc/fleet/client.toml\n"))
+        #expect(page.contains("\nKillMode=process\n"), "stopping the page leaves a run it started alone")
         #expect(page.contains("\nRequires=fleet-client-page.socket\n"))
     }
 
