@@ -1,3 +1,4 @@
+import CLibArchive
 import Glibc
 
 /// Bounds on what one extraction may write, so that a snapshot cannot fill the disk or exhaust inodes.
@@ -137,15 +138,12 @@ private struct Extraction {
         names.insert(EntryPath.key(name))
     }
 
-    /// fsyncs every extracted directory and the destination, so that the names in them survive a crash.
+    /// Makes the whole extracted tree durable with one `syncfs` of the destination's filesystem: file data and
+    /// every directory entry. One call instead of an fsync per file and directory (thousands for a tree) is
+    /// what keeps extraction about as fast as the download.
     func syncDirectories() throws(ArchiveError) {
-        for name in directoryNames {
-            let fd = try openDirectory(EntryPath.components(of: name), entry: name)
-            defer { close(fd) }
-            guard fsync(fd) == 0 else { throw Self.systemError(reader.path, name, "fsync failed", errno) }
-        }
-        guard fsync(root) == 0 else {
-            throw Self.systemError(reader.path, nil, "fsync of the destination failed", errno)
+        guard fleet_syncfs(root) == 0 else {
+            throw Self.systemError(reader.path, nil, "syncfs of the destination failed", errno)
         }
     }
 
@@ -191,7 +189,6 @@ private struct Extraction {
         guard fchmod(fd, mode_t(header.permissions & 0o755)) == 0 else {
             throw Self.systemError(reader.path, header.path, "chmod failed", errno)
         }
-        guard fsync(fd) == 0 else { throw Self.systemError(reader.path, header.path, "fsync failed", errno) }
         isOpen = false
         guard close(fd) == 0 else { throw Self.systemError(reader.path, header.path, "close failed", errno) }
         summary.bytes += written
