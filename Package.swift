@@ -64,6 +64,11 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "FleetHooks",
+            dependencies: ["Inventory", "FleetProtocol", "CommandRunner"],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "ServerSetup",
             dependencies: ["Inventory", "ChrootSync", "FleetProtocol", "FleetFiles", "CommandRunner"],
             swiftSettings: strictSettings
@@ -102,7 +107,7 @@ let package = Package(
             name: "FleetTests",
             dependencies: [
                 "FleetTestSupport", "Inventory", "ChrootSync", "ServerSetup", "FleetProtocol", "ArchiveKit",
-                "SQLiteKit", "FleetFiles", "CommandRunner", "HostAgent",
+                "SQLiteKit", "FleetFiles", "CommandRunner", "HostAgent", "FleetHooks",
             ],
             swiftSettings: strictSettings
         ),
