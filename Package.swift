@@ -69,6 +69,11 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "FleetReview",
+            dependencies: ["Inventory", "ChrootSync", "FleetHooks", "FleetProtocol", "FleetFiles", "SQLiteKit"],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "ServerSetup",
             dependencies: ["Inventory", "ChrootSync", "FleetProtocol", "FleetFiles", "CommandRunner"],
             swiftSettings: strictSettings
@@ -76,7 +81,7 @@ let package = Package(
         .executableTarget(
             name: "FleetServer",
             dependencies: [
-                "ChrootSync", "ServerSetup", "Inventory", "FleetProtocol", "FleetFiles",
+                "ChrootSync", "ServerSetup", "Inventory", "FleetProtocol", "FleetFiles", "FleetReview",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings
@@ -107,7 +112,7 @@ let package = Package(
             name: "FleetTests",
             dependencies: [
                 "FleetTestSupport", "Inventory", "ChrootSync", "ServerSetup", "FleetProtocol", "ArchiveKit",
-                "SQLiteKit", "FleetFiles", "CommandRunner", "HostAgent", "FleetHooks",
+                "SQLiteKit", "FleetFiles", "CommandRunner", "HostAgent", "FleetHooks", "FleetReview",
             ],
             swiftSettings: strictSettings
         ),
