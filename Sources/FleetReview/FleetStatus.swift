@@ -29,8 +29,9 @@ struct FleetStatus {
         let refusals = try store.refusals()
         return try hosts.map { host in
             let name = host.name.value
-            var warnings = (refusals[name] ?? []).map { "\($0.name): \($0.warning)" }
-            warnings += runWarnings[name] ?? []
+            // This run's summary lines first (they count files), then each refused file.
+            var warnings = runWarnings[name] ?? []
+            warnings += (refusals[name] ?? []).map { "\($0.name): \($0.warning)" }
             let count = warnings.count
             if warnings.count > HostStatus.shownWarnings {
                 let more = warnings.count - (HostStatus.shownWarnings - 1)
