@@ -55,7 +55,8 @@ final class ReviewStore {
             """
             INSERT INTO review_hosts (host, listing_digest, last_seen_ns) VALUES (?, ?, ?)
             ON CONFLICT(host) DO UPDATE SET listing_digest = excluded.listing_digest,
-                last_seen_ns = max(coalesce(last_seen_ns, 0), coalesce(excluded.last_seen_ns, 0))
+                last_seen_ns = max(coalesce(last_seen_ns, excluded.last_seen_ns),
+                    coalesce(excluded.last_seen_ns, last_seen_ns))
             """, [.text(host), digest.map { .text($0) } ?? .null, lastSeen.map { .integer($0) } ?? .null])
     }
 

@@ -211,6 +211,11 @@ struct ReportIngestTests {
         }
         #expect(warnings.components(separatedBy: "are not UTC times").count == 3, "yesterday and 31 February")
         #expect(try review.status(snapshot, "b").state == .upToDate)
+
+        // More lies later: still never seen (refused files are no sign of life).
+        try review.plantReport("a", 20, withLog: false) { $0.host = "c" }
+        let again = try await review.refresh()
+        #expect(try review.status(again, "a").state == .neverSeen && review.status(again, "a").warningCount == 13)
     }
 
     @Test func directoriesFIFOsAndSocketsAreRefusedWithoutBlocking() async throws {
