@@ -147,7 +147,8 @@ struct HostIngest {
         if temporary > 100 {
             warnings.append("\(temporary) unfinished uploads (\(UploadName.temporaryPrefix)*) in logs/")
         }
-        writtenOnce.sort()
+        // In the order the directory lists them, not sorted: an unchanged directory lists its names in the same
+        // order, and a digest that differs only because the order changed just costs the comparison below.
         let digest = Self.digest(writtenOnce)
         var finalDigest = digest
         var pruneCandidates: [(name: String, identity: FileIdentity)]?
@@ -212,7 +213,7 @@ struct HostIngest {
                 guard let file = known[entry], file.ingested else { return false }
                 if case .report = UploadName(entry) { return isReport }
                 return !isReport
-            }
+            }.sorted()
             for entry in ingested.dropLast(keep) { candidates.append((entry, known[entry]!.identity)) }
         }
         return candidates
@@ -361,13 +362,14 @@ struct HostIngest {
         return entry
     }
 
-    /// SHA-256 of the sorted names, one per line.
-    static func digest(_ sortedNames: [String]) -> String {
-        var hasher = SHA256Hasher()
-        for entry in sortedNames {
-            hasher.update(entry)
-            hasher.update([0x0a])
+    /// SHA-256 of the names, one per line, in the order given.
+    static func digest(_ names: [String]) -> String {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(names.count * 40)
+        for entry in names {
+            bytes.append(contentsOf: entry.utf8)
+            bytes.append(0x0a)
         }
-        return hasher.finalizeHex()
+        return SHA256Hasher.hex(bytes)
     }
 }

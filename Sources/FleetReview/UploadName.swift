@@ -20,19 +20,29 @@ public enum UploadName: Equatable, Sendable {
     static let temporaryPrefix = ".fleet-tmp-"
 
     public init(_ name: String) {
-        if name == Self.heartbeatName {
-            self = .heartbeat
-        } else if name == Self.confirmationName {
-            self = .confirmation
-        } else if name.hasPrefix(Self.temporaryPrefix) {
-            self = .temporary
-        } else if let generation = Self.parse(name, prefix: "report-", suffix: ".json") {
-            self = .report(generation: generation.generation)
-        } else if let generation = Self.parse(name, prefix: "log-", suffix: ".txt") {
-            self = .log(generation: generation.generation)
-        } else {
-            self = .invalid
+        var name = name
+        self = name.withUTF8 { Self.classify($0) }
+    }
+
+    private static func classify(_ bytes: UnsafeBufferPointer<UInt8>) -> UploadName {
+        guard let first = bytes.first else { return .invalid }
+        switch first {
+        case UInt8(ascii: "r"):
+            if let match = parse(bytes, prefix: "report-", suffix: ".json") {
+                return .report(generation: match.generation)
+            }
+        case UInt8(ascii: "l"):
+            if let match = parse(bytes, prefix: "log-", suffix: ".txt") { return .log(generation: match.generation) }
+        case UInt8(ascii: "h"):
+            if bytes.elementsEqual(heartbeatName.utf8) { return .heartbeat }
+        case UInt8(ascii: "c"):
+            if bytes.elementsEqual(confirmationName.utf8) { return .confirmation }
+        case UInt8(ascii: "."):
+            if bytes.starts(with: temporaryPrefix.utf8) { return .temporary }
+        default:
+            break
         }
+        return .invalid
     }
 
     /// Reports and logs: written once, so bookkept by name alone.
@@ -48,30 +58,40 @@ public enum UploadName: Equatable, Sendable {
         let generation: UInt64?
     }
 
-    /// `<prefix><time>[-g<generation>]<suffix>`, or nil for any other name.
-    private static func parse(_ name: String, prefix: String, suffix: String) -> Match? {
-        let bytes = Array(name.utf8)
-        let prefixBytes = Array(prefix.utf8)
-        let suffixBytes = Array(suffix.utf8)
+    /// `<prefix><time>[-g<generation>]<suffix>`, or nil for any other name. Called for every name of every host's
+    /// `logs/` on every run: it allocates nothing.
+    private static func parse(_ bytes: UnsafeBufferPointer<UInt8>, prefix: StaticString, suffix: StaticString) -> Match?
+    {
+        let prefixCount = prefix.utf8CodeUnitCount
+        let suffixCount = suffix.utf8CodeUnitCount
         let timeLength = 19  // YYYYMMDDTHHMMSSmmmZ
-        guard bytes.count >= prefixBytes.count + timeLength + suffixBytes.count, bytes.count <= 80,
-            bytes.starts(with: prefixBytes), bytes.suffix(suffixBytes.count).elementsEqual(suffixBytes)
-        else { return nil }
-        let time = bytes[prefixBytes.count..<(prefixBytes.count + timeLength)]
-        for (offset, byte) in time.enumerated() {
+        guard bytes.count >= prefixCount + timeLength + suffixCount, bytes.count <= 80 else { return nil }
+        let prefixBytes = UnsafeBufferPointer(start: prefix.utf8Start, count: prefixCount)
+        let suffixBytes = UnsafeBufferPointer(start: suffix.utf8Start, count: suffixCount)
+        guard bytes.starts(with: prefixBytes), bytes[(bytes.count - suffixCount)...].elementsEqual(suffixBytes) else {
+            return nil
+        }
+        for offset in 0..<timeLength {
+            let byte = bytes[prefixCount + offset]
             switch offset {
             case 8: guard byte == UInt8(ascii: "T") else { return nil }
             case 18: guard byte == UInt8(ascii: "Z") else { return nil }
             default: guard byte >= 48 && byte <= 57 else { return nil }
             }
         }
-        let rest = bytes[(prefixBytes.count + timeLength)..<(bytes.count - suffixBytes.count)]
+        let rest = bytes[(prefixCount + timeLength)..<(bytes.count - suffixCount)]
         if rest.isEmpty { return Match(generation: nil) }
-        guard rest.count >= 3, rest.count <= 22, rest.starts(with: Array("-g".utf8)) else { return nil }
-        let digits = rest.dropFirst(2)
-        guard digits.first != UInt8(ascii: "0"), digits.allSatisfy({ $0 >= 48 && $0 <= 57 }),
-            let generation = UInt64(String(decoding: digits, as: UTF8.self)), generation >= 1
+        guard rest.count >= 3, rest.count <= 22, rest[rest.startIndex] == UInt8(ascii: "-"),
+            rest[rest.startIndex + 1] == UInt8(ascii: "g"), rest[rest.startIndex + 2] != UInt8(ascii: "0")
         else { return nil }
+        var generation: UInt64 = 0
+        for byte in rest.dropFirst(2) {
+            guard byte >= 48 && byte <= 57 else { return nil }
+            let (times, overflow) = generation.multipliedReportingOverflow(by: 10)
+            let (sum, overflowAdding) = times.addingReportingOverflow(UInt64(byte - 48))
+            guard !overflow && !overflowAdding else { return nil }
+            generation = sum
+        }
         return Match(generation: generation)
     }
 }
