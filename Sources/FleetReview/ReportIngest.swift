@@ -28,8 +28,9 @@ public struct IngestSummary: Sendable, Equatable, Codable {
 ///
 /// **Incremental.** Reports and logs are written once (fleet-client uploads under a temporary name and
 /// renames), so a name that was examined is never opened again: `ingest_files` remembers every examined name
-/// still present, and `review_hosts.listing_digest` a SHA-256 of those names. A host whose `logs/` lists the
-/// same report and log names as last time costs one directory listing and one hash, and no query of its own;
+/// still present, and `review_hosts.listing_digest` a SHA-256 of those names in listing order. A host whose
+/// `logs/` lists the same report and log names as last time costs one directory listing and one hash, and no
+/// query of its own (if only the order changed, the names are compared with `ingest_files`: slower, still right);
 /// `heartbeat.json` and `confirmation.json`, replaced by rename, are read again only when `lstat` shows another
 /// inode, size or mtime.
 ///
