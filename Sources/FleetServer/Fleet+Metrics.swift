@@ -29,7 +29,13 @@ extension Fleet {
             let text = MetricsExposition.render(
                 snapshot.hosts, buildFailures: try review.buildFailures(), at: snapshot.at)
             if let output {
-                try FileIO.writeAtomically(Array(text.utf8), to: FileManagerPaths.absolute(output), mode: 0o644)
+                // Written under a name that does not end in .prom (node-exporter reads every *.prom file of its
+                // directory, hidden ones too), then renamed: the collector sees the old file or the new one.
+                let path = FileManagerPaths.absolute(output)
+                let staging = path + ".tmp"
+                try FileIO.writeAtomically(Array(text.utf8), to: staging, mode: 0o644)
+                guard rename(staging, path) == 0 else { throw FileSystemError("rename", path: "\(staging) -> \(path)") }
+                try FileIO.syncDirectory(of: path)
             } else {
                 print(text, terminator: "")
             }

@@ -217,6 +217,8 @@ struct FleetStatusTests {
         #expect(output.exitCode == 0 && output.standardOutput.isEmpty, "\(output.standardError)")
         let text = try String(contentsOfFile: file, encoding: .utf8)
         #expect(try FileStatus.of(file)?.permissions == 0o644)
+        let besides = try FileIO.listDirectory(review.fixture.directory.path("")).filter { $0.contains("prom") }
+        #expect(besides == ["fleet.prom"], "no temporary file is left beside it: \(besides)")
         // Every sample belongs to a family announced with HELP and TYPE; every value is a number.
         var announced: Set<String> = []
         for line in text.split(separator: "\n") {
