@@ -104,9 +104,9 @@ struct HostIngest {
         defer { if !warnings.isEmpty { summary.warnings[name, default: []] += warnings } }
         let directory: UploadDirectory
         switch UploadDirectory.open(path) {
-        case .success(let opened?):
+        case .read(let opened?):
             directory = opened
-        case .success(nil):
+        case .read(nil):
             // No logs/ (never set up, or removed): nothing bookkept can still be there.
             if row?.listingDigest != nil || !replaced.isEmpty {
                 try store.database.transaction {
@@ -115,7 +115,7 @@ struct HostIngest {
                 }
             }
             return
-        case .failure(let refusal):
+        case .notRead(let refusal):
             warnings.append(Self.text(refusal))
             return
         }
@@ -230,16 +230,16 @@ struct HostIngest {
         _ entry: String, in directory: UploadDirectory, summary: inout IngestSummary
     ) -> ReviewStore.BookkeptFile? {
         let kind = UploadName(entry)
-        let result: Result<UploadedFile, UploadRefusal>
+        let result: Upload<UploadedFile>
         if case .log = kind {
             result = directory.readLog(entry, head: limits.logHeadBytes, tail: limits.logTailBytes)
         } else {
             result = directory.read(entry, limit: limits.reportBytes)
         }
         switch result {
-        case .failure(let refusal):
+        case .notRead(let refusal):
             return refused(entry, refusal, summary: &summary)
-        case .success(let file):
+        case .read(let file):
             summary.filesRead += 1
             summary.bytesRead += Int64(file.bytes.count)
             do {
@@ -298,9 +298,9 @@ struct HostIngest {
             }
             let file: ReviewStore.BookkeptFile?
             switch directory.read(entry, limit: limits.smallFileBytes) {
-            case .failure(let refusal):
+            case .notRead(let refusal):
                 file = refused(entry, refusal, summary: &summary)
-            case .success(let read):
+            case .read(let read):
                 summary.filesRead += 1
                 summary.bytesRead += Int64(read.bytes.count)
                 if entry == UploadName.heartbeatName {

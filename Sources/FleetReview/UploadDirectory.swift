@@ -26,8 +26,14 @@ struct UploadedFile {
     let identity: FileIdentity
 }
 
+/// What became of reading something of `logs/`: the value, or why it was not read.
+enum Upload<Value> {
+    case read(Value)
+    case notRead(UploadRefusal)
+}
+
 /// Why a file was not read.
-enum UploadRefusal: Error {
+enum UploadRefusal {
     /// Refused for good while it stays as it is (a link, a FIFO, too large…): bookkept with this warning.
     case refused(String, FileIdentity?)
     /// Could not be read now (out of file descriptors, I/O error): tried again next run.
@@ -53,17 +59,17 @@ final class UploadDirectory {
     deinit { close(fd) }
 
     /// Opens `path` as a directory without following a link; nil when it does not exist.
-    static func open(_ path: String) -> Result<UploadDirectory?, UploadRefusal> {
+    static func open(_ path: String) -> Upload<UploadDirectory?> {
         let fd = Glibc.open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else {
             let error = errno
-            if error == ENOENT { return .success(nil) }
+            if error == ENOENT { return .read(nil) }
             if error == ELOOP || error == ENOTDIR {
-                return .failure(.refused("logs/ is not a directory (a link or a file): nothing in it was read", nil))
+                return .notRead(.refused("logs/ is not a directory (a link or a file): nothing in it was read", nil))
             }
-            return .failure(.transient("cannot open logs/: \(String(cString: strerror(error)))"))
+            return .notRead(.transient("cannot open logs/: \(String(cString: strerror(error)))"))
         }
-        return .success(UploadDirectory(path: path, fd: fd))
+        return .read(UploadDirectory(path: path, fd: fd))
     }
 
     /// Names in the directory (not `.` and `..`), at most `limit`; `more` when there were others.
@@ -95,40 +101,47 @@ final class UploadDirectory {
     }
 
     /// Reads a whole file of at most `limit` bytes.
-    func read(_ name: String, limit: Int) -> Result<UploadedFile, UploadRefusal> {
-        withOpenFile(name, sizeLimit: limit) { (file, identity) throws(UploadRefusal) -> UploadedFile in
+    func read(_ name: String, limit: Int) -> Upload<UploadedFile> {
+        withOpenFile(name, sizeLimit: limit) { file, identity in
             // One byte more than fstat said: reading it means the file is being written to.
             var bytes = [UInt8](repeating: 0, count: Int(identity.size) + 1)
-            let count = try readFully(file, into: &bytes, at: 0)
+            guard let count = readFully(file, into: &bytes, at: 0) else { return Self.readFailure() }
             guard count <= Int(identity.size) else {
-                throw UploadRefusal.refused(
-                    "changed while being read (fleet-client writes a new file and renames it)", identity)
+                return .notRead(
+                    .refused("changed while being read (fleet-client writes a new file and renames it)", identity))
             }
             bytes.removeLast(bytes.count - count)
-            return UploadedFile(bytes: bytes, identity: identity)
+            return .read(UploadedFile(bytes: bytes, identity: identity))
         }
     }
 
     /// Reads a log: whole when it is at most `head + tail` bytes, else its first `head` and last `tail` bytes
     /// with a line saying how much was left out.
-    func readLog(_ name: String, head: Int, tail: Int) -> Result<UploadedFile, UploadRefusal> {
-        withOpenFile(name, sizeLimit: nil) { (file, identity) throws(UploadRefusal) -> UploadedFile in
+    func readLog(_ name: String, head: Int, tail: Int) -> Upload<UploadedFile> {
+        withOpenFile(name, sizeLimit: nil) { file, identity in
             let size = Int(identity.size)
             if size <= head + tail {
                 var bytes = [UInt8](repeating: 0, count: size)
-                let count = try readFully(file, into: &bytes, at: 0)
+                guard let count = readFully(file, into: &bytes, at: 0) else { return Self.readFailure() }
                 bytes.removeLast(bytes.count - count)
-                return UploadedFile(bytes: bytes, identity: identity)
+                return .read(UploadedFile(bytes: bytes, identity: identity))
             }
             var first = [UInt8](repeating: 0, count: head)
-            first.removeLast(head - (try readFully(file, into: &first, at: 0)))
             var last = [UInt8](repeating: 0, count: tail)
-            last.removeLast(tail - (try readFully(file, into: &last, at: off_t(size - tail))))
+            guard let firstCount = readFully(file, into: &first, at: 0),
+                let lastCount = readFully(file, into: &last, at: off_t(size - tail))
+            else { return Self.readFailure() }
+            first.removeLast(head - firstCount)
+            last.removeLast(tail - lastCount)
             let note =
                 "\n[fleet: \(size - head - tail) bytes of this \(size)-byte log were not kept here "
                 + "(the server keeps the first \(head) and the last \(tail))]\n"
-            return UploadedFile(bytes: first + Array(note.utf8) + last, identity: identity)
+            return .read(UploadedFile(bytes: first + Array(note.utf8) + last, identity: identity))
         }
+    }
+
+    private static func readFailure() -> Upload<UploadedFile> {
+        .notRead(.transient("read failed: \(String(cString: strerror(errno)))"))
     }
 
     /// Deletes `name` if it is still the file that was ingested (same inode, size and mtime).
@@ -139,49 +152,45 @@ final class UploadDirectory {
     }
 
     private func withOpenFile(
-        _ name: String, sizeLimit: Int?, _ body: (Int32, FileIdentity) throws(UploadRefusal) -> UploadedFile
-    ) -> Result<UploadedFile, UploadRefusal> {
+        _ name: String, sizeLimit: Int?, _ body: (Int32, FileIdentity) -> Upload<UploadedFile>
+    ) -> Upload<UploadedFile> {
         let before = identity(of: name)
         let file = openat(fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
         guard file >= 0 else {
             let error = errno
             switch error {
-            case ENOENT: return .failure(.vanished)
-            case ELOOP: return .failure(.refused("is a symbolic link: not followed", before?.identity))
-            case ENXIO: return .failure(.refused("is a socket or device, not a regular file", before?.identity))
+            case ENOENT: return .notRead(.vanished)
+            case ELOOP: return .notRead(.refused("is a symbolic link: not followed", before?.identity))
+            case ENXIO: return .notRead(.refused("is a socket or device, not a regular file", before?.identity))
             case EMFILE, ENFILE, ENOMEM, EINTR, EIO, EAGAIN:
-                return .failure(.transient("cannot be opened now: \(String(cString: strerror(error)))"))
+                return .notRead(.transient("cannot be opened now: \(String(cString: strerror(error)))"))
             default:
-                return .failure(.refused("cannot be opened: \(String(cString: strerror(error)))", before?.identity))
+                return .notRead(.refused("cannot be opened: \(String(cString: strerror(error)))", before?.identity))
             }
         }
         defer { close(file) }
         var raw = stat()
         guard fstat(file, &raw) == 0 else {
-            return .failure(.transient("fstat failed: \(String(cString: strerror(errno)))"))
+            return .notRead(.transient("fstat failed: \(String(cString: strerror(errno)))"))
         }
         let identity = FileIdentity(raw)
         switch raw.st_mode & S_IFMT {
         case S_IFREG: break
-        case S_IFDIR: return .failure(.refused("is a directory", identity))
-        case S_IFIFO: return .failure(.refused("is a FIFO, not a regular file", identity))
-        default: return .failure(.refused("is not a regular file", identity))
+        case S_IFDIR: return .notRead(.refused("is a directory", identity))
+        case S_IFIFO: return .notRead(.refused("is a FIFO, not a regular file", identity))
+        default: return .notRead(.refused("is not a regular file", identity))
         }
         if raw.st_nlink > 1 {
-            return .failure(.refused("has \(raw.st_nlink) hard links (it may be another file's contents)", identity))
+            return .notRead(.refused("has \(raw.st_nlink) hard links (it may be another file's contents)", identity))
         }
         if let sizeLimit, identity.size > Int64(sizeLimit) {
-            return .failure(.refused("is \(identity.size) bytes, over the cap of \(sizeLimit)", identity))
+            return .notRead(.refused("is \(identity.size) bytes, over the cap of \(sizeLimit)", identity))
         }
-        do {
-            return .success(try body(file, identity))
-        } catch {
-            return .failure(error)
-        }
+        return body(file, identity)
     }
 
-    /// `pread` until `buffer` is full or the file ends; returns the bytes read.
-    private func readFully(_ file: Int32, into buffer: inout [UInt8], at offset: off_t) throws(UploadRefusal) -> Int {
+    /// `pread` until `buffer` is full or the file ends; returns the bytes read, nil when a read fails (errno).
+    private func readFully(_ file: Int32, into buffer: inout [UInt8], at offset: off_t) -> Int? {
         var total = 0
         while total < buffer.count {
             let count = buffer.withUnsafeMutableBytes { raw in
@@ -189,7 +198,7 @@ final class UploadDirectory {
             }
             if count < 0 {
                 if errno == EINTR { continue }
-                throw UploadRefusal.transient("read failed: \(String(cString: strerror(errno)))")
+                return nil
             }
             if count == 0 { break }
             total += count
