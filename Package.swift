@@ -70,6 +70,16 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "FleetHooks",
+            dependencies: ["Inventory", "FleetProtocol", "CommandRunner"],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "FleetReview",
+            dependencies: ["Inventory", "ChrootSync", "FleetHooks", "FleetProtocol", "FleetFiles", "SQLiteKit"],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "ServerSetup",
             dependencies: ["Inventory", "ChrootSync", "FleetProtocol", "FleetFiles", "CommandRunner"],
             swiftSettings: strictSettings
@@ -77,7 +87,8 @@ let package = Package(
         .executableTarget(
             name: "FleetServer",
             dependencies: [
-                "ChrootSync", "ServerSetup", "BuildGate", "Inventory", "FleetProtocol", "FleetFiles",
+                "ChrootSync", "ServerSetup", "BuildGate", "Inventory", "FleetProtocol", "FleetFiles", "FleetReview",
+                "FleetHooks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings
@@ -118,7 +129,8 @@ let package = Package(
             name: "FleetTests",
             dependencies: [
                 "FleetTestSupport", "Inventory", "ChrootSync", "ServerSetup", "FleetProtocol", "ArchiveKit",
-                "SQLiteKit", "FleetFiles", "CommandRunner", "HostAgent", "BuildGate", "UpdatePage",
+                "SQLiteKit", "FleetFiles", "CommandRunner", "HostAgent", "BuildGate", "UpdatePage", "FleetHooks",
+                "FleetReview",
             ],
             swiftSettings: strictSettings
         ),

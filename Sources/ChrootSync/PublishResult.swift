@@ -25,6 +25,8 @@ public struct PublishResult: Codable, Sendable, Equatable {
     /// Why the host was refused.
     public var reason: String?
     public var warnings: [String]
+    /// The commit the published manifest names (published hosts only).
+    public var sourceCommit: String?
     /// The built system, when the host was built.
     public var toplevel: String?
     /// The build log on the server, when the host was built.

@@ -224,6 +224,7 @@ public final class Publisher {
         try collect(layout, current: generation, now: now, published: true)
         result.status = .published
         result.generation = generation
+        result.sourceCommit = sourceCommit
         result.snapshotBytes = snapshot.size
         return result
     }

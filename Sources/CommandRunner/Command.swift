@@ -1,3 +1,4 @@
+import Glibc
 import Subprocess
 import SystemPackage
 
@@ -23,6 +24,8 @@ public enum Command {
     /// Runs `executable` (a name looked up in PATH, or a path) with `arguments` and collects its output.
     ///
     /// A non-zero exit status is a normal result here; use ``checked(_:_:environment:input:)`` to treat it as an error.
+    /// `input` reaches the program as a file (unlinked at once), not a pipe: a program that exits without reading
+    /// it cannot make this process fail writing it (EPIPE, or SIGPIPE killing it).
     /// With a `timeout`, the program runs in its own session and, when time is up, its whole process group gets
     /// SIGTERM, then SIGKILL two seconds later, and this throws saying so.
     public static func run(
@@ -82,10 +85,21 @@ public enum Command {
             ]
         }
         do {
-            let result = try await Subprocess.run(
-                program, arguments: Arguments(arguments), environment: .inherit.updating(updates),
-                platformOptions: options, input: .string(input ?? ""), output: .string(limit: outputLimit),
-                error: .string(limit: outputLimit))
+            let result: (terminationStatus: TerminationStatus, standardOutput: String, standardError: String)
+            if let input {
+                let file = try inputFile(input, commandLine: commandLine)
+                let collected = try await Subprocess.run(
+                    program, arguments: Arguments(arguments), environment: .inherit.updating(updates),
+                    platformOptions: options, input: .fileDescriptor(file, closeAfterSpawningProcess: true),
+                    output: .string(limit: outputLimit), error: .string(limit: outputLimit))
+                result = (collected.terminationStatus, collected.standardOutput, collected.standardError)
+            } else {
+                let collected = try await Subprocess.run(
+                    program, arguments: Arguments(arguments), environment: .inherit.updating(updates),
+                    platformOptions: options, input: .string(""), output: .string(limit: outputLimit),
+                    error: .string(limit: outputLimit))
+                result = (collected.terminationStatus, collected.standardOutput, collected.standardError)
+            }
             let code: Int32
             switch result.terminationStatus {
             case .exited(let status): code = status
@@ -96,6 +110,32 @@ public enum Command {
         } catch {
             throw CommandError(commandLine: commandLine, reason: "could not run: \(error)")
         }
+    }
+
+    /// An unlinked temporary file holding `text`, positioned at its start.
+    private static func inputFile(_ text: String, commandLine: String) throws(CommandError) -> FileDescriptor {
+        var template = Array((ProcessInfoLite.temporaryDirectory + "/.fleet-input-XXXXXX").utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else {
+            throw CommandError(
+                commandLine: commandLine, reason: "could not run: no temporary file for its input (errno \(errno))")
+        }
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
+        let bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            if written < 0 && errno == EINTR { continue }
+            guard written > 0 else {
+                close(fd)
+                throw CommandError(
+                    commandLine: commandLine, reason: "could not run: cannot write its input (errno \(errno))")
+            }
+            offset += written
+        }
+        lseek(fd, 0, SEEK_SET)
+        return FileDescriptor(rawValue: fd)
     }
 
     /// Like ``run(_:_:environment:input:outputLimit:)``, but a non-zero exit is an error carrying its stderr.
@@ -111,6 +151,14 @@ public enum Command {
                 reason: "exited with status \(output.exitCode)" + (detail.isEmpty ? "" : ": \(detail)"))
         }
         return output
+    }
+}
+
+/// `$TMPDIR` or `/tmp`, without Foundation.
+enum ProcessInfoLite {
+    static var temporaryDirectory: String {
+        guard let value = getenv("TMPDIR"), value.pointee != 0 else { return "/tmp" }
+        return String(cString: value)
     }
 }
 

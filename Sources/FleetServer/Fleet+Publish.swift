@@ -1,5 +1,6 @@
 import ArgumentParser
 import ChrootSync
+import FleetHooks
 import FleetProtocol
 import FleetFiles
 import Foundation
@@ -52,12 +53,36 @@ extension Fleet {
             if showProgress { FileHandle.standardError.write(Data("\r\u{1b}[K".utf8)) }
             for warning in publisher.warnings { printError("warning: \(warning)") }
             withExtendedLifetime(lock) {}
+            if !dryRun { await Self.fireHooks(for: results, configuration: configuration) }
             if json {
                 try printJSON(results)
             } else {
                 print(render(results))
             }
             if results.contains(where: { $0.status == .refused || $0.status == .buildFailed }) { throw ExitCode(1) }
+        }
+
+        /// `published` and `build-failed` for the hooks of fleet.toml, once the publish is done: a hook never
+        /// holds a host back, and a failing one is only logged.
+        static func fireHooks(for results: [PublishResult], configuration: FleetConfiguration) async {
+            let at = Timestamp.now()
+            let events = results.compactMap { result -> HookEvent? in
+                switch result.status {
+                case .published:
+                    guard let generation = result.generation else { return nil }
+                    return .published(
+                        host: result.host.value, generation: generation, previousGeneration: result.previousGeneration,
+                        sourceCommit: result.sourceCommit ?? "none", at: at)
+                case .buildFailed:
+                    return .buildFailed(
+                        host: result.host.value, reason: result.reason ?? "did not build",
+                        keptGeneration: result.generation, at: at)
+                default:
+                    return nil
+                }
+            }
+            guard !events.isEmpty, !configuration.hooks.isEmpty else { return }
+            _ = await HookRunner(configuration).fire(events)
         }
 
         func render(_ results: [PublishResult]) -> String {

@@ -10,6 +10,9 @@ struct Fleet: AsyncParsableCommand {
             Every command reads fleet.toml from --repo (default: the current directory). The chroot root and \
             state directory come from --chroot-root/--state-dir, else FLEET_CHROOT_ROOT/FLEET_STATE_DIR, else fleet.toml.
             """,
-        subcommands: [Init.self, Hosts.self, Build.self, Publish.self, Diff.self, SSHDConfig.self, Setup.self, ClientConfig.self]
+        subcommands: [
+            Init.self, Hosts.self, Build.self, Publish.self, Diff.self, SSHDConfig.self, Setup.self, ClientConfig.self,
+            Status.self, Logs.self, Metrics.self,
+        ]
     )
 }

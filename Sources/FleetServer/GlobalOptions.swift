@@ -29,9 +29,15 @@ struct GlobalOptions: ParsableArguments {
 
 /// Prints values as JSON with sorted keys, for scripts.
 func printJSON(_ value: some Encodable) throws {
+    print(try jsonText(value))
+}
+
+/// JSON with sorted keys: pretty, or on one line (for streams of objects).
+func jsonText(_ value: some Encodable, pretty: Bool = true) throws -> String {
     let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    if pretty { encoder.outputFormatting.insert(.prettyPrinted) }
+    return String(decoding: try encoder.encode(value), as: UTF8.self)
 }
 
 /// Writes a line to standard error.

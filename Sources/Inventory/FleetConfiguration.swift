@@ -20,11 +20,18 @@ public struct FleetConfiguration: Sendable {
         public var snapshotGraceSeconds: Int
         /// Prefix of the per-host Unix users.
         public var userPrefix: String
+        /// Reports (with their logs) kept per host in state.db; older ones are dropped at ingest.
+        public var reportHistory: Int = 100
+        /// Ingested report and log files left per host in its chroot's `logs/` (each kind); `fleet status` deletes
+        /// older ones it has ingested, so a host cannot fill the server's disk with old reports.
+        public var logsKeep: Int = 20
     }
 
     public let server: Server
     /// Hosts sorted by name.
     public let hosts: [HostConfiguration]
+    /// `[[hooks]]`: commands told about events (see ``HookConfiguration``).
+    public let hooks: [HookConfiguration]
     /// The repository root (absolute).
     public let repository: String
     /// The fleet.toml path, for messages.
@@ -36,10 +43,18 @@ public struct FleetConfiguration: Sendable {
 
     static let serverKeys = [
         "address", "port", "host_key", "chroot_root", "state_dir", "snapshot_grace_seconds", "user_prefix",
+        "report_history", "logs_keep",
     ]
-    static let hostKeys = ["key", "key_file", "attribute", "operation", "build", "cache"]
-    static let defaultKeys = ["operation", "build", "cache"]
-    static let topKeys = ["server", "defaults", "hosts"]
+    static let hostKeys = [
+        "key", "key_file", "attribute", "operation", "build", "cache", "poll_interval_seconds",
+        "silent_after_intervals",
+    ]
+    static let defaultKeys = ["operation", "build", "cache", "poll_interval_seconds", "silent_after_intervals"]
+    static let topKeys = ["server", "defaults", "hosts", "hooks"]
+    static let hookKeys = ["command", "events", "timeout_seconds"]
+    /// How often hosts poll, at most a week; `fleet status` calls a host silent after `silent_after_intervals` of them.
+    static let pollIntervalRange = 1...(7 * 86400)
+    static let silentAfterRange = 1...1000
 
     /// Reads and validates `<repository>/fleet.toml`.
     ///
@@ -76,6 +91,8 @@ public struct FleetConfiguration: Sendable {
             snapshotGraceSeconds: reader.integer(
                 serverTable, "snapshot_grace_seconds", in: "[server]", range: 0...(365 * 86400)) ?? 3600,
             userPrefix: reader.string(serverTable, "user_prefix", in: "[server]") ?? "fleet-")
+        server.reportHistory = reader.integer(serverTable, "report_history", in: "[server]", range: 1...100_000) ?? 100
+        server.logsKeep = reader.integer(serverTable, "logs_keep", in: "[server]", range: 1...100_000) ?? 20
         if let line = reader.string(serverTable, "host_key", in: "[server]") {
             do { server.hostKey = try SSHPublicKey(line) } catch { reader.problem("[server] key \"host_key\": \(error)") }
         }
@@ -94,6 +111,10 @@ public struct FleetConfiguration: Sendable {
         let defaultOperation = reader.operation(defaults, in: "[defaults]") ?? .switch
         let defaultBuild = reader.bool(defaults, "build", in: "[defaults]") ?? false
         let defaultCache = reader.bool(defaults, "cache", in: "[defaults]") ?? false
+        let defaultPollInterval = reader.integer(
+            defaults, "poll_interval_seconds", in: "[defaults]", range: pollIntervalRange) ?? 900
+        let defaultSilentAfter = reader.integer(
+            defaults, "silent_after_intervals", in: "[defaults]", range: silentAfterRange) ?? 3
 
         var hosts: [HostConfiguration] = []
         var keyOwners: [String: String] = [:]
@@ -142,7 +163,13 @@ public struct FleetConfiguration: Sendable {
                     operation: reader.operation(hostTable, in: context) ?? defaultOperation,
                     build: reader.bool(hostTable, "build", in: context) ?? defaultBuild,
                     cache: reader.bool(hostTable, "cache", in: context) ?? defaultCache,
-                    unixUser: HostConfiguration.unixUser(for: hostName, prefix: server.userPrefix)))
+                    unixUser: HostConfiguration.unixUser(for: hostName, prefix: server.userPrefix),
+                    pollIntervalSeconds: reader.integer(
+                        hostTable, "poll_interval_seconds", in: context, range: pollIntervalRange)
+                        ?? defaultPollInterval,
+                    silentAfterIntervals: reader.integer(
+                        hostTable, "silent_after_intervals", in: context, range: silentAfterRange)
+                        ?? defaultSilentAfter))
         }
         var users: [String: String] = [:]
         for host in hosts {
@@ -151,8 +178,57 @@ public struct FleetConfiguration: Sendable {
             }
             users[host.unixUser] = host.name.value
         }
+        let hooks = parseHooks(table["hooks"], &reader)
         if !reader.problems.isEmpty { throw InventoryError(reader.problems) }
-        return FleetConfiguration(server: server, hosts: hosts, repository: repository, file: file)
+        return FleetConfiguration(server: server, hosts: hosts, hooks: hooks, repository: repository, file: file)
+    }
+
+    /// `[[hooks]]` tables: `command` (required, an absolute program path first), `events` (default: all),
+    /// `timeout_seconds` (default 10).
+    static func parseHooks(_ value: (any TOMLValueConvertible)?, _ reader: inout TOMLReader) -> [HookConfiguration] {
+        guard let value else { return [] }
+        guard let array = value.array else {
+            reader.problem("\"hooks\" must be an array of tables: [[hooks]] with command, events, timeout_seconds")
+            return []
+        }
+        var hooks: [HookConfiguration] = []
+        let known = HookEventKind.allCases.map(\.rawValue)
+        for (index, element) in array.enumerated() {
+            let context = "[[hooks]] #\(index + 1)"
+            guard let table = element.table else {
+                reader.problem("\(context) must be a table")
+                continue
+            }
+            reader.checkKeys(table, allowed: hookKeys, in: context)
+            let command = reader.stringArray(table, "command", in: context)
+            if table["command"] == nil { reader.problem("\(context): the key \"command\" is required") }
+            if let command, command.isEmpty || !command[0].hasPrefix("/") {
+                reader.problem(
+                    "\(context) key \"command\": the first element must be an absolute path to the program "
+                        + "(it runs without a shell)")
+            }
+            var events = HookEventKind.allCases
+            if let names = reader.stringArray(table, "events", in: context) {
+                events = []
+                for name in names {
+                    if let kind = HookEventKind(rawValue: name) {
+                        if !events.contains(kind) { events.append(kind) }
+                    } else {
+                        reader.problem(
+                            "\(context) key \"events\": \(quoted(name)) is not one of \(known.joined(separator: ", "))")
+                    }
+                }
+                if names.isEmpty {
+                    reader.problem("\(context) key \"events\": empty; leave the key out to receive every event")
+                }
+            }
+            let timeout = reader.integer(table, "timeout_seconds", in: context, range: 1...3600)
+                ?? HookConfiguration.defaultTimeoutSeconds
+            if let command, !command.isEmpty, command[0].hasPrefix("/") {
+                hooks.append(HookConfiguration(command: command, events: events, timeoutSeconds: timeout))
+            }
+        }
+        return hooks
     }
 
     static func isNixAttribute(_ text: String) -> Bool {
@@ -168,7 +244,7 @@ public struct FleetConfiguration: Sendable {
         var server = self.server
         if let chrootRoot { server.chrootRoot = FileManagerPaths.absolute(chrootRoot) }
         if let stateDirectory { server.stateDirectory = FileManagerPaths.absolute(stateDirectory) }
-        return FleetConfiguration(server: server, hosts: hosts, repository: repository, file: file)
+        return FleetConfiguration(server: server, hosts: hosts, hooks: hooks, repository: repository, file: file)
     }
 
     /// Keeps only the named hosts; an unknown name is an error naming it.

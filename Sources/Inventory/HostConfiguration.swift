@@ -14,10 +14,14 @@ public struct HostConfiguration: Sendable, Equatable {
     public let cache: Bool
     /// The Unix account the host logs in as.
     public let unixUser: String
+    /// How often the host polls (its timer's interval), in seconds.
+    public let pollIntervalSeconds: Int
+    /// `fleet status` calls the host silent when nothing was heard from it for this many poll intervals.
+    public let silentAfterIntervals: Int
 
     public init(
         name: HostName, publicKey: SSHPublicKey?, attribute: String, operation: Operation, build: Bool, cache: Bool,
-        unixUser: String
+        unixUser: String, pollIntervalSeconds: Int = 900, silentAfterIntervals: Int = 3
     ) {
         self.name = name
         self.publicKey = publicKey
@@ -26,7 +30,12 @@ public struct HostConfiguration: Sendable, Equatable {
         self.build = build
         self.cache = cache
         self.unixUser = unixUser
+        self.pollIntervalSeconds = pollIntervalSeconds
+        self.silentAfterIntervals = silentAfterIntervals
     }
+
+    /// How long the host may stay unheard before it is silent.
+    public var silenceLimitSeconds: Int { pollIntervalSeconds * silentAfterIntervals }
 
     /// The Unix user for a host: `<prefix><host>`, or, when that exceeds the 32 characters useradd allows,
     /// the prefix, the first characters of the name and 8 hex digits of its SHA-256 (still unique and stable).

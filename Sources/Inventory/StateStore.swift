@@ -1,12 +1,14 @@
 public import Foundation
 public import FleetProtocol
-import SQLiteKit
+package import SQLiteKit
 import Synchronization
 
 /// The server's memory: `state.db` in the state directory. Publications and events are recorded here;
 /// the chroots stay the source of truth for what hosts can fetch.
 public final class StateStore {
-    private let database: SQLiteDatabase
+    /// The connection, for the other server modules of this package that keep their own tables here (the
+    /// review side: reports, heartbeats, ingest bookkeeping); their tables are created by ``migrations``.
+    package let database: SQLiteDatabase
 
     /// One schema change per entry, applied in order; never edit a shipped entry, append a new one.
     static let migrations = [
@@ -35,7 +37,67 @@ public final class StateStore {
             detail TEXT NOT NULL
         );
         CREATE INDEX events_by_host ON events (host, id);
+        """,
+        // 2: the review side (`fleet status`, `logs`, `metrics`): what hosts uploaded into their chroots' logs/.
         """
+        CREATE TABLE reports (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            host TEXT NOT NULL,
+            name TEXT NOT NULL,
+            received_ns INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            generation INTEGER,
+            previous_generation INTEGER,
+            started_at TEXT NOT NULL,
+            finished_at TEXT NOT NULL,
+            duration REAL NOT NULL,
+            reboot_needed INTEGER,
+            reason TEXT,
+            log_name TEXT,
+            json TEXT NOT NULL,
+            UNIQUE (host, name)
+        );
+        CREATE INDEX reports_by_host ON reports (host, id);
+        CREATE TABLE run_logs (
+            host TEXT NOT NULL,
+            name TEXT NOT NULL,
+            received_ns INTEGER NOT NULL,
+            size INTEGER NOT NULL,
+            text BLOB NOT NULL,
+            PRIMARY KEY (host, name)
+        ) WITHOUT ROWID;
+        CREATE TABLE heartbeats (
+            host TEXT PRIMARY KEY,
+            received_ns INTEGER NOT NULL,
+            at TEXT NOT NULL,
+            applied_generation INTEGER,
+            seen_generation INTEGER,
+            failed_generation INTEGER,
+            last_result TEXT,
+            reason TEXT,
+            reboot_needed INTEGER,
+            json TEXT NOT NULL
+        );
+        CREATE TABLE ingest_files (
+            host TEXT NOT NULL,
+            name TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            inode INTEGER NOT NULL,
+            ingested INTEGER NOT NULL,
+            warning TEXT,
+            PRIMARY KEY (host, name)
+        ) WITHOUT ROWID;
+        CREATE INDEX ingest_files_warnings ON ingest_files (host) WHERE warning IS NOT NULL;
+        CREATE TABLE review_hosts (
+            host TEXT PRIMARY KEY,
+            listing_digest TEXT,
+            last_seen_ns INTEGER,
+            announced_applied INTEGER,
+            announced_failure TEXT,
+            announced_silent INTEGER NOT NULL DEFAULT 0
+        );
+        """,
     ]
 
     public static let fileName = "state.db"

@@ -173,8 +173,44 @@ extension ClientRunTests {
         #expect(try await fixture.fleet(["publish"]).exitCode == 0)
         let second = try #require(try fixture.verifiedManifest("alpha").toplevel)
         #expect(first != second)
+        // The first snapshot goes once its grace period (0 s, counted in whole seconds from the second's
+        // mtime) has passed, at the next publish; its system's cache files go with it, not before.
+        let snapshots = try fixture.layout("alpha").snapshots
+        if try FileStatus.of(snapshots + "/1.tar.zst") != nil {
+            #expect(cache.storePathHashes().count == 2, "a served generation keeps its cache files")
+        }
+        try await Task.sleep(for: .milliseconds(1100))
+        #expect(try await fixture.fleet(["publish"]).exitCode == 0)
+        #expect(try FileStatus.of(snapshots + "/1.tar.zst") == nil)
         #expect(cache.storePathHashes() == [String(second.dropFirst(11).prefix(32))], "the first system's files went with its snapshot")
         #expect(try FileIO.listDirectory(cache.directory + "/nar").count == 1)
+    }
+
+    @Test func publishGivesTheHooksPublishedAndBuildFailedEvents() async throws {
+        let directory = try TestDirectory.makeTemporary()
+        defer { directory.remove() }
+        let received = directory.path("events.jsonl")
+        let fixture = try Self.toyFleet(
+            ["good", "bad"],
+            extraToml: """
+                [defaults]
+                build = true
+
+                [[hooks]]
+                command = ["/bin/sh", "-c", "cat >> \(received)"]
+                events = ["published", "build-failed"]
+                """)
+        defer { fixture.remove() }
+        #expect(try await fixture.fleet(["publish"]).exitCode == 0)
+        try fixture.write("hosts/bad/configuration.nix", "{ motd = [ (builtins.throw \"no\") ]; }\n")
+        try fixture.write("hosts/good/configuration.nix", "{ motd = [ \"good, second\" ]; }\n")
+        #expect(try await fixture.fleet(["publish"]).exitCode == 1)
+        let lines = try String(contentsOfFile: received, encoding: .utf8).split(separator: "\n")
+        let events = try lines.map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] ?? [:] }
+        let summary = events.map { "\($0["event"] as? String ?? "?") \($0["host"] as? String ?? "?") \($0["generation"] as? Int ?? -1)" }
+        #expect(summary.sorted() == ["build-failed bad 1", "published bad 1", "published good 1", "published good 2"], "\(summary)")
+        let failed = try #require(events.first { $0["event"] as? String == "build-failed" })
+        #expect((failed["reason"] as? String)?.contains("did not build") == true)
     }
 
     /// Removes a system from the Nix store (and the server's build roots for it), as if this host never had it.

@@ -1,0 +1,121 @@
+import FleetProtocol
+import Inventory
+
+/// Turns what was ingested into one ``HostStatus`` per host.
+///
+/// The newest of the host's heartbeat and its newest report (by the time the server received them) says what
+/// it runs and how its last run ended; a failure is detailed by the newest failing report for that generation.
+/// Then, in this order: never seen (nothing ever received), silent (nothing received for longer than its
+/// `poll_interval_seconds` × `silent_after_intervals`: a host that stops polling cannot report a failure, so
+/// this comes before everything it said last), up to date (it runs the published generation), failed or
+/// rolled back (it gave up on the published generation), else pending.
+struct FleetStatus {
+    let store: ReviewStore
+
+    /// What the server published to each host: the chroot manifest's generation (what it fetches now), else
+    /// the newest state.db knows.
+    struct Published {
+        var shown: UInt64?
+        /// The highest generation known from either: what a report may be about.
+        var highest: UInt64
+    }
+
+    func rows(
+        hosts: [HostConfiguration], published: [String: Published], hostRows: [String: ReviewStore.HostRow],
+        runWarnings: [String: [String]], now: Int64
+    ) throws -> [HostStatus] {
+        let heartbeats = try store.heartbeats()
+        let reports = try store.latestReports()
+        let refusals = try store.refusals()
+        return try hosts.map { host in
+            let name = host.name.value
+            // This run's summary lines first (they count files), then each refused file.
+            var warnings = runWarnings[name] ?? []
+            warnings += (refusals[name] ?? []).map { "\($0.name): \($0.warning)" }
+            let count = warnings.count
+            if warnings.count > HostStatus.shownWarnings {
+                let more = warnings.count - (HostStatus.shownWarnings - 1)
+                warnings = Array(warnings.prefix(HostStatus.shownWarnings - 1)) + ["… and \(more) more"]
+            }
+            return try row(
+                host: host, published: published[name]?.shown, heartbeat: heartbeats[name], report: reports[name],
+                lastSeen: hostRows[name]?.lastSeen, warnings: warnings, warningCount: count, now: now)
+        }
+    }
+
+    func row(
+        host: HostConfiguration, published: UInt64?, heartbeat: ReviewStore.HeartbeatRow?,
+        report: ReviewStore.ReportRow?,
+        lastSeen: Int64?, warnings: [String], warningCount: Int, now: Int64
+    ) throws -> HostStatus {
+        let name = host.name.value
+        var status = HostStatus(
+            host: name, state: .neverSeen, publishedGeneration: published, appliedGeneration: nil, lastSeen: nil,
+            lastSeenSecondsAgo: nil, rebootNeeded: nil, reason: nil, failedGeneration: nil, lastResult: nil,
+            lastReport: report?.name, silentAfterSeconds: host.silenceLimitSeconds, warningCount: warningCount,
+            warnings: warnings)
+        guard let lastSeen else { return status }
+        let age = max(0, (now - lastSeen) / ReviewTime.nanosecondsPerSecond)
+        status.lastSeen = ReviewTime.iso(nanoseconds: lastSeen)
+        status.lastSeenSecondsAgo = age
+
+        // What the newest word from the host says.
+        var failure: (generation: UInt64?, state: HostState, reason: String?)?
+        if let report, report.received >= (heartbeat?.received ?? Int64.min) {
+            status.lastResult = report.state.rawValue
+            status.rebootNeeded = report.rebootNeeded ?? heartbeat?.rebootNeeded
+            switch report.state {
+            case .applied:
+                status.appliedGeneration = report.generation
+            case .failed, .rolledBack:
+                status.appliedGeneration = report.previousGeneration ?? heartbeat?.appliedGeneration
+                failure = (report.generation, report.state == .failed ? .failed : .rolledBack, report.reason)
+            case .refused:
+                status.appliedGeneration = report.previousGeneration ?? heartbeat?.appliedGeneration
+                failure = (report.generation ?? published, .failed, report.reason.map { "refused: \($0)" })
+            case .unchanged, .unreachable, .locked:
+                status.appliedGeneration = heartbeat?.appliedGeneration
+                if let generation = heartbeat?.failedGeneration { failure = try detail(name, generation, heartbeat) }
+            }
+        } else if let heartbeat {
+            status.lastResult = heartbeat.lastResult?.rawValue
+            status.rebootNeeded = heartbeat.rebootNeeded
+            status.appliedGeneration = heartbeat.appliedGeneration
+            if heartbeat.lastResult == .refused {
+                failure = (published, .failed, heartbeat.reason.map { "refused: \($0)" })
+            } else if let generation = heartbeat.failedGeneration {
+                failure = try detail(name, generation, heartbeat)
+            }
+        }
+        status.failedGeneration = failure?.generation
+
+        let limit = Int64(host.silenceLimitSeconds)
+        if age > limit {
+            status.state = .silent
+            status.reason =
+                "nothing received for \(ReviewTime.duration(seconds: age)) (silent after "
+                + "\(ReviewTime.duration(seconds: limit)): \(host.silentAfterIntervals) × "
+                + "\(host.pollIntervalSeconds) s polls)"
+        } else if let published, status.appliedGeneration == published {
+            status.state = .upToDate
+        } else if let failure, let published, failure.generation == published {
+            status.state = failure.state
+            status.reason = failure.reason
+        } else {
+            status.state = .pending
+        }
+        return status
+    }
+
+    /// A failed generation named by a heartbeat: the report about it says how (failed or rolled back) and why.
+    private func detail(
+        _ host: String, _ generation: UInt64, _ heartbeat: ReviewStore.HeartbeatRow?
+    ) throws -> (generation: UInt64?, state: HostState, reason: String?) {
+        if let report = try store.failure(host: host, generation: generation) {
+            let state: HostState = report.state == .rolledBack ? .rolledBack : .failed
+            let reason = report.state == .refused ? report.reason.map { "refused: \($0)" } : report.reason
+            return (generation, state, reason)
+        }
+        return (generation, .failed, heartbeat?.reason)
+    }
+}

@@ -1,0 +1,48 @@
+/// Where a host stands, as `fleet status` shows it.
+public enum HostState: String, Codable, Sendable, CaseIterable {
+    /// It reported running the published generation.
+    case upToDate = "up-to-date"
+    /// A newer generation is published than it reported running, and it has not failed it (yet).
+    case pending
+    /// Its build or activation of the published generation failed (or it refused what it downloaded).
+    case failed
+    /// It activated the published generation, could not confirm it, and went back to the previous one.
+    case rolledBack = "rolled-back"
+    /// Nothing was heard from it for longer than `poll_interval_seconds` × `silent_after_intervals`.
+    case silent
+    /// Nothing was ever received from it.
+    case neverSeen = "never-seen"
+
+    /// For tables: `up to date`, `rolled back`, `never seen`.
+    public var words: String { rawValue.split(separator: "-").joined(separator: " ") }
+}
+
+/// One row of `fleet status` (and of `--json`, with these keys).
+public struct HostStatus: Codable, Sendable, Equatable {
+    public var host: String
+    public var state: HostState
+    /// The generation in the host's chroot manifest (what it fetches now), nil when none.
+    public var publishedGeneration: UInt64?
+    /// The generation it last reported running, nil when unknown.
+    public var appliedGeneration: UInt64?
+    /// When the server last received a valid report, log, heartbeat or confirmation from it (UTC).
+    public var lastSeen: String?
+    public var lastSeenSecondsAgo: Int64?
+    /// Whether it said a reboot is needed to run its system (nil: it did not say).
+    public var rebootNeeded: Bool?
+    /// Why it failed, rolled back or is silent (host-written text: print it with ``TerminalText``).
+    public var reason: String?
+    /// The generation that failed or was rolled back, and is not retried until a newer one is published.
+    public var failedGeneration: UInt64?
+    /// The outcome of its last run (`unchanged`, `applied`, `failed`, `rolled-back`, `refused`, …).
+    public var lastResult: String?
+    /// The newest report ingested, by file name (`fleet logs` shows it).
+    public var lastReport: String?
+    public var silentAfterSeconds: Int
+    /// How many problems with the host's uploads: refused files still in its `logs/`, and this run's warnings.
+    public var warningCount: Int
+    /// The warnings themselves, at most ``HostStatus/shownWarnings`` of them (host-written names are quoted).
+    public var warnings: [String]
+
+    public static let shownWarnings = 20
+}

@@ -1,0 +1,376 @@
+import ChrootSync
+import FleetProtocol
+import Inventory
+import SQLiteKit
+
+/// What one ingest did, for tests, `--json` and the benchmark.
+public struct IngestSummary: Sendable, Equatable, Codable {
+    public var hostsListed = 0
+    /// Hosts whose `logs/` held report or log names not examined before.
+    public var hostsWithNewFiles = 0
+    /// Files opened and read (a second ingest with nothing new reads none).
+    public var filesRead = 0
+    public var bytesRead: Int64 = 0
+    public var reports = 0
+    public var logs = 0
+    public var heartbeats = 0
+    public var refused = 0
+    /// Ingested files deleted from `logs/` (beyond `logs_keep`).
+    public var pruned = 0
+    /// Warnings of this run that are not kept in state.db: names fleet-client does not write, a flooded or
+    /// unreadable `logs/`, files that could not be read now. Host → lines.
+    public var warnings: [String: [String]] = [:]
+
+    public init() {}
+}
+
+/// Reads what hosts uploaded into their chroots' `logs/` into state.db, incrementally and defensively.
+///
+/// **Incremental.** Reports and logs are written once (fleet-client uploads under a temporary name and
+/// renames), so a name that was examined is never opened again: `ingest_files` remembers every examined name
+/// still present, and `review_hosts.listing_digest` a SHA-256 of those names in listing order. A host whose
+/// `logs/` lists the same report and log names as last time costs one directory listing and one hash, and no
+/// query of its own (if only the order changed, the names are compared with `ingest_files`: slower, still right);
+/// `heartbeat.json` and `confirmation.json`, replaced by rename, are read again only when `lstat` shows another
+/// inode, size or mtime.
+///
+/// **Bounded.** After ingesting, the oldest ingested reports and logs beyond `[server] logs_keep` (each kind)
+/// are deleted from `logs/`, if they are still the very file that was read (same inode, size, mtime). Nothing
+/// that was not ingested is ever deleted: refused files stay, with their warning, until the host or the
+/// sysadmin removes them. state.db keeps the newest `[server] report_history` reports and logs per host.
+///
+/// **Untrusted.** Only names fleet-client writes are opened (see ``UploadName``), relative to the directory,
+/// with `O_NOFOLLOW | O_NONBLOCK`; only regular files with one link and under the caps of ``IngestLimits`` are
+/// read; their JSON must agree with the host, the published generations and common sense
+/// (``UploadValidator``). Anything else is refused with a warning for that host, and no other host is affected.
+/// The time a file was received is its mtime: set by the server's sshd on upload, which hosts cannot change
+/// (`internal-sftp -P setstat,fsetstat,…`), unlike the times written inside reports.
+struct ReportIngest {
+    let configuration: FleetConfiguration
+    let store: ReviewStore
+    let limits: IngestLimits
+
+    /// Ingests `hosts`. `published` is the highest generation published to each host (0 or absent: none).
+    func run(hosts: [HostConfiguration], published: [String: UInt64]) throws -> IngestSummary {
+        var summary = IngestSummary()
+        let hostRows = try store.hostRows()
+        let replaced = try store.replacedFiles()
+        for host in hosts {
+            summary.hostsListed += 1
+            var work = HostIngest(
+                host: host, store: store, limits: limits, keep: configuration.server.logsKeep,
+                history: configuration.server.reportHistory,
+                validator: UploadValidator(
+                    host: host.name, publishedGeneration: published[host.name.value] ?? 0, limits: limits),
+                row: hostRows[host.name.value], replaced: replaced[host.name.value] ?? [:])
+            let layout = ChrootLayout(root: configuration.server.chrootRoot, host: host.name)
+            try work.run(logs: layout.logs, summary: &summary)
+        }
+        return summary
+    }
+}
+
+/// One host's part of an ingest.
+struct HostIngest {
+    let host: HostConfiguration
+    let store: ReviewStore
+    let limits: IngestLimits
+    let keep: Int
+    let history: Int
+    let validator: UploadValidator
+    let row: ReviewStore.HostRow?
+    let replaced: [String: ReviewStore.BookkeptFile]
+
+    private var warnings: [String] = []
+    private var lastSeen: Int64?
+
+    init(
+        host: HostConfiguration, store: ReviewStore, limits: IngestLimits, keep: Int, history: Int,
+        validator: UploadValidator, row: ReviewStore.HostRow?, replaced: [String: ReviewStore.BookkeptFile]
+    ) {
+        self.host = host
+        self.store = store
+        self.limits = limits
+        self.keep = keep
+        self.history = history
+        self.validator = validator
+        self.row = row
+        self.replaced = replaced
+    }
+
+    var name: String { host.name.value }
+
+    mutating func run(logs path: String, summary: inout IngestSummary) throws {
+        defer { if !warnings.isEmpty { summary.warnings[name, default: []] += warnings } }
+        let directory: UploadDirectory
+        switch UploadDirectory.open(path) {
+        case .read(let opened?):
+            directory = opened
+        case .read(nil):
+            // No logs/ (never set up, or removed): nothing bookkept can still be there.
+            if row?.listingDigest != nil || !replaced.isEmpty {
+                try store.database.transaction {
+                    try store.forget(host: name, names: Array(try store.bookkeptFiles(host: name).keys))
+                    try store.saveListing(host: name, digest: nil, lastSeen: nil)
+                }
+            }
+            return
+        case .notRead(let refusal):
+            warnings.append(Self.text(refusal))
+            return
+        }
+
+        let (names, more) = directory.names(limit: limits.listedNames)
+        if more {
+            warnings.append(
+                "logs/ holds more than \(limits.listedNames) entries; only the first \(limits.listedNames) listed "
+                    + "were looked at"
+            )
+        }
+        var writtenOnce: [String] = []
+        var invalid: [String] = []
+        var temporary = 0
+        var replacedPresent: [String] = []
+        for entry in names {
+            switch UploadName(entry) {
+            case .report, .log: writtenOnce.append(entry)
+            case .heartbeat, .confirmation: replacedPresent.append(entry)
+            case .temporary: temporary += 1
+            case .invalid: invalid.append(entry)
+            }
+        }
+        if !invalid.isEmpty {
+            let examples = invalid.sorted().prefix(3).map { quoted(String($0.prefix(80))) }.joined(separator: ", ")
+            warnings.append(
+                "\(invalid.count) file(s) in logs/ with names fleet-client does not write, left unread: \(examples)"
+                    + (invalid.count > 3 ? ", …" : ""))
+        }
+        if temporary > 100 {
+            warnings.append("\(temporary) unfinished uploads (\(UploadName.temporaryPrefix)*) in logs/")
+        }
+        // In the order the directory lists them, not sorted: an unchanged directory lists its names in the same
+        // order, and a digest that differs only because the order changed just costs the comparison below.
+        let digest = Self.digest(writtenOnce)
+        var finalDigest = digest
+        var pruneCandidates: [(name: String, identity: FileIdentity)]?
+
+        let replacedWork = replacedToExamine(replacedPresent, in: directory)
+        if digest != row?.listingDigest || !replacedWork.isEmpty {
+            try store.database.transaction {
+                if digest != row?.listingDigest {
+                    summary.hostsWithNewFiles += 1
+                    pruneCandidates = try examineNew(
+                        writtenOnce, in: directory, summary: &summary, digest: &finalDigest)
+                }
+                try examineReplaced(replacedWork, in: directory, summary: &summary)
+            }
+        }
+        if let pruneCandidates, !pruneCandidates.isEmpty {
+            var pruned: [String] = []
+            for candidate in pruneCandidates where directory.remove(candidate.name, ifStill: candidate.identity) {
+                pruned.append(candidate.name)
+            }
+            summary.pruned += pruned.count
+            if !pruned.isEmpty {
+                let gone = Set(pruned)
+                finalDigest = Self.digest(try currentlyKnown(writtenOnce).filter { !gone.contains($0) })
+                try store.database.transaction { try store.forget(host: name, names: pruned) }
+            }
+        }
+        if finalDigest != row?.listingDigest || lastSeen != nil {
+            try store.saveListing(host: name, digest: finalDigest, lastSeen: lastSeen)
+        }
+    }
+
+    /// Examines the report and log names not examined before; returns the ingested files beyond `logs_keep`.
+    private mutating func examineNew(
+        _ present: [String], in directory: UploadDirectory, summary: inout IngestSummary, digest: inout String
+    ) throws -> [(name: String, identity: FileIdentity)] {
+        var known = try store.bookkeptFiles(host: name).filter { UploadName($0.key).isWrittenOnce }
+        let presentSet = Set(present)
+        let vanished = known.keys.filter { !presentSet.contains($0) }
+        try store.forget(host: name, names: vanished)
+        for gone in vanished { known[gone] = nil }
+
+        // Oldest first, and a run's log before its report.
+        let new = present.filter { known[$0] == nil }.sorted { Self.order($0) < Self.order($1) }
+        if new.count > limits.newFilesPerRun {
+            warnings.append(
+                "\(new.count) new reports and logs in logs/: \(limits.newFilesPerRun) read now, the rest in later runs")
+        }
+        var ingestedAny = false
+        for entry in new.prefix(limits.newFilesPerRun) {
+            guard let file = examine(entry, in: directory, summary: &summary) else { continue }
+            try store.bookkeep(host: name, name: entry, file)
+            known[entry] = file
+            if file.ingested { ingestedAny = true }
+        }
+        if ingestedAny { try store.trimHistory(host: name, keep: history) }
+        digest = Self.digest(present.filter { known[$0] != nil })
+
+        var candidates: [(name: String, identity: FileIdentity)] = []
+        for isReport in [true, false] {
+            let ingested = present.filter { entry in
+                guard let file = known[entry], file.ingested else { return false }
+                if case .report = UploadName(entry) { return isReport }
+                return !isReport
+            }.sorted()
+            for entry in ingested.dropLast(keep) { candidates.append((entry, known[entry]!.identity)) }
+        }
+        return candidates
+    }
+
+    private func currentlyKnown(_ present: [String]) throws -> [String] {
+        let known = try store.bookkeptFiles(host: name)
+        return present.filter { known[$0] != nil }
+    }
+
+    /// Reads one new report or log: the bookkeeping row to keep, or nil when it should be tried again later.
+    private mutating func examine(
+        _ entry: String, in directory: UploadDirectory, summary: inout IngestSummary
+    ) -> ReviewStore.BookkeptFile? {
+        let kind = UploadName(entry)
+        let result: Upload<UploadedFile>
+        if case .log = kind {
+            result = directory.readLog(entry, head: limits.logHeadBytes, tail: limits.logTailBytes)
+        } else {
+            result = directory.read(entry, limit: limits.reportBytes)
+        }
+        switch result {
+        case .notRead(let refusal):
+            return refused(entry, refusal, summary: &summary)
+        case .read(let file):
+            summary.filesRead += 1
+            summary.bytesRead += Int64(file.bytes.count)
+            do {
+                switch kind {
+                case .report(let generation):
+                    switch validator.report(file.bytes, nameGeneration: generation) {
+                    case .valid(let report):
+                        try store.insertReport(
+                            host: name, name: entry, received: file.identity.modificationNanoseconds, report,
+                            json: file.bytes)
+                        summary.reports += 1
+                    case .invalid(let problem):
+                        return refused(entry, .refused(problem, file.identity), summary: &summary)
+                    }
+                default:
+                    try store.insertLog(
+                        host: name, name: entry, received: file.identity.modificationNanoseconds,
+                        size: file.identity.size,
+                        bytes: file.bytes)
+                    summary.logs += 1
+                }
+            } catch {
+                warnings.append("\(entry): could not be stored: \(error)")
+                return nil
+            }
+            seen(file.identity)
+            return ReviewStore.BookkeptFile(identity: file.identity, ingested: true, warning: nil)
+        }
+    }
+
+    /// Which of `heartbeat.json` and `confirmation.json` were replaced (or removed) since they were read: one
+    /// `lstat` each, no open.
+    private func replacedToExamine(_ present: [String], in directory: UploadDirectory) -> [(
+        name: String, present: Bool
+    )] {
+        var work: [(name: String, present: Bool)] = []
+        for entry in [UploadName.heartbeatName, UploadName.confirmationName] {
+            guard present.contains(entry), let current = directory.identity(of: entry) else {
+                if replaced[entry] != nil { work.append((entry, false)) }
+                continue
+            }
+            if let bookkept = replaced[entry], bookkept.identity == current.identity { continue }
+            work.append((entry, true))
+        }
+        return work
+    }
+
+    /// `heartbeat.json` and `confirmation.json`: read again only when they were replaced.
+    private mutating func examineReplaced(
+        _ work: [(name: String, present: Bool)], in directory: UploadDirectory, summary: inout IngestSummary
+    ) throws {
+        for (entry, present) in work {
+            guard present else {
+                try store.forget(host: name, names: [entry])
+                continue
+            }
+            let file: ReviewStore.BookkeptFile?
+            switch directory.read(entry, limit: limits.smallFileBytes) {
+            case .notRead(let refusal):
+                file = refused(entry, refusal, summary: &summary)
+            case .read(let read):
+                summary.filesRead += 1
+                summary.bytesRead += Int64(read.bytes.count)
+                if entry == UploadName.heartbeatName {
+                    switch validator.heartbeat(read.bytes) {
+                    case .valid(let beat):
+                        try store.saveHeartbeat(
+                            host: name, received: read.identity.modificationNanoseconds, beat, json: read.bytes)
+                        summary.heartbeats += 1
+                        seen(read.identity)
+                        file = .init(identity: read.identity, ingested: true, warning: nil)
+                    case .invalid(let problem):
+                        file = refused(entry, .refused(problem, read.identity), summary: &summary)
+                    }
+                } else {
+                    switch validator.confirmation(read.bytes) {
+                    case .valid:
+                        seen(read.identity)
+                        file = .init(identity: read.identity, ingested: true, warning: nil)
+                    case .invalid(let problem):
+                        file = refused(entry, .refused(problem, read.identity), summary: &summary)
+                    }
+                }
+            }
+            if let file { try store.bookkeep(host: name, name: entry, file) }
+        }
+    }
+
+    private mutating func refused(
+        _ entry: String, _ refusal: UploadRefusal, summary: inout IngestSummary
+    ) -> ReviewStore.BookkeptFile? {
+        switch refusal {
+        case .vanished:
+            return nil
+        case .transient(let reason):
+            warnings.append("\(entry): \(reason); tried again next time")
+            return nil
+        case .refused(let reason, let identity):
+            summary.refused += 1
+            return ReviewStore.BookkeptFile(
+                identity: identity ?? FileIdentity(size: -1, modificationNanoseconds: -1, inode: 0), ingested: false,
+                warning: reason)
+        }
+    }
+
+    private mutating func seen(_ identity: FileIdentity) {
+        lastSeen = max(lastSeen ?? identity.modificationNanoseconds, identity.modificationNanoseconds)
+    }
+
+    private static func text(_ refusal: UploadRefusal) -> String {
+        switch refusal {
+        case .refused(let reason, _), .transient(let reason): reason
+        case .vanished: "logs/ vanished while being read"
+        }
+    }
+
+    /// Time, then the log before the report of the same run.
+    static func order(_ entry: String) -> String {
+        if entry.hasPrefix("log-") { return String(entry.dropFirst(4)) + "\u{0}" }
+        if entry.hasPrefix("report-") { return String(entry.dropFirst(7)) + "\u{1}" }
+        return entry
+    }
+
+    /// SHA-256 of the names, one per line, in the order given.
+    static func digest(_ names: [String]) -> String {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(names.count * 40)
+        for entry in names {
+            bytes.append(contentsOf: entry.utf8)
+            bytes.append(0x0a)
+        }
+        return SHA256Hasher.hex(bytes)
+    }
+}

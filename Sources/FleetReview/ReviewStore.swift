@@ -1,0 +1,331 @@
+import FleetProtocol
+import Inventory
+import SQLiteKit
+
+/// The review side's tables in state.db (created by ``StateStore``'s second migration):
+///
+/// - `reports`: every report ingested (validated fields, and the JSON as received), newest `report_history`
+///   per host.
+/// - `run_logs`: the full logs (capped: first and last bytes), newest `report_history` per host.
+/// - `heartbeats`: the newest heartbeat of each host.
+/// - `ingest_files`: every file of a host's `logs/` that was examined and is still there: its identity, whether
+///   it was ingested or refused, and the warning if refused. This is what makes ingest incremental.
+/// - `review_hosts`: per host, a digest of the report and log names already examined (so an unchanged `logs/`
+///   costs one directory listing), when the host was last heard from, and which events were announced.
+final class ReviewStore {
+    let database: SQLiteDatabase
+
+    init(_ store: StateStore) {
+        database = store.database
+    }
+
+    // MARK: - Bookkeeping
+
+    /// One examined file of a host's `logs/`.
+    struct BookkeptFile: Equatable {
+        var identity: FileIdentity
+        var ingested: Bool
+        var warning: String?
+    }
+
+    /// The per-host row of `review_hosts`.
+    struct HostRow: Equatable {
+        var listingDigest: String?
+        var lastSeen: Int64?
+        var announcedApplied: UInt64?
+        var announcedFailure: String?
+        var announcedSilent: Bool
+    }
+
+    func hostRows() throws -> [String: HostRow] {
+        var rows: [String: HostRow] = [:]
+        for row in try database.query("SELECT * FROM review_hosts") {
+            guard let host = row["host"].text else { continue }
+            rows[host] = HostRow(
+                listingDigest: row["listing_digest"].text, lastSeen: row["last_seen_ns"].integer,
+                announcedApplied: row["announced_applied"].integer.map { UInt64($0) },
+                announcedFailure: row["announced_failure"].text,
+                announcedSilent: (row["announced_silent"].integer ?? 0) != 0)
+        }
+        return rows
+    }
+
+    func saveListing(host: String, digest: String?, lastSeen: Int64?) throws {
+        try database.query(
+            """
+            INSERT INTO review_hosts (host, listing_digest, last_seen_ns) VALUES (?, ?, ?)
+            ON CONFLICT(host) DO UPDATE SET listing_digest = excluded.listing_digest,
+                last_seen_ns = max(coalesce(last_seen_ns, excluded.last_seen_ns),
+                    coalesce(excluded.last_seen_ns, last_seen_ns))
+            """, [.text(host), digest.map { .text($0) } ?? .null, lastSeen.map { .integer($0) } ?? .null])
+    }
+
+    func saveAnnounced(host: String, applied: UInt64?, failure: String?, silent: Bool) throws {
+        try database.query(
+            """
+            INSERT INTO review_hosts (host, announced_applied, announced_failure, announced_silent) VALUES (?, ?, ?, ?)
+            ON CONFLICT(host) DO UPDATE SET announced_applied = excluded.announced_applied,
+                announced_failure = excluded.announced_failure, announced_silent = excluded.announced_silent
+            """,
+            [
+                .text(host), applied.map { .integer(Int64($0)) } ?? .null, failure.map { .text($0) } ?? .null,
+                .integer(silent ? 1 : 0),
+            ])
+    }
+
+    /// Bookkept `heartbeat.json` and `confirmation.json` of every host: host → name → file.
+    func replacedFiles() throws -> [String: [String: BookkeptFile]] {
+        var result: [String: [String: BookkeptFile]] = [:]
+        let rows = try database.query(
+            "SELECT * FROM ingest_files WHERE name IN (?, ?)",
+            [.text(UploadName.heartbeatName), .text(UploadName.confirmationName)])
+        for row in rows {
+            guard let host = row["host"].text, let name = row["name"].text else { continue }
+            result[host, default: [:]][name] = Self.bookkept(row)
+        }
+        return result
+    }
+
+    /// Every bookkept file of one host: name → file.
+    func bookkeptFiles(host: String) throws -> [String: BookkeptFile] {
+        var result: [String: BookkeptFile] = [:]
+        for row in try database.query("SELECT * FROM ingest_files WHERE host = ?", [.text(host)]) {
+            if let name = row["name"].text { result[name] = Self.bookkept(row) }
+        }
+        return result
+    }
+
+    private static func bookkept(_ row: SQLiteRow) -> BookkeptFile {
+        BookkeptFile(
+            identity: FileIdentity(
+                size: row["size"].integer ?? -1, modificationNanoseconds: row["mtime_ns"].integer ?? -1,
+                inode: UInt64(bitPattern: row["inode"].integer ?? -1)),
+            ingested: (row["ingested"].integer ?? 0) != 0, warning: row["warning"].text)
+    }
+
+    func bookkeep(host: String, name: String, _ file: BookkeptFile) throws {
+        try database.query(
+            """
+            INSERT OR REPLACE INTO ingest_files (host, name, size, mtime_ns, inode, ingested, warning)
+            VALUES (?, ?, ?, ?, ?, ?, ?)
+            """,
+            [
+                .text(host), .text(name), .integer(file.identity.size), .integer(file.identity.modificationNanoseconds),
+                .integer(Int64(bitPattern: file.identity.inode)), .integer(file.ingested ? 1 : 0),
+                file.warning.map { .text($0) } ?? .null,
+            ])
+    }
+
+    func forget(host: String, names: [String]) throws {
+        for name in names {
+            try database.query("DELETE FROM ingest_files WHERE host = ? AND name = ?", [.text(host), .text(name)])
+        }
+    }
+
+    /// Warnings of refused files still in each host's `logs/`: host → [(name, warning)], by name.
+    func refusals() throws -> [String: [(name: String, warning: String)]] {
+        var result: [String: [(name: String, warning: String)]] = [:]
+        for row in try database.query(
+            "SELECT host, name, warning FROM ingest_files WHERE warning IS NOT NULL ORDER BY host, name")
+        {
+            guard let host = row["host"].text, let name = row["name"].text, let warning = row["warning"].text else {
+                continue
+            }
+            result[host, default: []].append((name, warning))
+        }
+        return result
+    }
+
+    // MARK: - Reports, logs, heartbeats
+
+    func insertReport(host: String, name: String, received: Int64, _ report: RunReport, json: [UInt8]) throws {
+        try database.query(
+            """
+            INSERT OR REPLACE INTO reports (host, name, received_ns, state, generation, previous_generation, started_at,
+                finished_at, duration, reboot_needed, reason, log_name, json)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            [
+                .text(host), .text(name), .integer(received), .text(report.state.rawValue),
+                report.generation.map { .integer(Int64($0)) } ?? .null,
+                report.previousGeneration.map { .integer(Int64($0)) } ?? .null, .text(report.startedAt),
+                .text(report.finishedAt), .real(report.durations.total),
+                report.rebootNeeded.map { .integer($0 ? 1 : 0) } ?? .null, report.reason.map { .text($0) } ?? .null,
+                report.log.map { .text($0) } ?? .null, .text(String(decoding: json, as: UTF8.self)),
+            ])
+    }
+
+    func insertLog(host: String, name: String, received: Int64, size: Int64, bytes: [UInt8]) throws {
+        try database.query(
+            "INSERT OR REPLACE INTO run_logs (host, name, received_ns, size, text) VALUES (?, ?, ?, ?, ?)",
+            [.text(host), .text(name), .integer(received), .integer(size), .blob(bytes)])
+    }
+
+    func saveHeartbeat(host: String, received: Int64, _ beat: Heartbeat, json: [UInt8]) throws {
+        try database.query(
+            """
+            INSERT OR REPLACE INTO heartbeats (host, received_ns, at, applied_generation, seen_generation,
+                failed_generation, last_result, reason, reboot_needed, json)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            [
+                .text(host), .integer(received), .text(beat.at),
+                beat.appliedGeneration.map { .integer(Int64($0)) } ?? .null,
+                beat.seenGeneration.map { .integer(Int64($0)) } ?? .null,
+                beat.failedGeneration.map { .integer(Int64($0)) } ?? .null,
+                beat.lastResult.map { .text($0.rawValue) } ?? .null, beat.reason.map { .text($0) } ?? .null,
+                beat.rebootNeeded.map { .integer($0 ? 1 : 0) } ?? .null, .text(String(decoding: json, as: UTF8.self)),
+            ])
+    }
+
+    /// Keeps the newest `keep` reports and logs of a host.
+    func trimHistory(host: String, keep: Int) throws {
+        try database.query(
+            """
+            DELETE FROM reports WHERE host = ? AND id NOT IN
+                (SELECT id FROM reports WHERE host = ? ORDER BY id DESC LIMIT ?)
+            """,
+            [.text(host), .text(host), .integer(Int64(keep))])
+        try database.query(
+            """
+            DELETE FROM run_logs WHERE host = ? AND name NOT IN
+                (SELECT name FROM run_logs WHERE host = ? ORDER BY received_ns DESC, name DESC LIMIT ?)
+            """, [.text(host), .text(host), .integer(Int64(keep))])
+    }
+
+    /// A stored report, as the status and `fleet logs` use it.
+    struct ReportRow: Equatable, Sendable {
+        var id: Int64
+        var host: String
+        var name: String
+        var received: Int64
+        var state: RunOutcome
+        var generation: UInt64?
+        var previousGeneration: UInt64?
+        var startedAt: String
+        var finishedAt: String
+        var duration: Double
+        var rebootNeeded: Bool?
+        var reason: String?
+        var logName: String?
+        var json: String
+    }
+
+    struct HeartbeatRow: Equatable, Sendable {
+        var received: Int64
+        var at: String
+        var appliedGeneration: UInt64?
+        var seenGeneration: UInt64?
+        var failedGeneration: UInt64?
+        var lastResult: RunOutcome?
+        var reason: String?
+        var rebootNeeded: Bool?
+    }
+
+    func heartbeats() throws -> [String: HeartbeatRow] {
+        var result: [String: HeartbeatRow] = [:]
+        for row in try database.query("SELECT * FROM heartbeats") {
+            guard let host = row["host"].text else { continue }
+            result[host] = Self.heartbeat(row)
+        }
+        return result
+    }
+
+    func heartbeat(host: String) throws -> HeartbeatRow? {
+        try database.query("SELECT * FROM heartbeats WHERE host = ?", [.text(host)]).first.map(Self.heartbeat)
+    }
+
+    private static func heartbeat(_ row: SQLiteRow) -> HeartbeatRow {
+        HeartbeatRow(
+            received: row["received_ns"].integer ?? 0, at: row["at"].text ?? "",
+            appliedGeneration: row["applied_generation"].integer.map { UInt64($0) },
+            seenGeneration: row["seen_generation"].integer.map { UInt64($0) },
+            failedGeneration: row["failed_generation"].integer.map { UInt64($0) },
+            lastResult: row["last_result"].text.flatMap(RunOutcome.init(rawValue:)), reason: row["reason"].text,
+            rebootNeeded: row["reboot_needed"].integer.map { $0 != 0 })
+    }
+
+    /// The newest report of every host (by ingest order).
+    func latestReports() throws -> [String: ReportRow] {
+        var result: [String: ReportRow] = [:]
+        let rows = try database.query(
+            "SELECT r.* FROM reports r JOIN (SELECT max(id) AS id FROM reports GROUP BY host) m ON r.id = m.id")
+        for row in rows {
+            if let report = Self.report(row) { result[report.host] = report }
+        }
+        return result
+    }
+
+    /// The newest report of `host` about `generation` that says it failed, was rolled back or refused.
+    func failure(host: String, generation: UInt64) throws -> ReportRow? {
+        try database.query(
+            """
+            SELECT * FROM reports WHERE host = ? AND generation = ? AND state IN ('failed', 'rolled-back', 'refused')
+            ORDER BY id DESC LIMIT 1
+            """, [.text(host), .integer(Int64(generation))]
+        ).first.flatMap(Self.report)
+    }
+
+    /// The newest `count` reports of a host after `id`, oldest first.
+    func reports(host: String, last count: Int, after id: Int64 = 0) throws -> [ReportRow] {
+        try database.query(
+            "SELECT * FROM (SELECT * FROM reports WHERE host = ? AND id > ? ORDER BY id DESC LIMIT ?) ORDER BY id",
+            [.text(host), .integer(id), .integer(Int64(count))]
+        ).compactMap(Self.report)
+    }
+
+    /// A stored log and the size of the file it was read from.
+    func log(host: String, name: String) throws -> (text: [UInt8], size: Int64)? {
+        guard
+            let row = try database.query(
+                "SELECT text, size FROM run_logs WHERE host = ? AND name = ?", [.text(host), .text(name)]
+            ).first
+        else { return nil }
+        let bytes: [UInt8]
+        switch row["text"] {
+        case .blob(let blob): bytes = blob
+        case .text(let text): bytes = Array(text.utf8)
+        default: bytes = []
+        }
+        return (bytes, row["size"].integer ?? Int64(bytes.count))
+    }
+
+    private static func report(_ row: SQLiteRow) -> ReportRow? {
+        guard let host = row["host"].text, let name = row["name"].text,
+            let state = row["state"].text.flatMap(RunOutcome.init(rawValue:))
+        else { return nil }
+        var duration = 0.0
+        if case .real(let value) = row["duration"] { duration = value }
+        if case .integer(let value) = row["duration"] { duration = Double(value) }
+        return ReportRow(
+            id: row["id"].integer ?? 0, host: host, name: name, received: row["received_ns"].integer ?? 0, state: state,
+            generation: row["generation"].integer.map { UInt64($0) },
+            previousGeneration: row["previous_generation"].integer.map { UInt64($0) },
+            startedAt: row["started_at"].text ?? "", finishedAt: row["finished_at"].text ?? "", duration: duration,
+            rebootNeeded: row["reboot_needed"].integer.map { $0 != 0 }, reason: row["reason"].text,
+            logName: row["log_name"].text, json: row["json"].text ?? "")
+    }
+
+    // MARK: - Events
+
+    /// `build-failed` events per host (recorded by the publisher's build gate).
+    func buildFailures() throws -> [String: Int] {
+        var result: [String: Int] = [:]
+        for row in try database.query(
+            "SELECT host, count(*) AS failures FROM events WHERE kind = ? AND host IS NOT NULL GROUP BY host",
+            [.text("build-failed")])
+        {
+            if let host = row["host"].text { result[host] = Int(row["failures"].integer ?? 0) }
+        }
+        return result
+    }
+
+    /// The highest generation state.db knows was published to each host.
+    func publishedGenerations() throws -> [String: UInt64] {
+        var result: [String: UInt64] = [:]
+        for row in try database.query("SELECT name, last_generation FROM hosts") {
+            if let host = row["name"].text { result[host] = UInt64(row["last_generation"].integer ?? 0) }
+        }
+        return result
+    }
+}

@@ -1,0 +1,140 @@
+import ArgumentParser
+import FleetReview
+import Foundation
+import Inventory
+
+extension Fleet {
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Ingest the hosts' reports and show where each host stands.",
+            discussion: """
+                Reads what hosts uploaded into their chroots' logs/ since the last run (reports, logs, heartbeats) \
+                into state.db, then shows per host: the generation published and applied, the state (up to date, \
+                pending, failed, rolled back, silent, never seen), when it was last seen, whether it needs a \
+                reboot, why it failed, and warnings about files in its logs/ that were refused. Hooks in \
+                fleet.toml are told about hosts that applied, failed, rolled back or went silent (once each).
+                """)
+
+        @OptionGroup var global: GlobalOptions
+
+        @Argument(help: "Hosts to show (default: all).")
+        var hosts: [String] = []
+
+        @Flag(help: "Print JSON for scripts.")
+        var json = false
+
+        @Flag(help: "Keep polling, and redraw when something changes (Ctrl-C stops).")
+        var watch = false
+
+        @Option(help: ArgumentHelp("Seconds between polls with --watch.", valueName: "seconds"))
+        var interval: Double = 5
+
+        @Option(help: ArgumentHelp("With --watch, stop after this many polls.", valueName: "n"))
+        var count: Int?
+
+        func validate() throws {
+            if !(0.05...86400).contains(interval) {
+                throw ValidationError("--interval must be between 0.05 and 86400 seconds")
+            }
+            if let count, count < 1 { throw ValidationError("--count must be at least 1") }
+            if count != nil && !watch { throw ValidationError("--count goes with --watch") }
+        }
+
+        /// What `--json` prints.
+        struct Output: Encodable {
+            var at: String
+            var hosts: [HostStatus]
+            var ingest: IngestSummary
+        }
+
+        func run() async throws {
+            let configuration = try global.loadConfiguration()
+            let review = try Review(configuration: configuration)
+            let selected = try review.hosts(hosts)
+            guard watch else {
+                let snapshot = try await review.refresh(selected)
+                if json {
+                    try printJSON(
+                        Output(
+                            at: ReviewTime.iso(nanoseconds: snapshot.at), hosts: snapshot.hosts, ingest: snapshot.ingest
+                        ))
+                } else {
+                    print(Self.render(snapshot.hosts))
+                }
+                return
+            }
+            let redrawInPlace = !json && isatty(STDOUT_FILENO) == 1
+            var shown: String?
+            var polls = 0
+            while true {
+                let snapshot = try await review.refresh(selected)
+                // Compared without the ages in seconds, so that a frame is printed when something changed.
+                let frame: String
+                let key: String
+                if json {
+                    frame = try jsonText(
+                        Output(
+                            at: ReviewTime.iso(nanoseconds: snapshot.at), hosts: snapshot.hosts, ingest: snapshot.ingest
+                        ), pretty: false)
+                    key = try jsonText(
+                        snapshot.hosts.map { row in
+                            var row = row
+                            row.lastSeenSecondsAgo = nil
+                            return row
+                        }, pretty: false)
+                } else {
+                    frame = Self.render(snapshot.hosts)
+                    key = frame
+                }
+                if key != shown {
+                    if redrawInPlace {
+                        print("\u{1b}[H\u{1b}[2J", terminator: "")
+                        print(
+                            "fleet status, every \(Self.seconds(interval)); "
+                                + "\(ReviewTime.iso(nanoseconds: snapshot.at))\n"
+                        )
+                    } else if shown != nil && !json {
+                        print("")
+                    }
+                    print(frame)
+                    fflush(nil)
+                    shown = key
+                }
+                polls += 1
+                if let count, polls >= count { break }
+                try await Task.sleep(for: .milliseconds(Int(interval * 1000)))
+            }
+        }
+
+        static func seconds(_ value: Double) -> String {
+            value == value.rounded() ? "\(Int(value)) s" : "\(value) s"
+        }
+
+        /// The table, a count per state, and the warnings under it.
+        static func render(_ rows: [HostStatus]) -> String {
+            var table = Table("HOST", "STATE", "PUBLISHED", "APPLIED", "LAST SEEN", "REBOOT", "WARNINGS", "REASON")
+            for row in rows {
+                table.add(
+                    row.host, row.state.words, row.publishedGeneration.map(String.init) ?? "-",
+                    row.appliedGeneration.map(String.init) ?? "-",
+                    row.lastSeenSecondsAgo.map { ReviewTime.age(seconds: $0) } ?? "never",
+                    row.rebootNeeded.map { $0 ? "yes" : "no" } ?? "-", String(row.warningCount),
+                    row.reason.map { TerminalText.line($0, limit: 100) } ?? "")
+            }
+            var text = table.render()
+            let counts = HostState.allCases.compactMap { state -> String? in
+                let count = rows.filter { $0.state == state }.count
+                return count == 0 ? nil : "\(count) \(state.words)"
+            }
+            text += "\n" + (counts.isEmpty ? "no hosts" : counts.joined(separator: ", "))
+            let warned = rows.filter { !$0.warnings.isEmpty }
+            if !warned.isEmpty {
+                text += "\n\nwarnings (files in logs/ that were not ingested):"
+                for row in warned {
+                    for warning in row.warnings { text += "\n  \(row.host): \(TerminalText.line(warning, limit: 300))" }
+                }
+            }
+            return text
+        }
+    }
+}
