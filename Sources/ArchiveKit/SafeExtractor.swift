@@ -55,8 +55,11 @@ public struct SafeExtractor: Sendable {
     /// - Returns: what was extracted.
     /// - Throws: ``ArchiveError`` naming the entry at fault. **On a throw, `destination` may hold a partial tree:
     ///   the caller must delete it and never use it.** Nothing is written outside it.
+    ///
+    /// - Parameter durable: false skips the final `syncfs`, for callers that can extract again after a crash
+    ///   (syncfs flushes every dirty page of the filesystem, other programs' too).
     public func extract(
-        archivePath: String, into destination: String, limits: ExtractionLimits
+        archivePath: String, into destination: String, limits: ExtractionLimits, durable: Bool = true
     ) throws(ArchiveError) -> ExtractionSummary {
         let reader = try ArchiveReader(path: archivePath, formats: .tar)
         guard mkdir(destination, 0o700) == 0 else {
@@ -71,7 +74,7 @@ public struct SafeExtractor: Sendable {
         while let header = try reader.nextEntry() {
             try extraction.extract(header)
         }
-        try extraction.syncDirectories()
+        if durable { try extraction.syncDirectories() }
         return extraction.summary
     }
 }

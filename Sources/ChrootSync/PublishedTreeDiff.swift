@@ -42,7 +42,7 @@ public struct PublishedTreeDiff: Sendable {
             scratch = directory
             _ = try SafeExtractor().extract(
                 archivePath: layout.snapshot(manifest.generation), into: directory,
-                limits: ExtractionLimits(maxBytes: 8 << 30, maxEntries: 500_000, maxFileBytes: 2 << 30))
+                limits: ExtractionLimits(maxBytes: 8 << 30, maxEntries: 500_000, maxFileBytes: 2 << 30), durable: false)
             try walk(directory, relative: "") { path, full in
                 published[path] = (try SHA256Hasher.file(full), full)
             }

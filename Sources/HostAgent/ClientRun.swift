@@ -355,7 +355,11 @@ public struct ClientRun: Sendable {
         let incoming = "\(parent)/.incoming-\(generation)"
         do {
             try FileIO.removeTree(incoming)
-            let summary = try SafeExtractor().extract(archivePath: download, into: incoming, limits: Self.extractionLimits)
+            let summary = try SafeExtractor().extract(
+                archivePath: download, into: incoming, limits: Self.extractionLimits,
+                // Not made durable: after a crash the generation is not recorded as applied, so the next run
+                // removes and extracts it again; once applied, what counts is in the Nix store.
+                durable: false)
             let top = try FileIO.listDirectory(incoming)
             guard top.contains("tree"), Set(top).isSubset(of: ["tree", "secrets"]) else {
                 try? FileIO.removeTree(incoming)

@@ -62,20 +62,7 @@ final class SFTPClient {
         watchdog.progress()
         try setTimeout(session, endpoint.ioTimeout)
 
-        if openingSFTP {
-            acknowledgeQuickly(ssh_get_fd(session))
-            try startSFTP(session)
-        }
-    }
-
-    /// Turns on TCP quick acknowledgements for the next exchanges. After authentication sshd sends a message
-    /// nobody asked for; with delayed ACKs here and Nagle on sshd's side, the reply to the channel open then
-    /// waits ~40 ms for the delayed ACK timer (measured in bench/poll). Linux drops back to delayed ACKs on its
-    /// own later, which is fine: only the start of the session is a ping-pong of small messages.
-    private func acknowledgeQuickly(_ socket: Int32) {
-        guard socket >= 0 else { return }
-        var on: Int32 = 1
-        _ = setsockopt(socket, Int32(IPPROTO_TCP), TCP_QUICKACK, &on, socklen_t(MemoryLayout<Int32>.size))
+        if openingSFTP { try startSFTP(session) }
     }
 
     private func loadIdentity() throws(SSHError) -> OpaquePointer {
