@@ -84,7 +84,7 @@ final class FileDigestCache: Sendable {
         guard let records else { return }
         var text = Array(Self.header.utf8)
         text.reserveCapacity(records.count * 200)
-        for (path, record) in records.sorted(by: { $0.path.utf8.lexicographicallyPrecedes($1.path.utf8) }) {
+        for (path, record) in records {
             // A newline would end the record early; such a file is simply hashed on every run.
             guard !path.utf8.contains(UInt8(ascii: "\n")) else { continue }
             if !record.used {
@@ -98,7 +98,7 @@ final class FileDigestCache: Sendable {
                 identity.changeNanoseconds,
             ] {
                 text.append(UInt8(ascii: " "))
-                text += String(number).utf8
+                text.appendDigits(number)
             }
             text.append(UInt8(ascii: " "))
             text += path.utf8
@@ -218,16 +218,17 @@ final class FileDigestCache: Sendable {
         mutating func decimal() -> Int64? {
             let negative = skip("-")
             let start = position
-            var value: Int64 = 0
+            var magnitude: UInt64 = 0
             while position < text.count, (0x30...0x39).contains(text[position]) {
-                let (shifted, overflowed) = value.multipliedReportingOverflow(by: 10)
-                let (sum, carried) = shifted.addingReportingOverflow(Int64(text[position] - 0x30))
+                let (shifted, overflowed) = magnitude.multipliedReportingOverflow(by: 10)
+                let (sum, carried) = shifted.addingReportingOverflow(UInt64(text[position] - 0x30))
                 guard !overflowed, !carried else { return nil }
-                value = sum
+                magnitude = sum
                 position += 1
             }
             guard position > start else { return nil }
-            return negative ? -value : value
+            if negative { return magnitude <= Int64.min.magnitude ? Int64(truncatingIfNeeded: 0 &- magnitude) : nil }
+            return magnitude <= UInt64(Int64.max) ? Int64(magnitude) : nil
         }
 
         /// The rest of the line, and past its newline.

@@ -42,14 +42,14 @@ public struct ResolvedTree: Sendable {
                 text += "d ".utf8
                 text += entry.path.utf8
                 text.append(UInt8(ascii: " "))
-                Self.append(UInt64(entry.permissions), radix: 8, to: &text)
+                text.appendDigits(Int64(entry.permissions), radix: 8)
             case .file(_, let identity, let sha256):
                 text += "f ".utf8
                 text += entry.path.utf8
                 text.append(UInt8(ascii: " "))
-                Self.append(UInt64(entry.permissions), radix: 8, to: &text)
+                text.appendDigits(Int64(entry.permissions), radix: 8)
                 text.append(UInt8(ascii: " "))
-                Self.append(UInt64(identity.size), radix: 10, to: &text)
+                text.appendDigits(identity.size)
                 text.append(UInt8(ascii: " "))
                 text += sha256.utf8
             }
@@ -58,17 +58,5 @@ public struct ResolvedTree: Sendable {
         text += "operation=\(host.operation.rawValue)\nattribute=\(host.attribute)\n".utf8
         text += "toplevel=\(toplevel ?? "")\ncache=\(hasCache)\n".utf8
         return SHA256Hasher.hex(text)
-    }
-
-    /// Appends the digits of `value` as `String(value, radix:)` spells them (radix 10 or below), without
-    /// making a String.
-    private static func append(_ value: UInt64, radix: UInt64, to text: inout [UInt8]) {
-        let start = text.count
-        var rest = value
-        repeat {
-            text.append(UInt8(ascii: "0") + UInt8(rest % radix))
-            rest /= radix
-        } while rest > 0
-        text[start...].reverse()
     }
 }

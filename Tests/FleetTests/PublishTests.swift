@@ -89,6 +89,9 @@ struct PublishTests {
         var output = try await fixture.fleet(["publish"])
         #expect(output.exitCode == 0, "\(output.standardError)")
         #expect(try FileStatus.of(digests) == nil, "every file was written just now: none is kept")
+        // A modification time before 1970 is stored (and read back) too.
+        var old = [timespec(tv_sec: -86_400, tv_nsec: 5), timespec(tv_sec: -86_400, tv_nsec: 5)]
+        #expect(utimensat(AT_FDCWD, fixture.repository + "/common/base.nix", &old, 0) == 0)
 
         try await Task.sleep(for: .milliseconds(3200))
         output = try await fixture.fleet(["publish", "--dry-run"])
@@ -99,6 +102,13 @@ struct PublishTests {
         let stored = String(decoding: try FileIO.read(digests), as: UTF8.self)
         #expect(stored.contains("/hosts/a/x.nix\n") && stored.contains("/common/base.nix\n"))
         #expect(try FileStatus.of(digests)?.permissions == 0o600)
+        #expect(stored.contains(" -86400 5 "))
+        // Read back whole (else every file would be hashed and the file rewritten), and not rewritten when
+        // nothing was learnt.
+        let storedInode = try FileStatus.of(digests)?.inode
+        output = try await fixture.fleet(["publish"])
+        #expect(output.exitCode == 0 && output.standardOutput.contains("2 unchanged"))
+        #expect(try FileStatus.of(digests)?.inode == storedInode)
 
         // Rewrite x.nix in place with other bytes of the same length, and set its modification time back.
         let path = fixture.repository + "/hosts/a/x.nix"
