@@ -36,7 +36,7 @@ public struct BinaryCache: Sendable {
     public func collect(keeping toplevels: [String]) -> [String] {
         var neededInfo: Set<String> = []
         var neededNars: Set<String> = []
-        var queue = toplevels.compactMap(Self.hashPart)
+        var queue = toplevels.compactMap(Nix.hashPart(ofStorePath:))
         while let hash = queue.popLast() {
             let name = hash + ".narinfo"
             guard !neededInfo.contains(name) else { continue }
@@ -47,7 +47,7 @@ public struct BinaryCache: Sendable {
                 if line.hasPrefix("URL: nar/") { neededNars.insert(String(line.dropFirst("URL: nar/".count))) }
                 if line.hasPrefix("References:") {
                     queue += line.dropFirst("References:".count).split(separator: " ").compactMap {
-                        Self.hashPart("/nix/store/" + $0)
+                        Nix.hashPart(ofStorePath: "/nix/store/" + $0)
                     }
                 }
             }
@@ -65,13 +65,6 @@ public struct BinaryCache: Sendable {
     /// The store paths whose narinfo the cache holds.
     public func storePathHashes() -> Set<String> {
         Set(((try? FileIO.listDirectory(directory)) ?? []).filter { $0.hasSuffix(".narinfo") }.map { String($0.dropLast(8)) })
-    }
-
-    static func hashPart(_ path: String) -> String? {
-        guard path.hasPrefix("/nix/store/") else { return nil }
-        let base = path.dropFirst("/nix/store/".count)
-        guard base.count > 33, base.dropFirst(32).first == "-" else { return nil }
-        return String(base.prefix(32))
     }
 
     private func normalizePermissions(_ path: String) {

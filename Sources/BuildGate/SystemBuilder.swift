@@ -106,7 +106,7 @@ public struct SystemBuilder: Sendable {
                 result.status = .built
                 result.toplevel = toplevel
             } else {
-                result.reason = "\(executable) exited with status \(output.exitCode)" + Self.cause(output.standardError)
+                result.reason = "\(executable) exited with status \(output.exitCode)" + Nix.cause(ofFailure: output.standardError)
             }
         } catch {
             writeLog(log, "$ \(commandLine)\n\(error)\n")
@@ -166,13 +166,5 @@ public struct SystemBuilder: Sendable {
         return String(
             format: "%04d%02d%02dT%02d%02d%02dZ", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday, parts.tm_hour,
             parts.tm_min, parts.tm_sec)
-    }
-
-    /// `": <cause>"`: Nix's last `error:` line, or the last line.
-    static func cause(_ text: String) -> String {
-        let lines = text.split(separator: "\n").map { String($0).trimmingWhitespace() }.filter { !$0.isEmpty }
-        guard let line = lines.last(where: { $0.hasPrefix("error:") }) ?? lines.last(where: { !$0.hasPrefix("(use '--show-trace'") })
-        else { return "" }
-        return ": " + String(line.prefix(300))
     }
 }

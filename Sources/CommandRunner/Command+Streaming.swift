@@ -15,12 +15,8 @@ extension Command {
         onLine: @escaping @Sendable (String) -> Void
     ) async throws(CommandError) -> Int32 {
         let commandLine = ([executable] + arguments).joined(separator: " ")
-        let program: Executable = executable.contains("/") ? .path(.init(executable)) : .name(executable)
-        var updates: [Environment.Key: String?] = [:]
-        for (key, value) in environment {
-            guard let name = Environment.Key(rawValue: key) else { continue }
-            updates[name] = value
-        }
+        let program = Self.program(executable)
+        let updates = Self.environmentUpdates(environment)
         do {
             let result = try await Subprocess.run(
                 program, arguments: Arguments(arguments), environment: .inherit.updating(updates), input: .none,
@@ -41,10 +37,7 @@ extension Command {
                 }
                 if !line.isEmpty { onLine(String(decoding: line, as: UTF8.self)) }
             }
-            switch result.terminationStatus {
-            case .exited(let status): return status
-            case .signaled(let signal): return 128 + signal
-            }
+            return Self.exitCode(result.terminationStatus)
         } catch {
             throw CommandError(commandLine: commandLine, reason: "could not run: \(error)")
         }

@@ -70,12 +70,8 @@ public enum Command {
         ownSession: Bool
     ) async throws(CommandError) -> CommandOutput {
         let commandLine = ([executable] + arguments).joined(separator: " ")
-        let program: Executable = executable.contains("/") ? .path(.init(executable)) : .name(executable)
-        var updates: [Environment.Key: String?] = [:]
-        for (key, value) in environment {
-            guard let name = Environment.Key(rawValue: key) else { continue }
-            updates[name] = value
-        }
+        let program = Self.program(executable)
+        let updates = Self.environmentUpdates(environment.mapValues { Optional($0) })
         var options = PlatformOptions()
         if ownSession {
             options.createSession = true
@@ -100,21 +96,42 @@ public enum Command {
                     error: .string(limit: outputLimit))
                 result = (collected.terminationStatus, collected.standardOutput, collected.standardError)
             }
-            let code: Int32
-            switch result.terminationStatus {
-            case .exited(let status): code = status
-            case .signaled(let signal): code = 128 + signal
-            }
             return CommandOutput(
-                exitCode: code, standardOutput: result.standardOutput, standardError: result.standardError)
+                exitCode: Self.exitCode(result.terminationStatus), standardOutput: result.standardOutput,
+                standardError: result.standardError)
         } catch {
             throw CommandError(commandLine: commandLine, reason: "could not run: \(error)")
         }
     }
 
+    /// A name looked up in PATH, or a path when it has a slash.
+    static func program(_ executable: String) -> Executable {
+        executable.contains("/") ? .path(.init(executable)) : .name(executable)
+    }
+
+    /// Changes to the inherited environment (nil removes a variable); names Subprocess cannot take are skipped.
+    static func environmentUpdates(_ environment: [String: String?]) -> [Environment.Key: String?] {
+        var updates: [Environment.Key: String?] = [:]
+        for (key, value) in environment {
+            guard let name = Environment.Key(rawValue: key) else { continue }
+            updates[name] = value
+        }
+        return updates
+    }
+
+    /// The exit status, or 128 + the signal that ended it (as a shell reports it).
+    static func exitCode(_ status: TerminationStatus) -> Int32 {
+        switch status {
+        case .exited(let code): code
+        case .signaled(let signal): 128 + signal
+        }
+    }
+
     /// An unlinked temporary file holding `text`, positioned at its start.
     private static func inputFile(_ text: String, commandLine: String) throws(CommandError) -> FileDescriptor {
-        var template = Array((ProcessInfoLite.temporaryDirectory + "/.fleet-input-XXXXXX").utf8CString)
+        // mkstemp(3) replaces the six trailing X of its template with a unique name.
+        let name = TemporaryDirectory.path + "/.fleet-input-" + String(repeating: "X", count: 6)
+        var template = Array(name.utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else {
             throw CommandError(
@@ -155,8 +172,8 @@ public enum Command {
 }
 
 /// `$TMPDIR` or `/tmp`, without Foundation.
-enum ProcessInfoLite {
-    static var temporaryDirectory: String {
+enum TemporaryDirectory {
+    static var path: String {
         guard let value = getenv("TMPDIR"), value.pointee != 0 else { return "/tmp" }
         return String(cString: value)
     }

@@ -1,3 +1,4 @@
+import CommandRunner
 import FleetFiles
 import Foundation
 import SFTPTransport
@@ -22,7 +23,7 @@ struct CacheMirror {
 
     /// - Returns: how many files were downloaded.
     func mirror(closureOf toplevel: String, over connection: SFTPConnection) async throws(Failure) -> Int {
-        guard let root = Self.hashPart(ofStorePath: toplevel) else {
+        guard let root = Nix.hashPart(ofStorePath: toplevel) else {
             throw Failure(description: "the manifest's toplevel \(String(reflecting: toplevel)) is not a store path")
         }
         do {
@@ -88,21 +89,6 @@ struct CacheMirror {
         }
     }
 
-    /// The 32-character hash part of `/nix/store/<hash>-<name>`, or nil when it is not such a path.
-    static func hashPart(ofStorePath path: String) -> String? {
-        guard path.hasPrefix("/nix/store/") else { return nil }
-        let base = path.dropFirst("/nix/store/".count)
-        guard !base.contains("/"), base.count > 33, base.dropFirst(32).first == "-" else { return nil }
-        let hash = String(base.prefix(32))
-        guard isNixBase32(hash), base.dropFirst(33).allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "+-._?=".contains($0)) })
-        else { return nil }
-        return hash
-    }
-
-    static func isNixBase32(_ text: String) -> Bool {
-        text.allSatisfy { "0123456789abcdfghijklmnpqrsvwxyz".contains($0) }
-    }
-
     /// The nar URL and referenced hashes of a narinfo, refusing anything that could name a file outside the cache.
     static func parse(narinfo bytes: [UInt8], name: String) throws(Failure) -> (url: String, references: [String]) {
         guard let text = String(validating: bytes, as: UTF8.self) else {
@@ -120,7 +106,7 @@ struct CacheMirror {
                 url = value
             } else if line.hasPrefix("References:") {
                 for reference in line.dropFirst("References:".count).split(separator: " ") {
-                    guard let hash = hashPart(ofStorePath: "/nix/store/" + reference) else {
+                    guard let hash = Nix.hashPart(ofStorePath: "/nix/store/" + reference) else {
                         throw Failure(description: "\(name) has a malformed reference \(String(reflecting: String(reference)))")
                     }
                     references.append(hash)

@@ -298,7 +298,7 @@ public struct ClientRun: Sendable {
         guard NixSystem.isSafeAttribute(manifest.attribute) else {
             return refuse("the manifest names the attribute \(quoted(manifest.attribute)), not a plain Nix attribute name")
         }
-        if let toplevel = manifest.toplevel, CacheMirror.hashPart(ofStorePath: toplevel) == nil {
+        if let toplevel = manifest.toplevel, Nix.hashPart(ofStorePath: toplevel) == nil {
             return refuse("the manifest's toplevel \(quoted(toplevel)) is not a Nix store path")
         }
         guard (0...Self.snapshotLimit).contains(manifest.snapshot.size) else {

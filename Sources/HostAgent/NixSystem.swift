@@ -53,7 +53,7 @@ struct NixSystem {
         try? FileManager.default.removeItem(atPath: gcRoot)
         let output = try await run("build", executable, arguments)
         guard output.succeeded else {
-            throw Failure(step: "build", reason: "\(executable) exited with status \(output.exitCode)\(Self.lastLine(of: output.standardError))", exitCode: output.exitCode)
+            throw Failure(step: "build", reason: "\(executable) exited with status \(output.exitCode)\(Nix.cause(ofFailure: output.standardError))", exitCode: output.exitCode)
         }
         do {
             let system = try FileIO.readLink(gcRoot)
@@ -85,7 +85,7 @@ struct NixSystem {
         guard output.succeeded else {
             throw Failure(
                 step: "substitution",
-                reason: "nix-store --realise from the fleet cache exited with status \(output.exitCode)\(Self.lastLine(of: output.standardError))",
+                reason: "nix-store --realise from the fleet cache exited with status \(output.exitCode)\(Nix.cause(ofFailure: output.standardError))",
                 exitCode: output.exitCode)
         }
     }
@@ -119,7 +119,7 @@ struct NixSystem {
         try FileIO.createDirectoriesOrFail(FileIO.split(profile).directory, step: "profile")
         let output = try await run("profile", "nix-env", ["-p", profile, "--set", system])
         guard output.succeeded else {
-            throw Failure(step: "profile", reason: "nix-env --set exited with status \(output.exitCode)\(Self.lastLine(of: output.standardError))", exitCode: output.exitCode)
+            throw Failure(step: "profile", reason: "nix-env --set exited with status \(output.exitCode)\(Nix.cause(ofFailure: output.standardError))", exitCode: output.exitCode)
         }
         guard let generation = try currentGeneration(), generation.system == system else {
             throw Failure(step: "profile", reason: "\(profile) does not point to \(system) after nix-env --set", exitCode: nil)
@@ -134,7 +134,7 @@ struct NixSystem {
             let output = try await run(
                 "profile", "nix-env", ["-p", profile, "--switch-generation", String(previous.number)])
             guard output.succeeded else {
-                throw Failure(step: "profile", reason: "nix-env --switch-generation \(previous.number) exited with status \(output.exitCode)\(Self.lastLine(of: output.standardError))", exitCode: output.exitCode)
+                throw Failure(step: "profile", reason: "nix-env --switch-generation \(previous.number) exited with status \(output.exitCode)\(Nix.cause(ofFailure: output.standardError))", exitCode: output.exitCode)
             }
         } else {
             unlink(profile)
@@ -152,7 +152,7 @@ struct NixSystem {
         }
         let output = try await run("activation", program, [operation])
         guard output.succeeded else {
-            throw Failure(step: "activation", reason: "switch-to-configuration \(operation) exited with status \(output.exitCode)\(Self.lastLine(of: output.standardError))", exitCode: output.exitCode)
+            throw Failure(step: "activation", reason: "switch-to-configuration \(operation) exited with status \(output.exitCode)\(Nix.cause(ofFailure: output.standardError))", exitCode: output.exitCode)
         }
     }
 
@@ -168,15 +168,6 @@ struct NixSystem {
         }
     }
 
-    /// `": <cause>"` from a command's error output, to name the cause in a one-line reason: Nix's last
-    /// `error:` line when there is one, else the last line that is not a hint.
-    static func lastLine(of text: String) -> String {
-        let lines = text.split(separator: "\n").map { String($0).trimmingWhitespace() }.filter { !$0.isEmpty }
-        let line = lines.last { $0.hasPrefix("error:") }
-            ?? lines.last { !$0.hasPrefix("(use '--show-trace'") }
-        guard let line else { return "" }
-        return ": " + String(line.prefix(300))
-    }
 
     /// Attribute names as fleet.toml allows them; quoted in the flake reference, so digits may lead.
     static func isSafeAttribute(_ attribute: String) -> Bool {
