@@ -87,9 +87,12 @@ public enum FileIO {
 
     /// Replaces `path` atomically: write a temporary file beside it, fsync, set owner and mode, rename, fsync
     /// the directory. A crash leaves either the old file or the new one, never a mix.
+    ///
+    /// - Parameter durable: false skips both fsyncs. Readers still never see a half-written file, but after a
+    ///   crash the file may be old, empty or missing: only for files whose loss costs nothing.
     public static func writeAtomically(
         _ bytes: [UInt8], to path: String, mode: UInt32 = 0o644, owner: UInt32? = nil, group: UInt32? = nil,
-        beforeRename: () -> Void = {}
+        durable: Bool = true, beforeRename: () -> Void = {}
     ) throws(FileSystemError) {
         let temporary = temporaryPath(for: path)
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
@@ -101,7 +104,7 @@ public enum FileIO {
         do throws(FileSystemError) {
             try writeAll(fd: fd, bytes, path: temporary)
             try setOwnership(fd: fd, path: temporary, mode: mode, owner: owner, group: group)
-            guard fsync(fd) == 0 else { throw FileSystemError("fsync", path: temporary) }
+            guard !durable || fsync(fd) == 0 else { throw FileSystemError("fsync", path: temporary) }
             close(fd)
             closed = true
             beforeRename()
@@ -110,7 +113,7 @@ public enum FileIO {
             unlink(temporary)
             throw error
         }
-        try syncDirectory(of: path)
+        if durable { try syncDirectory(of: path) }
     }
 
     /// The temporary name used beside `path` while writing it; `.fleet-tmp-` files are swept by the publisher.

@@ -56,8 +56,10 @@ public struct ClientRun: Sendable {
             return RunResult(outcome: .locked, reason: reason)
         }
         defer { withExtendedLifetime(lock) {} }
+        ClientState.removeLeftovers(stateDirectory: stateDirectory)
 
-        var attempt = Attempt(startedAt: Date(), state: try ClientState.load(stateDirectory: stateDirectory))
+        let loaded = try ClientState.load(stateDirectory: stateDirectory)
+        var attempt = Attempt(startedAt: Date(), state: loaded)
         let result: RunResult
         if let pending = try PendingActivation.load(stateDirectory: stateDirectory) {
             result = await resume(pending, &attempt)
@@ -68,7 +70,7 @@ public struct ClientRun: Sendable {
         attempt.state.lastReason = result.reason
         attempt.state.lastRunAt = UTCTime.iso(Date())
         attempt.state.rebootNeeded = rebootReason()
-        try attempt.state.save(stateDirectory: stateDirectory)
+        try attempt.state.save(stateDirectory: stateDirectory, replacing: loaded)
         log.phase("\(result.outcome.rawValue): \(result.reason)")
         await rebootIfDue(&attempt.state)
         return result

@@ -4,8 +4,10 @@ import Foundation
 
 /// What the client remembers between runs, in `<state_dir>/state.json`.
 ///
-/// Written atomically (temporary file, fsync, rename) at the end of every run, so a crash leaves the previous
-/// state. The "last seen" fields are what make downgrades and replays detectable.
+/// Written atomically (temporary file, fsync, rename) whenever a run changes what the client decides by, so a
+/// crash leaves the previous state. The "last seen" fields are what make downgrades and replays detectable.
+/// A run that changes only the record of the run itself (an unchanged poll) writes that record to
+/// `last-run.json` instead, without fsync; see ``save(stateDirectory:replacing:)``.
 public struct ClientState: Codable, Sendable, Equatable {
     /// A generation the client has verified: enough to recognise the same one, or a forged twin, later.
     public struct Seen: Codable, Sendable, Equatable {
@@ -54,8 +56,18 @@ public struct ClientState: Codable, Sendable, Equatable {
 
     public static let fileName = "state.json"
 
-    /// Reads the state; a missing file is the empty state of a new host, an unreadable one an error.
+    /// Reads `state.json`, with the record of `last-run.json` when that is newer; a missing `state.json` is the
+    /// empty state of a new host, an unreadable one an error.
     public static func load(stateDirectory: String) throws(ClientError) -> ClientState {
+        var state = try loadDecisions(stateDirectory: stateDirectory)
+        if let record = RunRecord.load(stateDirectory: stateDirectory), record.isNewer(than: state.runRecord) {
+            state.runRecord = record
+        }
+        return state
+    }
+
+    /// `state.json` alone.
+    private static func loadDecisions(stateDirectory: String) throws(ClientError) -> ClientState {
         let path = stateDirectory + "/" + fileName
         let bytes: [UInt8]
         do {
@@ -73,14 +85,96 @@ public struct ClientState: Codable, Sendable, Equatable {
         }
     }
 
-    public func save(stateDirectory: String) throws(ClientError) {
+    /// Removes temporary files a crashed run left beside `state.json` and `last-run.json`.
+    ///
+    /// Their names carry the writer's PID, and PIDs repeat after a reboot: a leftover would make the next save
+    /// by a process with that PID fail. Call it holding the run lock, so that no save is under way.
+    public static func removeLeftovers(stateDirectory: String) {
+        let suffixes = ["-" + fileName, "-" + RunRecord.fileName]
+        for entry in (try? FileIO.listDirectory(stateDirectory)) ?? []
+        where entry.hasPrefix(FileIO.temporaryPrefix) && suffixes.contains(where: entry.hasSuffix) {
+            unlink(stateDirectory + "/" + entry)
+        }
+    }
+
+    /// Saves the state.
+    ///
+    /// - Parameter saved: the state as this run loaded it. When only the record of the run differs from it,
+    ///   that record goes to `last-run.json`, written atomically but without fsync: an unchanged poll then
+    ///   costs no disk flush. A crash may lose that record, never anything a decision depends on. Otherwise
+    ///   everything goes to `state.json` with fsync, and `last-run.json` is removed.
+    public func save(stateDirectory: String, replacing saved: ClientState? = nil) throws(ClientError) {
+        var decisions = self
+        decisions.runRecord = RunRecord()
+        var savedDecisions = saved
+        savedDecisions?.runRecord = RunRecord()
+        if let savedDecisions, savedDecisions == decisions {
+            try runRecord.save(stateDirectory: stateDirectory)
+            return
+        }
+        let path = stateDirectory + "/" + ClientState.fileName
+        do {
+            try FileIO.writeAtomically(Self.encoded(self), to: path, mode: 0o600)
+        } catch {
+            throw ClientError("cannot write \(path): \(error)")
+        }
+        // Stale from here on; were the removal lost in a crash, its older lastRunAt keeps it from being used.
+        unlink(stateDirectory + "/" + RunRecord.fileName)
+    }
+
+    static func encoded<Value: Encodable>(_ value: Value) throws(ClientError) -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         do {
-            let bytes = Array(try encoder.encode(self)) + [0x0a]
-            try FileIO.writeAtomically(bytes, to: stateDirectory + "/" + ClientState.fileName, mode: 0o600)
+            return Array(try encoder.encode(value)) + [0x0a]
         } catch {
-            throw ClientError("cannot write \(stateDirectory)/\(ClientState.fileName): \(error)")
+            throw ClientError("cannot encode the client state: \(error)")
+        }
+    }
+
+    /// The fields that say how the last run went; nothing is decided by them.
+    var runRecord: RunRecord {
+        get {
+            RunRecord(
+                lastResult: lastResult, lastReason: lastReason, lastRunAt: lastRunAt, lastContactAt: lastContactAt)
+        }
+        set {
+            lastResult = newValue.lastResult
+            lastReason = newValue.lastReason
+            lastRunAt = newValue.lastRunAt
+            lastContactAt = newValue.lastContactAt
+        }
+    }
+}
+
+/// How the last run went, in `<state_dir>/last-run.json` when that run changed nothing else.
+struct RunRecord: Codable, Equatable {
+    var lastResult: RunOutcome?
+    var lastReason: String?
+    var lastRunAt: String?
+    var lastContactAt: String?
+
+    static let fileName = "last-run.json"
+
+    /// The record, or nil when there is none or it cannot be used (a crash can leave it empty): it only
+    /// says when the client last ran, which the next run says again.
+    static func load(stateDirectory: String) -> RunRecord? {
+        guard let bytes = try? FileIO.readNoFollow(stateDirectory + "/" + fileName, limit: 1 << 20) else { return nil }
+        return try? JSONDecoder().decode(RunRecord.self, from: Data(bytes))
+    }
+
+    /// Whether this record describes a run at least as recent as `other` (timestamps are fixed-width UTC).
+    func isNewer(than other: RunRecord) -> Bool {
+        guard let lastRunAt else { return false }
+        return lastRunAt >= (other.lastRunAt ?? "")
+    }
+
+    func save(stateDirectory: String) throws(ClientError) {
+        let path = stateDirectory + "/" + Self.fileName
+        do {
+            try FileIO.writeAtomically(ClientState.encoded(self), to: path, mode: 0o600, durable: false)
+        } catch {
+            throw ClientError("cannot write \(path): \(error)")
         }
     }
 }
