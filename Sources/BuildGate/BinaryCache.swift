@@ -41,7 +41,9 @@ public struct BinaryCache: Sendable {
             let name = hash + ".narinfo"
             guard !neededInfo.contains(name) else { continue }
             neededInfo.insert(name)
-            guard let text = try? String(decoding: FileIO.readNoFollow(directory + "/" + name, limit: 64 << 10), as: UTF8.self)
+            guard
+                let text = try? String(
+                    decoding: FileIO.readNoFollow(directory + "/" + name, limit: 64 << 10), as: UTF8.self)
             else { continue }
             for line in text.split(separator: "\n") {
                 if line.hasPrefix("URL: nar/") { neededNars.insert(String(line.dropFirst("URL: nar/".count))) }
@@ -53,7 +55,8 @@ public struct BinaryCache: Sendable {
             }
         }
         var deleted: [String] = []
-        for name in (try? FileIO.listDirectory(directory)) ?? [] where name.hasSuffix(".narinfo") && !neededInfo.contains(name) {
+        for name in (try? FileIO.listDirectory(directory)) ?? []
+        where name.hasSuffix(".narinfo") && !neededInfo.contains(name) {
             if unlink(directory + "/" + name) == 0 { deleted.append(name) }
         }
         for name in (try? FileIO.listDirectory(directory + "/nar")) ?? [] where !neededNars.contains(name) {
@@ -64,7 +67,10 @@ public struct BinaryCache: Sendable {
 
     /// The store paths whose narinfo the cache holds.
     public func storePathHashes() -> Set<String> {
-        Set(((try? FileIO.listDirectory(directory)) ?? []).filter { $0.hasSuffix(".narinfo") }.map { String($0.dropLast(8)) })
+        Set(
+            ((try? FileIO.listDirectory(directory)) ?? []).filter { $0.hasSuffix(".narinfo") }.map {
+                String($0.dropLast(8))
+            })
     }
 
     private func normalizePermissions(_ path: String) {

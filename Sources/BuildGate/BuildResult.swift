@@ -30,11 +30,12 @@ public struct BuildResult: Sendable, Codable, Equatable {
 extension StateStore {
     /// Every build is an event in state.db: `built`, `build-reused` or `build-failed`, with its log.
     public func record(_ build: BuildResult) throws {
-        let kind = switch build.status {
-        case .built: "built"
-        case .reused: "build-reused"
-        case .failed: "build-failed"
-        }
+        let kind =
+            switch build.status {
+            case .built: "built"
+            case .reused: "build-reused"
+            case .failed: "build-failed"
+            }
         var detail = ["tree": build.treeDigest, "seconds": String(format: "%.1f", build.seconds)]
         detail["toplevel"] = build.toplevel
         detail["log"] = build.log

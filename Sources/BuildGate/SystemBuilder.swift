@@ -52,7 +52,9 @@ public struct SystemBuilder: Sendable {
     /// The out-link of an earlier build of these files, if one is still in the store.
     public func existingResult(for host: HostName, files: [SourceFile]) -> String? {
         let link = "\(directory(for: host))/result-\(Self.treeDigest(files).prefix(16))"
-        guard let toplevel = try? FileIO.readLink(link), (try? FileStatus.of(toplevel)) ?? nil != nil else { return nil }
+        guard let toplevel = try? FileIO.readLink(link), (try? FileStatus.of(toplevel)) ?? nil != nil else {
+            return nil
+        }
         return toplevel
     }
 
@@ -95,18 +97,25 @@ public struct SystemBuilder: Sendable {
             )
         } else {
             (executable, arguments) = (
-                "nix-build", ["<nixpkgs/nixos>", "-A", "system", "-I", "nixos-config=\(source)/configuration.nix", "--out-link", outLink]
+                "nix-build",
+                [
+                    "<nixpkgs/nixos>", "-A", "system", "-I", "nixos-config=\(source)/configuration.nix", "--out-link",
+                    outLink,
+                ]
             )
         }
         let commandLine = ([executable] + arguments).joined(separator: " ")
         do {
             let output = try await Command.run(executable, arguments, outputLimit: logLimit)
-            writeLog(log, "$ \(commandLine)\n\(output.standardOutput)\(output.standardError)\n(exit status \(output.exitCode))\n")
+            writeLog(
+                log,
+                "$ \(commandLine)\n\(output.standardOutput)\(output.standardError)\n(exit status \(output.exitCode))\n")
             if output.succeeded, let toplevel = try? FileIO.readLink(outLink), toplevel.hasPrefix("/nix/store/") {
                 result.status = .built
                 result.toplevel = toplevel
             } else {
-                result.reason = "\(executable) exited with status \(output.exitCode)" + Nix.cause(ofFailure: output.standardError)
+                result.reason =
+                    "\(executable) exited with status \(output.exitCode)" + Nix.cause(ofFailure: output.standardError)
             }
         } catch {
             writeLog(log, "$ \(commandLine)\n\(error)\n")
@@ -139,7 +148,8 @@ public struct SystemBuilder: Sendable {
         var bytes = Array(text.utf8)
         if bytes.count > logLimit {
             let cut = bytes.count - logLimit
-            bytes = Array(bytes.prefix(logLimit / 4)) + Array("\n[fleet: \(cut) bytes cut here]\n".utf8)
+            bytes =
+                Array(bytes.prefix(logLimit / 4)) + Array("\n[fleet: \(cut) bytes cut here]\n".utf8)
                 + Array(bytes.suffix(logLimit - logLimit / 4))
         }
         try? FileIO.writeAtomically(bytes, to: path, mode: 0o600)

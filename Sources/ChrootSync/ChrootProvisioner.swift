@@ -20,7 +20,8 @@ public enum ChrootProvisioner {
             layout.logs, mode: ChrootLayout.logsMode, owner: user?.uid ?? 0, group: user?.gid ?? 0, repair: repair)
         if repair, let user {
             // Snapshots written before the user existed belong to root's group: hand them to the host's group.
-            for name in try FileIO.listDirectory(layout.snapshots) where ChrootLayout.generation(ofSnapshotNamed: name) != nil {
+            for name in try FileIO.listDirectory(layout.snapshots)
+            where ChrootLayout.generation(ofSnapshotNamed: name) != nil {
                 let path = layout.snapshots + "/" + name
                 if let status = try FileStatus.of(path), status.kind == .regular, status.group != user.gid {
                     guard lchown(path, 0, user.gid) == 0 else { throw FileSystemError("chown", path: path) }
@@ -29,7 +30,9 @@ public enum ChrootProvisioner {
         }
     }
 
-    static func ensureDirectory(_ path: String, mode: UInt32, owner: UInt32, group: UInt32, repair: Bool) throws(FileSystemError) {
+    static func ensureDirectory(_ path: String, mode: UInt32, owner: UInt32, group: UInt32, repair: Bool)
+        throws(FileSystemError)
+    {
         if !repair, let status = try FileStatus.of(path) {
             guard status.kind == .directory else {
                 throw FileSystemError("mkdir", path: path, errno: ENOTDIR, detail: "exists and is not a directory")

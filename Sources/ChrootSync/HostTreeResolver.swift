@@ -60,7 +60,9 @@ public struct HostTreeResolver: Sendable {
             switch try FileStatus.of(repository + "/" + secretsPath)?.kind {
             case nil: break
             case .symbolicLink:
-                walk.problems.append(.linkInSecrets(path: secretsPath, target: (try? FileIO.readLink(repository + "/" + secretsPath)) ?? "?"))
+                walk.problems.append(
+                    .linkInSecrets(
+                        path: secretsPath, target: (try? FileIO.readLink(repository + "/" + secretsPath)) ?? "?"))
             case .directory:
                 walk.entries.append(.init(path: Self.secretsPrefix, kind: .directory, permissions: 0o700))
                 walk.secrets(real: repository + "/" + secretsPath, shown: secretsPath, archive: Self.secretsPrefix)
@@ -139,7 +141,9 @@ private struct Walk {
         }
     }
 
-    mutating func followLink(_ path: String, shown: String, archive: String, ancestors: Set<String>) throws(FileSystemError) {
+    mutating func followLink(_ path: String, shown: String, archive: String, ancestors: Set<String>)
+        throws(FileSystemError)
+    {
         let target = try FileIO.readLink(path)
         let resolved: String
         switch FileIO.realPath(path) {
@@ -154,7 +158,8 @@ private struct Walk {
         }
         switch resolver.region(of: resolved, for: host) {
         case .outside: problems.append(.linkOutsideRepository(link: shown, target: target)); return
-        case .otherHost(let other): problems.append(.linkIntoOtherHost(link: shown, target: target, otherHost: other)); return
+        case .otherHost(let other):
+            problems.append(.linkIntoOtherHost(link: shown, target: target, otherHost: other)); return
         case .secrets: problems.append(.linkIntoSecrets(link: shown, target: target)); return
         case .git: problems.append(.linkIntoGitDirectory(link: shown, target: target)); return
         case .allowed: break
@@ -230,7 +235,8 @@ private struct Walk {
         }
     }
 
-    mutating func addFile(_ path: String, status: FileStatus, archivePath: String, secret: Bool) throws(FileSystemError) {
+    mutating func addFile(_ path: String, status: FileStatus, archivePath: String, secret: Bool) throws(FileSystemError)
+    {
         let digest = try resolver.digests.digest(of: path, status: status)
         let permissions: UInt32 = secret ? 0o400 : (status.permissions & 0o111 != 0 ? 0o755 : 0o644)
         totalBytes += status.size
@@ -242,7 +248,8 @@ private struct Walk {
         entries.append(entry)
         if !overLimit && (entries.count > resolver.limits.maxEntries || totalBytes > resolver.limits.maxBytes) {
             overLimit = true
-            problems.append(.tooLarge(limit: "\(resolver.limits.maxEntries) entries or \(resolver.limits.maxBytes) bytes"))
+            problems.append(
+                .tooLarge(limit: "\(resolver.limits.maxEntries) entries or \(resolver.limits.maxBytes) bytes"))
         }
     }
 

@@ -55,7 +55,10 @@ public struct PublishedTreeDiff: Sendable {
             let secret = entry.path.hasPrefix(HostTreeResolver.secretsPrefix + "/")
             if let old = published[entry.path] {
                 if old.sha256 != sha256 {
-                    files.append(File(path: entry.path, change: .changed, publishedCopy: secret ? nil : old.copy, source: secret ? nil : source))
+                    files.append(
+                        File(
+                            path: entry.path, change: .changed, publishedCopy: secret ? nil : old.copy,
+                            source: secret ? nil : source))
                 }
             } else {
                 files.append(File(path: entry.path, change: .added, publishedCopy: nil, source: secret ? nil : source))
@@ -66,7 +69,8 @@ public struct PublishedTreeDiff: Sendable {
             files.append(File(path: path, change: .removed, publishedCopy: secret ? nil : old.copy, source: nil))
         }
         files.sort { Array($0.path.utf8).lexicographicallyPrecedes(Array($1.path.utf8)) }
-        return PublishedTreeDiff(host: tree.host, publishedGeneration: manifest?.generation, files: files, scratch: scratch)
+        return PublishedTreeDiff(
+            host: tree.host, publishedGeneration: manifest?.generation, files: files, scratch: scratch)
     }
 
     public func cleanUp() {
@@ -78,7 +82,9 @@ public struct PublishedTreeDiff: Sendable {
             let full = directory + "/" + name
             let path = relative.isEmpty ? name : relative + "/" + name
             guard let status = try FileStatus.of(full) else { continue }
-            if status.kind == .directory { try walk(full, relative: path, visit) } else if status.kind == .regular {
+            if status.kind == .directory {
+                try walk(full, relative: path, visit)
+            } else if status.kind == .regular {
                 try visit(path, full)
             }
         }

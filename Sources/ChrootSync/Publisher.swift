@@ -152,7 +152,8 @@ public final class Publisher {
                             sourceCommit: manifest.sourceCommit, contentDigest: digest,
                             snapshotSHA256: manifest.snapshot.sha256, snapshotSize: manifest.snapshot.size,
                             files: tree.fileCount, bytes: tree.byteCount))
-                    result.warnings.append("recorded generation \(manifest.generation), published by an interrupted run")
+                    result.warnings.append(
+                        "recorded generation \(manifest.generation), published by an interrupted run")
                 }
                 try collect(layout, current: manifest.generation, now: now, published: false)
             }
@@ -173,7 +174,8 @@ public final class Publisher {
             guard build.succeeded, let built = build.toplevel else {
                 result.status = .buildFailed
                 result.generation = current?.generation
-                result.reason = "did not build, so generation \(current.map { String($0.generation) } ?? "none") stays: \(build.reason ?? "unknown reason") (log: \(build.log ?? "none"))"
+                result.reason =
+                    "did not build, so generation \(current.map { String($0.generation) } ?? "none") stays: \(build.reason ?? "unknown reason") (log: \(build.log ?? "none"))"
                 return result
             }
             toplevel = built
@@ -181,17 +183,20 @@ public final class Publisher {
         }
         let user = Accounts.user(named: host.unixUser)
         if user == nil {
-            result.warnings.append("no Unix user \(host.unixUser) yet: run `fleet setup` so the host can log in and read its snapshot")
+            result.warnings.append(
+                "no Unix user \(host.unixUser) yet: run `fleet setup` so the host can log in and read its snapshot")
         }
         try ChrootProvisioner.ensure(layout, user: user, repair: false)
         if host.cache, let toplevel {
             do {
                 try await BinaryCache(directory: layout.cache).add(
-                    closureOf: toplevel, signingKeyFile: configuration.server.stateDirectory + "/" + SigningKeyFile.secretName)
+                    closureOf: toplevel,
+                    signingKeyFile: configuration.server.stateDirectory + "/" + SigningKeyFile.secretName)
             } catch {
                 result.status = .buildFailed
                 result.generation = current?.generation
-                result.reason = "built, but \(error); generation \(current.map { String($0.generation) } ?? "none") stays"
+                result.reason =
+                    "built, but \(error); generation \(current.map { String($0.generation) } ?? "none") stays"
                 try store.recordEvent(host: host.name, kind: "build-failed", detail: ["reason": error.description])
                 return result
             }
@@ -234,7 +239,9 @@ public final class Publisher {
         var highest = max(try store.lastGeneration(of: layout.host), current?.generation ?? 0)
         if try FileStatus.of(layout.snapshots)?.kind == .directory {
             for name in try FileIO.listDirectory(layout.snapshots) {
-                if let generation = ChrootLayout.generation(ofSnapshotNamed: name) { highest = max(highest, generation) }
+                if let generation = ChrootLayout.generation(ofSnapshotNamed: name) {
+                    highest = max(highest, generation)
+                }
             }
         }
         return highest + 1
@@ -297,7 +304,8 @@ public final class Publisher {
             if let generation = ChrootLayout.generation(ofSnapshotNamed: name) { kept.insert(generation) }
         }
         let decoder = JSONDecoder()
-        let toplevels = try store.events(host: layout.host).filter { $0.kind == "system" }.compactMap { event -> String? in
+        let toplevels = try store.events(host: layout.host).filter { $0.kind == "system" }.compactMap {
+            event -> String? in
             guard let detail = try? decoder.decode([String: String].self, from: Data(event.detail.utf8)),
                 let generation = detail["generation"].flatMap(UInt64.init), kept.contains(generation),
                 detail["cache"] == "true"
@@ -306,7 +314,6 @@ public final class Publisher {
         }
         BinaryCache(directory: layout.cache).collect(keeping: toplevels)
     }
-
 
     /// The fleet repository's commit, with `-dirty` when it has uncommitted changes, or `none` outside git.
     public static func sourceCommit(repository: String) async -> String {

@@ -20,11 +20,13 @@ public enum ResolutionProblem: Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .linkOutsideRepository(let link, let target):
-            return "link \(link) -> \(target) leads outside the fleet repository; copy the file into the repository or common/"
+            return
+                "link \(link) -> \(target) leads outside the fleet repository; copy the file into the repository or common/"
         case .linkIntoOtherHost(let link, let target, let other):
             return "link \(link) -> \(target) leads into host \(other)'s tree; move what both share into common/"
         case .linkIntoSecrets(let link, let target):
-            return "link \(link) -> \(target) leads into secrets/; secrets travel beside the configuration, never inside it (refer to them by their path on the host)"
+            return
+                "link \(link) -> \(target) leads into secrets/; secrets travel beside the configuration, never inside it (refer to them by their path on the host)"
         case .linkIntoGitDirectory(let link, let target):
             return "link \(link) -> \(target) leads into the repository's .git directory"
         case .brokenLink(let link, let target):

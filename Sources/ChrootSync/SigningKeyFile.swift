@@ -11,7 +11,9 @@ public enum SigningKeyFile {
     }
 
     /// Generates a key unless one exists. Returns the key and whether it was created now.
-    public static func generateIfMissing(stateDirectory: String, name: String) throws -> (key: SigningKey, created: Bool) {
+    public static func generateIfMissing(stateDirectory: String, name: String) throws -> (
+        key: SigningKey, created: Bool
+    ) {
         let path = stateDirectory + "/" + secretName
         if try FileStatus.of(path) != nil { return (try load(stateDirectory: stateDirectory), false) }
         try FileIO.createDirectories(stateDirectory, mode: 0o755)
@@ -27,11 +29,14 @@ public enum SigningKeyFile {
     public static func load(stateDirectory: String) throws -> SigningKey {
         let path = stateDirectory + "/" + secretName
         guard let status = try FileStatus.of(path) else {
-            throw Failure(description: "no signing key at \(path); create one with `fleet init` (or `fleet init --key-only`)")
+            throw Failure(
+                description: "no signing key at \(path); create one with `fleet init` (or `fleet init --key-only`)")
         }
         guard status.permissions & 0o077 == 0 else {
             throw Failure(
-                description: "signing key \(path) is readable by others (mode \(String(status.permissions, radix: 8))); run `chmod 600 \(path)`")
+                description:
+                    "signing key \(path) is readable by others (mode \(String(status.permissions, radix: 8))); run `chmod 600 \(path)`"
+            )
         }
         let bytes = try FileIO.readNoFollow(path, limit: 4096)
         do {

@@ -8,7 +8,9 @@ public enum Nix {
     /// there is one, else the last line that is not the `--show-trace` hint; "" when there is nothing.
     public static func cause(ofFailure standardError: String) -> String {
         let lines = standardError.split(separator: "\n").map { String($0).trimmingWhitespace() }.filter { !$0.isEmpty }
-        guard let line = lines.last(where: { $0.hasPrefix("error:") }) ?? lines.last(where: { !$0.hasPrefix("(use '--show-trace'") })
+        guard
+            let line = lines.last(where: { $0.hasPrefix("error:") })
+                ?? lines.last(where: { !$0.hasPrefix("(use '--show-trace'") })
         else { return "" }
         return ": " + String(line.prefix(300))
     }

@@ -58,7 +58,9 @@ extension FleetClientCommand {
         @Flag(help: "Stop after connecting and authenticating (no SFTP).")
         var connectOnly = false
 
-        @Option(help: ArgumentHelp("Also download the snapshot, check it, and extract it into this new directory.", valueName: "dir"))
+        @Option(
+            help: ArgumentHelp(
+                "Also download the snapshot, check it, and extract it into this new directory.", valueName: "dir"))
         var download: String?
 
         func run() async throws {

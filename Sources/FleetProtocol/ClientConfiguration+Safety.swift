@@ -74,7 +74,8 @@ extension ClientConfiguration {
     static func parseHealthChecks(_ value: (any TOMLValueConvertible)?, _ reader: inout TOMLReader) -> [HealthCheck] {
         guard let value else { return [] }
         guard let array = value.array else {
-            reader.problem("\"health_checks\" must be an array of tables: [[health_checks]] with name, command, timeout_seconds")
+            reader.problem(
+                "\"health_checks\" must be an array of tables: [[health_checks]] with name, command, timeout_seconds")
             return []
         }
         var checks: [HealthCheck] = []
@@ -89,10 +90,14 @@ extension ClientConfiguration {
             let command = reader.stringArray(table, "command", in: context)
             if table["command"] == nil { reader.problem("\(context): the key \"command\" is required") }
             if let command, command.isEmpty || !command[0].hasPrefix("/") {
-                reader.problem("\(context) key \"command\": the first element must be an absolute path to the program (it runs without a shell)")
+                reader.problem(
+                    "\(context) key \"command\": the first element must be an absolute path to the program (it runs without a shell)"
+                )
             }
             let timeout = reader.integer(table, "timeout_seconds", in: context, range: 1...3600) ?? 30
-            if let command, !command.isEmpty { checks.append(HealthCheck(name: name, command: command, timeoutSeconds: timeout)) }
+            if let command, !command.isEmpty {
+                checks.append(HealthCheck(name: name, command: command, timeoutSeconds: timeout))
+            }
         }
         return checks
     }
@@ -115,11 +120,17 @@ extension ClientConfiguration {
             reader.problem("[reboot]: policy \"window\" needs a window, e.g. window = \"02:00-04:00\"")
         }
         if let command = reader.stringArray(table, "command", in: "[reboot]") {
-            if command.isEmpty { reader.problem("[reboot] key \"command\": must name a program") } else { reboot.command = command }
+            if command.isEmpty {
+                reader.problem("[reboot] key \"command\": must name a program")
+            } else {
+                reboot.command = command
+            }
         }
         for (key, keyPath) in [("booted_system", \Reboot.bootedSystem), ("current_system", \Reboot.currentSystem)] {
             if let path = reader.string(table, key, in: "[reboot]") {
-                if path.hasPrefix("/") { reboot[keyPath: keyPath] = path } else {
+                if path.hasPrefix("/") {
+                    reboot[keyPath: keyPath] = path
+                } else {
                     reader.problem("[reboot] key \(quoted(key)): \(quoted(path)) must be an absolute path")
                 }
             }
@@ -152,14 +163,23 @@ extension ClientConfiguration {
                 "timeout_seconds = \(check.timeoutSeconds)",
             ]
         }
-        lines += ["", "# Reboot policy: \"never\" (report only) or \"window\" (reboot inside window, local time).", "[reboot]"]
+        lines += [
+            "", "# Reboot policy: \"never\" (report only) or \"window\" (reboot inside window, local time).",
+            "[reboot]",
+        ]
         lines.append("policy = \(tomlString(reboot.policy.rawValue))")
-        if let window = reboot.window { lines.append("window = \(tomlString(window.description))") } else {
+        if let window = reboot.window {
+            lines.append("window = \(tomlString(window.description))")
+        } else {
             lines.append("# window = \"02:00-04:00\"")
         }
         lines.append("command = [\(reboot.command.map(tomlString).joined(separator: ", "))]")
-        if reboot.bootedSystem != Reboot().bootedSystem { lines.append("booted_system = \(tomlString(reboot.bootedSystem))") }
-        if reboot.currentSystem != Reboot().currentSystem { lines.append("current_system = \(tomlString(reboot.currentSystem))") }
+        if reboot.bootedSystem != Reboot().bootedSystem {
+            lines.append("booted_system = \(tomlString(reboot.bootedSystem))")
+        }
+        if reboot.currentSystem != Reboot().currentSystem {
+            lines.append("current_system = \(tomlString(reboot.currentSystem))")
+        }
         return lines
     }
 }
@@ -183,7 +203,8 @@ public struct RebootWindow: Sendable, Equatable, CustomStringConvertible {
     private static func minutes(_ text: Substring) -> Int? {
         let fields = text.split(separator: ":", omittingEmptySubsequences: false)
         guard fields.count == 2, fields.allSatisfy({ $0.count == 2 && $0.allSatisfy(\.isASCII) }),
-            let hours = Int(fields[0]), let minutes = Int(fields[1]), (0..<24).contains(hours), (0..<60).contains(minutes)
+            let hours = Int(fields[0]), let minutes = Int(fields[1]), (0..<24).contains(hours),
+            (0..<60).contains(minutes)
         else { return nil }
         return hours * 60 + minutes
     }

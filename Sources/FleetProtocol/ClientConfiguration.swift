@@ -77,7 +77,10 @@ public struct ClientConfiguration: Sendable, Equatable {
 
     /// Every key client.toml may hold, by table ("" for the top level; `health_checks` is an array of tables).
     public static var knownKeys: [String: [String]] {
-        ["": topKeys, "server": serverKeys, "rollback": rollbackKeys, "reboot": rebootKeys, "health_checks": healthCheckKeys]
+        [
+            "": topKeys, "server": serverKeys, "rollback": rollbackKeys, "reboot": rebootKeys,
+            "health_checks": healthCheckKeys,
+        ]
     }
 
     static let topKeys = [
@@ -90,9 +93,12 @@ public struct ClientConfiguration: Sendable, Equatable {
     public static func load(path: String) throws(ConfigurationError) -> ClientConfiguration {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfigurationError(
-                ["\(path): cannot read the client configuration (on the server, `fleet client-config HOST` prints one)"])
+                ["\(path): cannot read the client configuration (on the server, `fleet client-config HOST` prints one)"]
+            )
         }
-        guard let text = String(data: data, encoding: .utf8) else { throw ConfigurationError(["\(path): not UTF-8 text"]) }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ConfigurationError(["\(path): not UTF-8 text"])
+        }
         return try parse(text, file: path)
     }
 
@@ -134,7 +140,8 @@ public struct ClientConfiguration: Sendable, Equatable {
         if let line = required(&reader, serverKeysTable, "host_key", in: "[server]") {
             do { hostKey = try SSHPublicKey(line) } catch { reader.problem("[server] key \"host_key\": \(error)") }
         }
-        let connectTimeout = reader.integer(serverKeysTable, "connect_timeout_seconds", in: "[server]", range: 1...600) ?? 10
+        let connectTimeout =
+            reader.integer(serverKeysTable, "connect_timeout_seconds", in: "[server]", range: 1...600) ?? 10
         let ioTimeout = reader.integer(serverKeysTable, "io_timeout_seconds", in: "[server]", range: 1...3600) ?? 60
         let identityFile = reader.string(table, "identity_file", in: "the top level") ?? defaultIdentityFile
         let stateDirectory = reader.string(table, "state_dir", in: "the top level") ?? defaultStateDirectory
@@ -239,7 +246,8 @@ func tomlString(_ value: String) -> String {
         case "\n": result += "\\n"
         case "\t": result += "\\t"
         case _ where scalar.value < 0x20 || scalar.value == 0x7f:
-            result += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
+            result +=
+                "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
                 + String(scalar.value, radix: 16)
         default: result.unicodeScalars.append(scalar)
         }

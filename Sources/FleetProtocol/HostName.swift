@@ -16,7 +16,8 @@ public struct HostName: Hashable, Comparable, Sendable, CustomStringConvertible,
         let bytes = Array(value.utf8)
         guard (1...63).contains(bytes.count) else { return false }
         func isLowerAlphanumeric(_ byte: UInt8) -> Bool {
-            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte)
+                || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
         }
         guard isLowerAlphanumeric(bytes[0]) else { return false }
         return bytes.dropFirst().allSatisfy { isLowerAlphanumeric($0) || $0 == UInt8(ascii: "-") }

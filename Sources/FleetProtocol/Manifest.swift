@@ -86,7 +86,9 @@ public struct Manifest: Codable, Sendable, Equatable {
     }
 
     static func split(_ file: [UInt8]) throws(ProtocolError) -> (payload: [UInt8], signature: String) {
-        guard file.count <= sizeLimit else { throw .malformedManifest("\(file.count) bytes, over the limit of \(sizeLimit)") }
+        guard file.count <= sizeLimit else {
+            throw .malformedManifest("\(file.count) bytes, over the limit of \(sizeLimit)")
+        }
         guard let newline = file.firstIndex(of: 0x0a) else { throw .malformedManifest("no signature line") }
         let payload = Array(file[..<newline])
         var rest = file[(newline + 1)...]
@@ -108,7 +110,8 @@ public struct Manifest: Codable, Sendable, Equatable {
             throw .malformedManifest("payload is not a fleet manifest: \(error)")
         }
         guard manifest.format == currentFormat else {
-            throw .malformedManifest("format \(manifest.format) is not supported (this fleet reads format \(currentFormat))")
+            throw .malformedManifest(
+                "format \(manifest.format) is not supported (this fleet reads format \(currentFormat))")
         }
         return manifest
     }

@@ -15,9 +15,11 @@ public enum ProtocolError: Error, CustomStringConvertible, Sendable, Equatable {
         case .malformedManifest(let reason):
             return "malformed manifest: \(reason)"
         case .untrustedSigner(let found, let trusted):
-            return "manifest is signed by key \(quoted(found)), which is not trusted (trusted: \(trusted.map(quoted).joined(separator: ", ")))"
+            return
+                "manifest is signed by key \(quoted(found)), which is not trusted (trusted: \(trusted.map(quoted).joined(separator: ", ")))"
         case .badSignature(let keyName):
-            return "manifest signature does not verify with key \(quoted(keyName)): it was altered or signed by another key"
+            return
+                "manifest signature does not verify with key \(quoted(keyName)): it was altered or signed by another key"
         }
     }
 }

@@ -1,6 +1,5 @@
 import Foundation
 
-
 /// An OpenSSH public key line (`type base64 [comment]`), checked for shape so that a typo in fleet.toml
 /// is caught at publish time rather than as a silent login failure on the host.
 public struct SSHPublicKey: Sendable, Equatable, CustomStringConvertible {
@@ -18,11 +17,13 @@ public struct SSHPublicKey: Sendable, Equatable, CustomStringConvertible {
         let fields = line.trimmingCharacters(in: .whitespacesAndNewlines).split(
             separator: " ", maxSplits: 2, omittingEmptySubsequences: true)
         guard fields.count >= 2 else {
-            throw .malformedKey("expected \"TYPE BASE64 [COMMENT]\", e.g. the contents of /etc/ssh/ssh_host_ed25519_key.pub")
+            throw .malformedKey(
+                "expected \"TYPE BASE64 [COMMENT]\", e.g. the contents of /etc/ssh/ssh_host_ed25519_key.pub")
         }
         let type = String(fields[0])
         guard Self.supportedTypes.contains(type) else {
-            throw .malformedKey("key type \(quoted(type)) is not supported (use one of \(Self.supportedTypes.joined(separator: ", ")))")
+            throw .malformedKey(
+                "key type \(quoted(type)) is not supported (use one of \(Self.supportedTypes.joined(separator: ", ")))")
         }
         guard let bytes = Data(base64Encoded: String(fields[1])), bytes.count >= 4 else {
             throw .malformedKey("the \(type) key's data is not valid base64")
@@ -43,5 +44,7 @@ public struct SSHPublicKey: Sendable, Equatable, CustomStringConvertible {
     /// `type base64 comment`, as an authorized_keys line.
     public var description: String { comment.isEmpty ? "\(type) \(blob)" : "\(type) \(blob) \(comment)" }
 
-    public static func == (lhs: SSHPublicKey, rhs: SSHPublicKey) -> Bool { lhs.type == rhs.type && lhs.blob == rhs.blob }
+    public static func == (lhs: SSHPublicKey, rhs: SSHPublicKey) -> Bool {
+        lhs.type == rhs.type && lhs.blob == rhs.blob
+    }
 }

@@ -18,7 +18,8 @@ public struct TOMLReader {
         } catch let error as TOMLParseError {
             return .failure(
                 TOMLSyntaxError(
-                    description: "\(file):\(error.source.begin.line):\(error.source.begin.column): \(error.description)"))
+                    description: "\(file):\(error.source.begin.line):\(error.source.begin.column): \(error.description)"
+                ))
         } catch {
             return .failure(TOMLSyntaxError(description: "\(file): \(error)"))
         }
@@ -61,7 +62,8 @@ public struct TOMLReader {
         return result
     }
 
-    public mutating func integer(_ table: TOMLTable, _ key: String, in context: String, range: ClosedRange<Int>) -> Int? {
+    public mutating func integer(_ table: TOMLTable, _ key: String, in context: String, range: ClosedRange<Int>) -> Int?
+    {
         guard let value = table[key] else { return nil }
         guard let result = value.int, range.contains(result) else {
             problem("\(context) key \(quoted(key)): expected an integer in \(range.lowerBound)...\(range.upperBound)")
@@ -79,7 +81,9 @@ public struct TOMLReader {
         var result: [String] = []
         for element in array {
             guard let string = element.string else {
-                problem("\(context) key \(quoted(key)): expected an array of strings, found an element of type \(element.type)")
+                problem(
+                    "\(context) key \(quoted(key)): expected an array of strings, found an element of type \(element.type)"
+                )
                 return nil
             }
             result.append(string)
@@ -91,7 +95,9 @@ public struct TOMLReader {
     public mutating func operation(_ table: TOMLTable, in context: String) -> Operation? {
         guard let text = string(table, "operation", in: context) else { return nil }
         guard let operation = Operation(rawValue: text) else {
-            problem("\(context) key \"operation\": \(quoted(text)) is not one of \(Operation.allCases.map(\.rawValue).joined(separator: ", "))")
+            problem(
+                "\(context) key \"operation\": \(quoted(text)) is not one of \(Operation.allCases.map(\.rawValue).joined(separator: ", "))"
+            )
             return nil
         }
         return operation

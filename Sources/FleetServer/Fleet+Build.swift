@@ -53,7 +53,9 @@ extension Fleet {
                 func start() {
                     let (host, tree) = trees[next]
                     next += 1
-                    if !json { printError("[\(next)/\(total)] building \(host.name) (nixosConfigurations.\(host.attribute))…") }
+                    if !json {
+                        printError("[\(next)/\(total)] building \(host.name) (nixosConfigurations.\(host.attribute))…")
+                    }
                     group.addTask { await builder.build(host, files: tree.buildInputs) }
                 }
                 while next < min(jobs, total) { start() }
@@ -61,7 +63,9 @@ extension Fleet {
                     results.append(result)
                     try store.record(result)
                     if !json {
-                        printError("[\(results.count)/\(total)] \(result.host): \(result.status.rawValue)" + (result.reason.map { ": \($0)" } ?? ""))
+                        printError(
+                            "[\(results.count)/\(total)] \(result.host): \(result.status.rawValue)"
+                                + (result.reason.map { ": \($0)" } ?? ""))
                     }
                     if next < total { start() }
                 }
@@ -72,7 +76,10 @@ extension Fleet {
                     var builds: [BuildResult]
                     var refused: [String: String]
                 }
-                try printJSON(Output(builds: results, refused: Dictionary(uniqueKeysWithValues: refusals.map { ($0.0.value, $0.1) })))
+                try printJSON(
+                    Output(
+                        builds: results, refused: Dictionary(uniqueKeysWithValues: refusals.map { ($0.0.value, $0.1) }))
+                )
             } else {
                 var table = Table("HOST", "RESULT", "SECONDS", "SYSTEM OR REASON", "LOG")
                 for result in results {

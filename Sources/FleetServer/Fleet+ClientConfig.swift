@@ -20,10 +20,14 @@ extension Fleet {
         @Argument(help: "The host, as named in fleet.toml.")
         var host: String
 
-        @Option(help: ArgumentHelp("The server's SSH host public key file, when fleet.toml has no host_key.", valueName: "file"))
+        @Option(
+            help: ArgumentHelp(
+                "The server's SSH host public key file, when fleet.toml has no host_key.", valueName: "file"))
         var hostKeyFile: String?
 
-        @Option(help: ArgumentHelp("The address the host connects to, over fleet.toml's [server] address.", valueName: "host"))
+        @Option(
+            help: ArgumentHelp(
+                "The address the host connects to, over fleet.toml's [server] address.", valueName: "host"))
         var serverAddress: String?
 
         @Option(help: ArgumentHelp("The SSH port, over fleet.toml's [server] port.", valueName: "port"))
@@ -64,7 +68,8 @@ extension Fleet {
                 fleetKey = try VerifyingKey(
                     nixFormat: String(decoding: try FileIO.read(publicKeyPath, limit: 4096), as: UTF8.self))
             } catch {
-                throw ValidationError("cannot read the fleet public key \(publicKeyPath): \(error) (`fleet init` makes it)")
+                throw ValidationError(
+                    "cannot read the fleet public key \(publicKeyPath): \(error) (`fleet init` makes it)")
             }
             let client = ClientConfiguration(
                 host: selected.name,
@@ -76,7 +81,8 @@ extension Fleet {
             let text = client.rendered()
             // What is printed must parse back the same: the client reads it with the same code.
             guard (try? ClientConfiguration.parse(text, file: "client.toml")) == client else {
-                throw ValidationError("internal error: the rendered client.toml for \(selected.name) does not parse back")
+                throw ValidationError(
+                    "internal error: the rendered client.toml for \(selected.name) does not parse back")
             }
             print(text, terminator: "")
         }

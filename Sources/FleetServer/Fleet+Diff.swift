@@ -43,7 +43,8 @@ extension Fleet {
             let resolver = try HostTreeResolver(repository: configuration.repository)
             let tree: ResolvedTree
             do { tree = try resolver.resolve(selected.name) } catch {
-                throw ValidationError("\(selected.name) would be refused: \(error.problems.map(\.description).joined(separator: "; "))")
+                throw ValidationError(
+                    "\(selected.name) would be refused: \(error.problems.map(\.description).joined(separator: "; "))")
             }
             let layout = ChrootLayout(root: configuration.server.chrootRoot, host: selected.name)
             let diff = try PublishedTreeDiff.compare(tree, with: layout)
@@ -57,7 +58,8 @@ extension Fleet {
             var closure: String?
             if let old = manifest?.toplevel, let next, (try? FileStatus.of(old)) ?? nil != nil {
                 let output = try await Command.run("nix", Nix.flakeFlags + ["store", "diff-closures", old, next])
-                closure = output.succeeded ? output.standardOutput : "nix store diff-closures failed: \(output.standardError)"
+                closure =
+                    output.succeeded ? output.standardOutput : "nix store diff-closures failed: \(output.standardError)"
             }
             if json {
                 return try printJSON(
@@ -65,10 +67,14 @@ extension Fleet {
                         host: selected.name.value, publishedGeneration: diff.publishedGeneration, files: diff.files,
                         publishedSystem: manifest?.toplevel, nextSystem: next, closureDifference: closure))
             }
-            print("\(selected.name): against " + (diff.publishedGeneration.map { "published generation \($0)" } ?? "nothing published yet"))
+            print(
+                "\(selected.name): against "
+                    + (diff.publishedGeneration.map { "published generation \($0)" } ?? "nothing published yet"))
             if diff.files.isEmpty { print("no file changes") }
             for file in diff.files {
-                print("  \(file.change.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)) \(file.path)\(file.isSecret ? "   (secret: content not shown)" : "")")
+                print(
+                    "  \(file.change.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)) \(file.path)\(file.isSecret ? "   (secret: content not shown)" : "")"
+                )
             }
             if !stat {
                 for file in diff.files where !file.isSecret {

@@ -33,13 +33,15 @@ extension Fleet {
                 return Row(
                     host: host.name.value, user: host.unixUser, attribute: host.attribute,
                     operation: host.operation.rawValue, build: host.build, cache: host.cache,
-                    key: host.publicKey.map { "\($0.type) \($0.blob.prefix(12))…" }, publishedGeneration: manifest?.generation)
+                    key: host.publicKey.map { "\($0.type) \($0.blob.prefix(12))…" },
+                    publishedGeneration: manifest?.generation)
             }
             if json { return try printJSON(rows) }
             var table = Table("HOST", "USER", "ATTRIBUTE", "OPERATION", "BUILD", "CACHE", "KEY", "PUBLISHED")
             for row in rows {
                 table.add(
-                    row.host, row.user, row.attribute, row.operation, row.build ? "yes" : "no", row.cache ? "yes" : "no",
+                    row.host, row.user, row.attribute, row.operation, row.build ? "yes" : "no",
+                    row.cache ? "yes" : "no",
                     row.key ?? "MISSING", row.publishedGeneration.map { "generation \($0)" } ?? "never")
             }
             print(table.render())

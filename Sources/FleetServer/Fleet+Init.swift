@@ -7,7 +7,8 @@ extension Fleet {
     struct Init: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Create a fleet repository skeleton and the fleet signing key.",
-            discussion: "Existing files are kept. The signing key goes to the state directory, never into the repository.")
+            discussion:
+                "Existing files are kept. The signing key goes to the state directory, never into the repository.")
 
         @OptionGroup var global: GlobalOptions
 
@@ -28,8 +29,10 @@ extension Fleet {
             }
             let stateDirectory = global.stateDirectoryWithoutConfiguration()
             let (key, isNew) = try SigningKeyFile.generateIfMissing(stateDirectory: stateDirectory, name: keyName)
-            print(isNew ? "created signing key \(stateDirectory)/\(SigningKeyFile.secretName) (0600)"
-                : "kept    signing key \(stateDirectory)/\(SigningKeyFile.secretName) (exists)")
+            print(
+                isNew
+                    ? "created signing key \(stateDirectory)/\(SigningKeyFile.secretName) (0600)"
+                    : "kept    signing key \(stateDirectory)/\(SigningKeyFile.secretName) (exists)")
             print("fleet public key: \(key.publicKey.nixFormat)")
             print("Next: put each host's SSH key in fleet.toml, then `fleet setup` and `fleet publish`.")
         }

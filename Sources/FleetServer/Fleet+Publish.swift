@@ -1,8 +1,8 @@
 import ArgumentParser
 import ChrootSync
+import FleetFiles
 import FleetHooks
 import FleetProtocol
-import FleetFiles
 import Foundation
 import Inventory
 
@@ -47,7 +47,8 @@ extension Fleet {
             let results = try await publisher.publish(selected, dryRun: dryRun) { result in
                 done += 1
                 if showProgress {
-                    FileHandle.standardError.write(Data("\r\u{1b}[K[\(done)/\(selected.count)] \(result.host) \(result.status.rawValue)".utf8))
+                    FileHandle.standardError.write(
+                        Data("\r\u{1b}[K[\(done)/\(selected.count)] \(result.host) \(result.status.rawValue)".utf8))
                 }
             }
             if showProgress { FileHandle.standardError.write(Data("\r\u{1b}[K".utf8)) }
@@ -89,7 +90,9 @@ extension Fleet {
             var table = Table("HOST", "GENERATION", "RESULT", "FILES", "BYTES", "SYSTEM", "NOTE")
             for result in results {
                 var generation = result.generation.map(String.init) ?? "-"
-                if result.status == .published || result.status == .wouldPublish, let previous = result.previousGeneration {
+                if result.status == .published || result.status == .wouldPublish,
+                    let previous = result.previousGeneration
+                {
                     generation += " (was \(previous))"
                 }
                 let note = [result.reason].compactMap { $0 } + result.warnings
@@ -100,7 +103,8 @@ extension Fleet {
                     note.joined(separator: "; "))
             }
             let counts = Dictionary(grouping: results, by: \.status).mapValues(\.count)
-            let summary = [PublishResult.Status.published, .wouldPublish, .unchanged, .refused, .buildFailed].compactMap { status in
+            let summary = [PublishResult.Status.published, .wouldPublish, .unchanged, .refused, .buildFailed].compactMap
+            { status in
                 counts[status].map { "\($0) \(status.rawValue)" }
             }.joined(separator: ", ")
             return table.render() + "\n" + summary

@@ -34,7 +34,8 @@ extension Fleet {
                 var address = "0.0.0.0"
                 var port = configuration.server.port
                 if let listen {
-                    guard let colon = listen.lastIndex(of: ":"), let parsed = Int(listen[listen.index(after: colon)...]),
+                    guard let colon = listen.lastIndex(of: ":"),
+                        let parsed = Int(listen[listen.index(after: colon)...]),
                         (1...65535).contains(parsed)
                     else { throw ValidationError("--listen \(listen): expected ADDRESS:PORT, e.g. 127.0.0.1:2222") }
                     address = String(listen[..<colon]).trimmingCharacters(in: ["[", "]"])

@@ -6,7 +6,9 @@ extension Fleet {
     struct Setup: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Create the hosts' Unix users, authorized keys and chroot directories (idempotent).",
-            discussion: "Checks that every ancestor of the chroot root is root-owned and not group/other-writable, as sshd requires.")
+            discussion:
+                "Checks that every ancestor of the chroot root is root-owned and not group/other-writable, as sshd requires."
+        )
 
         @OptionGroup var global: GlobalOptions
 

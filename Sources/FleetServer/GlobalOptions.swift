@@ -23,7 +23,8 @@ struct GlobalOptions: ParsableArguments {
 
     /// The state directory without reading fleet.toml (for `fleet init`, before it exists).
     func stateDirectoryWithoutConfiguration() -> String {
-        FileManagerPaths.absolute(stateDir ?? ProcessInfo.processInfo.environment["FLEET_STATE_DIR"] ?? "/var/lib/fleet")
+        FileManagerPaths.absolute(
+            stateDir ?? ProcessInfo.processInfo.environment["FLEET_STATE_DIR"] ?? "/var/lib/fleet")
     }
 }
 

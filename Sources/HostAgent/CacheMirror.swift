@@ -31,7 +31,8 @@ struct CacheMirror {
             try FileIO.ensureDirectory(localDirectory + "/nar", mode: 0o755, owner: getuid(), group: getgid())
             let info = localDirectory + "/nix-cache-info"
             if try FileStatus.of(info) == nil {
-                try FileIO.writeAtomically(Array("StoreDir: /nix/store\nWantMassQuery: 0\nPriority: 30\n".utf8), to: info)
+                try FileIO.writeAtomically(
+                    Array("StoreDir: /nix/store\nWantMassQuery: 0\nPriority: 30\n".utf8), to: info)
             }
         } catch {
             throw Failure(description: "cannot prepare the local cache \(localDirectory): \(error)")
@@ -41,7 +42,9 @@ struct CacheMirror {
         var queue = [root]
         var nars: [String] = []
         while let hash = queue.popLast() {
-            guard seen.count <= Self.maxPaths else { throw Failure(description: "the closure has more than \(Self.maxPaths) paths") }
+            guard seen.count <= Self.maxPaths else {
+                throw Failure(description: "the closure has more than \(Self.maxPaths) paths")
+            }
             let name = hash + ".narinfo"
             let local = localDirectory + "/" + name
             let bytes: [UInt8]
@@ -51,7 +54,9 @@ struct CacheMirror {
                 do {
                     bytes = try await connection.readFile("/cache/" + name, limit: Self.narinfoLimit)
                 } catch {
-                    throw Failure(description: "the server's cache lacks \(name), which the closure of \(toplevel) needs: \(error)")
+                    throw Failure(
+                        description:
+                            "the server's cache lacks \(name), which the closure of \(toplevel) needs: \(error)")
                 }
                 try write(bytes, to: local)
                 downloaded += 1
@@ -79,7 +84,8 @@ struct CacheMirror {
             }
             downloaded += 1
         }
-        log.phase("local binary cache holds the closure of \(toplevel) (\(seen.count) paths, \(downloaded) files downloaded)")
+        log.phase(
+            "local binary cache holds the closure of \(toplevel) (\(seen.count) paths, \(downloaded) files downloaded)")
         return downloaded
     }
 
@@ -102,12 +108,15 @@ struct CacheMirror {
                 let file = value.dropFirst("nar/".count)
                 guard value.hasPrefix("nar/"), !file.isEmpty, !file.hasPrefix("."),
                     file.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == ".") })
-                else { throw Failure(description: "\(name) names the nar \(String(reflecting: value)), not a file in nar/") }
+                else {
+                    throw Failure(description: "\(name) names the nar \(String(reflecting: value)), not a file in nar/")
+                }
                 url = value
             } else if line.hasPrefix("References:") {
                 for reference in line.dropFirst("References:".count).split(separator: " ") {
                     guard let hash = Nix.hashPart(ofStorePath: "/nix/store/" + reference) else {
-                        throw Failure(description: "\(name) has a malformed reference \(String(reflecting: String(reference)))")
+                        throw Failure(
+                            description: "\(name) has a malformed reference \(String(reflecting: String(reference)))")
                     }
                     references.append(hash)
                 }

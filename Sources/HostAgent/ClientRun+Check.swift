@@ -1,7 +1,7 @@
 import FleetFiles
 import FleetProtocol
-import SFTPTransport
 import Foundation
+import SFTPTransport
 
 extension ClientRun {
     /// `fleet-client check`: what a run would see, without applying anything or changing the client's state.
@@ -22,7 +22,9 @@ extension ClientRun {
             await connection.close()
             return RunResult(
                 outcome: .unchanged,
-                reason: "connected and authenticated as \(endpoint.user)@\(endpoint.server) (host key \(connection.hostKeyFingerprint))")
+                reason:
+                    "connected and authenticated as \(endpoint.user)@\(endpoint.server) (host key \(connection.hostKeyFingerprint))"
+            )
         }
         let manifest: Manifest
         switch await fetchManifest(over: connection, state: state) {
@@ -31,12 +33,16 @@ extension ClientRun {
             await connection.close()
             return result
         }
-        var summary = "generation \(manifest.generation) verifies (commit \(manifest.sourceCommit), published \(manifest.publishedAt), operation \(manifest.operation))"
+        var summary =
+            "generation \(manifest.generation) verifies (commit \(manifest.sourceCommit), published \(manifest.publishedAt), operation \(manifest.operation))"
         if let applied = state.applied {
-            summary += applied.generation == manifest.generation ? "; it is applied" : "; generation \(applied.generation) is applied"
+            summary +=
+                applied.generation == manifest.generation
+                ? "; it is applied" : "; generation \(applied.generation) is applied"
         }
         if let directory {
-            let target = directory.hasPrefix("/") ? directory : FileManager.default.currentDirectoryPath + "/" + directory
+            let target =
+                directory.hasPrefix("/") ? directory : FileManager.default.currentDirectoryPath + "/" + directory
             var report = RunReport(host: configuration.host.value, state: .unchanged, startedAt: "", finishedAt: "")
             switch await fetchSnapshot(manifest, over: connection, into: target, report: &report) {
             case .next(let extracted): summary += "; its snapshot is extracted into \(extracted)"

@@ -97,17 +97,23 @@ public struct ClientRun: Sendable {
         }
         let target = (try? NixSystem(profile: configuration.profile, log: log).currentGeneration()?.system) ?? nil
         guard let target, state.rebootRequestedFor != target else {
-            log.phase("a reboot is needed (\(reason)), but the client already rebooted for \(target ?? "this system"); not again")
+            log.phase(
+                "a reboot is needed (\(reason)), but the client already rebooted for \(target ?? "this system"); not again"
+            )
             return
         }
         state.rebootRequestedFor = target
         do { try state.save(stateDirectory: stateDirectory) } catch { log.phase("\(error)") }
         let command = configuration.reboot.command
-        log.phase("rebooting inside the window \(configuration.reboot.window?.description ?? ""): \(reason); running \(command.joined(separator: " "))")
+        log.phase(
+            "rebooting inside the window \(configuration.reboot.window?.description ?? ""): \(reason); running \(command.joined(separator: " "))"
+        )
         do {
             let output = try await Command.run(command[0], Array(command.dropFirst()), timeout: .seconds(120))
             if !output.succeeded {
-                log.phase("the reboot command exited with status \(output.exitCode): \(output.standardError.trimmingWhitespace())")
+                log.phase(
+                    "the reboot command exited with status \(output.exitCode): \(output.standardError.trimmingWhitespace())"
+                )
             }
         } catch {
             log.phase("the reboot command could not run: \(error)")
@@ -142,9 +148,15 @@ public struct ClientRun: Sendable {
             case .hostKeyMismatch, .authenticationRefused:
                 return .done(RunResult(outcome: .refused, reason: error.description))
             case .invalidConfiguration:
-                return .done(RunResult(outcome: .failed, reason: "\(error.description) (check \(configuration.identityFile) and [server] host_key)"))
+                return .done(
+                    RunResult(
+                        outcome: .failed,
+                        reason: "\(error.description) (check \(configuration.identityFile) and [server] host_key)"))
             default:
-                return .done(RunResult(outcome: .unreachable, reason: "\(error.description) Nothing was changed; the next run tries again."))
+                return .done(
+                    RunResult(
+                        outcome: .unreachable,
+                        reason: "\(error.description) Nothing was changed; the next run tries again."))
             }
         }
     }
@@ -238,7 +250,8 @@ public struct ClientRun: Sendable {
                 } catch {
                     // Not recorded as a failed generation: the next run tries again.
                     let result = RunResult(
-                        outcome: .failed, reason: "generation \(manifest.generation): \(error)", generation: manifest.generation)
+                        outcome: .failed, reason: "generation \(manifest.generation): \(error)",
+                        generation: manifest.generation)
                     await self.report(result, &attempt, over: connection)
                     return .done(result)
                 }
@@ -262,10 +275,15 @@ public struct ClientRun: Sendable {
             bytes = try await connection.readFile("/manifest", limit: Manifest.sizeLimit)
         } catch {
             if error.code == .noSuchFile {
-                return .done(RunResult(outcome: .unchanged, reason: "nothing is published for \(configuration.host) yet (no manifest on the server)"))
+                return .done(
+                    RunResult(
+                        outcome: .unchanged,
+                        reason: "nothing is published for \(configuration.host) yet (no manifest on the server)"))
             }
             if error.code == .limitExceeded {
-                return .done(RunResult(outcome: .refused, reason: "the manifest is larger than \(Manifest.sizeLimit) bytes: \(error)"))
+                return .done(
+                    RunResult(
+                        outcome: .refused, reason: "the manifest is larger than \(Manifest.sizeLimit) bytes: \(error)"))
             }
             return .done(RunResult(outcome: .unreachable, reason: error.description))
         }
@@ -273,40 +291,55 @@ public struct ClientRun: Sendable {
         do {
             manifest = try Manifest.verify(bytes, with: configuration.fleetPublicKey)
         } catch {
-            return .done(RunResult(outcome: .refused, reason: "the manifest does not verify: \(error); nothing was applied"))
+            return .done(
+                RunResult(outcome: .refused, reason: "the manifest does not verify: \(error); nothing was applied"))
         }
         let refuse = { (reason: String) in
-            Step<Manifest>.done(RunResult(outcome: .refused, reason: reason + "; nothing was applied", generation: manifest.generation))
+            Step<Manifest>.done(
+                RunResult(outcome: .refused, reason: reason + "; nothing was applied", generation: manifest.generation))
         }
         guard manifest.host == configuration.host else {
-            return refuse("the manifest is signed for host \(manifest.host), not for \(configuration.host) (a manifest copied from another host's chroot)")
+            return refuse(
+                "the manifest is signed for host \(manifest.host), not for \(configuration.host) (a manifest copied from another host's chroot)"
+            )
         }
         if let seen = state.lastSeen {
             if manifest.generation < seen.generation {
-                return refuse("the manifest has generation \(manifest.generation), lower than generation \(seen.generation) already seen: a downgrade or a replayed old manifest")
+                return refuse(
+                    "the manifest has generation \(manifest.generation), lower than generation \(seen.generation) already seen: a downgrade or a replayed old manifest"
+                )
             }
             if manifest.generation == seen.generation
                 && (manifest.contentDigest != seen.contentDigest || manifest.snapshot.sha256 != seen.snapshotSHA256)
             {
-                return refuse("the manifest reuses generation \(manifest.generation) with other content than seen before (content \(manifest.contentDigest.prefix(12)) against \(seen.contentDigest.prefix(12))): a forged or replayed manifest")
+                return refuse(
+                    "the manifest reuses generation \(manifest.generation) with other content than seen before (content \(manifest.contentDigest.prefix(12)) against \(seen.contentDigest.prefix(12))): a forged or replayed manifest"
+                )
             }
         }
         guard manifest.snapshot.path == "/snapshots/\(manifest.generation).tar.zst" else {
-            return refuse("the manifest names the snapshot \(quoted(manifest.snapshot.path)), not /snapshots/\(manifest.generation).tar.zst")
+            return refuse(
+                "the manifest names the snapshot \(quoted(manifest.snapshot.path)), not /snapshots/\(manifest.generation).tar.zst"
+            )
         }
         guard Operation(rawValue: manifest.operation) != nil else {
-            return refuse("the manifest asks for operation \(quoted(manifest.operation)), not one of switch, boot, test")
+            return refuse(
+                "the manifest asks for operation \(quoted(manifest.operation)), not one of switch, boot, test")
         }
         guard NixSystem.isSafeAttribute(manifest.attribute) else {
-            return refuse("the manifest names the attribute \(quoted(manifest.attribute)), not a plain Nix attribute name")
+            return refuse(
+                "the manifest names the attribute \(quoted(manifest.attribute)), not a plain Nix attribute name")
         }
         if let toplevel = manifest.toplevel, Nix.hashPart(ofStorePath: toplevel) == nil {
             return refuse("the manifest's toplevel \(quoted(toplevel)) is not a Nix store path")
         }
         guard (0...Self.snapshotLimit).contains(manifest.snapshot.size) else {
-            return refuse("the manifest's snapshot size \(manifest.snapshot.size) is outside 0...\(Self.snapshotLimit) bytes")
+            return refuse(
+                "the manifest's snapshot size \(manifest.snapshot.size) is outside 0...\(Self.snapshotLimit) bytes")
         }
-        log.phase("generation \(manifest.generation) is published (commit \(manifest.sourceCommit), at \(manifest.publishedAt))")
+        log.phase(
+            "generation \(manifest.generation) is published (commit \(manifest.sourceCommit), at \(manifest.publishedAt))"
+        )
         return .next(manifest)
     }
 
@@ -316,7 +349,8 @@ public struct ClientRun: Sendable {
     ) async -> Step<String> {
         let generation = manifest.generation
         let refuse = { (reason: String) in
-            Step<String>.done(RunResult(outcome: .refused, reason: reason + "; nothing was applied", generation: generation))
+            Step<String>.done(
+                RunResult(outcome: .refused, reason: reason + "; nothing was applied", generation: generation))
         }
         let started = Date()
         let parent = FileIO.split(target).directory
@@ -337,9 +371,14 @@ public struct ClientRun: Sendable {
             case .limitExceeded:
                 return refuse("the snapshot on the server does not match the manifest: \(error)")
             case .noSuchFile, .permissionDenied:
-                return .done(RunResult(outcome: .failed, reason: "the manifest names a snapshot the server does not serve: \(error)", generation: generation))
+                return .done(
+                    RunResult(
+                        outcome: .failed, reason: "the manifest names a snapshot the server does not serve: \(error)",
+                        generation: generation))
             default:
-                return .done(RunResult(outcome: .unreachable, reason: "the download broke off: \(error)", generation: generation))
+                return .done(
+                    RunResult(outcome: .unreachable, reason: "the download broke off: \(error)", generation: generation)
+                )
             }
         }
         defer { unlink(download) }
@@ -347,10 +386,13 @@ public struct ClientRun: Sendable {
         do {
             digest = try Self.sha256(ofFile: download)
         } catch {
-            return .done(RunResult(outcome: .failed, reason: "cannot read the downloaded snapshot: \(error)", generation: generation))
+            return .done(
+                RunResult(
+                    outcome: .failed, reason: "cannot read the downloaded snapshot: \(error)", generation: generation))
         }
         guard digest == manifest.snapshot.sha256 else {
-            return refuse("the snapshot's sha256 is \(digest), but the signed manifest says \(manifest.snapshot.sha256)")
+            return refuse(
+                "the snapshot's sha256 is \(digest), but the signed manifest says \(manifest.snapshot.sha256)")
         }
         report.durations.download = Date().timeIntervalSince(started)
 
@@ -365,17 +407,22 @@ public struct ClientRun: Sendable {
             let top = try FileIO.listDirectory(incoming)
             guard top.contains("tree"), Set(top).isSubset(of: ["tree", "secrets"]) else {
                 try? FileIO.removeTree(incoming)
-                return refuse("the snapshot holds \(top.sorted().map(quoted).joined(separator: ", ")) at its top, not tree/ (and secrets/)")
+                return refuse(
+                    "the snapshot holds \(top.sorted().map(quoted).joined(separator: ", ")) at its top, not tree/ (and secrets/)"
+                )
             }
             try FileIO.removeTree(target)
-            guard rename(incoming, target) == 0 else { throw FileSystemError("rename", path: "\(incoming) -> \(target)") }
+            guard rename(incoming, target) == 0 else {
+                throw FileSystemError("rename", path: "\(incoming) -> \(target)")
+            }
             log.phase("extracted \(summary.files) files (\(summary.bytes) bytes) into \(target)")
         } catch let error as ArchiveError {
             try? FileIO.removeTree(incoming)
             return refuse("the snapshot was refused while extracting: \(error)")
         } catch {
             try? FileIO.removeTree(incoming)
-            return .done(RunResult(outcome: .failed, reason: "cannot extract the snapshot: \(error)", generation: generation))
+            return .done(
+                RunResult(outcome: .failed, reason: "cannot extract the snapshot: \(error)", generation: generation))
         }
         return .next(target)
     }
@@ -385,7 +432,9 @@ public struct ClientRun: Sendable {
     /// `boot` only stages the generation for the next boot, so there is nothing to confirm. `switch` and `test`
     /// activate it live (`switch` with `test` first, so a hang or power loss inside the window boots the old
     /// system), then must confirm it (``Confirmation``) or roll it back.
-    private func apply(_ manifest: Manifest, tree generationDirectory: String, attempt: inout Attempt) async -> RunResult {
+    private func apply(_ manifest: Manifest, tree generationDirectory: String, attempt: inout Attempt) async
+        -> RunResult
+    {
         let generation = manifest.generation
         let operation = configuration.operation?.rawValue ?? manifest.operation
         attempt.report?.operation = operation
@@ -404,7 +453,9 @@ public struct ClientRun: Sendable {
             defer { attempt.report?.durations.build = Date().timeIntervalSince(buildStarted) }
             do throws(NixSystem.Failure) {
                 if let toplevel = manifest.toplevel, manifest.hasCache {
-                    log.phase("substituting \(toplevel) from the fleet's binary cache (built on the server; nothing is evaluated here)")
+                    log.phase(
+                        "substituting \(toplevel) from the fleet's binary cache (built on the server; nothing is evaluated here)"
+                    )
                     try await system.realise(
                         toplevel, cache: stateDirectory + "/cache", trustedKey: configuration.fleetPublicKey.nixFormat,
                         gcRoot: stateDirectory + "/build-result")
@@ -415,7 +466,9 @@ public struct ClientRun: Sendable {
                         tree: generationDirectory + "/tree", attribute: manifest.attribute,
                         gcRoot: stateDirectory + "/build-result")
                     if let expected = manifest.toplevel, expected != built {
-                        log.phase("note: this build gave \(built), the server's gave \(expected) (an impure or host-dependent build)")
+                        log.phase(
+                            "note: this build gave \(built), the server's gave \(expected) (an impure or host-dependent build)"
+                        )
                     }
                 }
                 attempt.report?.exitCodes.build = 0
@@ -449,7 +502,9 @@ public struct ClientRun: Sendable {
                 throw NixSystem.Failure(step: "activation", reason: error.description, exitCode: nil)
             }
             let first = live ? Operation.test.rawValue : operation
-            log.phase("profile \(configuration.profile) is at generation \(made.number); running switch-to-configuration \(first)")
+            log.phase(
+                "profile \(configuration.profile) is at generation \(made.number); running switch-to-configuration \(first)"
+            )
             try await system.activate(built, operation: first)
             attempt.report?.exitCodes.activation = 0
         } catch {
@@ -470,7 +525,9 @@ public struct ClientRun: Sendable {
     /// When the machine is running another system than the pending one (it rebooted inside the window, and
     /// booted the old default), the pending generation is rolled back without asking the server.
     private func resume(_ pending: PendingActivation, _ attempt: inout Attempt) async -> RunResult {
-        log.phase("resuming generation \(pending.generation) from the activation journal (run \(pending.pid) stopped inside its confirmation window)")
+        log.phase(
+            "resuming generation \(pending.generation) from the activation journal (run \(pending.pid) stopped inside its confirmation window)"
+        )
         var report = RunReport(
             host: configuration.host.value, state: .failed, startedAt: UTCTime.iso(attempt.startedAt), finishedAt: "")
         report.generation = pending.generation
@@ -482,13 +539,19 @@ public struct ClientRun: Sendable {
         attempt.report = report
         let result: RunResult
         if let running = try? FileIO.readLink(configuration.reboot.currentSystem), running != pending.system {
-            let reason = "the machine runs \(running), not the pending \(pending.system) (it rebooted inside the window)"
+            let reason =
+                "the machine runs \(running), not the pending \(pending.system) (it rebooted inside the window)"
             log.phase("rolling back generation \(pending.generation): \(reason)")
-            await undo(pending, secrets: SecretStore(stateDirectory: stateDirectory), system: NixSystem(profile: configuration.profile, log: log))
+            await undo(
+                pending, secrets: SecretStore(stateDirectory: stateDirectory),
+                system: NixSystem(profile: configuration.profile, log: log))
             attempt.state.failed = ClientState.Failed(
-                generation: pending.generation, contentDigest: pending.contentDigest, state: .rolledBack, reason: reason,
+                generation: pending.generation, contentDigest: pending.contentDigest, state: .rolledBack,
+                reason: reason,
                 at: UTCTime.iso(Date()))
-            result = RunResult(outcome: .rolledBack, reason: "generation \(pending.generation) was rolled back: \(reason)", generation: pending.generation)
+            result = RunResult(
+                outcome: .rolledBack, reason: "generation \(pending.generation) was rolled back: \(reason)",
+                generation: pending.generation)
         } else {
             result = await confirmOrRollBack(pending, &attempt)
         }
@@ -500,7 +563,9 @@ public struct ClientRun: Sendable {
     /// recorded as applied, or rolled back.
     func confirmOrRollBack(_ pending: PendingActivation, _ attempt: inout Attempt) async -> RunResult {
         let deadline = Date(timeIntervalSince1970: pending.deadline)
-        log.phase("confirming generation \(pending.generation): a new SSH connection and \(configuration.healthChecks.count) health check(s), until \(UTCTime.iso(deadline))")
+        log.phase(
+            "confirming generation \(pending.generation): a new SSH connection and \(configuration.healthChecks.count) health check(s), until \(UTCTime.iso(deadline))"
+        )
         let confirmation = Confirmation(configuration: configuration, endpoint: endpoint, log: log)
         var failure = await confirmation.confirm(generation: pending.generation, deadline: deadline)
         let system = NixSystem(profile: configuration.profile, log: log)
@@ -521,7 +586,8 @@ public struct ClientRun: Sendable {
                 reason: failure, at: UTCTime.iso(Date()))
             return RunResult(
                 outcome: .rolledBack,
-                reason: reason + "; the previous system is back, and this generation is not tried again until a newer one is published",
+                reason: reason
+                    + "; the previous system is back, and this generation is not tried again until a newer one is published",
                 generation: pending.generation)
         }
         return appliedResult(pending, &attempt)
@@ -546,7 +612,8 @@ public struct ClientRun: Sendable {
             reason: failure.description, at: UTCTime.iso(Date()))
         return RunResult(
             outcome: .failed,
-            reason: "generation \(manifest.generation): \(failure.description); the previous system stays, and this generation is not tried again until a newer one is published",
+            reason:
+                "generation \(manifest.generation): \(failure.description); the previous system stays, and this generation is not tried again until a newer one is published",
             generation: manifest.generation)
     }
 
@@ -559,7 +626,9 @@ public struct ClientRun: Sendable {
         let made = NixSystem.Generation(number: pending.madeProfileGeneration, system: pending.system)
         do {
             try await system.restoreProfile(to: previous, removing: made)
-            log.phase(previous.map { "profile set back to generation \($0.number)" } ?? "profile removed again (there was none before)")
+            log.phase(
+                previous.map { "profile set back to generation \($0.number)" }
+                    ?? "profile removed again (there was none before)")
         } catch {
             log.phase("could not set the profile back: \(error)")
         }
@@ -594,7 +663,9 @@ public struct ClientRun: Sendable {
         do {
             let connection = try await SFTPConnection.connect(to: endpoint)
             do {
-                for file in files { try await ReportOutbox.upload(name: file.name, bytes: file.bytes, over: connection) }
+                for file in files {
+                    try await ReportOutbox.upload(name: file.name, bytes: file.bytes, over: connection)
+                }
                 await connection.close()
             } catch {
                 await connection.close()
@@ -614,9 +685,11 @@ public struct ClientRun: Sendable {
     /// The log and the report of this run, named by time and generation.
     private func reportFiles(_ result: RunResult, _ attempt: inout Attempt) -> [(name: String, bytes: [UInt8])] {
         let finished = Date()
-        var report = attempt.report ?? RunReport(
-            host: configuration.host.value, state: result.outcome, startedAt: UTCTime.iso(attempt.startedAt),
-            finishedAt: "")
+        var report =
+            attempt.report
+            ?? RunReport(
+                host: configuration.host.value, state: result.outcome, startedAt: UTCTime.iso(attempt.startedAt),
+                finishedAt: "")
         report.state = result.outcome
         report.reason = result.reason
         report.generation = report.generation ?? result.generation
@@ -638,10 +711,12 @@ public struct ClientRun: Sendable {
     /// Replaces `logs/heartbeat.json`: the cheap sign of life of a poll with nothing to do.
     private func heartbeat(_ attempt: inout Attempt, over connection: SFTPConnection, result: RunResult) async {
         let beat = Heartbeat(
-            host: configuration.host.value, at: UTCTime.iso(Date()), appliedGeneration: attempt.state.applied?.generation,
+            host: configuration.host.value, at: UTCTime.iso(Date()),
+            appliedGeneration: attempt.state.applied?.generation,
             seenGeneration: attempt.state.lastSeen?.generation, failedGeneration: attempt.state.failed?.generation,
             lastResult: result.outcome, reason: result.reason,
-            rebootNeeded: (try? FileIO.readLink(configuration.reboot.bootedSystem)) == nil ? nil : rebootReason() != nil)
+            rebootNeeded: (try? FileIO.readLink(configuration.reboot.bootedSystem)) == nil ? nil : rebootReason() != nil
+        )
         do {
             try await ReportOutbox.upload(name: "heartbeat.json", bytes: beat.encoded(), over: connection)
         } catch {

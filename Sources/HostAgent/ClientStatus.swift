@@ -13,16 +13,21 @@ public struct ClientStatus: Encodable, Sendable {
     public var text: String {
         var lines = ["host:         \(host)"]
         if let applied = state.applied {
-            lines.append("applied:      generation \(applied.generation) (commit \(applied.sourceCommit), \(applied.operation)) at \(applied.at)")
+            lines.append(
+                "applied:      generation \(applied.generation) (commit \(applied.sourceCommit), \(applied.operation)) at \(applied.at)"
+            )
             lines.append("system:       \(applied.system)")
         } else {
             lines.append("applied:      nothing yet")
         }
         lines.append("seen:         " + (state.lastSeen.map { "generation \($0.generation)" } ?? "no manifest yet"))
         if let failed = state.failed {
-            lines.append("failed:       generation \(failed.generation) \(failed.state.rawValue) at \(failed.at): \(failed.reason)")
+            lines.append(
+                "failed:       generation \(failed.generation) \(failed.state.rawValue) at \(failed.at): \(failed.reason)"
+            )
         }
-        lines.append("last run:     " + (state.lastResult.map { "\($0.rawValue) at \(state.lastRunAt ?? "?")" } ?? "never"))
+        lines.append(
+            "last run:     " + (state.lastResult.map { "\($0.rawValue) at \(state.lastRunAt ?? "?")" } ?? "never"))
         if let reason = state.lastReason { lines.append("              \(reason)") }
         lines.append("last contact: \(state.lastContactAt ?? "never")")
         if let reboot = state.rebootNeeded { lines.append("reboot:       needed: \(reboot)") }

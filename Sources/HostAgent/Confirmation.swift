@@ -28,7 +28,9 @@ struct Confirmation {
                 lastFailure = failure
                 log.phase("confirmation attempt \(attempt) failed: \(failure)")
             } else {
-                log.phase("generation \(generation) confirmed (attempt \(attempt)): the server is reachable and the health checks pass")
+                log.phase(
+                    "generation \(generation) confirmed (attempt \(attempt)): the server is reachable and the health checks pass"
+                )
                 return nil
             }
             let next = min(started.addingTimeInterval(interval), deadline)
@@ -37,7 +39,8 @@ struct Confirmation {
             if wait > 0 { try? await Task.sleep(for: .milliseconds(Int(wait * 1000))) }
             if Date() >= deadline { break }
         }
-        return "not confirmed within \(configuration.rollback.confirmTimeoutSeconds) s (\(attempt) attempts); last: \(lastFailure)"
+        return
+            "not confirmed within \(configuration.rollback.confirmTimeoutSeconds) s (\(attempt) attempts); last: \(lastFailure)"
     }
 
     private func tryOnce(generation: UInt64, deadline: Date) async -> String? {
@@ -47,7 +50,8 @@ struct Confirmation {
         endpoint.ioTimeout = .seconds(min(configuration.server.ioTimeoutSeconds, max(remaining, 5)))
         do {
             let connection = try await SFTPConnection.connect(to: endpoint)
-            let note = "{\"host\":\"\(configuration.host)\",\"generation\":\(generation),\"at\":\"\(UTCTime.iso(Date()))\"}\n"
+            let note =
+                "{\"host\":\"\(configuration.host)\",\"generation\":\(generation),\"at\":\"\(UTCTime.iso(Date()))\"}\n"
             do {
                 try await ReportOutbox.upload(name: "confirmation.json", bytes: Array(note.utf8), over: connection)
                 await connection.close()
@@ -64,7 +68,8 @@ struct Confirmation {
                 let output = try await Command.run(
                     check.command[0], Array(check.command.dropFirst()), timeout: .milliseconds(Int(timeout * 1000)))
                 log.output(
-                    of: "health check \(check.name): \(check.command.joined(separator: " "))", exitCode: output.exitCode,
+                    of: "health check \(check.name): \(check.command.joined(separator: " "))",
+                    exitCode: output.exitCode,
                     standardOutput: output.standardOutput, standardError: output.standardError)
                 guard output.succeeded else {
                     return "health check \(quoted(check.name)) exited with status \(output.exitCode)"

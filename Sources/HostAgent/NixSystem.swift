@@ -32,28 +32,39 @@ struct NixSystem {
     /// - Returns: the system's store path.
     func build(tree: String, attribute: String, gcRoot: String) async throws(Failure) -> String {
         guard Self.isSafeAttribute(attribute) else {
-            throw Failure(step: "build", reason: "the attribute \(String(reflecting: attribute)) is not a plain Nix attribute name", exitCode: nil)
+            throw Failure(
+                step: "build",
+                reason: "the attribute \(String(reflecting: attribute)) is not a plain Nix attribute name",
+                exitCode: nil)
         }
         let executable: String
         let arguments: [String]
         if (try? FileStatus.of(tree + "/flake.nix"))??.kind == .regular {
             executable = "nix"
-            arguments = Nix.flakeFlags + [
-                "build", "path:\(tree)#nixosConfigurations.\"\(attribute)\".config.system.build.toplevel",
-                "--out-link", gcRoot, "--no-update-lock-file", "--print-build-logs",
-            ]
+            arguments =
+                Nix.flakeFlags + [
+                    "build", "path:\(tree)#nixosConfigurations.\"\(attribute)\".config.system.build.toplevel",
+                    "--out-link", gcRoot, "--no-update-lock-file", "--print-build-logs",
+                ]
         } else if (try? FileStatus.of(tree + "/configuration.nix"))??.kind == .regular {
             executable = "nix-build"
-            arguments = ["<nixpkgs/nixos>", "-A", "system", "-I", "nixos-config=\(tree)/configuration.nix", "--out-link", gcRoot]
+            arguments = [
+                "<nixpkgs/nixos>", "-A", "system", "-I", "nixos-config=\(tree)/configuration.nix", "--out-link", gcRoot,
+            ]
         } else {
             throw Failure(
-                step: "build", reason: "the snapshot has neither flake.nix nor configuration.nix at its top; "
+                step: "build",
+                reason: "the snapshot has neither flake.nix nor configuration.nix at its top; "
                     + "put one in the host's directory in the fleet repository", exitCode: nil)
         }
         try? FileManager.default.removeItem(atPath: gcRoot)
         let output = try await run("build", executable, arguments)
         guard output.succeeded else {
-            throw Failure(step: "build", reason: "\(executable) exited with status \(output.exitCode)\(Nix.cause(ofFailure: output.standardError))", exitCode: output.exitCode)
+            throw Failure(
+                step: "build",
+                reason:
+                    "\(executable) exited with status \(output.exitCode)\(Nix.cause(ofFailure: output.standardError))",
+                exitCode: output.exitCode)
         }
         do {
             let system = try FileIO.readLink(gcRoot)
@@ -85,7 +96,8 @@ struct NixSystem {
         guard output.succeeded else {
             throw Failure(
                 step: "substitution",
-                reason: "nix-store --realise from the fleet cache exited with status \(output.exitCode)\(Nix.cause(ofFailure: output.standardError))",
+                reason:
+                    "nix-store --realise from the fleet cache exited with status \(output.exitCode)\(Nix.cause(ofFailure: output.standardError))",
                 exitCode: output.exitCode)
         }
     }
@@ -104,7 +116,8 @@ struct NixSystem {
         guard name.hasPrefix(prefix), name.hasSuffix("-link"),
             let number = Int(name.dropFirst(prefix.count).dropLast("-link".count))
         else {
-            throw Failure(step: "profile", reason: "\(profile) points to \(link), not to a profile generation", exitCode: nil)
+            throw Failure(
+                step: "profile", reason: "\(profile) points to \(link), not to a profile generation", exitCode: nil)
         }
         let generationLink = FileIO.split(profile).directory + "/" + name
         do {
@@ -119,10 +132,15 @@ struct NixSystem {
         try FileIO.createDirectoriesOrFail(FileIO.split(profile).directory, step: "profile")
         let output = try await run("profile", "nix-env", ["-p", profile, "--set", system])
         guard output.succeeded else {
-            throw Failure(step: "profile", reason: "nix-env --set exited with status \(output.exitCode)\(Nix.cause(ofFailure: output.standardError))", exitCode: output.exitCode)
+            throw Failure(
+                step: "profile",
+                reason:
+                    "nix-env --set exited with status \(output.exitCode)\(Nix.cause(ofFailure: output.standardError))",
+                exitCode: output.exitCode)
         }
         guard let generation = try currentGeneration(), generation.system == system else {
-            throw Failure(step: "profile", reason: "\(profile) does not point to \(system) after nix-env --set", exitCode: nil)
+            throw Failure(
+                step: "profile", reason: "\(profile) does not point to \(system) after nix-env --set", exitCode: nil)
         }
         return generation
     }
@@ -134,7 +152,11 @@ struct NixSystem {
             let output = try await run(
                 "profile", "nix-env", ["-p", profile, "--switch-generation", String(previous.number)])
             guard output.succeeded else {
-                throw Failure(step: "profile", reason: "nix-env --switch-generation \(previous.number) exited with status \(output.exitCode)\(Nix.cause(ofFailure: output.standardError))", exitCode: output.exitCode)
+                throw Failure(
+                    step: "profile",
+                    reason:
+                        "nix-env --switch-generation \(previous.number) exited with status \(output.exitCode)\(Nix.cause(ofFailure: output.standardError))",
+                    exitCode: output.exitCode)
             }
         } else {
             unlink(profile)
@@ -148,26 +170,34 @@ struct NixSystem {
     func activate(_ system: String, operation: String) async throws(Failure) {
         let program = system + "/bin/switch-to-configuration"
         guard access(program, X_OK) == 0 else {
-            throw Failure(step: "activation", reason: "\(program) is missing or not executable: not a NixOS system", exitCode: nil)
+            throw Failure(
+                step: "activation", reason: "\(program) is missing or not executable: not a NixOS system", exitCode: nil
+            )
         }
         let output = try await run("activation", program, [operation])
         guard output.succeeded else {
-            throw Failure(step: "activation", reason: "switch-to-configuration \(operation) exited with status \(output.exitCode)\(Nix.cause(ofFailure: output.standardError))", exitCode: output.exitCode)
+            throw Failure(
+                step: "activation",
+                reason:
+                    "switch-to-configuration \(operation) exited with status \(output.exitCode)\(Nix.cause(ofFailure: output.standardError))",
+                exitCode: output.exitCode)
         }
     }
 
-    private func run(_ step: String, _ executable: String, _ arguments: [String]) async throws(Failure) -> CommandOutput {
+    private func run(_ step: String, _ executable: String, _ arguments: [String]) async throws(Failure) -> CommandOutput
+    {
         let commandLine = ([executable] + arguments).joined(separator: " ")
         do {
             let output = try await Command.run(executable, arguments)
-            log.output(of: commandLine, exitCode: output.exitCode, standardOutput: output.standardOutput, standardError: output.standardError)
+            log.output(
+                of: commandLine, exitCode: output.exitCode, standardOutput: output.standardOutput,
+                standardError: output.standardError)
             return output
         } catch {
             log.output(of: commandLine, exitCode: -1, standardOutput: "", standardError: "\(error)")
             throw Failure(step: step, reason: "\(error)", exitCode: nil)
         }
     }
-
 
     /// Attribute names as fleet.toml allows them; quoted in the flake reference, so digits may lead.
     static func isSafeAttribute(_ attribute: String) -> Bool {

@@ -30,7 +30,8 @@ struct PendingActivation: Codable, Equatable {
         let path = stateDirectory + "/" + fileName
         do {
             guard try FileStatus.of(path) != nil else { return nil }
-            return try JSONDecoder().decode(PendingActivation.self, from: Data(try FileIO.readNoFollow(path, limit: 1 << 20)))
+            return try JSONDecoder().decode(
+                PendingActivation.self, from: Data(try FileIO.readNoFollow(path, limit: 1 << 20)))
         } catch {
             throw ClientError(
                 "cannot read the activation journal \(path): \(error). An activation was interrupted; check the "
@@ -42,7 +43,8 @@ struct PendingActivation: Codable, Equatable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         do {
-            try FileIO.writeAtomically(Array(try encoder.encode(self)) + [0x0a], to: stateDirectory + "/" + Self.fileName, mode: 0o600)
+            try FileIO.writeAtomically(
+                Array(try encoder.encode(self)) + [0x0a], to: stateDirectory + "/" + Self.fileName, mode: 0o600)
         } catch {
             throw ClientError("cannot write the activation journal in \(stateDirectory): \(error)")
         }

@@ -74,6 +74,7 @@ struct ReportOutbox {
         guard names.count > Self.capacity else { return }
         let dropped = names.prefix(names.count - Self.capacity)
         for name in dropped { unlink(directory + "/" + name) }
-        log.phase("outbox full: dropped the \(dropped.count) oldest unsent report files (\(dropped.joined(separator: ", ")))")
+        log.phase(
+            "outbox full: dropped the \(dropped.count) oldest unsent report files (\(dropped.joined(separator: ", ")))")
     }
 }

@@ -67,7 +67,8 @@ public final class RunLog: Sendable {
     public func contents() -> [UInt8] {
         buffer.withLock { buffer in
             guard buffer.cutBytes > 0 else { return buffer.head + buffer.tail }
-            let note = "\n[fleet-client: \(buffer.cutBytes) bytes of this log were cut here to keep it under \(limit) bytes]\n"
+            let note =
+                "\n[fleet-client: \(buffer.cutBytes) bytes of this log were cut here to keep it under \(limit) bytes]\n"
             return buffer.head + Array(note.utf8) + buffer.tail
         }
     }

@@ -21,7 +21,9 @@ struct SecretStore {
             try FileIO.removeTree(target)
             let source = generationDirectory + "/secrets"
             if try FileStatus.of(source) != nil {
-                guard rename(source, target) == 0 else { throw FileSystemError("rename", path: "\(source) -> \(target)") }
+                guard rename(source, target) == 0 else {
+                    throw FileSystemError("rename", path: "\(source) -> \(target)")
+                }
             } else {
                 guard mkdir(target, 0o700) == 0 else { throw FileSystemError("mkdir", path: target) }
             }

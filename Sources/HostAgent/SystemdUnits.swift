@@ -107,21 +107,22 @@ public struct SystemdUnits: Sendable, Equatable {
             "Environment=PATH=\(Self.searchPath)",
             "Environment=\"NIX_CONFIG=extra-experimental-features = nix-command flakes\"",
         ]
-        let service = [
-            header,
-            "[Unit]",
-            "Description=fleet: pull and apply this host's configuration",
-            "Wants=network-online.target",
-            "After=network-online.target",
-            "",
-            "[Service]",
-            "Type=oneshot",
-            "ExecStart=\(binary) run --config \(configuration)",
-            "# Exit statuses: 0 unchanged, 10 applied, 13 unreachable (the next poll tries again) and 14 locked",
-            "# (another run holds the lock) are successes; 11 failed, 12 refused, 15 rolled back and 1 mark this",
-            "# unit failed.",
-            "SuccessExitStatus=\(Self.successExitStatuses.map(String.init).joined(separator: " "))",
-        ] + environment
+        let service =
+            [
+                header,
+                "[Unit]",
+                "Description=fleet: pull and apply this host's configuration",
+                "Wants=network-online.target",
+                "After=network-online.target",
+                "",
+                "[Service]",
+                "Type=oneshot",
+                "ExecStart=\(binary) run --config \(configuration)",
+                "# Exit statuses: 0 unchanged, 10 applied, 13 unreachable (the next poll tries again) and 14 locked",
+                "# (another run holds the lock) are successes; 11 failed, 12 refused, 15 rolled back and 1 mark this",
+                "# unit failed.",
+                "SuccessExitStatus=\(Self.successExitStatuses.map(String.init).joined(separator: " "))",
+            ] + environment
         let timer = [
             header,
             "[Unit]",
@@ -153,18 +154,19 @@ public struct SystemdUnits: Sendable, Equatable {
             "[Install]",
             "WantedBy=sockets.target",
         ]
-        let page = [
-            header,
-            "[Unit]",
-            "Description=fleet: the UPDATE MY MACHINE page on http://\(Self.pageListenStream)",
-            "Requires=\(Self.pageSocketName)",
-            "After=\(Self.pageSocketName)",
-            "",
-            "[Service]",
-            "ExecStart=\(binary) serve --config \(configuration)",
-            // Stopping the page must not kill a run its button started (it may be mid-activation).
-            "KillMode=process",
-        ] + environment
+        let page =
+            [
+                header,
+                "[Unit]",
+                "Description=fleet: the UPDATE MY MACHINE page on http://\(Self.pageListenStream)",
+                "Requires=\(Self.pageSocketName)",
+                "After=\(Self.pageSocketName)",
+                "",
+                "[Service]",
+                "ExecStart=\(binary) serve --config \(configuration)",
+                // Stopping the page must not kill a run its button started (it may be mid-activation).
+                "KillMode=process",
+            ] + environment
         return [
             Unit(name: Self.serviceName, text: service.joined(separator: "\n") + "\n"),
             Unit(name: Self.pageServiceName, text: page.joined(separator: "\n") + "\n"),

@@ -1,5 +1,5 @@
-import Foundation
 public import FleetProtocol
+import Foundation
 import TOMLKit
 
 /// The fleet inventory, read from `fleet.toml` at the root of the fleet repository.
@@ -71,7 +71,9 @@ public struct FleetConfiguration: Sendable {
     }
 
     /// Validates fleet.toml text. `repository` is used to check host directories and key files.
-    public static func parse(_ text: String, file: String, repository: String) throws(InventoryError) -> FleetConfiguration {
+    public static func parse(_ text: String, file: String, repository: String) throws(InventoryError)
+        -> FleetConfiguration
+    {
         let table: TOMLTable
         switch TOMLReader.parse(text, file: file) {
         case .success(let parsed): table = parsed
@@ -94,7 +96,9 @@ public struct FleetConfiguration: Sendable {
         server.reportHistory = reader.integer(serverTable, "report_history", in: "[server]", range: 1...100_000) ?? 100
         server.logsKeep = reader.integer(serverTable, "logs_keep", in: "[server]", range: 1...100_000) ?? 20
         if let line = reader.string(serverTable, "host_key", in: "[server]") {
-            do { server.hostKey = try SSHPublicKey(line) } catch { reader.problem("[server] key \"host_key\": \(error)") }
+            do { server.hostKey = try SSHPublicKey(line) } catch {
+                reader.problem("[server] key \"host_key\": \(error)")
+            }
         }
         for (key, path) in [("chroot_root", server.chrootRoot), ("state_dir", server.stateDirectory)]
         where !path.hasPrefix("/") {
@@ -103,7 +107,9 @@ public struct FleetConfiguration: Sendable {
         if !server.userPrefix.allSatisfy({ ("a"..."z").contains($0) || $0 == "-" }) || server.userPrefix.isEmpty
             || server.userPrefix.count > 16 || server.userPrefix.first == "-"
         {
-            reader.problem("[server] key \"user_prefix\": \(quoted(server.userPrefix)) must be 1 to 16 of a-z and '-', starting with a letter")
+            reader.problem(
+                "[server] key \"user_prefix\": \(quoted(server.userPrefix)) must be 1 to 16 of a-z and '-', starting with a letter"
+            )
         }
 
         let defaults = reader.table(table, "defaults", in: "the top level") ?? TOMLTable()
@@ -111,10 +117,12 @@ public struct FleetConfiguration: Sendable {
         let defaultOperation = reader.operation(defaults, in: "[defaults]") ?? .switch
         let defaultBuild = reader.bool(defaults, "build", in: "[defaults]") ?? false
         let defaultCache = reader.bool(defaults, "cache", in: "[defaults]") ?? false
-        let defaultPollInterval = reader.integer(
-            defaults, "poll_interval_seconds", in: "[defaults]", range: pollIntervalRange) ?? 900
-        let defaultSilentAfter = reader.integer(
-            defaults, "silent_after_intervals", in: "[defaults]", range: silentAfterRange) ?? 3
+        let defaultPollInterval =
+            reader.integer(
+                defaults, "poll_interval_seconds", in: "[defaults]", range: pollIntervalRange) ?? 900
+        let defaultSilentAfter =
+            reader.integer(
+                defaults, "silent_after_intervals", in: "[defaults]", range: silentAfterRange) ?? 3
 
         var hosts: [HostConfiguration] = []
         var keyOwners: [String: String] = [:]
@@ -122,7 +130,8 @@ public struct FleetConfiguration: Sendable {
         for name in hostsTable.keys.sorted() {
             let context = "[hosts.\(name)]"
             guard let hostName = try? HostName(name) else {
-                reader.problem("\(file): \(context): invalid host name \(quoted(name)): host names must match \(HostName.rule)")
+                reader.problem(
+                    "\(file): \(context): invalid host name \(quoted(name)): host names must match \(HostName.rule)")
                 continue
             }
             guard let hostTable = hostsTable[name]?.table else {
@@ -135,11 +144,15 @@ public struct FleetConfiguration: Sendable {
             let keyFile = reader.string(hostTable, "key_file", in: context)
             if inline != nil && keyFile != nil {
                 reader.problem("\(file): \(context): set either \"key\" or \"key_file\", not both")
-            } else if let line = inline ?? keyFile.flatMap({ reader.readKeyFile($0, repository: repository, in: context) }) {
+            } else if let line = inline
+                ?? keyFile.flatMap({ reader.readKeyFile($0, repository: repository, in: context) })
+            {
                 do {
                     let key = try SSHPublicKey(line)
                     if let owner = keyOwners[key.blob] {
-                        reader.problem("\(file): \(context) key \"\(inline != nil ? "key" : "key_file")\": the same SSH key is already given to host \(owner); each host needs its own key, or one could log in as the other")
+                        reader.problem(
+                            "\(file): \(context) key \"\(inline != nil ? "key" : "key_file")\": the same SSH key is already given to host \(owner); each host needs its own key, or one could log in as the other"
+                        )
                     } else {
                         keyOwners[key.blob] = name
                         publicKey = key
@@ -150,12 +163,18 @@ public struct FleetConfiguration: Sendable {
             }
             let attribute = reader.string(hostTable, "attribute", in: context) ?? name
             if !isNixAttribute(attribute) {
-                reader.problem("\(file): \(context) key \"attribute\": \(quoted(attribute)) is not a Nix attribute name fleet accepts ([A-Za-z0-9_][A-Za-z0-9_'-]*)")
+                reader.problem(
+                    "\(file): \(context) key \"attribute\": \(quoted(attribute)) is not a Nix attribute name fleet accepts ([A-Za-z0-9_][A-Za-z0-9_'-]*)"
+                )
             }
             var isDirectory: ObjCBool = false
             let hostDirectory = repository + "/hosts/" + name
-            if !FileManager.default.fileExists(atPath: hostDirectory, isDirectory: &isDirectory) || !isDirectory.boolValue {
-                reader.problem("\(file): \(context): the host directory hosts/\(name)/ is missing; create it with the host's flake.nix or configuration.nix")
+            if !FileManager.default.fileExists(atPath: hostDirectory, isDirectory: &isDirectory)
+                || !isDirectory.boolValue
+            {
+                reader.problem(
+                    "\(file): \(context): the host directory hosts/\(name)/ is missing; create it with the host's flake.nix or configuration.nix"
+                )
             }
             hosts.append(
                 HostConfiguration(
@@ -174,7 +193,9 @@ public struct FleetConfiguration: Sendable {
         var users: [String: String] = [:]
         for host in hosts {
             if let other = users[host.unixUser] {
-                reader.problem("\(file): hosts \(other) and \(host.name) map to the same Unix user \(host.unixUser); shorten one name")
+                reader.problem(
+                    "\(file): hosts \(other) and \(host.name) map to the same Unix user \(host.unixUser); shorten one name"
+                )
             }
             users[host.unixUser] = host.name.value
         }
@@ -222,7 +243,8 @@ public struct FleetConfiguration: Sendable {
                     reader.problem("\(context) key \"events\": empty; leave the key out to receive every event")
                 }
             }
-            let timeout = reader.integer(table, "timeout_seconds", in: context, range: 1...3600)
+            let timeout =
+                reader.integer(table, "timeout_seconds", in: context, range: 1...3600)
                 ?? HookConfiguration.defaultTimeoutSeconds
             if let command, !command.isEmpty, command[0].hasPrefix("/") {
                 hooks.append(HookConfiguration(command: command, events: events, timeoutSeconds: timeout))
@@ -235,7 +257,9 @@ public struct FleetConfiguration: Sendable {
         // Digits may lead: host names such as "0" are valid attribute names once quoted, as fleet quotes them.
         guard let first = text.unicodeScalars.first, first.isASCIILetterOrUnderscore || ("0"..."9").contains(first)
         else { return false }
-        return text.unicodeScalars.allSatisfy { $0.isASCIILetterOrUnderscore || ("0"..."9").contains($0) || $0 == "'" || $0 == "-" }
+        return text.unicodeScalars.allSatisfy {
+            $0.isASCIILetterOrUnderscore || ("0"..."9").contains($0) || $0 == "'" || $0 == "-"
+        }
             && text.count <= 200
     }
 
@@ -256,7 +280,9 @@ public struct FleetConfiguration: Sendable {
             if let host = host(named: name) {
                 if !selected.contains(host) { selected.append(host) }
             } else {
-                problems.append("\(file): no host \(quoted(name)) in the inventory (hosts: \(hosts.map(\.name.value).joined(separator: ", ")))")
+                problems.append(
+                    "\(file): no host \(quoted(name)) in the inventory (hosts: \(hosts.map(\.name.value).joined(separator: ", ")))"
+                )
             }
         }
         if !problems.isEmpty { throw InventoryError(problems) }
@@ -265,15 +291,20 @@ public struct FleetConfiguration: Sendable {
 }
 
 extension Unicode.Scalar {
-    fileprivate var isASCIILetterOrUnderscore: Bool { ("a"..."z").contains(self) || ("A"..."Z").contains(self) || self == "_" }
+    fileprivate var isASCIILetterOrUnderscore: Bool {
+        ("a"..."z").contains(self) || ("A"..."Z").contains(self) || self == "_"
+    }
 }
 
 extension TOMLReader {
     /// Reads a host key file named in fleet.toml, relative to the repository.
     mutating func readKeyFile(_ path: String, repository: String, in context: String) -> String? {
         let full = path.hasPrefix("/") ? path : repository + "/" + path
-        guard let data = FileManager.default.contents(atPath: full), let text = String(data: data, encoding: .utf8) else {
-            problem("\(context) key \"key_file\": cannot read \(full); copy the host's /etc/ssh/ssh_host_ed25519_key.pub there")
+        guard let data = FileManager.default.contents(atPath: full), let text = String(data: data, encoding: .utf8)
+        else {
+            problem(
+                "\(context) key \"key_file\": cannot read \(full); copy the host's /etc/ssh/ssh_host_ed25519_key.pub there"
+            )
             return nil
         }
         return text

@@ -6,6 +6,7 @@ public struct InventoryError: Error, CustomStringConvertible, Sendable {
     public init(_ problem: String) { self.problems = [problem] }
 
     public var description: String {
-        problems.count == 1 ? problems[0] : "\(problems.count) problems:\n" + problems.map { "  - " + $0 }.joined(separator: "\n")
+        problems.count == 1
+            ? problems[0] : "\(problems.count) problems:\n" + problems.map { "  - " + $0 }.joined(separator: "\n")
     }
 }

@@ -1,5 +1,5 @@
-public import Foundation
 public import FleetProtocol
+public import Foundation
 package import SQLiteKit
 import Synchronization
 
@@ -167,8 +167,10 @@ public final class StateStore {
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 [
-                    .text(publication.host.value), .integer(Int64(publication.generation)), .text(publication.publishedAt),
-                    .text(publication.sourceCommit), .text(publication.contentDigest), .text(publication.snapshotSHA256),
+                    .text(publication.host.value), .integer(Int64(publication.generation)),
+                    .text(publication.publishedAt),
+                    .text(publication.sourceCommit), .text(publication.contentDigest),
+                    .text(publication.snapshotSHA256),
                     .integer(publication.snapshotSize), .integer(Int64(publication.files)), .integer(publication.bytes),
                 ])
             try insertEvent(
@@ -178,7 +180,8 @@ public final class StateStore {
     }
 
     public func publications(of host: HostName) throws -> [Publication] {
-        try database.query("SELECT * FROM publications WHERE host = ? ORDER BY generation", [.text(host.value)]).map { row in
+        try database.query("SELECT * FROM publications WHERE host = ? ORDER BY generation", [.text(host.value)]).map {
+            row in
             Publication(
                 host: host, generation: UInt64(row["generation"].integer ?? 0),
                 publishedAt: row["published_at"].text ?? "", sourceCommit: row["source_commit"].text ?? "",

@@ -91,7 +91,9 @@ public final class SQLiteDatabase {
             case .real(let number): status = sqlite3_bind_double(statement, index, number)
             case .text(let text): status = sqlite3_bind_text(statement, index, text, -1, transient)
             case .blob(let bytes):
-                status = bytes.withUnsafeBytes { sqlite3_bind_blob(statement, index, $0.baseAddress, Int32($0.count), transient) }
+                status = bytes.withUnsafeBytes {
+                    sqlite3_bind_blob(statement, index, $0.baseAddress, Int32($0.count), transient)
+                }
             }
             guard status == SQLITE_OK else { throw failure(sql) }
         }

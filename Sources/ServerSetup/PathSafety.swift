@@ -8,7 +8,9 @@ public enum PathSafety {
     public static func check(_ path: String) throws(SetupError) {
         guard path.hasPrefix("/") else { throw SetupError("\(path) must be an absolute path") }
         guard path.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "/._-".contains($0)) }) else {
-            throw SetupError("\(path): only letters, digits and / . _ - are allowed in fleet's server paths (sshd_config splits on spaces)")
+            throw SetupError(
+                "\(path): only letters, digits and / . _ - are allowed in fleet's server paths (sshd_config splits on spaces)"
+            )
         }
         var components = ["/"]
         var current = ""
@@ -25,14 +27,20 @@ public enum PathSafety {
             }
             guard let status else { return }  // the rest will be created by fleet, root-owned 0755
             if status.kind == .symbolicLink {
-                throw SetupError("\(component) is a symbolic link; give fleet the real path (sshd checks the link's target, fleet checks the path it is given)")
+                throw SetupError(
+                    "\(component) is a symbolic link; give fleet the real path (sshd checks the link's target, fleet checks the path it is given)"
+                )
             }
             guard status.kind == .directory else { throw SetupError("\(component) is not a directory") }
             guard status.owner == 0 else {
-                throw SetupError("\(component) is owned by uid \(status.owner), not root; sshd refuses chroot paths below it (chown root \(component), or choose another chroot root)")
+                throw SetupError(
+                    "\(component) is owned by uid \(status.owner), not root; sshd refuses chroot paths below it (chown root \(component), or choose another chroot root)"
+                )
             }
             guard !status.isWritableByGroupOrOthers else {
-                throw SetupError("\(component) is writable by group or others (mode \(String(status.permissions, radix: 8))); sshd refuses chroot paths below it (e.g. /tmp): choose a root-owned 0755 path such as /srv/fleet")
+                throw SetupError(
+                    "\(component) is writable by group or others (mode \(String(status.permissions, radix: 8))); sshd refuses chroot paths below it (e.g. /tmp): choose a root-owned 0755 path such as /srv/fleet"
+                )
             }
         }
     }

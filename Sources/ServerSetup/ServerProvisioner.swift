@@ -49,16 +49,21 @@ public struct ServerProvisioner {
         let wanted = Set(configuration.hosts.map(\.unixUser))
         for name in try FileIO.listDirectory(keysDirectory).sorted() where !wanted.contains(name) {
             try FileIO.removeTree(keysDirectory + "/" + name)
-            warnings.append("removed the authorized key of \(name), which is no longer in the inventory (its Unix user and chroot data are kept: `userdel \(name)` when it is gone for good)")
+            warnings.append(
+                "removed the authorized key of \(name), which is no longer in the inventory (its Unix user and chroot data are kept: `userdel \(name)` when it is gone for good)"
+            )
         }
         return Report(hosts: outcomes, warnings: warnings)
     }
 
     func provision(_ host: HostConfiguration, keysDirectory: String) async -> HostOutcome {
-        var outcome = HostOutcome(host: host.name.value, user: host.unixUser, status: "unchanged", actions: [], problem: nil)
+        var outcome = HostOutcome(
+            host: host.name.value, user: host.unixUser, status: "unchanged", actions: [], problem: nil)
         do {
             guard let key = host.publicKey else {
-                throw SetupError("host \(host.name) has no SSH key in \(configuration.file): set key = \"<the host's /etc/ssh/ssh_host_ed25519_key.pub>\" in [hosts.\(host.name)]")
+                throw SetupError(
+                    "host \(host.name) has no SSH key in \(configuration.file): set key = \"<the host's /etc/ssh/ssh_host_ed25519_key.pub>\" in [hosts.\(host.name)]"
+                )
             }
             let user = try await ensureUser(host, outcome: &outcome)
             let keyFile = keysDirectory + "/" + host.unixUser
@@ -82,7 +87,9 @@ public struct ServerProvisioner {
     func ensureUser(_ host: HostConfiguration, outcome: inout HostOutcome) async throws -> Accounts.User {
         if let existing = Accounts.user(named: host.unixUser) {
             guard existing.comment == Self.comment(for: host) else {
-                throw SetupError("a Unix user \(host.unixUser) already exists and was not made by fleet (its comment is \(quoted(existing.comment)), expected \(quoted(Self.comment(for: host)))); rename the host or remove that user")
+                throw SetupError(
+                    "a Unix user \(host.unixUser) already exists and was not made by fleet (its comment is \(quoted(existing.comment)), expected \(quoted(Self.comment(for: host)))); rename the host or remove that user"
+                )
             }
         } else {
             try await Command.checked(

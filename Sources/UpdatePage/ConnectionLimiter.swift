@@ -50,7 +50,8 @@ final class ConnectionLimiter: Sendable {
             guard !refused else { return }
             refused = true
             let body = "Too many connections to the page (at most \(limit) at once); try again shortly.\n"
-            let text = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            let text =
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
                 + "Content-Length: \(body.utf8.count)\r\nConnection: close\r\nRetry-After: 5\r\n\r\n" + body
             context.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: text))).assumeIsolated()
                 .whenComplete { _ in context.close(promise: nil) }

@@ -43,7 +43,8 @@ struct PageResponder: Sendable {
             message = "Run \(run.id) started."
         case .alreadyRunning(let run):
             status = 200
-            message = "A run is already going (run \(run.id), started at \(run.startedAt)); here is its progress. "
+            message =
+                "A run is already going (run \(run.id), started at \(run.startedAt)); here is its progress. "
                 + "No second run was started."
         case .tooSoon(let startedAgo, let wait):
             let seconds = Self.wholeSeconds(wait)

@@ -22,7 +22,9 @@ final class ProtocolErrorResponder: ChannelDuplexHandler, RemovableChannelHandle
             responded = true
             let response: PageResponse
             if parserError == .headerOverflow {
-                response = .text(431, """
+                response = .text(
+                    431,
+                    """
                     Request headers too large: at most \(headerLimits.maxHeaderListSize) bytes in all, \
                     \(headerLimits.maxHeaderFieldSize) per field and \(headerLimits.maxHeaderFieldCount) fields.
                     """)

@@ -56,15 +56,21 @@ public struct RequestPolicy: Sendable {
         }
         let hostValues = values("host")
         guard hostValues.count == 1, let host = hostValues.first else {
-            return .refused(Refusal(status: 400, message: hostValues.isEmpty
-                ? "A Host header is required." : "Exactly one Host header is allowed."))
+            return .refused(
+                Refusal(
+                    status: 400,
+                    message: hostValues.isEmpty
+                        ? "A Host header is required." : "Exactly one Host header is allowed."))
         }
         let ownHost = host.lowercased()
         guard hosts.contains(ownHost) else {
-            return .refused(Refusal(status: 403, message: """
-                This page answers only to http://127.0.0.1:\(port)/ and http://localhost:\(port)/; \
-                Host "\(Self.quoted(host))" is refused (DNS rebinding protection).
-                """))
+            return .refused(
+                Refusal(
+                    status: 403,
+                    message: """
+                        This page answers only to http://127.0.0.1:\(port)/ and http://localhost:\(port)/; \
+                        Host "\(Self.quoted(host))" is refused (DNS rebinding protection).
+                        """))
         }
         let ownOrigin = "http://" + ownHost
         let origins = values("origin")
@@ -72,9 +78,12 @@ public struct RequestPolicy: Sendable {
             return .refused(Refusal(status: 400, message: "Exactly one Origin header is allowed."))
         }
         if let origin = origins.first, origin.lowercased() != ownOrigin {
-            return .refused(Refusal(status: 403, message: """
-                Cross-origin request refused: Origin "\(Self.quoted(origin))" is not this page (\(ownOrigin)).
-                """))
+            return .refused(
+                Refusal(
+                    status: 403,
+                    message: """
+                        Cross-origin request refused: Origin "\(Self.quoted(origin))" is not this page (\(ownOrigin)).
+                        """))
         }
 
         guard target.utf8.count <= Self.targetLimit else {
@@ -93,24 +102,31 @@ public struct RequestPolicy: Sendable {
         default:
             return .refused(Refusal(status: 404, message: "Not found: the page has / and /run only."))
         }
-        return .refused(Refusal(
-            status: 405, message: "Method \(Self.quoted(method)) is not allowed on \(target) (\(allowed)).",
-            allow: allowed))
+        return .refused(
+            Refusal(
+                status: 405, message: "Method \(Self.quoted(method)) is not allowed on \(target) (\(allowed)).",
+                allow: allowed))
     }
 
     /// A press must show it comes from the page: its Origin (already checked) or, without one, its Referer.
     private func pressFrom(origin: String?, referers: [String], _ ownOrigin: String) -> Verdict {
         if origin != nil { return .route(.press) }
         guard referers.count == 1, let referer = referers.first else {
-            return .refused(Refusal(status: 403, message: """
-                A press must come from this page: the request has no Origin (or Referer) header, so it is refused.
-                """))
+            return .refused(
+                Refusal(
+                    status: 403,
+                    message: """
+                        A press must come from this page: the request has no Origin (or Referer) header, so it is refused.
+                        """))
         }
         let lowered = referer.lowercased()
         guard lowered == ownOrigin || lowered.hasPrefix(ownOrigin + "/") else {
-            return .refused(Refusal(status: 403, message: """
-                Cross-origin press refused: Referer "\(Self.quoted(referer))" is not this page (\(ownOrigin)/).
-                """))
+            return .refused(
+                Refusal(
+                    status: 403,
+                    message: """
+                        Cross-origin press refused: Referer "\(Self.quoted(referer))" is not this page (\(ownOrigin)/).
+                        """))
         }
         return .route(.press)
     }

@@ -22,9 +22,10 @@ struct ChrootIsolationTests {
             // A unique user prefix keeps these users apart from every other test's and the demo's.
             let prefix = "ft" + String(UUID().uuidString.lowercased().filter(\.isLetter).prefix(4)) + "-"
             let keyDirectory = try TestDirectory.makeTemporary()
-            let keys = try Dictionary(uniqueKeysWithValues: ["a", "b"].map { host in
-                (host, try KeyPair.generate(at: keyDirectory.path(host), comment: "root@\(host)"))
-            })
+            let keys = try Dictionary(
+                uniqueKeysWithValues: ["a", "b"].map { host in
+                    (host, try KeyPair.generate(at: keyDirectory.path(host), comment: "root@\(host)"))
+                })
             let fixture = try FleetFixture(
                 hosts: [], rootOwned: true, serverToml: "user_prefix = \"\(prefix)\"")
             for host in ["a", "b"] { try fixture.addHost(host) }
@@ -35,7 +36,9 @@ struct ChrootIsolationTests {
                     + keys.sorted { $0.key < $1.key }.map { "[hosts.\($0.key)]\nkey = \"\($0.value.publicKeyLine)\"\n" }
                     .joined())
             var output = try await fixture.fleet(["setup"])
-            guard output.exitCode == 0 else { throw TestSupportError("fleet setup failed: \(output.standardOutput)\(output.standardError)") }
+            guard output.exitCode == 0 else {
+                throw TestSupportError("fleet setup failed: \(output.standardOutput)\(output.standardError)")
+            }
             output = try await fixture.fleet(["publish"])
             guard output.exitCode == 0 else { throw TestSupportError("fleet publish failed: \(output.standardError)") }
             // The harness adds ListenAddress, HostKey and PidFile; everything else is fleet's own configuration.
@@ -74,8 +77,11 @@ struct ChrootIsolationTests {
 
         func ssh(as user: String, _ arguments: [String]) async throws -> CommandOutput {
             try await Command.run(
-                "ssh", ["-p", "\(sshd.port)", "-i", keys[user]!.privateKeyPath, "-o", "BatchMode=yes", "-o",
-                    "UserKnownHostsFile=\(knownHosts)", "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10"]
+                "ssh",
+                [
+                    "-p", "\(sshd.port)", "-i", keys[user]!.privateKeyPath, "-o", "BatchMode=yes", "-o",
+                    "UserKnownHostsFile=\(knownHosts)", "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10",
+                ]
                     + arguments + ["\(prefix)\(user)@127.0.0.1"])
         }
     }
@@ -87,7 +93,9 @@ struct ChrootIsolationTests {
         defer { download.remove() }
 
         // A reads its own manifest and snapshot, and they verify.
-        var output = try await server.sftp(as: "a", key: "a", """
+        var output = try await server.sftp(
+            as: "a", key: "a",
+            """
             ls -1 /
             get /manifest \(download.path("manifest"))
             get /snapshots/1.tar.zst \(download.path("1.tar.zst"))
@@ -123,7 +131,8 @@ struct ChrootIsolationTests {
         #expect(try FileIO.listDirectory(logs).isEmpty, "nothing was planted in logs/")
 
         // Plain upload and rename into logs/ work: that is how reports arrive.
-        output = try await server.sftp(as: "a", key: "a", "put /etc/hostname /logs/report.tmp\nrename /logs/report.tmp /logs/report")
+        output = try await server.sftp(
+            as: "a", key: "a", "put /etc/hostname /logs/report.tmp\nrename /logs/report.tmp /logs/report")
         #expect(output.exitCode == 0, "\(output.standardError)")
         #expect(try FileIO.listDirectory(logs) == ["report"])
         #expect(try FileStatus.of(logs + "/report")?.kind == .regular)
@@ -138,10 +147,15 @@ struct ChrootIsolationTests {
         #expect(output.exitCode != 0)
         let marker = "/tmp/fleet-shell-\(UUID().uuidString)"
         output = try await Command.run(
-            "ssh", ["-p", "\(server.sshd.port)", "-i", server.keys["a"]!.privateKeyPath, "-o", "BatchMode=yes", "-o",
-                "UserKnownHostsFile=\(server.knownHosts)", "\(server.prefix)a@127.0.0.1", "touch \(marker); id"])
+            "ssh",
+            [
+                "-p", "\(server.sshd.port)", "-i", server.keys["a"]!.privateKeyPath, "-o", "BatchMode=yes", "-o",
+                "UserKnownHostsFile=\(server.knownHosts)", "\(server.prefix)a@127.0.0.1", "touch \(marker); id",
+            ])
         #expect(output.exitCode != 0)
-        #expect(output.standardOutput.contains("sftp connections only") || output.standardError.contains("sftp connections only"))
+        #expect(
+            output.standardOutput.contains("sftp connections only")
+                || output.standardError.contains("sftp connections only"))
         #expect(!output.standardOutput.contains("uid="))
         #expect(try FileStatus.of(marker) == nil)
 
@@ -178,7 +192,8 @@ struct ChrootIsolationTests {
         #expect(try FileStatus.of(layout.logs)?.owner == user.uid)
         #expect(try FileStatus.of(layout.snapshots)?.group == user.gid)
         #expect(try FileStatus.of(layout.snapshot(1))?.group == user.gid)
-        let keyFile = try #require(try FileStatus.of(server.fixture.stateDirectory + "/authorized_keys/" + server.prefix + "a"))
+        let keyFile = try #require(
+            try FileStatus.of(server.fixture.stateDirectory + "/authorized_keys/" + server.prefix + "a"))
         #expect(keyFile.owner == 0 && keyFile.permissions == 0o644)
 
         // A chroot root below /tmp (sticky, world-writable) is refused by name before anything is made.

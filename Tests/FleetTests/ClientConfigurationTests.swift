@@ -11,11 +11,13 @@ struct ClientConfigurationTests {
     @Test func renderedConfigurationParsesBackTheSame() throws {
         let configuration = ClientConfiguration(
             host: try HostName("alpha"),
-            server: .init(address: "fleet.example.org", port: 2222, user: "fleet-alpha", hostKey: try SSHPublicKey(Self.hostKey)),
+            server: .init(
+                address: "fleet.example.org", port: 2222, user: "fleet-alpha", hostKey: try SSHPublicKey(Self.hostKey)),
             fleetPublicKey: try VerifyingKey(nixFormat: try Self.fleetKey()), operation: .boot)
         let parsed = try ClientConfiguration.parse(configuration.rendered(), file: "client.toml")
         #expect(parsed == configuration)
-        #expect(parsed.identityFile == "/etc/ssh/ssh_host_ed25519_key" && parsed.stateDirectory == "/var/lib/fleet-client")
+        #expect(
+            parsed.identityFile == "/etc/ssh/ssh_host_ed25519_key" && parsed.stateDirectory == "/var/lib/fleet-client")
         #expect(parsed.profile == "/nix/var/nix/profiles/system")
     }
 
@@ -32,7 +34,9 @@ struct ClientConfigurationTests {
             user = "root; rm -rf /"
             host_key = "ssh-ed25519 AAAA"
             """
-        let error = try #require(throws: ConfigurationError.self) { try ClientConfiguration.parse(text, file: "/etc/fleet/client.toml") }
+        let error = try #require(throws: ConfigurationError.self) {
+            try ClientConfiguration.parse(text, file: "/etc/fleet/client.toml")
+        }
         let problems = error.problems
         for expected in [
             "unknown key \"colour\"", "invalid host name \"Alpha_1\"", "fleet_public_key", "\"identity_file\"",
@@ -48,14 +52,18 @@ struct ClientConfigurationTests {
         for key in ["[server] table is missing", "\"host\" is required", "\"fleet_public_key\" is required"] {
             #expect(error.description.contains(key), "\(error)")
         }
-        let syntax = try #require(throws: ConfigurationError.self) { try ClientConfiguration.parse("host = ", file: "c.toml") }
+        let syntax = try #require(throws: ConfigurationError.self) {
+            try ClientConfiguration.parse("host = ", file: "c.toml")
+        }
         #expect(syntax.description.hasPrefix("c.toml:1:"))
     }
 
     @Test func theLogIsCutInTheMiddleAndSaysSo() {
         let log = RunLog(host: "alpha", limit: 8192, isTerminal: false) { _ in }
         log.phase("first line")
-        for index in 0..<2000 { log.output(of: "cmd \(index)", exitCode: 0, standardOutput: "line \(index)", standardError: "") }
+        for index in 0..<2000 {
+            log.output(of: "cmd \(index)", exitCode: 0, standardOutput: "line \(index)", standardError: "")
+        }
         log.phase("last line")
         let text = String(decoding: log.contents(), as: UTF8.self)
         #expect(text.contains("first line") && text.contains("last line"))

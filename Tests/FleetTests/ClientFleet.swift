@@ -80,7 +80,8 @@ struct ClientFleet {
     @discardableResult
     static func check(_ output: CommandOutput, _ what: String) throws -> CommandOutput {
         guard output.exitCode == 0 else {
-            throw TestSupportError("\(what) failed (\(output.exitCode)): \(output.standardOutput)\(output.standardError)")
+            throw TestSupportError(
+                "\(what) failed (\(output.exitCode)): \(output.standardOutput)\(output.standardError)")
         }
         return output
     }
@@ -150,12 +151,14 @@ struct ClientFleet {
 
     /// Lines of the host's activation log: `<operation> <host> <system>`.
     func activations(_ host: String) -> [String] {
-        ((try? String(contentsOfFile: activationLog(host), encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+        ((try? String(contentsOfFile: activationLog(host), encoding: .utf8)) ?? "").split(separator: "\n").map(
+            String.init)
     }
 
     /// What a successful apply writes to the activation log: `switch` is `test` then, once confirmed, `boot`.
     static func activations(of system: String, host: String, operation: String) -> [String] {
-        operation == "switch" ? ["test \(host) \(system)", "boot \(host) \(system)"] : ["\(operation) \(host) \(system)"]
+        operation == "switch"
+            ? ["test \(host) \(system)", "boot \(host) \(system)"] : ["\(operation) \(host) \(system)"]
     }
 
     /// The profile's current generation number and system, or nil without a profile.
@@ -186,12 +189,15 @@ struct ClientFleet {
         let path = try layout(host).directory + pathInChroot
         unlink(path)
         let group = Accounts.groupID(named: prefix + host) ?? 0
-        try FileIO.writeAtomically(bytes, to: path, mode: pathInChroot.hasPrefix("/snapshots") ? 0o640 : 0o644, owner: 0, group: group)
+        try FileIO.writeAtomically(
+            bytes, to: path, mode: pathInChroot.hasPrefix("/snapshots") ? 0o640 : 0o644, owner: 0, group: group)
     }
 
     /// Signs `manifest` with the fleet key and plants it as the host's manifest.
     func plantManifest(_ host: String, _ manifest: Manifest) throws {
-        try plant(host, "/manifest", try manifest.signed(with: try SigningKeyFile.load(stateDirectory: fixture.stateDirectory)))
+        try plant(
+            host, "/manifest",
+            try manifest.signed(with: try SigningKeyFile.load(stateDirectory: fixture.stateDirectory)))
     }
 
     func manifest(_ host: String) throws -> Manifest { try fixture.verifiedManifest(host) }

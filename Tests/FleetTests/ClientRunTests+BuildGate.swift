@@ -25,7 +25,9 @@ extension ClientRunTests {
         return fixture
     }
 
-    static func publishJSON(_ fixture: FleetFixture, _ arguments: [String] = []) async throws -> (Int32, [[String: Any]]) {
+    static func publishJSON(_ fixture: FleetFixture, _ arguments: [String] = []) async throws -> (
+        Int32, [[String: Any]]
+    ) {
         let output = try await fixture.fleet(["publish", "--json"] + arguments)
         let rows = try JSONSerialization.jsonObject(with: Data(output.standardOutput.utf8)) as? [[String: Any]]
         return (output.exitCode, rows ?? [])
@@ -107,7 +109,8 @@ extension ClientRunTests {
         let fleet = try await ClientFleet.start(hosts: ["alpha", "beta"]) { fixture in
             try fixture.write(
                 "fleet.toml",
-                try String(contentsOfFile: fixture.repository + "/fleet.toml", encoding: .utf8) + "\n[defaults]\ncache = true\n")
+                try String(contentsOfFile: fixture.repository + "/fleet.toml", encoding: .utf8)
+                    + "\n[defaults]\ncache = true\n")
         }
         defer { fleet.stop() }
         let alpha = try fleet.manifest("alpha")
@@ -117,7 +120,9 @@ extension ClientRunTests {
         let betaCache = BinaryCache(directory: try fleet.layout("beta").cache).storePathHashes()
         #expect(alphaCache.contains(String(toplevel.dropFirst("/nix/store/".count).prefix(32))))
         #expect(alphaCache.isDisjoint(with: betaCache), "beta's cache holds none of alpha's paths")
-        let narinfo = try String(contentsOfFile: try fleet.layout("alpha").cache + "/" + toplevel.dropFirst(11).prefix(32) + ".narinfo", encoding: .utf8)
+        let narinfo = try String(
+            contentsOfFile: try fleet.layout("alpha").cache + "/" + toplevel.dropFirst(11).prefix(32) + ".narinfo",
+            encoding: .utf8)
         #expect(narinfo.contains("Sig: test-fleet-1:"), "signed with the fleet key")
 
         // The host does not have the system: it must come from the cache, since nothing is evaluated.
@@ -138,15 +143,17 @@ extension ClientRunTests {
         let fleet = try await ClientFleet.start(hosts: ["alpha"]) { fixture in
             try fixture.write(
                 "fleet.toml",
-                try String(contentsOfFile: fixture.repository + "/fleet.toml", encoding: .utf8) + "\n[defaults]\ncache = true\n")
+                try String(contentsOfFile: fixture.repository + "/fleet.toml", encoding: .utf8)
+                    + "\n[defaults]\ncache = true\n")
         }
         defer { fleet.stop() }
         let toplevel = try #require(try fleet.manifest("alpha").toplevel)
         let narinfo = try fleet.layout("alpha").cache + "/" + toplevel.dropFirst(11).prefix(32) + ".narinfo"
         let stranger = try SigningKey(generatingWithName: "stranger-1")
-        let forged = try String(contentsOfFile: narinfo, encoding: .utf8).split(separator: "\n").map { line in
-            line.hasPrefix("Sig: ") ? "Sig: " + (try! stranger.sign(Array("forged".utf8))) : String(line)
-        }.joined(separator: "\n") + "\n"
+        let forged =
+            try String(contentsOfFile: narinfo, encoding: .utf8).split(separator: "\n").map { line in
+                line.hasPrefix("Sig: ") ? "Sig: " + (try! stranger.sign(Array("forged".utf8))) : String(line)
+            }.joined(separator: "\n") + "\n"
         try FileIO.writeAtomically(Array(forged.utf8), to: narinfo, mode: 0o644)
         try Self.forget(toplevel, fleet: fleet)
 
@@ -182,7 +189,9 @@ extension ClientRunTests {
         try await Task.sleep(for: .milliseconds(1100))
         #expect(try await fixture.fleet(["publish"]).exitCode == 0)
         #expect(try FileStatus.of(snapshots + "/1.tar.zst") == nil)
-        #expect(cache.storePathHashes() == [String(second.dropFirst(11).prefix(32))], "the first system's files went with its snapshot")
+        #expect(
+            cache.storePathHashes() == [String(second.dropFirst(11).prefix(32))],
+            "the first system's files went with its snapshot")
         #expect(try FileIO.listDirectory(cache.directory + "/nar").count == 1)
     }
 
@@ -207,8 +216,12 @@ extension ClientRunTests {
         #expect(try await fixture.fleet(["publish"]).exitCode == 1)
         let lines = try String(contentsOfFile: received, encoding: .utf8).split(separator: "\n")
         let events = try lines.map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] ?? [:] }
-        let summary = events.map { "\($0["event"] as? String ?? "?") \($0["host"] as? String ?? "?") \($0["generation"] as? Int ?? -1)" }
-        #expect(summary.sorted() == ["build-failed bad 1", "published bad 1", "published good 1", "published good 2"], "\(summary)")
+        let summary = events.map {
+            "\($0["event"] as? String ?? "?") \($0["host"] as? String ?? "?") \($0["generation"] as? Int ?? -1)"
+        }
+        #expect(
+            summary.sorted() == ["build-failed bad 1", "published bad 1", "published good 1", "published good 2"],
+            "\(summary)")
         let failed = try #require(events.first { $0["event"] as? String == "build-failed" })
         #expect((failed["reason"] as? String)?.contains("did not build") == true)
     }

@@ -115,7 +115,8 @@ extension ClientRunTests {
         func useHealthCheck(_ command: String, timeout: Int = 5) throws {
             try fleet.editClientConfiguration("alpha") { text in
                 let base = text.components(separatedBy: "\n[[health_checks]]")[0]
-                return base + "\n[[health_checks]]\nname = \"web\"\ncommand = \(command)\ntimeout_seconds = \(timeout)\n"
+                return base
+                    + "\n[[health_checks]]\nname = \"web\"\ncommand = \(command)\ntimeout_seconds = \(timeout)\n"
             }
         }
         try useHealthCheck("[\"/bin/true\"]")
@@ -193,7 +194,9 @@ extension ClientRunTests {
         let minute = Calendar.current.dateComponents([.hour, .minute], from: Date())
         let now = (minute.hour ?? 0) * 60 + (minute.minute ?? 0)
         func window(from start: Int, to end: Int) -> String {
-            func text(_ value: Int) -> String { let v = (value % 1440 + 1440) % 1440; return String(format: "%02d:%02d", v / 60, v % 60) }
+            func text(_ value: Int) -> String {
+                let v = (value % 1440 + 1440) % 1440; return String(format: "%02d:%02d", v / 60, v % 60)
+            }
             return "\(text(start))-\(text(end))"
         }
         func usePolicy(_ window: String) throws {
@@ -237,12 +240,16 @@ extension ClientRunTests {
 
     @Test func rebootWindowsCrossMidnightOnAFakeClock() throws {
         let night = try RebootWindow("22:30-02:00")
-        for (time, inside) in [(22 * 60 + 29, false), (22 * 60 + 30, true), (0, true), (119, true), (120, false), (12 * 60, false)] {
+        for (time, inside) in [
+            (22 * 60 + 29, false), (22 * 60 + 30, true), (0, true), (119, true), (120, false), (12 * 60, false),
+        ] {
             #expect(night.contains(minuteOfDay: time) == inside, "\(time)")
         }
         let day = try RebootWindow("02:00-04:00")
         #expect(day.contains(minuteOfDay: 150) && !day.contains(minuteOfDay: 240) && !day.contains(minuteOfDay: 119))
-        for bad in ["2:00-04:00", "02:00", "25:00-01:00", "02:00-02:00", "02:60-03:00", "aa:bb-cc:dd", "02:00-04:00-05:00"] {
+        for bad in [
+            "2:00-04:00", "02:00", "25:00-01:00", "02:00-02:00", "02:60-03:00", "aa:bb-cc:dd", "02:00-04:00-05:00",
+        ] {
             #expect(throws: ProtocolError.self, "\(bad)") { try RebootWindow(bad) }
         }
     }

@@ -25,7 +25,8 @@ struct ClientRunTests {
             // gamma is the last table in fleet.toml: this line belongs to it.
             try fixture.write(
                 "fleet.toml",
-                try String(contentsOfFile: fixture.repository + "/fleet.toml", encoding: .utf8) + "operation = \"boot\"\n")
+                try String(contentsOfFile: fixture.repository + "/fleet.toml", encoding: .utf8)
+                    + "operation = \"boot\"\n")
         }
         defer { fleet.stop() }
 
@@ -48,7 +49,9 @@ struct ClientRunTests {
             #expect(uploaded.contains(try #require(report.log)), "the log named by the report was uploaded")
             #expect(!uploaded.contains { $0.hasPrefix(".fleet-tmp-") }, "no temporary file left: \(uploaded)")
             let log = String(decoding: try FileIO.read(try fleet.layout(host).logs + "/" + report.log!), as: UTF8.self)
-            #expect(log.contains(" build path:") && log.contains("switch-to-configuration \(operation == "switch" ? "test" : operation)"))
+            #expect(
+                log.contains(" build path:")
+                    && log.contains("switch-to-configuration \(operation == "switch" ? "test" : operation)"))
         }
 
         // beta's secret is installed root 0400 in a 0700 directory, outside the tree and out of the Nix store.
@@ -60,7 +63,8 @@ struct ClientRunTests {
         #expect(try FileStatus.of(fleet.stateDirectory("beta") + "/generations/1/secrets") == nil)
         #expect(try FileStatus.of(fleet.stateDirectory("beta") + "/generations/1/tree/flake.nix") != nil)
         let grep = try TestCommand.run("/bin/grep", ["-rl", token, "/nix/store"])
-        #expect(grep.status == 1 && grep.standardOutput.isEmpty, "the secret is in the Nix store: \(grep.standardOutput)")
+        #expect(
+            grep.status == 1 && grep.standardOutput.isEmpty, "the secret is in the Nix store: \(grep.standardOutput)")
 
         // Nothing new: a heartbeat, no build, no activation.
         for host in fleet.hosts {
@@ -132,7 +136,8 @@ struct ClientRunTests {
         #expect(try await fleet.client("alpha").exitCode == Self.applied)
         let good = try #require(try fleet.profileGeneration("alpha"))
 
-        try fleet.fixture.write("hosts/alpha/configuration.nix", "{ motd = [ (builtins.throw \"a typo in alpha\") ]; }\n")
+        try fleet.fixture.write(
+            "hosts/alpha/configuration.nix", "{ motd = [ (builtins.throw \"a typo in alpha\") ]; }\n")
         try await fleet.publish()
         var output = try await fleet.client("alpha")
         #expect(output.exitCode == Self.failed, "\(output.standardError)")
@@ -196,7 +201,9 @@ struct ClientRunTests {
         #expect(profile.number == good.number && profile.system == good.system)
         #expect(try FileStatus.of(fleet.clients.path("alpha/profiles/system-2-link")) == nil)
         // The previous system was activated again after the failure.
-        #expect(fleet.activations("alpha") == ClientFleet.activations(of: good.system, host: "alpha", operation: "switch") + ["switch alpha \(good.system)"])
+        #expect(
+            fleet.activations("alpha") == ClientFleet.activations(of: good.system, host: "alpha", operation: "switch")
+                + ["switch alpha \(good.system)"])
         #expect(try FileIO.readLink(fleet.stateDirectory("alpha") + "/secrets") == "secrets.d/1")
         #expect(try fleet.lastReport("alpha")?.exitCodes.activation == 3)
     }
@@ -220,7 +227,9 @@ struct ClientRunTests {
             #expect(fleet.activations("alpha").count == 2, sourceLocation: sourceLocation)
             let report = try fleet.lastReport("alpha")
             #expect(report?.state == .refused, sourceLocation: sourceLocation)
-            #expect(try fleet.uploaded("alpha").filter { $0.hasPrefix("report-") }.count == reportsBefore + 1, sourceLocation: sourceLocation)
+            #expect(
+                try fleet.uploaded("alpha").filter { $0.hasPrefix("report-") }.count == reportsBefore + 1,
+                sourceLocation: sourceLocation)
         }
 
         // A byte of the payload changed.
@@ -267,7 +276,8 @@ struct ClientRunTests {
         try fleet.plant("alpha", ChrootLayout.snapshotPathInChroot(second.generation), corrupted)
         try await expectRefusal("sha256")
         #expect(try FileStatus.of(fleet.stateDirectory("alpha") + "/generations/\(second.generation)") == nil)
-        #expect(try FileIO.listDirectory(fleet.stateDirectory("alpha") + "/generations").allSatisfy { !$0.hasPrefix(".") })
+        #expect(
+            try FileIO.listDirectory(fleet.stateDirectory("alpha") + "/generations").allSatisfy { !$0.hasPrefix(".") })
 
         // With the real snapshot back, it applies.
         try fleet.plant("alpha", ChrootLayout.snapshotPathInChroot(second.generation), snapshot)
@@ -292,11 +302,36 @@ struct ClientRunTests {
         var manifest = try fleet.manifest("alpha")
         let escape = fleet.clients.path("alpha/escaped")
         let cases: [(name: String, entries: [(String, SnapshotWriter.RawEntryKind)], why: String)] = [
-            ("dot-dot", [("tree", .directory), ("tree/flake.nix", .regularFile), ("tree/../../../escaped", .regularFile)], "\"..\""),
-            ("absolute", [("tree", .directory), ("tree/flake.nix", .regularFile), (escape, .regularFile)], "its path is absolute"),
-            ("symlink", [("tree", .directory), ("tree/flake.nix", .regularFile), ("tree/passwd", .symbolicLink(target: "/etc/passwd"))], "symbolic link"),
-            ("hardlink", [("tree", .directory), ("tree/flake.nix", .regularFile), ("tree/shadow", .hardLink(target: "/etc/shadow"))], "hard link"),
-            ("device", [("tree", .directory), ("tree/flake.nix", .regularFile), ("tree/sda", .blockDevice(major: 8, minor: 0))], "snapshots hold only directories and regular files"),
+            (
+                "dot-dot",
+                [("tree", .directory), ("tree/flake.nix", .regularFile), ("tree/../../../escaped", .regularFile)],
+                "\"..\""
+            ),
+            (
+                "absolute", [("tree", .directory), ("tree/flake.nix", .regularFile), (escape, .regularFile)],
+                "its path is absolute"
+            ),
+            (
+                "symlink",
+                [
+                    ("tree", .directory), ("tree/flake.nix", .regularFile),
+                    ("tree/passwd", .symbolicLink(target: "/etc/passwd")),
+                ], "symbolic link"
+            ),
+            (
+                "hardlink",
+                [
+                    ("tree", .directory), ("tree/flake.nix", .regularFile),
+                    ("tree/shadow", .hardLink(target: "/etc/shadow")),
+                ], "hard link"
+            ),
+            (
+                "device",
+                [
+                    ("tree", .directory), ("tree/flake.nix", .regularFile),
+                    ("tree/sda", .blockDevice(major: 8, minor: 0)),
+                ], "snapshots hold only directories and regular files"
+            ),
             ("no tree", [("other", .directory), ("other/flake.nix", .regularFile)], "not tree/"),
         ]
         for hostile in cases {
@@ -331,7 +366,8 @@ struct ClientRunTests {
         let fleet = try await ClientFleet.start(hosts: ["alpha"])
         defer { fleet.stop() }
         let impostor = try KeyPair.generate(at: fleet.clients.path("impostor"), comment: "impostor")
-        try await fleet.writeClientConfiguration("alpha", extraArguments: ["--host-key-file", impostor.privateKeyPath + ".pub"])
+        try await fleet.writeClientConfiguration(
+            "alpha", extraArguments: ["--host-key-file", impostor.privateKeyPath + ".pub"])
         var output = try await fleet.client("alpha")
         #expect(output.exitCode == Self.refused, "\(output.standardError)")
         let seen = try TestCommand.check("/usr/bin/ssh-keygen", ["-l", "-E", "sha256", "-f", fleet.serverHostKeyFile])
@@ -365,7 +401,8 @@ struct ClientRunTests {
         #expect(output.exitCode == RunOutcome.unreachable.exitStatus, "\(output.standardError)")
         #expect(output.standardError.contains("Nothing was changed"))
         let after = try fleet.state("alpha")
-        #expect(after.applied == before.applied && after.lastSeen == before.lastSeen && after.lastResult == .unreachable)
+        #expect(
+            after.applied == before.applied && after.lastSeen == before.lastSeen && after.lastResult == .unreachable)
         #expect(try fleet.profileGeneration("alpha")?.number == profile?.number)
         #expect(fleet.activations("alpha").count == 2)
     }
@@ -387,7 +424,8 @@ struct ClientRunTests {
         async let second = fleet.client("alpha")
         let codes = [try await first.exitCode, try await second.exitCode].sorted()
         #expect(codes.filter { $0 == Self.applied }.count == 1, "\(codes)")
-        #expect(codes.allSatisfy { [Self.applied, Self.unchanged, RunOutcome.locked.exitStatus].contains($0) }, "\(codes)")
+        #expect(
+            codes.allSatisfy { [Self.applied, Self.unchanged, RunOutcome.locked.exitStatus].contains($0) }, "\(codes)")
         #expect(fleet.activations("alpha").count == 2)
     }
 

@@ -63,7 +63,8 @@ struct FleetFixture {
         let layout = try layout(host)
         let manifest = try Manifest.verify(try FileIO.readNoFollow(layout.manifest), with: try verifyingKey())
         let snapshot = try FileIO.read(layout.snapshot(manifest.generation))
-        guard Int64(snapshot.count) == manifest.snapshot.size, SHA256Hasher.hex(snapshot) == manifest.snapshot.sha256 else {
+        guard Int64(snapshot.count) == manifest.snapshot.size, SHA256Hasher.hex(snapshot) == manifest.snapshot.sha256
+        else {
             throw TestSupportError("snapshot of \(host) generation \(manifest.generation) does not match its manifest")
         }
         return manifest
@@ -73,7 +74,9 @@ struct FleetFixture {
     func fleet(_ arguments: [String], environment: [String: String] = [:]) async throws -> CommandOutput {
         try await Command.run(
             Self.executable("fleet"), arguments + ["--repo", repository],
-            environment: ["FLEET_CHROOT_ROOT": chrootRoot, "FLEET_STATE_DIR": stateDirectory].merging(environment) { $1 })
+            environment: ["FLEET_CHROOT_ROOT": chrootRoot, "FLEET_STATE_DIR": stateDirectory].merging(environment) {
+                $1
+            })
     }
 
     /// Every file under the chroot root with its size, mode, inode and mtime: equal listings mean nothing
@@ -82,7 +85,9 @@ struct FleetFixture {
         var lines: [String] = []
         func walk(_ path: String) throws {
             guard let status = try FileStatus.of(path) else { return }
-            lines.append("\(path) \(status.kind) \(String(status.permissions, radix: 8)) \(status.size) \(status.inode) \(status.modificationSeconds).\(status.modificationNanoseconds)")
+            lines.append(
+                "\(path) \(status.kind) \(String(status.permissions, radix: 8)) \(status.size) \(status.inode) \(status.modificationSeconds).\(status.modificationNanoseconds)"
+            )
             if status.kind == .directory {
                 for name in try FileIO.listDirectory(path).sorted() { try walk(path + "/" + name) }
             }

@@ -35,10 +35,11 @@ struct HostTreeResolverTests {
         try fixture.link("hosts/a/alias.nix", to: "common/base.nix")
         let tree = try resolve(fixture, "a")
         let byPath = Dictionary(uniqueKeysWithValues: tree.entries.map { ($0.path, $0) })
-        #expect(tree.entries.map(\.path) == [
-            "secrets", "secrets/token", "tree", "tree/alias.nix", "tree/common", "tree/common/base.nix",
-            "tree/common/sub", "tree/common/sub/deep.nix", "tree/flake.nix", "tree/run.sh",
-        ])
+        #expect(
+            tree.entries.map(\.path) == [
+                "secrets", "secrets/token", "tree", "tree/alias.nix", "tree/common", "tree/common/base.nix",
+                "tree/common/sub", "tree/common/sub/deep.nix", "tree/flake.nix", "tree/run.sh",
+            ])
         #expect(byPath["tree/common"]?.kind == .directory)
         #expect(byPath["tree/run.sh"]?.permissions == 0o755)
         #expect(byPath["tree/flake.nix"]?.permissions == 0o644)
@@ -66,7 +67,8 @@ struct HostTreeResolverTests {
         try fixture.link("hosts/a/peer-dir", to: "/" + fixture.repository + "/hosts/b")
         let problems = try refusal(fixture)
         #expect(problems.count == 2)
-        #expect(problems.contains(.linkIntoOtherHost(link: "hosts/a/peer.nix", target: "../b/flake.nix", otherHost: "b")))
+        #expect(
+            problems.contains(.linkIntoOtherHost(link: "hosts/a/peer.nix", target: "../b/flake.nix", otherHost: "b")))
         #expect(problems.allSatisfy { $0.description.contains("host b's tree") })
     }
 
@@ -77,19 +79,21 @@ struct HostTreeResolverTests {
         try fixture.write("secrets/b/token", "theirs\n")
         try fixture.link("hosts/a/own", to: "../../secrets/a/token")
         try fixture.link("hosts/a/theirs", to: "../../secrets/b")
-        #expect(try refusal(fixture) == [
-            .linkIntoSecrets(link: "hosts/a/own", target: "../../secrets/a/token"),
-            .linkIntoSecrets(link: "hosts/a/theirs", target: "../../secrets/b"),
-        ])
+        #expect(
+            try refusal(fixture) == [
+                .linkIntoSecrets(link: "hosts/a/own", target: "../../secrets/a/token"),
+                .linkIntoSecrets(link: "hosts/a/theirs", target: "../../secrets/b"),
+            ])
     }
 
     @Test func linkFromCommonIntoAnotherHostIsRefused() throws {
         let fixture = try FleetFixture(hosts: ["a", "b"])
         defer { fixture.remove() }
         try fixture.link("common/sneaky.nix", to: "../hosts/b/flake.nix")
-        #expect(try refusal(fixture) == [
-            .linkIntoOtherHost(link: "hosts/a/common/sneaky.nix", target: "../hosts/b/flake.nix", otherHost: "b")
-        ])
+        #expect(
+            try refusal(fixture) == [
+                .linkIntoOtherHost(link: "hosts/a/common/sneaky.nix", target: "../hosts/b/flake.nix", otherHost: "b")
+            ])
     }
 
     /// One resolver serves a whole publish and resolves `common/` once; every host still gets its own
@@ -117,9 +121,11 @@ struct HostTreeResolverTests {
             _ = try again.resolve(try HostName("a"))
             Issue.record("a was not refused")
         } catch let error as ResolutionError {
-            #expect(error.problems == [
-                .linkIntoOtherHost(link: "hosts/a/common/sneaky.nix", target: "../hosts/b/flake.nix", otherHost: "b")
-            ])
+            #expect(
+                error.problems == [
+                    .linkIntoOtherHost(
+                        link: "hosts/a/common/sneaky.nix", target: "../hosts/b/flake.nix", otherHost: "b")
+                ])
         }
     }
 
@@ -186,7 +192,8 @@ struct HostTreeResolverTests {
         let fixture = try FleetFixture(hosts: ["a"])
         defer { fixture.remove() }
         try fixture.write("hosts/a/big.bin", String(repeating: "x", count: 4096))
-        let resolver = try HostTreeResolver(repository: fixture.repository, limits: .init(maxEntries: 100, maxBytes: 1000))
+        let resolver = try HostTreeResolver(
+            repository: fixture.repository, limits: .init(maxEntries: 100, maxBytes: 1000))
         #expect(throws: ResolutionError.self) { try resolver.resolve(try HostName("a")) }
     }
 }

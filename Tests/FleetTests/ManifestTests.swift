@@ -10,7 +10,8 @@ struct ManifestTests {
     static func sample(host: String = "web-01", generation: UInt64 = 7) throws -> Manifest {
         Manifest(
             host: try HostName(host), generation: generation, publishedAt: "2026-11-22T00:00:00Z",
-            sourceCommit: "abc123", snapshot: .init(path: "/snapshots/7.tar.zst", size: 42, sha256: String(repeating: "0", count: 64)),
+            sourceCommit: "abc123",
+            snapshot: .init(path: "/snapshots/7.tar.zst", size: 42, sha256: String(repeating: "0", count: 64)),
             contentDigest: "d", operation: "switch", attribute: "web-01")
     }
 
@@ -75,7 +76,8 @@ struct ManifestTests {
         // Nix derives the same public key from our secret key: one key can sign caches too.
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/nix") else { return }
         let output = try await Command.run(
-            "nix", ["key", "convert-secret-to-public"], environment: ["NIX_CONFIG": "experimental-features = nix-command"],
+            "nix", ["key", "convert-secret-to-public"],
+            environment: ["NIX_CONFIG": "experimental-features = nix-command"],
             input: key.nixFormat)
         #expect(output.exitCode == 0, "\(output.standardError)")
         #expect(output.standardOutput.trimmingWhitespace() == key.publicKey.nixFormat)

@@ -45,7 +45,8 @@ struct NixModulesTests {
         try await Self.copy(Self.flakeFiles, into: directory.path)
         let lock = try directory.readFile("flake.lock")
         let flake = "path:" + directory.path
-        var output = try await Self.nix("nix", ["eval", "--json", flake + "#nixosModules", "--apply", "builtins.attrNames"])
+        var output = try await Self.nix(
+            "nix", ["eval", "--json", flake + "#nixosModules", "--apply", "builtins.attrNames"])
         #expect(output.exitCode == 0, "\(output.standardError)")
         #expect(output.standardOutput.trimmingWhitespace() == #"["client","default","server"]"#)
         output = try await Self.nix("nix", ["flake", "check", flake])
@@ -129,7 +130,9 @@ struct NixModulesTests {
             (ClientConfiguration.knownKeys), with a typed option each in nixos/client.nix. Parser: \(parserKeys)
             """)
         for (table, keys) in renderedKeys {
-            #expect(keys.isSubset(of: parserKeys[table] ?? []), "the renderer writes keys the parser refuses in [\(table)]: \(keys)")
+            #expect(
+                keys.isSubset(of: parserKeys[table] ?? []),
+                "the renderer writes keys the parser refuses in [\(table)]: \(keys)")
         }
 
         #expect(facts.successExitStatuses == SystemdUnits.successExitStatuses)

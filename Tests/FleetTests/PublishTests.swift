@@ -43,8 +43,10 @@ struct PublishTests {
         try fixture.write("secrets/b/token", "rotated\n")
         _ = try await fixture.fleet(["publish", "b"])
         #expect(try fixture.verifiedManifest("b").generation == 3)
-        try fixture.write("fleet.toml", try String(contentsOfFile: fixture.repository + "/fleet.toml", encoding: .utf8)
-            .replacingOccurrences(of: "[hosts.b]\n", with: "[hosts.b]\noperation = \"boot\"\n"))
+        try fixture.write(
+            "fleet.toml",
+            try String(contentsOfFile: fixture.repository + "/fleet.toml", encoding: .utf8)
+                .replacingOccurrences(of: "[hosts.b]\n", with: "[hosts.b]\noperation = \"boot\"\n"))
         _ = try await fixture.fleet(["publish"])
         let rebooted = try fixture.verifiedManifest("b")
         #expect(rebooted.generation == 4 && rebooted.operation == "boot")
@@ -261,6 +263,7 @@ struct PublishTests {
         let current = try fixture.verifiedManifest("a").generation
         let snapshots = try FileIO.listDirectory(layout.snapshots).compactMap(ChrootLayout.generation(ofSnapshotNamed:))
         #expect(snapshots.allSatisfy { $0 <= current }, "no orphan snapshot newer than the manifest")
-        #expect(try StateStore(stateDirectory: fixture.stateDirectory).lastGeneration(of: try fixture.host("a")) == current)
+        #expect(
+            try StateStore(stateDirectory: fixture.stateDirectory).lastGeneration(of: try fixture.host("a")) == current)
     }
 }

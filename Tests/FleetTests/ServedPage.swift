@@ -17,8 +17,10 @@ struct ServedPage {
         config: String, logPath: String, extraArguments: [String] = [], environment: [String: String] = [:]
     ) async throws -> ServedPage {
         let process = try SpawnedProcess(
-            [FleetFixture.executable("fleet-client"), "serve", "--config", config, "--listen", "127.0.0.1:0",
-             "--min-interval", "0"] + extraArguments,
+            [
+                FleetFixture.executable("fleet-client"), "serve", "--config", config, "--listen", "127.0.0.1:0",
+                "--min-interval", "0",
+            ] + extraArguments,
             logPath: logPath, environment: environment)
         do {
             let log = try await process.waitForLog("serving http://127.0.0.1:")

@@ -27,7 +27,8 @@ final class StaticPage: Sendable {
         self.socket = socket
         self.port = Int(UInt16(bigEndian: address.sin_port))
         let body = Array(html.utf8)
-        let head = "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: \(body.count)\r\n"
+        let head =
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: \(body.count)\r\n"
             + "Connection: close\r\nCache-Control: no-store\r\n\r\n"
         let response = Array(head.utf8) + body
         Thread.detachNewThread {

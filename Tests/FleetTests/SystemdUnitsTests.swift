@@ -1,7 +1,7 @@
 import CommandRunner
 import FleetFiles
-import FleetTestSupport
 import FleetProtocol
+import FleetTestSupport
 import Foundation
 import HostAgent
 import Testing

@@ -44,7 +44,8 @@ struct UpdatePageBrowserTests {
         #expect(try await browser.text("#update") == "UPDATE MY MACHINE")
 
         // Everything the page shows while the run goes on, as it changes.
-        _ = try await browser.execute("""
+        _ = try await browser.execute(
+            """
             window.seenWhileRunning = [];
             new MutationObserver(() => {
               const outcome = document.getElementById("outcome").dataset.outcome;
@@ -87,18 +88,19 @@ struct UpdatePageBrowserTests {
     /// Another page on another loopback port tries both ways a site can press: `fetch` and a form post.
     private func refuseAnotherOrigin(_ browser: WebDriver, page: ServedPage) async throws {
         let target = "http://127.0.0.1:\(page.port)/run"
-        let elsewhere = try StaticPage(html: """
-            <!doctype html>
-            <title>Somewhere else</title>
-            <p id="fetch">fetch pending</p>
-            <form method="post" action="\(target)"><button id="press" type="submit">Win a prize</button></form>
-            <script>
-            fetch("\(target)", { method: "POST" }).then(
-              (response) => { document.getElementById("fetch").textContent = "fetch answered " + response.status; },
-              (error) => { document.getElementById("fetch").textContent = "fetch refused: " + error.message; });
-            </script>
+        let elsewhere = try StaticPage(
+            html: """
+                <!doctype html>
+                <title>Somewhere else</title>
+                <p id="fetch">fetch pending</p>
+                <form method="post" action="\(target)"><button id="press" type="submit">Win a prize</button></form>
+                <script>
+                fetch("\(target)", { method: "POST" }).then(
+                  (response) => { document.getElementById("fetch").textContent = "fetch answered " + response.status; },
+                  (error) => { document.getElementById("fetch").textContent = "fetch refused: " + error.message; });
+                </script>
 
-            """)
+                """)
         defer { elsewhere.stop() }
         try await browser.navigate(to: "http://127.0.0.1:\(elsewhere.port)/")
         var fetched = ""
@@ -112,8 +114,9 @@ struct UpdatePageBrowserTests {
         try await browser.click("#press")
         var shown = ""
         try await browser.wait("the answer to the form post", timeout: .seconds(30)) {
-            let answer = try await browser.execute(
-                "return [location.href, document.body ? document.body.innerText : '']") as? [String] ?? []
+            let answer =
+                try await browser.execute(
+                    "return [location.href, document.body ? document.body.innerText : '']") as? [String] ?? []
             shown = answer.last ?? ""
             return answer.first == target
         }

@@ -1,6 +1,6 @@
 import FleetFiles
-import FleetTestSupport
 import FleetProtocol
+import FleetTestSupport
 import Foundation
 import Glibc
 import HostAgent
@@ -168,8 +168,10 @@ struct UpdatePageTests {
         for address in ["0.0.0.0", "192.168.1.10", "[::]"] {
             let port = try LoopbackPort.free()
             let serve = try SpawnedProcess(
-                [FleetFixture.executable("fleet-client"), "serve", "--config", page.configPath, "--listen",
-                 "\(address):\(port)"],
+                [
+                    FleetFixture.executable("fleet-client"), "serve", "--config", page.configPath, "--listen",
+                    "\(address):\(port)",
+                ],
                 logPath: page.directory.path("serve-\(port).log"))
             defer { serve.stop() }
             let status = await serve.waitForExit(timeout: .seconds(30))
@@ -492,8 +494,9 @@ struct UpdatePageTests {
         defer { everywhere.stop() }
         _ = try? await everywhere.http.get("/", timeout: .seconds(10))
         #expect(await everywhere.process.waitForExit(timeout: .seconds(30)) == 1)
-        #expect(everywhere.process.log().contains(
-            "the socket systemd passed (fd 3) listens on 0.0.0.0:\(open); the page serves 127.0.0.1 only"),
+        #expect(
+            everywhere.process.log().contains(
+                "the socket systemd passed (fd 3) listens on 0.0.0.0:\(open); the page serves 127.0.0.1 only"),
             "\(everywhere.process.log())")
 
         // With a socket from systemd, --listen is a contradiction.
