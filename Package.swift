@@ -134,7 +134,8 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
-        .testTarget(name: "ArchiveKitTests", dependencies: ["ArchiveKit"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "ArchiveKitTests", dependencies: ["ArchiveKit", "FleetTestSupport"], swiftSettings: strictSettings),
         .testTarget(
             name: "SFTPTransportTests",
             dependencies: ["SFTPTransport", "FleetTestSupport"],

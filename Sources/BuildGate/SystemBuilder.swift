@@ -75,7 +75,7 @@ public struct SystemBuilder: Sendable {
             return result
         }
         let source = "\(directory)/source-\(short)"
-        let log = "\(directory)/\(Self.stamp(started))-\(short).log"
+        let log = "\(directory)/\(UTCTime.compact(started, milliseconds: false))-\(short).log"
         result.log = log
         do {
             try FileIO.createDirectories(directory, mode: 0o700)
@@ -167,14 +167,5 @@ public struct SystemBuilder: Sendable {
         }
         let logs = names.filter { $0.hasSuffix(".log") }.sorted(by: >)
         for name in logs.dropFirst(keep * 4) { unlink(directory + "/" + name) }
-    }
-
-    static func stamp(_ date: Date) -> String {
-        var seconds = time_t(date.timeIntervalSince1970)
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
-        return String(
-            format: "%04d%02d%02dT%02d%02d%02dZ", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday, parts.tm_hour,
-            parts.tm_min, parts.tm_sec)
     }
 }

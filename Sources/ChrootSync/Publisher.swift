@@ -206,7 +206,7 @@ public final class Publisher {
         let snapshot = try writeSnapshot(tree, to: snapshotPath, host: host.name)
         let sourceCommit = await currentSourceCommit()
         let manifest = Manifest(
-            host: host.name, generation: generation, publishedAt: Timestamp.string(now), sourceCommit: sourceCommit,
+            host: host.name, generation: generation, publishedAt: UTCTime.iso(now), sourceCommit: sourceCommit,
             snapshot: .init(
                 path: ChrootLayout.snapshotPathInChroot(generation), size: snapshot.size, sha256: snapshot.sha256),
             contentDigest: digest, operation: host.operation.rawValue, attribute: host.attribute, toplevel: toplevel,

@@ -14,7 +14,7 @@ struct EventAnnouncer {
     let stateStore: StateStore
 
     func announce(_ rows: [HostStatus], hostRows: [String: ReviewStore.HostRow], now: Int64) throws -> [HookEvent] {
-        let at = ReviewTime.iso(nanoseconds: now)
+        let at = UTCTime.iso(nanoseconds: now)
         var events: [HookEvent] = []
         for row in rows {
             let before = hostRows[row.host]

@@ -56,7 +56,7 @@ struct FleetStatus {
             warnings: warnings)
         guard let lastSeen else { return status }
         let age = max(0, (now - lastSeen) / ReviewTime.nanosecondsPerSecond)
-        status.lastSeen = ReviewTime.iso(nanoseconds: lastSeen)
+        status.lastSeen = UTCTime.iso(nanoseconds: lastSeen)
         status.lastSeenSecondsAgo = age
 
         // What the newest word from the host says.

@@ -1,3 +1,5 @@
+import FleetProtocol
+
 /// `fleet metrics`: the statuses in Prometheus' text exposition format (version 0.0.4), for node-exporter's
 /// textfile collector (`fleet metrics --output /var/lib/node-exporter/fleet.prom`, written by rename so the
 /// collector never reads half a file) or any scraper of standard output.
@@ -37,7 +39,7 @@ public enum MetricsExposition {
             "When the server last received a report, log, heartbeat or confirmation from the host "
                 + "(Unix time; absent when never).",
             rows.compactMap { row in
-                guard let lastSeen = row.lastSeen, let seconds = ReviewTime.parseISO(lastSeen) else { return nil }
+                guard let lastSeen = row.lastSeen, let seconds = UTCTime.parseISO(lastSeen) else { return nil }
                 return (host(row), String(seconds))
             })
         family(

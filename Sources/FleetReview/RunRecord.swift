@@ -27,7 +27,7 @@ public struct RunRecord: Codable, Sendable, Equatable {
     init(_ row: ReviewStore.ReportRow, log: (text: [UInt8], size: Int64)?) {
         id = row.id
         report = row.name
-        receivedAt = ReviewTime.iso(nanoseconds: row.received)
+        receivedAt = UTCTime.iso(nanoseconds: row.received)
         state = row.state.rawValue
         generation = row.generation
         previousGeneration = row.previousGeneration

@@ -53,7 +53,7 @@ struct UploadValidator {
                     "its \(name) duration \(value) s is absurd (0 to \(Int(limits.longestDurationSeconds)) s allowed)")
             }
         }
-        guard let started = ReviewTime.parseISO(report.startedAt), let finished = ReviewTime.parseISO(report.finishedAt)
+        guard let started = UTCTime.parseISO(report.startedAt), let finished = UTCTime.parseISO(report.finishedAt)
         else {
             return .invalid("startedAt/finishedAt are not UTC times (YYYY-MM-DDTHH:MM:SSZ)")
         }
@@ -82,7 +82,7 @@ struct UploadValidator {
         {
             return .invalid(problem)
         }
-        guard ReviewTime.parseISO(beat.at) != nil else { return .invalid("its time \"at\" is not a UTC time") }
+        guard UTCTime.parseISO(beat.at) != nil else { return .invalid("its time \"at\" is not a UTC time") }
         return .valid(beat)
     }
 

@@ -66,7 +66,7 @@ extension Fleet {
         /// `published` and `build-failed` for the hooks of fleet.toml, once the publish is done: a hook never
         /// holds a host back, and a failing one is only logged.
         static func fireHooks(for results: [PublishResult], configuration: FleetConfiguration) async {
-            let at = Timestamp.now()
+            let at = UTCTime.iso(Date())
             let events = results.compactMap { result -> HookEvent? in
                 switch result.status {
                 case .published:

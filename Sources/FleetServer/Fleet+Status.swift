@@ -1,4 +1,5 @@
 import ArgumentParser
+import FleetProtocol
 import FleetReview
 import Foundation
 import Inventory
@@ -56,7 +57,7 @@ extension Fleet {
                 if json {
                     try printJSON(
                         Output(
-                            at: ReviewTime.iso(nanoseconds: snapshot.at), hosts: snapshot.hosts, ingest: snapshot.ingest
+                            at: UTCTime.iso(nanoseconds: snapshot.at), hosts: snapshot.hosts, ingest: snapshot.ingest
                         ))
                 } else {
                     print(Self.render(snapshot.hosts))
@@ -74,7 +75,7 @@ extension Fleet {
                 if json {
                     frame = try jsonText(
                         Output(
-                            at: ReviewTime.iso(nanoseconds: snapshot.at), hosts: snapshot.hosts, ingest: snapshot.ingest
+                            at: UTCTime.iso(nanoseconds: snapshot.at), hosts: snapshot.hosts, ingest: snapshot.ingest
                         ), pretty: false)
                     key = try jsonText(
                         snapshot.hosts.map { row in
@@ -91,7 +92,7 @@ extension Fleet {
                         print("\u{1b}[H\u{1b}[2J", terminator: "")
                         print(
                             "fleet status, every \(Self.seconds(interval)); "
-                                + "\(ReviewTime.iso(nanoseconds: snapshot.at))\n"
+                                + "\(UTCTime.iso(nanoseconds: snapshot.at))\n"
                         )
                     } else if shown != nil && !json {
                         print("")

@@ -60,7 +60,7 @@ public struct ClientState: Codable, Sendable, Equatable {
     /// empty state of a new host, an unreadable one an error.
     public static func load(stateDirectory: String) throws(ClientError) -> ClientState {
         var state = try loadDecisions(stateDirectory: stateDirectory)
-        if let record = RunRecord.load(stateDirectory: stateDirectory), record.isNewer(than: state.runRecord) {
+        if let record = LastRunRecord.load(stateDirectory: stateDirectory), record.isNewer(than: state.runRecord) {
             state.runRecord = record
         }
         return state
@@ -90,7 +90,7 @@ public struct ClientState: Codable, Sendable, Equatable {
     /// Their names carry the writer's PID, and PIDs repeat after a reboot: a leftover would make the next save
     /// by a process with that PID fail. Call it holding the run lock, so that no save is under way.
     public static func removeLeftovers(stateDirectory: String) {
-        let suffixes = ["-" + fileName, "-" + RunRecord.fileName]
+        let suffixes = ["-" + fileName, "-" + LastRunRecord.fileName]
         for entry in (try? FileIO.listDirectory(stateDirectory)) ?? []
         where entry.hasPrefix(FileIO.temporaryPrefix) && suffixes.contains(where: entry.hasSuffix) {
             unlink(stateDirectory + "/" + entry)
@@ -105,9 +105,9 @@ public struct ClientState: Codable, Sendable, Equatable {
     ///   everything goes to `state.json` with fsync, and `last-run.json` is removed.
     public func save(stateDirectory: String, replacing saved: ClientState? = nil) throws(ClientError) {
         var decisions = self
-        decisions.runRecord = RunRecord()
+        decisions.runRecord = LastRunRecord()
         var savedDecisions = saved
-        savedDecisions?.runRecord = RunRecord()
+        savedDecisions?.runRecord = LastRunRecord()
         if let savedDecisions, savedDecisions == decisions {
             try runRecord.save(stateDirectory: stateDirectory)
             return
@@ -119,7 +119,7 @@ public struct ClientState: Codable, Sendable, Equatable {
             throw ClientError("cannot write \(path): \(error)")
         }
         // Stale from here on; were the removal lost in a crash, its older lastRunAt keeps it from being used.
-        unlink(stateDirectory + "/" + RunRecord.fileName)
+        unlink(stateDirectory + "/" + LastRunRecord.fileName)
     }
 
     static func encoded<Value: Encodable>(_ value: Value) throws(ClientError) -> [UInt8] {
@@ -133,9 +133,9 @@ public struct ClientState: Codable, Sendable, Equatable {
     }
 
     /// The fields that say how the last run went; nothing is decided by them.
-    var runRecord: RunRecord {
+    var runRecord: LastRunRecord {
         get {
-            RunRecord(
+            LastRunRecord(
                 lastResult: lastResult, lastReason: lastReason, lastRunAt: lastRunAt, lastContactAt: lastContactAt)
         }
         set {
@@ -148,7 +148,7 @@ public struct ClientState: Codable, Sendable, Equatable {
 }
 
 /// How the last run went, in `<state_dir>/last-run.json` when that run changed nothing else.
-struct RunRecord: Codable, Equatable {
+struct LastRunRecord: Codable, Equatable {
     var lastResult: RunOutcome?
     var lastReason: String?
     var lastRunAt: String?
@@ -158,13 +158,13 @@ struct RunRecord: Codable, Equatable {
 
     /// The record, or nil when there is none or it cannot be used (a crash can leave it empty): it only
     /// says when the client last ran, which the next run says again.
-    static func load(stateDirectory: String) -> RunRecord? {
+    static func load(stateDirectory: String) -> LastRunRecord? {
         guard let bytes = try? FileIO.readNoFollow(stateDirectory + "/" + fileName, limit: 1 << 20) else { return nil }
-        return try? JSONDecoder().decode(RunRecord.self, from: Data(bytes))
+        return try? JSONDecoder().decode(LastRunRecord.self, from: Data(bytes))
     }
 
     /// Whether this record describes a run at least as recent as `other` (timestamps are fixed-width UTC).
-    func isNewer(than other: RunRecord) -> Bool {
+    func isNewer(than other: LastRunRecord) -> Bool {
         guard let lastRunAt else { return false }
         return lastRunAt >= (other.lastRunAt ?? "")
     }

@@ -1,7 +1,6 @@
 public import FleetProtocol
 public import Foundation
 package import SQLiteKit
-import Synchronization
 
 /// The server's memory: `state.db` in the state directory. Publications and events are recorded here;
 /// the chroots stay the source of truth for what hosts can fetch.
@@ -226,24 +225,6 @@ public final class StateStore {
         let json = String(decoding: try encoder.encode(detail), as: UTF8.self)
         try database.query(
             "INSERT INTO events (at, host, kind, detail) VALUES (?, ?, ?, ?)",
-            [.text(Timestamp.now()), host.map { .text($0.value) } ?? .null, .text(kind), .text(json)])
-    }
-}
-
-/// ISO 8601 UTC timestamps with seconds, as stored and shown everywhere.
-public enum Timestamp {
-    /// One formatter for the process: making one (an ICU object) costs thirty times more than using it, and a
-    /// publish formats two timestamps per host. `Date.ISO8601FormatStyle` would be cheaper still but truncates
-    /// where this formatter rounds (…59.9996 s), so it would change what is written.
-    private static let formatter: Mutex<ISO8601DateFormatter> = {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        return Mutex(formatter)
-    }()
-
-    public static func now() -> String { string(Date()) }
-
-    public static func string(_ date: Date) -> String {
-        formatter.withLock { $0.string(from: date) }
+            [.text(UTCTime.iso(Date())), host.map { .text($0.value) } ?? .null, .text(kind), .text(json)])
     }
 }

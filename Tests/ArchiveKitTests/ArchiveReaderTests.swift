@@ -1,4 +1,5 @@
 @_spi(Testing) import ArchiveKit
+import FleetTestSupport
 import Glibc
 import Testing
 
@@ -6,9 +7,9 @@ import Testing
 struct ArchiveReaderTests {
     @Test("links, devices and FIFOs are reported with their kinds and targets")
     func reportsEveryKind() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try TestDirectory.makeTemporary()
         defer { directory.remove() }
-        let writer = try SnapshotWriter(path: directory("a.tar.zst"))
+        let writer = try SnapshotWriter(path: directory.path("a.tar.zst"))
         try writer.addRawEntry(path: "file", kind: .regularFile, permissions: 0o4755, bytes: [1, 2])
         try writer.addRawEntry(path: "link", kind: .symbolicLink(target: "/etc/shadow"), permissions: 0o777)
         try writer.addRawEntry(path: "hard", kind: .hardLink(target: "file"), permissions: 0o644)
@@ -17,7 +18,7 @@ struct ArchiveReaderTests {
         try writer.addRawEntry(path: "pipe", kind: .fifo, permissions: 0o644)
         try writer.finish()
 
-        let reader = try ArchiveReader(path: directory("a.tar.zst"))
+        let reader = try ArchiveReader(path: directory.path("a.tar.zst"))
         var headers: [ArchiveEntryHeader] = []
         while let header = try reader.nextEntry() { headers.append(header) }
         #expect(headers.map(\.path) == ["file", "link", "hard", "null", "sda", "pipe"])
@@ -33,13 +34,13 @@ struct ArchiveReaderTests {
 
     @Test("data past the limit is refused, naming the entry")
     func dataLimit() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try TestDirectory.makeTemporary()
         defer { directory.remove() }
-        let writer = try SnapshotWriter(path: directory("a.tar.zst"))
+        let writer = try SnapshotWriter(path: directory.path("a.tar.zst"))
         try writer.addFile("big", permissions: 0o644, bytes: noise(count: 100_000))
         try writer.finish()
 
-        let reader = try ArchiveReader(path: directory("a.tar.zst"))
+        let reader = try ArchiveReader(path: directory.path("a.tar.zst"))
         _ = try reader.nextEntry()
         let error = #expect(throws: ArchiveError.self) { try reader.readData(limit: 99_999) }
         #expect(error?.code == .limitExceeded)
@@ -48,34 +49,35 @@ struct ArchiveReaderTests {
 
     @Test("data streams to a file descriptor")
     func copyToDescriptor() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try TestDirectory.makeTemporary()
         defer { directory.remove() }
         let contents = noise(count: 300_000)
-        let writer = try SnapshotWriter(path: directory("a.tar.zst"))
+        let writer = try SnapshotWriter(path: directory.path("a.tar.zst"))
         try writer.addFile("big", permissions: 0o644, bytes: contents)
         try writer.finish()
 
-        let reader = try ArchiveReader(path: directory("a.tar.zst"))
+        let reader = try ArchiveReader(path: directory.path("a.tar.zst"))
         #expect(try reader.nextEntry()?.path == "big")
-        let fd = open(directory("copy"), O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        let fd = open(directory.path("copy"), O_WRONLY | O_CREAT | O_EXCL, 0o600)
         #expect(fd >= 0)
         let copied = try reader.copyData(toFileDescriptor: fd, limit: 300_000)
         close(fd)
         #expect(copied == 300_000)
-        #expect(try readBytes(directory("copy")) == contents)
+        #expect(try readBytes(directory.path("copy")) == contents)
         #expect(try reader.nextEntry() == nil)
     }
 
     @Test("a file that is not an archive, or is missing, fails with the path in the message")
     func notAnArchive() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try TestDirectory.makeTemporary()
         defer { directory.remove() }
-        try writeBytes(Array("just text, not a tar archive\n".utf8), to: directory("text"))
+        try writeBytes(Array("just text, not a tar archive\n".utf8), to: directory.path("text"))
 
-        let text = #expect(throws: ArchiveError.self) { try entryPaths(directory("text")) }
+        let text = #expect(throws: ArchiveError.self) { try entryPaths(directory.path("text")) }
         #expect(text?.code == .library)
-        #expect(text?.description.hasPrefix("Failed on archive \(directory("text")): libarchive could not") == true)
-        let missing = #expect(throws: ArchiveError.self) { try ArchiveReader(path: directory("missing")) }
+        #expect(
+            text?.description.hasPrefix("Failed on archive \(directory.path("text")): libarchive could not") == true)
+        let missing = #expect(throws: ArchiveError.self) { try ArchiveReader(path: directory.path("missing")) }
         #expect(missing?.systemError == ENOENT)
         let notFile = #expect(throws: ArchiveError.self) { try ArchiveReader(path: directory.path) }
         #expect(notFile?.reason == "it is not a regular file")
@@ -83,10 +85,10 @@ struct ArchiveReaderTests {
 
     @Test("reading data with no current entry is a misuse")
     func dataWithoutEntry() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try TestDirectory.makeTemporary()
         defer { directory.remove() }
-        try SnapshotWriter(path: directory("a.tar.zst")).finish()
-        let reader = try ArchiveReader(path: directory("a.tar.zst"))
+        try SnapshotWriter(path: directory.path("a.tar.zst")).finish()
+        let reader = try ArchiveReader(path: directory.path("a.tar.zst"))
         let error = #expect(throws: ArchiveError.self) { try reader.readData(limit: 10) }
         #expect(error?.code == .misuse)
     }

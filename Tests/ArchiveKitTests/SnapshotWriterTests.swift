@@ -1,4 +1,5 @@
 @_spi(Testing) import ArchiveKit
+import FleetTestSupport
 import Foundation
 import Glibc
 import Testing
@@ -27,47 +28,47 @@ struct SnapshotWriterTests {
 
     @Test("the same calls give byte-identical archives, even a second later")
     func deterministic() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try TestDirectory.makeTemporary()
         defer { directory.remove() }
-        try writeBytes(noise(count: 300_000), to: directory("source.bin"))
+        try writeBytes(noise(count: 300_000), to: directory.path("source.bin"))
 
-        try Self.writeSample(to: directory("first.tar.zst"), source: directory("source.bin"))
+        try Self.writeSample(to: directory.path("first.tar.zst"), source: directory.path("source.bin"))
         // Past a second boundary, so that a clock leaking into any header (mtime, pax times) would show.
         Thread.sleep(forTimeInterval: 1.1)
-        try Self.writeSample(to: directory("second.tar.zst"), source: directory("source.bin"))
+        try Self.writeSample(to: directory.path("second.tar.zst"), source: directory.path("source.bin"))
 
-        let first = try readBytes(directory("first.tar.zst"))
+        let first = try readBytes(directory.path("first.tar.zst"))
         #expect(first.count > 0)
-        #expect(first == (try readBytes(directory("second.tar.zst"))))
+        #expect(first == (try readBytes(directory.path("second.tar.zst"))))
     }
 
     @Test("a file from bytes and the same file from disk give identical archives")
     func bytesAndSourceAgree() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try TestDirectory.makeTemporary()
         defer { directory.remove() }
         let contents = noise(count: 200_000, seed: 7)  // Several 64 KiB chunks and a partial one.
-        try writeBytes(contents, to: directory("source.bin"))
+        try writeBytes(contents, to: directory.path("source.bin"))
 
-        let fromBytes = try SnapshotWriter(path: directory("bytes.tar.zst"))
+        let fromBytes = try SnapshotWriter(path: directory.path("bytes.tar.zst"))
         try fromBytes.addFile("data", permissions: 0o644, bytes: contents)
         try fromBytes.finish()
-        let fromSource = try SnapshotWriter(path: directory("source.tar.zst"))
-        try fromSource.addFile("data", permissions: 0o644, contentsOf: directory("source.bin"))
+        let fromSource = try SnapshotWriter(path: directory.path("source.tar.zst"))
+        try fromSource.addFile("data", permissions: 0o644, contentsOf: directory.path("source.bin"))
         try fromSource.finish()
 
-        #expect(try readBytes(directory("bytes.tar.zst")) == (try readBytes(directory("source.tar.zst"))))
+        #expect(try readBytes(directory.path("bytes.tar.zst")) == (try readBytes(directory.path("source.tar.zst"))))
     }
 
     @Test(
         "headers hold owner 0, group 0, mtime 0, no names or times, and the file is a clean zstd stream",
         .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/zstd")))
     func fixedHeaders() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try TestDirectory.makeTemporary()
         defer { directory.remove() }
-        try writeBytes(noise(count: 70_000), to: directory("source.bin"))
-        try Self.writeSample(to: directory("sample.tar.zst"), source: directory("source.bin"))
+        try writeBytes(noise(count: 70_000), to: directory.path("source.bin"))
+        try Self.writeSample(to: directory.path("sample.tar.zst"), source: directory.path("source.bin"))
 
-        let tar = try decompress(directory("sample.tar.zst"))
+        let tar = try decompress(directory.path("sample.tar.zst"))
         var offset = 0
         var headers = 0
         var extendedHeaders = 0
@@ -97,18 +98,18 @@ struct SnapshotWriterTests {
         }
         #expect(headers == 13)
         #expect(extendedHeaders == 3)  // The long name, and the two names with "é".
-        #expect(try run("/usr/bin/zstd", ["-q", "-t", directory("sample.tar.zst")]).status == 0)
+        #expect(try run("/usr/bin/zstd", ["-q", "-t", directory.path("sample.tar.zst")]).status == 0)
     }
 
     @Test("entries read back with their kinds, modes, sizes and contents")
     func roundTrip() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try TestDirectory.makeTemporary()
         defer { directory.remove() }
         let big = noise(count: 150_000)
-        try writeBytes(big, to: directory("source.bin"))
-        try Self.writeSample(to: directory("sample.tar.zst"), source: directory("source.bin"))
+        try writeBytes(big, to: directory.path("source.bin"))
+        try Self.writeSample(to: directory.path("sample.tar.zst"), source: directory.path("source.bin"))
 
-        let reader = try ArchiveReader(path: directory("sample.tar.zst"))
+        let reader = try ArchiveReader(path: directory.path("sample.tar.zst"))
         var seen: [(String, ArchiveEntryKind, UInt32, Int64, [UInt8])] = []
         while let header = try reader.nextEntry() {
             seen.append(
@@ -158,9 +159,9 @@ struct SnapshotWriterTests {
             ("dir", "it was already added"),
         ])
     func refusesUnsafeNames(path: String, reason: String) throws {
-        let directory = try TemporaryDirectory()
+        let directory = try TestDirectory.makeTemporary()
         defer { directory.remove() }
-        let writer = try SnapshotWriter(path: directory("a.tar.zst"))
+        let writer = try SnapshotWriter(path: directory.path("a.tar.zst"))
         try writer.addDirectory("dir", permissions: 0o755)
 
         let error = #expect(throws: ArchiveError.self) {
@@ -169,19 +170,19 @@ struct SnapshotWriterTests {
         #expect(error?.code == .refusedEntry)
         #expect(error?.entry == path)
         #expect(error?.reason == reason)
-        #expect(error?.description.contains(directory("a.tar.zst")) == true)
+        #expect(error?.description.contains(directory.path("a.tar.zst")) == true)
 
         // A refusal leaves the writer usable and the archive without the entry.
         try writer.addFile("dir/ok", permissions: 0o644, bytes: [2])
         try writer.finish()
-        #expect(try entryPaths(directory("a.tar.zst")) == ["dir/", "dir/ok"])
+        #expect(try entryPaths(directory.path("a.tar.zst")) == ["dir/", "dir/ok"])
     }
 
     @Test("a file cannot be the parent of another entry, and special bits are refused")
     func refusesFileParentsAndSpecialBits() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try TestDirectory.makeTemporary()
         defer { directory.remove() }
-        let writer = try SnapshotWriter(path: directory("a.tar.zst"))
+        let writer = try SnapshotWriter(path: directory.path("a.tar.zst"))
         try writer.addFile("file", permissions: 0o644, bytes: [])
 
         let orphan = #expect(throws: ArchiveError.self) { try writer.addDirectory("file/sub", permissions: 0o755) }
@@ -195,37 +196,37 @@ struct SnapshotWriterTests {
 
     @Test("the archive file is created exclusively, with the requested mode")
     func exclusiveCreation() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try TestDirectory.makeTemporary()
         defer { directory.remove() }
-        try writeBytes([42], to: directory("taken.tar.zst"))
+        try writeBytes([42], to: directory.path("taken.tar.zst"))
 
-        let error = #expect(throws: ArchiveError.self) { try SnapshotWriter(path: directory("taken.tar.zst")) }
+        let error = #expect(throws: ArchiveError.self) { try SnapshotWriter(path: directory.path("taken.tar.zst")) }
         #expect(error?.code == .system)
         #expect(error?.systemError == EEXIST)
-        #expect(try readBytes(directory("taken.tar.zst")) == [42])
+        #expect(try readBytes(directory.path("taken.tar.zst")) == [42])
 
-        let writer = try SnapshotWriter(path: directory("new.tar.zst"), permissions: 0o640)
+        let writer = try SnapshotWriter(path: directory.path("new.tar.zst"), permissions: 0o640)
         try writer.finish()
-        #expect(mode(of: directory("new.tar.zst")) == 0o640)
-        #expect(mode(of: directory("default.tar.zst")) == nil)
-        try SnapshotWriter(path: directory("default.tar.zst")).finish()
-        #expect(mode(of: directory("default.tar.zst")) == 0o600)
+        #expect(mode(of: directory.path("new.tar.zst")) == 0o640)
+        #expect(mode(of: directory.path("default.tar.zst")) == nil)
+        try SnapshotWriter(path: directory.path("default.tar.zst")).finish()
+        #expect(mode(of: directory.path("default.tar.zst")) == 0o600)
     }
 
     @Test("a source that is not a regular file is refused")
     func refusesIrregularSources() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try TestDirectory.makeTemporary()
         defer { directory.remove() }
-        #expect(mkfifo(directory("fifo"), 0o600) == 0)
-        let writer = try SnapshotWriter(path: directory("a.tar.zst"))
+        #expect(mkfifo(directory.path("fifo"), 0o600) == 0)
+        let writer = try SnapshotWriter(path: directory.path("a.tar.zst"))
 
         let fifo = #expect(throws: ArchiveError.self) {
-            try writer.addFile("fifo", permissions: 0o644, contentsOf: directory("fifo"))
+            try writer.addFile("fifo", permissions: 0o644, contentsOf: directory.path("fifo"))
         }
         #expect(fifo?.code == .refusedEntry)
-        #expect(fifo?.reason == "its source \(directory("fifo")) is not a regular file")
+        #expect(fifo?.reason == "its source \(directory.path("fifo")) is not a regular file")
         let missing = #expect(throws: ArchiveError.self) {
-            try writer.addFile("missing", permissions: 0o644, contentsOf: directory("missing"))
+            try writer.addFile("missing", permissions: 0o644, contentsOf: directory.path("missing"))
         }
         #expect(missing?.systemError == ENOENT)
         try writer.finish()  // Neither refusal broke the archive.
@@ -233,9 +234,9 @@ struct SnapshotWriterTests {
 
     @Test("a source that grows while it is read fails the archive, which then takes nothing more")
     func sourceThatChangesSize() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try TestDirectory.makeTemporary()
         defer { directory.remove() }
-        let writer = try SnapshotWriter(path: directory("a.tar.zst"))
+        let writer = try SnapshotWriter(path: directory.path("a.tar.zst"))
 
         // Files in /proc report a size of 0 and then deliver data: exactly a file that grew after fstat.
         let grown = #expect(throws: ArchiveError.self) {
@@ -252,19 +253,19 @@ struct SnapshotWriterTests {
 
     @Test("an unfinished writer does not leave a complete-looking archive behind")
     func unfinishedArchiveIsNotValid() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try TestDirectory.makeTemporary()
         defer { directory.remove() }
         do {
-            let writer = try SnapshotWriter(path: directory("a.tar.zst"))
+            let writer = try SnapshotWriter(path: directory.path("a.tar.zst"))
             try writer.addDirectory("dir", permissions: 0o755)
             try writer.addFile("dir/data", permissions: 0o644, bytes: noise(count: 1 << 20))
             try writer.addFile("dir/more", permissions: 0o644, bytes: [1])
             // Dropped here without finish().
         }
-        #expect(try readBytes(directory("a.tar.zst")).count > 1 << 19)  // zstd had to flush most of it.
+        #expect(try readBytes(directory.path("a.tar.zst")).count > 1 << 19)  // zstd had to flush most of it.
         let error = #expect(throws: ArchiveError.self) {
             try SafeExtractor().extract(
-                archivePath: directory("a.tar.zst"), into: directory("out"),
+                archivePath: directory.path("a.tar.zst"), into: directory.path("out"),
                 limits: ExtractionLimits(maxBytes: 1 << 30, maxEntries: 100, maxFileBytes: 1 << 30))
         }
         #expect(error?.code == .library)
@@ -272,14 +273,15 @@ struct SnapshotWriterTests {
 
     @Test("finishing twice is a misuse")
     func finishTwice() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try TestDirectory.makeTemporary()
         defer { directory.remove() }
-        let writer = try SnapshotWriter(path: directory("a.tar.zst"))
+        let writer = try SnapshotWriter(path: directory.path("a.tar.zst"))
         try writer.finish()
         let error = #expect(throws: ArchiveError.self) { try writer.finish() }
         #expect(error?.code == .misuse)
-        #expect(error?.description == "Failed on archive \(directory("a.tar.zst")): the archive is already finished.")
-        #expect(try entryPaths(directory("a.tar.zst")) == [])
+        #expect(
+            error?.description == "Failed on archive \(directory.path("a.tar.zst")): the archive is already finished.")
+        #expect(try entryPaths(directory.path("a.tar.zst")) == [])
     }
 }
 

@@ -56,7 +56,7 @@ public final class TestSSHD: Sendable {
                     "sshd_config", text: header(port: port, keys: keys, directory: directory) + configBody, mode: 0o600)
                 let logPath = directory.path("sshd.log")
                 unlink(logPath)  // each attempt gets its own log
-                let pid = try spawn(["/usr/sbin/sshd", "-D", "-e", "-f", configPath], logPath: logPath)
+                let pid = try ProcessTable.spawn(["/usr/sbin/sshd", "-D", "-e", "-f", configPath], logPath: logPath)
                 let sshd = TestSSHD(
                     port: port, pid: pid, hostPublicKeys: keys.map(\.publicKeyLine), directory: directory,
                     configPath: configPath, logPath: logPath)
@@ -100,7 +100,7 @@ public final class TestSSHD: Sendable {
 
     /// The PIDs of sshd's per-connection processes (all descendants of ``pid``).
     public func sessionProcessIDs() -> [Int32] {
-        Self.descendants(of: pid)
+        ProcessTable.descendants(of: pid)
     }
 
     /// Stops this sshd and its session processes (by PID only), then deletes its directory and log.
@@ -117,7 +117,7 @@ public final class TestSSHD: Sendable {
     }
 
     private func terminate() {
-        let sessions = Self.descendants(of: pid)
+        let sessions = ProcessTable.descendants(of: pid)
         kill(pid, SIGTERM)
         kill(pid, SIGCONT)  // a test may have stopped it to cut the network
         for session in sessions {
@@ -176,68 +176,7 @@ public final class TestSSHD: Sendable {
         }
     }
 
-    /// Starts `arguments` with stdin from /dev/null and stdout and stderr appended to `logPath`.
-    private static func spawn(_ arguments: [String], logPath: String) throws -> pid_t {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 2, logPath, O_WRONLY | O_CREAT | O_APPEND, 0o600)
-        posix_spawn_file_actions_adddup2(&actions, 2, 1)
-
-        // The child starts with no blocked and no ignored signals, whatever this test process does.
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        var allSignals = sigset_t()
-        sigfillset(&allSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        posix_spawnattr_setsigdefault(&attributes, &allSignals)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-
-        let argv = arguments.map { strdup($0) } + [nil]
-        defer { for argument in argv { free(argument) } }
-        var pid: pid_t = 0
-        let result = posix_spawn(&pid, arguments[0], &actions, &attributes, argv, environ)
-        guard result == 0 else {
-            throw TestSupportError("Could not start \(arguments[0]): \(String(cString: strerror(result))).")
-        }
-        return pid
-    }
-
-    // MARK: Processes
-
-    /// All processes below `root`, read from /proc (children before grandchildren).
-    static func descendants(of root: pid_t) -> [pid_t] {
-        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
-        var children: [pid_t: [pid_t]] = [:]
-        for entry in entries {
-            guard let pid = pid_t(entry), let parent = parentPID(of: pid) else { continue }
-            children[parent, default: []].append(pid)
-        }
-        var result: [pid_t] = []
-        var queue = children[root] ?? []
-        while !queue.isEmpty {
-            let next = queue.removeFirst()
-            result.append(next)
-            queue += children[next] ?? []
-        }
-        return result
-    }
-
-    /// The fourth field of /proc/<pid>/stat, after the parenthesised command name (which may hold spaces).
-    private static func parentPID(of pid: pid_t) -> pid_t? {
-        guard let stat = FileManager.default.contents(atPath: "/proc/\(pid)/stat") else { return nil }
-        let text = String(decoding: stat, as: UTF8.self)
-        guard let close = text.lastIndex(of: ")") else { return nil }
-        let fields = text[text.index(after: close)...].split(separator: " ")
-        return fields.count > 1 ? pid_t(fields[1]) : nil
-    }
-
     private static func isSSHD(_ pid: pid_t) -> Bool {
-        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/comm") else { return false }
-        return String(decoding: data, as: UTF8.self).hasPrefix("sshd")
+        ProcessTable.name(of: pid)?.hasPrefix("sshd") == true
     }
 }

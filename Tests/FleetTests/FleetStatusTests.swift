@@ -123,7 +123,7 @@ struct FleetStatusTests {
         let event = try JSONDecoder().decode(
             HookEvent.self, from: Data(failed.dropFirst("host-failed b ".count).utf8))
         #expect(event.event == .hostFailed && event.host == "b" && event.generation == 1 && event.reason == "it broke")
-        #expect(event.format == 1 && ReviewTime.parseISO(event.at) != nil)
+        #expect(event.format == 1 && UTCTime.parseISO(event.at) != nil)
         #expect(event.details["report"] == "report-\(ReviewFixture.stem(0))-g1.json")
         #expect(Self.lines(failures).count == 1, "the second hook only wants failures")
 

@@ -82,6 +82,6 @@ struct PageFixture {
 
     /// The `fleet-client run` processes started with this fixture's client.toml right now.
     func runProcesses() -> [pid_t] {
-        SpawnedProcess.processes(commandLineContaining: "run --config \(configPath)")
+        ProcessTable.processes(commandLineContaining: "run --config \(configPath)")
     }
 }

@@ -34,7 +34,7 @@ struct UpdatePageBrowserTests {
         }
         await browser.stop()
         #expect(browser.process.exited() != nil)
-        #expect(SpawnedProcess.members(ofGroup: browser.process.pid).isEmpty, "no Chromium process is left")
+        #expect(ProcessTable.members(ofGroup: browser.process.pid).isEmpty, "no Chromium process is left")
     }
 
     private func pressInTheBrowser(_ browser: WebDriver, page: ServedPage, fleet: ClientFleet) async throws {

@@ -480,7 +480,7 @@ struct UpdatePageTests {
         #expect(first.status == 200 && first.body.contains("<span id=\"host\">alpha</span>"))
         let log = try await served.process.waitForLog("socket from systemd")
         #expect(log.contains("serving http://127.0.0.1:\(port)/ (socket from systemd)"), "\(log)")
-        #expect(SpawnedProcess.commandLine(of: served.process.pid)?.contains("fleet-client serve") == true)
+        #expect(ProcessTable.commandLine(of: served.process.pid)?.contains("fleet-client serve") == true)
         #expect((try? FileIO.readLink("/proc/\(served.process.pid)/fd/3"))?.hasPrefix("socket:") == true)
         // The Host check uses the port of the socket it was given.
         #expect(try await served.http.get("/", host: "evil.example:\(port)").status == 403)

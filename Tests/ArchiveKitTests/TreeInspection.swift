@@ -1,27 +1,6 @@
 import Foundation
 import Glibc
 
-/// A fresh directory under /tmp for one test; call ``remove()`` in a `defer`.
-struct TemporaryDirectory {
-    let path: String
-
-    init() throws {
-        var template = Array("/tmp/archivekit-test-XXXXXX".utf8CString)
-        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-            throw POSIXError(.init(rawValue: errno) ?? .EIO)
-        }
-        path = String(cString: made)
-    }
-
-    func callAsFunction(_ name: String) -> String {
-        "\(path)/\(name)"
-    }
-
-    func remove() {
-        try? FileManager.default.removeItem(atPath: path)
-    }
-}
-
 /// One node of a directory tree as `lstat` sees it, for comparing what an extraction made.
 struct Node: Equatable, CustomStringConvertible {
     enum Kind: Equatable {
