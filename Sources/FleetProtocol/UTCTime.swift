@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// UTC times as fleet writes and reads them: ISO 8601 with whole seconds (`2026-11-22T03:16:00Z`) in manifests,
 /// reports, state and the database, and a compact form for file names.

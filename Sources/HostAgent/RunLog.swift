@@ -1,3 +1,4 @@
+import FleetProtocol
 import Foundation
 import Synchronization
 

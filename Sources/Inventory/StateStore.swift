@@ -1,5 +1,5 @@
 public import FleetProtocol
-public import Foundation
+import Foundation
 package import SQLiteKit
 
 /// The server's memory: `state.db` in the state directory. Publications and events are recorded here;

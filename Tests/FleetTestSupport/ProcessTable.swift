@@ -1,5 +1,5 @@
 import Foundation
-import Glibc
+public import Glibc
 
 /// Starting the programs tests run (sshd, `fleet-client serve`, chromedriver) and finding their processes in
 /// /proc, so that tests stop only what they started, by PID or process group, never by name.

@@ -49,7 +49,6 @@ struct PageFixture {
                 clientConfigurationPath: directory.path("client.toml"))
             configuration.runExecutable = FleetFixture.executable("fleet-client")
             configuration.minimumRunInterval = .zero
-            configuration.requestTimeout = .seconds(2)
             configure(&configuration)
             let server = try await UpdatePageServer.start(
                 configuration, socket: try ListeningSocket.bind(try ListenAddress(parsing: "127.0.0.1:0")))
