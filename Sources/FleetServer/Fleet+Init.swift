@@ -8,7 +8,8 @@ extension Fleet {
         static let configuration = CommandConfiguration(
             abstract: "Create a fleet repository skeleton and the fleet signing key.",
             discussion:
-                "Existing files are kept. The signing key goes to the state directory, never into the repository.")
+                "Existing files are kept. The signing key goes to the state directory (--state-dir, FLEET_STATE_DIR, or "
+                + "fleet.toml's state_dir), never into the repository.")
 
         @OptionGroup var global: GlobalOptions
 
@@ -27,7 +28,7 @@ extension Fleet {
                 for path in created { print("created \(path)") }
                 for path in kept { print("kept    \(path) (exists)") }
             }
-            let stateDirectory = global.stateDirectoryWithoutConfiguration()
+            let stateDirectory = try global.stateDirectory(initialising: directory ?? global.repo)
             let (key, isNew) = try SigningKeyFile.generateIfMissing(stateDirectory: stateDirectory, name: keyName)
             print(
                 isNew

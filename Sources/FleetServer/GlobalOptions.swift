@@ -21,10 +21,16 @@ struct GlobalOptions: ParsableArguments {
             stateDirectory: stateDir ?? environment["FLEET_STATE_DIR"].flatMap { $0.isEmpty ? nil : $0 })
     }
 
-    /// The state directory without reading fleet.toml (for `fleet init`, before it exists).
-    func stateDirectoryWithoutConfiguration() -> String {
-        FileManagerPaths.absolute(
-            stateDir ?? ProcessInfo.processInfo.environment["FLEET_STATE_DIR"] ?? "/var/lib/fleet")
+    /// The state directory for `fleet init`: the flag, then FLEET_STATE_DIR, then `state_dir` of the
+    /// repository's fleet.toml when it has one, then /var/lib/fleet. A fleet.toml that does not load is an error:
+    /// a key made elsewhere would leave `fleet publish` without one.
+    func stateDirectory(initialising repository: String) throws -> String {
+        let environment = ProcessInfo.processInfo.environment["FLEET_STATE_DIR"].flatMap { $0.isEmpty ? nil : $0 }
+        if let explicit = stateDir ?? environment { return FileManagerPaths.absolute(explicit) }
+        guard FileManager.default.fileExists(atPath: repository + "/" + FleetConfiguration.fileName) else {
+            return "/var/lib/fleet"
+        }
+        return try FleetConfiguration.load(repository: repository).server.stateDirectory
     }
 }
 
