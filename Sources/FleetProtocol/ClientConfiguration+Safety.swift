@@ -87,17 +87,9 @@ extension ClientConfiguration {
             }
             reader.checkKeys(table, allowed: healthCheckKeys, in: context)
             let name = reader.string(table, "name", in: context) ?? "check \(index + 1)"
-            let command = reader.stringArray(table, "command", in: context)
-            if table["command"] == nil { reader.problem("\(context): the key \"command\" is required") }
-            if let command, command.isEmpty || !command[0].hasPrefix("/") {
-                reader.problem(
-                    "\(context) key \"command\": the first element must be an absolute path to the program (it runs without a shell)"
-                )
-            }
+            let command = reader.command(table, in: context)
             let timeout = reader.integer(table, "timeout_seconds", in: context, range: 1...3600) ?? 30
-            if let command, !command.isEmpty {
-                checks.append(HealthCheck(name: name, command: command, timeoutSeconds: timeout))
-            }
+            if let command { checks.append(HealthCheck(name: name, command: command, timeoutSeconds: timeout)) }
         }
         return checks
     }
@@ -127,13 +119,7 @@ extension ClientConfiguration {
             }
         }
         for (key, keyPath) in [("booted_system", \Reboot.bootedSystem), ("current_system", \Reboot.currentSystem)] {
-            if let path = reader.string(table, key, in: "[reboot]") {
-                if path.hasPrefix("/") {
-                    reboot[keyPath: keyPath] = path
-                } else {
-                    reader.problem("[reboot] key \(quoted(key)): \(quoted(path)) must be an absolute path")
-                }
-            }
+            if let path = reader.absolutePath(table, key, in: "[reboot]") { reboot[keyPath: keyPath] = path }
         }
         return reboot
     }

@@ -143,13 +143,9 @@ public struct ClientConfiguration: Sendable, Equatable {
         let connectTimeout =
             reader.integer(serverKeysTable, "connect_timeout_seconds", in: "[server]", range: 1...600) ?? 10
         let ioTimeout = reader.integer(serverKeysTable, "io_timeout_seconds", in: "[server]", range: 1...3600) ?? 60
-        let identityFile = reader.string(table, "identity_file", in: "the top level") ?? defaultIdentityFile
-        let stateDirectory = reader.string(table, "state_dir", in: "the top level") ?? defaultStateDirectory
-        let profile = reader.string(table, "profile", in: "the top level") ?? defaultProfile
-        for (key, path) in [("identity_file", identityFile), ("state_dir", stateDirectory), ("profile", profile)]
-        where !path.hasPrefix("/") || path.contains("\0") {
-            reader.problem("key \(quoted(key)): \(quoted(path)) must be an absolute path")
-        }
+        let identityFile = reader.absolutePath(table, "identity_file", in: "the top level") ?? defaultIdentityFile
+        let stateDirectory = reader.absolutePath(table, "state_dir", in: "the top level") ?? defaultStateDirectory
+        let profile = reader.absolutePath(table, "profile", in: "the top level") ?? defaultProfile
         let operation = reader.operation(table, in: "the top level")
         let logLimit = reader.integer(table, "log_limit_bytes", in: "the top level", range: (64 << 10)...(1 << 30))
         let keep = reader.integer(table, "keep_generations", in: "the top level", range: 0...100)

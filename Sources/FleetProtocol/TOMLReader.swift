@@ -12,7 +12,16 @@ public struct TOMLReader {
     }
 
     /// Parses TOML text; a syntax error is reported as `file:line:column: reason`.
+    ///
+    /// A NUL character, raw or escaped (`\u0000`), is refused first: the parser underneath hands text on as C
+    /// strings, so a raw NUL would silently drop the rest of the file, and an escaped one the rest of a value.
     public static func parse(_ text: String, file: String) -> Result<TOMLTable, TOMLSyntaxError> {
+        if let line = lineWithNUL(in: text) {
+            return .failure(
+                TOMLSyntaxError(
+                    description: "\(file):\(line): a NUL character (raw, or escaped as \\u0000), which fleet refuses: "
+                        + "nothing in a configuration can hold one"))
+        }
         do {
             return .success(try TOMLTable(string: text))
         } catch let error as TOMLParseError {
@@ -23,6 +32,27 @@ public struct TOMLReader {
         } catch {
             return .failure(TOMLSyntaxError(description: "\(file): \(error)"))
         }
+    }
+
+    /// The line number of the first NUL character or `\u0000`/`\U00000000` escape, if any. An escape is a
+    /// backslash preceded by an even number of backslashes (`\\u0000` is a backslash and the text `u0000`).
+    static func lineWithNUL(in text: String) -> Int? {
+        var line = 1
+        var backslashes = 0
+        let bytes = Array(text.utf8)
+        for (index, byte) in bytes.enumerated() {
+            if byte == 0 { return line }
+            if byte == UInt8(ascii: "\n") { line += 1 }
+            if byte == UInt8(ascii: "\\") {
+                backslashes += 1
+                continue
+            }
+            defer { backslashes = 0 }
+            guard backslashes % 2 == 1 else { continue }
+            let rest = bytes[index...]
+            if rest.starts(with: "u0000".utf8) || rest.starts(with: "U00000000".utf8) { return line }
+        }
+        return nil
     }
 
     public mutating func problem(_ text: String) {
@@ -89,6 +119,32 @@ public struct TOMLReader {
             result.append(string)
         }
         return result
+    }
+
+    /// A string that must be an absolute path without NUL bytes; anything else is a problem naming the key.
+    public mutating func absolutePath(_ table: TOMLTable, _ key: String, in context: String) -> String? {
+        guard let path = string(table, key, in: context) else { return nil }
+        guard path.hasPrefix("/"), !path.contains("\0") else {
+            problem("\(context) key \(quoted(key)): \(quoted(path)) must be an absolute path")
+            return nil
+        }
+        return path
+    }
+
+    /// A command to run without a shell: an argument list whose first element is the program's absolute path.
+    public mutating func command(_ table: TOMLTable, in context: String) -> [String]? {
+        guard table["command"] != nil else {
+            problem("\(context): the key \"command\" is required")
+            return nil
+        }
+        guard let command = stringArray(table, "command", in: context) else { return nil }
+        guard let program = command.first, program.hasPrefix("/") else {
+            problem(
+                "\(context) key \"command\": the first element must be an absolute path to the program (it runs "
+                    + "without a shell)")
+            return nil
+        }
+        return command
     }
 
     /// The `operation` key, one of ``Operation``'s values.

@@ -88,8 +88,8 @@ public struct FleetConfiguration: Sendable {
             address: reader.string(serverTable, "address", in: "[server]") ?? "localhost",
             port: reader.integer(serverTable, "port", in: "[server]", range: 1...65535) ?? 22,
             hostKey: nil,
-            chrootRoot: reader.string(serverTable, "chroot_root", in: "[server]") ?? "/srv/fleet",
-            stateDirectory: reader.string(serverTable, "state_dir", in: "[server]") ?? "/var/lib/fleet",
+            chrootRoot: reader.absolutePath(serverTable, "chroot_root", in: "[server]") ?? "/srv/fleet",
+            stateDirectory: reader.absolutePath(serverTable, "state_dir", in: "[server]") ?? "/var/lib/fleet",
             snapshotGraceSeconds: reader.integer(
                 serverTable, "snapshot_grace_seconds", in: "[server]", range: 0...(365 * 86400)) ?? 3600,
             userPrefix: reader.string(serverTable, "user_prefix", in: "[server]") ?? "fleet-")
@@ -99,10 +99,6 @@ public struct FleetConfiguration: Sendable {
             do { server.hostKey = try SSHPublicKey(line) } catch {
                 reader.problem("[server] key \"host_key\": \(error)")
             }
-        }
-        for (key, path) in [("chroot_root", server.chrootRoot), ("state_dir", server.stateDirectory)]
-        where !path.hasPrefix("/") {
-            reader.problem("[server] key \"\(key)\": \(quoted(path)) must be an absolute path")
         }
         if !server.userPrefix.allSatisfy({ ("a"..."z").contains($0) || $0 == "-" }) || server.userPrefix.isEmpty
             || server.userPrefix.count > 16 || server.userPrefix.first == "-"
@@ -221,13 +217,7 @@ public struct FleetConfiguration: Sendable {
                 continue
             }
             reader.checkKeys(table, allowed: hookKeys, in: context)
-            let command = reader.stringArray(table, "command", in: context)
-            if table["command"] == nil { reader.problem("\(context): the key \"command\" is required") }
-            if let command, command.isEmpty || !command[0].hasPrefix("/") {
-                reader.problem(
-                    "\(context) key \"command\": the first element must be an absolute path to the program "
-                        + "(it runs without a shell)")
-            }
+            let command = reader.command(table, in: context)
             var events = HookEventKind.allCases
             if let names = reader.stringArray(table, "events", in: context) {
                 events = []
@@ -246,7 +236,7 @@ public struct FleetConfiguration: Sendable {
             let timeout =
                 reader.integer(table, "timeout_seconds", in: context, range: 1...3600)
                 ?? HookConfiguration.defaultTimeoutSeconds
-            if let command, !command.isEmpty, command[0].hasPrefix("/") {
+            if let command {
                 hooks.append(HookConfiguration(command: command, events: events, timeoutSeconds: timeout))
             }
         }

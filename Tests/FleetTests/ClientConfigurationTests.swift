@@ -47,6 +47,16 @@ struct ClientConfigurationTests {
         #expect(problems.allSatisfy { $0.hasPrefix("/etc/fleet/client.toml") })
     }
 
+    @Test func aNULCharacterIsRefusedNotCutShort() throws {
+        for text in ["host = \"alpha\"\nstate_dir = \"/var/lib/fleet-client\\u0000x\"\n", "host = \"alpha\"\n\0\n"] {
+            let error = try #require(throws: ConfigurationError.self) {
+                try ClientConfiguration.parse(text, file: "/etc/fleet/client.toml")
+            }
+            #expect(error.problems.count == 1 && error.problems[0].hasPrefix("/etc/fleet/client.toml:2:"))
+            #expect(error.problems[0].contains("NUL"), "\(error.problems)")
+        }
+    }
+
     @Test func missingServerAndRequiredKeysAreNamed() throws {
         let error = try #require(throws: ConfigurationError.self) { try ClientConfiguration.parse("", file: "c.toml") }
         for key in ["[server] table is missing", "\"host\" is required", "\"fleet_public_key\" is required"] {

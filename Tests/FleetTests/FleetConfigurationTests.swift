@@ -148,6 +148,26 @@ struct FleetConfigurationTests {
         #expect(found[0].contains("fleet.toml:2:"))
     }
 
+    /// The TOML parser underneath passes text on as C strings: a raw NUL dropped the rest of the file (here the
+    /// host `b`), an escaped one the rest of a value. Both are refused, naming the line; `\\u0000` (a backslash,
+    /// then text) is not a NUL and stays accepted.
+    @Test(arguments: [
+        ("[server]\nstate_dir = \"/var/lib/fleet\"\n\0\n[hosts.b]\n", "fleet.toml:3:"),
+        ("[server]\nstate_dir = \"/var/lib/fleet\\u0000/../../etc\"\n", "fleet.toml:2:"),
+        ("[hosts.a]\nattribute = \"a\"\n[hosts.b]\nattribute = \"b\\\\\\U00000000\"\n", "fleet.toml:4:"),
+    ])
+    func aNULCharacterIsRefusedNotCutShort(toml: String, location: String) throws {
+        let found = try problems(toml)
+        #expect(found.count == 1, "\(found)")
+        #expect(found.first?.contains(location) == true && found.first?.contains("NUL") == true, "\(found)")
+    }
+
+    @Test func anEscapedBackslashBeforeU0000IsText() throws {
+        let configuration = try parse("[hosts.a]\n[hosts.b]\n[[hooks]]\ncommand = [\"/bin/echo\", \"a\\\\u0000\"]\n")
+        #expect(configuration.hosts.count == 2)
+        #expect(configuration.hooks.first?.command == ["/bin/echo", "a\\u0000"])
+    }
+
     @Test func keyFilesAreReadRelativeToTheRepository() throws {
         let directory = try TestDirectory.makeTemporary()
         defer { directory.remove() }
