@@ -18,7 +18,10 @@ struct NixModulesTests {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().path
     static let nixEnvironment = [
-        "NIX_CONFIG": "experimental-features = nix-command flakes\nsandbox = false\nsubstituters =\nwarn-dirty = false"
+        "NIX_CONFIG": [
+            "experimental-features = nix-command flakes", "sandbox = false", "substituters =", "warn-dirty = false",
+            "build-users-group =",
+        ].joined(separator: "\n")
     ]
     static let flakeFiles = ["flake.nix", "flake.lock", "nixos"]
 
