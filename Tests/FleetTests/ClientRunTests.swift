@@ -62,9 +62,7 @@ struct ClientRunTests {
         #expect(try FileStatus.following(secrets)?.permissions == 0o700)
         #expect(try FileStatus.of(fleet.stateDirectory("beta") + "/generations/1/secrets") == nil)
         #expect(try FileStatus.of(fleet.stateDirectory("beta") + "/generations/1/tree/flake.nix") != nil)
-        let grep = try TestCommand.run("/bin/grep", ["-rl", token, "/nix/store"])
-        #expect(
-            grep.status == 1 && grep.standardOutput.isEmpty, "the secret is in the Nix store: \(grep.standardOutput)")
+        try Self.expectNotInTheStore([token])
 
         // Nothing new: a heartbeat, no build, no activation.
         for host in fleet.hosts {
@@ -77,7 +75,10 @@ struct ClientRunTests {
             #expect(beat.appliedGeneration == 1 && beat.lastResult == .unchanged && beat.host == host)
         }
 
-        // A change in common/ reaches every host as generation 2 and a new profile generation.
+        // A change in common/ (and a new secret for beta) reaches every host as generation 2 and a new profile
+        // generation.
+        let rotated = "SECRET-" + UUID().uuidString
+        try fleet.fixture.write("secrets/beta/api-token", rotated + "\n", mode: 0o600)
         try fleet.fixture.write("common/base.nix", "{ motd = [ \"shared, edited\" ]; }\n")
         try await fleet.publish()
         for host in fleet.hosts {
@@ -90,15 +91,57 @@ struct ClientRunTests {
             #expect(fleet.activations(host).count == (host == "gamma" ? 2 : 4))
             #expect(try FileIO.readLink(fleet.stateDirectory(host) + "/current") == "generations/2")
         }
+        #expect(String(decoding: try FileIO.read(secrets + "/api-token"), as: UTF8.self) == rotated + "\n")
+        try Self.expectNotInTheStore([token, rotated])
 
-        let status = try await fleet.client("alpha", ["status", "--json"])
+        // beta's configuration no longer builds: beta fails and keeps generation 2, the others have nothing new.
+        try fleet.fixture.write("hosts/beta/configuration.nix", "{ motd = [ (builtins.throw \"beta broke\") ]; }\n")
+        try await fleet.publish()
+        for host in fleet.hosts {
+            let output = try await fleet.client(host)
+            #expect(
+                output.exitCode == (host == "beta" ? Self.failed : Self.unchanged), "\(host): \(output.standardError)")
+        }
+        var beta = try fleet.state("beta")
+        #expect(beta.applied?.generation == 2 && beta.failed?.generation == 3 && beta.lastResult == .failed)
+        #expect(try fleet.profileGeneration("beta")?.number == 2 && fleet.activations("beta").count == 4)
+        #expect(try fleet.lastReport("beta")?.state == .failed)
+        // Not retried on the next run: no download, no build, no new report.
+        let reports = try fleet.uploaded("beta").filter { $0.hasPrefix("report-") }.count
+        var output = try await fleet.client("beta")
+        #expect(output.exitCode == Self.unchanged, "\(output.standardError)")
+        #expect(output.standardError.contains("not tried again") && !output.standardError.contains("building"))
+        #expect(try fleet.uploaded("beta").filter { $0.hasPrefix("report-") }.count == reports)
+        // Fixed and republished: beta applies the newer generation.
+        try fleet.fixture.write("hosts/beta/configuration.nix", "{ motd = [ \"beta fixed\" ]; }\n")
+        try await fleet.publish()
+        output = try await fleet.client("beta")
+        #expect(output.exitCode == Self.applied, "\(output.standardError)")
+        beta = try fleet.state("beta")
+        #expect(beta.applied?.generation == 4 && beta.failed == nil)
+        #expect(try fleet.profileGeneration("beta")?.number == 3 && fleet.activations("beta").count == 6)
+        try Self.expectNotInTheStore([token, rotated])
+
+        let status = try await fleet.client("beta", ["status", "--json"])
         #expect(status.exitCode == 0)
         let decoded = try JSONSerialization.jsonObject(with: Data(status.standardOutput.utf8)) as? [String: Any]
         let state = decoded?["state"] as? [String: Any]
-        #expect((state?["applied"] as? [String: Any])?["generation"] as? Int == 2)
+        #expect((state?["applied"] as? [String: Any])?["generation"] as? Int == 4)
         #expect(state?["lastResult"] as? String == "applied")
         let text = try await fleet.client("alpha", ["status"])
         #expect(text.standardOutput.contains("applied:      generation 2"))
+        #expect(text.standardOutput.contains("unchanged"), "\(text.standardOutput)")
+    }
+
+    /// No secret's bytes anywhere under /nix/store (secrets travel beside the tree, never into a flake source).
+    static func expectNotInTheStore(_ secrets: [String], sourceLocation: SourceLocation = #_sourceLocation) throws {
+        for secret in secrets {
+            let grep = try TestCommand.run("/bin/grep", ["-rlF", "--", secret, "/nix/store"])
+            #expect(
+                grep.status == 1 && grep.standardOutput.isEmpty,
+                "a secret is in the Nix store: \(grep.standardOutput)\(grep.standardError)",
+                sourceLocation: sourceLocation)
+        }
     }
 
     @Test func configurationNixWithoutAFlakeIsBuiltFromNixPath() async throws {
@@ -206,6 +249,7 @@ struct ClientRunTests {
                 + ["switch alpha \(good.system)"])
         #expect(try FileIO.readLink(fleet.stateDirectory("alpha") + "/secrets") == "secrets.d/1")
         #expect(try fleet.lastReport("alpha")?.exitCodes.activation == 3)
+        try Self.expectNotInTheStore([token])
     }
 
     @Test func hostileManifestsAndSnapshotsAreRefusedAndNothingIsApplied() async throws {
