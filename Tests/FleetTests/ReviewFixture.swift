@@ -94,7 +94,11 @@ struct ReviewFixture {
         }
         edit(&report)
         let name = "report-\(stem).json"
-        try plant(host, name, report.encoded())
+        // As fleet-client does it: under a temporary name, then renamed, so no ingest sees half a report.
+        try plant(host, ".fleet-tmp-" + name, report.encoded())
+        guard rename(logs(host) + "/" + ".fleet-tmp-" + name, logs(host) + "/" + name) == 0 else {
+            throw FileSystemError("rename", path: logs(host) + "/" + name)
+        }
         return name
     }
 
