@@ -8,6 +8,7 @@ public import FleetProtocol
 ///   snapshots/<gen>.tar.zst   root:<host> 0640 (directory 02750: files inherit the host's group)
 ///   cache/                    root 0755
 ///   logs/                     <host>:<host> 0700
+///   dev/                      root 0755        (`fleet setup`) holds `log`, the syslog daemon's socket
 /// ```
 public struct ChrootLayout: Sendable {
     public let root: String
@@ -23,6 +24,10 @@ public struct ChrootLayout: Sendable {
     public var snapshots: String { directory + "/snapshots" }
     public var cache: String { directory + "/cache" }
     public var logs: String { directory + "/logs" }
+    public var dev: String { directory + "/dev" }
+    /// Where sshd, chrooted, sends internal-sftp's per-request log lines: a socket the syslog daemon listens on
+    /// (see `fleet syslog-config`). Without it those lines are lost.
+    public var logSocket: String { dev + "/log" }
 
     public func snapshot(_ generation: UInt64) -> String { snapshots + "/" + Self.snapshotName(generation) }
 

@@ -7,6 +7,8 @@ public struct FileStatus: Sendable, Equatable {
     }
 
     public let kind: Kind
+    /// True for a Unix socket (a `.other`), such as the syslog socket in a chroot's `dev/`.
+    public let isSocket: Bool
     /// Permission bits only (`0o7777`).
     public let permissions: UInt32
     public let owner: UInt32
@@ -28,6 +30,7 @@ public struct FileStatus: Sendable, Equatable {
         case S_IFLNK: kind = .symbolicLink
         default: kind = .other
         }
+        isSocket = raw.st_mode & S_IFMT == S_IFSOCK
         permissions = raw.st_mode & 0o7777
         owner = raw.st_uid
         group = raw.st_gid

@@ -11,7 +11,8 @@ struct Fleet: AsyncParsableCommand {
             state directory come from --chroot-root/--state-dir, else FLEET_CHROOT_ROOT/FLEET_STATE_DIR, else fleet.toml.
             """,
         subcommands: [
-            Init.self, Hosts.self, Build.self, Publish.self, Diff.self, SSHDConfig.self, Setup.self, ClientConfig.self,
+            Init.self, Hosts.self, Build.self, Publish.self, Diff.self, SSHDConfig.self, SyslogConfig.self, Setup.self,
+            ClientConfig.self,
             Status.self, Logs.self, Metrics.self,
         ]
     )

@@ -53,7 +53,27 @@ public struct ServerProvisioner {
                 "removed the authorized key of \(name), which is no longer in the inventory (its Unix user and chroot data are kept: `userdel \(name)` when it is gone for good)"
             )
         }
+        if let warning = try auditLoggingWarning(outcomes) { warnings.append(warning) }
         return Report(hosts: outcomes, warnings: warnings)
+    }
+
+    /// Names the set-up hosts whose chroot has no syslog socket at `dev/log`, so their SFTP requests go
+    /// unlogged. One warning for all of them: a thousand hosts without rsyslog are one problem, not a thousand.
+    func auditLoggingWarning(_ outcomes: [HostOutcome]) throws -> String? {
+        let provisioned = Set(outcomes.filter { $0.status != "refused" }.map(\.host))
+        var missing: [ChrootLayout] = []
+        for host in configuration.hosts where provisioned.contains(host.name.value) {
+            let layout = ChrootLayout(root: configuration.server.chrootRoot, host: host.name)
+            if try FileStatus.of(layout.logSocket)?.isSocket != true { missing.append(layout) }
+        }
+        guard let first = missing.first else { return nil }
+        let names =
+            missing.prefix(5).map(\.host.value).joined(separator: ", ")
+            + (missing.count > 5 ? " and \(missing.count - 5) more" : "")
+        return "SFTP audit logging is off for \(names): no syslog socket at \(first.logSocket)"
+            + (missing.count > 1 ? " (nor in the others' dev/)" : "")
+            + ", so what each host reads and writes is not logged; `fleet syslog-config > "
+            + "\(SyslogConfiguration.suggestedPath)` and restart rsyslog"
     }
 
     func provision(_ host: HostConfiguration, keysDirectory: String) async -> HostOutcome {
@@ -75,6 +95,7 @@ public struct ServerProvisioner {
             let layout = ChrootLayout(root: configuration.server.chrootRoot, host: host.name)
             let before = try directoryStates(layout)
             try ChrootProvisioner.ensure(layout, user: user, repair: true)
+            try FileIO.ensureDirectory(layout.dev, mode: 0o755, owner: 0, group: 0)
             if try directoryStates(layout) != before { outcome.actions.append("set up \(layout.directory)") }
             if outcome.status == "unchanged" && !outcome.actions.isEmpty { outcome.status = "updated" }
         } catch {
@@ -123,7 +144,8 @@ public struct ServerProvisioner {
     }
 
     func directoryStates(_ layout: ChrootLayout) throws -> [FileStatus?] {
-        try [layout.directory, layout.snapshots, layout.cache, layout.logs].map { path throws(FileSystemError) in
+        try [layout.directory, layout.snapshots, layout.cache, layout.logs, layout.dev].map {
+            path throws(FileSystemError) in
             try FileStatus.of(path)
         }
     }

@@ -204,6 +204,83 @@ struct ChrootIsolationTests {
         #expect(try FileStatus.of(unsafeRoot) == nil)
     }
 
+    @Test func eachHostsSFTPRequestsReachARealRsyslogThroughItsChroot() async throws {
+        let server = try await Server.start()
+        defer { server.stop() }
+        // Without sockets, setup says audit logging is off, naming the hosts and the fix.
+        var output = try await server.fixture.fleet(["setup"])
+        #expect(output.exitCode == 0, "\(output.standardError)")
+        #expect(
+            output.standardOutput.contains(
+                "warning: SFTP audit logging is off for a, b: no syslog socket at "
+                    + (try server.fixture.layout("a").logSocket))
+                && output.standardOutput.contains("fleet syslog-config >"), "\(output.standardOutput)")
+        for host in ["a", "b"] {
+            let dev = try #require(try FileStatus.of(try server.fixture.layout(host).dev))
+            #expect(dev.kind == .directory && dev.owner == 0 && dev.permissions == 0o755)
+        }
+
+        // A real rsyslogd reading fleet's file as Debian's would from /etc/rsyslog.d, facility auth to a file.
+        let work = try TestDirectory.makeTemporary()
+        defer { work.remove() }
+        output = try await server.fixture.fleet(["syslog-config"])
+        #expect(output.exitCode == 0, "\(output.standardError)")
+        try work.writeFile("fleet-sftp.conf", text: output.standardOutput)
+        try work.writeFile(
+            "rsyslog.conf",
+            text: """
+                global(workDirectory="\(work.path)")
+                module(load="imuxsock" SysSock.Use="off")
+                $IncludeConfig \(work.path("fleet-sftp.conf"))
+                auth.* action(type="omfile" file="\(work.path("auth.log"))")
+
+                """)
+        let rsyslog = try SpawnedProcess(
+            ["/usr/sbin/rsyslogd", "-n", "-f", work.path("rsyslog.conf"), "-i", work.path("rsyslogd.pid")],
+            logPath: work.path("rsyslogd.out"))
+        defer { rsyslog.stop() }
+        let sockets = try ["a", "b"].map { try server.fixture.layout($0).logSocket }
+        let deadline = ContinuousClock.now + .seconds(20)
+        while try !sockets.allSatisfy({ try FileStatus.of($0)?.isSocket == true }) && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(try FileStatus.of(sockets[0])?.isSocket == true, "rsyslogd made no socket: \(rsyslog.log())")
+
+        output = try await server.sftp(
+            as: "a", key: "a",
+            "get /manifest \(work.path("manifest"))\nput /etc/hostname /logs/report.tmp\n"
+                + "rename /logs/report.tmp /logs/report")
+        #expect(output.exitCode == 0, "\(output.standardError)")
+        let wanted = [
+            "session opened for local user \(server.prefix)a", "open \"/manifest\" flags READ",
+            "\"/logs/report.tmp\" flags WRITE,CREATE,TRUNCATE", "old \"/logs/report.tmp\" new \"/logs/report\"",
+        ]
+        var log = ""
+        while ContinuousClock.now < deadline + .seconds(10) {
+            log = (try? String(contentsOfFile: work.path("auth.log"), encoding: .utf8)) ?? ""
+            if wanted.allSatisfy(log.contains) { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        for line in wanted { #expect(log.contains(line), "\(line) is not in auth.log:\n\(log)") }
+        #expect(!log.contains("\(server.prefix)b"), "b made no request")
+
+        // The sockets are there now: setup no longer warns.
+        output = try await server.fixture.fleet(["setup"])
+        #expect(output.exitCode == 0 && !output.standardOutput.contains("audit logging"), "\(output.standardOutput)")
+    }
+
+    @Test func syslogConfigRefusesAChrootRootItCannotQuote() async throws {
+        let fixture = try FleetFixture(hosts: ["a"])
+        defer { fixture.remove() }
+        for root in ["/srv/fle\"et", "/srv/fleet\\x", "/srv/my fleet", "/srv/fleet\n#"] {
+            let output = try await fixture.fleet(["syslog-config", "--chroot-root", root])
+            #expect(output.exitCode != 0 && output.standardOutput.isEmpty, "\(root): \(output.standardOutput)")
+            #expect(output.standardError.contains("cannot name safely"), "\(output.standardError)")
+        }
+        let output = try await fixture.fleet(["syslog-config", "--chroot-root", "/srv/fleet"])
+        #expect(output.standardOutput.contains("input(type=\"imuxsock\" Socket=\"/srv/fleet/a/dev/log\""))
+    }
+
     struct ServerReport: Decodable {
         struct Host: Decodable { var status: String }
         var hosts: [Host]
