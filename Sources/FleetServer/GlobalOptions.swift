@@ -16,9 +16,14 @@ struct GlobalOptions: ParsableArguments {
     /// fleet.toml with the overrides applied: flag, then environment, then the file.
     func loadConfiguration() throws -> FleetConfiguration {
         let environment = ProcessInfo.processInfo.environment
+        func override(_ flag: String?, _ flagName: String, _ variable: String) -> (path: String, source: String)? {
+            if let flag { return (flag, flagName) }
+            guard let value = environment[variable], !value.isEmpty else { return nil }
+            return (value, variable)
+        }
         return try FleetConfiguration.load(repository: repo).overriding(
-            chrootRoot: chrootRoot ?? environment["FLEET_CHROOT_ROOT"].flatMap { $0.isEmpty ? nil : $0 },
-            stateDirectory: stateDir ?? environment["FLEET_STATE_DIR"].flatMap { $0.isEmpty ? nil : $0 })
+            chrootRoot: override(chrootRoot, "--chroot-root", "FLEET_CHROOT_ROOT"),
+            stateDirectory: override(stateDir, "--state-dir", "FLEET_STATE_DIR"))
     }
 
     /// The state directory for `fleet init`: the flag, then FLEET_STATE_DIR, then `state_dir` of the

@@ -93,6 +93,9 @@ public struct FleetConfiguration: Sendable {
             snapshotGraceSeconds: reader.integer(
                 serverTable, "snapshot_grace_seconds", in: "[server]", range: 0...(365 * 86400)) ?? 3600,
             userPrefix: reader.string(serverTable, "user_prefix", in: "[server]") ?? "fleet-")
+        for (key, path) in [("chroot_root", server.chrootRoot), ("state_dir", server.stateDirectory)] {
+            if let problem = Server.problem(withPath: path) { reader.problem("[server] key \"\(key)\": \(problem)") }
+        }
         server.reportHistory = reader.integer(serverTable, "report_history", in: "[server]", range: 1...100_000) ?? 100
         server.logsKeep = reader.integer(serverTable, "logs_keep", in: "[server]", range: 1...100_000) ?? 20
         if let line = reader.string(serverTable, "host_key", in: "[server]") {
@@ -253,11 +256,20 @@ public struct FleetConfiguration: Sendable {
             && text.count <= 200
     }
 
-    /// Applies overrides (command-line flags, then environment) to the server paths.
-    public func overriding(chrootRoot: String?, stateDirectory: String?) -> FleetConfiguration {
+    /// Applies overrides (command-line flags, then environment) to the server paths; `source` names where each
+    /// came from, for the error when one cannot be a server path.
+    public func overriding(
+        chrootRoot: (path: String, source: String)?, stateDirectory: (path: String, source: String)?
+    ) throws(InventoryError) -> FleetConfiguration {
         var server = self.server
-        if let chrootRoot { server.chrootRoot = FileManagerPaths.absolute(chrootRoot) }
-        if let stateDirectory { server.stateDirectory = FileManagerPaths.absolute(stateDirectory) }
+        for override in [chrootRoot, stateDirectory].compactMap({ $0 }) {
+            let path = FileManagerPaths.absolute(override.path)
+            if let problem = Server.problem(withPath: path) {
+                throw InventoryError("\(override.source) \(quoted(path)): \(problem)")
+            }
+        }
+        if let chrootRoot { server.chrootRoot = FileManagerPaths.absolute(chrootRoot.path) }
+        if let stateDirectory { server.stateDirectory = FileManagerPaths.absolute(stateDirectory.path) }
         return FleetConfiguration(server: server, hosts: hosts, hooks: hooks, repository: repository, file: file)
     }
 
@@ -308,5 +320,24 @@ public enum FileManagerPaths {
         var result = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
         while result.count > 1 && result.hasSuffix("/") { result.removeLast() }
         return (result as NSString).standardizingPath
+    }
+}
+
+extension FleetConfiguration.Server {
+    /// Why `path` cannot be the chroot root or state directory, or nil. Both are written into sshd_config
+    /// (`ChrootDirectory`, `AuthorizedKeysFile`: spaces split, quotes group, `%` expands tokens such as `%u`,
+    /// `#` starts a comment) and into rsyslog's configuration, so only plain characters are allowed rather than
+    /// a path that would mean another directory there.
+    public static func problem(withPath path: String) -> String? {
+        let plain = path.unicodeScalars.allSatisfy {
+            $0.isASCII
+                && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "/._-+@".unicodeScalars.contains($0))
+        }
+        guard plain else {
+            return "may hold only ASCII letters, digits and / . _ - + @ (it is written into sshd_config, where spaces, "
+                + "quotes, % and # change its meaning, and into rsyslog's configuration)"
+        }
+        guard !path.split(separator: "/").contains("..") else { return "must not contain \"..\"" }
+        return nil
     }
 }

@@ -51,6 +51,27 @@ struct FleetConfigurationTests {
         #expect(b.operation == .test && b.build && b.cache && b.attribute == "b_prod" && b.publicKey == nil)
     }
 
+    @Test(arguments: [
+        "/srv/%u", "/srv/my fleet", "/srv/fleet\"x", "/srv/fleet#x", "/srv/fle\\et", "/srv/flé", "/srv/../etc",
+    ])
+    func serverPathsThatSSHDOrRsyslogWouldReadOtherwiseAreRefused(path: String) throws {
+        let why = path.contains("..") ? "must not contain \"..\"" : "may hold only ASCII letters"
+        for key in ["chroot_root", "state_dir"] {
+            // A TOML literal string: the path as it is, backslashes and double quotes included.
+            let found = try problems("[server]\n\(key) = '\(path)'\n")
+            #expect(found.count == 1, "\(found)")
+            #expect(found.first?.contains("fleet.toml: [server] key \"\(key)\": \(why)") == true, "\(found)")
+        }
+        let plain = try parse("[server]\nchroot_root = \"/srv/fleet-2.prod_x+y@z\"\n")
+        #expect(plain.server.chrootRoot == "/srv/fleet-2.prod_x+y@z")
+        // A flag's or variable's path is made absolute first (so "/srv/../etc" is /etc, and allowed).
+        if !path.contains("..") {
+            #expect(throws: InventoryError.self) {
+                try plain.overriding(chrootRoot: (path, "--chroot-root"), stateDirectory: nil)
+            }
+        }
+    }
+
     @Test func unknownKeysAreNamedWithTheirTable() throws {
         let found = try problems(
             """

@@ -42,7 +42,7 @@ struct ReviewFixture {
     /// A `Review` on the fixture (the library, as `fleet status` uses it).
     func review(limits: IngestLimits = IngestLimits()) throws -> Review {
         let configuration = try fixture.configuration().overriding(
-            chrootRoot: fixture.chrootRoot, stateDirectory: fixture.stateDirectory)
+            chrootRoot: (fixture.chrootRoot, "the fixture"), stateDirectory: (fixture.stateDirectory, "the fixture"))
         return try Review(configuration: configuration, limits: limits, hookLog: { _ in })
     }
 
