@@ -49,8 +49,7 @@ struct ReportOutbox {
     /// Writes one file into `logs/` under a temporary name and renames it into place.
     static func upload(name: String, bytes: [UInt8], over connection: SFTPConnection) async throws(SSHError) {
         let temporary = "\(remoteDirectory)/\(FileIO.temporaryPrefix)\(name)"
-        try await connection.writeFile(temporary, bytes: bytes)
-        try await connection.rename(from: temporary, to: "\(remoteDirectory)/\(name)")
+        try await connection.replaceFile("\(remoteDirectory)/\(name)", bytes: bytes, through: temporary)
     }
 
     /// Waiting file names, oldest first (log before its report, which names it).

@@ -13,6 +13,9 @@ final class SFTPClient {
     private(set) var session: OpaquePointer?
     private(set) var sftp: sftp_session?
     private(set) var hostKeyFingerprint = ""
+    /// The id of the last request sent past libssh (see `SFTPClient+RawRequests.swift`): libssh numbers its own
+    /// upward from 1, so this range cannot meet one of them.
+    private var rawRequestID: UInt32 = 0xF5E7_0000
 
     init(endpoint: SSHEndpoint, watchdog: Watchdog, readRequestSize: UInt32 = SFTPClient.defaultReadRequestSize) {
         self.endpoint = endpoint
@@ -190,6 +193,11 @@ final class SFTPClient {
     }
 
     // MARK: Helpers
+
+    func nextRawRequestID() -> UInt32 {
+        rawRequestID &+= 1
+        return rawRequestID
+    }
 
     func requireSFTP(_ operation: String, _ path: String) throws(SSHError) -> sftp_session {
         guard let sftp else {

@@ -76,7 +76,10 @@ public final class SFTPConnection: @unchecked Sendable {
 
     /// Reads a whole remote file into memory.
     ///
-    /// - Throws: ``SSHError/Code/limitExceeded`` when the file is larger than `limit` bytes (nothing is read),
+    /// A file whose limit fits one read request costs two round trips (open; then fstat, read and close at once).
+    ///
+    /// - Throws: ``SSHError/Code/limitExceeded`` when the file is larger than `limit` bytes (at most `limit` + 1
+    ///   bytes are read),
     ///   ``SSHError/Code/noSuchFile``, ``SSHError/Code/permissionDenied``, or a transport error.
     public func readFile(_ path: String, limit: Int) async throws(SSHError) -> [UInt8] {
         try await perform { client throws(SSHError) in try client.readFile(path, limit: limit) }
@@ -120,6 +123,15 @@ public final class SFTPConnection: @unchecked Sendable {
     /// Not atomic: write to a temporary name and ``rename(from:to:)`` it into place.
     public func writeFile(_ path: String, bytes: [UInt8]) async throws(SSHError) {
         try await perform { client throws(SSHError) in try client.writeFile(path, bytes: bytes) }
+    }
+
+    /// Writes `bytes` to `temporary` (mode 0640, less the server's umask), then renames it over `path`, so that a
+    /// reader of `path` sees the old file or the new one, never part of one.
+    ///
+    /// Three round trips: the open; every write and the close at once; the rename, sent only when all of those
+    /// succeeded. A failure leaves `path` as it was (and `temporary` behind, to be written again).
+    public func replaceFile(_ path: String, bytes: [UInt8], through temporary: String) async throws(SSHError) {
+        try await perform { client throws(SSHError) in try client.replaceFile(path, with: bytes, through: temporary) }
     }
 
     /// Renames a remote file, atomically replacing an existing target.

@@ -157,6 +157,51 @@ struct SFTPConnectionTests {
         #expect(try await connection.attributes("/logs/report.json") == nil)
     }
 
+    /// `replaceFile` and small `readFile`s send several requests at once past libssh; libssh's own calls on the
+    /// same connection must still line up afterwards, after failures too.
+    @Test func replacesFilesWithPipelinedRequestsAndKeepsTheTargetWhenThatFails() async throws {
+        let server = try ChrootedSFTPServer.start()
+        defer { server.stop() }
+        try server.publish("manifest", Array("signed".utf8))
+        try server.publish("empty", [])
+        let connection = try await server.connect()
+
+        let log = randomBytes(1 << 20 + 5)  // 33 write requests in flight
+        try await connection.replaceFile("/logs/log.txt", bytes: log, through: "/logs/.tmp-log.txt")
+        #expect(try server.root.readFile("chroot/logs/log.txt") == log)
+        var status = stat()
+        #expect(stat(server.root.path("chroot/logs/log.txt"), &status) == 0)
+        #expect(status.st_mode & 0o777 == 0o640 && status.st_uid == server.user.uid)
+        try await connection.replaceFile("/logs/log.txt", bytes: [], through: "/logs/.tmp-log.txt")
+        #expect(try server.root.readFile("chroot/logs/log.txt").isEmpty)
+        #expect(try await connection.listDirectory("/logs").map(\.name) == ["log.txt"])
+
+        // Refused at the open: the target stays as it was, and the connection goes on.
+        let refused = await #expect(throws: SSHError.self) {
+            try await connection.replaceFile("/data/manifest", bytes: Array("forged".utf8), through: "/data/.tmp")
+        }
+        #expect(refused?.code == .permissionDenied && refused?.sftpStatus == 3, "\(String(describing: refused))")
+        #expect(try server.root.readFile("chroot/data/manifest") == Array("signed".utf8))
+        // A temporary name in logs/ but a target outside it: written, then the rename is refused.
+        let outside = await #expect(throws: SSHError.self) {
+            try await connection.replaceFile("/data/manifest", bytes: Array("forged".utf8), through: "/logs/.tmp")
+        }
+        #expect(outside?.code == .permissionDenied)
+        #expect(try server.root.readFile("chroot/data/manifest") == Array("signed".utf8))
+
+        // Small reads: an empty file, a directory, a missing file; then libssh's own calls still line up.
+        #expect(try await connection.readFile("/data/empty", limit: 1024).isEmpty)
+        let directory = await #expect(throws: SSHError.self) { try await connection.readFile("/data", limit: 1024) }
+        #expect(directory?.description.contains("not a regular file") == true)
+        let missing = await #expect(throws: SSHError.self) { try await connection.readFile("/none", limit: 1024) }
+        #expect(missing?.code == .noSuchFile)
+        #expect(try await connection.readFile("/data/manifest", limit: 6) == Array("signed".utf8))
+        #expect(try await connection.attributes("/data/manifest")?.size == 6)
+        try await connection.download("/logs/.tmp", to: server.scratch.path("tmp"), limit: 1024)
+        #expect(try server.scratch.readFile("tmp") == Array("forged".utf8))
+        await connection.close()
+    }
+
     @Test func refusesAServerWithAnotherHostKeyBeforeAuthenticating() async throws {
         let server = try ChrootedSFTPServer.start()
         defer { server.stop() }

@@ -1,0 +1,109 @@
+internal import CLibSSH
+
+/// The small-file operations of a poll in as few round trips as the protocol allows (see
+/// `SFTPClient+RawRequests.swift` for why they bypass libssh's one-request-at-a-time calls).
+extension SFTPClient {
+    /// OpenSSH takes writes up to 256 KiB; 32 KiB is what every SFTP server takes.
+    static let rawWriteChunk = 32 << 10
+
+    /// Reads a file of at most `limit` bytes in two round trips: `OPEN`, then `FSTAT`, `READ` and `CLOSE` at once.
+    ///
+    /// - Returns: nil when the one read did not bring exactly the size `FSTAT` reported (a server that answers
+    ///   reads short) or the server did not say the file's type: the caller reads it the long way. The handle
+    ///   is closed either way.
+    func readSmallFile(_ path: String, limit: Int) throws(SSHError) -> [UInt8]? {
+        var open: [UInt8] = []
+        open.appendString(Array(path.utf8))
+        open.appendBigEndian(Self.openRead)
+        open.appendBigEndian(UInt32(0))  // no attributes
+        let handle = try openHandle(open, "read", path: path)
+        var read = handle
+        read.appendBigEndian(UInt64(0))
+        read.appendBigEndian(UInt32(limit + 1))
+        let replies = try exchange([(.fstat, handle), (.read, read), (.close, handle)], operation: "read", path: path)
+
+        guard replies[0].type == PacketType.attributes.rawValue else { throw refusal(replies[0], "read", path: path) }
+        var attributes = replies[0].reader
+        guard let (kind, size) = Self.kindAndSize(&attributes) else {
+            throw error(.sftpFailure, "read", path: path, detail: "the server sent attributes it cannot be read from")
+        }
+        // Without permissions the type is unknown here; libssh's reading works it out another way.
+        guard let kind else { return nil }
+        guard kind == 0o100_000 else {
+            throw error(.sftpFailure, "read", path: path, detail: "it is not a regular file")
+        }
+        guard let size else {
+            throw error(.sftpFailure, "read", path: path, detail: "the server did not report its size")
+        }
+        guard size <= UInt64(limit) else {
+            throw error(.limitExceeded, "read", path: path, detail: "it is \(size) bytes, over the limit of \(limit)")
+        }
+        let bytes: [UInt8]
+        var data = replies[1].reader
+        if replies[1].type == PacketType.data.rawValue, let received = data.data() {
+            bytes = received
+        } else {
+            var status = replies[1].reader
+            guard replies[1].type == PacketType.status.rawValue, status.uint32() == UInt32(SSH_FX_EOF) else {
+                throw refusal(replies[1], "read", path: path)
+            }
+            bytes = []
+        }
+        // The close of a read-only handle has nothing to report that matters to the caller.
+        return UInt64(bytes.count) == size ? bytes : nil
+    }
+
+    /// Writes `bytes` to `temporary` and renames it over `path` in three round trips: `OPEN`; every `WRITE` and
+    /// the `CLOSE` at once; then the rename, sent only once all of them succeeded (so a failed write never
+    /// replaces `path`).
+    func replaceFile(_ path: String, with bytes: [UInt8], through temporary: String) throws(SSHError) {
+        var open: [UInt8] = []
+        open.appendString(Array(temporary.utf8))
+        open.appendBigEndian(Self.openWriteCreateTruncate)
+        open.appendBigEndian(Self.attributesPermissions)
+        open.appendBigEndian(UInt32(0o640))  // less the server's umask
+        let handle = try openHandle(open, "write", path: temporary)
+        var requests: [(PacketType, [UInt8])] = []
+        var offset = 0
+        while offset < bytes.count {
+            let end = min(offset + Self.rawWriteChunk, bytes.count)
+            var write = handle
+            write.appendBigEndian(UInt64(offset))
+            write.appendString(Array(bytes[offset..<end]))
+            requests.append((.write, write))
+            offset = end
+        }
+        requests.append((.close, handle))
+        let replies = try exchange(requests, operation: "write", path: temporary)
+        for reply in replies { try expectOK(reply, "write", path: temporary) }
+        try rename(from: temporary, to: path)
+    }
+
+    /// Sends an `OPEN` and returns its handle as an SSH string, ready to start the next requests' bodies.
+    private func openHandle(_ body: [UInt8], _ operation: String, path: String) throws(SSHError) -> [UInt8] {
+        let reply = try exchange([(.open, body)], operation: operation, path: path)[0]
+        var reader = reply.reader
+        guard reply.type == PacketType.handle.rawValue, let handle = reader.data(), handle.count <= 256 else {
+            throw refusal(reply, operation, path: path)
+        }
+        var field: [UInt8] = []
+        field.appendString(handle)
+        return field
+    }
+
+    /// The file type bits and the size from an `ATTRS` body, or nil when it is cut short.
+    private static func kindAndSize(_ reader: inout RawReader) -> (kind: UInt32?, size: UInt64?)? {
+        guard let flags = reader.uint32() else { return nil }
+        var size: UInt64?
+        if flags & attributesSize != 0 {
+            guard let value = reader.uint64() else { return nil }
+            size = value
+        }
+        if flags & 0x02 != 0 {  // SSH_FILEXFER_ATTR_UIDGID
+            guard reader.uint32() != nil, reader.uint32() != nil else { return nil }
+        }
+        guard flags & attributesPermissions != 0 else { return (nil, size) }
+        guard let permissions = reader.uint32() else { return nil }
+        return (permissions & 0o170_000, size)
+    }
+}
