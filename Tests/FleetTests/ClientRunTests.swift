@@ -106,16 +106,11 @@ struct ClientRunTests {
         #expect(beta.applied?.generation == 2 && beta.failed?.generation == 3 && beta.lastResult == .failed)
         #expect(try fleet.profileGeneration("beta")?.number == 2 && fleet.activations("beta").count == 4)
         #expect(try fleet.lastReport("beta")?.state == .failed)
-        // Not retried on the next run: no download, no build, no new report.
-        let reports = try fleet.uploaded("beta").filter { $0.hasPrefix("report-") }.count
-        var output = try await fleet.client("beta")
-        #expect(output.exitCode == Self.unchanged, "\(output.standardError)")
-        #expect(output.standardError.contains("not tried again") && !output.standardError.contains("building"))
-        #expect(try fleet.uploaded("beta").filter { $0.hasPrefix("report-") }.count == reports)
+        try await Self.expectNotRetried(fleet, "beta")
         // Fixed and republished: beta applies the newer generation.
         try fleet.fixture.write("hosts/beta/configuration.nix", "{ motd = [ \"beta fixed\" ]; }\n")
         try await fleet.publish()
-        output = try await fleet.client("beta")
+        let output = try await fleet.client("beta")
         #expect(output.exitCode == Self.applied, "\(output.standardError)")
         beta = try fleet.state("beta")
         #expect(beta.applied?.generation == 4 && beta.failed == nil)
@@ -131,6 +126,21 @@ struct ClientRunTests {
         let text = try await fleet.client("alpha", ["status"])
         #expect(text.standardOutput.contains("applied:      generation 2"))
         #expect(text.standardOutput.contains("unchanged"), "\(text.standardOutput)")
+    }
+
+    /// A failed generation is not tried again on the next run: no download, no build, no new report.
+    static func expectNotRetried(
+        _ fleet: ClientFleet, _ host: String, sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws {
+        let reports = try fleet.uploaded(host).filter { $0.hasPrefix("report-") }.count
+        let output = try await fleet.client(host)
+        #expect(output.exitCode == Self.unchanged, "\(output.standardError)", sourceLocation: sourceLocation)
+        #expect(
+            output.standardError.contains("not tried again") && !output.standardError.contains("building"),
+            "\(output.standardError)", sourceLocation: sourceLocation)
+        #expect(
+            try fleet.uploaded(host).filter { $0.hasPrefix("report-") }.count == reports, sourceLocation: sourceLocation
+        )
     }
 
     /// No secret's bytes anywhere under /nix/store (secrets travel beside the tree, never into a flake source).
@@ -195,12 +205,7 @@ struct ClientRunTests {
         let log = String(decoding: try FileIO.read(try fleet.layout("alpha").logs + "/" + report.log!), as: UTF8.self)
         #expect(log.contains("a typo in alpha"), "the uploaded log holds Nix's error")
 
-        // Not retried: no download, no build.
-        let reports = try fleet.uploaded("alpha").filter { $0.hasPrefix("report-") }.count
-        output = try await fleet.client("alpha")
-        #expect(output.exitCode == Self.unchanged)
-        #expect(output.standardError.contains("not tried again") && !output.standardError.contains("building"))
-        #expect(try fleet.uploaded("alpha").filter { $0.hasPrefix("report-") }.count == reports)
+        try await Self.expectNotRetried(fleet, "alpha")
 
         // A newer generation is tried, and applies.
         try fleet.fixture.write("hosts/alpha/configuration.nix", "{ motd = [ \"fixed\" ]; }\n")
