@@ -41,6 +41,11 @@ extension SFTPClient {
         let bytes: [UInt8]
         var data = replies[1].reader
         if replies[1].type == PacketType.data.rawValue, let received = data.data() {
+            guard received.count <= limit + 1 else {
+                throw error(
+                    .sftpFailure, "read", path: path,
+                    detail: "the server sent \(received.count) bytes where at most \(limit + 1) were asked for")
+            }
             bytes = received
         } else {
             var status = replies[1].reader
@@ -83,8 +88,13 @@ extension SFTPClient {
     private func openHandle(_ body: [UInt8], _ operation: String, path: String) throws(SSHError) -> [UInt8] {
         let reply = try exchange([(.open, body)], operation: operation, path: path)[0]
         var reader = reply.reader
-        guard reply.type == PacketType.handle.rawValue, let handle = reader.data(), handle.count <= 256 else {
+        guard reply.type == PacketType.handle.rawValue, let handle = reader.data() else {
             throw refusal(reply, operation, path: path)
+        }
+        // OpenSSH's handles are 4 bytes; the protocol allows 256.
+        guard handle.count <= 256 else {
+            let detail = "the server sent a handle of \(handle.count) bytes"
+            throw error(.sftpFailure, operation, path: path, detail: detail)
         }
         var field: [UInt8] = []
         field.appendString(handle)

@@ -11,7 +11,9 @@ public struct TestUser: Sendable {
     public let gid: UInt32
 
     /// Creates `<prefix>-<random>`; the prefix must start with a lowercase letter, and the name stays ≤ 32.
-    public static func create(prefix: String = "ft") throws -> TestUser {
+    ///
+    /// - Parameter shell: the login shell; sshd runs a `ForceCommand` other than internal-sftp through it.
+    public static func create(prefix: String = "ft", shell: String = "/usr/sbin/nologin") throws -> TestUser {
         guard let first = prefix.unicodeScalars.first, ("a"..."z").contains(first),
             prefix.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-") }), prefix.count <= 20
         else {
@@ -20,7 +22,7 @@ public struct TestUser: Sendable {
         let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789")
         let name = prefix + "-" + String((0..<10).map { _ in alphabet.randomElement()! })
         let arguments = [
-            "--system", "--no-create-home", "--home-dir", "/", "--shell", "/usr/sbin/nologin", "--user-group", name,
+            "--system", "--no-create-home", "--home-dir", "/", "--shell", shell, "--user-group", name,
         ]
         try retryingLock { try TestCommand.run("/usr/sbin/useradd", arguments) }
         do {
