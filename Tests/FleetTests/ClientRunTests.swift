@@ -468,13 +468,32 @@ struct ClientRunTests {
             #expect(fleet.activations("alpha").isEmpty)
             withExtendedLifetime(held) {}
         }
-        // Two real runs at once: one applies, the other is locked out or finds nothing left to do.
-        async let first = fleet.client("alpha")
-        async let second = fleet.client("alpha")
-        let codes = [try await first.exitCode, try await second.exitCode].sorted()
-        #expect(codes.filter { $0 == Self.applied }.count == 1, "\(codes)")
-        #expect(
-            codes.allSatisfy { [Self.applied, Self.unchanged, RunOutcome.locked.exitStatus].contains($0) }, "\(codes)")
+        // Two real runs at once: the first is held inside its activation (by the toy system's hook) while the
+        // second starts, so the second meets the lock for certain; then the first is let go and applies.
+        let inside = fleet.clients.path("inside-activation")
+        let release = fleet.clients.path("release-activation")
+        try fleet.clients.writeFile(
+            "hold.sh",
+            text: """
+                #!/bin/sh
+                [ "$1" = test ] || exit 0
+                : > \(inside)
+                for _ in $(seq 200); do [ -e \(release) ] && exit 0; sleep 0.1; done
+                exit 0
+
+                """, mode: 0o755)
+        async let first = fleet.client("alpha", environment: ["FLEET_ACTIVATION_HOOK": fleet.clients.path("hold.sh")])
+        let deadline = ContinuousClock.now + .seconds(60)
+        while try FileStatus.of(inside) == nil && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(try FileStatus.of(inside) != nil, "the first run never reached its activation")
+        let second = try await fleet.client("alpha")
+        #expect(second.exitCode == RunOutcome.locked.exitStatus, "\(second.standardError)")
+        #expect(second.standardError.contains("another fleet-client run holds"))
+        try fleet.clients.writeFile("release-activation", text: "")
+        let applied = try await first
+        #expect(applied.exitCode == Self.applied, "\(applied.standardError)")
         #expect(fleet.activations("alpha").count == 2)
     }
 
