@@ -261,15 +261,16 @@ public struct FleetConfiguration: Sendable {
     public func overriding(
         chrootRoot: (path: String, source: String)?, stateDirectory: (path: String, source: String)?
     ) throws(InventoryError) -> FleetConfiguration {
-        var server = self.server
-        for override in [chrootRoot, stateDirectory].compactMap({ $0 }) {
+        func checked(_ override: (path: String, source: String)) throws(InventoryError) -> String {
             let path = FileManagerPaths.absolute(override.path)
             if let problem = Server.problem(withPath: path) {
                 throw InventoryError("\(override.source) \(quoted(path)): \(problem)")
             }
+            return path
         }
-        if let chrootRoot { server.chrootRoot = FileManagerPaths.absolute(chrootRoot.path) }
-        if let stateDirectory { server.stateDirectory = FileManagerPaths.absolute(stateDirectory.path) }
+        var server = self.server
+        if let chrootRoot { server.chrootRoot = try checked(chrootRoot) }
+        if let stateDirectory { server.stateDirectory = try checked(stateDirectory) }
         return FleetConfiguration(server: server, hosts: hosts, hooks: hooks, repository: repository, file: file)
     }
 

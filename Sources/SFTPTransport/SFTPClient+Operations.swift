@@ -1,7 +1,7 @@
 internal import CLibSSH
 import Glibc
 
-/// Single-request SFTP operations: metadata, listing, small writes, renames.
+/// Single-request SFTP operations: metadata, listing, removal, paths, extensions.
 extension SFTPClient {
     func attributes(_ path: String, followingLinks: Bool) throws(SSHError) -> RemoteAttributes? {
         let sftp = try requireSFTP("stat", path)
@@ -34,26 +34,6 @@ extension SFTPClient {
             entries.append(RemoteDirectoryEntry(name: name, attributes: RemoteAttributes(attributes.pointee)))
         }
         return entries
-    }
-
-    /// OpenSSH accepts writes up to 256 KiB; 32 KiB is what every SFTP server takes.
-    private static let writeChunk = 32 << 10
-
-    /// Creates or truncates `path` (mode 0640 before the server's umask) and writes `bytes` to it.
-    func writeFile(_ path: String, bytes: [UInt8]) throws(SSHError) {
-        let file = try open(path, "write", flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o640)
-        var isClosed = false
-        defer { if !isClosed { sftp_close(file) } }
-        var offset = 0
-        while offset < bytes.count {
-            let count = min(Self.writeChunk, bytes.count - offset)
-            let written = bytes.withUnsafeBytes { sftp_write(file, $0.baseAddress! + offset, count) }
-            guard written > 0 else { throw failure("write", path: path) }
-            offset += written
-            watchdog.progress()
-        }
-        isClosed = true
-        guard sftp_close(file) == SSH_OK else { throw failure("write", path: path) }
     }
 
     func remove(_ path: String) throws(SSHError) {

@@ -1,10 +1,11 @@
 internal import CLibSSH
 
-/// The small-file operations of a poll in as few round trips as the protocol allows (see
-/// `SFTPClient+RawRequests.swift` for why they bypass libssh's one-request-at-a-time calls).
+/// Reading a small file and writing a whole file (the manifest; heartbeats, reports and logs) in as few round
+/// trips as the protocol allows (see `SFTPClient+RawRequests.swift` for why they bypass libssh's
+/// one-request-at-a-time calls).
 extension SFTPClient {
     /// OpenSSH takes writes up to 256 KiB; 32 KiB is what every SFTP server takes.
-    static let rawWriteChunk = 32 << 10
+    static let writeChunk = 32 << 10
 
     /// Reads a file of at most `limit` bytes in two round trips: `OPEN`, then `FSTAT`, `READ` and `CLOSE` at once.
     ///
@@ -62,16 +63,23 @@ extension SFTPClient {
     /// the `CLOSE` at once; then the rename, sent only once all of them succeeded (so a failed write never
     /// replaces `path`).
     func replaceFile(_ path: String, with bytes: [UInt8], through temporary: String) throws(SSHError) {
+        try writeFile(temporary, bytes: bytes)
+        try rename(from: temporary, to: path)
+    }
+
+    /// Creates or truncates `path` (mode 0640 before the server's umask) and writes `bytes` to it in two round
+    /// trips: `OPEN`, then every `WRITE` and the `CLOSE` at once.
+    func writeFile(_ path: String, bytes: [UInt8]) throws(SSHError) {
         var open: [UInt8] = []
-        open.appendString(Array(temporary.utf8))
+        open.appendString(Array(path.utf8))
         open.appendBigEndian(Self.openWriteCreateTruncate)
         open.appendBigEndian(Self.attributesPermissions)
         open.appendBigEndian(UInt32(0o640))  // less the server's umask
-        let handle = try openHandle(open, "write", path: temporary)
+        let handle = try openHandle(open, "write", path: path)
         var requests: [(PacketType, [UInt8])] = []
         var offset = 0
         while offset < bytes.count {
-            let end = min(offset + Self.rawWriteChunk, bytes.count)
+            let end = min(offset + Self.writeChunk, bytes.count)
             var write = handle
             write.appendBigEndian(UInt64(offset))
             write.appendString(Array(bytes[offset..<end]))
@@ -79,9 +87,8 @@ extension SFTPClient {
             offset = end
         }
         requests.append((.close, handle))
-        let replies = try exchange(requests, operation: "write", path: temporary)
-        for reply in replies { try expectOK(reply, "write", path: temporary) }
-        try rename(from: temporary, to: path)
+        let replies = try exchange(requests, operation: "write", path: path)
+        for reply in replies { try expectOK(reply, "write", path: path) }
     }
 
     /// Sends an `OPEN` and returns its handle as an SSH string, ready to start the next requests' bodies.

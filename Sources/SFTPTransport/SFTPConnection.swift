@@ -118,9 +118,10 @@ public final class SFTPConnection: @unchecked Sendable {
         try await perform { client throws(SSHError) in try client.listDirectory(path, limit: limit) }
     }
 
-    /// Creates or truncates a remote file (mode 0640, less the server's umask) and writes `bytes`.
+    /// Creates or truncates a remote file (mode 0640, less the server's umask) and writes `bytes`, in two round
+    /// trips (the open; every write and the close at once).
     ///
-    /// Not atomic: write to a temporary name and ``rename(from:to:)`` it into place.
+    /// Not atomic: ``replaceFile(_:bytes:through:)`` writes to a temporary name and renames it into place.
     public func writeFile(_ path: String, bytes: [UInt8]) async throws(SSHError) {
         try await perform { client throws(SSHError) in try client.writeFile(path, bytes: bytes) }
     }

@@ -1,3 +1,4 @@
+import ChrootSync
 import FleetProtocol
 public import Inventory
 
@@ -24,7 +25,8 @@ public enum SyslogConfiguration {
             "# makes each dev/ directory and warns while a chroot has no socket.",
         ]
         for host in configuration.hosts {
-            lines.append("input(type=\"imuxsock\" Socket=\"\(root)/\(host.name)/dev/log\" CreatePath=\"off\")")
+            let socket = ChrootLayout(root: root, host: host.name).logSocket
+            lines.append("input(type=\"imuxsock\" Socket=\"\(socket)\" CreatePath=\"off\")")
         }
         return lines.joined(separator: "\n") + "\n"
     }
