@@ -143,21 +143,14 @@ public struct FleetConfiguration: Sendable {
             let keyFile = reader.string(hostTable, "key_file", in: context)
             if inline != nil && keyFile != nil {
                 reader.problem("\(file): \(context): set either \"key\" or \"key_file\", not both")
-            } else if let line = inline
-                ?? keyFile.flatMap({ reader.readKeyFile($0, repository: repository, in: context) })
-            {
-                do {
-                    let key = try SSHPublicKey(line)
-                    if let owner = keyOwners[key.blob] {
-                        reader.problem(
-                            "\(file): \(context) key \"\(inline != nil ? "key" : "key_file")\": the same SSH key is already given to host \(owner); each host needs its own key, or one could log in as the other"
-                        )
-                    } else {
-                        keyOwners[key.blob] = name
-                        publicKey = key
-                    }
-                } catch {
-                    reader.problem("\(file): \(context) key \"\(inline != nil ? "key" : "key_file")\": \(error)")
+            } else if let key = reader.hostKey(inline: inline, file: keyFile, repository: repository, in: context) {
+                if let owner = keyOwners[key.blob] {
+                    reader.problem(
+                        "\(file): \(context) key \"\(inline != nil ? "key" : "key_file")\": the same SSH key is already given to host \(owner); each host needs its own key, or one could log in as the other"
+                    )
+                } else {
+                    keyOwners[key.blob] = name
+                    publicKey = key
                 }
             }
             let attribute = reader.string(hostTable, "attribute", in: context) ?? name
@@ -300,17 +293,31 @@ extension Unicode.Scalar {
 }
 
 extension TOMLReader {
-    /// Reads a host key file named in fleet.toml, relative to the repository.
-    mutating func readKeyFile(_ path: String, repository: String, in context: String) -> String? {
-        let full = path.hasPrefix("/") ? path : repository + "/" + path
-        guard let data = FileManager.default.contents(atPath: full), let text = String(data: data, encoding: .utf8)
-        else {
-            problem(
-                "\(context) key \"key_file\": cannot read \(full); copy the host's /etc/ssh/ssh_host_ed25519_key.pub there"
-            )
+    /// The host's key from `key` (inline) or `key_file` (relative to the repository), or nil with the problem
+    /// recorded: exactly one key line, so a file or value holding two keys cannot let a second host in.
+    mutating func hostKey(inline: String?, file path: String?, repository: String, in context: String)
+        -> SSHPublicKey?
+    {
+        do throws(ProtocolError) {
+            if let inline { return try SSHPublicKey(inline) }
+            guard let path else { return nil }
+            let full = path.hasPrefix("/") ? path : repository + "/" + path
+            guard let data = FileManager.default.contents(atPath: full) else {
+                problem(
+                    "\(file): \(context) key \"key_file\": cannot read \(full); copy the host's /etc/ssh/ssh_host_ed25519_key.pub there"
+                )
+                return nil
+            }
+            do throws(ProtocolError) {
+                return try SSHPublicKey(fileContents: Array(data))
+            } catch {
+                problem("\(file): \(context) key \"key_file\": \(full): \(error)")
+                return nil
+            }
+        } catch {
+            problem("\(file): \(context) key \"key\": \(error)")
             return nil
         }
-        return text
     }
 }
 

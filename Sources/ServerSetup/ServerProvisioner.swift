@@ -87,7 +87,8 @@ public struct ServerProvisioner {
             }
             let user = try await ensureUser(host, outcome: &outcome)
             let keyFile = keysDirectory + "/" + host.unixUser
-            let line = Array("restrict \(key)\n".utf8)
+            // Checked again here: exactly one key line, whatever the inventory let through.
+            let line = Array(try key.authorizedKeysLine(options: "restrict").utf8)
             if (try? FileIO.readNoFollow(keyFile, limit: 64 << 10)) != line {
                 try FileIO.writeAtomically(line, to: keyFile, mode: 0o644, owner: 0, group: 0)
                 outcome.actions.append("wrote \(keyFile)")

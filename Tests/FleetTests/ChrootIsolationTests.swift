@@ -269,6 +269,41 @@ struct ChrootIsolationTests {
         #expect(output.exitCode == 0 && !output.standardOutput.contains("audit logging"), "\(output.standardOutput)")
     }
 
+    /// `cat a.pub b.pub > two.pub` as a's key file (or the same inline) would give b's key a login as a, with
+    /// a's snapshots and secrets: fleet refuses it by name and nothing already set up is changed.
+    @Test func aKeyValueWithTwoKeysNeverLetsTheSecondKeyIn() async throws {
+        let server = try await Server.start()
+        defer { server.stop() }
+        let fixture = server.fixture
+        let keyFile = fixture.stateDirectory + "/authorized_keys/" + server.prefix + "a"
+        let installed = try FileIO.read(keyFile, limit: 1 << 16)
+        let good = try String(contentsOfFile: fixture.repository + "/fleet.toml", encoding: .utf8)
+        let a = server.keys["a"]!.publicKeyLine
+        let b = server.keys["b"]!.publicKeyLine
+        try fixture.write("keys/two.pub", a + "\n" + b + "\n")
+        for hostile in [
+            "key_file = \"keys/two.pub\"", "key = \"\(a)\\n\(b)\"", "key = \"\(a)\\nrestrict \(b)\"",
+        ] {
+            try fixture.write("fleet.toml", good.replacingOccurrences(of: "key = \"\(a)\"", with: hostile))
+            for command in [["hosts"], ["setup"], ["sshd-config", "--listen", "127.0.0.1:1"]] {
+                let output = try await fixture.fleet(command)
+                #expect(output.exitCode != 0, "\(command) accepted \(hostile)")
+                #expect(
+                    output.standardError.contains("[hosts.a]") && output.standardError.contains("more than one line"),
+                    "\(output.standardError)")
+            }
+            #expect(try FileIO.read(keyFile, limit: 1 << 16) == installed, "a's authorized keys were rewritten")
+            let output = try await server.sftp(as: "a", key: "b", "ls /snapshots")
+            #expect(output.exitCode != 0 && output.standardError.contains("Permission denied"))
+            #expect(!output.standardOutput.contains("1.tar.zst"))
+        }
+        // The authorized keys file holds exactly one line, a's key, restricted.
+        #expect(String(decoding: installed, as: UTF8.self) == "restrict \(try SSHPublicKey(a))\n")
+        try fixture.write("fleet.toml", good)
+        let output = try await server.sftp(as: "a", key: "a", "ls /snapshots")
+        #expect(output.exitCode == 0 && output.standardOutput.contains("1.tar.zst"), "\(output.standardError)")
+    }
+
     @Test func aChrootRootThatSSHDOrRsyslogWouldReadOtherwiseIsRefused() async throws {
         let fixture = try FleetFixture(hosts: ["a"])
         defer { fixture.remove() }
