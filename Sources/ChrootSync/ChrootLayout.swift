@@ -40,8 +40,10 @@ public struct ChrootLayout: Sendable {
     public static func generation(ofSnapshotNamed name: String) -> UInt64? {
         guard name.hasSuffix(".tar.zst") else { return nil }
         let digits = name.dropLast(".tar.zst".count)
-        guard !digits.isEmpty, digits.allSatisfy(\.isASCII), digits.first != "0" else { return nil }
-        return UInt64(digits)
+        guard !digits.isEmpty, digits.allSatisfy(\.isASCII), digits.first != "0",
+            let generation = UInt64(digits), Generation.isValid(generation)
+        else { return nil }
+        return generation
     }
 
     public static let snapshotDirectoryMode: UInt32 = 0o2750

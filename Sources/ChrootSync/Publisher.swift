@@ -159,7 +159,19 @@ public final class Publisher {
             }
             return result
         }
-        let generation = try nextGeneration(layout, current: current)
+        let generation: UInt64
+        switch try nextGeneration(layout, current: current) {
+        case .success(let next): generation = next
+        case .failure(let refusal):
+            // This host alone: the others still publish.
+            result.status = .refused
+            result.generation = current?.generation
+            result.reason = refusal.description
+            if !dryRun {
+                try store.recordEvent(host: host.name, kind: "refused", detail: ["reason": refusal.description])
+            }
+            return result
+        }
         if dryRun {
             result.status = .wouldPublish
             result.generation = generation
@@ -234,9 +246,15 @@ public final class Publisher {
         return result
     }
 
-    /// One more than anything this host has ever had: in state.db, in its manifest, or as a snapshot file.
-    func nextGeneration(_ layout: ChrootLayout, current: Manifest?) throws -> UInt64 {
-        var highest = max(try store.lastGeneration(of: layout.host), current?.generation ?? 0)
+    /// One more than anything this host has ever had: in state.db, in its manifest, or as a snapshot file;
+    /// a refusal of this host when that is not a generation (state.db holds a bad value, or the bound is reached).
+    func nextGeneration(_ layout: ChrootLayout, current: Manifest?) throws -> Result<UInt64, InventoryError> {
+        var highest: UInt64
+        do {
+            highest = max(try store.lastGeneration(of: layout.host), current?.generation ?? 0)
+        } catch let error as InventoryError {
+            return .failure(error)
+        }
         if try FileStatus.of(layout.snapshots)?.kind == .directory {
             for name in try FileIO.listDirectory(layout.snapshots) {
                 if let generation = ChrootLayout.generation(ofSnapshotNamed: name) {
@@ -244,7 +262,13 @@ public final class Publisher {
                 }
             }
         }
-        return highest + 1
+        guard highest < Generation.maximum else {
+            return .failure(
+                InventoryError(
+                    "generation \(highest) is the last there can be (2^53): no newer one can be published to \(layout.host)"
+                ))
+        }
+        return .success(highest + 1)
     }
 
     /// Writes the snapshot under a temporary name, makes it durable, renames it into place.

@@ -25,7 +25,7 @@ public struct Manifest: Codable, Sendable, Equatable {
 
     public var format: Int
     public var host: HostName
-    /// Strictly increasing per host.
+    /// Strictly increasing per host, within ``Generation/range``.
     public var generation: UInt64
     /// ISO 8601, UTC.
     public var publishedAt: String
@@ -112,6 +112,9 @@ public struct Manifest: Codable, Sendable, Equatable {
         guard manifest.format == currentFormat else {
             throw .malformedManifest(
                 "format \(manifest.format) is not supported (this fleet reads format \(currentFormat))")
+        }
+        if let problem = Generation.problem(with: manifest.generation, "its generation") {
+            throw .malformedManifest(problem)
         }
         return manifest
     }

@@ -43,7 +43,7 @@ final class ReviewStore {
             guard let host = row["host"].text else { continue }
             rows[host] = HostRow(
                 listingDigest: row["listing_digest"].text, lastSeen: row["last_seen_ns"].integer,
-                announcedApplied: row["announced_applied"].integer.map { UInt64($0) },
+                announcedApplied: Generation.stored(row["announced_applied"].integer),
                 announcedFailure: row["announced_failure"].text,
                 announcedSilent: (row["announced_silent"].integer ?? 0) != 0)
         }
@@ -68,7 +68,8 @@ final class ReviewStore {
                 announced_failure = excluded.announced_failure, announced_silent = excluded.announced_silent
             """,
             [
-                .text(host), applied.map { .integer(Int64($0)) } ?? .null, failure.map { .text($0) } ?? .null,
+                .text(host), applied.map { .integer(Generation.storable($0)) } ?? .null,
+                failure.map { .text($0) } ?? .null,
                 .integer(silent ? 1 : 0),
             ])
     }
@@ -147,8 +148,8 @@ final class ReviewStore {
             """,
             [
                 .text(host), .text(name), .integer(received), .text(report.state.rawValue),
-                report.generation.map { .integer(Int64($0)) } ?? .null,
-                report.previousGeneration.map { .integer(Int64($0)) } ?? .null, .text(report.startedAt),
+                report.generation.map { .integer(Generation.storable($0)) } ?? .null,
+                report.previousGeneration.map { .integer(Generation.storable($0)) } ?? .null, .text(report.startedAt),
                 .text(report.finishedAt), .real(report.durations.total),
                 report.rebootNeeded.map { .integer($0 ? 1 : 0) } ?? .null, report.reason.map { .text($0) } ?? .null,
                 report.log.map { .text($0) } ?? .null, .text(String(decoding: json, as: UTF8.self)),
@@ -170,9 +171,9 @@ final class ReviewStore {
             """,
             [
                 .text(host), .integer(received), .text(beat.at),
-                beat.appliedGeneration.map { .integer(Int64($0)) } ?? .null,
-                beat.seenGeneration.map { .integer(Int64($0)) } ?? .null,
-                beat.failedGeneration.map { .integer(Int64($0)) } ?? .null,
+                beat.appliedGeneration.map { .integer(Generation.storable($0)) } ?? .null,
+                beat.seenGeneration.map { .integer(Generation.storable($0)) } ?? .null,
+                beat.failedGeneration.map { .integer(Generation.storable($0)) } ?? .null,
                 beat.lastResult.map { .text($0.rawValue) } ?? .null, beat.reason.map { .text($0) } ?? .null,
                 beat.rebootNeeded.map { .integer($0 ? 1 : 0) } ?? .null, .text(String(decoding: json, as: UTF8.self)),
             ])
@@ -238,9 +239,9 @@ final class ReviewStore {
     private static func heartbeat(_ row: SQLiteRow) -> HeartbeatRow {
         HeartbeatRow(
             received: row["received_ns"].integer ?? 0, at: row["at"].text ?? "",
-            appliedGeneration: row["applied_generation"].integer.map { UInt64($0) },
-            seenGeneration: row["seen_generation"].integer.map { UInt64($0) },
-            failedGeneration: row["failed_generation"].integer.map { UInt64($0) },
+            appliedGeneration: Generation.stored(row["applied_generation"].integer),
+            seenGeneration: Generation.stored(row["seen_generation"].integer),
+            failedGeneration: Generation.stored(row["failed_generation"].integer),
             lastResult: row["last_result"].text.flatMap(RunOutcome.init(rawValue:)), reason: row["reason"].text,
             rebootNeeded: row["reboot_needed"].integer.map { $0 != 0 })
     }
@@ -262,7 +263,7 @@ final class ReviewStore {
             """
             SELECT * FROM reports WHERE host = ? AND generation = ? AND state IN ('failed', 'rolled-back', 'refused')
             ORDER BY id DESC LIMIT 1
-            """, [.text(host), .integer(Int64(generation))]
+            """, [.text(host), .integer(Generation.storable(generation))]
         ).first.flatMap(Self.report)
     }
 
@@ -299,8 +300,8 @@ final class ReviewStore {
         if case .integer(let value) = row["duration"] { duration = Double(value) }
         return ReportRow(
             id: row["id"].integer ?? 0, host: host, name: name, received: row["received_ns"].integer ?? 0, state: state,
-            generation: row["generation"].integer.map { UInt64($0) },
-            previousGeneration: row["previous_generation"].integer.map { UInt64($0) },
+            generation: Generation.stored(row["generation"].integer),
+            previousGeneration: Generation.stored(row["previous_generation"].integer),
             startedAt: row["started_at"].text ?? "", finishedAt: row["finished_at"].text ?? "", duration: duration,
             rebootNeeded: row["reboot_needed"].integer.map { $0 != 0 }, reason: row["reason"].text,
             logName: row["log_name"].text, json: row["json"].text ?? "")
@@ -324,7 +325,7 @@ final class ReviewStore {
     func publishedGenerations() throws -> [String: UInt64] {
         var result: [String: UInt64] = [:]
         for row in try database.query("SELECT name, last_generation FROM hosts") {
-            if let host = row["name"].text { result[host] = UInt64(row["last_generation"].integer ?? 0) }
+            if let host = row["name"].text { result[host] = Generation.stored(row["last_generation"].integer) ?? 0 }
         }
         return result
     }

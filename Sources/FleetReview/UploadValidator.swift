@@ -120,7 +120,8 @@ struct UploadValidator {
 
     private func checkGeneration(_ generation: UInt64?, _ key: String) -> String? {
         guard let generation else { return nil }
-        if generation == 0 || generation > publishedGeneration {
+        if let problem = Generation.problem(with: generation, "its \(key)") { return problem }
+        if generation > publishedGeneration {
             return "its \(key) \(generation) was never published to \(host) "
                 + (publishedGeneration == 0 ? "(nothing was)" : "(the newest is \(publishedGeneration))")
         }

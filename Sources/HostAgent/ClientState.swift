@@ -76,13 +76,26 @@ public struct ClientState: Codable, Sendable, Equatable {
         } catch {
             throw ClientError("cannot read \(path): \(error)")
         }
+        let state: ClientState
         do {
-            return try JSONDecoder().decode(ClientState.self, from: Data(bytes))
+            state = try JSONDecoder().decode(ClientState.self, from: Data(bytes))
         } catch {
             throw ClientError(
                 "\(path) is not a fleet-client state file (\(error)); move it aside to start afresh (the next run "
                     + "then treats every generation as new, but still refuses lower ones than the server's)")
         }
+        let generations = [
+            ("lastSeen.generation", state.lastSeen?.generation), ("applied.generation", state.applied?.generation),
+            ("failed.generation", state.failed?.generation),
+        ]
+        for case (let key, let generation?) in generations {
+            if let problem = Generation.problem(with: generation, key) {
+                throw ClientError(
+                    "\(path): \(problem); move the file aside to start afresh (the next run then treats every "
+                        + "generation as new, but still refuses lower ones than the server's)")
+            }
+        }
+        return state
     }
 
     /// Removes temporary files a crashed run left beside `state.json` and `last-run.json`.

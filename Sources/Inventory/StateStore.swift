@@ -110,16 +110,27 @@ public final class StateStore {
     public var schemaVersion: Int64 { get throws { try database.userVersion } }
 
     /// The highest generation ever published for `host`, 0 when none.
+    ///
+    /// - Throws: `InventoryError` naming the host when state.db holds a value that is not a generation (edited
+    ///   by hand, or written before generations were bounded): nothing can safely follow it.
     public func lastGeneration(of host: HostName) throws -> UInt64 {
         let rows = try database.query("SELECT last_generation FROM hosts WHERE name = ?", [.text(host.value)])
-        return UInt64(rows.first?["last_generation"].integer ?? 0)
+        guard let stored = rows.first?["last_generation"].integer, stored != 0 else { return 0 }
+        guard let generation = Generation.stored(stored) else {
+            throw InventoryError(
+                "\(database.path): host \(host)'s last generation \(stored) is not a generation (1 to 2^53); "
+                    + "correct it (UPDATE hosts SET last_generation = … WHERE name = '\(host)') before publishing it")
+        }
+        return generation
     }
 
-    /// The highest generation ever published for each host that has one, by host name.
+    /// The highest generation ever published for each host that has a valid one, by host name.
     public func lastGenerations() throws -> [String: UInt64] {
         var generations: [String: UInt64] = [:]
         for row in try database.query("SELECT name, last_generation FROM hosts") {
-            if let name = row["name"].text { generations[name] = UInt64(row["last_generation"].integer ?? 0) }
+            if let name = row["name"].text, let generation = Generation.stored(row["last_generation"].integer) {
+                generations[name] = generation
+            }
         }
         return generations
     }
@@ -153,12 +164,17 @@ public final class StateStore {
 
     /// Records a publication and its event in one transaction; the host's generation never goes down.
     public func record(_ publication: Publication) throws {
+        if let problem = Generation.problem(
+            with: publication.generation, "publication of \(publication.host): generation")
+        {
+            throw InventoryError(problem)
+        }
         try database.transaction {
             try database.query(
                 """
                 INSERT INTO hosts (name, last_generation) VALUES (?, ?)
                 ON CONFLICT(name) DO UPDATE SET last_generation = max(last_generation, excluded.last_generation)
-                """, [.text(publication.host.value), .integer(Int64(publication.generation))])
+                """, [.text(publication.host.value), .integer(Generation.storable(publication.generation))])
             try database.query(
                 """
                 INSERT OR REPLACE INTO publications
@@ -166,7 +182,7 @@ public final class StateStore {
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 [
-                    .text(publication.host.value), .integer(Int64(publication.generation)),
+                    .text(publication.host.value), .integer(Generation.storable(publication.generation)),
                     .text(publication.publishedAt),
                     .text(publication.sourceCommit), .text(publication.contentDigest),
                     .text(publication.snapshotSHA256),
@@ -178,16 +194,18 @@ public final class StateStore {
         }
     }
 
+    /// The host's recorded publications; rows whose generation is not one are left out.
     public func publications(of host: HostName) throws -> [Publication] {
-        try database.query("SELECT * FROM publications WHERE host = ? ORDER BY generation", [.text(host.value)]).map {
-            row in
-            Publication(
-                host: host, generation: UInt64(row["generation"].integer ?? 0),
-                publishedAt: row["published_at"].text ?? "", sourceCommit: row["source_commit"].text ?? "",
-                contentDigest: row["content_digest"].text ?? "", snapshotSHA256: row["snapshot_sha256"].text ?? "",
-                snapshotSize: row["snapshot_size"].integer ?? 0, files: Int(row["files"].integer ?? 0),
-                bytes: row["bytes"].integer ?? 0)
-        }
+        try database.query("SELECT * FROM publications WHERE host = ? ORDER BY generation", [.text(host.value)])
+            .compactMap { row in
+                guard let generation = Generation.stored(row["generation"].integer) else { return nil }
+                return Publication(
+                    host: host, generation: generation,
+                    publishedAt: row["published_at"].text ?? "", sourceCommit: row["source_commit"].text ?? "",
+                    contentDigest: row["content_digest"].text ?? "", snapshotSHA256: row["snapshot_sha256"].text ?? "",
+                    snapshotSize: row["snapshot_size"].integer ?? 0, files: Int(row["files"].integer ?? 0),
+                    bytes: row["bytes"].integer ?? 0)
+            }
     }
 
     public struct Event: Sendable, Equatable {

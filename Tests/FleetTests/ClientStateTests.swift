@@ -32,6 +32,22 @@ struct ClientStateTests {
         return next
     }
 
+    /// A state file whose generation is not one (0, or beyond 2^53) is refused naming the file and the key,
+    /// rather than trapped on or trusted.
+    @Test(arguments: [UInt64(0), Generation.maximum + 1, UInt64.max])
+    func aStateFileWithAnImpossibleGenerationIsRefusedByName(generation: UInt64) throws {
+        let directory = try TestDirectory.makeTemporary()
+        defer { directory.remove() }
+        var state = Self.appliedState()
+        state.applied?.generation = generation
+        try state.save(stateDirectory: directory.path)
+        let error = try #require(throws: ClientError.self) { try ClientState.load(stateDirectory: directory.path) }
+        #expect(
+            error.description.contains(directory.path("state.json"))
+                && error.description.contains("applied.generation \(generation) is not a generation"),
+            "\(error)")
+    }
+
     @Test func anUnchangedPollLeavesStateJSONAloneAndTheRecordIsReadBack() throws {
         let directory = try TestDirectory.makeTemporary()
         defer { directory.remove() }
