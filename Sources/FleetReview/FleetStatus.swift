@@ -59,22 +59,21 @@ struct FleetStatus {
         status.lastSeen = UTCTime.iso(nanoseconds: lastSeen)
         status.lastSeenSecondsAgo = age
 
-        // What the newest word from the host says.
+        // What the newest word from the host says, by the time the server received it, whatever its kind: the
+        // generation it runs is the one it stated then (a report's own, never an older heartbeat's).
         var failure: (generation: UInt64?, state: HostState, reason: String?)?
         if let report, report.received >= (heartbeat?.received ?? Int64.min) {
             status.lastResult = report.state.rawValue
             status.rebootNeeded = report.rebootNeeded ?? heartbeat?.rebootNeeded
+            status.appliedGeneration = report.appliedGeneration
             switch report.state {
             case .applied:
-                status.appliedGeneration = report.generation
+                break
             case .failed, .rolledBack:
-                status.appliedGeneration = report.previousGeneration ?? heartbeat?.appliedGeneration
                 failure = (report.generation, report.state == .failed ? .failed : .rolledBack, report.reason)
             case .refused:
-                status.appliedGeneration = report.previousGeneration ?? heartbeat?.appliedGeneration
                 failure = (report.generation ?? published, .failed, report.reason.map { "refused: \($0)" })
             case .unchanged, .unreachable, .locked:
-                status.appliedGeneration = heartbeat?.appliedGeneration
                 if let generation = heartbeat?.failedGeneration { failure = try detail(name, generation, heartbeat) }
             }
         } else if let heartbeat {

@@ -245,7 +245,11 @@ struct HostIngest {
             do {
                 switch kind {
                 case .report(let generation):
-                    switch validator.report(file.bytes, nameGeneration: generation) {
+                    let received = file.identity.modificationNanoseconds
+                    let previous = try store.previousWord(host: name, before: received)
+                    switch validator.report(
+                        file.bytes, nameGeneration: generation, received: received, previous: previous)
+                    {
                     case .valid(let report):
                         try store.insertReport(
                             host: name, name: entry, received: file.identity.modificationNanoseconds, report,
@@ -304,7 +308,9 @@ struct HostIngest {
                 summary.filesRead += 1
                 summary.bytesRead += Int64(read.bytes.count)
                 if entry == UploadName.heartbeatName {
-                    switch validator.heartbeat(read.bytes) {
+                    let received = read.identity.modificationNanoseconds
+                    let previous = try store.previousWord(host: name, before: received)
+                    switch validator.heartbeat(read.bytes, received: received, previous: previous) {
                     case .valid(let beat):
                         try store.saveHeartbeat(
                             host: name, received: read.identity.modificationNanoseconds, beat, json: read.bytes)

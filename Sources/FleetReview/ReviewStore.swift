@@ -210,6 +210,9 @@ final class ReviewStore {
         var reason: String?
         var logName: String?
         var json: String
+
+        /// The generation the host said it runs when it wrote the report.
+        var appliedGeneration: UInt64? { state == .applied ? generation : previousGeneration }
     }
 
     struct HeartbeatRow: Equatable, Sendable {
@@ -246,15 +249,38 @@ final class ReviewStore {
             rebootNeeded: row["reboot_needed"].integer.map { $0 != 0 })
     }
 
-    /// The newest report of every host (by ingest order).
+    /// The newest report of every host, by the time the server received it (then by ingest order).
     func latestReports() throws -> [String: ReportRow] {
         var result: [String: ReportRow] = [:]
         let rows = try database.query(
-            "SELECT r.* FROM reports r JOIN (SELECT max(id) AS id FROM reports GROUP BY host) m ON r.id = m.id")
+            """
+            SELECT r.* FROM reports r JOIN (SELECT host, max(received_ns) AS received FROM reports GROUP BY host) m
+            ON r.host = m.host AND r.received_ns = m.received
+            """)
         for row in rows {
-            if let report = Self.report(row) { result[report.host] = report }
+            guard let report = Self.report(row) else { continue }
+            if let other = result[report.host], other.id > report.id { continue }
+            result[report.host] = report
         }
         return result
+    }
+
+    /// The host's newest word received before `received` (its newest report or its heartbeat, whichever
+    /// arrived last), which a new upload's times and generation must agree with.
+    func previousWord(host: String, before received: Int64) throws -> UploadValidator.PreviousWord? {
+        var newest: (received: Int64, word: UploadValidator.PreviousWord)?
+        if let beat = try heartbeat(host: host), beat.received < received, let at = UTCTime.parseISO(beat.at) {
+            newest = (beat.received, .init(at: at, applied: beat.appliedGeneration, what: "heartbeat"))
+        }
+        let rows = try database.query(
+            "SELECT * FROM reports WHERE host = ? AND received_ns < ? ORDER BY received_ns DESC, id DESC LIMIT 1",
+            [.text(host), .integer(received)])
+        if let report = rows.first.flatMap(Self.report), report.received >= (newest?.received ?? Int64.min),
+            let at = UTCTime.parseISO(report.finishedAt)
+        {
+            newest = (report.received, .init(at: at, applied: report.appliedGeneration, what: "report \(report.name)"))
+        }
+        return newest?.word
     }
 
     /// The newest report of `host` about `generation` that says it failed, was rolled back or refused.

@@ -18,6 +18,20 @@ struct UploadValidator {
     let publishedGeneration: UInt64
     let limits: IngestLimits
 
+    /// How far ahead of the server's clock a host's times may be, and how far behind its own previous word
+    /// (clocks drift and are corrected); beyond that a time is impossible and the file is refused.
+    static let clockSkewSeconds: Int64 = 5 * 60
+
+    /// The newest thing the host said before the file being checked arrived: when (by its own clock, as it
+    /// wrote it) and which generation it said it runs.
+    struct PreviousWord: Equatable {
+        /// Seconds since the epoch, the host's clock.
+        var at: Int64
+        var applied: UInt64?
+        /// `report x` or `heartbeat`, for messages.
+        var what: String
+    }
+
     /// What `confirmation.json` holds: the host could reach the server after an activation.
     struct Confirmation: Decodable {
         var host: String
@@ -25,7 +39,12 @@ struct UploadValidator {
         var at: String
     }
 
-    func report(_ bytes: [UInt8], nameGeneration: UInt64?) -> Checked<RunReport> {
+    /// - Parameters:
+    ///   - received: when the server received the file (its mtime, set by sshd), nanoseconds since the epoch.
+    ///   - previous: the host's newest word received before it.
+    func report(
+        _ bytes: [UInt8], nameGeneration: UInt64?, received: Int64, previous: PreviousWord?
+    ) -> Checked<RunReport> {
         let report: RunReport
         switch decode(RunReport.self, bytes, what: "report") {
         case .valid(let decoded): report = decoded
@@ -60,6 +79,12 @@ struct UploadValidator {
         guard finished >= started else {
             return .invalid("it finished (\(report.finishedAt)) before it started (\(report.startedAt))")
         }
+        let applied = report.state == .applied ? report.generation : report.previousGeneration
+        if let problem = checkTime(finished, named: "finished", received: received, previous: previous)
+            ?? checkNotBackwards(applied, previous: previous, rollback: report.state == .rolledBack)
+        {
+            return .invalid(problem)
+        }
         if let log = report.log, !(UploadName(log).isLog) {
             return .invalid("it names its log \(quoted(String(log.prefix(100)))), which is not a log file name")
         }
@@ -69,7 +94,7 @@ struct UploadValidator {
         return .valid(report)
     }
 
-    func heartbeat(_ bytes: [UInt8]) -> Checked<Heartbeat> {
+    func heartbeat(_ bytes: [UInt8], received: Int64, previous: PreviousWord?) -> Checked<Heartbeat> {
         let beat: Heartbeat
         switch decode(Heartbeat.self, bytes, what: "heartbeat") {
         case .valid(let decoded): beat = decoded
@@ -82,7 +107,12 @@ struct UploadValidator {
         {
             return .invalid(problem)
         }
-        guard UTCTime.parseISO(beat.at) != nil else { return .invalid("its time \"at\" is not a UTC time") }
+        guard let at = UTCTime.parseISO(beat.at) else { return .invalid("its time \"at\" is not a UTC time") }
+        if let problem = checkTime(at, named: "was written", received: received, previous: previous)
+            ?? checkNotBackwards(beat.appliedGeneration, previous: previous, rollback: false)
+        {
+            return .invalid(problem)
+        }
         return .valid(beat)
     }
 
@@ -106,6 +136,30 @@ struct UploadValidator {
         } catch {
             return .invalid("is not a valid \(what): \(error)")
         }
+    }
+
+    /// A time the host wrote must be possible: not ahead of the server's clock when it arrived, nor before what
+    /// the host said earlier (a report dated 2099 or 1970 would otherwise reorder the host's history).
+    private func checkTime(_ seconds: Int64, named what: String, received: Int64, previous: PreviousWord?) -> String? {
+        let receivedSeconds = received / UTCTime.nanosecondsPerSecond
+        if seconds > receivedSeconds + Self.clockSkewSeconds {
+            return "it says it \(what) at \(UTCTime.iso(nanoseconds: seconds * UTCTime.nanosecondsPerSecond)), "
+                + "after it arrived (\(UTCTime.iso(nanoseconds: received))): the host's clock is wrong or the file lies"
+        }
+        if let previous, seconds < previous.at - Self.clockSkewSeconds {
+            return "it says it \(what) at \(UTCTime.iso(nanoseconds: seconds * UTCTime.nanosecondsPerSecond)), "
+                + "before the host's previous \(previous.what) "
+                + "(\(UTCTime.iso(nanoseconds: previous.at * UTCTime.nanosecondsPerSecond)))"
+        }
+        return nil
+    }
+
+    /// What a host says it runs never goes back, except by a rollback report: anything else saying so is stale
+    /// or forged.
+    private func checkNotBackwards(_ applied: UInt64?, previous: PreviousWord?, rollback: Bool) -> String? {
+        guard !rollback, let applied, let before = previous?.applied, applied < before else { return nil }
+        return "it says generation \(applied) is applied, but the host's previous \(previous?.what ?? "word") said "
+            + "\(before); only a rollback report may go back"
     }
 
     private func checkFormat(_ format: Int) -> String? {

@@ -218,6 +218,100 @@ struct ReportIngestTests {
         #expect(try review.status(again, "a").state == .neverSeen && review.status(again, "a").warningCount == 13)
     }
 
+    /// Times a host writes must be possible: not ahead of the server's clock when the file arrived (5 minutes of
+    /// skew allowed), not before the host's previous word; and what a host says it runs never goes back except
+    /// by a rollback report. Before, a report dated 2099 or 1970 moved APPLIED from 2 back to 1.
+    @Test func impossibleTimesAreRefusedAndAppliedNeverGoesBack() async throws {
+        let review = try await ReviewFixture(hosts: ["a"])
+        defer { review.remove() }
+        try review.fixture.write("hosts/a/extra.nix", "{ }\n")
+        #expect(try await review.fixture.fleet(["publish"]).exitCode == 0)
+        func at(_ minute: Int) -> String { String(format: "2026-11-22T03:%02d:00Z", minute) }
+        func times(_ minute: Int) -> (inout RunReport) -> Void {
+            { report in
+                report.startedAt = at(minute)
+                report.finishedAt = at(minute)
+            }
+        }
+        try review.plantReport("a", 0, generation: 1, withLog: false, edit: times(0))
+        try review.plantReport("a", 1, generation: 2, withLog: false) {
+            times(10)(&$0)
+            $0.previousGeneration = 1
+        }
+        var snapshot = try await review.refresh()
+        #expect(try review.status(snapshot, "a").appliedGeneration == 2)
+
+        let future = try review.plantReport("a", 2, state: .failed, generation: 2, withLog: false) {
+            $0.startedAt = "2099-01-01T00:00:00Z"
+            $0.finishedAt = "2099-01-01T00:00:00Z"
+            $0.previousGeneration = 1
+        }
+        let past = try review.plantReport("a", 3, state: .failed, generation: 2, withLog: false) {
+            $0.startedAt = "1970-01-01T00:00:00Z"
+            $0.finishedAt = "1970-01-01T00:00:00Z"
+            $0.previousGeneration = 1
+        }
+        let backwards = try review.plantReport("a", 4, state: .unreachable, generation: nil, withLog: false) {
+            times(20)(&$0)
+            $0.previousGeneration = 1
+        }
+        let beat = Heartbeat(
+            host: "a", at: "2099-01-01T00:00:00Z", appliedGeneration: 2, seenGeneration: 2, failedGeneration: nil,
+            lastResult: .unchanged, reason: nil, rebootNeeded: false)
+        try FileIO.writeAtomically(beat.encoded(), to: review.logs("a") + "/heartbeat.json", mode: 0o640)
+        snapshot = try await review.refresh()
+        let a = try review.status(snapshot, "a")
+        #expect(a.appliedGeneration == 2 && a.state == .upToDate, "\(a)")
+        let warnings = a.warnings.joined(separator: "\n")
+        for fragment in [
+            "\(future): it says it finished at 2099-01-01T00:00:00Z, after it arrived",
+            "\(past): it says it finished at 1970-01-01T00:00:00Z, before the host's previous report",
+            "\(backwards): it says generation 1 is applied, but the host's previous report",
+            "heartbeat.json: it says it was written at 2099-01-01T00:00:00Z, after it arrived",
+        ] {
+            #expect(warnings.contains(fragment), "missing: \(fragment)\nin: \(warnings)")
+        }
+
+        // A rollback report may go back; then the next report is judged against it.
+        try review.plantReport("a", 5, state: .rolledBack, generation: 2, withLog: false) {
+            times(30)(&$0)
+            $0.previousGeneration = 1
+        }
+        snapshot = try await review.refresh()
+        #expect(try review.status(snapshot, "a").appliedGeneration == 1)
+        #expect(try review.status(snapshot, "a").state == .rolledBack)
+    }
+
+    /// After an unreachable (or any) report, the generation shown is the one the newest statement gives, by
+    /// the server's receive time: not an older heartbeat's (a host running 2 was shown as APPLIED 1).
+    @Test func theNewestStatementWinsWhateverItsKind() async throws {
+        let review = try await ReviewFixture(hosts: ["a"])
+        defer { review.remove() }
+        try review.fixture.write("hosts/a/extra.nix", "{ }\n")
+        #expect(try await review.fixture.fleet(["publish"]).exitCode == 0)
+        try review.plantHeartbeat("a", applied: 1)
+        try review.age("a", "heartbeat.json", secondsAgo: 300)
+        let applied = try review.plantReport("a", 0, generation: 2, withLog: false) {
+            $0.startedAt = "2026-11-22T02:10:00Z"
+            $0.finishedAt = "2026-11-22T02:10:00Z"
+            $0.previousGeneration = 1
+        }
+        try review.age("a", applied, secondsAgo: 200)
+        try review.plantReport("a", 1, state: .unreachable, generation: nil, withLog: false) {
+            $0.startedAt = "2026-11-22T02:20:00Z"
+            $0.finishedAt = "2026-11-22T02:20:00Z"
+            $0.previousGeneration = 2
+            $0.reason = "the server did not answer"
+        }
+        let snapshot = try await review.refresh()
+        let a = try review.status(snapshot, "a")
+        #expect(a.warningCount == 0, "\(a.warnings)")
+        #expect(a.appliedGeneration == 2 && a.state == .upToDate && a.lastResult == "unreachable", "\(a)")
+        let metrics = try await review.fixture.fleet(["metrics"])
+        #expect(
+            metrics.standardOutput.contains("fleet_host_applied_generation{host=\"a\"} 2"), "\(metrics.standardOutput)")
+    }
+
     @Test func directoriesFIFOsAndSocketsAreRefusedWithoutBlocking() async throws {
         let review = try await ReviewFixture(hosts: ["a", "b"])
         defer { review.remove() }
