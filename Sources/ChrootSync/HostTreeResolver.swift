@@ -6,8 +6,10 @@ import Inventory
 /// Turns `hosts/<host>/` (plus `secrets/<host>/`) into a ``ResolvedTree`` of plain directories and files.
 ///
 /// Links are followed only where they stay inside the fleet repository and out of other hosts' trees,
-/// `secrets/` and `.git`; broken links, cycles and special files are refused. Hardlinks are read as bytes,
-/// so nothing placed in a chroot ever shares an inode with the repository.
+/// `secrets/` and `.git`; broken links, cycles and special files are refused. Hard links are held to the same
+/// policy (a file that is also a name under `secrets/` or in another host's tree is refused, see
+/// ``HardlinkIndex``), and are read as bytes, so nothing placed in a chroot ever shares an inode with the
+/// repository.
 public struct HostTreeResolver: Sendable {
     /// Bounds a tree so that a mistake (a link to a huge directory) is refused rather than published.
     public struct Limits: Sendable {
@@ -25,6 +27,7 @@ public struct HostTreeResolver: Sendable {
     let limits: Limits
     let digests: FileDigestCache
     let subtrees = SubtreeCache()
+    let hardlinks: HardlinkIndex
 
     /// A resolver whose file digests last as long as it does.
     public init(repository: String, limits: Limits = Limits()) throws(FileSystemError) {
@@ -36,6 +39,7 @@ public struct HostTreeResolver: Sendable {
         case .success(let path): self.repository = path
         case .failure(let error): throw error
         }
+        self.hardlinks = HardlinkIndex(repository: self.repository)
         self.limits = limits
         self.digests = digests
     }
@@ -104,7 +108,8 @@ private struct Walk {
     var problems: [ResolutionProblem] = []
     var totalBytes: Int64 = 0
     var overLimit = false
-    /// Symbolic links met so far, to tell whether a directory's walk may be reused (see ``SubtreeCache``).
+    /// Symbolic links and multiply-linked files met so far, to tell whether a directory's walk may be reused
+    /// (see ``SubtreeCache``): what the policy says of them depends on the host.
     var linksMet = 0
 
     init(resolver: HostTreeResolver, host: HostName) {
@@ -128,7 +133,7 @@ private struct Walk {
                     add(.init(path: archivePath, kind: .directory, permissions: 0o755))
                     tree(real: path, shown: shownPath, archive: archivePath, ancestors: ancestors)
                 case .regular:
-                    try addFile(path, status: status, archivePath: archivePath, secret: false)
+                    try addFile(path, shown: shownPath, status: status, archivePath: archivePath, secret: false)
                 case .symbolicLink:
                     linksMet += 1
                     try followLink(path, shown: shownPath, archive: archivePath, ancestors: ancestors)
@@ -177,7 +182,7 @@ private struct Walk {
             add(.init(path: archive, kind: .directory, permissions: 0o755))
             linkedTree(real: resolved, shown: shown, archive: archive, ancestors: ancestors)
         case .regular:
-            try addFile(resolved, status: status, archivePath: archive, secret: false)
+            try addFile(resolved, shown: shown, status: status, archivePath: archive, secret: false)
         default:
             problems.append(.specialFile(path: shown + " -> " + target))
         }
@@ -223,7 +228,7 @@ private struct Walk {
                     add(.init(path: archivePath, kind: .directory, permissions: 0o700))
                     secrets(real: path, shown: shownPath, archive: archivePath)
                 case .regular:
-                    try addFile(path, status: status, archivePath: archivePath, secret: true)
+                    try addFile(path, shown: shownPath, status: status, archivePath: archivePath, secret: true)
                 case .symbolicLink:
                     problems.append(.linkInSecrets(path: shownPath, target: (try? FileIO.readLink(path)) ?? "?"))
                 case .other:
@@ -235,13 +240,42 @@ private struct Walk {
         }
     }
 
-    mutating func addFile(_ path: String, status: FileStatus, archivePath: String, secret: Bool) throws(FileSystemError)
-    {
+    mutating func addFile(
+        _ path: String, shown: String, status: FileStatus, archivePath: String, secret: Bool
+    ) throws(FileSystemError) {
+        if status.linkCount > 1 {
+            linksMet += 1
+            guard checkHardlink(path, shown: shown, status: status, secret: secret) else { return }
+        }
         let digest = try resolver.digests.digest(of: path, status: status)
         let permissions: UInt32 = secret ? 0o400 : (status.permissions & 0o111 != 0 ? 0o755 : 0o644)
         totalBytes += status.size
         let kind = ResolvedTree.Kind.file(source: path, identity: status.identity, sha256: digest)
         add(.init(path: archivePath, kind: kind, permissions: permissions))
+    }
+
+    /// Whether a multiply-linked file may be published. A tree file may not when another of its names is under
+    /// `secrets/` (any host's: secrets never enter the tree) or in another host's tree; a secret may not when
+    /// another of its names is among another host's secrets. (A secret also named in a tree refuses the tree's
+    /// host, not the secret's owner; a shared file, say in common/, also named in a host's tree is shared
+    /// anyway.)
+    mutating func checkHardlink(_ path: String, shown: String, status: FileStatus, secret: Bool) -> Bool {
+        let relative =
+            path.hasPrefix(resolver.repository + "/") ? String(path.dropFirst(resolver.repository.count + 1)) : path
+        var allowed = true
+        for place in resolver.hardlinks.places(of: status) where place.path != relative {
+            switch place.owner {
+            case .secrets(let other) where !secret || other != host.value:
+                problems.append(.hardlinkIntoSecrets(path: shown, other: place.path))
+                allowed = false
+            case .tree(let other) where !secret && other != host.value && relative.hasPrefix("hosts/"):
+                problems.append(.hardlinkIntoOtherHost(path: shown, other: place.path, otherHost: other))
+                allowed = false
+            default:
+                break
+            }
+        }
+        return allowed
     }
 
     mutating func add(_ entry: ResolvedTree.Entry) {

@@ -10,6 +10,8 @@ public enum ResolutionProblem: Sendable, Equatable, CustomStringConvertible {
     case brokenLink(link: String, target: String)
     case linkCycle(link: String, target: String)
     case linkInSecrets(path: String, target: String)
+    case hardlinkIntoSecrets(path: String, other: String)
+    case hardlinkIntoOtherHost(path: String, other: String, otherHost: String)
     case specialFile(path: String)
     case hostDirectoryIsLink(path: String)
     case missingHostDirectory(path: String)
@@ -33,6 +35,12 @@ public enum ResolutionProblem: Sendable, Equatable, CustomStringConvertible {
             return "link \(link) -> \(target) is broken (its target does not exist)"
         case .linkCycle(let link, let target):
             return "link \(link) -> \(target) forms a cycle"
+        case .hardlinkIntoSecrets(let path, let other):
+            return
+                "\(path) is a hard link to \(other), under secrets/; secrets travel beside the configuration, never inside it or to another host (copy the file, or refer to the secret by its path on the host)"
+        case .hardlinkIntoOtherHost(let path, let other, let otherHost):
+            return
+                "\(path) is a hard link to \(other), in host \(otherHost)'s tree; copy it, or move what both share into common/"
         case .linkInSecrets(let path, let target):
             return "\(path) -> \(target) is a symbolic link; secrets must be plain files"
         case .specialFile(let path):

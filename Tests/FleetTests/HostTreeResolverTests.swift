@@ -188,6 +188,65 @@ struct HostTreeResolverTests {
         #expect(try FileStatus.of(layout.snapshot(1))?.linkCount == 1)
     }
 
+    /// A hard link is the same file under two names: one in secrets/ or in another host's tree is refused the
+    /// way such a symbolic link is, naming both paths; the host keeps its generation, the others publish.
+    @Test func hardlinksIntoSecretsOrAnotherHostAreRefusedNamingBothPaths() async throws {
+        let fixture = try FleetFixture(hosts: ["a", "b", "c"])
+        defer { fixture.remove() }
+        try fixture.write("secrets/b/token", "TOKEN-OF-B\n", mode: 0o600)
+        try fixture.write("secrets/a/own", "mine\n", mode: 0o600)
+        let first = try await fixture.fleet(["publish"])
+        #expect(first.exitCode == 0, "\(first.standardError)")
+        let before = try FileIO.read(try fixture.layout("a").manifest)
+        let repository = fixture.repository
+        #expect(link(repository + "/secrets/b/token", repository + "/hosts/a/x") == 0)
+        #expect(link(repository + "/secrets/a/own", repository + "/hosts/a/own-secret") == 0)
+        #expect(link(repository + "/hosts/c/flake.nix", repository + "/hosts/a/peer.nix") == 0)
+        #expect(link(repository + "/secrets/b/token", repository + "/secrets/a/stolen") == 0)
+        try fixture.write("common/shared.nix", "{ }\n")
+        #expect(link(repository + "/common/shared.nix", repository + "/hosts/b/shared.nix") == 0)
+        try fixture.write("hosts/b/edit.nix", "{ }\n")
+
+        let problems = try refusal(fixture, "a")
+        #expect(problems.count == 5, "\(problems.map(\.description).joined(separator: "\n"))")
+        // x is also secrets/a/stolen, a's own secret: a tree file is never a secret, whosever.
+        #expect(problems.contains(.hardlinkIntoSecrets(path: "hosts/a/x", other: "secrets/a/stolen")))
+        #expect(problems.contains(.hardlinkIntoSecrets(path: "hosts/a/x", other: "secrets/b/token")))
+        #expect(problems.contains(.hardlinkIntoSecrets(path: "hosts/a/own-secret", other: "secrets/a/own")))
+        #expect(
+            problems.contains(
+                .hardlinkIntoOtherHost(path: "hosts/a/peer.nix", other: "hosts/c/flake.nix", otherHost: "c")))
+        #expect(problems.contains(.hardlinkIntoSecrets(path: "secrets/a/stolen", other: "secrets/b/token")))
+        // c's own file is c's; b's link to common/ is allowed, as a symbolic link there would be.
+        #expect(
+            try refusal(fixture, "c").contains(
+                .hardlinkIntoOtherHost(path: "hosts/c/flake.nix", other: "hosts/a/peer.nix", otherHost: "a")))
+        // b's secret is named elsewhere, but b's own tree and secrets are b's: b is not refused for a's links...
+        // except that a's secrets/a/stolen is also b's token: a secret shared between two hosts refuses both.
+        #expect(try refusal(fixture, "b") == [.hardlinkIntoSecrets(path: "secrets/b/token", other: "secrets/a/stolen")])
+        unlink(repository + "/secrets/a/stolen")
+        #expect(try resolve(fixture, "b").entries.contains { $0.path == "tree/shared.nix" })
+        #expect(link(repository + "/secrets/b/token", repository + "/secrets/a/stolen") == 0)
+
+        let output = try await fixture.fleet(["publish"])
+        #expect(output.exitCode == 1)
+        #expect(
+            output.standardOutput.contains("hosts/a/x is a hard link to secrets/b/token"), "\(output.standardOutput)")
+        #expect(try FileIO.read(try fixture.layout("a").manifest) == before, "a keeps its generation")
+        unlink(repository + "/secrets/a/stolen")
+        #expect(try await fixture.fleet(["publish"]).exitCode == 1)
+        #expect(try fixture.verifiedManifest("b").generation == 2, "b publishes while a and c are refused")
+        for host in ["a", "c"] {
+            for name in try FileIO.listDirectory(try fixture.layout(host).snapshots) {
+                let bytes = try FileIO.read(try fixture.layout(host).snapshots + "/" + name)
+                let reader = try ArchiveReader(path: try fixture.layout(host).snapshots + "/" + name)
+                var contents: [String] = []
+                while let header = try reader.nextEntry() { contents.append(header.path) }
+                #expect(!contents.contains("tree/x") && bytes.count > 0)
+            }
+        }
+    }
+
     @Test func treesOverTheLimitAreRefused() throws {
         let fixture = try FleetFixture(hosts: ["a"])
         defer { fixture.remove() }
