@@ -39,7 +39,7 @@ extension Command {
             }
             return Self.exitCode(result.terminationStatus)
         } catch {
-            throw CommandError(commandLine: commandLine, reason: "could not run: \(error)")
+            throw CommandError(commandLine: commandLine, running: error, outputLimit: lineLimit)
         }
     }
 }

@@ -11,14 +11,6 @@ public struct CommandOutput: Sendable {
     public var succeeded: Bool { exitCode == 0 }
 }
 
-/// A command could not be started, or ended in a way the caller did not accept.
-public struct CommandError: Error, CustomStringConvertible, Sendable {
-    public let commandLine: String
-    public let reason: String
-
-    public var description: String { "`\(commandLine)` \(reason)" }
-}
-
 /// Runs external programs (git, useradd, nix, …) without a shell, so no argument is ever interpreted.
 public enum Command {
     /// Runs `executable` (a name looked up in PATH, or a path) with `arguments` and collects its output.
@@ -60,7 +52,7 @@ public enum Command {
             return first
         }
         guard let result else {
-            throw CommandError(commandLine: commandLine, reason: "did not finish within \(timeout) and was killed")
+            throw CommandError(commandLine: commandLine, code: .timedOut(timeout))
         }
         return try result.get()
     }
@@ -100,7 +92,7 @@ public enum Command {
                 exitCode: Self.exitCode(result.terminationStatus), standardOutput: result.standardOutput,
                 standardError: result.standardError)
         } catch {
-            throw CommandError(commandLine: commandLine, reason: "could not run: \(error)")
+            throw CommandError(commandLine: commandLine, running: error, outputLimit: outputLimit)
         }
     }
 
@@ -135,7 +127,7 @@ public enum Command {
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else {
             throw CommandError(
-                commandLine: commandLine, reason: "could not run: no temporary file for its input (errno \(errno))")
+                commandLine: commandLine, code: .couldNotStart, underlying: Errno(rawValue: errno))
         }
         _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
         template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
@@ -145,9 +137,9 @@ public enum Command {
             let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
             if written < 0 && errno == EINTR { continue }
             guard written > 0 else {
+                let error = Errno(rawValue: errno)
                 close(fd)
-                throw CommandError(
-                    commandLine: commandLine, reason: "could not run: cannot write its input (errno \(errno))")
+                throw CommandError(commandLine: commandLine, code: .couldNotStart, underlying: error)
             }
             offset += written
         }
@@ -162,10 +154,9 @@ public enum Command {
     ) async throws(CommandError) -> CommandOutput {
         let output = try await run(executable, arguments, environment: environment, input: input)
         guard output.succeeded else {
-            let detail = output.standardError.trimmingWhitespace()
             throw CommandError(
                 commandLine: ([executable] + arguments).joined(separator: " "),
-                reason: "exited with status \(output.exitCode)" + (detail.isEmpty ? "" : ": \(detail)"))
+                code: .exited(status: output.exitCode, standardError: output.standardError))
         }
         return output
     }

@@ -111,7 +111,7 @@ public struct HookRunner: Sendable {
                     timeouts = 0
                 }
             } catch {
-                let timedOut = error.reason.hasPrefix("did not finish")
+                let timedOut = if case .timedOut = error.code { true } else { false }
                 if timedOut { timeouts += 1 }
                 failure = HookFailure(
                     command: commandLine,
