@@ -1,4 +1,5 @@
 import FleetFiles
+import Inventory
 
 /// sshd refuses a `ChrootDirectory` (and, with StrictModes, an authorized keys file) unless every
 /// component of its path is a root-owned directory that group and others cannot write. This checks the
@@ -7,11 +8,8 @@ public enum PathSafety {
     /// Checks `path` and each of its ancestors that exist; returns the first offending component.
     public static func check(_ path: String) throws(SetupError) {
         guard path.hasPrefix("/") else { throw SetupError("\(path) must be an absolute path") }
-        guard path.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "/._-".contains($0)) }) else {
-            throw SetupError(
-                "\(path): only letters, digits and / . _ - are allowed in fleet's server paths (sshd_config splits on spaces)"
-            )
-        }
+        // The same rule fleet.toml and the flags are held to: what validates there is accepted here.
+        if let problem = FleetConfiguration.Server.problem(withPath: path) { throw SetupError("\(path) \(problem)") }
         var components = ["/"]
         var current = ""
         for part in path.split(separator: "/") {

@@ -2,6 +2,7 @@ import FleetFiles
 import FleetProtocol
 import FleetTestSupport
 import Inventory
+import ServerSetup
 import Testing
 
 @Suite("fleet.toml validation")
@@ -64,6 +65,9 @@ struct FleetConfigurationTests {
         }
         let plain = try parse("[server]\nchroot_root = \"/srv/fleet-2.prod_x+y@z\"\n")
         #expect(plain.server.chrootRoot == "/srv/fleet-2.prod_x+y@z")
+        // `fleet setup` holds paths to the same rule: what validates here is not refused there.
+        #expect(throws: Never.self) { try PathSafety.check("/srv/fleet-2.prod_x+y@z/chroot") }
+        #expect(throws: SetupError.self) { try PathSafety.check("/srv" + path.dropFirst(4) + "/chroot") }
         // A flag's or variable's path is made absolute first (so "/srv/../etc" is /etc, and allowed).
         if !path.contains("..") {
             #expect(throws: InventoryError.self) {
