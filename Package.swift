@@ -62,7 +62,8 @@ let package = Package(
             dependencies: [
                 "Inventory", "FleetProtocol", "ArchiveKit", "FleetFiles", "CommandRunner", "BuildGate",
             ],
-            swiftSettings: strictSettings
+            // Publish fault points (FaultPoint) exist in debug builds only, the ones the tests run.
+            swiftSettings: strictSettings + [.define("FLEET_FAULT_INJECTION", .when(configuration: .debug))]
         ),
         .target(
             name: "BuildGate",

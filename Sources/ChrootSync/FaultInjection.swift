@@ -3,7 +3,8 @@ import Glibc
 /// Named points in a publish where a test can make the process die as `kill -9` would, to prove that a
 /// crash at any step leaves every host's previous manifest and snapshot valid.
 ///
-/// Set `FLEET_FAULT_POINT=<point>` or `<point>@<host>`; it has no effect otherwise.
+/// Set `FLEET_FAULT_POINT=<point>` or `<point>@<host>`; it has no effect otherwise. Compiled in only in
+/// debug builds (the ones the tests run, `FLEET_FAULT_INJECTION`): a release binary ignores the variable.
 public enum FaultPoint: String, CaseIterable, Sendable {
     case snapshotWritten = "snapshot-written"  // temporary snapshot complete, not yet renamed
     case snapshotRenamed = "snapshot-renamed"  // snapshot in place, manifest not yet written
@@ -20,10 +21,15 @@ public enum FaultPoint: String, CaseIterable, Sendable {
         return (text, nil)
     }()
 
-    /// Dies with SIGKILL if this point (for this host) was requested.
-    func trigger(host: String) {
-        guard let requested = Self.requested, requested.point == rawValue else { return }
-        if let only = requested.host, only != host { return }
-        kill(getpid(), SIGKILL)
-    }
+    #if FLEET_FAULT_INJECTION
+        /// Dies with SIGKILL if this point (for this host) was requested.
+        func trigger(host: String) {
+            guard let requested = Self.requested, requested.point == rawValue else { return }
+            if let only = requested.host, only != host { return }
+            kill(getpid(), SIGKILL)
+        }
+    #else
+        /// Nothing: a release build has no fault injection.
+        @inline(__always) func trigger(host: String) {}
+    #endif
 }
