@@ -51,45 +51,50 @@ let package = Package(
             swiftSettings: strictSettings
         ),
 
-        // The server side.
+        // The server side: its two contracts (fleet.toml; state.db and the chroots), then what uses them.
         .target(
             name: "Inventory",
-            dependencies: ["FleetProtocol", "SQLiteKit", "FleetFiles", "TOMLKit"],
+            dependencies: ["FleetProtocol", "FleetFiles", "TOMLKit"],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "ServerStore",
+            dependencies: ["FleetProtocol", "SQLiteKit", "FleetFiles"],
             swiftSettings: strictSettings
         ),
         .target(
             name: "ChrootSync",
             dependencies: [
-                "Inventory", "FleetProtocol", "ArchiveKit", "FleetFiles", "CommandRunner", "BuildGate",
+                "Inventory", "ServerStore", "FleetProtocol", "ArchiveKit", "FleetFiles", "CommandRunner", "BuildGate",
             ],
             // Publish fault points (FaultPoint) exist in debug builds only, the ones the tests run.
             swiftSettings: strictSettings + [.define("FLEET_FAULT_INJECTION", .when(configuration: .debug))]
         ),
         .target(
             name: "BuildGate",
-            dependencies: ["Inventory", "FleetProtocol", "FleetFiles", "CommandRunner"],
+            dependencies: ["Inventory", "ServerStore", "FleetProtocol", "FleetFiles", "CommandRunner"],
             swiftSettings: strictSettings
         ),
         .target(
             name: "FleetHooks",
-            dependencies: ["Inventory", "FleetProtocol", "CommandRunner"],
+            dependencies: ["Inventory", "ServerStore", "FleetProtocol", "CommandRunner"],
             swiftSettings: strictSettings
         ),
         .target(
             name: "FleetReview",
-            dependencies: ["Inventory", "ChrootSync", "FleetHooks", "FleetProtocol", "FleetFiles", "SQLiteKit"],
+            dependencies: ["Inventory", "ServerStore", "FleetHooks", "FleetProtocol", "FleetFiles", "SQLiteKit"],
             swiftSettings: strictSettings
         ),
         .target(
             name: "ServerSetup",
-            dependencies: ["Inventory", "ChrootSync", "FleetProtocol", "FleetFiles", "CommandRunner"],
+            dependencies: ["Inventory", "ServerStore", "FleetProtocol", "FleetFiles", "CommandRunner"],
             swiftSettings: strictSettings
         ),
         .executableTarget(
             name: "FleetServer",
             dependencies: [
-                "ChrootSync", "ServerSetup", "BuildGate", "Inventory", "FleetProtocol", "FleetFiles", "FleetReview",
-                "FleetHooks",
+                "ChrootSync", "ServerSetup", "BuildGate", "Inventory", "ServerStore", "FleetProtocol", "FleetFiles",
+                "FleetReview", "FleetHooks", "CommandRunner",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings
@@ -129,7 +134,8 @@ let package = Package(
         .testTarget(
             name: "FleetTests",
             dependencies: [
-                "FleetTestSupport", "Inventory", "ChrootSync", "ServerSetup", "FleetProtocol", "ArchiveKit",
+                "FleetTestSupport", "Inventory", "ServerStore", "ChrootSync", "ServerSetup", "FleetProtocol",
+                "ArchiveKit",
                 "SQLiteKit", "FleetFiles", "CommandRunner", "HostAgent", "BuildGate", "UpdatePage", "FleetHooks",
                 "FleetReview",
             ],

@@ -1,6 +1,6 @@
 public import FleetProtocol
 import Foundation
-public import Inventory
+public import ServerStore
 
 /// What building one host's configuration on the server gave.
 public struct BuildResult: Sendable, Codable, Equatable {
@@ -30,11 +30,11 @@ public struct BuildResult: Sendable, Codable, Equatable {
 extension StateStore {
     /// Every build is an event in state.db: `built`, `build-reused` or `build-failed`, with its log.
     public func record(_ build: BuildResult) throws {
-        let kind =
+        let kind: EventKind =
             switch build.status {
-            case .built: "built"
-            case .reused: "build-reused"
-            case .failed: "build-failed"
+            case .built: .built
+            case .reused: .buildReused
+            case .failed: .buildFailed
             }
         var detail = ["tree": build.treeDigest, "seconds": String(format: "%.1f", build.seconds)]
         detail["toplevel"] = build.toplevel

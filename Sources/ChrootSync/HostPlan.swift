@@ -1,6 +1,7 @@
 import FleetFiles
 import FleetProtocol
 import Inventory
+import ServerStore
 
 /// What publishing one host starts from: its current manifest, its resolved tree, and whether that tree is
 /// what the manifest already publishes. Working it out only reads, so hosts are planned on all cores while

@@ -2,6 +2,7 @@ import ArchiveKit
 import FleetFiles
 public import FleetProtocol
 import Foundation
+public import ServerStore
 
 /// What the next publish would change for a host: its resolved tree against the snapshot it has now.
 ///

@@ -5,6 +5,7 @@ public import FleetFiles
 public import FleetProtocol
 public import Foundation
 public import Inventory
+public import ServerStore
 
 /// Publishes hosts' resolved trees into their chroots, one host at a time, atomically.
 ///
@@ -135,7 +136,7 @@ public final class Publisher {
             result.generation = current?.generation
             result.reason = error.problems.map(\.description).joined(separator: "; ")
             if !dryRun {
-                try store.recordEvent(host: host.name, kind: "refused", detail: ["reason": result.reason ?? ""])
+                try store.recordEvent(host: host.name, kind: .refused, detail: ["reason": result.reason ?? ""])
             }
             return result
         }
@@ -151,7 +152,8 @@ public final class Publisher {
                             host: host.name, generation: manifest.generation, publishedAt: manifest.publishedAt,
                             sourceCommit: manifest.sourceCommit, contentDigest: digest,
                             snapshotSHA256: manifest.snapshot.sha256, snapshotSize: manifest.snapshot.size,
-                            files: tree.fileCount, bytes: tree.byteCount))
+                            files: tree.fileCount, bytes: tree.byteCount, toplevel: manifest.toplevel,
+                            hasCache: manifest.hasCache))
                     result.warnings.append(
                         "recorded generation \(manifest.generation), published by an interrupted run")
                 }
@@ -168,7 +170,7 @@ public final class Publisher {
             result.generation = current?.generation
             result.reason = refusal.description
             if !dryRun {
-                try store.recordEvent(host: host.name, kind: "refused", detail: ["reason": refusal.description])
+                try store.recordEvent(host: host.name, kind: .refused, detail: ["reason": refusal.description])
             }
             return result
         }
@@ -209,7 +211,7 @@ public final class Publisher {
                 result.generation = current?.generation
                 result.reason =
                     "built, but \(error); generation \(current.map { String($0.generation) } ?? "none") stays"
-                try store.recordEvent(host: host.name, kind: "build-failed", detail: ["reason": error.description])
+                try store.recordEvent(host: host.name, kind: .buildFailed, detail: ["reason": error.description])
                 return result
             }
         }
@@ -231,13 +233,8 @@ public final class Publisher {
             .init(
                 host: host.name, generation: generation, publishedAt: manifest.publishedAt, sourceCommit: sourceCommit,
                 contentDigest: digest, snapshotSHA256: snapshot.sha256, snapshotSize: snapshot.size,
-                files: tree.fileCount, bytes: tree.byteCount))
+                files: tree.fileCount, bytes: tree.byteCount, toplevel: toplevel, hasCache: manifest.hasCache))
         FaultPoint.recorded.trigger(host: host.name.value)
-        if let toplevel {
-            try store.recordEvent(
-                host: host.name, kind: "system",
-                detail: ["generation": String(generation), "toplevel": toplevel, "cache": String(manifest.hasCache)])
-        }
         try collect(layout, current: generation, now: now, published: true)
         result.status = .published
         result.generation = generation
@@ -248,11 +245,11 @@ public final class Publisher {
 
     /// One more than anything this host has ever had: in state.db, in its manifest, or as a snapshot file;
     /// a refusal of this host when that is not a generation (state.db holds a bad value, or the bound is reached).
-    func nextGeneration(_ layout: ChrootLayout, current: Manifest?) throws -> Result<UInt64, InventoryError> {
+    func nextGeneration(_ layout: ChrootLayout, current: Manifest?) throws -> Result<UInt64, ServerStoreError> {
         var highest: UInt64
         do {
             highest = max(try store.lastGeneration(of: layout.host), current?.generation ?? 0)
-        } catch let error as InventoryError {
+        } catch let error as ServerStoreError {
             return .failure(error)
         }
         if try FileStatus.of(layout.snapshots)?.kind == .directory {
@@ -264,7 +261,7 @@ public final class Publisher {
         }
         guard highest < Generation.maximum else {
             return .failure(
-                InventoryError(
+                ServerStoreError(
                     "generation \(highest) is the last there can be (2^53): no newer one can be published to \(layout.host)"
                 ))
         }
@@ -327,15 +324,8 @@ public final class Publisher {
         for name in try FileIO.listDirectory(layout.snapshots) {
             if let generation = ChrootLayout.generation(ofSnapshotNamed: name) { kept.insert(generation) }
         }
-        let decoder = JSONDecoder()
-        let toplevels = try store.events(host: layout.host).filter { $0.kind == "system" }.compactMap {
-            event -> String? in
-            guard let detail = try? decoder.decode([String: String].self, from: Data(event.detail.utf8)),
-                let generation = detail["generation"].flatMap(UInt64.init), kept.contains(generation),
-                detail["cache"] == "true"
-            else { return nil }
-            return detail["toplevel"]
-        }
+        let toplevels = try store.publications(of: layout.host).filter { kept.contains($0.generation) && $0.hasCache }
+            .compactMap(\.toplevel)
         BinaryCache(directory: layout.cache).collect(keeping: toplevels)
     }
 

@@ -1,5 +1,6 @@
 public import FleetFiles
 import Glibc
+public import ServerStore
 
 /// Removes what a host no longer needs from its chroot: superseded snapshots once their grace period has
 /// passed (a client may still be downloading one), snapshots newer than the manifest (left by a crash

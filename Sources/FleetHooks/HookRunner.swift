@@ -2,6 +2,7 @@ import CommandRunner
 import FleetProtocol
 import Foundation
 public import Inventory
+public import ServerStore
 
 /// Runs fleet.toml's `[[hooks]]` for events: each hook that wants an event gets one process with the event's
 /// JSON (``HookEvent``) on its standard input, `FLEET_EVENT` and `FLEET_HOST` in its environment, no shell,
@@ -137,7 +138,7 @@ public struct HookRunner: Sendable {
             for delivery in failed {
                 guard let failure = delivery.failure else { continue }
                 try store.recordEvent(
-                    host: delivery.event.host.flatMap { try? HostName($0) }, kind: "hook-failed",
+                    host: delivery.event.host.flatMap { try? HostName($0) }, kind: .hookFailed,
                     detail: [
                         "event": delivery.event.event.rawValue, "command": failure.command, "reason": failure.reason,
                         "generation": delivery.event.generation.map(String.init) ?? "",

@@ -1,6 +1,7 @@
 import FleetHooks
 import FleetProtocol
 import Inventory
+import ServerStore
 
 /// Turns status changes into events, each once: recorded in state.db's `events` table and handed to the hooks.
 ///
@@ -62,7 +63,7 @@ struct EventAnnouncer {
                 var detail = event.details
                 if let generation = event.generation { detail["generation"] = String(generation) }
                 if let reason = event.reason { detail["reason"] = reason }
-                try stateStore.recordEvent(host: try? HostName(row.host), kind: event.event.rawValue, detail: detail)
+                try stateStore.recordEvent(host: try? HostName(row.host), kind: event.event.eventKind, detail: detail)
             }
             if applied != before?.announcedApplied || failure != before?.announcedFailure
                 || silent != (before?.announcedSilent ?? false)
@@ -71,5 +72,19 @@ struct EventAnnouncer {
             }
         }
         return events
+    }
+}
+
+extension HookEventKind {
+    /// How state.db's `events` table names it (the same words).
+    var eventKind: EventKind {
+        switch self {
+        case .published: .published
+        case .buildFailed: .buildFailed
+        case .hostApplied: .hostApplied
+        case .hostFailed: .hostFailed
+        case .hostRolledBack: .hostRolledBack
+        case .hostSilent: .hostSilent
+        }
     }
 }

@@ -1,7 +1,7 @@
-import ChrootSync
 import FleetProtocol
 import Inventory
 import SQLiteKit
+import ServerStore
 
 /// What one ingest did, for tests, `--json` and the benchmark.
 public struct IngestSummary: Sendable, Equatable, Codable {

@@ -1,9 +1,9 @@
-import ChrootSync
 import FleetFiles
 public import FleetHooks
 import FleetProtocol
 public import Inventory
 import SQLiteKit
+import ServerStore
 
 /// The review side in one call: ingest what hosts uploaded, compute each host's status, record and fire the
 /// events that are new. `fleet status`, `logs` and `metrics` are thin layers over this.
@@ -38,10 +38,10 @@ public final class Review {
         do {
             try FileIO.createDirectories(configuration.server.stateDirectory, mode: 0o700)
             stateStore = try StateStore(stateDirectory: configuration.server.stateDirectory)
+            store = try ReviewStore(stateStore)
         } catch {
             throw ReviewError("cannot open \(configuration.server.stateDirectory)/\(StateStore.fileName): \(error)")
         }
-        store = ReviewStore(stateStore)
         hooks = HookRunner(configuration, log: hookLog)
     }
 
@@ -101,11 +101,11 @@ public final class Review {
 
     /// `build-failed` events per host (0 when none).
     public func buildFailures() throws(ReviewError) -> [String: Int] {
-        do { return try store.buildFailures() } catch { throw ReviewError("\(error)") }
+        do { return try stateStore.eventCounts(.buildFailed) } catch { throw ReviewError("\(error)") }
     }
 
     private func publishedGenerations(_ hosts: [HostConfiguration]) throws -> [String: FleetStatus.Published] {
-        let recorded = try store.publishedGenerations()
+        let recorded = try stateStore.lastGenerations()
         var result: [String: FleetStatus.Published] = [:]
         for host in hosts {
             let layout = ChrootLayout(root: configuration.server.chrootRoot, host: host.name)

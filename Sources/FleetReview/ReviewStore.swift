@@ -1,8 +1,9 @@
 import FleetProtocol
 import Inventory
 import SQLiteKit
+import ServerStore
 
-/// The review side's tables in state.db (created by ``StateStore``'s second migration):
+/// The review side's tables in state.db (created by its own ``migrations``, as component `review`):
 ///
 /// - `reports`: every report ingested (validated fields, and the JSON as received), newest `report_history`
 ///   per host.
@@ -13,10 +14,77 @@ import SQLiteKit
 /// - `review_hosts`: per host, a digest of the report and log names already examined (so an unchanged `logs/`
 ///   costs one directory listing), when the host was last heard from, and which events were announced.
 final class ReviewStore {
+    /// state.db's connection, shared with ``StateStore`` so that an announcement and its event are one
+    /// transaction.
     let database: SQLiteDatabase
 
-    init(_ store: StateStore) {
+    /// One schema change per entry, applied in order; never edit a shipped entry, append a new one.
+    static let migrations = [
+        // 1: `IF NOT EXISTS`: databases made before the review owned its tables got them from StateStore.
+        """
+        CREATE TABLE IF NOT EXISTS reports (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            host TEXT NOT NULL,
+            name TEXT NOT NULL,
+            received_ns INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            generation INTEGER,
+            previous_generation INTEGER,
+            started_at TEXT NOT NULL,
+            finished_at TEXT NOT NULL,
+            duration REAL NOT NULL,
+            reboot_needed INTEGER,
+            reason TEXT,
+            log_name TEXT,
+            json TEXT NOT NULL,
+            UNIQUE (host, name)
+        );
+        CREATE INDEX IF NOT EXISTS reports_by_host ON reports (host, id);
+        CREATE TABLE IF NOT EXISTS run_logs (
+            host TEXT NOT NULL,
+            name TEXT NOT NULL,
+            received_ns INTEGER NOT NULL,
+            size INTEGER NOT NULL,
+            text BLOB NOT NULL,
+            PRIMARY KEY (host, name)
+        ) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS heartbeats (
+            host TEXT PRIMARY KEY,
+            received_ns INTEGER NOT NULL,
+            at TEXT NOT NULL,
+            applied_generation INTEGER,
+            seen_generation INTEGER,
+            failed_generation INTEGER,
+            last_result TEXT,
+            reason TEXT,
+            reboot_needed INTEGER,
+            json TEXT NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS ingest_files (
+            host TEXT NOT NULL,
+            name TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            inode INTEGER NOT NULL,
+            ingested INTEGER NOT NULL,
+            warning TEXT,
+            PRIMARY KEY (host, name)
+        ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS ingest_files_warnings ON ingest_files (host) WHERE warning IS NOT NULL;
+        CREATE TABLE IF NOT EXISTS review_hosts (
+            host TEXT PRIMARY KEY,
+            listing_digest TEXT,
+            last_seen_ns INTEGER,
+            announced_applied INTEGER,
+            announced_failure TEXT,
+            announced_silent INTEGER NOT NULL DEFAULT 0
+        );
+        """
+    ]
+
+    init(_ store: StateStore) throws {
         database = store.database
+        try database.migrate(component: "review", Self.migrations)
     }
 
     // MARK: - Bookkeeping
@@ -331,28 +399,5 @@ final class ReviewStore {
             startedAt: row["started_at"].text ?? "", finishedAt: row["finished_at"].text ?? "", duration: duration,
             rebootNeeded: row["reboot_needed"].integer.map { $0 != 0 }, reason: row["reason"].text,
             logName: row["log_name"].text, json: row["json"].text ?? "")
-    }
-
-    // MARK: - Events
-
-    /// `build-failed` events per host (recorded by the publisher's build gate).
-    func buildFailures() throws -> [String: Int] {
-        var result: [String: Int] = [:]
-        for row in try database.query(
-            "SELECT host, count(*) AS failures FROM events WHERE kind = ? AND host IS NOT NULL GROUP BY host",
-            [.text("build-failed")])
-        {
-            if let host = row["host"].text { result[host] = Int(row["failures"].integer ?? 0) }
-        }
-        return result
-    }
-
-    /// The highest generation state.db knows was published to each host.
-    func publishedGenerations() throws -> [String: UInt64] {
-        var result: [String: UInt64] = [:]
-        for row in try database.query("SELECT name, last_generation FROM hosts") {
-            if let host = row["name"].text { result[host] = Generation.stored(row["last_generation"].integer) ?? 0 }
-        }
-        return result
     }
 }

@@ -5,6 +5,7 @@ import FleetFiles
 import FleetProtocol
 import Foundation
 import Inventory
+import ServerStore
 
 extension Fleet {
     struct Build: AsyncParsableCommand {

@@ -3,6 +3,7 @@ import ChrootSync
 import FleetFiles
 import FleetProtocol
 import Inventory
+import ServerStore
 
 extension Fleet {
     struct Hosts: AsyncParsableCommand {

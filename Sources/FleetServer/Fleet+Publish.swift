@@ -5,6 +5,7 @@ import FleetHooks
 import FleetProtocol
 import Foundation
 import Inventory
+import ServerStore
 
 extension Fleet {
     struct Publish: AsyncParsableCommand {

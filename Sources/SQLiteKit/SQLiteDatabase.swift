@@ -162,6 +162,33 @@ public final class SQLiteDatabase {
         }
     }
 
+    /// Applies the schema changes of one `component` (a module that owns some tables of a database shared with
+    /// others) that were not applied yet, in order, each in its own transaction; the versions are kept in the
+    /// `schema_versions` table, so every module migrates its own tables and none needs to know the others'.
+    public func migrate(component: String, _ migrations: [String]) throws {
+        try execute(
+            "CREATE TABLE IF NOT EXISTS schema_versions (component TEXT PRIMARY KEY, version INTEGER NOT NULL)")
+        let current =
+            try query("SELECT version FROM schema_versions WHERE component = ?", [.text(component)]).first?[
+                "version"
+            ].integer ?? 0
+        guard current <= Int64(migrations.count) else {
+            throw SQLiteError(
+                path: path, code: SQLITE_ERROR,
+                message: "the schema of \(component) is at version \(current), newer than this fleet understands "
+                    + "(\(migrations.count)); upgrade fleet instead of opening it with an older one", statement: nil)
+        }
+        for (index, sql) in migrations.enumerated() where Int64(index) >= current {
+            try transaction {
+                try execute(sql)
+                _ = try query(
+                    "INSERT INTO schema_versions (component, version) VALUES (?, ?) "
+                        + "ON CONFLICT(component) DO UPDATE SET version = excluded.version",
+                    [.text(component), .integer(Int64(index + 1))])
+            }
+        }
+    }
+
     public var lastInsertedRowID: Int64 { sqlite3_last_insert_rowid(handle) }
 
     private var lastMessage: String { String(cString: sqlite3_errmsg(handle)) }

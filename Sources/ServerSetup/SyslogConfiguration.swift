@@ -1,6 +1,6 @@
-import ChrootSync
 import FleetProtocol
 public import Inventory
+public import ServerStore
 
 /// Renders the rsyslog configuration that gives every host's chroot a `dev/log` socket.
 ///

@@ -4,6 +4,7 @@ import FleetFiles
 import FleetProtocol
 import FleetTestSupport
 import Foundation
+import ServerStore
 import Testing
 
 /// Hosts served by a real sshd configured by `fleet setup` and `fleet sshd-config`, attacked with OpenSSH's

@@ -5,6 +5,7 @@ import FleetProtocol
 import FleetTestSupport
 import Foundation
 import HostAgent
+import ServerStore
 
 /// A fleet server (real sshd configured by `fleet sshd-config`, users and chroots made by `fleet setup`) and
 /// its hosts' clients, each with its own state directory, Nix profile, activation log and SSH key, all on

@@ -7,6 +7,7 @@ import FleetTestSupport
 import Foundation
 import HostAgent
 import Inventory
+import ServerStore
 import Testing
 
 /// The build gate, per-host binary caches, `fleet build` and `fleet diff`, with the real Nix: in the client
@@ -243,7 +244,7 @@ extension ClientRunTests {
 
 /// Opens a fixture's state.db.
 enum StateStoreOpener {
-    static func open(_ fixture: FleetFixture) throws -> Inventory.StateStore {
-        try Inventory.StateStore(stateDirectory: fixture.stateDirectory)
+    static func open(_ fixture: FleetFixture) throws -> ServerStore.StateStore {
+        try ServerStore.StateStore(stateDirectory: fixture.stateDirectory)
     }
 }

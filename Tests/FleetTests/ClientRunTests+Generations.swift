@@ -7,6 +7,7 @@ import FleetTestSupport
 import Foundation
 import HostAgent
 import SQLiteKit
+import ServerStore
 import Testing
 
 /// Generations are 1 … 2^53 wherever they are read or written: a validly signed manifest, a snapshot name, a

@@ -4,6 +4,7 @@ import FleetProtocol
 import FleetReview
 import FleetTestSupport
 import Foundation
+import ServerStore
 import Testing
 
 /// `fleet status` and `fleet logs` on what real fleet-client runs uploaded through a real sshd: in the serialized

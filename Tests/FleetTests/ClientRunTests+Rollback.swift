@@ -5,6 +5,7 @@ import FleetProtocol
 import FleetTestSupport
 import Foundation
 import HostAgent
+import ServerStore
 import Testing
 
 /// Magic rollback and reboots, in the same serialized suite as the other client runs (shared Nix store).

@@ -6,6 +6,7 @@ import FleetProtocol
 import FleetTestSupport
 import Foundation
 import HostAgent
+import ServerStore
 import Testing
 
 /// `fleet-client run` against a real sshd, real chroots and the real Nix: the whole loop, and its refusals.

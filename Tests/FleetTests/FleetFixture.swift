@@ -5,6 +5,7 @@ import FleetProtocol
 import FleetTestSupport
 import Foundation
 import Inventory
+import ServerStore
 
 /// A throwaway fleet repository with its own chroot root and state directory, and a way to run the real
 /// `fleet` executable on it.

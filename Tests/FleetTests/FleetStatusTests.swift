@@ -6,6 +6,7 @@ import FleetReview
 import FleetTestSupport
 import Foundation
 import Inventory
+import ServerStore
 import Testing
 
 /// `fleet status`, `logs` and `metrics` on planted uploads: every state and its reason, the silence rule,
@@ -215,7 +216,7 @@ struct FleetStatusTests {
         try review.plantReport("a", 0)
         try review.plantReport("b", 0, state: .failed, reason: "x")
         let store = try StateStore(stateDirectory: review.fixture.stateDirectory)
-        try store.recordEvent(host: try HostName("b"), kind: "build-failed", detail: ["reason": "x"])
+        try store.recordEvent(host: try HostName("b"), kind: .buildFailed, detail: ["reason": "x"])
         let file = review.fixture.directory.path("fleet.prom")
         let output = try await review.fixture.fleet(["metrics", "--output", file])
         #expect(output.exitCode == 0 && output.standardOutput.isEmpty, "\(output.standardError)")

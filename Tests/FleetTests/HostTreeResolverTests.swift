@@ -7,6 +7,7 @@ import FleetTestSupport
 import Foundation
 import Glibc
 import Inventory
+import ServerStore
 import Testing
 
 @Suite("Host tree resolution")

@@ -6,6 +6,7 @@ import FleetTestSupport
 import Foundation
 import Glibc
 import Inventory
+import ServerStore
 import Testing
 
 @Suite("fleet publish")

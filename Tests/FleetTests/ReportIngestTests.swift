@@ -5,6 +5,7 @@ import FleetReview
 import FleetTestSupport
 import Foundation
 import Inventory
+import ServerStore
 import Testing
 
 /// `fleet status`'s ingest of hosts' `logs/`: incremental, bounded, and unmoved by hostile uploads. Files are
@@ -64,7 +65,7 @@ struct ReportIngestTests {
         #expect(snapshot.ingest.filesRead == 2, "b's report and log, and no file of a's")
         #expect(try review.status(snapshot, "b").state == .upToDate)
         let store = try StateStore(stateDirectory: review.fixture.stateDirectory)
-        #expect(try store.schemaVersion == 2)
+        #expect(try store.schemaVersion == 3, "the current schema")
         // Refused files stay where they are, and are not read again.
         #expect(try review.listing("a").count == 4)
         let again = try await review.refresh()

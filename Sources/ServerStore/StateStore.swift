@@ -37,65 +37,23 @@ public final class StateStore {
         );
         CREATE INDEX events_by_host ON events (host, id);
         """,
-        // 2: the review side (`fleet status`, `logs`, `metrics`): what hosts uploaded into their chroots' logs/.
+        // 2: the review side's tables were created here; they are FleetReview's own migrations now
+        // (`ReviewStore.migrations`, written so that databases made with this entry keep them as they are).
+        "SELECT 1;",
+        // 3: what each publication's manifest names, so nothing is read back from events.
         """
-        CREATE TABLE reports (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            host TEXT NOT NULL,
-            name TEXT NOT NULL,
-            received_ns INTEGER NOT NULL,
-            state TEXT NOT NULL,
-            generation INTEGER,
-            previous_generation INTEGER,
-            started_at TEXT NOT NULL,
-            finished_at TEXT NOT NULL,
-            duration REAL NOT NULL,
-            reboot_needed INTEGER,
-            reason TEXT,
-            log_name TEXT,
-            json TEXT NOT NULL,
-            UNIQUE (host, name)
-        );
-        CREATE INDEX reports_by_host ON reports (host, id);
-        CREATE TABLE run_logs (
-            host TEXT NOT NULL,
-            name TEXT NOT NULL,
-            received_ns INTEGER NOT NULL,
-            size INTEGER NOT NULL,
-            text BLOB NOT NULL,
-            PRIMARY KEY (host, name)
-        ) WITHOUT ROWID;
-        CREATE TABLE heartbeats (
-            host TEXT PRIMARY KEY,
-            received_ns INTEGER NOT NULL,
-            at TEXT NOT NULL,
-            applied_generation INTEGER,
-            seen_generation INTEGER,
-            failed_generation INTEGER,
-            last_result TEXT,
-            reason TEXT,
-            reboot_needed INTEGER,
-            json TEXT NOT NULL
-        );
-        CREATE TABLE ingest_files (
-            host TEXT NOT NULL,
-            name TEXT NOT NULL,
-            size INTEGER NOT NULL,
-            mtime_ns INTEGER NOT NULL,
-            inode INTEGER NOT NULL,
-            ingested INTEGER NOT NULL,
-            warning TEXT,
-            PRIMARY KEY (host, name)
-        ) WITHOUT ROWID;
-        CREATE INDEX ingest_files_warnings ON ingest_files (host) WHERE warning IS NOT NULL;
-        CREATE TABLE review_hosts (
-            host TEXT PRIMARY KEY,
-            listing_digest TEXT,
-            last_seen_ns INTEGER,
-            announced_applied INTEGER,
-            announced_failure TEXT,
-            announced_silent INTEGER NOT NULL DEFAULT 0
-        );
+        ALTER TABLE publications ADD COLUMN toplevel TEXT;
+        ALTER TABLE publications ADD COLUMN has_cache INTEGER NOT NULL DEFAULT 0;
+        UPDATE publications SET
+            toplevel = (SELECT json_extract(e.detail, '$.toplevel') FROM events e
+                WHERE e.kind = 'system' AND e.host = publications.host
+                AND json_extract(e.detail, '$.generation') = CAST(publications.generation AS TEXT)
+                ORDER BY e.id DESC LIMIT 1),
+            has_cache = coalesce((SELECT json_extract(e.detail, '$.cache') = 'true' FROM events e
+                WHERE e.kind = 'system' AND e.host = publications.host
+                AND json_extract(e.detail, '$.generation') = CAST(publications.generation AS TEXT)
+                ORDER BY e.id DESC LIMIT 1), 0);
+        DELETE FROM events WHERE kind = 'system';
         """,
     ]
 
@@ -111,13 +69,13 @@ public final class StateStore {
 
     /// The highest generation ever published for `host`, 0 when none.
     ///
-    /// - Throws: `InventoryError` naming the host when state.db holds a value that is not a generation (edited
+    /// - Throws: `ServerStoreError` naming the host when state.db holds a value that is not a generation (edited
     ///   by hand, or written before generations were bounded): nothing can safely follow it.
     public func lastGeneration(of host: HostName) throws -> UInt64 {
         let rows = try database.query("SELECT last_generation FROM hosts WHERE name = ?", [.text(host.value)])
         guard let stored = rows.first?["last_generation"].integer, stored != 0 else { return 0 }
         guard let generation = Generation.stored(stored) else {
-            throw InventoryError(
+            throw ServerStoreError(
                 "\(database.path): host \(host)'s last generation \(stored) is not a generation (1 to 2^53); "
                     + "correct it (UPDATE hosts SET last_generation = … WHERE name = '\(host)') before publishing it")
         }
@@ -145,11 +103,18 @@ public final class StateStore {
         public var snapshotSize: Int64
         public var files: Int
         public var bytes: Int64
+        /// The built system the manifest names, when the server built it.
+        public var toplevel: String?
+        /// Whether the host's `cache/` holds the toplevel's closure.
+        public var hasCache: Bool
 
         public init(
             host: HostName, generation: UInt64, publishedAt: String, sourceCommit: String, contentDigest: String,
-            snapshotSHA256: String, snapshotSize: Int64, files: Int, bytes: Int64
+            snapshotSHA256: String, snapshotSize: Int64, files: Int, bytes: Int64, toplevel: String? = nil,
+            hasCache: Bool = false
         ) {
+            self.toplevel = toplevel
+            self.hasCache = hasCache
             self.host = host
             self.generation = generation
             self.publishedAt = publishedAt
@@ -167,7 +132,7 @@ public final class StateStore {
         if let problem = Generation.problem(
             with: publication.generation, "publication of \(publication.host): generation")
         {
-            throw InventoryError(problem)
+            throw ServerStoreError(problem)
         }
         try database.transaction {
             try database.query(
@@ -178,8 +143,9 @@ public final class StateStore {
             try database.query(
                 """
                 INSERT OR REPLACE INTO publications
-                (host, generation, published_at, source_commit, content_digest, snapshot_sha256, snapshot_size, files, bytes)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                (host, generation, published_at, source_commit, content_digest, snapshot_sha256, snapshot_size, files, bytes,
+                 toplevel, has_cache)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 [
                     .text(publication.host.value), .integer(Generation.storable(publication.generation)),
@@ -187,9 +153,10 @@ public final class StateStore {
                     .text(publication.sourceCommit), .text(publication.contentDigest),
                     .text(publication.snapshotSHA256),
                     .integer(publication.snapshotSize), .integer(Int64(publication.files)), .integer(publication.bytes),
+                    publication.toplevel.map { .text($0) } ?? .null, .integer(publication.hasCache ? 1 : 0),
                 ])
             try insertEvent(
-                host: publication.host, kind: "published",
+                host: publication.host, kind: .published,
                 detail: ["generation": "\(publication.generation)", "source_commit": publication.sourceCommit])
         }
     }
@@ -204,7 +171,8 @@ public final class StateStore {
                     publishedAt: row["published_at"].text ?? "", sourceCommit: row["source_commit"].text ?? "",
                     contentDigest: row["content_digest"].text ?? "", snapshotSHA256: row["snapshot_sha256"].text ?? "",
                     snapshotSize: row["snapshot_size"].integer ?? 0, files: Int(row["files"].integer ?? 0),
-                    bytes: row["bytes"].integer ?? 0)
+                    bytes: row["bytes"].integer ?? 0, toplevel: row["toplevel"].text,
+                    hasCache: (row["has_cache"].integer ?? 0) != 0)
             }
     }
 
@@ -218,7 +186,7 @@ public final class StateStore {
     }
 
     /// Appends an event (e.g. `refused` with its reason).
-    public func recordEvent(host: HostName?, kind: String, detail: [String: String]) throws {
+    public func recordEvent(host: HostName?, kind: EventKind, detail: [String: String]) throws {
         try insertEvent(host: host, kind: kind, detail: detail)
     }
 
@@ -237,12 +205,24 @@ public final class StateStore {
         }
     }
 
-    private func insertEvent(host: HostName?, kind: String, detail: [String: String]) throws {
+    /// How many events of `kind` each host has.
+    public func eventCounts(_ kind: EventKind) throws -> [String: Int] {
+        var result: [String: Int] = [:]
+        for row in try database.query(
+            "SELECT host, count(*) AS n FROM events WHERE kind = ? AND host IS NOT NULL GROUP BY host",
+            [.text(kind.rawValue)])
+        {
+            if let host = row["host"].text { result[host] = Int(row["n"].integer ?? 0) }
+        }
+        return result
+    }
+
+    private func insertEvent(host: HostName?, kind: EventKind, detail: [String: String]) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let json = String(decoding: try encoder.encode(detail), as: UTF8.self)
         try database.query(
             "INSERT INTO events (at, host, kind, detail) VALUES (?, ?, ?, ?)",
-            [.text(UTCTime.iso(Date())), host.map { .text($0.value) } ?? .null, .text(kind), .text(json)])
+            [.text(UTCTime.iso(Date())), host.map { .text($0.value) } ?? .null, .text(kind.rawValue), .text(json)])
     }
 }
