@@ -45,6 +45,8 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // What fleet knows of Nix, for the server and the hosts alike: build invocation, attribute rule, narinfo.
+        .target(name: "NixKit", dependencies: ["CommandRunner", "FleetFiles"], swiftSettings: strictSettings),
         .target(
             name: "FleetProtocol",
             dependencies: [.product(name: "Crypto", package: "swift-crypto"), "TOMLKit"],
@@ -54,7 +56,7 @@ let package = Package(
         // The server side: its two contracts (fleet.toml; state.db and the chroots), then what uses them.
         .target(
             name: "Inventory",
-            dependencies: ["FleetProtocol", "FleetFiles", "TOMLKit"],
+            dependencies: ["FleetProtocol", "FleetFiles", "NixKit", "TOMLKit"],
             swiftSettings: strictSettings
         ),
         .target(
@@ -72,7 +74,7 @@ let package = Package(
         ),
         .target(
             name: "BuildGate",
-            dependencies: ["Inventory", "ServerStore", "FleetProtocol", "FleetFiles", "CommandRunner"],
+            dependencies: ["Inventory", "ServerStore", "FleetProtocol", "FleetFiles", "CommandRunner", "NixKit"],
             swiftSettings: strictSettings
         ),
         .target(
@@ -94,6 +96,7 @@ let package = Package(
             name: "FleetServer",
             dependencies: [
                 "ChrootSync", "ServerSetup", "BuildGate", "Inventory", "ServerStore", "FleetProtocol", "FleetFiles",
+                "NixKit",
                 "FleetReview", "FleetHooks", "CommandRunner",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -103,7 +106,7 @@ let package = Package(
         // The host side.
         .target(
             name: "HostAgent",
-            dependencies: ["SFTPTransport", "FleetProtocol", "ArchiveKit", "FleetFiles", "CommandRunner"],
+            dependencies: ["SFTPTransport", "FleetProtocol", "ArchiveKit", "FleetFiles", "CommandRunner", "NixKit"],
             swiftSettings: strictSettings
         ),
         .target(
@@ -136,7 +139,8 @@ let package = Package(
             dependencies: [
                 "FleetTestSupport", "Inventory", "ServerStore", "ChrootSync", "ServerSetup", "FleetProtocol",
                 "ArchiveKit",
-                "SQLiteKit", "FleetFiles", "CommandRunner", "HostAgent", "BuildGate", "UpdatePage", "FleetHooks",
+                "SQLiteKit", "FleetFiles", "CommandRunner", "NixKit", "HostAgent", "BuildGate", "UpdatePage",
+                "FleetHooks",
                 "FleetReview",
             ],
             swiftSettings: strictSettings

@@ -1,6 +1,7 @@
 import CommandRunner
 import FleetFiles
 import Foundation
+import NixKit
 
 /// A host's binary cache in its chroot (`cache/`): the closure of its built system, signed with the fleet key,
 /// as `nix copy --to file://` writes it; and the collection of what no published generation needs any more.
@@ -41,18 +42,11 @@ public struct BinaryCache: Sendable {
             let name = hash + ".narinfo"
             guard !neededInfo.contains(name) else { continue }
             neededInfo.insert(name)
-            guard
-                let text = try? String(
-                    decoding: FileIO.readNoFollow(directory + "/" + name, limit: 64 << 10), as: UTF8.self)
+            guard let bytes = try? FileIO.readNoFollow(directory + "/" + name, limit: 64 << 10),
+                let info = try? NarInfo(parsing: bytes, name: name)
             else { continue }
-            for line in text.split(separator: "\n") {
-                if line.hasPrefix("URL: nar/") { neededNars.insert(String(line.dropFirst("URL: nar/".count))) }
-                if line.hasPrefix("References:") {
-                    queue += line.dropFirst("References:".count).split(separator: " ").compactMap {
-                        Nix.hashPart(ofStorePath: "/nix/store/" + $0)
-                    }
-                }
-            }
+            neededNars.insert(info.narFile)
+            queue += info.references
         }
         var deleted: [String] = []
         for name in (try? FileIO.listDirectory(directory)) ?? []

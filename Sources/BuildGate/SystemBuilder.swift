@@ -3,6 +3,7 @@ import FleetFiles
 public import FleetProtocol
 import Foundation
 public import Inventory
+import NixKit
 
 /// Builds hosts' configurations on the server — the build gate — from a staging copy of each resolved tree
 /// with the secrets left out, so nothing secret can reach the server's Nix store either.
@@ -86,23 +87,14 @@ public struct SystemBuilder: Sendable {
             result.seconds = Date().timeIntervalSince(started)
             return result
         }
-        let (executable, arguments): (String, [String])
-        if (try? FileStatus.of(source + "/flake.nix")) ?? nil != nil {
-            (executable, arguments) = (
-                "nix",
-                Nix.flakeFlags + [
-                    "build", "path:\(source)#nixosConfigurations.\"\(host.attribute)\".config.system.build.toplevel",
-                    "--out-link", outLink, "--no-update-lock-file", "--print-build-logs",
-                ]
-            )
-        } else {
-            (executable, arguments) = (
-                "nix-build",
-                [
-                    "<nixpkgs/nixos>", "-A", "system", "-I", "nixos-config=\(source)/configuration.nix", "--out-link",
-                    outLink,
-                ]
-            )
+        guard
+            let (executable, arguments) = SystemBuild.invocation(
+                tree: source, attribute: host.attribute, outLink: outLink)
+        else {
+            result.reason = "the host's tree has neither flake.nix nor configuration.nix at its top"
+            writeLog(log, "\(result.reason ?? "")\n")
+            result.seconds = Date().timeIntervalSince(started)
+            return result
         }
         let commandLine = ([executable] + arguments).joined(separator: " ")
         do {

@@ -2,7 +2,7 @@ import CommandRunner
 import FleetProtocol
 import Foundation
 public import Inventory
-public import ServerStore
+import ServerStore
 
 /// Runs fleet.toml's `[[hooks]]` for events: each hook that wants an event gets one process with the event's
 /// JSON (``HookEvent``) on its standard input, `FLEET_EVENT` and `FLEET_HOST` in its environment, no shell,

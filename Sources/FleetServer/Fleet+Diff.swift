@@ -6,6 +6,7 @@ import FleetFiles
 import FleetProtocol
 import Foundation
 import Inventory
+import NixKit
 import ServerStore
 
 extension Fleet {

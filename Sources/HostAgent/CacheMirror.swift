@@ -1,6 +1,7 @@
 import CommandRunner
 import FleetFiles
 import Foundation
+import NixKit
 import SFTPTransport
 
 /// Copies from the chroot's `cache/` (a Nix binary cache made by `fleet publish` with the cache on) the files
@@ -61,7 +62,10 @@ struct CacheMirror {
                 try write(bytes, to: local)
                 downloaded += 1
             }
-            let info = try Self.parse(narinfo: bytes, name: name)
+            let info: NarInfo
+            do { info = try NarInfo(parsing: bytes, name: name) } catch {
+                throw Failure(description: error.description)
+            }
             nars.append(info.url)
             for reference in info.references where !seen.contains(reference) {
                 seen.insert(reference)
@@ -93,36 +97,5 @@ struct CacheMirror {
         do { try FileIO.writeAtomically(bytes, to: path, mode: 0o644) } catch {
             throw Failure(description: "cannot write \(path): \(error)")
         }
-    }
-
-    /// The nar URL and referenced hashes of a narinfo, refusing anything that could name a file outside the cache.
-    static func parse(narinfo bytes: [UInt8], name: String) throws(Failure) -> (url: String, references: [String]) {
-        guard let text = String(validating: bytes, as: UTF8.self) else {
-            throw Failure(description: "\(name) is not UTF-8")
-        }
-        var url: String?
-        var references: [String] = []
-        for line in text.split(separator: "\n") {
-            if line.hasPrefix("URL: ") {
-                let value = String(line.dropFirst(5))
-                let file = value.dropFirst("nar/".count)
-                guard value.hasPrefix("nar/"), !file.isEmpty, !file.hasPrefix("."),
-                    file.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == ".") })
-                else {
-                    throw Failure(description: "\(name) names the nar \(String(reflecting: value)), not a file in nar/")
-                }
-                url = value
-            } else if line.hasPrefix("References:") {
-                for reference in line.dropFirst("References:".count).split(separator: " ") {
-                    guard let hash = Nix.hashPart(ofStorePath: "/nix/store/" + reference) else {
-                        throw Failure(
-                            description: "\(name) has a malformed reference \(String(reflecting: String(reference)))")
-                    }
-                    references.append(hash)
-                }
-            }
-        }
-        guard let url else { throw Failure(description: "\(name) has no URL line") }
-        return (url, references)
     }
 }

@@ -3,6 +3,7 @@ import CommandRunner
 import FleetFiles
 public import FleetProtocol
 import Foundation
+import NixKit
 import SFTPTransport
 
 /// What a run did, for the command line to print and turn into an exit status.
@@ -326,7 +327,7 @@ public struct ClientRun: Sendable {
             return refuse(
                 "the manifest asks for operation \(quoted(manifest.operation)), not one of switch, boot, test")
         }
-        guard NixSystem.isSafeAttribute(manifest.attribute) else {
+        guard NixAttribute.isValid(manifest.attribute) else {
             return refuse(
                 "the manifest names the attribute \(quoted(manifest.attribute)), not a plain Nix attribute name")
         }

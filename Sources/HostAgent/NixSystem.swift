@@ -1,6 +1,7 @@
 import CommandRunner
 import FleetFiles
 import Foundation
+import NixKit
 
 /// Builds a host's system with Nix, and owns the profile generations of the machine's system profile.
 ///
@@ -31,27 +32,14 @@ struct NixSystem {
     ///
     /// - Returns: the system's store path.
     func build(tree: String, attribute: String, gcRoot: String) async throws(Failure) -> String {
-        guard Self.isSafeAttribute(attribute) else {
+        guard NixAttribute.isValid(attribute) else {
             throw Failure(
                 step: "build",
                 reason: "the attribute \(String(reflecting: attribute)) is not a plain Nix attribute name",
                 exitCode: nil)
         }
-        let executable: String
-        let arguments: [String]
-        if (try? FileStatus.of(tree + "/flake.nix"))??.kind == .regular {
-            executable = "nix"
-            arguments =
-                Nix.flakeFlags + [
-                    "build", "path:\(tree)#nixosConfigurations.\"\(attribute)\".config.system.build.toplevel",
-                    "--out-link", gcRoot, "--no-update-lock-file", "--print-build-logs",
-                ]
-        } else if (try? FileStatus.of(tree + "/configuration.nix"))??.kind == .regular {
-            executable = "nix-build"
-            arguments = [
-                "<nixpkgs/nixos>", "-A", "system", "-I", "nixos-config=\(tree)/configuration.nix", "--out-link", gcRoot,
-            ]
-        } else {
+        guard let (executable, arguments) = SystemBuild.invocation(tree: tree, attribute: attribute, outLink: gcRoot)
+        else {
             throw Failure(
                 step: "build",
                 reason: "the snapshot has neither flake.nix nor configuration.nix at its top; "
@@ -197,15 +185,6 @@ struct NixSystem {
             log.output(of: commandLine, exitCode: -1, standardOutput: "", standardError: "\(error)")
             throw Failure(step: step, reason: "\(error)", exitCode: nil)
         }
-    }
-
-    /// Attribute names as fleet.toml allows them; quoted in the flake reference, so digits may lead.
-    static func isSafeAttribute(_ attribute: String) -> Bool {
-        !attribute.isEmpty && attribute.count <= 200
-            && attribute.unicodeScalars.allSatisfy {
-                ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "_"
-                    || $0 == "-" || $0 == "'"
-            }
     }
 }
 

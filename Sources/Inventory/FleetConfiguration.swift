@@ -1,5 +1,6 @@
 public import FleetProtocol
 import Foundation
+import NixKit
 import TOMLKit
 
 /// The fleet inventory, read from `fleet.toml` at the root of the fleet repository.
@@ -154,7 +155,7 @@ public struct FleetConfiguration: Sendable {
                 }
             }
             let attribute = reader.string(hostTable, "attribute", in: context) ?? name
-            if !isNixAttribute(attribute) {
+            if !NixAttribute.isValid(attribute) {
                 reader.problem(
                     "\(file): \(context) key \"attribute\": \(quoted(attribute)) is not a Nix attribute name fleet accepts ([A-Za-z0-9_][A-Za-z0-9_'-]*)"
                 )
@@ -239,16 +240,6 @@ public struct FleetConfiguration: Sendable {
         return hooks
     }
 
-    static func isNixAttribute(_ text: String) -> Bool {
-        // Digits may lead: host names such as "0" are valid attribute names once quoted, as fleet quotes them.
-        guard let first = text.unicodeScalars.first, first.isASCIILetterOrUnderscore || ("0"..."9").contains(first)
-        else { return false }
-        return text.unicodeScalars.allSatisfy {
-            $0.isASCIILetterOrUnderscore || ("0"..."9").contains($0) || $0 == "'" || $0 == "-"
-        }
-            && text.count <= 200
-    }
-
     /// Applies overrides (command-line flags, then environment) to the server paths; `source` names where each
     /// came from, for the error when one cannot be a server path.
     public func overriding(
@@ -283,12 +274,6 @@ public struct FleetConfiguration: Sendable {
         }
         if !problems.isEmpty { throw InventoryError(problems) }
         return selected
-    }
-}
-
-extension Unicode.Scalar {
-    fileprivate var isASCIILetterOrUnderscore: Bool {
-        ("a"..."z").contains(self) || ("A"..."Z").contains(self) || self == "_"
     }
 }
 

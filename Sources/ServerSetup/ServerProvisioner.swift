@@ -2,7 +2,7 @@ import CommandRunner
 import FleetFiles
 import FleetProtocol
 public import Inventory
-public import ServerStore
+import ServerStore
 
 /// `fleet setup`: the Unix users, authorized keys and chroot directories every host needs, made
 /// idempotently (a second run changes nothing).

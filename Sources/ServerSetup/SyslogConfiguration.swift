@@ -1,6 +1,6 @@
 import FleetProtocol
 public import Inventory
-public import ServerStore
+import ServerStore
 
 /// Renders the rsyslog configuration that gives every host's chroot a `dev/log` socket.
 ///

@@ -1,3 +1,5 @@
+import CommandRunner
+
 /// What every use of Nix needs, on the server and on the hosts alike.
 public enum Nix {
     /// The new CLI and flakes are still experimental in Nix 2.x: enabled per command, so fleet works on hosts

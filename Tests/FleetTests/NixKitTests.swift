@@ -1,0 +1,63 @@
+import FleetFiles
+import FleetTestSupport
+import NixKit
+import Testing
+
+/// What fleet knows of Nix, in one module: narinfo files from a server (untrusted by the host), the attribute
+/// rule shared by fleet.toml and manifests, and the one build invocation.
+@Suite("Nix knowledge")
+struct NixKitTests {
+    static let hashA = "0c0f4kjlm6mmgd1abh2gxv3s4n2b6x4z"
+    static let hashB = "1b1c9s1q3z4v5w6x7y8z9a0b1c2d3f4g"
+
+    @Test func aNarInfoGivesItsNarAndReferences() throws {
+        let text = """
+            StorePath: /nix/store/\(Self.hashA)-system
+            URL: nar/1abc.nar.xz
+            Compression: xz
+            References: \(Self.hashA)-system \(Self.hashB)-glibc-2.40
+            Sig: fleet-1:abc
+
+            """
+        let info = try NarInfo(parsing: Array(text.utf8), name: "\(Self.hashA).narinfo")
+        #expect(info.url == "nar/1abc.nar.xz" && info.narFile == "1abc.nar.xz")
+        #expect(info.references == [Self.hashA, Self.hashB])
+    }
+
+    @Test(arguments: [
+        ("URL: ../../etc/shadow\n", "not a file in nar/"), ("URL: nar/../x\n", "not a file in nar/"),
+        ("URL: nar/.hidden\n", "not a file in nar/"), ("URL: nar/a/b\n", "not a file in nar/"),
+        ("StorePath: /nix/store/x\n", "no URL line"),
+        ("URL: nar/a.nar\nReferences: ../../evil\n", "malformed reference"),
+        ("URL: nar/a.nar\nReferences: \(hashA)-ok /nix/store/\(hashB)-abs\n", "malformed reference"),
+    ])
+    func aHostileNarInfoIsRefusedByName(text: String, why: String) {
+        #expect {
+            try NarInfo(parsing: Array(text.utf8), name: "x.narinfo")
+        } throws: { error in
+            "\(error)".contains("x.narinfo") && "\(error)".contains(why)
+        }
+        #expect(throws: NarInfo.Malformed.self) { try NarInfo(parsing: [0xff, 0xfe], name: "x.narinfo") }
+    }
+
+    @Test func theAttributeRuleIsOneRule() {
+        for good in ["web-01", "0", "_x", "a'b", "Host_2"] { #expect(NixAttribute.isValid(good), "\(good)") }
+        for bad in ["", "-x", "'x", "a b", "a.b", "a\"b", "a$b", "ä", String(repeating: "a", count: 201)] {
+            #expect(!NixAttribute.isValid(bad), "\(bad)")
+        }
+    }
+
+    @Test func theBuildInvocationFollowsTheTree() throws {
+        let directory = try TestDirectory.makeTemporary()
+        defer { directory.remove() }
+        #expect(SystemBuild.invocation(tree: directory.path, attribute: "a", outLink: "/r") == nil)
+        try directory.writeFile("configuration.nix", text: "{ }\n")
+        #expect(SystemBuild.invocation(tree: directory.path, attribute: "a", outLink: "/r")?.executable == "nix-build")
+        try directory.writeFile("flake.nix", text: "{ }\n")
+        let flake = try #require(SystemBuild.invocation(tree: directory.path, attribute: "web-01", outLink: "/r"))
+        #expect(flake.executable == "nix")
+        #expect(
+            flake.arguments.contains(
+                "path:\(directory.path)#nixosConfigurations.\"web-01\".config.system.build.toplevel"))
+    }
+}
