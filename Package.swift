@@ -46,10 +46,10 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         // What fleet knows of Nix, for the server and the hosts alike: build invocation, attribute rule, narinfo.
-        .target(name: "NixKit", dependencies: ["CommandRunner", "FleetFiles"], swiftSettings: strictSettings),
+        .target(name: "NixKit", dependencies: ["FleetFiles"], swiftSettings: strictSettings),
         .target(
             name: "FleetProtocol",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto"), "TOMLKit"],
+            dependencies: [.product(name: "Crypto", package: "swift-crypto"), "TOMLKit", "NixKit"],
             swiftSettings: strictSettings
         ),
 

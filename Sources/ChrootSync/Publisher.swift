@@ -223,7 +223,7 @@ public final class Publisher {
             host: host.name, generation: generation, publishedAt: UTCTime.iso(now), sourceCommit: sourceCommit,
             snapshot: .init(
                 path: ChrootLayout.snapshotPathInChroot(generation), size: snapshot.size, sha256: snapshot.sha256),
-            contentDigest: digest, operation: host.operation.rawValue, attribute: host.attribute, toplevel: toplevel,
+            contentDigest: digest, operation: host.operation, attribute: host.attribute, toplevel: toplevel,
             hasCache: host.cache && toplevel != nil)
         try FileIO.writeAtomically(
             try manifest.signed(with: signingKey), to: layout.manifest, mode: 0o644, owner: 0, group: 0,

@@ -34,7 +34,7 @@ public struct Manifest: Codable, Sendable, Equatable {
     public var snapshot: Snapshot
     /// Hash of everything that decides whether the host must change: tree, secrets, settings, build result.
     public var contentDigest: String
-    public var operation: String
+    public var operation: Operation
     /// `nixosConfigurations.<attribute>`.
     public var attribute: String
     /// The built system's store path, when the server built it.
@@ -44,7 +44,7 @@ public struct Manifest: Codable, Sendable, Equatable {
 
     public init(
         host: HostName, generation: UInt64, publishedAt: String, sourceCommit: String, snapshot: Snapshot,
-        contentDigest: String, operation: String, attribute: String, toplevel: String? = nil, hasCache: Bool = false
+        contentDigest: String, operation: Operation, attribute: String, toplevel: String? = nil, hasCache: Bool = false
     ) {
         self.format = Manifest.currentFormat
         self.host = host

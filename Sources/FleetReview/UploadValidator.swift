@@ -32,13 +32,6 @@ struct UploadValidator {
         var what: String
     }
 
-    /// What `confirmation.json` holds: the host could reach the server after an activation.
-    struct Confirmation: Decodable {
-        var host: String
-        var generation: UInt64
-        var at: String
-    }
-
     /// - Parameters:
     ///   - received: when the server received the file (its mtime, set by sshd), nanoseconds since the epoch.
     ///   - previous: the host's newest word received before it.
@@ -116,9 +109,9 @@ struct UploadValidator {
         return .valid(beat)
     }
 
-    func confirmation(_ bytes: [UInt8]) -> Checked<Confirmation> {
-        let note: Confirmation
-        switch decode(Confirmation.self, bytes, what: "confirmation") {
+    func confirmation(_ bytes: [UInt8]) -> Checked<ConfirmationNote> {
+        let note: ConfirmationNote
+        switch decode(ConfirmationNote.self, bytes, what: "confirmation") {
         case .valid(let decoded): note = decoded
         case .invalid(let problem): return .invalid(problem)
         }

@@ -1,5 +1,6 @@
 import CommandRunner
 import FleetFiles
+import FleetProtocol
 import Foundation
 import NixKit
 import SFTPTransport
@@ -53,7 +54,7 @@ struct CacheMirror {
                 bytes = existing
             } else {
                 do {
-                    bytes = try await connection.readFile("/cache/" + name, limit: Self.narinfoLimit)
+                    bytes = try await connection.readFile(ChrootPaths.cacheFile(name), limit: Self.narinfoLimit)
                 } catch {
                     throw Failure(
                         description:
@@ -78,7 +79,7 @@ struct CacheMirror {
             let temporary = FileIO.temporaryPath(for: local)
             unlink(temporary)
             do {
-                try await connection.download("/cache/" + url, to: temporary, limit: Self.narLimit)
+                try await connection.download(ChrootPaths.cacheFile(url), to: temporary, limit: Self.narLimit)
             } catch {
                 throw Failure(description: "cannot download cache file \(url): \(error)")
             }

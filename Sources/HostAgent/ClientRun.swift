@@ -32,7 +32,6 @@ public struct ClientRun: Sendable {
     public let log: RunLog
 
     /// Snapshots larger than this are refused before downloading.
-    static let snapshotLimit: Int64 = 4 << 30
     static let extractionLimits = ExtractionLimits(maxBytes: 8 << 30, maxEntries: 500_000, maxFileBytes: 2 << 30)
 
     public init(configuration: ClientConfiguration, log: RunLog) {
@@ -207,9 +206,7 @@ public struct ClientRun: Sendable {
             await heartbeat(&attempt, over: connection, result: refusal)
             return .done(refusal)
         }
-        attempt.state.lastSeen = ClientState.Seen(
-            generation: manifest.generation, contentDigest: manifest.contentDigest,
-            snapshotSHA256: manifest.snapshot.sha256)
+        attempt.state.lastSeen = ManifestPolicy.Seen(manifest)
 
         if let applied = attempt.state.applied, applied.generation == manifest.generation,
             applied.contentDigest == manifest.contentDigest
@@ -273,7 +270,7 @@ public struct ClientRun: Sendable {
         log.phase("reading the manifest")
         let bytes: [UInt8]
         do {
-            bytes = try await connection.readFile("/manifest", limit: Manifest.sizeLimit)
+            bytes = try await connection.readFile(ChrootPaths.manifest, limit: Manifest.sizeLimit)
         } catch {
             if error.code == .noSuchFile {
                 return .done(
@@ -299,44 +296,8 @@ public struct ClientRun: Sendable {
             Step<Manifest>.done(
                 RunResult(outcome: .refused, reason: reason + "; nothing was applied", generation: manifest.generation))
         }
-        guard manifest.host == configuration.host else {
-            return refuse(
-                "the manifest is signed for host \(manifest.host), not for \(configuration.host) (a manifest copied from another host's chroot)"
-            )
-        }
-        if let seen = state.lastSeen {
-            if manifest.generation < seen.generation {
-                return refuse(
-                    "the manifest has generation \(manifest.generation), lower than generation \(seen.generation) already seen: a downgrade or a replayed old manifest"
-                )
-            }
-            if manifest.generation == seen.generation
-                && (manifest.contentDigest != seen.contentDigest || manifest.snapshot.sha256 != seen.snapshotSHA256)
-            {
-                return refuse(
-                    "the manifest reuses generation \(manifest.generation) with other content than seen before (content \(manifest.contentDigest.prefix(12)) against \(seen.contentDigest.prefix(12))): a forged or replayed manifest"
-                )
-            }
-        }
-        guard manifest.snapshot.path == "/snapshots/\(manifest.generation).tar.zst" else {
-            return refuse(
-                "the manifest names the snapshot \(quoted(manifest.snapshot.path)), not /snapshots/\(manifest.generation).tar.zst"
-            )
-        }
-        guard Operation(rawValue: manifest.operation) != nil else {
-            return refuse(
-                "the manifest asks for operation \(quoted(manifest.operation)), not one of switch, boot, test")
-        }
-        guard NixAttribute.isValid(manifest.attribute) else {
-            return refuse(
-                "the manifest names the attribute \(quoted(manifest.attribute)), not a plain Nix attribute name")
-        }
-        if let toplevel = manifest.toplevel, Nix.hashPart(ofStorePath: toplevel) == nil {
-            return refuse("the manifest's toplevel \(quoted(toplevel)) is not a Nix store path")
-        }
-        guard (0...Self.snapshotLimit).contains(manifest.snapshot.size) else {
-            return refuse(
-                "the manifest's snapshot size \(manifest.snapshot.size) is outside 0...\(Self.snapshotLimit) bytes")
+        if let reason = ManifestPolicy.refusal(of: manifest, for: configuration.host, lastSeen: state.lastSeen) {
+            return refuse(reason)
         }
         log.phase(
             "generation \(manifest.generation) is published (commit \(manifest.sourceCommit), at \(manifest.publishedAt))"
@@ -362,7 +323,7 @@ public struct ClientRun: Sendable {
         let log = self.log
         do {
             try await connection.download(
-                manifest.snapshot.path, to: download, expectedSize: size, limit: Self.snapshotLimit,
+                manifest.snapshot.path, to: download, expectedSize: size, limit: ManifestPolicy.snapshotLimit,
                 progress: { received in
                     log.progress("downloading: \(size > 0 ? received * 100 / size : 100)% of \(size) bytes")
                 })
@@ -437,7 +398,7 @@ public struct ClientRun: Sendable {
         -> RunResult
     {
         let generation = manifest.generation
-        let operation = configuration.operation?.rawValue ?? manifest.operation
+        let operation = (configuration.operation ?? manifest.operation).rawValue
         attempt.report?.operation = operation
         let secrets = SecretStore(stateDirectory: stateDirectory)
         let system = NixSystem(profile: configuration.profile, log: log)
@@ -703,10 +664,11 @@ public struct ClientRun: Sendable {
             report.rebootNeeded = reason != nil
             report.rebootReason = reason
         }
-        let stem = UTCTime.compact(finished) + (result.generation.map { "-g\($0)" } ?? "")
-        report.log = "log-\(stem).txt"
+        let stem = UploadName.stem(time: UTCTime.compact(finished), generation: result.generation)
+        let logName = UploadName.logName(stem: stem)
+        report.log = logName
         attempt.report = report
-        return [(report.log!, log.contents()), ("report-\(stem).json", report.encoded())]
+        return [(logName, log.contents()), (UploadName.reportName(stem: stem), report.encoded())]
     }
 
     /// Replaces `logs/heartbeat.json`: the cheap sign of life of a poll with nothing to do.
@@ -719,7 +681,7 @@ public struct ClientRun: Sendable {
             rebootNeeded: (try? FileIO.readLink(configuration.reboot.bootedSystem)) == nil ? nil : rebootReason() != nil
         )
         do {
-            try await ReportOutbox.upload(name: "heartbeat.json", bytes: beat.encoded(), over: connection)
+            try await ReportOutbox.upload(name: UploadName.heartbeatName, bytes: beat.encoded(), over: connection)
         } catch {
             log.phase("could not write the heartbeat: \(error)")
         }

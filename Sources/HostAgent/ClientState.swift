@@ -10,11 +10,7 @@ import Foundation
 /// `last-run.json` instead, without fsync; see ``save(stateDirectory:replacing:)``.
 public struct ClientState: Codable, Sendable, Equatable {
     /// A generation the client has verified: enough to recognise the same one, or a forged twin, later.
-    public struct Seen: Codable, Sendable, Equatable {
-        public var generation: UInt64
-        public var contentDigest: String
-        public var snapshotSHA256: String
-    }
+    public typealias Seen = ManifestPolicy.Seen
 
     /// A generation applied to this machine.
     public struct Applied: Codable, Sendable, Equatable {

@@ -50,10 +50,10 @@ struct Confirmation {
         endpoint.ioTimeout = .seconds(min(configuration.server.ioTimeoutSeconds, max(remaining, 5)))
         do {
             let connection = try await SFTPConnection.connect(to: endpoint)
-            let note =
-                "{\"host\":\"\(configuration.host)\",\"generation\":\(generation),\"at\":\"\(UTCTime.iso(Date()))\"}\n"
+            let note = ConfirmationNote(host: configuration.host.value, generation: generation, at: UTCTime.iso(Date()))
             do {
-                try await ReportOutbox.upload(name: "confirmation.json", bytes: Array(note.utf8), over: connection)
+                try await ReportOutbox.upload(
+                    name: UploadName.confirmationName, bytes: note.encoded(), over: connection)
                 await connection.close()
             } catch {
                 await connection.close()

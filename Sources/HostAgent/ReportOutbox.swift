@@ -1,4 +1,5 @@
 import FleetFiles
+import FleetProtocol
 import Foundation
 import SFTPTransport
 
@@ -7,7 +8,6 @@ import SFTPTransport
 struct ReportOutbox {
     /// Files kept waiting at most; the oldest go first (each report says what happened, not what is).
     static let capacity = 64
-    static let remoteDirectory = "/logs"
 
     let directory: String
     let log: RunLog
@@ -48,8 +48,8 @@ struct ReportOutbox {
 
     /// Writes one file into `logs/` under a temporary name and renames it into place.
     static func upload(name: String, bytes: [UInt8], over connection: SFTPConnection) async throws(SSHError) {
-        let temporary = "\(remoteDirectory)/\(FileIO.temporaryPrefix)\(name)"
-        try await connection.replaceFile("\(remoteDirectory)/\(name)", bytes: bytes, through: temporary)
+        try await connection.replaceFile(
+            ChrootPaths.upload(name), bytes: bytes, through: ChrootPaths.uploadInProgress(name))
     }
 
     /// Waiting file names, oldest first (log before its report, which names it).

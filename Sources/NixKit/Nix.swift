@@ -1,5 +1,3 @@
-import CommandRunner
-
 /// What every use of Nix needs, on the server and on the hosts alike.
 public enum Nix {
     /// The new CLI and flakes are still experimental in Nix 2.x: enabled per command, so fleet works on hosts
@@ -9,7 +7,9 @@ public enum Nix {
     /// `": <cause>"` from a Nix command's error output, to end a one-line reason: the last `error:` line when
     /// there is one, else the last line that is not the `--show-trace` hint; "" when there is nothing.
     public static func cause(ofFailure standardError: String) -> String {
-        let lines = standardError.split(separator: "\n").map { String($0).trimmingWhitespace() }.filter { !$0.isEmpty }
+        let lines = standardError.split(separator: "\n").map { line in
+            String(line.drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
+        }.filter { !$0.isEmpty }
         guard
             let line = lines.last(where: { $0.hasPrefix("error:") })
                 ?? lines.last(where: { !$0.hasPrefix("(use '--show-trace'") })

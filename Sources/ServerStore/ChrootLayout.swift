@@ -1,6 +1,7 @@
 public import FleetProtocol
 
-/// Where everything of one host lives under the chroot root (see DESIGN.md, "On the server").
+/// Where everything of one host lives under the chroot root: ``ChrootPaths`` (what the host sees) with the
+/// host's chroot directory in front, and the owners and modes `fleet setup` and the publisher give them.
 ///
 /// ```
 /// <root>/<host>/              root:root 0755   ChrootDirectory
@@ -20,21 +21,19 @@ public struct ChrootLayout: Sendable {
     }
 
     public var directory: String { root + "/" + host.value }
-    public var manifest: String { directory + "/manifest" }
-    public var snapshots: String { directory + "/snapshots" }
-    public var cache: String { directory + "/cache" }
-    public var logs: String { directory + "/logs" }
+    public var manifest: String { directory + ChrootPaths.manifest }
+    public var snapshots: String { directory + ChrootPaths.snapshots }
+    public var cache: String { directory + ChrootPaths.cache }
+    public var logs: String { directory + ChrootPaths.logs }
     public var dev: String { directory + "/dev" }
     /// Where sshd, chrooted, sends internal-sftp's per-request log lines: a socket the syslog daemon listens on
     /// (see `fleet syslog-config`). Without it those lines are lost.
     public var logSocket: String { dev + "/log" }
 
-    public func snapshot(_ generation: UInt64) -> String { snapshots + "/" + Self.snapshotName(generation) }
+    public func snapshot(_ generation: UInt64) -> String { directory + ChrootPaths.snapshot(generation) }
 
     /// The snapshot's path as the host sees it inside its chroot.
-    public static func snapshotPathInChroot(_ generation: UInt64) -> String { "/snapshots/" + snapshotName(generation) }
-
-    public static func snapshotName(_ generation: UInt64) -> String { "\(generation).tar.zst" }
+    public static func snapshotPathInChroot(_ generation: UInt64) -> String { ChrootPaths.snapshot(generation) }
 
     /// The generation a snapshot file name stands for, or nil for any other name.
     public static func generation(ofSnapshotNamed name: String) -> UInt64? {

@@ -22,7 +22,7 @@ extension ClientRunTests {
         var manifest = Manifest(
             host: try HostName("alpha"), generation: generation, publishedAt: "2026-12-04T00:00:00Z",
             sourceCommit: "none", snapshot: .init(path: "/snapshots/1.tar.zst", size: 1, sha256: ""),
-            contentDigest: "", operation: "switch", attribute: "alpha")
+            contentDigest: "", operation: .switch, attribute: "alpha")
         #expect(
             throws: ProtocolError.malformedManifest(
                 "its generation \(generation) is not a generation (1 to 2^53 = 9007199254740992)")

@@ -12,7 +12,7 @@ struct ManifestTests {
             host: try HostName(host), generation: generation, publishedAt: "2026-11-22T00:00:00Z",
             sourceCommit: "abc123",
             snapshot: .init(path: "/snapshots/7.tar.zst", size: 42, sha256: String(repeating: "0", count: 64)),
-            contentDigest: "d", operation: "switch", attribute: "web-01")
+            contentDigest: "d", operation: .switch, attribute: "web-01")
     }
 
     @Test func signedManifestsVerifyAndRoundTrip() throws {

@@ -20,7 +20,7 @@ struct PublishTests {
         #expect(output.standardOutput.contains("2 published"))
         #expect(try fixture.verifiedManifest("a").generation == 1)
         let b = try fixture.verifiedManifest("b")
-        #expect(b.generation == 1 && b.host.value == "b" && b.operation == "switch" && b.attribute == "b")
+        #expect(b.generation == 1 && b.host.value == "b" && b.operation == .switch && b.attribute == "b")
         #expect(b.snapshot.path == "/snapshots/1.tar.zst")
 
         // A second publish with no edits changes nothing on disk.
@@ -50,7 +50,7 @@ struct PublishTests {
                 .replacingOccurrences(of: "[hosts.b]\n", with: "[hosts.b]\noperation = \"boot\"\n"))
         _ = try await fixture.fleet(["publish"])
         let rebooted = try fixture.verifiedManifest("b")
-        #expect(rebooted.generation == 4 && rebooted.operation == "boot")
+        #expect(rebooted.generation == 4 && rebooted.operation == .boot)
         #expect(try fixture.verifiedManifest("a").generation == 3)
 
         // Everything is recorded in state.db.

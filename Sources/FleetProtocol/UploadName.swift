@@ -17,7 +17,18 @@ public enum UploadName: Equatable, Sendable {
 
     public static let heartbeatName = "heartbeat.json"
     public static let confirmationName = "confirmation.json"
-    static let temporaryPrefix = ".fleet-tmp-"
+    public static let temporaryPrefix = ".fleet-tmp-"
+
+    /// `report-<stem>.json`, where `stem` is `<time>[-g<generation>]` (see ``stem(time:generation:)``).
+    public static func reportName(stem: String) -> String { "report-\(stem).json" }
+
+    /// `log-<stem>.txt`.
+    public static func logName(stem: String) -> String { "log-\(stem).txt" }
+
+    /// `<time>[-g<generation>]`, with `<time>` as `UTCTime.compact` writes it: what a run's report and log share.
+    public static func stem(time: String, generation: UInt64?) -> String {
+        time + (generation.map { "-g\($0)" } ?? "")
+    }
 
     public init(_ name: String) {
         var name = name
