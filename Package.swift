@@ -50,7 +50,8 @@ let package = Package(
         .target(
             name: "FleetProtocol",
             dependencies: [.product(name: "Crypto", package: "swift-crypto"), "TOMLKit", "NixKit"],
-            swiftSettings: strictSettings
+            // WallClock.system honours FLEET_TEST_CLOCK_OFFSET_SECONDS in debug builds only (the tests' builds).
+            swiftSettings: strictSettings + [.define("FLEET_TEST_CLOCK", .when(configuration: .debug))]
         ),
 
         // The server side: its two contracts (fleet.toml; state.db and the chroots), then what uses them.

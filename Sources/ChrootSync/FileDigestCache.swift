@@ -36,18 +36,22 @@ final class FileDigestCache: Sendable {
     private let state: Mutex<State>
     /// Where the digests are kept between runs; nil keeps them for this process only.
     let storagePath: String?
+    /// Tells how long ago a file last changed.
+    let clock: WallClock
 
     /// A cache for this process only.
-    init() {
+    init(clock: WallClock = .system) {
         storagePath = nil
         state = Mutex(State())
+        self.clock = clock
     }
 
     /// A cache that starts from the digests stored at `path`. A missing, unsafe or damaged file is ignored:
     /// everything is then hashed again, which is slower and nothing else.
-    init(storedAt path: String) {
+    init(storedAt path: String, clock: WallClock = .system) {
         storagePath = path
         state = Mutex(State(records: Self.load(path)))
+        self.clock = clock
     }
 
     /// The SHA-256 of the regular file at `path`, which the caller found with `status`.
@@ -64,7 +68,7 @@ final class FileDigestCache: Sendable {
             return state.records.values[index].sha256
         }
         if let known { return known }
-        let (sha256, durable) = try Self.hash(path, expecting: identity)
+        let (sha256, durable) = try Self.hash(path, expecting: identity, clock: clock)
         state.withLock { state in
             state.records[path] = Record(identity: identity, sha256: sha256, durable: durable, used: true)
             if durable { state.changed = true }
@@ -119,17 +123,15 @@ final class FileDigestCache: Sendable {
 
     /// Hashes the file at `path`, making sure it is the version `identity` names from open to end of read.
     private static func hash(
-        _ path: String, expecting identity: FileIdentity
+        _ path: String, expecting identity: FileIdentity, clock: WallClock
     ) throws(FileSystemError) -> (sha256: String, durable: Bool) {
-        var started = timespec()
-        clock_gettime(CLOCK_REALTIME, &started)
+        let now = clock.nanosecondsSinceEpoch
         let (fd, status) = try FileIO.openRegularNoFollow(path)
         defer { close(fd) }
         guard status.identity == identity else { throw changedWhileRead(path) }
         let sha256 = try sha256(of: fd, path: path)
         guard try FileStatus.of(descriptor: fd, path: path).identity == identity else { throw changedWhileRead(path) }
         let changed = identity.changeSeconds * 1_000_000_000 + identity.changeNanoseconds
-        let now = Int64(started.tv_sec) * 1_000_000_000 + Int64(started.tv_nsec)
         return (sha256, changed <= now - racyMarginNanoseconds)
     }
 

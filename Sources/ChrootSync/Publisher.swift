@@ -69,7 +69,8 @@ public final class Publisher {
     /// Publishes `hosts`, calling `progress` after each, in order. Refusals are results, not errors: the other
     /// hosts still publish. Errors thrown are those that stop everything (the chroot root is unusable, …).
     public func publish(
-        _ hosts: [HostConfiguration], dryRun: Bool, now: Date = Date(), progress: (PublishResult) -> Void = { _ in }
+        _ hosts: [HostConfiguration], dryRun: Bool, now: Date = WallClock.system.now(),
+        progress: (PublishResult) -> Void = { _ in }
     ) async throws -> [PublishResult] {
         let recorded = dryRun ? [:] : try store.lastGenerations()
         let resolver = self.resolver

@@ -1,16 +1,12 @@
-import Glibc
+import FleetProtocol
 
 /// Times on the review side: now in nanoseconds since the epoch (as file mtimes give them), and ages and
 /// durations for humans. ISO 8601 text is `UTCTime`'s.
 public enum ReviewTime {
     public static let nanosecondsPerSecond: Int64 = 1_000_000_000
 
-    /// Now, in nanoseconds since the epoch.
-    public static func now() -> Int64 {
-        var spec = timespec()
-        clock_gettime(CLOCK_REALTIME, &spec)
-        return Int64(spec.tv_sec) * nanosecondsPerSecond + Int64(spec.tv_nsec)
-    }
+    /// Now, in nanoseconds since the epoch, by the system's ``WallClock``.
+    public static func now() -> Int64 { WallClock.system.nanosecondsSinceEpoch }
 
     /// A coarse age for tables: `just now`, `5 min ago`, `3 h ago`, `2 d ago` (coarse, so that `--watch` redraws
     /// when something happened, not every second).

@@ -223,6 +223,9 @@ public final class StateStore {
         let json = String(decoding: try encoder.encode(detail), as: UTF8.self)
         try database.query(
             "INSERT INTO events (at, host, kind, detail) VALUES (?, ?, ?, ?)",
-            [.text(UTCTime.iso(Date())), host.map { .text($0.value) } ?? .null, .text(kind.rawValue), .text(json)])
+            [
+                .text(UTCTime.iso(WallClock.system.now())), host.map { .text($0.value) } ?? .null, .text(kind.rawValue),
+                .text(json),
+            ])
     }
 }

@@ -96,11 +96,12 @@ struct PublishTests {
         var old = [timespec(tv_sec: -86_400, tv_nsec: 5), timespec(tv_sec: -86_400, tv_nsec: 5)]
         #expect(utimensat(AT_FDCWD, fixture.repository + "/common/base.nix", &old, 0) == 0)
 
-        try await Task.sleep(for: .milliseconds(3200))
-        output = try await fixture.fleet(["publish", "--dry-run"])
+        // From here on, publishes run 4 s later by fleet's clock (WallClock): past the 3 s window, without waiting.
+        let later = ["FLEET_TEST_CLOCK_OFFSET_SECONDS": "4"]
+        output = try await fixture.fleet(["publish", "--dry-run"], environment: later)
         #expect(output.exitCode == 0 && output.standardOutput.contains("2 unchanged"))
         #expect(try FileStatus.of(digests) == nil, "a dry run writes nothing")
-        output = try await fixture.fleet(["publish"])
+        output = try await fixture.fleet(["publish"], environment: later)
         #expect(output.exitCode == 0 && output.standardOutput.contains("2 unchanged"))
         let stored = String(decoding: try FileIO.read(digests), as: UTF8.self)
         #expect(stored.contains("/hosts/a/x.nix\n") && stored.contains("/common/base.nix\n"))
@@ -109,7 +110,7 @@ struct PublishTests {
         // Read back whole (else every file would be hashed and the file rewritten), and not rewritten when
         // nothing was learnt.
         let storedInode = try FileStatus.of(digests)?.inode
-        output = try await fixture.fleet(["publish"])
+        output = try await fixture.fleet(["publish"], environment: later)
         #expect(output.exitCode == 0 && output.standardOutput.contains("2 unchanged"))
         #expect(try FileStatus.of(digests)?.inode == storedInode)
 
@@ -129,15 +130,14 @@ struct PublishTests {
         #expect(after.inode == before.inode && after.size == before.size)
         #expect(after.modificationSeconds == before.modificationSeconds)
         #expect(after.modificationNanoseconds == before.modificationNanoseconds)
-        output = try await fixture.fleet(["publish", "--json"])
+        output = try await fixture.fleet(["publish", "--json"], environment: later)
         let results = try JSONDecoder().decode([PublishResult].self, from: Data(output.standardOutput.utf8))
         #expect(results.map(\.status) == [.published, .unchanged])
         #expect(try fixture.verifiedManifest("a").generation == 2)
 
         // A damaged digest file is ignored, and replaced.
         try FileIO.writeAtomically(Array("fleet file digests v1\nnonsense\n".utf8), to: digests, mode: 0o600)
-        try await Task.sleep(for: .milliseconds(3200))
-        output = try await fixture.fleet(["publish"])
+        output = try await fixture.fleet(["publish"], environment: later)
         #expect(output.exitCode == 0 && output.standardOutput.contains("2 unchanged"))
         #expect(String(decoding: try FileIO.read(digests), as: UTF8.self).contains("/hosts/a/x.nix\n"))
     }
