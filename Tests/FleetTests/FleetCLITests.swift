@@ -1,0 +1,109 @@
+import ChrootSync
+import CommandRunner
+import FleetFiles
+import FleetProtocol
+import FleetTestSupport
+import Foundation
+import Inventory
+import Testing
+
+/// The `fleet` command line as a new sysadmin meets it: `init`, `publish` of hosts that cannot log in yet,
+/// `--dry-run`, `diff` of hostile file names, and flags that say what they take.
+@Suite("fleet command line")
+struct FleetCLITests {
+    static func fleet(_ arguments: [String], environment: [String: String] = [:]) async throws -> CommandOutput {
+        // Empty variables count as unset, whatever the environment running the tests says.
+        try await Command.run(
+            FleetFixture.executable("fleet"), arguments,
+            environment: ["FLEET_STATE_DIR": "", "FLEET_CHROOT_ROOT": ""].merging(environment) { $1 })
+    }
+
+    // MARK: fleet init
+
+    @Test func initWritesTheStateDirectoryItWasGivenIntoFleetTOML() async throws {
+        let directory = try TestDirectory.makeTemporary()
+        defer { directory.remove() }
+        let state = directory.path("state")
+        let chroot = directory.path("chroot")
+        var output = try await Self.fleet([
+            "init", directory.path("repo"), "--state-dir", state, "--chroot-root", chroot,
+        ])
+        #expect(output.exitCode == 0, "\(output.standardError)")
+        #expect(try FileStatus.of(state + "/signing.key")?.permissions == 0o600)
+        let configuration = try FleetConfiguration.load(repository: directory.path("repo"))
+        #expect(configuration.server.stateDirectory == state)
+        #expect(configuration.server.chrootRoot == chroot)
+
+        // The next command, without the flag, finds the key: `fleet client-config` reads signing.pub from it.
+        output = try await Self.fleet(["hosts", "--repo", directory.path("repo")])
+        #expect(output.exitCode == 0, "\(output.standardError)")
+        output = try await Self.fleet(["publish", "--repo", directory.path("repo"), "--dry-run"])
+        #expect(!output.standardError.contains("no signing key"), "\(output.standardError)")
+    }
+
+    @Test func initInAnExistingRepositoryWritesNothingIntoItAndSaysWhatItKept() async throws {
+        let fixture = try FleetFixture(hosts: ["a"])
+        defer { fixture.remove() }
+        try FileIO.removeTree(fixture.repository + "/fleet.toml")
+        let before = try Self.listing(fixture.repository)
+        // hosts/ holds a host: an existing repository even without fleet.toml.
+        var output = try await Self.fleet(["init", fixture.repository, "--state-dir", fixture.stateDirectory])
+        #expect(output.exitCode == 0, "\(output.standardError)")
+        #expect(output.standardOutput.contains("existing fleet repository"), "\(output.standardOutput)")
+        #expect(output.standardOutput.contains("kept    hosts"), "\(output.standardOutput)")
+        #expect(try Self.listing(fixture.repository) == before, "nothing created or replaced")
+        #expect(try FileStatus.of(fixture.repository + "/hosts/example") == nil)
+
+        // With a fleet.toml (and `init .` from inside the repository): the same, and fleet.toml untouched.
+        try fixture.write("fleet.toml", "[server]\nstate_dir = \"\(fixture.stateDirectory)\"\n\n[hosts.a]\n")
+        let listed = try Self.listing(fixture.repository)
+        output = try await Command.run(
+            "/bin/sh",
+            ["-c", "cd \"$1\" && exec \"$2\" init .", "sh", fixture.repository, FleetFixture.executable("fleet")],
+            environment: ["FLEET_STATE_DIR": "", "FLEET_CHROOT_ROOT": ""])
+        #expect(output.exitCode == 0, "\(output.standardError)")
+        #expect(output.standardOutput.contains("kept    fleet.toml"), "\(output.standardOutput)")
+        #expect(output.standardOutput.contains("kept    signing key \(fixture.stateDirectory)/signing.key"))
+        #expect(try Self.listing(fixture.repository) == listed)
+
+        // A --state-dir that disagrees with fleet.toml is said, with the fix.
+        output = try await Self.fleet(["init", fixture.repository, "--state-dir", fixture.directory.path("other")])
+        #expect(output.exitCode == 0, "\(output.standardError)")
+        #expect(output.standardError.contains("set state_dir = \"\(fixture.directory.path("other"))\""))
+        #expect(try Self.listing(fixture.repository) == listed)
+    }
+
+    /// Every path under `root` with its kind, size, inode and mtime.
+    static func listing(_ root: String) throws -> [String] {
+        var lines: [String] = []
+        func walk(_ path: String) throws {
+            guard let status = try FileStatus.of(path) else { return }
+            lines.append(
+                "\(path) \(status.kind) \(status.size) \(status.inode) \(status.modificationSeconds).\(status.modificationNanoseconds)"
+            )
+            if status.kind == .directory {
+                for name in try FileIO.listDirectory(path).sorted() { try walk(path + "/" + name) }
+            }
+        }
+        try walk(root)
+        return lines
+    }
+
+    // MARK: fleet diff
+
+    @Test func diffEscapesFileNamesAndContent() async throws {
+        let fixture = try FleetFixture(hosts: ["a"])
+        defer { fixture.remove() }
+        #expect(try await fixture.fleet(["publish"]).exitCode == 0)
+        let hostile = "x\n  added    tree/forged.nix\u{1b}]0;owned\u{07}\u{1b}[2J.nix"
+        try fixture.write("hosts/a/" + hostile, "{ }\n# \u{1b}[31mred\n")
+        let output = try await fixture.fleet(["diff", "a"])
+        #expect(output.exitCode == 0, "\(output.standardError)")
+        let text = output.standardOutput
+        #expect(!text.contains("\u{1b}") && !text.contains("\u{07}"), "\(text)")
+        #expect(!text.contains("\n  added    tree/forged.nix"), "a name cannot forge a line: \(text)")
+        #expect(
+            text.contains("added    tree/x⏎  added    tree/forged.nix\\u{1b}]0;owned\\u{7}\\u{1b}[2J.nix"), "\(text)")
+        #expect(text.contains("+# \\u{1b}[31mred"), "content is escaped too: \(text)")
+    }
+}
