@@ -126,6 +126,17 @@ public final class Publisher {
         let (host, layout, current) = (plan.host, plan.layout, plan.manifest)
         var result = PublishResult(host: host.name, status: .unchanged, previousGeneration: current?.generation)
         result.warnings += plan.warnings
+        // A host without a key cannot log in to fetch what would be published (and `fleet setup` refuses it):
+        // refused like any host that cannot be published, saying how to add the key.
+        guard host.publicKey != nil else {
+            result.status = .refused
+            result.generation = current?.generation
+            result.reason = Self.missingKeyReason(host, file: configuration.file)
+            if !dryRun {
+                try store.recordEvent(host: host.name, kind: "refused", detail: ["reason": result.reason ?? ""])
+            }
+            return result
+        }
         let (tree, digest, isUnchanged): (ResolvedTree, String, Bool)
         switch plan.resolution {
         case .resolved(let resolved, let contentDigest, let unchanged):
@@ -232,6 +243,13 @@ public final class Publisher {
         result.sourceCommit = sourceCommit
         result.snapshotBytes = snapshot.size
         return result
+    }
+
+    /// Why a host without an SSH key is not published, and how to add one.
+    public static func missingKeyReason(_ host: HostConfiguration, file: String) -> String {
+        "host \(host.name) has no SSH key in \(file), so it could not log in to fetch its configuration: set "
+            + "key = \"<the host's /etc/ssh/ssh_host_ed25519_key.pub>\" (or key_file = \"keys/\(host.name).pub\") in "
+            + "[hosts.\(host.name)], then run `fleet setup`"
     }
 
     /// One more than anything this host has ever had: in state.db, in its manifest, or as a snapshot file.
