@@ -107,3 +107,82 @@ struct FleetCLITests {
         #expect(text.contains("+# \\u{1b}[31mred"), "content is escaped too: \(text)")
     }
 }
+
+extension FleetCLITests {
+    // MARK: hosts without a key
+
+    @Test func aHostWithoutAKeyIsRefusedByPublishAndLeftOutOfSSHDConfig() async throws {
+        let fixture = try FleetFixture(hosts: ["a", "b"])
+        defer { fixture.remove() }
+        let toml = try String(contentsOfFile: fixture.repository + "/fleet.toml", encoding: .utf8)
+        try fixture.write(
+            "fleet.toml",
+            toml.replacingOccurrences(of: "key = \"\(KeyPair.publicLine(forHost: "b"))\"\n", with: ""))
+        var output = try await fixture.fleet(["publish"])
+        #expect(output.exitCode == 1, "refused, as any host that cannot be published")
+        #expect(output.standardOutput.contains("host b has no SSH key in"), "\(output.standardOutput)")
+        #expect(output.standardOutput.contains("key_file = \"keys/b.pub\""), "\(output.standardOutput)")
+        #expect(try fixture.verifiedManifest("a").generation == 1, "the other hosts still publish")
+        #expect(try FileStatus.of(try fixture.layout("b").manifest) == nil)
+        output = try await fixture.fleet(["publish", "--dry-run", "--json"])
+        #expect(output.standardOutput.contains("\"status\" : \"refused\""), "\(output.standardOutput)")
+
+        output = try await fixture.fleet([
+            "sshd-config", "--listen-address", "127.0.0.1", "--port", "2222", "--host-private-key", "/k",
+        ])
+        #expect(output.exitCode == 0, "\(output.standardError)")
+        #expect(output.standardOutput.contains("Match User fleet-a\n"))
+        #expect(output.standardOutput.contains("AllowUsers fleet-a\n"), "\(output.standardOutput)")
+        #expect(!output.standardOutput.contains("fleet-b"), "\(output.standardOutput)")
+        #expect(output.standardError.contains("note: b left out: host b has no SSH key"), "\(output.standardError)")
+    }
+}
+
+extension FleetCLITests {
+    // MARK: key flags say which half they take
+
+    @Test func keyFlagsTakeTheHalfTheyNameAndRefuseTheOther() async throws {
+        let fixture = try FleetFixture(hosts: ["a"])
+        defer { fixture.remove() }
+        let key = try KeyPair.generate(at: fixture.directory.path("host_key"), comment: "root@server")
+        try fixture.directory.writeFile("public-named-private", text: key.publicKeyLine + "\n")
+
+        // sshd-config: private keys only.
+        var output = try await fixture.fleet(["sshd-config", "--host-private-key", key.privateKeyPath])
+        #expect(output.exitCode == 0, "\(output.standardError)")
+        #expect(output.standardOutput.contains("HostKey \(key.privateKeyPath)\n"))
+        for wrong in [key.privateKeyPath + ".pub", fixture.directory.path("public-named-private")] {
+            output = try await fixture.fleet(["sshd-config", "--host-private-key", wrong])
+            #expect(output.exitCode == 1, "a runtime refusal, not a usage error: \(output.standardError)")
+            #expect(output.standardError.contains("--host-private-key \(wrong)"), "\(output.standardError)")
+            #expect(output.standardError.contains("takes the private key"), "\(output.standardError)")
+            #expect(output.standardOutput.isEmpty)
+        }
+        output = try await fixture.fleet(["sshd-config", "--host-key", key.privateKeyPath + ".pub"])
+        #expect(output.exitCode == 1, "the old spelling is checked the same way")
+        output = try await fixture.fleet(["sshd-config", "--listen-address", "0.0.0.0\nPermitRootLogin yes"])
+        #expect(output.exitCode == 64 && !output.standardOutput.contains("PermitRootLogin yes"))
+
+        // One style: --listen-address and --port, as client-config's --server-address and --port.
+        output = try await fixture.fleet(["sshd-config", "--listen-address", "::1", "--port", "2222"])
+        #expect(output.standardOutput.contains("ListenAddress [::1]:2222\n"), "\(output.standardOutput)")
+        output = try await fixture.fleet(["sshd-config", "--listen", "127.0.0.1:2223"])
+        #expect(output.standardOutput.contains("ListenAddress 127.0.0.1:2223\n"), "the old spelling still works")
+
+        // client-config: public keys only.
+        output = try await fixture.fleet(["client-config", "a", "--host-public-key", key.privateKeyPath])
+        #expect(output.exitCode == 1, "\(output.standardError)")
+        #expect(output.standardError.contains("--host-public-key \(key.privateKeyPath) is a private key"))
+        #expect(!output.standardOutput.contains("PRIVATE"))
+        for flag in ["--host-public-key", "--host-key-file"] {
+            output = try await fixture.fleet([
+                "client-config", "a", "--server-address", "fleet.example.org", "--port", "2222", flag,
+                key.privateKeyPath + ".pub",
+            ])
+            #expect(output.exitCode == 0, "\(flag): \(output.standardError)")
+            let client = try ClientConfiguration.parse(output.standardOutput, file: "client.toml")
+            #expect(client.server.hostKey == (try SSHPublicKey(key.publicKeyLine)))
+            #expect(client.server.address == "fleet.example.org" && client.server.port == 2222)
+        }
+    }
+}
