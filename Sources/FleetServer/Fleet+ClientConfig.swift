@@ -13,7 +13,8 @@ extension Fleet {
             discussion: """
                 The server's address, port and host key come from fleet.toml's [server] table (host_key), or \
                 from --server-address, --port and --host-public-key; the fleet public key from the state \
-                directory's signing.pub.
+                directory's signing.pub; poll_interval_seconds (the host's timer, which fleet-client install-units \
+                and the NixOS module read from client.toml) from the host's poll_interval_seconds in fleet.toml.
                 """)
 
         @OptionGroup var global: GlobalOptions
@@ -77,13 +78,23 @@ extension Fleet {
                 throw CommandError(
                     "cannot read the fleet public key \(publicKeyPath): \(error) (`fleet init` makes it)")
             }
+            // The host's timer is set from client.toml, so fleet.toml's interval for it goes there: one value,
+            // which the host then reports back with every poll.
+            let range = ClientConfiguration.pollIntervalRange
+            guard range.contains(selected.pollIntervalSeconds) else {
+                throw CommandError(
+                    "\(configuration.file): [hosts.\(selected.name)] polls every \(selected.pollIntervalSeconds) s, but a "
+                        + "host's timer takes \(range.lowerBound)…\(range.upperBound) s: set poll_interval_seconds "
+                        + "(in [hosts.\(selected.name)] or [defaults]) within that")
+            }
             let client = ClientConfiguration(
                 host: selected.name,
                 server: .init(
                     address: serverAddress ?? configuration.server.address, port: port ?? configuration.server.port,
                     user: selected.unixUser,
                     hostKey: hostKey),
-                fleetPublicKey: fleetKey, identityFile: identityFile, stateDirectory: clientStateDir, profile: profile)
+                fleetPublicKey: fleetKey, identityFile: identityFile, stateDirectory: clientStateDir, profile: profile,
+                pollIntervalSeconds: selected.pollIntervalSeconds)
             let text = client.rendered()
             // What is printed must parse back the same: the client reads it with the same code.
             guard (try? ClientConfiguration.parse(text, file: "client.toml")) == client else {
