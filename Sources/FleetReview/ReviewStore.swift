@@ -220,6 +220,7 @@ final class ReviewStore {
         var lastResult: RunOutcome?
         var reason: String?
         var rebootNeeded: Bool?
+        var pollIntervalSeconds: Int?
     }
 
     func heartbeats() throws -> [String: HeartbeatRow] {
@@ -242,7 +243,8 @@ final class ReviewStore {
             seenGeneration: row["seen_generation"].integer.map { UInt64($0) },
             failedGeneration: row["failed_generation"].integer.map { UInt64($0) },
             lastResult: row["last_result"].text.flatMap(RunOutcome.init(rawValue:)), reason: row["reason"].text,
-            rebootNeeded: row["reboot_needed"].integer.map { $0 != 0 })
+            rebootNeeded: row["reboot_needed"].integer.map { $0 != 0 },
+            pollIntervalSeconds: DeclaredPollInterval.read(json: row["json"].text))
     }
 
     /// The newest report of every host (by ingest order).

@@ -704,19 +704,21 @@ public struct ClientRun: Sendable {
         }
         let stem = UTCTime.compact(finished) + (result.generation.map { "-g\($0)" } ?? "")
         report.log = "log-\(stem).txt"
+        report.pollIntervalSeconds = configuration.pollIntervalSeconds
         attempt.report = report
         return [(report.log!, log.contents()), ("report-\(stem).json", report.encoded())]
     }
 
     /// Replaces `logs/heartbeat.json`: the cheap sign of life of a poll with nothing to do.
     private func heartbeat(_ attempt: inout Attempt, over connection: SFTPConnection, result: RunResult) async {
-        let beat = Heartbeat(
+        var beat = Heartbeat(
             host: configuration.host.value, at: UTCTime.iso(Date()),
             appliedGeneration: attempt.state.applied?.generation,
             seenGeneration: attempt.state.lastSeen?.generation, failedGeneration: attempt.state.failed?.generation,
             lastResult: result.outcome, reason: result.reason,
             rebootNeeded: (try? FileIO.readLink(configuration.reboot.bootedSystem)) == nil ? nil : rebootReason() != nil
         )
+        beat.pollIntervalSeconds = configuration.pollIntervalSeconds
         do {
             try await ReportOutbox.upload(name: "heartbeat.json", bytes: beat.encoded(), over: connection)
         } catch {
