@@ -154,6 +154,7 @@ public final class Publisher {
         result.bytes = tree.byteCount
         if let manifest = current, isUnchanged {
             result.generation = manifest.generation
+            result.toplevel = manifest.toplevel
             if !dryRun {
                 // A publish that died after renaming the manifest but before recording it: record it now.
                 if recorded[host.name.value, default: 0] < manifest.generation {
@@ -172,9 +173,7 @@ public final class Publisher {
         }
         let generation = try nextGeneration(layout, current: current)
         if dryRun {
-            result.status = .wouldPublish
-            result.generation = generation
-            return result
+            return await dryRunResult(result, host: host, tree: tree, generation: generation, current: current)
         }
         // The build gate: a host whose configuration does not build keeps its generation.
         var toplevel: String?
@@ -242,6 +241,41 @@ public final class Publisher {
         result.generation = generation
         result.sourceCommit = sourceCommit
         result.snapshotBytes = snapshot.size
+        return result
+    }
+
+    /// What `--dry-run` says of a changed host. Without the build gate it would be published. With it, only a
+    /// build can tell: `--build` builds it now (into the build cache under the state directory, nothing else),
+    /// an earlier build of the same tree (`fleet build`) is reused, and otherwise it says it would build.
+    func dryRunResult(
+        _ result: PublishResult, host: HostConfiguration, tree: ResolvedTree, generation: UInt64, current: Manifest?
+    ) async -> PublishResult {
+        var result = result
+        result.generation = generation
+        result.status = .wouldPublish
+        guard forceBuild || host.build || host.cache else { return result }
+        if let built = builder.existingResult(for: host.name, files: tree.buildInputs) {
+            result.toplevel = built
+            return result
+        }
+        guard forceBuild else {
+            result.status = .wouldBuild
+            result.reason =
+                "published only if it builds (build gate); `fleet publish --dry-run --build` or `fleet build "
+                + "\(host.name)` builds it now"
+            return result
+        }
+        let build = await builder.build(host, files: tree.buildInputs)
+        result.buildLog = build.log
+        guard build.succeeded, let built = build.toplevel else {
+            result.status = .wouldFail
+            result.generation = current?.generation
+            result.reason =
+                "does not build, so generation \(current.map { String($0.generation) } ?? "none") would stay: "
+                + "\(build.reason ?? "unknown reason") (log: \(build.log ?? "none"))"
+            return result
+        }
+        result.toplevel = built
         return result
     }
 
