@@ -95,6 +95,6 @@ extension FleetClientCommand {
 }
 
 /// Writes a line to standard error.
-private func printError(_ text: String) {
+func printError(_ text: String) {
     FileHandle.standardError.write(Data((text + "\n").utf8))
 }

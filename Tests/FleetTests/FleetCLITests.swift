@@ -231,3 +231,78 @@ extension ClientRunTests {
         #expect(output.standardOutput.contains("1 would-publish, 1 would-build"), "\(output.standardOutput)")
     }
 }
+
+extension FleetCLITests {
+    // MARK: fleet-client verify-manifest
+
+    static func verifyManifest(_ arguments: [String]) async throws -> CommandOutput {
+        try await Command.run(FleetFixture.executable("fleet-client"), ["verify-manifest"] + arguments)
+    }
+
+    @Test func verifyManifestChecksAChrootsManifestAndSnapshotAndRefusesHostileOnes() async throws {
+        let fixture = try FleetFixture(hosts: ["a", "b"])
+        defer { fixture.remove() }
+        #expect(try await fixture.fleet(["publish"]).exitCode == 0)
+        let layout = try fixture.layout("a")
+        let keyFile = fixture.stateDirectory + "/" + SigningKeyFile.publicName
+        let key = ["--public-key-file", keyFile]
+        var output = try await Self.verifyManifest([layout.manifest, "--host", "a", "--check-snapshot"] + key)
+        #expect(output.exitCode == 0, "\(output.standardError)")
+        let payload = try JSONSerialization.jsonObject(with: Data(output.standardOutput.utf8)) as? [String: Any]
+        #expect(payload?["host"] as? String == "a" && payload?["generation"] as? Int == 1)
+        let keyText = try String(contentsOfFile: keyFile, encoding: .utf8).trimmingWhitespace()
+        output = try await Self.verifyManifest([layout.manifest, "--host", "a", "--public-key", keyText])
+        #expect(output.exitCode == 0, "\(output.standardError)")
+
+        let refused = RunOutcome.refused.exitStatus
+        let original = try FileIO.read(layout.manifest)
+        let lines = String(decoding: original, as: UTF8.self).split(separator: "\n").map(String.init)
+        let scratch = fixture.directory.path("scratch")
+        try FileIO.createDirectories(scratch)
+        func check(_ name: String, _ bytes: [UInt8], expect reason: String) async throws {
+            try FileIO.writeAtomically(bytes, to: scratch + "/" + name, mode: 0o644)
+            let output = try await Self.verifyManifest([scratch + "/" + name, "--host", "a"] + key)
+            #expect(output.exitCode == refused, "\(name): \(output.standardOutput)\(output.standardError)")
+            #expect(output.standardError.contains(reason), "\(name): \(output.standardError)")
+            #expect(output.standardOutput.isEmpty, "\(name): nothing of a refused manifest is printed")
+            #expect(!output.standardError.contains("\u{1b}"), "\(name): escapes are shown, not sent")
+        }
+        // Another host's manifest, an edited payload, another key's signature, junk, too big, two signatures,
+        // and a signer's name that is an escape sequence.
+        try await check("of-b", try FileIO.read(try fixture.layout("b").manifest), expect: "is for host b, not a")
+        let edited = lines[0].replacingOccurrences(of: "\"generation\":1", with: "\"generation\":9")
+        try await check("edited", Array((edited + "\n" + lines[1] + "\n").utf8), expect: "signature")
+        let stranger = try SigningKey(generatingWithName: "test-fleet-1")
+        let payloadBytes = Array(lines[0].utf8)
+        try await check(
+            "stranger", payloadBytes + [0x0a] + Array(try stranger.sign(payloadBytes).utf8) + [0x0a],
+            expect: "signature")
+        try await check("junk", Array("not a manifest\n".utf8), expect: "refused")
+        try await check("huge", [UInt8](repeating: 0x20, count: Manifest.sizeLimit + 1), expect: "over the limit")
+        try await check(
+            "two", Array((lines[0] + "\n" + lines[1] + "\n" + lines[1] + "\n").utf8), expect: "one signature")
+        try await check("escape", Array((lines[0] + "\n\u{1b}[2Jevil:AAAA\n").utf8), expect: "refused")
+        // A link (as a host could never be served) is refused, not followed.
+        guard symlink(layout.manifest, scratch + "/link") == 0 else { throw TestSupportError("symlink failed") }
+        output = try await Self.verifyManifest([scratch + "/link", "--host", "a"] + key)
+        #expect(output.exitCode == refused && output.standardError.contains("symbolic link"), "\(output.standardError)")
+
+        // A snapshot that is not the one signed for.
+        let snapshot = layout.snapshot(1)
+        let bytes = try FileIO.read(snapshot)
+        try FileIO.writeAtomically(bytes.dropLast() + [bytes.last! ^ 1], to: snapshot, mode: 0o640)
+        output = try await Self.verifyManifest([layout.manifest, "--host", "a"] + key)
+        #expect(output.exitCode == 0, "without --check-snapshot only the manifest is checked")
+        output = try await Self.verifyManifest([layout.manifest, "--host", "a", "--check-snapshot"] + key)
+        #expect(output.exitCode == refused && output.standardError.contains("SHA-256"), "\(output.standardError)")
+        try FileIO.removeTree(snapshot)
+        output = try await Self.verifyManifest([layout.manifest, "--host", "a", "--check-snapshot"] + key)
+        #expect(output.exitCode == refused && output.standardError.contains("missing"), "\(output.standardError)")
+
+        // A file that is not there cannot be read (1); a wrong argument is a usage error (64).
+        output = try await Self.verifyManifest([scratch + "/missing", "--host", "a"] + key)
+        #expect(output.exitCode == 1, "\(output.standardError)")
+        output = try await Self.verifyManifest([layout.manifest, "--host", "A B"] + key)
+        #expect(output.exitCode == 64, "\(output.standardError)")
+    }
+}
