@@ -25,11 +25,15 @@ enum DeclaredPollInterval {
     static func judging(
         _ host: HostConfiguration, heartbeat: ReviewStore.HeartbeatRow?, report: ReviewStore.ReportRow?
     ) -> (seconds: Int, source: String) {
-        let said = [
-            heartbeat.flatMap { beat in beat.pollIntervalSeconds.map { (beat.received, $0) } },
-            report.flatMap { report in read(json: report.json).map { (report.received, $0) } },
-        ].compactMap { $0 }.max { $0.0 < $1.0 }
-        if let said { return (said.1, "the interval it reported") }
+        // (received, seconds) of each word that says an interval; the newest wins.
+        var said: (received: Int64, seconds: Int)?
+        if let heartbeat, let seconds = heartbeat.pollIntervalSeconds {
+            said = (heartbeat.received, seconds)
+        }
+        if let report, let seconds = read(json: report.json), report.received >= (said?.received ?? Int64.min) {
+            said = (report.received, seconds)
+        }
+        if let said { return (said.seconds, "the interval it reported") }
         return (host.pollIntervalSeconds, "fleet.toml's poll_interval_seconds")
     }
 }
