@@ -55,6 +55,13 @@ extension Fleet {
             if let problem = Self.addressProblem(listen.flatMap(Self.split)?.address ?? listenAddress) {
                 throw ValidationError("--listen-address: \(problem)")
             }
+            // Written into sshd_config as they are, where a space, quote, % or newline would change their meaning.
+            let paths = (hostPrivateKey + oldHostKey).map { ("--host-private-key", $0) } + [("--pid-file", pidFile)]
+            for case let (flag, path?) in paths {
+                if let problem = FleetConfiguration.Server.problem(withPath: path) {
+                    throw ValidationError("\(flag) \(String(reflecting: path)): \(problem)")
+                }
+            }
         }
 
         func run() async throws {

@@ -160,8 +160,13 @@ extension FleetCLITests {
         }
         output = try await fixture.fleet(["sshd-config", "--host-key", key.privateKeyPath + ".pub"])
         #expect(output.exitCode == 1, "the old spelling is checked the same way")
-        output = try await fixture.fleet(["sshd-config", "--listen-address", "0.0.0.0\nPermitRootLogin yes"])
-        #expect(output.exitCode == 64 && !output.standardOutput.contains("PermitRootLogin yes"))
+        for (flag, value) in [
+            ("--listen-address", "0.0.0.0\nPermitRootLogin yes"), ("--host-private-key", "/k\nPermitRootLogin yes"),
+            ("--pid-file", "/run/x.pid\nPermitRootLogin yes"),
+        ] {
+            output = try await fixture.fleet(["sshd-config", flag, value])
+            #expect(output.exitCode == 64 && !output.standardOutput.contains("PermitRootLogin yes"), "\(flag)")
+        }
 
         // One style: --listen-address and --port, as client-config's --server-address and --port.
         output = try await fixture.fleet(["sshd-config", "--listen-address", "::1", "--port", "2222"])
