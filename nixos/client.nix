@@ -116,7 +116,9 @@ in
       description = ''
         A complete client.toml (e.g. the output of `fleet client-config HOST` on the server), installed as
         ${configPath} instead of one rendered from `settings`. It holds public keys and paths only, so
-        having it in the Nix store is fine. When set, `settings` is ignored.
+        having it in the Nix store is fine. When set, `settings` is ignored. Its `poll_interval_seconds`
+        (default 900) sets the timer, so it is read at evaluation: give a file of the configuration's own
+        tree (e.g. `./client.toml`), not one built by a derivation.
       '';
     };
 
