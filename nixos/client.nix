@@ -4,7 +4,8 @@
 #   /etc/fleet/client.toml            from `settings` (or `configFile`, e.g. the output of
 #                                     `fleet client-config HOST` on the server)
 #   fleet-client.service              one `fleet-client run` (oneshot), started by
-#   fleet-client.timer                every `interval` plus a random delay, and 2 minutes after boot
+#   fleet-client.timer                every poll_interval_seconds of client.toml (settings or configFile)
+#                                     plus a random delay, and 2 minutes after boot
 #   fleet-client-page.socket          the UPDATE MY MACHINE page, 127.0.0.1:9999 only, which starts
 #   fleet-client-page.service         `fleet-client serve` with the listening socket (Accept=no)
 #
@@ -69,6 +70,13 @@ let
 
   configFile = if cfg.configFile != null then cfg.configFile else toml.generate "client.toml" renderedSettings;
 
+  # The timer's interval is client.toml's poll_interval_seconds, whichever way the file is given: the host
+  # reports that value to the server, which judges silence by it, so the timer must not say otherwise.
+  pollIntervalSeconds =
+    if cfg.configFile != null then shared.pollIntervalSeconds (builtins.fromTOML (builtins.readFile cfg.configFile))
+    else cfg.settings.poll_interval_seconds;
+  interval = shared.timeSpan pollIntervalSeconds;
+
   # What a run needs besides the client: Nix (nix build, nix-build, nix-env). The configuration's own
   # switch-to-configuration brings the rest.
   runEnvironment = {
@@ -83,6 +91,13 @@ let
   };
 in
 {
+  imports = [
+    (lib.mkRemovedOptionModule [ "services" "fleet-client" "interval" ] ''
+      The timer's interval is client.toml's poll_interval_seconds (services.fleet-client.settings.poll_interval_seconds,
+      or the configFile's key; `fleet client-config` writes it from fleet.toml), which the host also reports to
+      the server.'')
+  ];
+
   options.services.fleet-client = {
     enable = lib.mkEnableOption "fleet-client, which pulls this host's configuration from the fleet server";
 
@@ -101,7 +116,9 @@ in
       description = ''
         A complete client.toml (e.g. the output of `fleet client-config HOST` on the server), installed as
         ${configPath} instead of one rendered from `settings`. It holds public keys and paths only, so
-        having it in the Nix store is fine. When set, `settings` is ignored.
+        having it in the Nix store is fine. When set, `settings` is ignored. Its `poll_interval_seconds`
+        (default 900) sets the timer, so it is read at evaluation: give a file of the configuration's own
+        tree (e.g. `./client.toml`), not one built by a derivation.
       '';
     };
 
@@ -174,6 +191,16 @@ in
             type = types.ints.between 0 100;
             default = 2;
             description = "Extracted generations kept besides the current one.";
+          };
+          poll_interval_seconds = mkOption {
+            type = types.ints.between shared.pollIntervalRange.min shared.pollIntervalRange.max;
+            default = shared.defaultPollIntervalSeconds;
+            example = 3600;
+            description = ''
+              How often the timer polls the server, in seconds (OnUnitActiveSec=, counted from the last run's
+              start). The host reports it to the server, whose `fleet status` calls the host silent after
+              `silent_after_intervals` of them; `fleet client-config` writes fleet.toml's value for the host.
+            '';
           };
           server = mkOption {
             description = "The `[server]` table: the fleet server and how to reach it.";
@@ -301,16 +328,6 @@ in
       };
     };
 
-    interval = mkOption {
-      type = timeSpan;
-      default = shared.defaultInterval;
-      example = "1h";
-      description = ''
-        How often the timer polls the server (a systemd time span, OnUnitActiveSec=: counted from the last
-        run's start).
-      '';
-    };
-
     randomizedDelay = mkOption {
       type = timeSpan;
       default = shared.defaultRandomizedDelay;
@@ -367,14 +384,14 @@ in
       };
     };
 
-    # Monotonic: 2 minutes after boot, then `interval` after each run started. Persistent= only applies to
+    # Monotonic: 2 minutes after boot, then poll_interval_seconds after each run started. Persistent= only applies to
     # OnCalendar= timers; the boot poll is what catches up after the machine was off.
     systemd.timers.fleet-client = {
-      description = "fleet: poll the fleet server every ${cfg.interval}";
+      description = "fleet: poll the fleet server every ${interval}";
       wantedBy = [ "timers.target" ];
       timerConfig = {
         OnBootSec = shared.bootDelay;
-        OnUnitActiveSec = cfg.interval;
+        OnUnitActiveSec = interval;
         RandomizedDelaySec = cfg.randomizedDelay;
       };
     };

@@ -18,6 +18,7 @@ rec {
       "operation"
       "log_limit_bytes"
       "keep_generations"
+      "poll_interval_seconds"
     ];
     tables = {
       server = [ "address" "port" "user" "host_key" "connect_timeout_seconds" "io_timeout_seconds" ];
@@ -39,8 +40,19 @@ rec {
   # The page's socket: loopback only.
   pageListenStream = "127.0.0.1:9999";
 
-  # How often the timer polls, and the random delay added to each poll, unless configured.
-  defaultInterval = "15min";
+  # How often the timer polls: client.toml's poll_interval_seconds, the one source of the interval (the host
+  # also reports it to the server, which judges silence by it; Sources/FleetProtocol/ClientConfiguration.swift).
+  defaultPollIntervalSeconds = 900;
+  pollIntervalRange = { min = 60; max = 7 * 86400; };
+  # The interval a client.toml (as builtins.fromTOML reads it) sets the timer to.
+  pollIntervalSeconds = clientToml: clientToml.poll_interval_seconds or defaultPollIntervalSeconds;
+  # Whole seconds as the shortest systemd time span that says them exactly ("1h", "15min", "90s"), as
+  # SystemdUnits.timeSpan(seconds:) writes them for fleet-client install-units.
+  timeSpan = seconds:
+    if seconds > 0 && seconds - seconds / 3600 * 3600 == 0 then "${toString (seconds / 3600)}h"
+    else if seconds > 0 && seconds - seconds / 60 * 60 == 0 then "${toString (seconds / 60)}min"
+    else "${toString seconds}s";
+  # The random delay added to each poll, unless configured.
   defaultRandomizedDelay = "5min";
   # The first poll after boot (the timer's catch-up after downtime).
   bootDelay = "2min";

@@ -7,6 +7,10 @@ public struct PublishResult: Codable, Sendable, Equatable {
         case unchanged
         case refused
         case wouldPublish = "would-publish"
+        /// `--dry-run` of a host the build gate holds: published only if it builds, which was not tried.
+        case wouldBuild = "would-build"
+        /// `--dry-run --build`: it was built, and did not build, so a publish would keep its generation.
+        case wouldFail = "would-fail"
         /// The build gate held it back: its configuration did not build (or its cache could not be made).
         case buildFailed = "build-failed"
     }
@@ -27,7 +31,7 @@ public struct PublishResult: Codable, Sendable, Equatable {
     public var warnings: [String]
     /// The commit the published manifest names (published hosts only).
     public var sourceCommit: String?
-    /// The built system, when the host was built.
+    /// The built system: the one just built, or for an unchanged host the one its manifest names.
     public var toplevel: String?
     /// The build log on the server, when the host was built.
     public var buildLog: String?

@@ -128,6 +128,17 @@ public final class Publisher {
         let (host, layout, current) = (plan.host, plan.layout, plan.manifest)
         var result = PublishResult(host: host.name, status: .unchanged, previousGeneration: current?.generation)
         result.warnings += plan.warnings
+        // A host without a key cannot log in to fetch what would be published (and `fleet setup` refuses it):
+        // refused like any host that cannot be published, saying how to add the key.
+        guard host.publicKey != nil else {
+            result.status = .refused
+            result.generation = current?.generation
+            result.reason = Self.missingKeyReason(host, file: configuration.file)
+            if !dryRun {
+                try store.recordEvent(host: host.name, kind: .refused, detail: ["reason": result.reason ?? ""])
+            }
+            return result
+        }
         let (tree, digest, isUnchanged): (ResolvedTree, String, Bool)
         switch plan.resolution {
         case .resolved(let resolved, let contentDigest, let unchanged):
@@ -145,6 +156,7 @@ public final class Publisher {
         result.bytes = tree.byteCount
         if let manifest = current, isUnchanged {
             result.generation = manifest.generation
+            result.toplevel = manifest.toplevel
             if !dryRun {
                 // A publish that died after renaming the manifest but before recording it: record it now.
                 if recorded[host.name.value, default: 0] < manifest.generation {
@@ -176,9 +188,7 @@ public final class Publisher {
             return result
         }
         if dryRun {
-            result.status = .wouldPublish
-            result.generation = generation
-            return result
+            return await dryRunResult(result, host: host, tree: tree, generation: generation, current: current)
         }
         // The build gate: a host whose configuration does not build keeps its generation.
         var toplevel: String?
@@ -242,6 +252,48 @@ public final class Publisher {
         result.sourceCommit = sourceCommit
         result.snapshotBytes = snapshot.size
         return result
+    }
+
+    /// What `--dry-run` says of a changed host. Without the build gate it would be published. With it, only a
+    /// build can tell: `--build` builds it now (into the build cache under the state directory, nothing else),
+    /// an earlier build of the same tree (`fleet build`) is reused, and otherwise it says it would build.
+    func dryRunResult(
+        _ result: PublishResult, host: HostConfiguration, tree: ResolvedTree, generation: UInt64, current: Manifest?
+    ) async -> PublishResult {
+        var result = result
+        result.generation = generation
+        result.status = .wouldPublish
+        guard forceBuild || host.build || host.cache else { return result }
+        if let built = builder.existingResult(for: host.name, files: tree.buildInputs) {
+            result.toplevel = built
+            return result
+        }
+        guard forceBuild else {
+            result.status = .wouldBuild
+            result.reason =
+                "published only if it builds (build gate); `fleet publish --dry-run --build` or `fleet build "
+                + "\(host.name)` builds it now"
+            return result
+        }
+        let build = await builder.build(host, files: tree.buildInputs)
+        result.buildLog = build.log
+        guard build.succeeded, let built = build.toplevel else {
+            result.status = .wouldFail
+            result.generation = current?.generation
+            result.reason =
+                "does not build, so generation \(current.map { String($0.generation) } ?? "none") would stay: "
+                + "\(build.reason ?? "unknown reason") (log: \(build.log ?? "none"))"
+            return result
+        }
+        result.toplevel = built
+        return result
+    }
+
+    /// Why a host without an SSH key is not published, and how to add one.
+    public static func missingKeyReason(_ host: HostConfiguration, file: String) -> String {
+        "host \(host.name) has no SSH key in \(file), so it could not log in to fetch its configuration: set "
+            + "key = \"<the host's /etc/ssh/ssh_host_ed25519_key.pub>\" (or key_file = \"keys/\(host.name).pub\") in "
+            + "[hosts.\(host.name)], then run `fleet setup`"
     }
 
     /// One more than anything this host has ever had: in state.db, in its manifest, or as a snapshot file;

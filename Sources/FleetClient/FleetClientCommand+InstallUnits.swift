@@ -11,7 +11,7 @@ extension FleetClientCommand {
             abstract: "Write the systemd units that run fleet-client, for a host without the NixOS module.",
             discussion: """
                 Writes fleet-client.service (one run), fleet-client.timer (2 minutes after boot, then every \
-                --interval plus a random delay), fleet-client-page.socket (127.0.0.1:9999) and \
+                poll_interval_seconds of the client.toml given by --config, plus a random delay), fleet-client-page.socket (127.0.0.1:9999) and \
                 fleet-client-page.service (`fleet-client serve`). Each file is replaced atomically, and only when \
                 its text changes; run it again after changing an option. The units match what the NixOS module \
                 services.fleet-client declares. Runs that exit 10 applied, 13 unreachable or 14 locked do not mark \
@@ -23,8 +23,9 @@ extension FleetClientCommand {
 
         @OptionGroup var config: ConfigOption
 
-        @Option(help: ArgumentHelp("How often to poll (a systemd time span, at least 1min).", valueName: "span"))
-        var interval: String = SystemdUnits.defaultInterval
+        /// Gone: the interval is client.toml's poll_interval_seconds, which the host also reports to the server.
+        @Option(help: .hidden)
+        var interval: String?
 
         @Option(help: ArgumentHelp("Up to this much random delay before each poll (a time span).", valueName: "span"))
         var randomizedDelay: String = SystemdUnits.defaultRandomizedDelay
@@ -36,6 +37,11 @@ extension FleetClientCommand {
         var dryRun = false
 
         func validate() throws {
+            if interval != nil {
+                throw ValidationError(
+                    "--interval is gone: the timer polls every poll_interval_seconds of client.toml (--config), which "
+                        + "the host also reports to the server; `fleet client-config HOST` writes it from fleet.toml")
+            }
             guard directory.hasPrefix("/"), !directory.contains("\n") else {
                 throw ValidationError("--directory \(String(reflecting: directory)): must be an absolute path")
             }
@@ -43,21 +49,27 @@ extension FleetClientCommand {
 
         func run() async throws {
             let executable = try binary ?? FileIO.readLink("/proc/self/exe")
+            // The timer's interval comes from client.toml. Without a usable one yet, the default (which is also
+            // what fleet-client reports when client.toml does not say) until install-units runs again.
+            var intervalSeconds = ClientConfiguration.defaultPollIntervalSeconds
+            do {
+                intervalSeconds = try ClientConfiguration.load(path: config.path).pollIntervalSeconds
+            } catch {
+                printError(
+                    "warning: the units read \(config.path), which fleet-client cannot use yet:\n\(error)\n"
+                        + "The timer polls every \(SystemdUnits.timeSpan(seconds: intervalSeconds)) (the default) "
+                        + "until install-units runs again with a client.toml that says poll_interval_seconds.")
+            }
             let units: SystemdUnits
             do {
                 units = try SystemdUnits(
-                    binary: executable, configuration: config.path, interval: interval,
+                    binary: executable, configuration: config.path, intervalSeconds: intervalSeconds,
                     randomizedDelay: randomizedDelay)
             } catch {
                 throw ValidationError(error.description)
             }
             if !FileManager.default.isExecutableFile(atPath: executable) {
                 printError("warning: \(executable) is not an executable file (yet); the units will fail until it is")
-            }
-            do {
-                _ = try ClientConfiguration.load(path: config.path)
-            } catch {
-                printError("warning: the units read \(config.path), which fleet-client cannot use yet:\n\(error)")
             }
             if dryRun {
                 for unit in units.units {
@@ -83,6 +95,6 @@ extension FleetClientCommand {
 }
 
 /// Writes a line to standard error.
-private func printError(_ text: String) {
+func printError(_ text: String) {
     FileHandle.standardError.write(Data((text + "\n").utf8))
 }

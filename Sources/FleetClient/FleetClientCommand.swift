@@ -95,27 +95,121 @@ extension FleetClientCommand {
         }
     }
 
+    /// For the sysadmin: is this manifest (in a chroot, a mirror, a copy) one the fleet signed for this host,
+    /// and, with `--check-snapshot`, is the snapshot beside it the one it names?
     struct VerifyManifest: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Verify a manifest file's signature and host, and print its payload.")
+            commandName: "verify-manifest",
+            abstract: "Verify a manifest file's signature and host, and print its payload.",
+            discussion: """
+                Checks the file as a host would before applying it: its size, its two lines, the signature \
+                against the fleet public key, and the host it is for; then prints the payload (JSON). With \
+                --check-snapshot, the snapshot it names must be beside it as in a chroot \
+                (<dir>/snapshots/<generation>.tar.zst) with the size and SHA-256 the manifest says. Exit \
+                statuses: 0 verified, 12 refused (with the reason on standard error), 1 the file cannot be read.
+                """)
 
-        @Argument(help: "The manifest file (as fetched from the chroot).")
+        @Argument(help: "The manifest file (e.g. /srv/fleet/<host>/manifest on the server).")
         var file: String
 
-        @Option(help: "The fleet public key, name:base64 (the server's signing.pub).")
-        var publicKey: String
+        @Option(help: ArgumentHelp("The fleet public key, name:base64.", valueName: "key"))
+        var publicKey: String?
+
+        @Option(help: ArgumentHelp("A file holding it (the server's signing.pub).", valueName: "file"))
+        var publicKeyFile: String?
 
         @Option(help: "The host this manifest must be for.")
         var host: String
 
+        @Flag(help: "Also check the snapshot the manifest names, beside it as in a chroot.")
+        var checkSnapshot = false
+
+        func validate() throws {
+            guard (publicKey == nil) != (publicKeyFile == nil) else {
+                throw ValidationError("give the fleet public key with either --public-key or --public-key-file")
+            }
+            if let publicKey {
+                do { _ = try VerifyingKey(nixFormat: publicKey) } catch {
+                    throw ValidationError("--public-key: \(error)")
+                }
+            }
+            do { _ = try HostName(host) } catch { throw ValidationError("--host: \(error)") }
+        }
+
         func run() async throws {
-            let key = try VerifyingKey(nixFormat: publicKey)
+            let keyText: String
+            if let publicKeyFile {
+                do {
+                    keyText = String(decoding: try FileIO.read(publicKeyFile, limit: 4096), as: UTF8.self)
+                } catch {
+                    printError("cannot read the fleet public key \(publicKeyFile): \(error)")
+                    throw ExitCode(1)
+                }
+            } else {
+                keyText = publicKey ?? ""
+            }
+            let key: VerifyingKey
+            do { key = try VerifyingKey(nixFormat: keyText) } catch {
+                printError("\(publicKeyFile ?? "--public-key"): not a fleet public key: \(error)")
+                throw ExitCode(1)
+            }
             let expected = try HostName(host)
-            let manifest = try Manifest.verify(try FileIO.readNoFollow(file, limit: Manifest.sizeLimit), with: key)
+            func refuse(_ reason: String) -> ExitCode {
+                printError("refused: \(file): \(reason)")
+                return ExitCode(RunOutcome.refused.exitStatus)
+            }
+            guard (try? FileStatus.of(file)) ?? nil != nil else {
+                printError("cannot read \(file): no such file")
+                throw ExitCode(1)
+            }
+            // Read as a host reads it: a link, a device or fifo, or an oversized file is refused, not followed.
+            let bytes: [UInt8]
+            do { bytes = try FileIO.readNoFollow(file, limit: Manifest.sizeLimit) } catch { throw refuse("\(error)") }
+            let manifest: Manifest
+            do { manifest = try Manifest.verify(bytes, with: key) } catch { throw refuse("\(error)") }
             guard manifest.host == expected else {
-                throw ValidationError("\(file) is for host \(manifest.host), not \(expected): refused")
+                throw refuse("it is for host \(manifest.host), not \(expected)")
+            }
+            if checkSnapshot {
+                let expectedPath = "/snapshots/\(manifest.generation).tar.zst"
+                guard manifest.snapshot.path == expectedPath else {
+                    throw refuse("it names the snapshot \(quoted(manifest.snapshot.path)), not \(expectedPath)")
+                }
+                let directory = FileIO.split(file).directory
+                let snapshot = directory + expectedPath
+                guard let status = try? FileStatus.of(snapshot), status.kind == .regular else {
+                    throw refuse("its snapshot \(snapshot) is missing (or not a regular file)")
+                }
+                guard status.size == manifest.snapshot.size else {
+                    throw refuse(
+                        "its snapshot \(snapshot) has \(status.size) bytes, and the manifest says \(manifest.snapshot.size)"
+                    )
+                }
+                guard let digest = Self.sha256(ofFile: snapshot) else {
+                    printError("cannot read \(snapshot)")
+                    throw ExitCode(1)
+                }
+                guard digest == manifest.snapshot.sha256 else {
+                    throw refuse(
+                        "its snapshot \(snapshot) has SHA-256 \(digest), and the manifest says \(manifest.snapshot.sha256)"
+                    )
+                }
             }
             print(String(decoding: try manifest.payload(), as: UTF8.self))
+        }
+
+        /// A snapshot's SHA-256, read a megabyte at a time (snapshots can be large), or nil when unreadable.
+        static func sha256(ofFile path: String) -> String? {
+            guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+            defer { try? handle.close() }
+            var hasher = SHA256Hasher()
+            do {
+                // nil or empty at the end of the file, depending on the Foundation.
+                while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty { hasher.update(Array(chunk)) }
+            } catch {
+                return nil
+            }
+            return hasher.finalizeHex()
         }
     }
 }

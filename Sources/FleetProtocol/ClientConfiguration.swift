@@ -35,6 +35,10 @@ public struct ClientConfiguration: Sendable, Equatable {
     public static let defaultIdentityFile = "/etc/ssh/ssh_host_ed25519_key"
     public static let defaultStateDirectory = "/var/lib/fleet-client"
     public static let defaultProfile = "/nix/var/nix/profiles/system"
+    /// 15 minutes, the timer's interval when client.toml does not say.
+    public static let defaultPollIntervalSeconds = 900
+    /// At least a minute (polling more often loads the server for little), at most a week.
+    public static let pollIntervalRange = 60...(7 * 86400)
 
     public var host: HostName
     public var server: Server
@@ -51,6 +55,10 @@ public struct ClientConfiguration: Sendable, Equatable {
     public var logLimitBytes: Int
     /// Extracted generations kept besides the current one.
     public var keepGenerations: Int
+    /// How often this host polls, in seconds: the one source of the timer's interval (`fleet-client
+    /// install-units` and the NixOS module read it from here), and what the host tells the server in every
+    /// heartbeat and report so that `fleet status` knows when it has gone silent.
+    public var pollIntervalSeconds: Int
     public var rollback: Rollback
     public var healthChecks: [HealthCheck]
     public var reboot: Reboot
@@ -59,7 +67,8 @@ public struct ClientConfiguration: Sendable, Equatable {
         host: HostName, server: Server, fleetPublicKey: VerifyingKey, identityFile: String = defaultIdentityFile,
         stateDirectory: String = defaultStateDirectory, profile: String = defaultProfile, operation: Operation? = nil,
         logLimitBytes: Int = 4 << 20, keepGenerations: Int = 2, rollback: Rollback = Rollback(),
-        healthChecks: [HealthCheck] = [], reboot: Reboot = Reboot()
+        healthChecks: [HealthCheck] = [], reboot: Reboot = Reboot(),
+        pollIntervalSeconds: Int = defaultPollIntervalSeconds
     ) {
         self.host = host
         self.server = server
@@ -73,6 +82,7 @@ public struct ClientConfiguration: Sendable, Equatable {
         self.rollback = rollback
         self.healthChecks = healthChecks
         self.reboot = reboot
+        self.pollIntervalSeconds = pollIntervalSeconds
     }
 
     /// Every key client.toml may hold, by table ("" for the top level; `health_checks` is an array of tables).
@@ -85,7 +95,7 @@ public struct ClientConfiguration: Sendable, Equatable {
 
     static let topKeys = [
         "host", "fleet_public_key", "identity_file", "state_dir", "profile", "operation", "log_limit_bytes",
-        "keep_generations", "server", "rollback", "health_checks", "reboot",
+        "keep_generations", "poll_interval_seconds", "server", "rollback", "health_checks", "reboot",
     ]
     static let serverKeys = ["address", "port", "user", "host_key", "connect_timeout_seconds", "io_timeout_seconds"]
 
@@ -149,6 +159,8 @@ public struct ClientConfiguration: Sendable, Equatable {
         let operation = reader.operation(table, in: "the top level")
         let logLimit = reader.integer(table, "log_limit_bytes", in: "the top level", range: (64 << 10)...(1 << 30))
         let keep = reader.integer(table, "keep_generations", in: "the top level", range: 0...100)
+        let pollInterval = reader.integer(
+            table, "poll_interval_seconds", in: "the top level", range: pollIntervalRange)
         let rollback = parseRollback(reader.table(table, "rollback", in: "the top level"), &reader)
         let healthChecks = parseHealthChecks(table["health_checks"], &reader)
         let reboot = parseReboot(reader.table(table, "reboot", in: "the top level"), &reader)
@@ -163,7 +175,8 @@ public struct ClientConfiguration: Sendable, Equatable {
                 ioTimeoutSeconds: ioTimeout),
             fleetPublicKey: fleetKey, identityFile: identityFile, stateDirectory: stateDirectory, profile: profile,
             operation: operation, logLimitBytes: logLimit ?? 4 << 20, keepGenerations: keep ?? 2, rollback: rollback,
-            healthChecks: healthChecks, reboot: reboot)
+            healthChecks: healthChecks, reboot: reboot,
+            pollIntervalSeconds: pollInterval ?? defaultPollIntervalSeconds)
     }
 
     private static func required(_ reader: inout TOMLReader, _ table: TOMLTable, _ key: String, in context: String)
@@ -206,6 +219,9 @@ public struct ClientConfiguration: Sendable, Equatable {
         lines += [
             "log_limit_bytes = \(logLimitBytes)",
             "keep_generations = \(keepGenerations)",
+            "# How often this host polls, in seconds: fleet-client install-units and the NixOS module set the timer",
+            "# from it, and the host tells the server, which calls it silent after a few missed polls.",
+            "poll_interval_seconds = \(pollIntervalSeconds)",
             "",
             "[server]",
             "address = \(tomlString(server.address))",

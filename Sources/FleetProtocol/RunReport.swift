@@ -46,6 +46,8 @@ public struct RunReport: Codable, Sendable, Equatable {
     public var reason: String?
     /// The name of the log uploaded with this report.
     public var log: String?
+    /// How often the host polls (client.toml's `poll_interval_seconds`): `fleet status` judges silence by it.
+    public var pollIntervalSeconds: Int?
 
     public init(host: String, state: RunOutcome, startedAt: String, finishedAt: String) {
         self.host = host
@@ -76,6 +78,8 @@ public struct Heartbeat: Codable, Sendable, Equatable {
     public var lastResult: RunOutcome?
     public var reason: String?
     public var rebootNeeded: Bool?
+    /// How often the host polls (client.toml's `poll_interval_seconds`): `fleet status` judges silence by it.
+    public var pollIntervalSeconds: Int?
 
     public init(
         host: String, at: String, appliedGeneration: UInt64?, seenGeneration: UInt64?, failedGeneration: UInt64?,

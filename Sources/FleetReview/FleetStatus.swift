@@ -5,10 +5,11 @@ import Inventory
 ///
 /// The newest of the host's heartbeat and its newest report (by the time the server received them) says what
 /// it runs and how its last run ended; a failure is detailed by the newest failing report for that generation.
-/// Then, in this order: never seen (nothing ever received), silent (nothing received for longer than its
-/// `poll_interval_seconds` × `silent_after_intervals`: a host that stops polling cannot report a failure, so
-/// this comes before everything it said last), up to date (it runs the published generation), failed or
-/// rolled back (it gave up on the published generation), else pending.
+/// Then, in this order: never seen (nothing ever received), silent (nothing received for longer than its poll
+/// interval × `silent_after_intervals`, the interval being the one it last reported, else fleet.toml's
+/// `poll_interval_seconds`: a host that stops polling cannot report a failure, so this comes before everything
+/// it said last), up to date (it runs the published generation), failed or rolled back (it gave up on the
+/// published generation), else pending.
 struct FleetStatus {
     let store: ReviewStore
 
@@ -49,11 +50,12 @@ struct FleetStatus {
         lastSeen: Int64?, warnings: [String], warningCount: Int, now: Int64
     ) throws -> HostStatus {
         let name = host.name.value
+        let interval = DeclaredPollInterval.judging(host, heartbeat: heartbeat, report: report)
         var status = HostStatus(
             host: name, state: .neverSeen, publishedGeneration: published, appliedGeneration: nil, lastSeen: nil,
             lastSeenSecondsAgo: nil, rebootNeeded: nil, reason: nil, failedGeneration: nil, lastResult: nil,
-            lastReport: report?.name, silentAfterSeconds: host.silenceLimitSeconds, warningCount: warningCount,
-            warnings: warnings)
+            lastReport: report?.name, silentAfterSeconds: interval.seconds * host.silentAfterIntervals,
+            warningCount: warningCount, warnings: warnings, pollIntervalSeconds: interval.seconds)
         guard let lastSeen else { return status }
         let age = max(0, (now - lastSeen) / ReviewTime.nanosecondsPerSecond)
         status.lastSeen = UTCTime.iso(nanoseconds: lastSeen)
@@ -88,13 +90,13 @@ struct FleetStatus {
         }
         status.failedGeneration = failure?.generation
 
-        let limit = Int64(host.silenceLimitSeconds)
+        let limit = Int64(status.silentAfterSeconds)
         if age > limit {
             status.state = .silent
             status.reason =
                 "nothing received for \(ReviewTime.duration(seconds: age)) (silent after "
                 + "\(ReviewTime.duration(seconds: limit)): \(host.silentAfterIntervals) × "
-                + "\(host.pollIntervalSeconds) s polls)"
+                + "\(interval.seconds) s polls, \(interval.source))"
         } else if let published, status.appliedGeneration == published {
             status.state = .upToDate
         } else if let failure, let published, failure.generation == published {

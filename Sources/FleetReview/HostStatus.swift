@@ -43,6 +43,9 @@ public struct HostStatus: Codable, Sendable, Equatable {
     public var warningCount: Int
     /// The warnings themselves, at most ``HostStatus/shownWarnings`` of them (host-written names are quoted).
     public var warnings: [String]
+    /// How often it polls, in seconds, as it last said (else fleet.toml's): `silentAfterSeconds` is this many
+    /// seconds times `silent_after_intervals`.
+    public var pollIntervalSeconds: Int = 0
 
     public static let shownWarnings = 20
 }

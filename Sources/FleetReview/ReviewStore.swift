@@ -292,6 +292,7 @@ final class ReviewStore {
         var lastResult: RunOutcome?
         var reason: String?
         var rebootNeeded: Bool?
+        var pollIntervalSeconds: Int?
     }
 
     func heartbeats() throws -> [String: HeartbeatRow] {
@@ -314,7 +315,8 @@ final class ReviewStore {
             seenGeneration: Generation.stored(row["seen_generation"].integer),
             failedGeneration: Generation.stored(row["failed_generation"].integer),
             lastResult: row["last_result"].text.flatMap(RunOutcome.init(rawValue:)), reason: row["reason"].text,
-            rebootNeeded: row["reboot_needed"].integer.map { $0 != 0 })
+            rebootNeeded: row["reboot_needed"].integer.map { $0 != 0 },
+            pollIntervalSeconds: DeclaredPollInterval.read(json: row["json"].text))
     }
 
     /// The newest report of every host, by the time the server received it (then by ingest order).

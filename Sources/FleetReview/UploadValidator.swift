@@ -51,6 +51,7 @@ struct UploadValidator {
         }
         if let problem = checkGeneration(report.generation, "generation")
             ?? checkGeneration(report.previousGeneration, "previousGeneration")
+            ?? checkPollInterval(report.pollIntervalSeconds)
         {
             return .invalid(problem)
         }
@@ -97,6 +98,7 @@ struct UploadValidator {
             ?? checkGeneration(beat.appliedGeneration, "appliedGeneration")
             ?? checkGeneration(beat.seenGeneration, "seenGeneration")
             ?? checkGeneration(beat.failedGeneration, "failedGeneration")
+            ?? checkPollInterval(beat.pollIntervalSeconds)
         {
             return .invalid(problem)
         }

@@ -12,7 +12,9 @@ extension Fleet {
             abstract: "Print a ready /etc/fleet/client.toml for a host.",
             discussion: """
                 The server's address, port and host key come from fleet.toml's [server] table (host_key), or \
-                from --host-key-file; the fleet public key from the state directory's signing.pub.
+                from --server-address, --port and --host-public-key; the fleet public key from the state \
+                directory's signing.pub; poll_interval_seconds (the host's timer, which fleet-client install-units \
+                and the NixOS module read from client.toml) from the host's poll_interval_seconds in fleet.toml.
                 """)
 
         @OptionGroup var global: GlobalOptions
@@ -22,8 +24,13 @@ extension Fleet {
 
         @Option(
             help: ArgumentHelp(
-                "The server's SSH host public key file, when fleet.toml has no host_key.", valueName: "file"))
-        var hostKeyFile: String?
+                "The server's SSH public host key file (…_key.pub), over fleet.toml's [server] host_key.",
+                valueName: "file"))
+        var hostPublicKey: String?
+
+        /// The old spelling of `--host-public-key`.
+        @Option(name: .customLong("host-key-file"), help: .hidden)
+        var oldHostKeyFile: String?
 
         @Option(
             help: ArgumentHelp(
@@ -43,6 +50,9 @@ extension Fleet {
         var profile: String = ClientConfiguration.defaultProfile
 
         func validate() throws {
+            if hostPublicKey != nil && oldHostKeyFile != nil {
+                throw ValidationError("--host-key-file is the old spelling of --host-public-key: give one")
+            }
             if let port, !(1...65535).contains(port) { throw ValidationError("--port must be in 1...65535") }
         }
 
@@ -50,17 +60,14 @@ extension Fleet {
             let configuration = try global.loadConfiguration()
             let selected = try configuration.selecting([host])[0]
             let hostKey: SSHPublicKey
-            if let hostKeyFile {
-                let bytes = try FileIO.read(hostKeyFile, limit: 16 << 10)
-                do { hostKey = try SSHPublicKey(String(decoding: bytes, as: UTF8.self)) } catch {
-                    throw ValidationError("\(hostKeyFile): \(error)")
-                }
+            if let file = hostPublicKey ?? oldHostKeyFile {
+                hostKey = try KeyFileKind.publicKey(file, flag: "--host-public-key")
             } else if let key = configuration.server.hostKey {
                 hostKey = key
             } else {
-                throw ValidationError(
+                throw CommandError(
                     "\(configuration.file): [server] has no host_key, which every client pins; set it to the line of "
-                        + "the server's /etc/ssh/ssh_host_ed25519_key.pub, or pass --host-key-file")
+                        + "the server's /etc/ssh/ssh_host_ed25519_key.pub, or pass --host-public-key")
             }
             let publicKeyPath = configuration.server.stateDirectory + "/" + SigningKeyFile.publicName
             let fleetKey: VerifyingKey
@@ -68,8 +75,17 @@ extension Fleet {
                 fleetKey = try VerifyingKey(
                     nixFormat: String(decoding: try FileIO.read(publicKeyPath, limit: 4096), as: UTF8.self))
             } catch {
-                throw ValidationError(
+                throw CommandError(
                     "cannot read the fleet public key \(publicKeyPath): \(error) (`fleet init` makes it)")
+            }
+            // The host's timer is set from client.toml, so fleet.toml's interval for it goes there: one value,
+            // which the host then reports back with every poll.
+            let range = ClientConfiguration.pollIntervalRange
+            guard range.contains(selected.pollIntervalSeconds) else {
+                throw CommandError(
+                    "\(configuration.file): [hosts.\(selected.name)] polls every \(selected.pollIntervalSeconds) s, but a "
+                        + "host's timer takes \(range.lowerBound)…\(range.upperBound) s: set poll_interval_seconds "
+                        + "(in [hosts.\(selected.name)] or [defaults]) within that")
             }
             let client = ClientConfiguration(
                 host: selected.name,
@@ -77,11 +93,12 @@ extension Fleet {
                     address: serverAddress ?? configuration.server.address, port: port ?? configuration.server.port,
                     user: selected.unixUser,
                     hostKey: hostKey),
-                fleetPublicKey: fleetKey, identityFile: identityFile, stateDirectory: clientStateDir, profile: profile)
+                fleetPublicKey: fleetKey, identityFile: identityFile, stateDirectory: clientStateDir, profile: profile,
+                pollIntervalSeconds: selected.pollIntervalSeconds)
             let text = client.rendered()
             // What is printed must parse back the same: the client reads it with the same code.
             guard (try? ClientConfiguration.parse(text, file: "client.toml")) == client else {
-                throw ValidationError(
+                throw CommandError(
                     "internal error: the rendered client.toml for \(selected.name) does not parse back")
             }
             print(text, terminator: "")

@@ -4,6 +4,7 @@ import ChrootSync
 import CommandRunner
 import FleetFiles
 import FleetProtocol
+import FleetReview
 import Foundation
 import Inventory
 import NixKit
@@ -73,22 +74,26 @@ extension Fleet {
                 "\(selected.name): against "
                     + (diff.publishedGeneration.map { "published generation \($0)" } ?? "nothing published yet"))
             if diff.files.isEmpty { print("no file changes") }
+            // File names and contents come from the repository (and its hosts' secrets' names): printed as
+            // `fleet status` prints host-written text, so a newline or an escape sequence in them cannot forge
+            // lines or rewrite the terminal.
             for file in diff.files {
                 print(
-                    "  \(file.change.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)) \(file.path)\(file.isSecret ? "   (secret: content not shown)" : "")"
+                    "  \(file.change.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)) \(Self.shown(file.path))\(file.isSecret ? "   (secret: content not shown)" : "")"
                 )
             }
             if !stat {
                 for file in diff.files where !file.isSecret {
                     let old = file.publishedCopy ?? "/dev/null"
                     let new = file.source ?? "/dev/null"
+                    let name = Self.shown(file.path)
                     guard Self.isText(old), Self.isText(new) else {
-                        print("\n\(file.path): binary file \(file.change.rawValue)")
+                        print("\n\(name): binary file \(file.change.rawValue)")
                         continue
                     }
                     let output = try await Command.run(
-                        "diff", ["-u", "--label", "published/\(file.path)", "--label", "next/\(file.path)", old, new])
-                    print("\n" + output.standardOutput, terminator: "")
+                        "diff", ["-u", "--label", "published/\(name)", "--label", "next/\(name)", old, new])
+                    print("\n" + TerminalText.block(output.standardOutput), terminator: "")
                 }
             }
             print("")
@@ -102,6 +107,9 @@ extension Fleet {
                 print("closure: the current tree is not built yet; `fleet build \(selected.name)` builds it")
             }
         }
+
+        /// A file name on one line, control characters escaped (no length cut: names are the point here).
+        static func shown(_ path: String) -> String { TerminalText.line(path, limit: Int.max) }
 
         /// Text means UTF-8 without NUL bytes in the first 64 KiB, up to 16 MiB (and /dev/null).
         static func isText(_ path: String) -> Bool {

@@ -14,7 +14,9 @@ extension Fleet {
             discussion: """
                 Hosts with build = true (or cache = true) in fleet.toml, or all with --build, are built first and \
                 published only if they built. Exits 1 when any host was refused or did not build; the other hosts \
-                are still published.
+                are still published. With --dry-run, such hosts say would-build (or, with --build, are built now and \
+                say would-publish or would-fail, which exits 1 too). --json shows each host's toplevel: the one \
+                built, or for an unchanged host the one its manifest names.
                 """)
 
         @OptionGroup var global: GlobalOptions
@@ -25,7 +27,10 @@ extension Fleet {
         @Flag(help: "Build every changed host before publishing it (the build gate), whatever fleet.toml says.")
         var build = false
 
-        @Flag(help: "Show what would change; write nothing.")
+        @Flag(
+            help: ArgumentHelp(
+                "Show what would change; write nothing. A host behind the build gate says would-build, or with "
+                    + "--build is built now (into the build cache only) and says would-publish or would-fail."))
         var dryRun = false
 
         @Flag(help: "Print JSON for scripts.")
@@ -61,7 +66,9 @@ extension Fleet {
             } else {
                 print(render(results))
             }
-            if results.contains(where: { $0.status == .refused || $0.status == .buildFailed }) { throw ExitCode(1) }
+            if results.contains(where: { [.refused, .buildFailed, .wouldFail].contains($0.status) }) {
+                throw ExitCode(1)
+            }
         }
 
         /// `published` and `build-failed` for the hooks of fleet.toml, once the publish is done: a hook never
@@ -91,7 +98,7 @@ extension Fleet {
             var table = Table("HOST", "GENERATION", "RESULT", "FILES", "BYTES", "SYSTEM", "NOTE")
             for result in results {
                 var generation = result.generation.map(String.init) ?? "-"
-                if result.status == .published || result.status == .wouldPublish,
+                if [.published, .wouldPublish, .wouldBuild].contains(result.status),
                     let previous = result.previousGeneration
                 {
                     generation += " (was \(previous))"
@@ -104,8 +111,10 @@ extension Fleet {
                     note.joined(separator: "; "))
             }
             let counts = Dictionary(grouping: results, by: \.status).mapValues(\.count)
-            let summary = [PublishResult.Status.published, .wouldPublish, .unchanged, .refused, .buildFailed].compactMap
-            { status in
+            let summary = [
+                PublishResult.Status.published, .wouldPublish, .wouldBuild, .wouldFail, .unchanged, .refused,
+                .buildFailed,
+            ].compactMap { status in
                 counts[status].map { "\($0) \(status.rawValue)" }
             }.joined(separator: ", ")
             return table.render() + "\n" + summary

@@ -39,6 +39,14 @@ struct GlobalOptions: ParsableArguments {
     }
 }
 
+/// A failure while a command runs (not a usage error: those are ArgumentParser's ValidationError, exit 64):
+/// printed as `Error: …`, exit status 1.
+struct CommandError: Error, CustomStringConvertible {
+    let description: String
+
+    init(_ description: String) { self.description = description }
+}
+
 /// Prints values as JSON with sorted keys, for scripts.
 func printJSON(_ value: some Encodable) throws {
     print(try jsonText(value))

@@ -667,19 +667,21 @@ public struct ClientRun: Sendable {
         let stem = UploadName.stem(time: UTCTime.compact(finished), generation: result.generation)
         let logName = UploadName.logName(stem: stem)
         report.log = logName
+        report.pollIntervalSeconds = configuration.pollIntervalSeconds
         attempt.report = report
         return [(logName, log.contents()), (UploadName.reportName(stem: stem), report.encoded())]
     }
 
     /// Replaces `logs/heartbeat.json`: the cheap sign of life of a poll with nothing to do.
     private func heartbeat(_ attempt: inout Attempt, over connection: SFTPConnection, result: RunResult) async {
-        let beat = Heartbeat(
+        var beat = Heartbeat(
             host: configuration.host.value, at: UTCTime.iso(Date()),
             appliedGeneration: attempt.state.applied?.generation,
             seenGeneration: attempt.state.lastSeen?.generation, failedGeneration: attempt.state.failed?.generation,
             lastResult: result.outcome, reason: result.reason,
             rebootNeeded: (try? FileIO.readLink(configuration.reboot.bootedSystem)) == nil ? nil : rebootReason() != nil
         )
+        beat.pollIntervalSeconds = configuration.pollIntervalSeconds
         do {
             try await ReportOutbox.upload(name: UploadName.heartbeatName, bytes: beat.encoded(), over: connection)
         } catch {

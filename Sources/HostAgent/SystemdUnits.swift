@@ -11,6 +11,9 @@ public import FleetProtocol
 /// `nixos/client.nix` declares the same units for NixOS hosts; the facts both use are in `nixos/shared.nix`,
 /// which the tests compare with the constants here.
 ///
+/// The timer's interval is client.toml's `poll_interval_seconds` (the units take it from there, as the NixOS
+/// module does), so the interval the host reports to the server is the one it polls at.
+///
 /// Every value that goes into a unit file is checked first: paths must be absolute and made of characters
 /// that mean nothing to systemd (no whitespace, quotes, `%`, `$`, `\` or control characters, so no newline
 /// can start a directive of its own), and time spans must be systemd time spans.
@@ -38,13 +41,10 @@ public struct SystemdUnits: Sendable, Equatable {
     public static let pageServiceName = "fleet-client-page.service"
     public static let pageListenStream = "127.0.0.1:9999"
     public static let defaultDirectory = "/etc/systemd/system"
-    public static let defaultInterval = "15min"
     public static let defaultRandomizedDelay = "5min"
     /// The first poll after boot. Persistent= only applies to OnCalendar= timers; this is what catches up
     /// after the machine was off.
     public static let bootDelay = "2min"
-    /// Polling more often than this gains little and loads the server.
-    public static let minimumIntervalSeconds = 60.0
 
     /// Outcomes of `fleet-client run` that are not failures of `fleet-client.service`: applied, unreachable
     /// (nothing changed here; the next poll tries again) and locked (another run, e.g. the page's, holds the
@@ -60,6 +60,7 @@ public struct SystemdUnits: Sendable, Equatable {
 
     public let binary: String
     public let configuration: String
+    /// The poll interval as a systemd time span (OnUnitActiveSec=), from client.toml's seconds.
     public let interval: String
     public let randomizedDelay: String
 
@@ -68,26 +69,23 @@ public struct SystemdUnits: Sendable, Equatable {
     /// - Parameters:
     ///   - binary: the fleet-client executable the units start (absolute).
     ///   - configuration: the client.toml the units pass with `--config` (absolute).
-    ///   - interval: a systemd time span of at least a minute (OnUnitActiveSec=).
+    ///   - intervalSeconds: client.toml's `poll_interval_seconds` (OnUnitActiveSec=).
     ///   - randomizedDelay: a systemd time span (RandomizedDelaySec=).
     public init(
-        binary: String, configuration: String, interval: String = defaultInterval,
+        binary: String, configuration: String,
+        intervalSeconds: Int = ClientConfiguration.defaultPollIntervalSeconds,
         randomizedDelay: String = defaultRandomizedDelay
     ) throws(ClientError) {
         var problems: [String] = []
         for (option, path) in [("--binary", binary), ("--config", configuration)] {
             if let problem = Self.unitPathProblem(path) { problems.append("\(option) \(Self.shown(path)): \(problem)") }
         }
-        let trimmedInterval = interval.trimmingSpaces
         let trimmedDelay = randomizedDelay.trimmingSpaces
-        switch Self.seconds(ofTimeSpan: trimmedInterval) {
-        case nil:
-            problems.append("--interval \(Self.shown(interval)): \(Self.timeSpanRule)")
-        case let seconds? where seconds < Self.minimumIntervalSeconds:
+        let range = ClientConfiguration.pollIntervalRange
+        if !range.contains(intervalSeconds) {
             problems.append(
-                "--interval \(Self.shown(interval)): must be at least 1min (polling more often loads the server)")
-        default:
-            break
+                "poll_interval_seconds \(intervalSeconds) in \(configuration): must be \(range.lowerBound)…"
+                    + "\(range.upperBound) (at least a minute: polling more often loads the server)")
         }
         if Self.seconds(ofTimeSpan: trimmedDelay) == nil {
             problems.append("--randomized-delay \(Self.shown(randomizedDelay)): \(Self.timeSpanRule)")
@@ -95,7 +93,7 @@ public struct SystemdUnits: Sendable, Equatable {
         if !problems.isEmpty { throw ClientError(problems.joined(separator: "\n")) }
         self.binary = binary
         self.configuration = configuration
-        self.interval = trimmedInterval
+        self.interval = Self.timeSpan(seconds: intervalSeconds)
         self.randomizedDelay = trimmedDelay
     }
 
@@ -210,6 +208,14 @@ public struct SystemdUnits: Sendable, Equatable {
             installed.append(Installed(path: plan.path, status: plan.current ? .unchanged : .written))
         }
         return installed
+    }
+
+    /// Whole seconds as the shortest systemd time span that says them exactly: `1h`, `15min`, `90s`. The same
+    /// function as `timeSpan` in nixos/shared.nix, so that both kinds of host write the same timer.
+    public static func timeSpan(seconds: Int) -> String {
+        if seconds > 0 && seconds % 3600 == 0 { return "\(seconds / 3600)h" }
+        if seconds > 0 && seconds % 60 == 0 { return "\(seconds / 60)min" }
+        return "\(seconds)s"
     }
 
     // MARK: Validation

@@ -1,36 +1,81 @@
 import FleetFiles
+import FleetProtocol
 import Foundation
 
-/// What `fleet init` writes: a working fleet repository skeleton. Existing files are never overwritten.
+/// What `fleet init` writes: a working fleet repository skeleton, into a new or empty directory only.
 public enum RepositoryScaffold {
-    /// Creates the skeleton under `directory`; returns the paths it created and those it left alone.
-    public static func create(at directory: String) throws -> (created: [String], kept: [String]) {
-        var created: [String] = []
-        var kept: [String] = []
+    /// What `create` did.
+    public struct Outcome: Sendable, Equatable {
+        /// Paths it created, relative to the repository.
+        public var created: [String] = []
+        /// Paths that were there and were left as they are.
+        public var kept: [String] = []
+        /// Why the directory counts as an existing repository (nothing was written into it), or nil.
+        public var existing: String?
+    }
+
+    /// Creates the skeleton under `directory`, with `stateDirectory` and `chrootRoot` (absolute, checked) in its
+    /// fleet.toml when given. An existing repository (a fleet.toml, or anything in `hosts/`) gets nothing: no
+    /// example host next to real ones, and no file replaced.
+    public static func create(at directory: String, stateDirectory: String? = nil, chrootRoot: String? = nil)
+        throws -> Outcome
+    {
+        var outcome = Outcome()
         let root = FileManagerPaths.absolute(directory)
+        for (flag, path) in [("--state-dir", stateDirectory), ("--chroot-root", chrootRoot)] {
+            if let path, let problem = FleetConfiguration.Server.problem(withPath: path) {
+                throw InventoryError("\(flag) \(quoted(path)): \(problem)")
+            }
+        }
+        let hosts = (try? FileIO.listDirectory(root + "/hosts")) ?? []
+        if FileManager.default.fileExists(atPath: root + "/" + FleetConfiguration.fileName) {
+            outcome.existing = "\(root)/\(FleetConfiguration.fileName) exists"
+        } else if !hosts.isEmpty {
+            outcome.existing = "\(root)/hosts/ holds \(hosts.sorted().joined(separator: ", "))"
+        }
+        if outcome.existing != nil {
+            let entries = (try? FileIO.listDirectory(root)) ?? []
+            outcome.kept = ([FleetConfiguration.fileName, ".gitignore", "common", "hosts", "secrets"]).filter {
+                entries.contains($0)
+            }
+            return outcome
+        }
         try FileIO.createDirectories(root)
         for folder in ["common", "hosts/example", "secrets/example"] {
             let path = root + "/" + folder
             if FileManager.default.fileExists(atPath: path) { continue }
             try FileIO.createDirectories(path)
-            created.append(folder + "/")
+            outcome.created.append(folder + "/")
         }
         try FileIO.ensureDirectory(root + "/secrets", mode: 0o700)
-        for (path, text) in files {
+        for (path, template) in files {
+            var text = template
+            if path == FleetConfiguration.fileName {
+                // The key goes where --state-dir says: fleet.toml must say the same, or the next publish
+                // looks for it in /var/lib/fleet.
+                if let stateDirectory {
+                    text = text.replacingOccurrences(
+                        of: "state_dir = \"/var/lib/fleet\"", with: "state_dir = \"\(stateDirectory)\"")
+                }
+                if let chrootRoot {
+                    text = text.replacingOccurrences(
+                        of: "chroot_root = \"/srv/fleet\"", with: "chroot_root = \"\(chrootRoot)\"")
+                }
+            }
             let full = root + "/" + path
             if FileManager.default.fileExists(atPath: full) {
-                kept.append(path)
+                outcome.kept.append(path)
             } else {
                 try FileIO.writeAtomically(Array(text.utf8), to: full, mode: 0o644)
-                created.append(path)
+                outcome.created.append(path)
             }
         }
         let link = root + "/hosts/example/common"
         if (try? FileStatus.of(link)) == nil {
             try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: "../../common")
-            created.append("hosts/example/common -> ../../common")
+            outcome.created.append("hosts/example/common -> ../../common")
         }
-        return (created, kept)
+        return outcome
     }
 
     static let files: [(String, String)] = [

@@ -21,6 +21,20 @@ public struct KeyPair: Sendable {
         return KeyPair(privateKeyPath: path, publicKeyLine: line)
     }
 
+    /// A well-formed ed25519 public key line, different for every `host` and the same on every call, for
+    /// fleets that are published but never logged into (no private half exists): fleet refuses to publish a
+    /// host without a key.
+    public static func publicLine(forHost host: String) -> String {
+        var blob: [UInt8] = [0, 0, 0, 11] + Array("ssh-ed25519".utf8) + [0, 0, 0, 32]
+        for seed in 0..<4 {
+            // FNV-1a, four seeds: 32 bytes that depend on every byte of the name.
+            var hash: UInt64 = 0xcbf2_9ce4_8422_2325 &+ UInt64(seed)
+            for byte in host.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+            blob += (0..<8).map { UInt8(truncatingIfNeeded: hash >> (8 * $0)) }
+        }
+        return "ssh-ed25519 \(Data(blob).base64EncodedString()) test@\(host)"
+    }
+
     /// The `ssh-keygen -lf` fingerprint of the public key: `SHA256:…`.
     public func fingerprint() throws -> String {
         let output = try TestCommand.check(

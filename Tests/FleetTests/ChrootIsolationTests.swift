@@ -43,7 +43,9 @@ struct ChrootIsolationTests {
             output = try await fixture.fleet(["publish"])
             guard output.exitCode == 0 else { throw TestSupportError("fleet publish failed: \(output.standardError)") }
             // The harness adds ListenAddress, HostKey and PidFile; everything else is fleet's own configuration.
-            output = try await fixture.fleet(["sshd-config", "--listen", "127.0.0.1:1", "--host-key", "/unused"])
+            output = try await fixture.fleet([
+                "sshd-config", "--listen-address", "127.0.0.1", "--port", "1", "--host-private-key", "/unused",
+            ])
             let body = output.standardOutput.split(separator: "\n", omittingEmptySubsequences: false)
                 .filter { !$0.hasPrefix("ListenAddress") && !$0.hasPrefix("HostKey") && !$0.hasPrefix("PidFile") }
                 .joined(separator: "\n")

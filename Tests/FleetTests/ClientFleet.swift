@@ -45,7 +45,9 @@ struct ClientFleet {
             try await check(fixture.fleet(["setup"]), "fleet setup")
             try await check(fixture.fleet(["publish"]), "fleet publish")
             let output = try await check(
-                fixture.fleet(["sshd-config", "--listen", "127.0.0.1:1", "--host-key", "/unused"]), "fleet sshd-config")
+                fixture.fleet([
+                    "sshd-config", "--listen-address", "127.0.0.1", "--port", "1", "--host-private-key", "/unused",
+                ]), "fleet sshd-config")
             let body = output.standardOutput.split(separator: "\n", omittingEmptySubsequences: false)
                 .filter { !$0.hasPrefix("ListenAddress") && !$0.hasPrefix("HostKey") && !$0.hasPrefix("PidFile") }
                 .joined(separator: "\n")
@@ -121,7 +123,7 @@ struct ClientFleet {
             fixture.fleet(
                 [
                     "client-config", host, "--server-address", "127.0.0.1", "--port", "\(sshd.port)",
-                    "--host-key-file", serverHostKeyFile, "--identity-file", clients.path("\(host).key"),
+                    "--host-public-key", serverHostKeyFile, "--identity-file", clients.path("\(host).key"),
                     "--client-state-dir", stateDirectory(host), "--profile", profile(host),
                 ] + extraArguments), "fleet client-config \(host)")
         // A short confirmation window keeps tests of rollbacks short; a test may shorten or widen it again.

@@ -20,7 +20,7 @@ extension ClientRunTests {
         var toml = try String(contentsOfFile: fixture.repository + "/fleet.toml", encoding: .utf8) + extraToml + "\n"
         for host in hosts {
             try ClientFleet.addToyHost(host, to: fixture)
-            toml += "[hosts.\(host)]\n"
+            toml += "[hosts.\(host)]\nkey = \"\(KeyPair.publicLine(forHost: host))\"\n"
         }
         try fixture.write("fleet.toml", toml)
         return fixture

@@ -417,7 +417,7 @@ struct ClientRunTests {
         defer { fleet.stop() }
         let impostor = try KeyPair.generate(at: fleet.clients.path("impostor"), comment: "impostor")
         try await fleet.writeClientConfiguration(
-            "alpha", extraArguments: ["--host-key-file", impostor.privateKeyPath + ".pub"])
+            "alpha", extraArguments: ["--host-public-key", impostor.privateKeyPath + ".pub"])
         var output = try await fleet.client("alpha")
         #expect(output.exitCode == Self.refused, "\(output.standardError)")
         let seen = try TestCommand.check("/usr/bin/ssh-keygen", ["-l", "-E", "sha256", "-f", fleet.serverHostKeyFile])

@@ -24,7 +24,7 @@ struct FleetFixture {
         var toml = "[server]\nchroot_root = \"\(chrootRoot)\"\nstate_dir = \"\(stateDirectory)\"\n\(serverToml)\n"
         for host in hosts {
             try addHost(host)
-            toml += "[hosts.\(host)]\n"
+            toml += "[hosts.\(host)]\nkey = \"\(KeyPair.publicLine(forHost: host))\"\n"
         }
         try write("fleet.toml", toml + extraToml)
         _ = try SigningKeyFile.generateIfMissing(stateDirectory: stateDirectory, name: "test-fleet-1")

@@ -72,7 +72,7 @@ struct NixModulesTests {
         let clientKeys: ClientKeys
         let successExitStatuses: [Int32]
         let pageListenStream: String
-        let defaultInterval: String
+        let defaultPollIntervalSeconds: Int
         let defaultRandomizedDelay: String
         let bootDelay: String
         let hostNamePattern: String
@@ -95,7 +95,7 @@ struct NixModulesTests {
               shared = import \(Self.repository)/nixos/shared.nix;
               input = builtins.fromJSON (builtins.readFile \(directory.path("input.json")));
             in {
-              inherit (shared) clientKeys successExitStatuses pageListenStream defaultInterval defaultRandomizedDelay
+              inherit (shared) clientKeys successExitStatuses pageListenStream defaultPollIntervalSeconds defaultRandomizedDelay
                 bootDelay hostNamePattern;
               users = map (shared.unixUser "fleet-") input.hosts;
               spans = map shared.isTimeSpan input.spans;
@@ -140,7 +140,7 @@ struct NixModulesTests {
 
         #expect(facts.successExitStatuses == SystemdUnits.successExitStatuses)
         #expect(facts.pageListenStream == SystemdUnits.pageListenStream)
-        #expect(facts.defaultInterval == SystemdUnits.defaultInterval)
+        #expect(facts.defaultPollIntervalSeconds == ClientConfiguration.defaultPollIntervalSeconds)
         #expect(facts.defaultRandomizedDelay == SystemdUnits.defaultRandomizedDelay)
         #expect(facts.bootDelay == SystemdUnits.bootDelay)
         #expect("^\(facts.hostNamePattern)$" == HostName.rule)

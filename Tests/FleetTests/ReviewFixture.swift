@@ -23,7 +23,9 @@ struct ReviewFixture {
         var toml =
             "[server]\nchroot_root = \"\(fixture.chrootRoot)\"\nstate_dir = \"\(fixture.stateDirectory)\"\n\(server)\n"
         if !defaults.isEmpty { toml += "[defaults]\n\(defaults)\n" }
-        for name in hosts { toml += "[hosts.\(name)]\n\(host[name] ?? "")\n" }
+        for name in hosts {
+            toml += "[hosts.\(name)]\nkey = \"\(KeyPair.publicLine(forHost: name))\"\n\(host[name] ?? "")\n"
+        }
         try fixture.write("fleet.toml", toml + extraToml)
         let output = try await fixture.fleet(["publish"])
         guard output.exitCode == 0 else {

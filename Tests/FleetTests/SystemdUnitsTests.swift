@@ -19,6 +19,18 @@ struct SystemdUnitsTests {
         try await Command.run(FleetFixture.executable("fleet-client"), ["install-units"] + arguments)
     }
 
+    /// A client.toml that polls every `seconds`, as `fleet client-config` writes it.
+    static func clientTOML(pollIntervalSeconds seconds: Int) throws -> String {
+        ClientConfiguration(
+            host: try HostName("alpha"),
+            server: .init(
+                address: "fleet.example.org", user: "fleet-alpha",
+                hostKey: try SSHPublicKey(ClientConfigurationTests.hostKey)),
+            fleetPublicKey: try VerifyingKey(nixFormat: try ClientConfigurationTests.fleetKey()),
+            pollIntervalSeconds: seconds
+        ).rendered()
+    }
+
     /// Runs `systemd-analyze verify` on unit files; its output, both streams.
     static func verify(_ paths: [String]) async throws -> (status: Int32, output: String) {
         let result = try await Command.run(systemdAnalyze, ["verify"] + paths)
@@ -28,8 +40,9 @@ struct SystemdUnitsTests {
     @Test func unitsWrittenByInstallUnitsPassSystemdAnalyzeVerify() async throws {
         let directory = try TestDirectory.makeTemporary()
         defer { directory.remove() }
+        try directory.writeFile("client.toml", text: try Self.clientTOML(pollIntervalSeconds: 5400))
         let output = try await Self.installUnits([
-            "--directory", directory.path, "--config", directory.path("client.toml"), "--interval", "1h 30min",
+            "--directory", directory.path, "--config", directory.path("client.toml"),
             "--randomized-delay", "0", "--binary", FleetFixture.executable("fleet-client"),
         ])
         #expect(output.exitCode == 0, "\(output.standardError)")
@@ -47,7 +60,7 @@ struct SystemdUnitsTests {
         try directory.makeDirectory("broken", mode: 0o700)
         for (name, path) in zip(Self.unitNames, paths) {
             var text = try String(contentsOfFile: path, encoding: .utf8)
-            text = text.replacingOccurrences(of: "OnUnitActiveSec=1h 30min", with: "OnUnitActiveSec=15 potatoes")
+            text = text.replacingOccurrences(of: "OnUnitActiveSec=90min", with: "OnUnitActiveSec=15 potatoes")
                 .replacingOccurrences(of: "Type=oneshot", with: "Type=oneshot\nBogusDirective=1")
                 .replacingOccurrences(of: FleetFixture.executable("fleet-client"), with: "/nonexistent/fleet-client")
             try directory.writeFile("broken/\(name)", text: text)
@@ -107,10 +120,11 @@ struct SystemdUnitsTests {
         #expect(!output.standardOutput.contains("wrote") && !output.standardOutput.contains("daemon-reload"))
         #expect(try statuses() == before, "an unchanged unit was rewritten")
 
-        // A new interval rewrites the timer only; a hand edit and a wrong mode are put right.
+        // A new interval in client.toml rewrites the timer only; a hand edit and a wrong mode are put right.
+        try directory.writeFile("client.toml", text: try Self.clientTOML(pollIntervalSeconds: 3600))
         try directory.writeFile(SystemdUnits.pageServiceName, text: "edited by hand\n")
         _ = chmod(directory.path(SystemdUnits.serviceName), 0o600)
-        output = try await Self.installUnits(arguments + ["--interval", "1h"])
+        output = try await Self.installUnits(arguments)
         #expect(output.exitCode == 0, "\(output.standardError)")
         for name in Self.unitNames {
             let expected = name == SystemdUnits.pageSocketName ? "unchanged" : "wrote    "
@@ -119,8 +133,8 @@ struct SystemdUnitsTests {
         let timer = try String(contentsOfFile: directory.path(SystemdUnits.timerName), encoding: .utf8)
         #expect(timer.contains("\nOnUnitActiveSec=1h\n"))
         #expect(try FileStatus.of(directory.path(SystemdUnits.serviceName))?.permissions == 0o644)
-        // Nothing but the units is left behind.
-        #expect(try FileIO.listDirectory(directory.path).sorted() == Self.unitNames.sorted())
+        // Nothing but the units (and the client.toml written here) is left behind.
+        #expect(try FileIO.listDirectory(directory.path).sorted() == (Self.unitNames + ["client.toml"]).sorted())
     }
 
     @Test func dryRunPrintsTheUnitsAndWritesNothing() async throws {
@@ -149,12 +163,8 @@ struct SystemdUnitsTests {
             ("--config", "/etc/fleet/%n.toml", "may only contain"),
             ("--config", "/etc/fleet/$HOME.toml", "may only contain"),
             ("--config", "/etc/fleet/", "must name a file"),
-            ("--interval", "15min\nOnCalendar=minutely", "not a systemd time span"),
-            ("--interval", "15 potatoes", "not a systemd time span"),
-            ("--interval", "-5min", "not a systemd time span"),
-            ("--interval", "infinity", "not a systemd time span"),
-            ("--interval", "0", "at least 1min"),
-            ("--interval", "30s", "at least 1min"),
+            // The interval is client.toml's poll_interval_seconds, nothing else.
+            ("--interval", "1h", "--interval is gone: the timer polls every poll_interval_seconds of client.toml"),
             ("--randomized-delay", "5min\n[Install]\nWantedBy=multi-user.target", "not a systemd time span"),
             ("--randomized-delay", "5secs", "not a systemd time span"),
         ]
