@@ -240,7 +240,7 @@ public struct ClientRun: Sendable {
         report.previousGeneration = attempt.state.applied?.generation
         report.sourceCommit = manifest.sourceCommit
         let target = "\(stateDirectory)/generations/\(manifest.generation)"
-        switch await fetchSnapshot(manifest, over: connection, into: target, report: &report) {
+        switch await fetchSnapshot(manifest, over: connection, into: .generation(target), report: &report) {
         case .next(let directory):
             attempt.report = report
             if let toplevel = manifest.toplevel, manifest.hasCache {
@@ -343,9 +343,36 @@ public struct ClientRun: Sendable {
         return .next(manifest)
     }
 
-    /// Downloads the snapshot, checks its size and hash, and extracts it safely into `generations/<gen>`.
+    /// Where an extracted snapshot goes.
+    enum SnapshotPlacement {
+        /// `generations/<gen>` of the state directory, replaced when an interrupted run left one there; the
+        /// download and the extraction in progress sit beside it.
+        case generation(String)
+        /// A directory this process has just created (`check --download`): the snapshot's top entries are
+        /// moved into it, and the download and extraction in progress are inside it, so nothing outside it is
+        /// touched and nothing in it is replaced.
+        case createdDirectory(String)
+
+        var target: String {
+            switch self {
+            case .generation(let path), .createdDirectory(let path): path
+            }
+        }
+
+        /// Where the download and the extraction in progress go.
+        var scratch: String {
+            switch self {
+            case .generation(let path): FileIO.split(path).directory
+            case .createdDirectory(let path): path
+            }
+        }
+    }
+
+    /// Downloads the snapshot, checks its size and hash, and extracts it safely into `generations/<gen>` (or
+    /// a directory `check` created).
     func fetchSnapshot(
-        _ manifest: Manifest, over connection: SFTPConnection, into target: String, report: inout RunReport
+        _ manifest: Manifest, over connection: SFTPConnection, into placement: SnapshotPlacement,
+        report: inout RunReport
     ) async -> Step<String> {
         let generation = manifest.generation
         let refuse = { (reason: String) in
@@ -353,7 +380,8 @@ public struct ClientRun: Sendable {
                 RunResult(outcome: .refused, reason: reason + "; nothing was applied", generation: generation))
         }
         let started = Date()
-        let parent = FileIO.split(target).directory
+        let target = placement.target
+        let parent = placement.scratch
         let download = "\(parent)/.download-\(generation).tar.zst"
         unlink(download)
         let size = manifest.snapshot.size
@@ -411,9 +439,17 @@ public struct ClientRun: Sendable {
                     "the snapshot holds \(top.sorted().map(quoted).joined(separator: ", ")) at its top, not tree/ (and secrets/)"
                 )
             }
-            try FileIO.removeTree(target)
-            guard rename(incoming, target) == 0 else {
-                throw FileSystemError("rename", path: "\(incoming) -> \(target)")
+            switch placement {
+            case .generation:
+                try FileIO.removeTree(target)
+                guard rename(incoming, target) == 0 else {
+                    throw FileSystemError("rename", path: "\(incoming) -> \(target)")
+                }
+            case .createdDirectory:
+                for name in top where rename("\(incoming)/\(name)", "\(target)/\(name)") != 0 {
+                    throw FileSystemError("rename", path: "\(incoming)/\(name) -> \(target)/\(name)")
+                }
+                guard rmdir(incoming) == 0 else { throw FileSystemError("rmdir", path: incoming) }
             }
             log.phase("extracted \(summary.files) files (\(summary.bytes) bytes) into \(target)")
         } catch let error as ArchiveError {
