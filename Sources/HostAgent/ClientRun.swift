@@ -14,6 +14,23 @@ public struct RunResult: Sendable, Equatable {
     public var generation: UInt64?
 }
 
+extension RunResult {
+    /// A run stopped by this machine itself: says so, and that nothing was applied and the next run tries again.
+    static func localFailure(_ what: String, generation: UInt64? = nil) -> RunResult {
+        RunResult(
+            outcome: .localFailure,
+            reason: "\(what) — a problem on this host (free some space, or make the state directory writable); "
+                + "nothing was applied, and the next run tries again",
+            generation: generation)
+    }
+
+    /// Whether a failed system call says this machine is out of a resource or cannot write where it must, rather
+    /// than that what it was given is bad.
+    static func isLocalFailure(errno number: Int32) -> Bool {
+        [ENOSPC, EDQUOT, EROFS, EACCES, EPERM, EIO, ENOMEM, EMFILE, ENFILE, EFBIG].contains(number)
+    }
+}
+
 /// Either a run goes on with a value, or it is done with a result (already reported where it should be).
 enum Step<Value> {
     case next(Value)
@@ -42,13 +59,15 @@ public struct ClientRun: Sendable {
     var stateDirectory: String { configuration.stateDirectory }
 
     public func run() async throws(ClientError) -> RunResult {
-        try prepareStateDirectory()
         let lockPath = stateDirectory + "/lock"
         let lock: FileLock?
         do {
+            try prepareStateDirectory()
             lock = try FileLock.acquire(lockPath, wait: false)
         } catch {
-            throw ClientError("cannot open the lock \(lockPath): \(error)")
+            let result = RunResult.localFailure("cannot prepare the state directory \(stateDirectory): \(error)")
+            log.phase("\(result.outcome.rawValue): \(result.reason)")
+            return result
         }
         guard let lock else {
             let reason = "another fleet-client run holds \(lockPath); this one stops (the running one will finish)"
@@ -70,7 +89,15 @@ public struct ClientRun: Sendable {
         attempt.state.lastReason = result.reason
         attempt.state.lastRunAt = UTCTime.iso(Date())
         attempt.state.rebootNeeded = rebootReason()
-        try attempt.state.save(stateDirectory: stateDirectory, replacing: loaded)
+        do {
+            try attempt.state.save(stateDirectory: stateDirectory, replacing: loaded)
+        } catch {
+            // What the run did stands (and was reported); that it cannot be remembered here needs a look.
+            log.phase("\(result.outcome.rawValue): \(result.reason)")
+            let failure = RunResult.localFailure("\(error)", generation: result.generation)
+            log.phase("\(failure.outcome.rawValue): \(failure.reason)")
+            return failure
+        }
         log.phase("\(result.outcome.rawValue): \(result.reason)")
         await rebootIfDue(&attempt.state)
         return result
@@ -403,6 +430,8 @@ public struct ClientRun: Sendable {
                     RunResult(
                         outcome: .failed, reason: "the manifest names a snapshot the server does not serve: \(error)",
                         generation: generation))
+            case .localIO:
+                return .done(.localFailure("the snapshot cannot be stored here: \(error)", generation: generation))
             default:
                 return .done(
                     RunResult(outcome: .unreachable, reason: "the download broke off: \(error)", generation: generation)
@@ -414,9 +443,7 @@ public struct ClientRun: Sendable {
         do {
             digest = try Self.sha256(ofFile: download)
         } catch {
-            return .done(
-                RunResult(
-                    outcome: .failed, reason: "cannot read the downloaded snapshot: \(error)", generation: generation))
+            return .done(.localFailure("cannot read the downloaded snapshot: \(error)", generation: generation))
         }
         guard digest == manifest.snapshot.sha256 else {
             return refuse(
@@ -454,11 +481,13 @@ public struct ClientRun: Sendable {
             log.phase("extracted \(summary.files) files (\(summary.bytes) bytes) into \(target)")
         } catch let error as ArchiveError {
             try? FileIO.removeTree(incoming)
+            if error.code == .system, let number = error.systemError, RunResult.isLocalFailure(errno: number) {
+                return .done(.localFailure("cannot extract the snapshot: \(error)", generation: generation))
+            }
             return refuse("the snapshot was refused while extracting: \(error)")
         } catch {
             try? FileIO.removeTree(incoming)
-            return .done(
-                RunResult(outcome: .failed, reason: "cannot extract the snapshot: \(error)", generation: generation))
+            return .done(.localFailure("cannot extract the snapshot: \(error)", generation: generation))
         }
         return .next(target)
     }
