@@ -507,7 +507,8 @@ public struct ClientRun: Sendable {
         let system = NixSystem(profile: configuration.profile, log: log)
         let built: String
         let previous: NixSystem.Generation?
-        let made: NixSystem.Generation
+        // Nil for `test`, which like `nixos-rebuild test` leaves the profile (and so the boot default) alone.
+        let made: NixSystem.Generation?
         do throws(NixSystem.Failure) {
             do {
                 try secrets.take(from: generationDirectory, generation: generation)
@@ -544,16 +545,19 @@ public struct ClientRun: Sendable {
             attempt.report?.targetSystem = built
             log.phase("built \(built)")
             previous = try system.currentGeneration()
-            made = try await system.setProfile(to: built)
-            attempt.report?.profileGeneration = made.number
+            made = operation == Operation.test.rawValue ? nil : try await system.setProfile(to: built)
+            attempt.report?.profileGeneration = made?.number
         } catch {
             return failed(manifest, error, &attempt)
         }
 
         let pending = PendingActivation(
             generation: generation, contentDigest: manifest.contentDigest, sourceCommit: manifest.sourceCommit,
-            operation: operation, system: built, madeProfileGeneration: made.number,
-            previousProfileGeneration: previous?.number, previousSystem: previous?.system,
+            operation: operation, system: built, madeProfileGeneration: made?.number,
+            previousProfileGeneration: made == nil ? nil : previous?.number,
+            // What a rollback activates again: for `test`, what ran before (the last system applied, which a
+            // `test` left out of the profile), else the profile's previous generation.
+            previousSystem: made == nil ? attempt.state.applied?.system ?? previous?.system : previous?.system,
             previousGeneration: attempt.state.applied?.generation,
             deadline: Date().timeIntervalSince1970 + Double(configuration.rollback.confirmTimeoutSeconds),
             startedAt: UTCTime.iso(Date()), pid: getpid())
@@ -568,7 +572,10 @@ public struct ClientRun: Sendable {
             }
             let first = live ? Operation.test.rawValue : operation
             log.phase(
-                "profile \(configuration.profile) is at generation \(made.number); running switch-to-configuration \(first)"
+                made.map {
+                    "profile \(configuration.profile) is at generation \($0.number); running switch-to-configuration \(first)"
+                }
+                    ?? "operation test: the profile \(configuration.profile) and the boot default stay as they are; running switch-to-configuration test"
             )
             try await system.activate(built, operation: first)
             attempt.report?.exitCodes.activation = 0
@@ -683,25 +690,28 @@ public struct ClientRun: Sendable {
     }
 
     /// Puts the profile and secrets back as they were before the activation, re-activates the previous system
-    /// (for `switch`, with `switch`, so the boot default is the previous system too), and drops the journal.
+    /// (for `switch`, with `switch`, so the boot default is the previous system too; for `test`, with `test`,
+    /// leaving the profile it never touched), and drops the journal.
     private func undo(_ pending: PendingActivation, secrets: SecretStore, system: NixSystem) async {
-        let previous = pending.previousProfileGeneration.flatMap { number in
-            pending.previousSystem.map { NixSystem.Generation(number: number, system: $0) }
-        }
-        let made = NixSystem.Generation(number: pending.madeProfileGeneration, system: pending.system)
-        do {
-            try await system.restoreProfile(to: previous, removing: made)
-            log.phase(
-                previous.map { "profile set back to generation \($0.number)" }
-                    ?? "profile removed again (there was none before)")
-        } catch {
-            log.phase("could not set the profile back: \(error)")
+        if let madeNumber = pending.madeProfileGeneration {
+            let previous = pending.previousProfileGeneration.flatMap { number in
+                pending.previousSystem.map { NixSystem.Generation(number: number, system: $0) }
+            }
+            let made = NixSystem.Generation(number: madeNumber, system: pending.system)
+            do {
+                try await system.restoreProfile(to: previous, removing: made)
+                log.phase(
+                    previous.map { "profile set back to generation \($0.number)" }
+                        ?? "profile removed again (there was none before)")
+            } catch {
+                log.phase("could not set the profile back: \(error)")
+            }
         }
         secrets.restore(generation: pending.previousGeneration)
-        if let previous {
+        if let previousSystem = pending.previousSystem {
             do {
-                try await system.activate(previous.system, operation: pending.operation)
-                log.phase("re-activated the previous system \(previous.system) (\(pending.operation))")
+                try await system.activate(previousSystem, operation: pending.operation)
+                log.phase("re-activated the previous system \(previousSystem) (\(pending.operation))")
             } catch {
                 log.phase("re-activating the previous system failed: \(error)")
             }

@@ -12,9 +12,11 @@ struct PendingActivation: Codable, Equatable {
     var operation: String
     /// The system activated and waiting for confirmation.
     var system: String
-    /// The profile generation made for it, and the one to go back to (nil when there was none).
-    var madeProfileGeneration: Int
+    /// The profile generation made for it (nil for `test`, which makes none), and the one to go back to (nil
+    /// when there was none, or none was made).
+    var madeProfileGeneration: Int?
     var previousProfileGeneration: Int?
+    /// The system a rollback activates again.
     var previousSystem: String?
     /// The generation applied before (its secrets are restored on rollback).
     var previousGeneration: UInt64?
