@@ -560,6 +560,7 @@ public struct ClientRun: Sendable {
             previousSystem: made == nil ? attempt.state.applied?.system ?? previous?.system : previous?.system,
             previousGeneration: attempt.state.applied?.generation,
             deadline: Date().timeIntervalSince1970 + Double(configuration.rollback.confirmTimeoutSeconds),
+            snapshotSHA256: manifest.snapshot.sha256,
             startedAt: UTCTime.iso(Date()), pid: getpid())
         let live = operation != Operation.boot.rawValue
         let activationStarted = Date()
@@ -609,6 +610,12 @@ public struct ClientRun: Sendable {
         report.targetSystem = pending.system
         report.profileGeneration = pending.madeProfileGeneration
         attempt.report = report
+        // The interrupted run verified this generation's manifest but was killed before it could record so:
+        // record it now, so that `fleet-client status` does not show an older generation as seen than applied.
+        if let sha256 = pending.snapshotSHA256, pending.generation > attempt.state.lastSeen?.generation ?? 0 {
+            attempt.state.lastSeen = ClientState.Seen(
+                generation: pending.generation, contentDigest: pending.contentDigest, snapshotSHA256: sha256)
+        }
         let result: RunResult
         if let running = try? FileIO.readLink(configuration.reboot.currentSystem), running != pending.system {
             let reason =
@@ -625,7 +632,16 @@ public struct ClientRun: Sendable {
                 outcome: .rolledBack, reason: "generation \(pending.generation) was rolled back: \(reason)",
                 generation: pending.generation)
         } else {
-            result = await confirmOrRollBack(pending, &attempt)
+            // A fresh window, never the remainder of the old one: the old one may be over (the run was killed
+            // long ago), and its remainder would give the server and the health checks no time at all.
+            var resumed = pending
+            let window = configuration.rollback.confirmTimeoutSeconds
+            resumed.deadline = Date().timeIntervalSince1970 + Double(window)
+            log.phase(
+                "a fresh confirmation window of \(window) s (the interrupted run's ended at \(UTCTime.iso(Date(timeIntervalSince1970: pending.deadline))))"
+            )
+            do { try resumed.save(stateDirectory: stateDirectory) } catch { log.phase("\(error)") }
+            result = await confirmOrRollBack(resumed, &attempt)
         }
         await reportOverNewConnection(result, &attempt, endpoint: endpoint)
         return result

@@ -22,6 +22,9 @@ struct PendingActivation: Codable, Equatable {
     var previousGeneration: UInt64?
     /// Seconds since 1970: the end of the confirmation window.
     var deadline: Double
+    /// The verified manifest's snapshot hash, so that a resuming run can record the generation as seen (nil in
+    /// journals written before it was kept).
+    var snapshotSHA256: String?
     var startedAt: String
     /// The run that wrote it, for whoever reads the journal by hand.
     var pid: Int32
