@@ -23,11 +23,13 @@ struct ConfigOption: ParsableArguments {
     @Option(name: .customLong("config"), help: "The client configuration.")
     var path: String = ClientConfiguration.defaultPath
 
+    /// A client.toml that cannot be used is an error (exit status 1, as documented), not a usage error (64):
+    /// the arguments were right.
     func load() throws -> ClientConfiguration {
         do {
             return try ClientConfiguration.load(path: path)
         } catch {
-            throw ValidationError(error.description)
+            throw ClientError(error.description)
         }
     }
 }
