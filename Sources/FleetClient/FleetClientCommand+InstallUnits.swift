@@ -84,5 +84,5 @@ extension FleetClientCommand {
 
 /// Writes a line to standard error.
 private func printError(_ text: String) {
-    FileHandle.standardError.write(Data((text + "\n").utf8))
+    FileIO.writeToStream(2, text + "\n")
 }

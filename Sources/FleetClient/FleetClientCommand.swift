@@ -16,6 +16,24 @@ struct FleetClientCommand: AsyncParsableCommand {
             """,
         subcommands: [Run.self, Status.self, Check.self, Serve.self, InstallUnits.self, VerifyManifest.self]
     )
+
+    /// Parses and runs the command, with SIGPIPE caught first: a run never dies because whoever reads its
+    /// output went away (a closed terminal, `| head`, the page that started it being stopped); its writes
+    /// then fail with EPIPE, which it ignores. A handler rather than SIG_IGN, so that the programs it starts
+    /// (nix, switch-to-configuration, health checks) get the default disposition back at exec.
+    static func main() async {
+        signal(SIGPIPE) { _ in }
+        do {
+            var command = try parseAsRoot()
+            if var asynchronous = command as? any AsyncParsableCommand {
+                try await asynchronous.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 /// `--config`, shared by the commands that read client.toml.
