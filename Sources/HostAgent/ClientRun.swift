@@ -513,7 +513,8 @@ public struct ClientRun: Sendable {
             do {
                 try secrets.take(from: generationDirectory, generation: generation)
             } catch {
-                throw NixSystem.Failure(step: "secrets", reason: error.description, exitCode: nil)
+                throw NixSystem.Failure(
+                    step: "secrets", reason: error.description, exitCode: nil, systemError: error.systemError)
             }
             let buildStarted = Date()
             defer { attempt.report?.durations.build = Date().timeIntervalSince(buildStarted) }
@@ -569,7 +570,8 @@ public struct ClientRun: Sendable {
                 try secrets.activate(generation: generation)
                 if live { try pending.save(stateDirectory: stateDirectory) }
             } catch {
-                throw NixSystem.Failure(step: "activation", reason: error.description, exitCode: nil)
+                throw NixSystem.Failure(
+                    step: "activation", reason: error.description, exitCode: nil, systemError: error.systemError)
             }
             let first = live ? Operation.test.rawValue : operation
             log.phase(
@@ -694,7 +696,14 @@ public struct ClientRun: Sendable {
             generation: pending.generation)
     }
 
+    /// A failed generation, not tried again until a newer one is published; unless this machine is what failed
+    /// (a full or unwritable state directory while installing secrets or writing the journal), which is a local
+    /// failure: the generation itself is fine, and the next run tries it again.
     private func failed(_ manifest: Manifest, _ failure: NixSystem.Failure, _ attempt: inout Attempt) -> RunResult {
+        if let number = failure.systemError, RunResult.isLocalFailure(errno: number) {
+            return .localFailure(
+                "generation \(manifest.generation): \(failure.description)", generation: manifest.generation)
+        }
         attempt.state.failed = ClientState.Failed(
             generation: manifest.generation, contentDigest: manifest.contentDigest, state: .failed,
             reason: failure.description, at: UTCTime.iso(Date()))

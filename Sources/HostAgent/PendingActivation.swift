@@ -51,7 +51,9 @@ struct PendingActivation: Codable, Equatable {
             try FileIO.writeAtomically(
                 Array(try encoder.encode(self)) + [0x0a], to: stateDirectory + "/" + Self.fileName, mode: 0o600)
         } catch {
-            throw ClientError("cannot write the activation journal in \(stateDirectory): \(error)")
+            throw ClientError(
+                "cannot write the activation journal in \(stateDirectory): \(error)",
+                systemError: (error as? FileSystemError)?.errno)
         }
     }
 

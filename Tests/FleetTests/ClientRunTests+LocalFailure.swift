@@ -76,4 +76,64 @@ extension ClientRunTests {
         // The units fail on it (only applied, unreachable and locked are successes besides 0).
         #expect(!SystemdUnits.successExitStatuses.contains(Self.localFailure))
     }
+
+    /// The state directory fills while the system builds (its builder fills it, as anything else on the
+    /// machine could): writing the activation journal fails with ENOSPC. Before, that was a failed generation,
+    /// never tried again; it is a local failure, undone, and the next run applies the same generation.
+    @Test func aStateDirectoryThatFillsDuringTheBuildIsALocalFailureNotAFailedGeneration() async throws {
+        let fleet = try await ClientFleet.start(hosts: ["alpha"])
+        defer { fleet.stop() }
+        let state = fleet.stateDirectory("alpha")
+        try FileIO.createDirectories(state, mode: 0o755)
+        let mount = try TestCommand.run("/bin/mount", ["-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", state])
+        try #require(mount.succeeded, "\(mount.standardError)")
+        defer { _ = try? TestCommand.run("/bin/umount", [state]) }
+        #expect(try await fleet.client("alpha").exitCode == Self.applied)
+        let good = try #require(try fleet.profileGeneration("alpha"))
+
+        let filler = state + "/filler"
+        try fleet.fixture.write(
+            "hosts/alpha/flake.nix",
+            """
+            {
+              outputs = { self }: {
+                nixosConfigurations.alpha.config.system.build.toplevel = derivation {
+                  name = "nixos-system-alpha-filling";
+                  system = "x86_64-linux";
+                  builder = "/bin/sh";
+                  nonce = "\(UUID().uuidString)";
+                  args = [ "-c" ''
+                    /bin/dd if=/dev/zero of=\(filler) bs=4k 2>/dev/null || true
+                    /bin/mkdir -p $out/bin
+                    switch=$out/bin/switch-to-configuration
+                    printf '#!/bin/sh\\necho "$1 alpha '$out'" >> "$FLEET_ACTIVATION_LOG"\\n' > $switch
+                    /bin/chmod +x $switch
+                  '' ];
+                };
+              };
+            }
+
+            """)
+        try await fleet.publish()
+        var output = try await fleet.client("alpha")
+        #expect(output.exitCode == Self.localFailure, "\(output.standardError)")
+        #expect(output.standardError.contains("cannot write the activation journal"), "\(output.standardError)")
+        #expect(output.standardError.contains("No space left on device"))
+        var current = try fleet.state("alpha")
+        #expect(current.applied?.generation == 1 && current.failed == nil, "\(current)")
+        #expect(try fleet.profileGeneration("alpha")?.system == good.system, "the profile was set back")
+        #expect(try FileStatus.of(state + "/pending.json") == nil)
+        #expect(
+            !fleet.activations("alpha").contains { $0.contains("filling") },
+            "the new system was never activated: \(fleet.activations("alpha"))")
+        let report = try #require(try fleet.lastReport("alpha"))
+        #expect(report.state == .localFailure && report.generation == 2, "\(report)")
+
+        // Space again: the same generation is applied (the build is in the store now, so nothing fills).
+        unlink(filler)
+        output = try await fleet.client("alpha")
+        #expect(output.exitCode == Self.applied, "\(output.standardError)")
+        current = try fleet.state("alpha")
+        #expect(current.applied?.generation == 2 && current.failed == nil)
+    }
 }
