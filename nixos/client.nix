@@ -23,6 +23,8 @@
 #                                        is not retried until a newer one is published), so "failed" lasts
 #                                        until then; `fleet-client status` here and `fleet status` on the
 #                                        server keep the record.
+#   16 local failure                     failed: this host cannot store or extract what it downloads (no
+#                                        space left, a state directory it cannot write); tried again each poll
 #   1 any other error (e.g. client.toml unreadable)  failed
 { config, lib, pkgs, ... }:
 

@@ -96,5 +96,5 @@ extension FleetClientCommand {
 
 /// Writes a line to standard error.
 func printError(_ text: String) {
-    FileHandle.standardError.write(Data((text + "\n").utf8))
+    FileIO.writeToStream(2, text + "\n")
 }

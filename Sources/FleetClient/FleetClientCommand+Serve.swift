@@ -1,4 +1,5 @@
 import ArgumentParser
+import FleetFiles
 import FleetProtocol
 import Foundation
 import UpdatePage
@@ -48,8 +49,8 @@ extension FleetClientCommand {
             let socket = try ListeningSocket.forServe(listen: listen, environment: ProcessInfo.processInfo.environment)
             let server = try await UpdatePageServer.start(settings, socket: socket)
             let address = "http://127.0.0.1:\(server.port)/"
-            FileHandle.standardError.write(
-                Data("fleet-client[\(client.host.value)]: serving \(address) (\(socket.source.rawValue))\n".utf8))
+            FileIO.writeToStream(
+                2, "fleet-client[\(client.host.value)]: serving \(address) (\(socket.source.rawValue))\n")
             await server.run()
         }
     }

@@ -12,11 +12,28 @@ struct FleetClientCommand: AsyncParsableCommand {
         commandName: "fleet-client",
         abstract: "Pull and apply this host's NixOS configuration from the fleet server.",
         discussion: """
-            Exit statuses of `run`: 0 unchanged, 10 applied, 11 failed, 12 refused (verification), \
-            13 unreachable, 14 locked (another run is going), 15 rolled back; 1 for any other error.
+            Exit statuses of `run`: \(Run.exitStatuses)
             """,
         subcommands: [Run.self, Status.self, Check.self, Serve.self, InstallUnits.self, VerifyManifest.self]
     )
+
+    /// Parses and runs the command, with SIGPIPE caught first: a run never dies because whoever reads its
+    /// output went away (a closed terminal, `| head`, the page that started it being stopped); its writes
+    /// then fail with EPIPE, which it ignores. A handler rather than SIG_IGN, so that the programs it starts
+    /// (nix, switch-to-configuration, health checks) get the default disposition back at exec.
+    static func main() async {
+        signal(SIGPIPE) { _ in }
+        do {
+            var command = try parseAsRoot()
+            if var asynchronous = command as? any AsyncParsableCommand {
+                try await asynchronous.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 /// `--config`, shared by the commands that read client.toml.
@@ -24,19 +41,31 @@ struct ConfigOption: ParsableArguments {
     @Option(name: .customLong("config"), help: "The client configuration.")
     var path: String = ClientConfiguration.defaultPath
 
+    /// A client.toml that cannot be used is an error (exit status 1, as documented), not a usage error (64):
+    /// the arguments were right.
     func load() throws -> ClientConfiguration {
         do {
             return try ClientConfiguration.load(path: path)
         } catch {
-            throw ValidationError(error.description)
+            throw ClientError(error.description)
         }
     }
 }
 
 extension FleetClientCommand {
     struct Run: AsyncParsableCommand {
+        /// Every status `run` can exit with, for `--help` (the README and the units say the same).
+        static let exitStatuses = """
+            0 unchanged, 10 applied, 11 failed (build or activation; the previous system stays), 12 refused \
+            (verification: signature, host, downgrade, snapshot, server host key), 13 unreachable (nothing \
+            changed), 14 locked (another run is going), 15 rolled back (not confirmed), 16 local failure (this \
+            host: no space left, a state directory it cannot write); 1 any other error (e.g. client.toml \
+            unreadable), 64 wrong arguments.
+            """
+
         static let configuration = CommandConfiguration(
-            abstract: "Poll the fleet server; when a new generation is published, verify, build, activate, report.")
+            abstract: "Poll the fleet server; when a new generation is published, verify, build, activate, report.",
+            discussion: "Exit statuses: \(exitStatuses)")
 
         @OptionGroup var config: ConfigOption
 
@@ -51,7 +80,13 @@ extension FleetClientCommand {
     struct Check: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Check the connection and the published manifest without applying anything.",
-            discussion: "Exits like `run`: 0 when everything checks out, 12 refused, 13 unreachable.")
+            discussion: """
+                Exit statuses: 0 everything checks out, 11 failed (the identity or host key in client.toml cannot \
+                be used, or the server does not serve the snapshot the manifest names), 12 refused \
+                (verification: signature, host, downgrade, snapshot, server host key), 13 unreachable, 16 local \
+                failure (the snapshot cannot be stored or extracted here: no space, not writable); 1 any other \
+                error (client.toml unreadable, --download names an existing path), 64 wrong arguments.
+                """)
 
         @OptionGroup var config: ConfigOption
 
@@ -60,7 +95,8 @@ extension FleetClientCommand {
 
         @Option(
             help: ArgumentHelp(
-                "Also download the snapshot, check it, and extract it into this new directory.", valueName: "dir"))
+                "Also download the snapshot, check it, and extract it into this directory, which must not exist yet.",
+                valueName: "dir"))
         var download: String?
 
         func run() async throws {

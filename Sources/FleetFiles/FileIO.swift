@@ -85,6 +85,13 @@ public enum FileIO {
         }
     }
 
+    /// Writes `text` to a standard stream (the terminal, the journal, the page that started the run), as much of
+    /// it as can be written. A reader that went away (EPIPE) or any other error ends the write silently: what a
+    /// run prints is never worth dying for, and the run's log keeps it anyway.
+    public static func writeToStream(_ fd: Int32, _ text: String) {
+        try? writeAll(fd: fd, Array(text.utf8), path: "standard stream \(fd)")
+    }
+
     /// Replaces `path` atomically: write a temporary file beside it, fsync, set owner and mode, rename, fsync
     /// the directory. A crash leaves either the old file or the new one, never a mix.
     ///

@@ -140,7 +140,11 @@ public struct ClientConfiguration: Sendable, Equatable {
                 reader.problem("key \"fleet_public_key\": \(error) (expected the server's signing.pub, name:base64)")
             }
         }
-        let address = required(&reader, serverKeysTable, "address", in: "[server]")
+        var address = required(&reader, serverKeysTable, "address", in: "[server]")
+        if let given = address, let problem = ServerAddress.problem(given) {
+            reader.problem("[server] key \"address\": \(problem)")
+            address = nil
+        }
         let port = reader.integer(serverKeysTable, "port", in: "[server]", range: 1...65535) ?? 22
         let user = required(&reader, serverKeysTable, "user", in: "[server]")
         if let user, !isUnixUserName(user) {

@@ -15,6 +15,11 @@ public enum RunOutcome: String, Codable, Sendable, CaseIterable {
     case unreachable
     /// Another run holds the lock.
     case locked
+    /// Something on this machine stopped the run: no space left, a state directory that cannot be written, a
+    /// read-only file system. Not the server's fault and not the generation's: nothing was applied, the
+    /// generation is not marked failed, and the next run tries again; but it needs a look, so it is its own
+    /// status (a unit fails on it, where "unreachable" would pass).
+    case localFailure = "local-failure"
 
     /// The process exit status for this outcome. 0 is the everyday "nothing to do"; 1 and 64 stay with
     /// ArgumentParser (errors and usage).
@@ -27,6 +32,7 @@ public enum RunOutcome: String, Codable, Sendable, CaseIterable {
         case .unreachable: 13
         case .locked: 14
         case .rolledBack: 15
+        case .localFailure: 16
         }
     }
 

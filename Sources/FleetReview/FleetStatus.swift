@@ -75,6 +75,9 @@ struct FleetStatus {
                 failure = (report.generation, report.state == .failed ? .failed : .rolledBack, report.reason)
             case .refused:
                 failure = (report.generation ?? published, .failed, report.reason.map { "refused: \($0)" })
+            case .localFailure:
+                status.appliedGeneration = report.previousGeneration ?? heartbeat?.appliedGeneration
+                failure = localFailure(report, published: published)
             case .unchanged, .unreachable, .locked:
                 if let generation = heartbeat?.failedGeneration { failure = try detail(name, generation, heartbeat) }
             }
@@ -106,6 +109,15 @@ struct FleetStatus {
             status.state = .pending
         }
         return status
+    }
+
+    /// A run stopped by the host itself (a full disk, a state directory it cannot write): shown as failed for
+    /// the generation it was about, with a reason that says the fault is on the host, until a run gets past it.
+    /// The host does not give up on that generation, so its next good run clears this.
+    private func localFailure(_ report: ReviewStore.ReportRow, published: UInt64?) -> (
+        generation: UInt64?, state: HostState, reason: String?
+    ) {
+        (report.generation ?? published, .failed, "local failure on the host: " + (report.reason ?? "no reason given"))
     }
 
     /// A failed generation named by a heartbeat: the report about it says how (failed or rolled back) and why.

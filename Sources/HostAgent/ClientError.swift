@@ -2,8 +2,11 @@
 /// The description is what the user sees.
 public struct ClientError: Error, CustomStringConvertible, Sendable {
     public let description: String
+    /// The `errno` of the system call that failed, when one did: tells a full disk from anything else.
+    public let systemError: Int32?
 
-    public init(_ description: String) {
+    public init(_ description: String, systemError: Int32? = nil) {
         self.description = description
+        self.systemError = systemError
     }
 }

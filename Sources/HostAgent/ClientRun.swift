@@ -15,6 +15,23 @@ public struct RunResult: Sendable, Equatable {
     public var generation: UInt64?
 }
 
+extension RunResult {
+    /// A run stopped by this machine itself: says so, and that nothing was applied and the next run tries again.
+    static func localFailure(_ what: String, generation: UInt64? = nil) -> RunResult {
+        RunResult(
+            outcome: .localFailure,
+            reason: "\(what) — a problem on this host (free some space, or make the state directory writable); "
+                + "nothing was applied, and the next run tries again",
+            generation: generation)
+    }
+
+    /// Whether a failed system call says this machine is out of a resource or cannot write where it must, rather
+    /// than that what it was given is bad.
+    static func isLocalFailure(errno number: Int32) -> Bool {
+        [ENOSPC, EDQUOT, EROFS, EACCES, EPERM, EIO, ENOMEM, EMFILE, ENFILE, EFBIG].contains(number)
+    }
+}
+
 /// Either a run goes on with a value, or it is done with a result (already reported where it should be).
 enum Step<Value> {
     case next(Value)
@@ -42,13 +59,15 @@ public struct ClientRun: Sendable {
     var stateDirectory: String { configuration.stateDirectory }
 
     public func run() async throws(ClientError) -> RunResult {
-        try prepareStateDirectory()
         let lockPath = stateDirectory + "/lock"
         let lock: FileLock?
         do {
+            try prepareStateDirectory()
             lock = try FileLock.acquire(lockPath, wait: false)
         } catch {
-            throw ClientError("cannot open the lock \(lockPath): \(error)")
+            let result = RunResult.localFailure("cannot prepare the state directory \(stateDirectory): \(error)")
+            log.phase("\(result.outcome.rawValue): \(result.reason)")
+            return result
         }
         guard let lock else {
             let reason = "another fleet-client run holds \(lockPath); this one stops (the running one will finish)"
@@ -70,7 +89,15 @@ public struct ClientRun: Sendable {
         attempt.state.lastReason = result.reason
         attempt.state.lastRunAt = UTCTime.iso(Date())
         attempt.state.rebootNeeded = rebootReason()
-        try attempt.state.save(stateDirectory: stateDirectory, replacing: loaded)
+        do {
+            try attempt.state.save(stateDirectory: stateDirectory, replacing: loaded)
+        } catch {
+            // What the run did stands (and was reported); that it cannot be remembered here needs a look.
+            log.phase("\(result.outcome.rawValue): \(result.reason)")
+            let failure = RunResult.localFailure("\(error)", generation: result.generation)
+            log.phase("\(failure.outcome.rawValue): \(failure.reason)")
+            return failure
+        }
         log.phase("\(result.outcome.rawValue): \(result.reason)")
         await rebootIfDue(&attempt.state)
         return result
@@ -238,7 +265,7 @@ public struct ClientRun: Sendable {
         report.previousGeneration = attempt.state.applied?.generation
         report.sourceCommit = manifest.sourceCommit
         let target = "\(stateDirectory)/generations/\(manifest.generation)"
-        switch await fetchSnapshot(manifest, over: connection, into: target, report: &report) {
+        switch await fetchSnapshot(manifest, over: connection, into: .generation(target), report: &report) {
         case .next(let directory):
             attempt.report = report
             if let toplevel = manifest.toplevel, manifest.hasCache {
@@ -305,9 +332,36 @@ public struct ClientRun: Sendable {
         return .next(manifest)
     }
 
-    /// Downloads the snapshot, checks its size and hash, and extracts it safely into `generations/<gen>`.
+    /// Where an extracted snapshot goes.
+    enum SnapshotPlacement {
+        /// `generations/<gen>` of the state directory, replaced when an interrupted run left one there; the
+        /// download and the extraction in progress sit beside it.
+        case generation(String)
+        /// A directory this process has just created (`check --download`): the snapshot's top entries are
+        /// moved into it, and the download and extraction in progress are inside it, so nothing outside it is
+        /// touched and nothing in it is replaced.
+        case createdDirectory(String)
+
+        var target: String {
+            switch self {
+            case .generation(let path), .createdDirectory(let path): path
+            }
+        }
+
+        /// Where the download and the extraction in progress go.
+        var scratch: String {
+            switch self {
+            case .generation(let path): FileIO.split(path).directory
+            case .createdDirectory(let path): path
+            }
+        }
+    }
+
+    /// Downloads the snapshot, checks its size and hash, and extracts it safely into `generations/<gen>` (or
+    /// a directory `check` created).
     func fetchSnapshot(
-        _ manifest: Manifest, over connection: SFTPConnection, into target: String, report: inout RunReport
+        _ manifest: Manifest, over connection: SFTPConnection, into placement: SnapshotPlacement,
+        report: inout RunReport
     ) async -> Step<String> {
         let generation = manifest.generation
         let refuse = { (reason: String) in
@@ -315,7 +369,8 @@ public struct ClientRun: Sendable {
                 RunResult(outcome: .refused, reason: reason + "; nothing was applied", generation: generation))
         }
         let started = Date()
-        let parent = FileIO.split(target).directory
+        let target = placement.target
+        let parent = placement.scratch
         let download = "\(parent)/.download-\(generation).tar.zst"
         unlink(download)
         let size = manifest.snapshot.size
@@ -337,6 +392,8 @@ public struct ClientRun: Sendable {
                     RunResult(
                         outcome: .failed, reason: "the manifest names a snapshot the server does not serve: \(error)",
                         generation: generation))
+            case .localIO:
+                return .done(.localFailure("the snapshot cannot be stored here: \(error)", generation: generation))
             default:
                 return .done(
                     RunResult(outcome: .unreachable, reason: "the download broke off: \(error)", generation: generation)
@@ -348,9 +405,7 @@ public struct ClientRun: Sendable {
         do {
             digest = try Self.sha256(ofFile: download)
         } catch {
-            return .done(
-                RunResult(
-                    outcome: .failed, reason: "cannot read the downloaded snapshot: \(error)", generation: generation))
+            return .done(.localFailure("cannot read the downloaded snapshot: \(error)", generation: generation))
         }
         guard digest == manifest.snapshot.sha256 else {
             return refuse(
@@ -373,18 +428,28 @@ public struct ClientRun: Sendable {
                     "the snapshot holds \(top.sorted().map(quoted).joined(separator: ", ")) at its top, not tree/ (and secrets/)"
                 )
             }
-            try FileIO.removeTree(target)
-            guard rename(incoming, target) == 0 else {
-                throw FileSystemError("rename", path: "\(incoming) -> \(target)")
+            switch placement {
+            case .generation:
+                try FileIO.removeTree(target)
+                guard rename(incoming, target) == 0 else {
+                    throw FileSystemError("rename", path: "\(incoming) -> \(target)")
+                }
+            case .createdDirectory:
+                for name in top where rename("\(incoming)/\(name)", "\(target)/\(name)") != 0 {
+                    throw FileSystemError("rename", path: "\(incoming)/\(name) -> \(target)/\(name)")
+                }
+                guard rmdir(incoming) == 0 else { throw FileSystemError("rmdir", path: incoming) }
             }
             log.phase("extracted \(summary.files) files (\(summary.bytes) bytes) into \(target)")
         } catch let error as ArchiveError {
             try? FileIO.removeTree(incoming)
+            if error.code == .system, let number = error.systemError, RunResult.isLocalFailure(errno: number) {
+                return .done(.localFailure("cannot extract the snapshot: \(error)", generation: generation))
+            }
             return refuse("the snapshot was refused while extracting: \(error)")
         } catch {
             try? FileIO.removeTree(incoming)
-            return .done(
-                RunResult(outcome: .failed, reason: "cannot extract the snapshot: \(error)", generation: generation))
+            return .done(.localFailure("cannot extract the snapshot: \(error)", generation: generation))
         }
         return .next(target)
     }
@@ -404,12 +469,14 @@ public struct ClientRun: Sendable {
         let system = NixSystem(profile: configuration.profile, log: log)
         let built: String
         let previous: NixSystem.Generation?
-        let made: NixSystem.Generation
+        // Nil for `test`, which like `nixos-rebuild test` leaves the profile (and so the boot default) alone.
+        let made: NixSystem.Generation?
         do throws(NixSystem.Failure) {
             do {
                 try secrets.take(from: generationDirectory, generation: generation)
             } catch {
-                throw NixSystem.Failure(step: "secrets", reason: error.description, exitCode: nil)
+                throw NixSystem.Failure(
+                    step: "secrets", reason: error.description, exitCode: nil, systemError: error.systemError)
             }
             let buildStarted = Date()
             defer { attempt.report?.durations.build = Date().timeIntervalSince(buildStarted) }
@@ -441,18 +508,22 @@ public struct ClientRun: Sendable {
             attempt.report?.targetSystem = built
             log.phase("built \(built)")
             previous = try system.currentGeneration()
-            made = try await system.setProfile(to: built)
-            attempt.report?.profileGeneration = made.number
+            made = operation == Operation.test.rawValue ? nil : try await system.setProfile(to: built)
+            attempt.report?.profileGeneration = made?.number
         } catch {
             return failed(manifest, error, &attempt)
         }
 
         let pending = PendingActivation(
             generation: generation, contentDigest: manifest.contentDigest, sourceCommit: manifest.sourceCommit,
-            operation: operation, system: built, madeProfileGeneration: made.number,
-            previousProfileGeneration: previous?.number, previousSystem: previous?.system,
+            operation: operation, system: built, madeProfileGeneration: made?.number,
+            previousProfileGeneration: made == nil ? nil : previous?.number,
+            // What a rollback activates again: for `test`, what ran before (the last system applied, which a
+            // `test` left out of the profile), else the profile's previous generation.
+            previousSystem: made == nil ? attempt.state.applied?.system ?? previous?.system : previous?.system,
             previousGeneration: attempt.state.applied?.generation,
             deadline: Date().timeIntervalSince1970 + Double(configuration.rollback.confirmTimeoutSeconds),
+            snapshotSHA256: manifest.snapshot.sha256,
             startedAt: UTCTime.iso(Date()), pid: getpid())
         let live = operation != Operation.boot.rawValue
         let activationStarted = Date()
@@ -461,11 +532,15 @@ public struct ClientRun: Sendable {
                 try secrets.activate(generation: generation)
                 if live { try pending.save(stateDirectory: stateDirectory) }
             } catch {
-                throw NixSystem.Failure(step: "activation", reason: error.description, exitCode: nil)
+                throw NixSystem.Failure(
+                    step: "activation", reason: error.description, exitCode: nil, systemError: error.systemError)
             }
             let first = live ? Operation.test.rawValue : operation
             log.phase(
-                "profile \(configuration.profile) is at generation \(made.number); running switch-to-configuration \(first)"
+                made.map {
+                    "profile \(configuration.profile) is at generation \($0.number); running switch-to-configuration \(first)"
+                }
+                    ?? "operation test: the profile \(configuration.profile) and the boot default stay as they are; running switch-to-configuration test"
             )
             try await system.activate(built, operation: first)
             attempt.report?.exitCodes.activation = 0
@@ -499,6 +574,12 @@ public struct ClientRun: Sendable {
         report.targetSystem = pending.system
         report.profileGeneration = pending.madeProfileGeneration
         attempt.report = report
+        // The interrupted run verified this generation's manifest but was killed before it could record so:
+        // record it now, so that `fleet-client status` does not show an older generation as seen than applied.
+        if let sha256 = pending.snapshotSHA256, pending.generation > attempt.state.lastSeen?.generation ?? 0 {
+            attempt.state.lastSeen = ClientState.Seen(
+                generation: pending.generation, contentDigest: pending.contentDigest, snapshotSHA256: sha256)
+        }
         let result: RunResult
         if let running = try? FileIO.readLink(configuration.reboot.currentSystem), running != pending.system {
             let reason =
@@ -515,7 +596,16 @@ public struct ClientRun: Sendable {
                 outcome: .rolledBack, reason: "generation \(pending.generation) was rolled back: \(reason)",
                 generation: pending.generation)
         } else {
-            result = await confirmOrRollBack(pending, &attempt)
+            // A fresh window, never the remainder of the old one: the old one may be over (the run was killed
+            // long ago), and its remainder would give the server and the health checks no time at all.
+            var resumed = pending
+            let window = configuration.rollback.confirmTimeoutSeconds
+            resumed.deadline = Date().timeIntervalSince1970 + Double(window)
+            log.phase(
+                "a fresh confirmation window of \(window) s (the interrupted run's ended at \(UTCTime.iso(Date(timeIntervalSince1970: pending.deadline))))"
+            )
+            do { try resumed.save(stateDirectory: stateDirectory) } catch { log.phase("\(error)") }
+            result = await confirmOrRollBack(resumed, &attempt)
         }
         await reportOverNewConnection(result, &attempt, endpoint: endpoint)
         return result
@@ -568,7 +658,14 @@ public struct ClientRun: Sendable {
             generation: pending.generation)
     }
 
+    /// A failed generation, not tried again until a newer one is published; unless this machine is what failed
+    /// (a full or unwritable state directory while installing secrets or writing the journal), which is a local
+    /// failure: the generation itself is fine, and the next run tries it again.
     private func failed(_ manifest: Manifest, _ failure: NixSystem.Failure, _ attempt: inout Attempt) -> RunResult {
+        if let number = failure.systemError, RunResult.isLocalFailure(errno: number) {
+            return .localFailure(
+                "generation \(manifest.generation): \(failure.description)", generation: manifest.generation)
+        }
         attempt.state.failed = ClientState.Failed(
             generation: manifest.generation, contentDigest: manifest.contentDigest, state: .failed,
             reason: failure.description, at: UTCTime.iso(Date()))
@@ -580,25 +677,28 @@ public struct ClientRun: Sendable {
     }
 
     /// Puts the profile and secrets back as they were before the activation, re-activates the previous system
-    /// (for `switch`, with `switch`, so the boot default is the previous system too), and drops the journal.
+    /// (for `switch`, with `switch`, so the boot default is the previous system too; for `test`, with `test`,
+    /// leaving the profile it never touched), and drops the journal.
     private func undo(_ pending: PendingActivation, secrets: SecretStore, system: NixSystem) async {
-        let previous = pending.previousProfileGeneration.flatMap { number in
-            pending.previousSystem.map { NixSystem.Generation(number: number, system: $0) }
-        }
-        let made = NixSystem.Generation(number: pending.madeProfileGeneration, system: pending.system)
-        do {
-            try await system.restoreProfile(to: previous, removing: made)
-            log.phase(
-                previous.map { "profile set back to generation \($0.number)" }
-                    ?? "profile removed again (there was none before)")
-        } catch {
-            log.phase("could not set the profile back: \(error)")
+        if let madeNumber = pending.madeProfileGeneration {
+            let previous = pending.previousProfileGeneration.flatMap { number in
+                pending.previousSystem.map { NixSystem.Generation(number: number, system: $0) }
+            }
+            let made = NixSystem.Generation(number: madeNumber, system: pending.system)
+            do {
+                try await system.restoreProfile(to: previous, removing: made)
+                log.phase(
+                    previous.map { "profile set back to generation \($0.number)" }
+                        ?? "profile removed again (there was none before)")
+            } catch {
+                log.phase("could not set the profile back: \(error)")
+            }
         }
         secrets.restore(generation: pending.previousGeneration)
-        if let previous {
+        if let previousSystem = pending.previousSystem {
             do {
-                try await system.activate(previous.system, operation: pending.operation)
-                log.phase("re-activated the previous system \(previous.system) (\(pending.operation))")
+                try await system.activate(previousSystem, operation: pending.operation)
+                log.phase("re-activated the previous system \(previousSystem) (\(pending.operation))")
             } catch {
                 log.phase("re-activating the previous system failed: \(error)")
             }

@@ -63,7 +63,10 @@ struct Confirmation {
             return "the server could not be reached over a new SSH connection: \(error)"
         }
         for check in configuration.healthChecks {
-            let timeout = min(Double(check.timeoutSeconds), max(1, deadline.timeIntervalSinceNow))
+            // A check may not outlive the window; when the window is what stops it, the message says so.
+            let remaining = max(1, deadline.timeIntervalSinceNow)
+            let cutByWindow = remaining < Double(check.timeoutSeconds)
+            let timeout = min(Double(check.timeoutSeconds), remaining)
             do {
                 let output = try await Command.run(
                     check.command[0], Array(check.command.dropFirst()), timeout: .milliseconds(Int(timeout * 1000)))
@@ -75,7 +78,14 @@ struct Confirmation {
                     return "health check \(quoted(check.name)) exited with status \(output.exitCode)"
                 }
             } catch {
-                return "health check \(quoted(check.name)) \(error.reason)"
+                guard error.reason.hasPrefix("did not finish") else {
+                    return "health check \(quoted(check.name)) \(error.reason)"
+                }
+                return cutByWindow
+                    ? "health check \(quoted(check.name)) was stopped after \(Int(timeout.rounded())) s, when the "
+                        + "confirmation window ended (its own timeout is \(check.timeoutSeconds) s)"
+                    : "health check \(quoted(check.name)) did not finish within its timeout of "
+                        + "\(check.timeoutSeconds) s and was killed"
             }
         }
         return nil

@@ -13,6 +13,8 @@ struct NixSystem {
         let step: String
         let reason: String
         let exitCode: Int32?
+        /// The `errno` when a system call of this machine failed (a full state directory), not a command.
+        var systemError: Int32? = nil
 
         var description: String { "\(step) failed: \(reason)" }
     }

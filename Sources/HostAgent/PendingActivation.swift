@@ -12,14 +12,19 @@ struct PendingActivation: Codable, Equatable {
     var operation: String
     /// The system activated and waiting for confirmation.
     var system: String
-    /// The profile generation made for it, and the one to go back to (nil when there was none).
-    var madeProfileGeneration: Int
+    /// The profile generation made for it (nil for `test`, which makes none), and the one to go back to (nil
+    /// when there was none, or none was made).
+    var madeProfileGeneration: Int?
     var previousProfileGeneration: Int?
+    /// The system a rollback activates again.
     var previousSystem: String?
     /// The generation applied before (its secrets are restored on rollback).
     var previousGeneration: UInt64?
     /// Seconds since 1970: the end of the confirmation window.
     var deadline: Double
+    /// The verified manifest's snapshot hash, so that a resuming run can record the generation as seen (nil in
+    /// journals written before it was kept).
+    var snapshotSHA256: String?
     var startedAt: String
     /// The run that wrote it, for whoever reads the journal by hand.
     var pid: Int32
@@ -46,7 +51,9 @@ struct PendingActivation: Codable, Equatable {
             try FileIO.writeAtomically(
                 Array(try encoder.encode(self)) + [0x0a], to: stateDirectory + "/" + Self.fileName, mode: 0o600)
         } catch {
-            throw ClientError("cannot write the activation journal in \(stateDirectory): \(error)")
+            throw ClientError(
+                "cannot write the activation journal in \(stateDirectory): \(error)",
+                systemError: (error as? FileSystemError)?.errno)
         }
     }
 

@@ -1,3 +1,4 @@
+import FleetFiles
 import FleetProtocol
 import Foundation
 import Synchronization
@@ -31,10 +32,11 @@ public final class RunLog: Sendable {
         self.echo = echo
     }
 
-    /// A log that echoes to standard error: the journal under systemd, or the terminal.
+    /// A log that echoes to standard error: the journal under systemd, or the terminal, or the page that
+    /// started the run; once that reader is gone, lines still go to the log that is uploaded.
     public convenience init(host: String, limit: Int) {
         self.init(host: host, limit: limit, isTerminal: isatty(2) == 1) { line in
-            FileHandle.standardError.write(Data(line.utf8))
+            FileIO.writeToStream(2, line)
         }
     }
 

@@ -29,7 +29,9 @@ struct SecretStore {
             }
             try lockDown(target)
         } catch {
-            throw ClientError("cannot install the secrets of generation \(generation) into \(target): \(error)")
+            throw ClientError(
+                "cannot install the secrets of generation \(generation) into \(target): \(error)",
+                systemError: (error as? FileSystemError)?.errno)
         }
     }
 
@@ -38,7 +40,8 @@ struct SecretStore {
         do {
             try pointLink(at: "secrets.d/\(generation)")
         } catch {
-            throw ClientError("cannot point \(link) at the secrets of generation \(generation): \(error)")
+            throw ClientError(
+                "cannot point \(link) at the secrets of generation \(generation): \(error)", systemError: error.errno)
         }
     }
 

@@ -94,6 +94,7 @@ public struct FleetConfiguration: Sendable {
             snapshotGraceSeconds: reader.integer(
                 serverTable, "snapshot_grace_seconds", in: "[server]", range: 0...(365 * 86400)) ?? 3600,
             userPrefix: reader.string(serverTable, "user_prefix", in: "[server]") ?? "fleet-")
+        if let why = ServerAddress.problem(server.address) { reader.problem("[server] key \"address\": \(why)") }
         for (key, path) in [("chroot_root", server.chrootRoot), ("state_dir", server.stateDirectory)] {
             if let problem = Server.problem(withPath: path) { reader.problem("[server] key \"\(key)\": \(problem)") }
         }

@@ -86,8 +86,11 @@ public final class RunSupervisor: Sendable {
 
     private func execute(_ id: Int) async {
         do {
+            // Its own session: stopping the page (SIGTERM to it or its group) must not stop a run that may be
+            // inside its confirmation window; the run ignores the pipe the page leaves closed (see
+            // FleetClientCommand.main).
             let status = try await Command.streamingStandardError(
-                executable, arguments, environment: environment
+                executable, arguments, environment: environment, ownSession: true
             ) { line in
                 self.append(line, to: id)
             }

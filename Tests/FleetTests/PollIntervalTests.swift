@@ -122,7 +122,12 @@ struct PollIntervalTests {
         #expect(liar.warnings.contains { $0.contains("pollIntervalSeconds 10000000 is outside 60…604800") })
 
         // The newest word wins: a report saying 3600 after the 300 s heartbeat.
-        try review.plantReport("fast", 1) { $0.pollIntervalSeconds = 3600 }
+        try review.plantReport("fast", 1) {
+            $0.pollIntervalSeconds = 3600
+            // Written after the heartbeat (02:00), as a real host's next report is.
+            $0.startedAt = "2026-11-22T02:10:00Z"
+            $0.finishedAt = "2026-11-22T02:10:30Z"
+        }
         let later = try await review.refresh()
         #expect(try review.status(later, "fast").state == .upToDate)
         #expect(try review.status(later, "fast").pollIntervalSeconds == 3600)

@@ -1,0 +1,139 @@
+import CommandRunner
+import FleetFiles
+import FleetProtocol
+import FleetReview
+import FleetTestSupport
+import Foundation
+import HostAgent
+import Testing
+
+/// A host whose own disk stops the run: a real tmpfs with a size limit as the state directory, which fills.
+extension ClientRunTests {
+    static let localFailure = RunOutcome.localFailure.exitStatus
+
+    @Test func aFullOrReadOnlyStateDirectoryIsALocalFailureThatFailsTheUnitAndIsTriedAgain() async throws {
+        let fleet = try await ClientFleet.start(hosts: ["alpha"])
+        defer { fleet.stop() }
+        let state = fleet.stateDirectory("alpha")
+        try FileIO.createDirectories(state, mode: 0o755)
+        let mount = try TestCommand.run("/bin/mount", ["-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", state])
+        try #require(mount.succeeded, "\(mount.standardError)")
+        defer { _ = try? TestCommand.run("/bin/umount", [state]) }
+        #expect(try await fleet.client("alpha").exitCode == Self.applied)
+        let good = try #require(try fleet.profileGeneration("alpha"))
+
+        // Generation 2 holds 4 MiB of zeros: a tiny download, too big to extract on 1 MiB.
+        let padding = fleet.fixture.repository + "/hosts/alpha/padding.bin"
+        #expect(FileManager.default.createFile(atPath: padding, contents: Data(count: 4 << 20)))
+        try await fleet.publish()
+        var output = try await fleet.client("alpha")
+        #expect(output.exitCode == Self.localFailure, "\(output.standardError)")
+        #expect(output.standardError.contains("local-failure: cannot extract the snapshot"), "\(output.standardError)")
+        #expect(output.standardError.contains("No space left on device"))
+        #expect(output.standardError.contains("a problem on this host"))
+        var report = try #require(try fleet.lastReport("alpha"))
+        #expect(report.state == .localFailure && report.generation == 2, "\(report)")
+        #expect(report.reason?.contains("No space left on device") == true)
+        var current = try fleet.state("alpha")
+        #expect(current.applied?.generation == 1 && current.failed == nil, "not given up: tried again next time")
+        #expect(try fleet.profileGeneration("alpha")?.system == good.system)
+        #expect(try FileIO.listDirectory(state + "/generations").sorted() == ["1"], "nothing half-extracted is left")
+
+        let rows = try await status(fleet)
+        let alpha = try #require(rows["alpha"])
+        #expect(alpha.lastResult == "local-failure" && alpha.state == .failed && alpha.failedGeneration == 2)
+        #expect(alpha.reason?.hasPrefix("local failure on the host: ") == true, "\(alpha.reason ?? "")")
+        #expect(alpha.appliedGeneration == 1)
+
+        // Generation 3 holds 2 MiB of random bytes: the download itself does not fit. Not "unreachable".
+        var random = [UInt8](repeating: 0, count: 2 << 20)
+        for index in random.indices { random[index] = UInt8.random(in: 0...255) }
+        #expect(FileManager.default.createFile(atPath: padding, contents: Data(random)))
+        try await fleet.publish()
+        output = try await fleet.client("alpha")
+        #expect(output.exitCode == Self.localFailure, "\(output.standardError)")
+        #expect(output.standardError.contains("the snapshot cannot be stored here"), "\(output.standardError)")
+        #expect(output.standardError.contains("No space left on device"))
+        report = try #require(try fleet.lastReport("alpha"))
+        #expect(report.state == .localFailure && report.generation == 3)
+        #expect(try FileIO.listDirectory(state + "/generations").sorted() == ["1"])
+
+        // A state directory that cannot be written at all.
+        #expect(try TestCommand.run("/bin/mount", ["-o", "remount,ro", state]).succeeded)
+        output = try await fleet.client("alpha")
+        #expect(output.exitCode == Self.localFailure, "\(output.standardError)")
+        #expect(output.standardError.contains("Read-only file system"), "\(output.standardError)")
+        #expect(output.standardError.contains("local-failure: cannot prepare the state directory"))
+
+        // Room again: the next run applies the newest generation, and nothing was lost on the way.
+        #expect(try TestCommand.run("/bin/mount", ["-o", "remount,rw,size=64m", state]).succeeded)
+        output = try await fleet.client("alpha")
+        #expect(output.exitCode == Self.applied, "\(output.standardError)")
+        current = try fleet.state("alpha")
+        #expect(current.applied?.generation == 3 && current.failed == nil)
+        #expect(try fleet.lastReport("alpha")?.state == .applied)
+
+        // The units fail on it (only applied, unreachable and locked are successes besides 0).
+        #expect(!SystemdUnits.successExitStatuses.contains(Self.localFailure))
+    }
+
+    /// The state directory fills while the system builds (its builder fills it, as anything else on the
+    /// machine could): writing the activation journal fails with ENOSPC. Before, that was a failed generation,
+    /// never tried again; it is a local failure, undone, and the next run applies the same generation.
+    @Test func aStateDirectoryThatFillsDuringTheBuildIsALocalFailureNotAFailedGeneration() async throws {
+        let fleet = try await ClientFleet.start(hosts: ["alpha"])
+        defer { fleet.stop() }
+        let state = fleet.stateDirectory("alpha")
+        try FileIO.createDirectories(state, mode: 0o755)
+        let mount = try TestCommand.run("/bin/mount", ["-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", state])
+        try #require(mount.succeeded, "\(mount.standardError)")
+        defer { _ = try? TestCommand.run("/bin/umount", [state]) }
+        #expect(try await fleet.client("alpha").exitCode == Self.applied)
+        let good = try #require(try fleet.profileGeneration("alpha"))
+
+        let filler = state + "/filler"
+        try fleet.fixture.write(
+            "hosts/alpha/flake.nix",
+            """
+            {
+              outputs = { self }: {
+                nixosConfigurations.alpha.config.system.build.toplevel = derivation {
+                  name = "nixos-system-alpha-filling";
+                  system = "x86_64-linux";
+                  builder = "/bin/sh";
+                  nonce = "\(UUID().uuidString)";
+                  args = [ "-c" ''
+                    /bin/dd if=/dev/zero of=\(filler) bs=4k 2>/dev/null || true
+                    /bin/mkdir -p $out/bin
+                    switch=$out/bin/switch-to-configuration
+                    printf '#!/bin/sh\\necho "$1 alpha '$out'" >> "$FLEET_ACTIVATION_LOG"\\n' > $switch
+                    /bin/chmod +x $switch
+                  '' ];
+                };
+              };
+            }
+
+            """)
+        try await fleet.publish()
+        var output = try await fleet.client("alpha")
+        #expect(output.exitCode == Self.localFailure, "\(output.standardError)")
+        #expect(output.standardError.contains("cannot write the activation journal"), "\(output.standardError)")
+        #expect(output.standardError.contains("No space left on device"))
+        var current = try fleet.state("alpha")
+        #expect(current.applied?.generation == 1 && current.failed == nil, "\(current)")
+        #expect(try fleet.profileGeneration("alpha")?.system == good.system, "the profile was set back")
+        #expect(try FileStatus.of(state + "/pending.json") == nil)
+        #expect(
+            !fleet.activations("alpha").contains { $0.contains("filling") },
+            "the new system was never activated: \(fleet.activations("alpha"))")
+        let report = try #require(try fleet.lastReport("alpha"))
+        #expect(report.state == .localFailure && report.generation == 2, "\(report)")
+
+        // Space again: the same generation is applied (the build is in the store now, so nothing fills).
+        unlink(filler)
+        output = try await fleet.client("alpha")
+        #expect(output.exitCode == Self.applied, "\(output.standardError)")
+        current = try fleet.state("alpha")
+        #expect(current.applied?.generation == 2 && current.failed == nil)
+    }
+}
