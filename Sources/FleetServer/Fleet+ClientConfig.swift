@@ -54,6 +54,10 @@ extension Fleet {
                 throw ValidationError("--host-key-file is the old spelling of --host-public-key: give one")
             }
             if let port, !(1...65535).contains(port) { throw ValidationError("--port must be in 1...65535") }
+            // What client.toml would refuse at load on the host is refused here, by its flag.
+            if let serverAddress, let problem = ServerAddress.problem(serverAddress) {
+                throw ValidationError("--server-address: \(problem)")
+            }
         }
 
         func run() async throws {

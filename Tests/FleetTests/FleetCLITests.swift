@@ -190,6 +190,14 @@ extension FleetCLITests {
             #expect(client.server.hostKey == (try SSHPublicKey(key.publicKeyLine)))
             #expect(client.server.address == "fleet.example.org" && client.server.port == 2222)
         }
+        // An address the host's client.toml would refuse at load is refused here, by its flag.
+        for hostile in ["fleet.example.org\nidentity_file = \"/x\"", "-oProxyCommand=x", "[::1]", "a b"] {
+            output = try await fixture.fleet([
+                "client-config", "a", "--server-address", hostile, "--host-public-key", key.privateKeyPath + ".pub",
+            ])
+            #expect(output.exitCode == 64 && output.standardOutput.isEmpty, "\(hostile)")
+            #expect(output.standardError.contains("--server-address"), "\(output.standardError)")
+        }
     }
 }
 
