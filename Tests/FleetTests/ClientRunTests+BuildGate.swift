@@ -106,50 +106,52 @@ extension ClientRunTests {
         #expect(output.standardOutput.contains("closure: \(published) -> /nix/store/"), "\(output.standardOutput)")
     }
 
+    /// The host is named for this test alone: its system is removed from the Nix store, which must not be one
+    /// that another suite running at the same time holds (as every suite's "alpha" would be).
     @Test func aCachedHostAppliesWithoutEvaluatingAndEachCacheHoldsOnlyItsHost() async throws {
-        let fleet = try await ClientFleet.start(hosts: ["alpha", "beta"]) { fixture in
+        let fleet = try await ClientFleet.start(hosts: ["cached", "beta"]) { fixture in
             try fixture.write(
                 "fleet.toml",
                 try String(contentsOfFile: fixture.repository + "/fleet.toml", encoding: .utf8)
                     + "\n[defaults]\ncache = true\n")
         }
         defer { fleet.stop() }
-        let alpha = try fleet.manifest("alpha")
+        let alpha = try fleet.manifest("cached")
         let toplevel = try #require(alpha.toplevel)
         #expect(alpha.hasCache)
-        let alphaCache = BinaryCache(directory: try fleet.layout("alpha").cache).storePathHashes()
+        let alphaCache = BinaryCache(directory: try fleet.layout("cached").cache).storePathHashes()
         let betaCache = BinaryCache(directory: try fleet.layout("beta").cache).storePathHashes()
         #expect(alphaCache.contains(String(toplevel.dropFirst("/nix/store/".count).prefix(32))))
         #expect(alphaCache.isDisjoint(with: betaCache), "beta's cache holds none of alpha's paths")
         let narinfo = try String(
-            contentsOfFile: try fleet.layout("alpha").cache + "/" + toplevel.dropFirst(11).prefix(32) + ".narinfo",
+            contentsOfFile: try fleet.layout("cached").cache + "/" + toplevel.dropFirst(11).prefix(32) + ".narinfo",
             encoding: .utf8)
         #expect(narinfo.contains("Sig: test-fleet-1:"), "signed with the fleet key")
 
         // The host does not have the system: it must come from the cache, since nothing is evaluated.
         try Self.forget(toplevel, fleet: fleet)
-        let output = try await fleet.client("alpha")
+        let output = try await fleet.client("cached")
         #expect(output.exitCode == Self.applied, "\(output.standardError)")
         #expect(output.standardError.contains("substituting \(toplevel) from the fleet's binary cache"))
         #expect(!output.standardError.contains("building nixosConfigurations"))
-        let report = try #require(try fleet.lastReport("alpha"))
-        let log = String(decoding: try FileIO.read(try fleet.layout("alpha").logs + "/" + report.log!), as: UTF8.self)
+        let report = try #require(try fleet.lastReport("cached"))
+        let log = String(decoding: try FileIO.read(try fleet.layout("cached").logs + "/" + report.log!), as: UTF8.self)
         #expect(!log.contains(" build path:") && log.contains("nix-store --realise"))
-        #expect(try fleet.state("alpha").applied?.system == toplevel)
+        #expect(try fleet.state("cached").applied?.system == toplevel)
         #expect(try FileStatus.of(toplevel) != nil)
-        #expect(FileManager.default.fileExists(atPath: fleet.stateDirectory("alpha") + "/cache/nix-cache-info"))
+        #expect(FileManager.default.fileExists(atPath: fleet.stateDirectory("cached") + "/cache/nix-cache-info"))
     }
 
     @Test func aCacheWithABadSignatureIsRefusedAndNothingIsBuilt() async throws {
-        let fleet = try await ClientFleet.start(hosts: ["alpha"]) { fixture in
+        let fleet = try await ClientFleet.start(hosts: ["forged"]) { fixture in
             try fixture.write(
                 "fleet.toml",
                 try String(contentsOfFile: fixture.repository + "/fleet.toml", encoding: .utf8)
                     + "\n[defaults]\ncache = true\n")
         }
         defer { fleet.stop() }
-        let toplevel = try #require(try fleet.manifest("alpha").toplevel)
-        let narinfo = try fleet.layout("alpha").cache + "/" + toplevel.dropFirst(11).prefix(32) + ".narinfo"
+        let toplevel = try #require(try fleet.manifest("forged").toplevel)
+        let narinfo = try fleet.layout("forged").cache + "/" + toplevel.dropFirst(11).prefix(32) + ".narinfo"
         let stranger = try SigningKey(generatingWithName: "stranger-1")
         let forged =
             try String(contentsOfFile: narinfo, encoding: .utf8).split(separator: "\n").map { line in
@@ -158,12 +160,12 @@ extension ClientRunTests {
         try FileIO.writeAtomically(Array(forged.utf8), to: narinfo, mode: 0o644)
         try Self.forget(toplevel, fleet: fleet)
 
-        let output = try await fleet.client("alpha")
+        let output = try await fleet.client("forged")
         #expect(output.exitCode == Self.failed, "\(output.standardError)")
         #expect(output.standardError.contains("substitution failed"))
         #expect(try FileStatus.of(toplevel) == nil, "neither substituted nor built")
-        #expect(fleet.activations("alpha").isEmpty)
-        #expect(try fleet.profileGeneration("alpha") == nil)
+        #expect(fleet.activations("forged").isEmpty)
+        #expect(try fleet.profileGeneration("forged") == nil)
     }
 
     @Test func cacheFilesNoPublishedGenerationNeedsAreCollected() async throws {
