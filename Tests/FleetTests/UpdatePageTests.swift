@@ -65,32 +65,24 @@ struct UpdatePageTests {
 
     // MARK: - Refusals: Host and Origin
 
+    /// The whole matrix of Hosts, Origins and Referers is RequestPolicyTests' (in memory); here the server is
+    /// shown to apply the policy on every route, answer in plain text and start nothing.
     @Test func requestsForAnotherHostAreRefusedOnEveryRoute() async throws {
         let page = try await PageFixture.start()
         defer { page.stop() }
-        let port = page.port
-        // DNS rebinding: the attacker's name resolves to 127.0.0.1, so the browser sends it as Host (and, for a
-        // page of that name, as Origin: same origin in the browser's eyes).
-        let foreign = [
-            "evil.example:9999", "evil.example:\(port)", "127.0.0.1:\(port + 1)", "127.0.0.1", "localhost",
-            "[::1]:\(port)", "0.0.0.0:\(port)", "127.0.0.1:\(port).evil.example", "<script>x</script>",
-        ]
-        for host in foreign {
-            for (method, target) in [("GET", "/"), ("GET", "/run"), ("HEAD", "/"), ("POST", "/run")] {
-                let response = try await page.http.request(
-                    method, target, host: host, headers: [("Origin", "http://\(host)"), ("Accept", "application/json")])
-                #expect(response.status == 403, "\(method) \(target) Host \(host)")
-                if method != "HEAD" {
-                    #expect(response.body.contains("DNS rebinding protection"), "\(response.body)")
-                    #expect(response.header("Content-Type") == "text/plain; charset=utf-8")
-                    #expect(!response.body.contains("<script>"), "the Host is not echoed as sent: \(response.body)")
-                }
+        let host = "<script>x</script>"
+        for (method, target) in [("GET", "/"), ("GET", "/run"), ("HEAD", "/"), ("POST", "/run")] {
+            let response = try await page.http.request(
+                method, target, host: host, headers: [("Origin", "http://\(host)"), ("Accept", "application/json")])
+            #expect(response.status == 403, "\(method) \(target) Host \(host)")
+            if method != "HEAD" {
+                #expect(response.body.contains("DNS rebinding protection"), "\(response.body)")
+                #expect(response.header("Content-Type") == "text/plain; charset=utf-8")
+                #expect(!response.body.contains("<script>"), "the Host is not echoed as sent: \(response.body)")
             }
         }
         let missing = try await page.http.get("/", host: nil)
         #expect(missing.status == 400 && missing.body.contains("A Host header is required"))
-        let twice = try await page.http.get("/", headers: [("Host", "evil.example")])
-        #expect(twice.status == 400 && twice.body.contains("Exactly one Host header"))
         let old = try await page.http.exchange("GET / HTTP/1.0\r\n\r\n")
         #expect(old.status == 400, "HTTP/1.0 without Host")
 
@@ -100,29 +92,10 @@ struct UpdatePageTests {
     @Test func crossOriginRequestsAndPressesAreRefused() async throws {
         let page = try await PageFixture.start()
         defer { page.stop() }
-        let port = page.port
-        let origins = [
-            "http://evil.example", "null", "http://127.0.0.1:\(port + 1)", "https://127.0.0.1:\(port)",
-            "http://localhost:\(port)", "http://127.0.0.1:\(port).evil.example", "http://127.0.0.1", "file://",
-        ]
-        for origin in origins {
-            let press = try await page.http.press(origin: origin)
-            #expect(press.status == 403, "POST with Origin \(origin)")
-            #expect(press.body.contains("Cross-origin request refused: Origin"), "\(press.body)")
-            // Reading the state cross-origin is refused as well.
-            let read = try await page.http.get("/run", headers: [("Origin", origin)])
-            #expect(read.status == 403, "GET /run with Origin \(origin)")
-            #expect(read.header("Access-Control-Allow-Origin") == nil)
-        }
-        // A press with a foreign Referer and no Origin.
-        let referred = try await page.http.request("POST", "/run", headers: [("Referer", "http://evil.example/page")])
-        #expect(referred.status == 403 && referred.body.contains("Cross-origin press refused: Referer"))
-        let lookalike = try await page.http.request(
-            "POST", "/run", headers: [("Referer", "http://127.0.0.1:\(port).evil.example/")])
-        #expect(lookalike.status == 403)
-        // Two Origins: refused whatever they say.
-        let both = try await page.http.press(headers: [("Origin", "http://evil.example")])
-        #expect(both.status == 400 && both.body.contains("Exactly one Origin"))
+        let press = try await page.http.press(origin: "http://evil.example")
+        #expect(press.status == 403 && press.body.contains("Cross-origin request refused: Origin"), "\(press.body)")
+        let read = try await page.http.get("/run", headers: [("Origin", "null")])
+        #expect(read.status == 403 && read.header("Access-Control-Allow-Origin") == nil)
         // A CORS preflight gets no CORS answer.
         let preflight = try await page.http.request(
             "OPTIONS", "/run", headers: [("Origin", "http://evil.example"), ("Access-Control-Request-Method", "POST")])
@@ -280,27 +253,17 @@ struct UpdatePageTests {
 
     // MARK: - Hostile requests
 
+    /// Which methods and paths the policy answers is RequestPolicyTests' (in memory); here the server's 405
+    /// carries its Allow header, and what HTTP itself cannot parse is a 400.
     @Test func unknownMethodsAndPathsAreRefused() async throws {
         let page = try await PageFixture.start()
         defer { page.stop() }
-        for (method, target, allow) in [
-            ("DELETE", "/run", "GET, HEAD, POST"), ("PUT", "/run", "GET, HEAD, POST"), ("PATCH", "/", "GET, HEAD"),
-            ("POST", "/", "GET, HEAD"), ("TRACE", "/", "GET, HEAD"), ("OPTIONS", "/", "GET, HEAD"),
-        ] {
-            let response = try await page.http.request(
-                method, target, headers: [("Origin", "http://127.0.0.1:\(page.port)")])
-            #expect(response.status == 405, "\(method) \(target)")
-            #expect(response.header("Allow") == allow)
-        }
+        let response = try await page.http.request(
+            "DELETE", "/run", headers: [("Origin", "http://127.0.0.1:\(page.port)")])
+        #expect(response.status == 405 && response.header("Allow") == "GET, HEAD, POST")
+        #expect(try await page.http.get("/../run").status == 404)
         let brew = try await page.http.request("BREW", "/run")
         #expect([400, 405].contains(brew.status), "an unknown method: \(brew.status)")
-        for target in [
-            "/etc/passwd", "/../run", "/run/", "/run?x=1", "//run", "/%72un", "/index.html", "/favicon.ico",
-            "http://127.0.0.1:\(page.port)/", "*",
-        ] {
-            let response = try await page.http.get(target)
-            #expect(response.status == 404, "\(target)")
-        }
         let long = try await page.http.get("/" + String(repeating: "a", count: 300))
         #expect(long.status == 414)
         for garbage in [
