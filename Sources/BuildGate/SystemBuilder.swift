@@ -12,8 +12,6 @@ import NixKit
 /// unchanged), `result-<digest>` (the out-link, a GC root for the built system), `<time>-<digest>.log`.
 public struct SystemBuilder: Sendable {
     public let stateDirectory: String
-    /// Logs longer than this keep their start and end.
-    public var logLimit = 4 << 20
     /// Staged trees, results and logs kept per host besides the newest.
     public var keep = 3
 
@@ -97,20 +95,20 @@ public struct SystemBuilder: Sendable {
             return result
         }
         let commandLine = ([executable] + arguments).joined(separator: " ")
+        // Nix writes straight into the log as it builds: a build that logs megabytes is still a success.
+        writeLog(log, "$ \(commandLine)\n")
         do {
-            let output = try await Command.run(executable, arguments, outputLimit: logLimit)
-            writeLog(
-                log,
-                "$ \(commandLine)\n\(output.standardOutput)\(output.standardError)\n(exit status \(output.exitCode))\n")
-            if output.succeeded, let toplevel = try? FileIO.readLink(outLink), toplevel.hasPrefix("/nix/store/") {
+            let status = try await Command.run(executable, arguments, appendingOutputTo: log)
+            writeLog(log, "(exit status \(status))\n", appending: true)
+            if status == 0, let toplevel = try? FileIO.readLink(outLink), toplevel.hasPrefix("/nix/store/") {
                 result.status = .built
                 result.toplevel = toplevel
             } else {
                 result.reason =
-                    "\(executable) exited with status \(output.exitCode)" + Nix.cause(ofFailure: output.standardError)
+                    "\(executable) exited with status \(status)" + Nix.cause(ofFailure: Command.tail(ofFile: log))
             }
         } catch {
-            writeLog(log, "$ \(commandLine)\n\(error)\n")
+            writeLog(log, "\(error)\n", appending: true)
             result.reason = "\(error)"
         }
         result.seconds = Date().timeIntervalSince(started)
@@ -136,15 +134,13 @@ public struct SystemBuilder: Sendable {
         try FileIO.writeAtomically([], to: marker, mode: 0o644)
     }
 
-    private func writeLog(_ path: String, _ text: String) {
-        var bytes = Array(text.utf8)
-        if bytes.count > logLimit {
-            let cut = bytes.count - logLimit
-            bytes =
-                Array(bytes.prefix(logLimit / 4)) + Array("\n[fleet: \(cut) bytes cut here]\n".utf8)
-                + Array(bytes.suffix(logLimit - logLimit / 4))
+    /// Starts the log (or, `appending`, adds to it): fleet's own lines around what Nix writes into it.
+    private func writeLog(_ path: String, _ text: String, appending: Bool = false) {
+        if appending {
+            try? FileIO.append(Array(text.utf8), to: path)
+        } else {
+            try? FileIO.writeAtomically(Array(text.utf8), to: path, mode: 0o600)
         }
-        try? FileIO.writeAtomically(bytes, to: path, mode: 0o600)
     }
 
     /// Keeps the newest `keep` staged trees, results and logs (by modification time).

@@ -34,6 +34,41 @@ extension ClientRunTests {
         return (output.exitCode, rows ?? [])
     }
 
+    /// A real NixOS build logs megabytes. Nix's output goes into the build log as it comes: no size makes a
+    /// build that succeeded fail (it was "output exceeded the limit" past 4 MiB), and the log keeps all of it.
+    @Test func aBuildThatLogsMegabytesStillBuildsAndItsLogKeepsEverything() async throws {
+        let fixture = try Self.toyFleet(["chatty"], extraToml: "[defaults]\nbuild = true")
+        defer { fixture.remove() }
+        try fixture.write(
+            "hosts/chatty/flake.nix",
+            """
+            {
+              outputs = { self }: {
+                nixosConfigurations.chatty.config.system.build.toplevel = derivation {
+                  name = "nixos-system-chatty-toy";
+                  system = "x86_64-linux";
+                  builder = "/bin/sh";
+                  args = [ "-c" ''
+                    /usr/bin/seq 1 150000 | /bin/sed 's/^/a chatty build says line /' >&2
+                    echo "the last line of the chatty build" >&2
+                    /bin/mkdir -p $out/bin
+                    printf '#!/bin/sh\\n' > $out/bin/switch-to-configuration
+                    /bin/chmod +x $out/bin/switch-to-configuration
+                  '' ];
+                };
+              };
+            }
+
+            """)
+        let (status, rows) = try await Self.publishJSON(fixture)
+        #expect(status == 0 && rows.first?["status"] as? String == "published", "\(rows)")
+        let log = try #require(rows.first?["buildLog"] as? String, "\(rows)")
+        let size = try #require(try FileStatus.of(log)).size
+        #expect(size > 5 << 20, "the whole log is kept: \(size) bytes")
+        let tail = String(decoding: try FileIO.read(log, limit: 64 << 20).suffix(4096), as: UTF8.self)
+        #expect(tail.contains("the last line of the chatty build") && tail.contains("(exit status 0)"))
+    }
+
     @Test func aHostThatDoesNotBuildKeepsItsGenerationWhileTheOthersAdvance() async throws {
         let fixture = try Self.toyFleet(["good", "bad"], extraToml: "[defaults]\nbuild = true")
         defer { fixture.remove() }

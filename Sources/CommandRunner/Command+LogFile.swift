@@ -1,0 +1,90 @@
+import Glibc
+import Subprocess
+import SystemPackage
+
+extension Command {
+    /// Runs `executable` with its standard output and error both appended to the file at `logPath` as they
+    /// come, in the order the program writes them, and returns its exit status (128 + the signal when one
+    /// ended it).
+    ///
+    /// Nothing is kept in memory, so no amount of output can make a successful command fail (a NixOS build
+    /// logs megabytes); the file is the whole log. With a `timeout`, the program runs in its own session and,
+    /// when time is up, its whole process group gets SIGTERM, then SIGKILL two seconds later, and this throws
+    /// ``CommandError/Code/timedOut(_:)``.
+    ///
+    /// - Parameter environment: changes to the inherited environment; nil removes a variable.
+    public static func run(
+        _ executable: String, _ arguments: [String], environment: [String: String?] = [:],
+        appendingOutputTo logPath: String, timeout: Duration? = nil
+    ) async throws(CommandError) -> Int32 {
+        let commandLine = ([executable] + arguments).joined(separator: " ")
+        let log: FileDescriptor
+        do {
+            log = try FileDescriptor.open(
+                FilePath(logPath), .writeOnly, options: [.create, .append, .closeOnExec],
+                permissions: [.ownerReadWrite])
+        } catch {
+            throw CommandError(commandLine: commandLine, code: .couldNotStart, underlying: error)
+        }
+        defer { try? log.close() }
+        let program = Self.program(executable)
+        let updates = Self.environmentUpdates(environment)
+        let run = { @Sendable (ownSession: Bool) async throws(CommandError) -> Int32 in
+            try await runLogged(
+                program, arguments, updates: updates, log: log, ownSession: ownSession, commandLine: commandLine)
+        }
+        guard let timeout else { return try await run(false) }
+        let outcome: Result<Int32, CommandError>? = await withTaskGroup(of: Result<Int32, CommandError>?.self) {
+            group in
+            group.addTask {
+                do throws(CommandError) { return .success(try await run(true)) } catch { return .failure(error) }
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+        guard let outcome else { throw CommandError(commandLine: commandLine, code: .timedOut(timeout)) }
+        return try outcome.get()
+    }
+
+    private static func runLogged(
+        _ program: Executable, _ arguments: [String], updates: [Environment.Key: String?], log: FileDescriptor,
+        ownSession: Bool, commandLine: String
+    ) async throws(CommandError) -> Int32 {
+        var options = PlatformOptions()
+        if ownSession {
+            options.createSession = true
+            options.teardownSequence = [
+                .send(signal: .terminate, toProcessGroup: true, allowedDurationToNextStep: .seconds(2)),
+                .send(signal: .kill, toProcessGroup: true, allowedDurationToNextStep: .seconds(1)),
+            ]
+        }
+        do {
+            let result = try await Subprocess.run(
+                program, arguments: Arguments(arguments), environment: .inherit.updating(updates),
+                platformOptions: options, input: .none,
+                output: .fileDescriptor(log, closeAfterSpawningProcess: false),
+                error: .fileDescriptor(log, closeAfterSpawningProcess: false))
+            return Self.exitCode(result.terminationStatus)
+        } catch {
+            throw CommandError(commandLine: commandLine, running: error, outputLimit: 0)
+        }
+    }
+
+    /// The last `bytes` of the file at `path` (at most), as text: the end of a log, where a failure says why.
+    public static func tail(ofFile path: String, bytes: Int = 64 << 10) -> String {
+        guard let file = try? FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec]) else {
+            return ""
+        }
+        defer { try? file.close() }
+        guard let end = try? file.seek(offset: 0, from: .end) else { return "" }
+        let start = max(0, end - Int64(bytes))
+        var buffer = [UInt8](repeating: 0, count: Int(end - start))
+        let read = (try? buffer.withUnsafeMutableBytes { try file.read(fromAbsoluteOffset: start, into: $0) }) ?? 0
+        return String(decoding: buffer.prefix(read), as: UTF8.self)
+    }
+}
