@@ -49,7 +49,7 @@ let package = Package(
         .target(name: "NixKit", dependencies: ["FleetFiles"], swiftSettings: strictSettings),
         .target(
             name: "FleetProtocol",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto"), "TOMLKit", "NixKit"],
+            dependencies: [.product(name: "Crypto", package: "swift-crypto"), "TOMLKit", "NixKit", "FleetFiles"],
             // WallClock.system honours FLEET_TEST_CLOCK_OFFSET_SECONDS in debug builds only (the tests' builds).
             swiftSettings: strictSettings + [.define("FLEET_TEST_CLOCK", .when(configuration: .debug))]
         ),
