@@ -1,4 +1,5 @@
 import ArgumentParser
+import ClientStateStore
 import FleetFiles
 import FleetProtocol
 import Foundation
