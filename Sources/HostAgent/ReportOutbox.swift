@@ -1,5 +1,6 @@
 import ClientStateStore
 import FleetFiles
+import FleetProtocol
 import Foundation
 
 /// `<state_dir>/outbox/`: the reports and logs that could not be uploaded yet, kept for the next contact, when
@@ -48,11 +49,18 @@ struct ReportOutbox {
         }
     }
 
-    /// `log-<time>…` and `report-<time>…` sort by time, the log first.
+    /// `log-<stem>.txt` and `report-<stem>.json` sort by their stem (`<time>[-g<generation>]`), the log first.
+    /// The stem alone, without the extension: with it, `.json` sorted before `.txt` and every report went up
+    /// before the log it names.
     private static func sortKey(_ name: String) -> String {
-        if name.hasPrefix("log-") { return String(name.dropFirst(4)) + "0" }
-        if name.hasPrefix("report-") { return String(name.dropFirst(7)) + "1" }
-        return name
+        let rank: String
+        switch UploadName(name) {
+        case .log: rank = "0"
+        case .report: rank = "1"
+        default: return name
+        }
+        let afterKind = name.drop(while: { $0 != "-" }).dropFirst()
+        return afterKind[..<(afterKind.lastIndex(of: ".") ?? afterKind.endIndex)] + rank
     }
 
     private func trim() {
