@@ -49,7 +49,7 @@ let package = Package(
         .target(name: "NixKit", dependencies: ["FleetFiles"], swiftSettings: strictSettings),
         .target(
             name: "FleetProtocol",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto"), "TOMLKit", "NixKit"],
+            dependencies: [.product(name: "Crypto", package: "swift-crypto"), "TOMLKit", "NixKit", "FleetFiles"],
             // WallClock.system honours FLEET_TEST_CLOCK_OFFSET_SECONDS in debug builds only (the tests' builds).
             swiftSettings: strictSettings + [.define("FLEET_TEST_CLOCK", .when(configuration: .debug))]
         ),
@@ -105,15 +105,21 @@ let package = Package(
         ),
 
         // The host side.
+        // What a host remembers between runs (state.json, last-run.json): read by runs and by the page alike.
+        .target(
+            name: "ClientStateStore", dependencies: ["FleetProtocol", "FleetFiles"], swiftSettings: strictSettings),
         .target(
             name: "HostAgent",
-            dependencies: ["SFTPTransport", "FleetProtocol", "ArchiveKit", "FleetFiles", "CommandRunner", "NixKit"],
+            dependencies: [
+                "ClientStateStore", "SFTPTransport", "FleetProtocol", "ArchiveKit", "FleetFiles", "CommandRunner",
+                "NixKit",
+            ],
             swiftSettings: strictSettings
         ),
         .target(
             name: "UpdatePage",
             dependencies: [
-                "HostAgent", "FleetProtocol", "CommandRunner",
+                "ClientStateStore", "FleetProtocol", "CommandRunner",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -123,7 +129,7 @@ let package = Package(
         .executableTarget(
             name: "FleetClient",
             dependencies: [
-                "HostAgent", "UpdatePage", "FleetProtocol", "FleetFiles",
+                "HostAgent", "ClientStateStore", "UpdatePage", "FleetProtocol", "FleetFiles",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings
@@ -140,7 +146,8 @@ let package = Package(
             dependencies: [
                 "FleetTestSupport", "Inventory", "ServerStore", "ChrootSync", "ServerSetup", "FleetProtocol",
                 "ArchiveKit",
-                "SQLiteKit", "FleetFiles", "CommandRunner", "NixKit", "HostAgent", "BuildGate", "UpdatePage",
+                "SQLiteKit", "FleetFiles", "CommandRunner", "NixKit", "HostAgent", "ClientStateStore", "BuildGate",
+                "UpdatePage",
                 "FleetHooks",
                 "FleetReview",
             ],

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ClientStateStore
 import FleetFiles
 import FleetProtocol
 import Foundation
@@ -66,6 +67,8 @@ extension FleetClientCommand {
                     binary: executable, configuration: config.path, intervalSeconds: intervalSeconds,
                     randomizedDelay: randomizedDelay)
             } catch {
+                // What it refuses are the values of flags (--binary, --config, --randomized-delay): client.toml's
+                // poll_interval_seconds was range-checked when it loaded, and the default is in range.
                 throw ValidationError(error.description)
             }
             if !FileManager.default.isExecutableFile(atPath: executable) {
@@ -78,12 +81,9 @@ extension FleetClientCommand {
                 }
                 return
             }
-            let installed: [SystemdUnits.Installed]
-            do {
-                installed = try units.install(into: directory)
-            } catch let error as ClientError {
-                throw ValidationError(error.description)
-            }
+            // What stops an install here is this machine (a missing directory, a masked unit, a failed write):
+            // exit status 1 with the reason, without the usage line the arguments do not deserve.
+            let installed = try units.install(into: directory)
             for unit in installed { print("\(unit.status == .written ? "wrote    " : "unchanged") \(unit.path)") }
             if installed.contains(where: { $0.status == .written }) {
                 print(

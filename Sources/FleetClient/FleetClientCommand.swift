@@ -1,4 +1,5 @@
 import ArgumentParser
+import ClientStateStore
 import FleetFiles
 import FleetProtocol
 import Foundation
@@ -207,7 +208,7 @@ extension FleetClientCommand {
                 throw refuse("it is for host \(manifest.host), not \(expected)")
             }
             if checkSnapshot {
-                let expectedPath = "/snapshots/\(manifest.generation).tar.zst"
+                let expectedPath = ChrootPaths.snapshot(manifest.generation)
                 guard manifest.snapshot.path == expectedPath else {
                     throw refuse("it names the snapshot \(quoted(manifest.snapshot.path)), not \(expectedPath)")
                 }
@@ -221,7 +222,7 @@ extension FleetClientCommand {
                         "its snapshot \(snapshot) has \(status.size) bytes, and the manifest says \(manifest.snapshot.size)"
                     )
                 }
-                guard let digest = Self.sha256(ofFile: snapshot) else {
+                guard let digest = try? SHA256Hasher.hex(ofFile: snapshot) else {
                     printError("cannot read \(snapshot)")
                     throw ExitCode(1)
                 }
@@ -232,20 +233,6 @@ extension FleetClientCommand {
                 }
             }
             print(String(decoding: try manifest.payload(), as: UTF8.self))
-        }
-
-        /// A snapshot's SHA-256, read a megabyte at a time (snapshots can be large), or nil when unreadable.
-        static func sha256(ofFile path: String) -> String? {
-            guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
-            defer { try? handle.close() }
-            var hasher = SHA256Hasher()
-            do {
-                // nil or empty at the end of the file, depending on the Foundation.
-                while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty { hasher.update(Array(chunk)) }
-            } catch {
-                return nil
-            }
-            return hasher.finalizeHex()
         }
     }
 }

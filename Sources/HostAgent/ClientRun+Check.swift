@@ -1,6 +1,8 @@
+public import ClientStateStore
 import FleetFiles
 import FleetProtocol
 import Foundation
+import Glibc
 import SFTPTransport
 
 extension ClientRun {
@@ -12,65 +14,61 @@ extension ClientRun {
     /// it is created first (so an existing path, `.` included, is refused by name before anything is read),
     /// and only what this check created is ever removed. Takes no lock and uploads nothing.
     public func check(connectOnly: Bool, downloadInto directory: String?) async throws(ClientError) -> RunResult {
-        let state = try ClientState.load(stateDirectory: stateDirectory)
+        let state = try ClientState.load(stateDirectory: stateDirectory.path)
         let target = directory.map { directory in
             directory.hasPrefix("/") ? directory : FileManager.default.currentDirectoryPath + "/" + directory
         }
         if let directory, let target {
-            // mkdir(2) refuses any existing path, a dangling symbolic link included, and makes it ours.
-            guard mkdir(target, 0o700) == 0 else {
-                let error = errno
+            do {
+                // mkdir(2) refuses any existing path, a dangling symbolic link included, and makes it ours.
+                try FileIO.makeDirectory(target, mode: 0o700)
+            } catch {
                 throw ClientError(
-                    error == EEXIST
+                    error.errno == EEXIST
                         ? "--download \(String(reflecting: directory)): \(target) already exists; check extracts only "
                             + "into a new directory, and leaves existing ones alone (nothing was downloaded)"
-                        : "--download \(String(reflecting: directory)): cannot create \(target): "
-                            + String(cString: strerror(error)))
+                        : "--download \(String(reflecting: directory)): cannot create \(target): \(error)")
             }
         }
         // On any result but an extraction, the directory made above goes again: it is empty then.
         var extracted = false
-        defer { if let target, !extracted { rmdir(target) } }
-        let connection: SFTPConnection
-        switch await connect(openingSFTP: !connectOnly) {
-        case .next(let connected): connection = connected
-        case .done(let result): return result
-        }
-        defer { withExtendedLifetime(connection) {} }
-        if connectOnly {
-            await connection.close()
-            return RunResult(
-                outcome: .unchanged,
-                reason:
-                    "connected and authenticated as \(endpoint.user)@\(endpoint.server) (host key \(connection.hostKeyFingerprint))"
-            )
-        }
-        let manifest: Manifest
-        switch await fetchManifest(over: connection, state: state) {
-        case .next(let verified): manifest = verified
-        case .done(let result):
-            await connection.close()
-            return result
-        }
-        var summary =
-            "generation \(manifest.generation) verifies (commit \(manifest.sourceCommit), published \(manifest.publishedAt), operation \(manifest.operation))"
-        if let applied = state.applied {
-            summary +=
-                applied.generation == manifest.generation
-                ? "; it is applied" : "; generation \(applied.generation) is applied"
-        }
-        if let target {
-            var report = RunReport(host: configuration.host.value, state: .unchanged, startedAt: "", finishedAt: "")
-            switch await fetchSnapshot(manifest, over: connection, into: .createdDirectory(target), report: &report) {
-            case .next(let directory):
-                extracted = true
-                summary += "; its snapshot is extracted into \(directory)"
-            case .done(let result):
-                await connection.close()
-                return result
+        defer { if let target, !extracted { try? FileIO.removeDirectory(target) } }
+        let checked = await session.withConnection(openingSFTP: !connectOnly) { connection -> Step<RunResult> in
+            if connectOnly {
+                return .next(
+                    RunResult(
+                        outcome: .unchanged,
+                        reason:
+                            "connected and authenticated as \(connection.endpoint.user)@\(connection.endpoint.server) (host key \(connection.hostKeyFingerprint))"
+                    ))
             }
+            let manifest: Manifest
+            switch await manifests.fetch(over: connection, lastSeen: state.lastSeen) {
+            case .next(let verified): manifest = verified
+            case .done(let result): return .done(result)
+            }
+            var summary =
+                "generation \(manifest.generation) verifies (commit \(manifest.sourceCommit), published \(manifest.publishedAt), operation \(manifest.operation))"
+            if let applied = state.applied {
+                summary +=
+                    applied.generation == manifest.generation
+                    ? "; it is applied" : "; generation \(applied.generation) is applied"
+            }
+            if let target {
+                var report = RunReport(host: configuration.host.value, state: .unchanged, startedAt: "", finishedAt: "")
+                let placement = SnapshotFetch.Placement.createdDirectory(target)
+                switch await snapshots.fetch(manifest, over: connection, into: placement, report: &report) {
+                case .next(let directory):
+                    extracted = true
+                    summary += "; its snapshot is extracted into \(directory)"
+                case .done(let result):
+                    return .done(result)
+                }
+            }
+            return .next(RunResult(outcome: .unchanged, reason: summary, generation: manifest.generation))
         }
-        await connection.close()
-        return RunResult(outcome: .unchanged, reason: summary, generation: manifest.generation)
+        switch checked {
+        case .next(let result), .done(let result): return result
+        }
     }
 }

@@ -1,3 +1,4 @@
+public import ClientStateStore
 import FleetProtocol
 
 /// `fleet-client status`: the local state, for people (``text``) and scripts (JSON).

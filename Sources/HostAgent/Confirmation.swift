@@ -48,19 +48,19 @@ struct Confirmation {
         let remaining = max(1, Int(deadline.timeIntervalSinceNow.rounded(.up)))
         endpoint.connectTimeout = .seconds(min(configuration.server.connectTimeoutSeconds, remaining))
         endpoint.ioTimeout = .seconds(min(configuration.server.ioTimeoutSeconds, max(remaining, 5)))
+        // Which half failed says what is wrong: reaching the server, or writing to it once reached.
+        var connected = false
         do {
-            let connection = try await SFTPConnection.connect(to: endpoint)
             let note = ConfirmationNote(host: configuration.host.value, generation: generation, at: UTCTime.iso(Date()))
-            do {
-                try await ReportOutbox.upload(
+            try await SFTPConnection.withConnection(to: endpoint) { connection throws(SSHError) in
+                connected = true
+                try await RunReporter.upload(
                     name: UploadName.confirmationName, bytes: note.encoded(), over: connection)
-                await connection.close()
-            } catch {
-                await connection.close()
-                return "the server could not be written to: \(error)"
             }
         } catch {
-            return "the server could not be reached over a new SSH connection: \(error)"
+            return connected
+                ? "the server could not be written to: \(error)"
+                : "the server could not be reached over a new SSH connection: \(error)"
         }
         for check in configuration.healthChecks {
             // A check may not outlive the window; when the window is what stops it, the message says so.

@@ -149,17 +149,18 @@ struct NixSystem {
                     exitCode: output.exitCode)
             }
         } else {
-            unlink(profile)
+            try? FileIO.removeFile(profile)
         }
         if let made, made.number != previous?.number {
-            unlink(FileIO.split(profile).directory + "/" + FileIO.split(profile).name + "-\(made.number)-link")
+            try? FileIO.removeFile(
+                FileIO.split(profile).directory + "/" + FileIO.split(profile).name + "-\(made.number)-link")
         }
     }
 
     /// Runs the system's `bin/switch-to-configuration <operation>`.
     func activate(_ system: String, operation: String) async throws(Failure) {
         let program = system + "/bin/switch-to-configuration"
-        guard access(program, X_OK) == 0 else {
+        guard FileIO.isExecutable(program) else {
             throw Failure(
                 step: "activation", reason: "\(program) is missing or not executable: not a NixOS system", exitCode: nil
             )

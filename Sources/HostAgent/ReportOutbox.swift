@@ -1,10 +1,10 @@
+import ClientStateStore
 import FleetFiles
 import FleetProtocol
 import Foundation
-import SFTPTransport
 
-/// Uploads reports and logs into the chroot's `logs/`, each under a temporary name then renamed, so the server
-/// never reads half a file. What cannot be uploaded now waits in `<state_dir>/outbox/` for the next contact.
+/// `<state_dir>/outbox/`: the reports and logs that could not be uploaded yet, kept for the next contact, when
+/// ``RunReporter`` uploads them first.
 struct ReportOutbox {
     /// Files kept waiting at most; the oldest go first (each report says what happened, not what is).
     static let capacity = 64
@@ -17,7 +17,7 @@ struct ReportOutbox {
         self.log = log
     }
 
-    /// Keeps `files` (name → bytes) locally until ``flush(over:)`` uploads them. Names sort by time.
+    /// Keeps `files` (name → bytes) locally until a later run uploads them. Names sort by time.
     func enqueue(_ files: [(name: String, bytes: [UInt8])]) throws(ClientError) {
         do {
             try FileIO.ensureDirectory(directory, mode: 0o700)
@@ -30,26 +30,14 @@ struct ReportOutbox {
         trim()
     }
 
-    /// Uploads every waiting file, oldest first, removing each once it is in place on the server.
-    ///
-    /// - Returns: how many were uploaded.
-    @discardableResult
-    func flush(over connection: SFTPConnection) async throws(SSHError) -> Int {
-        let names = waiting()
-        var uploaded = 0
-        for name in names {
-            guard let bytes = try? FileIO.readNoFollow(directory + "/" + name, limit: 1 << 30) else { continue }
-            try await Self.upload(name: name, bytes: bytes, over: connection)
-            unlink(directory + "/" + name)
-            uploaded += 1
-        }
-        return uploaded
+    /// A waiting file's bytes, or nil when it cannot be read (it is then left where it is).
+    func contents(of name: String) -> [UInt8]? {
+        try? FileIO.readNoFollow(directory + "/" + name, limit: 1 << 30)
     }
 
-    /// Writes one file into `logs/` under a temporary name and renames it into place.
-    static func upload(name: String, bytes: [UInt8], over connection: SFTPConnection) async throws(SSHError) {
-        try await connection.replaceFile(
-            ChrootPaths.upload(name), bytes: bytes, through: ChrootPaths.uploadInProgress(name))
+    /// Drops a waiting file, once it is in place on the server.
+    func remove(_ name: String) {
+        try? FileIO.removeFile(directory + "/" + name)
     }
 
     /// Waiting file names, oldest first (log before its report, which names it).
@@ -61,18 +49,25 @@ struct ReportOutbox {
         }
     }
 
-    /// `log-<time>…` and `report-<time>…` sort by time, the log first.
+    /// `log-<stem>.txt` and `report-<stem>.json` sort by their stem (`<time>[-g<generation>]`), the log first.
+    /// The stem alone, without the extension: with it, `.json` sorted before `.txt` and every report went up
+    /// before the log it names.
     private static func sortKey(_ name: String) -> String {
-        if name.hasPrefix("log-") { return String(name.dropFirst(4)) + "0" }
-        if name.hasPrefix("report-") { return String(name.dropFirst(7)) + "1" }
-        return name
+        let rank: String
+        switch UploadName(name) {
+        case .log: rank = "0"
+        case .report: rank = "1"
+        default: return name
+        }
+        let afterKind = name.drop(while: { $0 != "-" }).dropFirst()
+        return afterKind[..<(afterKind.lastIndex(of: ".") ?? afterKind.endIndex)] + rank
     }
 
     private func trim() {
         let names = waiting()
         guard names.count > Self.capacity else { return }
         let dropped = names.prefix(names.count - Self.capacity)
-        for name in dropped { unlink(directory + "/" + name) }
+        for name in dropped { remove(name) }
         log.phase(
             "outbox full: dropped the \(dropped.count) oldest unsent report files (\(dropped.joined(separator: ", ")))")
     }

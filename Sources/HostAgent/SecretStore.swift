@@ -1,3 +1,4 @@
+import ClientStateStore
 import FleetFiles
 import Foundation
 
@@ -21,17 +22,15 @@ struct SecretStore {
             try FileIO.removeTree(target)
             let source = generationDirectory + "/secrets"
             if try FileStatus.of(source) != nil {
-                guard rename(source, target) == 0 else {
-                    throw FileSystemError("rename", path: "\(source) -> \(target)")
-                }
+                try FileIO.move(source, to: target)
             } else {
-                guard mkdir(target, 0o700) == 0 else { throw FileSystemError("mkdir", path: target) }
+                try FileIO.makeDirectory(target, mode: 0o700)
             }
             try lockDown(target)
         } catch {
             throw ClientError(
                 "cannot install the secrets of generation \(generation) into \(target): \(error)",
-                systemError: (error as? FileSystemError)?.errno)
+                systemError: error.errno)
         }
     }
 
@@ -50,7 +49,7 @@ struct SecretStore {
         if let generation {
             try? pointLink(at: "secrets.d/\(generation)")
         } else {
-            unlink(link)
+            try? FileIO.removeFile(link)
         }
     }
 
@@ -63,13 +62,7 @@ struct SecretStore {
     }
 
     private func pointLink(at target: String) throws(FileSystemError) {
-        let temporary = FileIO.temporaryPath(for: link)
-        unlink(temporary)
-        guard symlink(target, temporary) == 0 else { throw FileSystemError("symlink", path: temporary) }
-        guard rename(temporary, link) == 0 else {
-            unlink(temporary)
-            throw FileSystemError("rename", path: "\(temporary) -> \(link)")
-        }
+        try FileIO.replaceSymlink(link, pointingTo: target)
     }
 
     /// Owner: the client's user (root); directories 0700, files 0400. Anything else was refused at extraction.
@@ -77,16 +70,12 @@ struct SecretStore {
         guard let status = try FileStatus.of(path) else { return }
         switch status.kind {
         case .directory:
-            guard lchown(path, getuid(), getgid()) == 0, chmod(path, 0o700) == 0 else {
-                throw FileSystemError("chmod", path: path)
-            }
+            try FileIO.setOwnerAndMode(path, owner: getuid(), group: getgid(), mode: 0o700)
             for name in try FileIO.listDirectory(path) { try lockDown(path + "/" + name) }
         case .regular:
-            guard lchown(path, getuid(), getgid()) == 0, chmod(path, 0o400) == 0 else {
-                throw FileSystemError("chmod", path: path)
-            }
+            try FileIO.setOwnerAndMode(path, owner: getuid(), group: getgid(), mode: 0o400)
         default:
-            unlink(path)
+            try? FileIO.removeFile(path)
             throw FileSystemError("install", path: path, detail: "not a regular file or directory; removed")
         }
     }

@@ -1,3 +1,4 @@
+public import ClientStateStore
 import FleetFiles
 public import FleetProtocol
 

@@ -1,5 +1,5 @@
+import ClientStateStore
 import FleetProtocol
-import HostAgent
 
 /// The host's state as the page shows it, read from `state.json` at every request: a timer run may have
 /// changed it since the last one. Display texts for the page, raw fields for scripts.
@@ -8,7 +8,7 @@ struct PageStatus: Encodable, Sendable {
     var appliedGeneration: UInt64?
     /// "generation 2 (commit 1a2b3c, switch) at …", or "nothing yet".
     var applied: String
-    /// A ``HostAgent/RunOutcome`` raw value.
+    /// A ``FleetProtocol/RunOutcome`` raw value.
     var lastResult: String?
     var lastRunAt: String?
     /// "applied at …: reason", or "no run yet".

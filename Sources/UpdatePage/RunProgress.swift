@@ -15,7 +15,7 @@ public struct RunProgress: Sendable, Codable, Equatable {
     public var lines: [String]
     /// Lines dropped from the front to keep ``lines`` bounded.
     public var droppedLines: Int
-    /// A ``HostAgent/RunOutcome`` raw value (`applied`, `locked`, …), or `error` for any other exit.
+    /// A ``FleetProtocol/RunOutcome`` raw value (`applied`, `locked`, …), or `error` for any other exit.
     public var outcome: String?
     public var exitStatus: Int32?
     /// One line saying how it ended, for the page.

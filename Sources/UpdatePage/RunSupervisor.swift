@@ -1,7 +1,6 @@
 import CommandRunner
 import FleetProtocol
 import Foundation
-import HostAgent
 import Synchronization
 
 /// Starts runs for the page, one at a time, and keeps the progress of the latest for it to show.
@@ -9,7 +8,7 @@ import Synchronization
 /// A run is the real `fleet-client run --config <path>` in its own process (the same executable as the
 /// page), so it takes the same lock as the timer's runs, writes the same state and reports, and is not
 /// affected by anything that happens to the page. Its standard error (the phase lines) is the progress; its
-/// exit status is the outcome (``HostAgent/RunOutcome/exitStatus``).
+/// exit status is the outcome (``FleetProtocol/RunOutcome/exitStatus``).
 public final class RunSupervisor: Sendable {
     /// What a press did.
     public enum PressResult: Sendable, Equatable {

@@ -1,5 +1,6 @@
 import BuildGate
 import ChrootSync
+import ClientStateStore
 import CommandRunner
 import FleetFiles
 import FleetProtocol

@@ -1,4 +1,5 @@
 import ChrootSync
+import ClientStateStore
 import CommandRunner
 import FleetFiles
 import FleetProtocol

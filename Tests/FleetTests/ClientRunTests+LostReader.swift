@@ -1,3 +1,4 @@
+import ClientStateStore
 import CommandRunner
 import FleetFiles
 import FleetProtocol

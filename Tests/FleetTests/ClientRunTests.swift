@@ -1,5 +1,6 @@
 @_spi(Testing) import ArchiveKit
 import ChrootSync
+import ClientStateStore
 import CommandRunner
 import FleetFiles
 import FleetProtocol

@@ -1,3 +1,4 @@
+import ClientStateStore
 import FleetFiles
 import FleetProtocol
 import FleetTestSupport

@@ -21,6 +21,18 @@ public struct ClientState: Codable, Sendable, Equatable {
         public var system: String
         public var operation: String
         public var at: String
+
+        public init(
+            generation: UInt64, contentDigest: String, sourceCommit: String, system: String, operation: String,
+            at: String
+        ) {
+            self.generation = generation
+            self.contentDigest = contentDigest
+            self.sourceCommit = sourceCommit
+            self.system = system
+            self.operation = operation
+            self.at = at
+        }
     }
 
     /// A generation that failed (or was rolled back); it is not tried again until a newer one is published.
@@ -30,6 +42,14 @@ public struct ClientState: Codable, Sendable, Equatable {
         public var state: RunOutcome
         public var reason: String
         public var at: String
+
+        public init(generation: UInt64, contentDigest: String, state: RunOutcome, reason: String, at: String) {
+            self.generation = generation
+            self.contentDigest = contentDigest
+            self.state = state
+            self.reason = reason
+            self.at = at
+        }
     }
 
     /// The newest manifest that verified.
@@ -102,7 +122,7 @@ public struct ClientState: Codable, Sendable, Equatable {
         let suffixes = ["-" + fileName, "-" + LastRunRecord.fileName]
         for entry in (try? FileIO.listDirectory(stateDirectory)) ?? []
         where entry.hasPrefix(FileIO.temporaryPrefix) && suffixes.contains(where: entry.hasSuffix) {
-            unlink(stateDirectory + "/" + entry)
+            try? FileIO.removeFile(stateDirectory + "/" + entry)
         }
     }
 
@@ -128,7 +148,7 @@ public struct ClientState: Codable, Sendable, Equatable {
             throw ClientError("cannot write \(path): \(error)")
         }
         // Stale from here on; were the removal lost in a crash, its older lastRunAt keeps it from being used.
-        unlink(stateDirectory + "/" + LastRunRecord.fileName)
+        try? FileIO.removeFile(stateDirectory + "/" + LastRunRecord.fileName)
     }
 
     static func encoded<Value: Encodable>(_ value: Value) throws(ClientError) -> [UInt8] {
@@ -152,38 +172,6 @@ public struct ClientState: Codable, Sendable, Equatable {
             lastReason = newValue.lastReason
             lastRunAt = newValue.lastRunAt
             lastContactAt = newValue.lastContactAt
-        }
-    }
-}
-
-/// How the last run went, in `<state_dir>/last-run.json` when that run changed nothing else.
-struct LastRunRecord: Codable, Equatable {
-    var lastResult: RunOutcome?
-    var lastReason: String?
-    var lastRunAt: String?
-    var lastContactAt: String?
-
-    static let fileName = "last-run.json"
-
-    /// The record, or nil when there is none or it cannot be used (a crash can leave it empty): it only
-    /// says when the client last ran, which the next run says again.
-    static func load(stateDirectory: String) -> LastRunRecord? {
-        guard let bytes = try? FileIO.readNoFollow(stateDirectory + "/" + fileName, limit: 1 << 20) else { return nil }
-        return try? JSONDecoder().decode(LastRunRecord.self, from: Data(bytes))
-    }
-
-    /// Whether this record describes a run at least as recent as `other` (timestamps are fixed-width UTC).
-    func isNewer(than other: LastRunRecord) -> Bool {
-        guard let lastRunAt else { return false }
-        return lastRunAt >= (other.lastRunAt ?? "")
-    }
-
-    func save(stateDirectory: String) throws(ClientError) {
-        let path = stateDirectory + "/" + Self.fileName
-        do {
-            try FileIO.writeAtomically(ClientState.encoded(self), to: path, mode: 0o600, durable: false)
-        } catch {
-            throw ClientError("cannot write \(path): \(error)")
         }
     }
 }

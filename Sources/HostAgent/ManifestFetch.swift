@@ -1,0 +1,47 @@
+import FleetProtocol
+import SFTPTransport
+
+/// Step 2 of a run (and of `check`): reads `/manifest` and accepts it only when its signature verifies and
+/// ``ManifestPolicy`` allows it (this host, no downgrade, no replay, a sane snapshot and attribute).
+struct ManifestFetch {
+    let configuration: ClientConfiguration
+    let log: RunLog
+
+    /// - Returns: the verified manifest, or the run's result: refused, unreachable, or unchanged when nothing
+    ///   was published yet.
+    func fetch(over connection: SFTPConnection, lastSeen: ManifestPolicy.Seen?) async -> Step<Manifest> {
+        log.phase("reading the manifest")
+        let bytes: [UInt8]
+        do {
+            bytes = try await connection.readFile(ChrootPaths.manifest, limit: Manifest.sizeLimit)
+        } catch {
+            if error.code == .noSuchFile {
+                return .done(
+                    RunResult(
+                        outcome: .unchanged,
+                        reason: "nothing is published for \(configuration.host) yet (no manifest on the server)"))
+            }
+            if error.code == .limitExceeded {
+                return .done(
+                    RunResult(
+                        outcome: .refused, reason: "the manifest is larger than \(Manifest.sizeLimit) bytes: \(error)"))
+            }
+            return .done(RunResult(outcome: .unreachable, reason: error.description))
+        }
+        let manifest: Manifest
+        do {
+            manifest = try Manifest.verify(bytes, with: configuration.fleetPublicKey)
+        } catch {
+            return .done(
+                RunResult(outcome: .refused, reason: "the manifest does not verify: \(error); nothing was applied"))
+        }
+        if let reason = ManifestPolicy.refusal(of: manifest, for: configuration.host, lastSeen: lastSeen) {
+            return .done(
+                RunResult(outcome: .refused, reason: reason + "; nothing was applied", generation: manifest.generation))
+        }
+        log.phase(
+            "generation \(manifest.generation) is published (commit \(manifest.sourceCommit), at \(manifest.publishedAt))"
+        )
+        return .next(manifest)
+    }
+}

@@ -1,0 +1,28 @@
+import ClientStateStore
+import FleetProtocol
+
+/// Step 3 of a run, pure: given a verified manifest and what the client remembers, is there anything to apply?
+enum RunDecision {
+    /// The run's result when there is nothing to do (the generation is applied, or it failed or was rolled back
+    /// and no newer one is published); nil when the manifest's generation is to be fetched and applied.
+    static func nothingToDo(_ manifest: Manifest, state: ClientState) -> RunResult? {
+        if let applied = state.applied, applied.generation == manifest.generation,
+            applied.contentDigest == manifest.contentDigest
+        {
+            return RunResult(
+                outcome: .unchanged, reason: "generation \(manifest.generation) is applied and current",
+                generation: manifest.generation)
+        }
+        if let failed = state.failed, failed.generation == manifest.generation,
+            failed.contentDigest == manifest.contentDigest
+        {
+            let what = failed.state == .rolledBack ? "was rolled back" : "failed"
+            return RunResult(
+                outcome: .unchanged,
+                reason: "generation \(manifest.generation) \(what) at \(failed.at) (\(failed.reason)); it is not "
+                    + "tried again until a newer one is published",
+                generation: manifest.generation)
+        }
+        return nil
+    }
+}

@@ -1,0 +1,129 @@
+import ClientStateStore
+import FleetFiles
+import FleetProtocol
+import Foundation
+import SFTPTransport
+
+/// Step 7 of a run, and the poll's sign of life: builds the report, the log and the heartbeat, and uploads them
+/// into the chroot's `logs/`, each under a temporary name then renamed, so the server never reads half a file.
+/// What cannot be uploaded now waits in the ``ReportOutbox`` and goes first on the next contact.
+struct RunReporter {
+    let configuration: ClientConfiguration
+    let endpoint: SSHEndpoint
+    let stateDirectory: StateDirectory
+    let log: RunLog
+
+    private var outbox: ReportOutbox { ReportOutbox(stateDirectory: stateDirectory.path, log: log) }
+
+    /// Writes one file into `logs/` under a temporary name and renames it into place.
+    static func upload(name: String, bytes: [UInt8], over connection: SFTPConnection) async throws(SSHError) {
+        try await connection.replaceFile(
+            ChrootPaths.upload(name), bytes: bytes, through: ChrootPaths.uploadInProgress(name))
+    }
+
+    /// Uploads what earlier runs could not, oldest first, removing each once it is in place on the server.
+    func flushOutbox(over connection: SFTPConnection) async {
+        let outbox = self.outbox
+        let names = outbox.waiting()
+        guard !names.isEmpty else { return }
+        do {
+            var uploaded = 0
+            for name in names {
+                guard let bytes = outbox.contents(of: name) else { continue }
+                try await Self.upload(name: name, bytes: bytes, over: connection)
+                outbox.remove(name)
+                uploaded += 1
+            }
+            log.phase("uploaded \(uploaded) report file(s) kept from earlier runs")
+        } catch {
+            log.phase("could not upload earlier reports yet: \(error)")
+        }
+    }
+
+    /// The report of a run that is about to fetch and apply `manifest`, filled in as the steps go.
+    func startReport(for manifest: Manifest, _ attempt: RunAttempt) -> RunReport {
+        var report = RunReport(
+            host: configuration.host.value, state: .failed, startedAt: UTCTime.iso(attempt.startedAt),
+            finishedAt: "")
+        report.generation = manifest.generation
+        report.previousGeneration = attempt.state.applied?.generation
+        report.sourceCommit = manifest.sourceCommit
+        return report
+    }
+
+    /// Uploads the log and report of a run over the poll's connection.
+    func report(_ result: RunResult, _ attempt: inout RunAttempt, over connection: SFTPConnection) async {
+        let files = reportFiles(result, &attempt)
+        do {
+            for file in files { try await Self.upload(name: file.name, bytes: file.bytes, over: connection) }
+            log.phase("report uploaded to logs/\(files[1].name)")
+        } catch {
+            keep(files, because: error)
+        }
+    }
+
+    /// Uploads the log and report over a new connection: after a build, the poll's may be long gone.
+    func reportOverNewConnection(_ result: RunResult, _ attempt: inout RunAttempt) async {
+        let files = reportFiles(result, &attempt)
+        do {
+            try await SFTPConnection.withConnection(to: endpoint) { connection throws(SSHError) in
+                for file in files { try await Self.upload(name: file.name, bytes: file.bytes, over: connection) }
+            }
+            log.phase("report uploaded to logs/\(files[1].name)")
+        } catch {
+            keep(files, because: error)
+        }
+    }
+
+    /// Replaces `logs/heartbeat.json`: the cheap sign of life of a poll with nothing to do.
+    func heartbeat(_ attempt: RunAttempt, over connection: SFTPConnection, result: RunResult) async {
+        var beat = Heartbeat(
+            host: configuration.host.value, at: UTCTime.iso(Date()),
+            appliedGeneration: attempt.state.applied?.generation,
+            seenGeneration: attempt.state.lastSeen?.generation, failedGeneration: attempt.state.failed?.generation,
+            lastResult: result.outcome, reason: result.reason,
+            rebootNeeded: (try? FileIO.readLink(configuration.reboot.bootedSystem)) == nil
+                ? nil : Rebooter(configuration: configuration, log: log).reason() != nil
+        )
+        beat.pollIntervalSeconds = configuration.pollIntervalSeconds
+        do {
+            try await Self.upload(name: UploadName.heartbeatName, bytes: beat.encoded(), over: connection)
+        } catch {
+            log.phase("could not write the heartbeat: \(error)")
+        }
+    }
+
+    private func keep(_ files: [(name: String, bytes: [UInt8])], because error: any Error) {
+        log.phase(
+            "could not upload the report (\(error)); it is kept in \(stateDirectory.path)/outbox for the next run")
+        do { try outbox.enqueue(files) } catch { log.phase("\(error)") }
+    }
+
+    /// The log and the report of this run, named by time and generation.
+    private func reportFiles(_ result: RunResult, _ attempt: inout RunAttempt) -> [(name: String, bytes: [UInt8])] {
+        let finished = Date()
+        var report =
+            attempt.report
+            ?? RunReport(
+                host: configuration.host.value, state: result.outcome, startedAt: UTCTime.iso(attempt.startedAt),
+                finishedAt: "")
+        report.state = result.outcome
+        report.reason = result.reason
+        report.generation = report.generation ?? result.generation
+        report.finishedAt = UTCTime.iso(finished)
+        report.durations.total = finished.timeIntervalSince(attempt.startedAt)
+        report.currentSystem = try? FileIO.readLink(configuration.reboot.currentSystem)
+        report.bootedSystem = try? FileIO.readLink(configuration.reboot.bootedSystem)
+        if report.bootedSystem != nil {
+            let reason = Rebooter(configuration: configuration, log: log).reason()
+            report.rebootNeeded = reason != nil
+            report.rebootReason = reason
+        }
+        let stem = UploadName.stem(time: UTCTime.compact(finished), generation: result.generation)
+        let logName = UploadName.logName(stem: stem)
+        report.log = logName
+        report.pollIntervalSeconds = configuration.pollIntervalSeconds
+        attempt.report = report
+        return [(logName, log.contents()), (UploadName.reportName(stem: stem), report.encoded())]
+    }
+}
