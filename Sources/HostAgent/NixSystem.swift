@@ -16,7 +16,22 @@ struct NixSystem {
         /// The `errno` when a system call of this machine failed (a full state directory), not a command.
         var systemError: Int32? = nil
 
-        var description: String { "\(step) failed: \(reason)" }
+        var description: String {
+            // Name the machine's error when the command's last line does not (Nix's own line is the builder's).
+            guard let systemError, case let name = String(cString: strerror(systemError)), !reason.contains(name)
+            else { return "\(step) failed: \(reason)" }
+            return "\(step) failed: \(reason) (\(name))"
+        }
+    }
+
+    /// The `errno` a Nix command's failure reports about this machine (it ran out of space, or of quota, or
+    /// the store is read-only), so that such a failure is a local failure of the host, tried again by the next
+    /// run, and not a failed generation.
+    static func machineError(in standardError: String) -> Int32? {
+        if standardError.contains("No space left on device") { return ENOSPC }
+        if standardError.contains("Disk quota exceeded") { return EDQUOT }
+        if standardError.contains("Read-only file system") { return EROFS }
+        return nil
     }
 
     /// A generation of the profile: its number and the store path it points to.
@@ -54,7 +69,7 @@ struct NixSystem {
                 step: "build",
                 reason:
                     "\(executable) exited with status \(output.exitCode)\(Nix.cause(ofFailure: output.standardError))",
-                exitCode: output.exitCode)
+                exitCode: output.exitCode, systemError: Self.machineError(in: output.standardError))
         }
         do {
             let system = try FileIO.readLink(gcRoot)
@@ -88,7 +103,7 @@ struct NixSystem {
                 step: "substitution",
                 reason:
                     "nix-store --realise from the fleet cache exited with status \(output.exitCode)\(Nix.cause(ofFailure: output.standardError))",
-                exitCode: output.exitCode)
+                exitCode: output.exitCode, systemError: Self.machineError(in: output.standardError))
         }
     }
 
@@ -126,7 +141,7 @@ struct NixSystem {
                 step: "profile",
                 reason:
                     "nix-env --set exited with status \(output.exitCode)\(Nix.cause(ofFailure: output.standardError))",
-                exitCode: output.exitCode)
+                exitCode: output.exitCode, systemError: Self.machineError(in: output.standardError))
         }
         guard let generation = try currentGeneration(), generation.system == system else {
             throw Failure(
@@ -146,7 +161,7 @@ struct NixSystem {
                     step: "profile",
                     reason:
                         "nix-env --switch-generation \(previous.number) exited with status \(output.exitCode)\(Nix.cause(ofFailure: output.standardError))",
-                    exitCode: output.exitCode)
+                    exitCode: output.exitCode, systemError: Self.machineError(in: output.standardError))
             }
         } else {
             try? FileIO.removeFile(profile)
@@ -171,7 +186,7 @@ struct NixSystem {
                 step: "activation",
                 reason:
                     "switch-to-configuration \(operation) exited with status \(output.exitCode)\(Nix.cause(ofFailure: output.standardError))",
-                exitCode: output.exitCode)
+                exitCode: output.exitCode, systemError: Self.machineError(in: output.standardError))
         }
     }
 

@@ -138,3 +138,36 @@ extension ClientRunTests {
         #expect(current.applied?.generation == 2 && current.failed == nil)
     }
 }
+
+extension ClientRunTests {
+    /// Nix itself running out of space (its store, or its build directory) is the machine's failure too, not
+    /// the generation's: a build whose failure says "No space left on device" is a local failure, tried again.
+    @Test func aBuildThatRunsOutOfSpaceIsALocalFailureNotAFailedGeneration() async throws {
+        let fleet = try await ClientFleet.start(hosts: ["alpha"])
+        defer { fleet.stop() }
+        #expect(try await fleet.client("alpha").exitCode == Self.applied)
+        try fleet.fixture.write(
+            "hosts/alpha/flake.nix",
+            """
+            {
+              outputs = { self }: {
+                nixosConfigurations.alpha.config.system.build.toplevel = derivation {
+                  name = "nixos-system-alpha-full";
+                  system = "x86_64-linux";
+                  builder = "/bin/sh";
+                  args = [ "-c" "echo 'error: writing to file: No space left on device' >&2; exit 1" ];
+                };
+              };
+            }
+
+            """)
+        try await fleet.publish()
+        let output = try await fleet.client("alpha")
+        #expect(output.exitCode == Self.localFailure, "\(output.standardError)")
+        #expect(output.standardError.contains("No space left on device"))
+        let report = try #require(try fleet.lastReport("alpha"))
+        #expect(report.state == .localFailure && report.generation == 2, "\(report)")
+        let state = try fleet.state("alpha")
+        #expect(state.applied?.generation == 1 && state.failed == nil, "not given up: tried again next time")
+    }
+}
