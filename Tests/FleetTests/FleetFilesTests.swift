@@ -1,0 +1,111 @@
+import FleetProtocol
+import FleetTestSupport
+import Glibc
+import Inventory
+import SystemPackage
+import Testing
+
+@testable import FleetFiles
+
+/// The pieces of FleetFiles that feature modules call instead of POSIX: the one `EINTR` rule, the scoped
+/// lock, and the small helpers that had a copy in several modules.
+@Suite("fleet files")
+struct FleetFilesTests {
+    @Test func anInterruptedCallIsMadeAgainAndAnyOtherFailureIsItsErrno() throws {
+        var calls = 0
+        let result = try Syscall.retrying { () -> Int32 in
+            calls += 1
+            if calls < 3 {
+                errno = EINTR
+                return -1
+            }
+            return 7
+        }
+        #expect(result == 7 && calls == 3)
+
+        calls = 0
+        #expect(throws: Errno.noSuchFileOrDirectory) {
+            try Syscall.retrying { () -> Int32 in
+                calls += 1
+                errno = ENOENT
+                return -1
+            }
+        }
+        #expect(calls == 1)
+    }
+
+    @Test func aScopedLockIsHeldForTheBodyAndReleasedAfterEvenWhenItThrows() async throws {
+        let directory = try TestDirectory.makeTemporary()
+        defer { directory.remove() }
+        let path = directory.path("lock")
+        let result = try FileLock.withLock(path, wait: false) { () throws -> Int in
+            // flock locks belong to an open file: a second open, even in this process, is refused.
+            #expect(try FileLock.acquire(path, wait: false) == nil)
+            #expect(try FileLock.withLock(path, wait: false) { "ran" } == nil, "the body does not run")
+            return 42
+        }
+        #expect(result == 42)
+        #expect(try FileLock.acquire(path, wait: false) != nil, "released after the body")
+
+        #expect(throws: TestSupportError.self) {
+            try FileLock.withLock(path, wait: false) { throw TestSupportError("body failed") }
+        }
+        let suspended = try await FileLock.withLock(path, wait: true) {
+            try await Task.sleep(for: .milliseconds(1))
+            return try FileLock.acquire(path, wait: false) == nil
+        }
+        #expect(suspended == true)
+        #expect(try FileLock.acquire(path, wait: false) != nil, "released after a throw and after a suspension")
+    }
+
+    @Test func sha256OfAFileIsTheDigestOfItsBytes() throws {
+        let directory = try TestDirectory.makeTemporary()
+        defer { directory.remove() }
+        let bytes = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        try directory.writeFile("snapshot", bytes)
+        #expect(try FileIO.sha256(ofFile: directory.path("snapshot")) == SHA256Hasher.hex(bytes))
+        #expect(symlink(directory.path("snapshot"), directory.path("link")) == 0)
+        #expect(try FileIO.sha256(ofFile: directory.path("link")) == SHA256Hasher.hex(bytes))
+        #expect(throws: FileSystemError.self) { try FileIO.sha256(ofFile: directory.path("link"), followLinks: false) }
+    }
+
+    @Test func replaceSymlinkSwapsTheTargetAndLeavesNoTemporary() throws {
+        let directory = try TestDirectory.makeTemporary()
+        defer { directory.remove() }
+        try FileIO.replaceSymlink(directory.path("current"), pointingTo: "generations/1")
+        #expect(try FileIO.readLink(directory.path("current")) == "generations/1")
+        try FileIO.replaceSymlink(directory.path("current"), pointingTo: "generations/2")
+        #expect(try FileIO.readLink(directory.path("current")) == "generations/2")
+        #expect(try FileIO.listDirectory(directory.path) == ["current"])
+    }
+
+    @Test func absoluteMatchesInventorysForPathsWithoutLinks() {
+        for path in ["/srv/fleet", "/srv//fleet/", "/srv/./fleet/../fleet", "relative/dir", "./a/../b", "/", "."] {
+            #expect(FileIO.absolute(path) == FileManagerPaths.absolute(path), "\(path)")
+        }
+    }
+
+    @Test func anUnlinkedFileHoldsItsBytesFromTheStartAndLeavesNoName() throws {
+        let directory = try TestDirectory.makeTemporary()
+        defer { directory.remove() }
+        let descriptor = try FileIO.unlinkedFile(
+            containing: Array("input for a child".utf8), in: directory.path, prefix: ".fleet-input-")
+        defer { try? descriptor.close() }
+        #expect(try FileIO.listDirectory(directory.path).isEmpty)
+        #expect(try FileIO.readAll(descriptor, path: "input", limit: 64) == Array("input for a child".utf8))
+    }
+
+    @Test func removeFileSaysWhetherSomethingWasThere() throws {
+        let directory = try TestDirectory.makeTemporary()
+        defer { directory.remove() }
+        try directory.writeFile("file", text: "x")
+        #expect(try FileIO.removeFile(directory.path("file")))
+        #expect(try !FileIO.removeFile(directory.path("file")))
+        try directory.makeDirectory("dir", mode: 0o700)
+        #expect(throws: FileSystemError.self) { try FileIO.removeFile(directory.path("dir")) }
+        #expect(try FileIO.isExistingDirectory(directory.path("dir")))
+        #expect(try !FileIO.isExistingDirectory(directory.path("file")))
+        try directory.writeFile("file", text: "x")
+        #expect(throws: FileSystemError.self) { try FileIO.isExistingDirectory(directory.path("file")) }
+    }
+}
