@@ -53,6 +53,22 @@ extension FileIO {
         }
     }
 
+    /// Moves a finished file from its temporary name to `path` (rename, atomic), removing the temporary when
+    /// the rename fails; then, when `durable`, flushes the directory so the new name survives a crash. For files
+    /// written elsewhere than ``writeAtomically(_:to:mode:owner:group:durable:beforeRename:)`` (a download, or
+    /// a staging name readers must not see, as `fleet metrics --output` uses).
+    public static func publishByRename(
+        _ temporary: String, to path: String, durable: Bool = true
+    ) throws(FileSystemError) {
+        do {
+            try rename(temporary, to: path)
+        } catch {
+            _ = try? removeFile(temporary)
+            throw error
+        }
+        if durable { try syncDirectory(of: path) }
+    }
+
     /// `path` made absolute against the current directory, `.` and `..` components and repeated or trailing
     /// slashes resolved by the text alone, without looking at the file system (so a `..` after a link is
     /// taken literally). Inventory's `FileManagerPaths.absolute` does this with Foundation.

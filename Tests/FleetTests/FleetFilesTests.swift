@@ -90,6 +90,22 @@ struct FleetFilesTests {
         #expect(try FileIO.listDirectory(directory.path) == ["current"])
     }
 
+    @Test func publishByRenameMovesTheFileOrRemovesTheTemporary() throws {
+        let directory = try TestDirectory.makeTemporary()
+        defer { directory.remove() }
+        try directory.writeFile("metrics.prom.tmp", text: "new")
+        try FileIO.publishByRename(directory.path("metrics.prom.tmp"), to: directory.path("metrics.prom"))
+        #expect(try FileIO.listDirectory(directory.path) == ["metrics.prom"])
+        #expect(try FileIO.readNoFollow(directory.path("metrics.prom")) == Array("new".utf8))
+
+        try directory.writeFile("download.tmp", text: "partial")
+        #expect(throws: FileSystemError.self) {
+            try FileIO.publishByRename(
+                directory.path("download.tmp"), to: directory.path("missing/nar"), durable: false)
+        }
+        #expect(try FileIO.listDirectory(directory.path) == ["metrics.prom"], "the temporary is gone")
+    }
+
     @Test func absoluteMatchesInventorysForPathsWithoutLinks() {
         for path in ["/srv/fleet", "/srv//fleet/", "/srv/./fleet/../fleet", "relative/dir", "./a/../b", "/", "."] {
             #expect(FileIO.absolute(path) == FileManagerPaths.absolute(path), "\(path)")
