@@ -69,6 +69,26 @@ extension FileIO {
         if durable { try syncDirectory(of: path) }
     }
 
+    /// Creates the directory `path`, which must not exist: any name already there, a dangling symbolic link
+    /// included, is refused (`EEXIST`), so the directory made is certainly this process's.
+    public static func createNewDirectory(_ path: String, mode: UInt32) throws(FileSystemError) {
+        _ = try FileSystemError.attempt("mkdir", path: path) { () throws(Errno) in
+            try Syscall.retrying { mkdir(path, mode) }
+        }
+    }
+
+    /// Removes the directory `path`, which must be empty (`rmdir`).
+    public static func removeEmptyDirectory(_ path: String) throws(FileSystemError) {
+        _ = try FileSystemError.attempt("rmdir", path: path) { () throws(Errno) in
+            try Syscall.retrying { rmdir(path) }
+        }
+    }
+
+    /// Whether this process may execute `path` (`access(X_OK)`, with the real user's rights).
+    public static func isExecutable(_ path: String) -> Bool {
+        (try? Syscall.retrying { access(path, X_OK) }) != nil
+    }
+
     /// `path` made absolute against the current directory, `.` and `..` components and repeated or trailing
     /// slashes resolved by the text alone, without looking at the file system (so a `..` after a link is
     /// taken literally). Inventory's `FileManagerPaths.absolute` does this with Foundation.

@@ -122,6 +122,25 @@ struct FleetFilesTests {
         #expect(try FileIO.readAll(descriptor, path: "input", limit: 64) == Array("input for a child".utf8))
     }
 
+    @Test func aNewDirectoryIsRefusedWhereAnyNameIsAndExecutableIsAsked() throws {
+        let directory = try TestDirectory.makeTemporary()
+        defer { directory.remove() }
+        try FileIO.createNewDirectory(directory.path("incoming"), mode: 0o700)
+        #expect(try FileStatus.of(directory.path("incoming"))?.permissions == 0o700)
+        #expect(throws: FileSystemError("mkdir", path: directory.path("incoming"), errno: EEXIST)) {
+            try FileIO.createNewDirectory(directory.path("incoming"), mode: 0o700)
+        }
+        #expect(symlink(directory.path("nowhere"), directory.path("dangling")) == 0)
+        #expect(throws: FileSystemError.self) { try FileIO.createNewDirectory(directory.path("dangling"), mode: 0o700) }
+        try FileIO.removeEmptyDirectory(directory.path("incoming"))
+        #expect(try FileStatus.of(directory.path("incoming")) == nil)
+
+        #expect(FileIO.isExecutable("/bin/sh"))
+        try directory.writeFile("script", text: "#!/bin/sh\n", mode: 0o644)
+        #expect(!FileIO.isExecutable(directory.path("script")), "no execute bit: not even root may run it")
+        #expect(Accounts.currentUserID == getuid() && Accounts.effectiveUserID == geteuid())
+    }
+
     @Test func removeFileSaysWhetherSomethingWasThere() throws {
         let directory = try TestDirectory.makeTemporary()
         defer { directory.remove() }
