@@ -36,10 +36,18 @@ let package = Package(
         .target(name: "SQLiteKit", dependencies: ["CSQLite"], swiftSettings: strictSettings),
 
         // Pure Swift building blocks.
-        .target(name: "FleetFiles", swiftSettings: strictSettings),
+        .target(
+            name: "FleetFiles",
+            dependencies: [
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .target(
             name: "CommandRunner",
             dependencies: [
+                "FleetFiles",
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -150,6 +158,7 @@ let package = Package(
                 "UpdatePage",
                 "FleetHooks",
                 "FleetReview",
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strictSettings
         ),

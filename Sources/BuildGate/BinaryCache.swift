@@ -51,10 +51,10 @@ public struct BinaryCache: Sendable {
         var deleted: [String] = []
         for name in (try? FileIO.listDirectory(directory)) ?? []
         where name.hasSuffix(".narinfo") && !neededInfo.contains(name) {
-            if unlink(directory + "/" + name) == 0 { deleted.append(name) }
+            if (try? FileIO.removeFile(directory + "/" + name)) == true { deleted.append(name) }
         }
         for name in (try? FileIO.listDirectory(directory + "/nar")) ?? [] where !neededNars.contains(name) {
-            if unlink(directory + "/nar/" + name) == 0 { deleted.append("nar/" + name) }
+            if (try? FileIO.removeFile(directory + "/nar/" + name)) == true { deleted.append("nar/" + name) }
         }
         return deleted
     }
@@ -71,14 +71,14 @@ public struct BinaryCache: Sendable {
         guard let status = try? FileStatus.of(path) else { return }
         switch status.kind {
         case .directory:
-            lchown(path, 0, 0)
-            chmod(path, 0o755)
+            try? FileIO.setOwner(path, owner: 0, group: 0)
+            try? FileIO.setMode(path, 0o755)
             for name in (try? FileIO.listDirectory(path)) ?? [] { normalizePermissions(path + "/" + name) }
         case .regular:
-            lchown(path, 0, 0)
-            chmod(path, 0o644)
+            try? FileIO.setOwner(path, owner: 0, group: 0)
+            try? FileIO.setMode(path, 0o644)
         default:
-            unlink(path)
+            _ = try? FileIO.removeFile(path)
         }
     }
 }

@@ -1,4 +1,4 @@
-import Glibc
+import FleetFiles
 import Subprocess
 import SystemPackage
 
@@ -121,30 +121,11 @@ public enum Command {
 
     /// An unlinked temporary file holding `text`, positioned at its start.
     private static func inputFile(_ text: String, commandLine: String) throws(CommandError) -> FileDescriptor {
-        // mkstemp(3) replaces the six trailing X of its template with a unique name.
-        let name = TemporaryDirectory.path + "/.fleet-input-" + String(repeating: "X", count: 6)
-        var template = Array(name.utf8CString)
-        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-        guard fd >= 0 else {
-            throw CommandError(
-                commandLine: commandLine, code: .couldNotStart, underlying: Errno(rawValue: errno))
+        do {
+            return try FileIO.unlinkedFile(containing: Array(text.utf8), prefix: ".fleet-input-")
+        } catch {
+            throw CommandError(commandLine: commandLine, code: .couldNotStart, underlying: error.code)
         }
-        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-        template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
-        let bytes = Array(text.utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
-            if written < 0 && errno == EINTR { continue }
-            guard written > 0 else {
-                let error = Errno(rawValue: errno)
-                close(fd)
-                throw CommandError(commandLine: commandLine, code: .couldNotStart, underlying: error)
-            }
-            offset += written
-        }
-        lseek(fd, 0, SEEK_SET)
-        return FileDescriptor(rawValue: fd)
     }
 
     /// Like ``run(_:_:environment:input:outputLimit:)``, but a non-zero exit is an error carrying its stderr.
@@ -159,14 +140,6 @@ public enum Command {
                 code: .exited(status: output.exitCode, standardError: output.standardError))
         }
         return output
-    }
-}
-
-/// `$TMPDIR` or `/tmp`, without Foundation.
-enum TemporaryDirectory {
-    static var path: String {
-        guard let value = getenv("TMPDIR"), value.pointee != 0 else { return "/tmp" }
-        return String(cString: value)
     }
 }
 

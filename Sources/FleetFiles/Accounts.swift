@@ -23,4 +23,11 @@ public enum Accounts {
         guard let entry = getgrnam(name) else { return nil }
         return entry.pointee.gr_gid
     }
+
+    /// This process's real user ID (the owner given to what a run creates for itself).
+    public static var currentUserID: UInt32 { getuid() }
+    /// This process's real group ID.
+    public static var currentGroupID: UInt32 { getgid() }
+    /// This process's effective user ID (whose files a cache may trust).
+    public static var effectiveUserID: UInt32 { geteuid() }
 }

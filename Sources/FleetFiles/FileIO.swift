@@ -1,27 +1,22 @@
 import Glibc
+public import SystemPackage
 
 /// Small, careful file operations: reads that refuse links and cap sizes, writes that are durable and atomic.
+///
+/// Every system call goes through ``Syscall`` (one rule for `EINTR`); descriptors are swift-system's
+/// `FileDescriptor`. The `Int32` forms are kept for callers not yet converted.
 public enum FileIO {
     /// Reads a regular file without following a symbolic link at its last component.
     ///
     /// - Throws: when `path` is a link, not a regular file, or larger than `limit` bytes.
     public static func readNoFollow(_ path: String, limit: Int = 64 << 20) throws(FileSystemError) -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
-        if fd < 0 {
-            if errno == ELOOP { throw FileSystemError("open", path: path, detail: "is a symbolic link (refused)") }
-            throw FileSystemError("open", path: path)
+        try withRegularFileNoFollow(path) { descriptor, status throws(FileSystemError) in
+            guard status.size <= limit else {
+                throw FileSystemError(
+                    "read", path: path, errno: EFBIG, detail: "is \(status.size) bytes, over the limit of \(limit)")
+            }
+            return try readAll(descriptor, path: path, limit: limit)
         }
-        defer { close(fd) }
-        var raw = stat()
-        guard fstat(fd, &raw) == 0 else { throw FileSystemError("fstat", path: path) }
-        guard raw.st_mode & S_IFMT == S_IFREG else {
-            throw FileSystemError("open", path: path, errno: EINVAL, detail: "is not a regular file (refused)")
-        }
-        guard raw.st_size <= limit else {
-            throw FileSystemError(
-                "read", path: path, errno: EFBIG, detail: "is \(raw.st_size) bytes, over the limit of \(limit)")
-        }
-        return try readAll(fd: fd, path: path, limit: limit)
     }
 
     /// Opens a regular file for reading, refusing a link at its last component, and returns it with its status.
@@ -29,42 +24,67 @@ public enum FileIO {
     public static func openRegularNoFollow(
         _ path: String
     ) throws(FileSystemError) -> (descriptor: Int32, status: FileStatus) {
-        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
-        if fd < 0 {
-            if errno == ELOOP { throw FileSystemError("open", path: path, detail: "is a symbolic link (refused)") }
-            throw FileSystemError("open", path: path)
+        let (descriptor, status) = try openRegularFileNoFollow(path)
+        return (descriptor.rawValue, status)
+    }
+
+    /// ``openRegularNoFollow(_:)`` as a `FileDescriptor`, which the caller closes.
+    public static func openRegularFileNoFollow(
+        _ path: String
+    ) throws(FileSystemError) -> (descriptor: FileDescriptor, status: FileStatus) {
+        let descriptor: FileDescriptor
+        do {
+            descriptor = try Syscall.open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
+        } catch {
+            if error == .tooManySymbolicLinkLevels {
+                throw FileSystemError("open", path: path, code: error, detail: "is a symbolic link (refused)")
+            }
+            throw FileSystemError("open", path: path, code: error)
         }
         do throws(FileSystemError) {
-            let status = try FileStatus.of(descriptor: fd, path: path)
+            let status = try FileStatus.of(descriptor: descriptor, path: path)
             guard status.kind == .regular else {
                 throw FileSystemError("open", path: path, errno: EINVAL, detail: "is not a regular file (refused)")
             }
-            return (fd, status)
+            return (descriptor, status)
         } catch {
-            close(fd)
+            Syscall.close(descriptor)
             throw error
         }
     }
 
-    /// Reads a file, following links (for trusted inputs such as the fleet repository after resolution).
-    public static func read(_ path: String, limit: Int = 1 << 30) throws(FileSystemError) -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw FileSystemError("open", path: path) }
-        defer { close(fd) }
-        return try readAll(fd: fd, path: path, limit: limit)
+    /// Runs `body` on `path` opened as by ``openRegularNoFollow(_:)``, and closes it after (like swift-system's
+    /// `closeAfter`).
+    public static func withRegularFileNoFollow<Result>(
+        _ path: String, _ body: (FileDescriptor, FileStatus) throws(FileSystemError) -> Result
+    ) throws(FileSystemError) -> Result {
+        let (descriptor, status) = try openRegularFileNoFollow(path)
+        defer { Syscall.close(descriptor) }
+        return try body(descriptor, status)
     }
 
-    static func readAll(fd: Int32, path: String, limit: Int) throws(FileSystemError) -> [UInt8] {
+    /// Reads a file, following links (for trusted inputs such as the fleet repository after resolution).
+    public static func read(_ path: String, limit: Int = 1 << 30) throws(FileSystemError) -> [UInt8] {
+        let descriptor = try FileSystemError.attempt("open", path: path) { () throws(Errno) in
+            try Syscall.open(path, O_RDONLY)
+        }
+        defer { Syscall.close(descriptor) }
+        return try readAll(descriptor, path: path, limit: limit)
+    }
+
+    /// Reads from the descriptor's offset to the end, refusing more than `limit` bytes.
+    public static func readAll(
+        _ descriptor: FileDescriptor, path: String, limit: Int
+    ) throws(FileSystemError) -> [UInt8] {
         var result: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 64 << 10)
+        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 << 10, alignment: 16)
+        defer { chunk.deallocate() }
         while true {
-            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw FileSystemError("read", path: path)
+            let count = try FileSystemError.attempt("read", path: path) { () throws(Errno) in
+                try Syscall.read(descriptor, into: chunk)
             }
             if count == 0 { break }
-            result.append(contentsOf: chunk[0..<count])
+            result.append(contentsOf: UnsafeRawBufferPointer(rebasing: chunk[0..<count]))
             if result.count > limit {
                 throw FileSystemError("read", path: path, errno: EFBIG, detail: "exceeds the limit of \(limit) bytes")
             }
@@ -72,17 +92,17 @@ public enum FileIO {
         return result
     }
 
+    /// Writes all of `bytes` to `descriptor`.
+    public static func writeAll(_ descriptor: FileDescriptor, _ bytes: [UInt8], path: String) throws(FileSystemError) {
+        let written = bytes.withUnsafeBytes { buffer in
+            Result { () throws(Errno) in try Syscall.writeAll(descriptor, buffer) }
+        }
+        try FileSystemError.attempt("write", path: path) { () throws(Errno) in try written.get() }
+    }
+
     /// Writes all of `bytes` to `fd`.
     public static func writeAll(fd: Int32, _ bytes: [UInt8], path: String) throws(FileSystemError) {
-        var offset = 0
-        while offset < bytes.count {
-            let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
-            if written < 0 {
-                if errno == EINTR { continue }
-                throw FileSystemError("write", path: path)
-            }
-            offset += written
-        }
+        try writeAll(FileDescriptor(rawValue: fd), bytes, path: path)
     }
 
     /// Writes `text` to a standard stream (the terminal, the journal, the page that started the run), as much of
@@ -102,22 +122,23 @@ public enum FileIO {
         durable: Bool = true, beforeRename: () -> Void = {}
     ) throws(FileSystemError) {
         let temporary = temporaryPath(for: path)
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
-        guard fd >= 0 else { throw FileSystemError("create", path: temporary) }
+        let descriptor = try FileSystemError.attempt("create", path: temporary) { () throws(Errno) in
+            try Syscall.open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: mode)
+        }
         var closed = false
         defer {
-            if !closed { close(fd) }
+            if !closed { Syscall.close(descriptor) }
         }
         do throws(FileSystemError) {
-            try writeAll(fd: fd, bytes, path: temporary)
-            try setOwnership(fd: fd, path: temporary, mode: mode, owner: owner, group: group)
-            guard !durable || fsync(fd) == 0 else { throw FileSystemError("fsync", path: temporary) }
-            close(fd)
+            try writeAll(descriptor, bytes, path: temporary)
+            try setOwnership(descriptor, path: temporary, mode: mode, owner: owner, group: group)
+            if durable { try sync(descriptor, path: temporary) }
+            Syscall.close(descriptor)
             closed = true
             beforeRename()
-            guard rename(temporary, path) == 0 else { throw FileSystemError("rename", path: "\(temporary) -> \(path)") }
+            try rename(temporary, to: path)
         } catch {
-            unlink(temporary)
+            _ = try? removeFile(temporary)
             throw error
         }
         if durable { try syncDirectory(of: path) }
@@ -133,23 +154,33 @@ public enum FileIO {
     public static let temporaryPrefix = ".fleet-tmp-"
 
     static func setOwnership(
-        fd: Int32, path: String, mode: UInt32, owner: UInt32?, group: UInt32?
+        _ descriptor: FileDescriptor, path: String, mode: UInt32, owner: UInt32?, group: UInt32?
     ) throws(FileSystemError) {
         if owner != nil || group != nil {
-            guard fchown(fd, owner ?? UInt32.max, group ?? UInt32.max) == 0 else {
-                throw FileSystemError("chown", path: path)
+            _ = try FileSystemError.attempt("chown", path: path) { () throws(Errno) in
+                try Syscall.retrying { fchown(descriptor.rawValue, owner ?? UInt32.max, group ?? UInt32.max) }
             }
         }
-        guard fchmod(fd, mode) == 0 else { throw FileSystemError("chmod", path: path) }
+        _ = try FileSystemError.attempt("chmod", path: path) { () throws(Errno) in
+            try Syscall.retrying { fchmod(descriptor.rawValue, mode) }
+        }
+    }
+
+    /// `fsync(2)`: the file's data and metadata reach the disk before this returns.
+    public static func sync(_ descriptor: FileDescriptor, path: String) throws(FileSystemError) {
+        _ = try FileSystemError.attempt("fsync", path: path) { () throws(Errno) in
+            try Syscall.retrying { fsync(descriptor.rawValue) }
+        }
     }
 
     /// Flushes a directory entry change (create, rename, unlink) to disk.
     public static func syncDirectory(of path: String) throws(FileSystemError) {
         let directory = split(path).directory
-        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw FileSystemError("open", path: directory) }
-        defer { close(fd) }
-        guard fsync(fd) == 0 else { throw FileSystemError("fsync", path: directory) }
+        let descriptor = try FileSystemError.attempt("open", path: directory) { () throws(Errno) in
+            try Syscall.open(directory, O_RDONLY | O_DIRECTORY)
+        }
+        defer { Syscall.close(descriptor) }
+        try sync(descriptor, path: directory)
     }
 
     /// Splits a path into its directory and last component.
@@ -161,33 +192,49 @@ public enum FileIO {
 
     /// Names in a directory, unsorted, without `.` and `..`.
     public static func listDirectory(_ path: String) throws(FileSystemError) -> [String] {
-        guard let directory = opendir(path) else { throw FileSystemError("opendir", path: path) }
-        defer { closedir(directory) }
+        let stream = try FileSystemError.attempt("opendir", path: path) { () throws(Errno) in
+            try Syscall.retrying { opendir(path) }
+        }
+        defer { closedir(stream) }
+        return entries(of: stream, limit: Int.max).names
+    }
+
+    /// The names `readdir` gives (not `.` and `..`), at most `limit`; `more` when there were others.
+    static func entries(of stream: OpaquePointer, limit: Int) -> (names: [String], more: Bool) {
         var names: [String] = []
-        while let entry = readdir(directory) {
+        while let entry = readdir(stream) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
                 String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
             }
-            if name != "." && name != ".." { names.append(name) }
+            if name == "." || name == ".." { continue }
+            if names.count == limit { return (names, true) }
+            names.append(name)
         }
-        return names
+        return (names, false)
     }
 
     /// Creates `path` as a directory if missing and sets its owner and mode; refuses a link or non-directory.
     public static func ensureDirectory(
         _ path: String, mode: UInt32, owner: UInt32 = 0, group: UInt32 = 0
     ) throws(FileSystemError) {
-        if mkdir(path, mode) != 0 && errno != EEXIST { throw FileSystemError("mkdir", path: path) }
+        try makeDirectory(path, mode: mode)
         guard let status = try FileStatus.of(path) else { throw FileSystemError("mkdir", path: path, errno: ENOENT) }
-        guard status.kind == .directory else {
-            throw FileSystemError("mkdir", path: path, errno: ENOTDIR, detail: "exists and is not a directory")
-        }
-        if status.owner != owner || status.group != group {
-            guard lchown(path, owner, group) == 0 else { throw FileSystemError("chown", path: path) }
-        }
-        if status.permissions != mode {
-            guard chmod(path, mode) == 0 else { throw FileSystemError("chmod", path: path) }
-        }
+        guard status.kind == .directory else { throw notADirectory(path) }
+        if status.owner != owner || status.group != group { try setOwner(path, owner: owner, group: group) }
+        if status.permissions != mode { try setMode(path, mode) }
+    }
+
+    /// True when `path` is a directory, false when nothing is there.
+    ///
+    /// - Throws: when something other than a directory (a link, a file) is there.
+    public static func isExistingDirectory(_ path: String) throws(FileSystemError) -> Bool {
+        guard let status = try FileStatus.of(path) else { return false }
+        guard status.kind == .directory else { throw notADirectory(path) }
+        return true
+    }
+
+    private static func notADirectory(_ path: String) -> FileSystemError {
+        FileSystemError("mkdir", path: path, errno: ENOTDIR, detail: "exists and is not a directory")
     }
 
     /// Creates every missing directory of `path` with mode 0755 (like `mkdir -p`); existing ones are left as they are.
@@ -195,7 +242,50 @@ public enum FileIO {
         var current = path.hasPrefix("/") ? "" : "."
         for component in path.split(separator: "/") {
             current += "/" + component
-            if mkdir(current, mode) != 0 && errno != EEXIST { throw FileSystemError("mkdir", path: current) }
+            try makeDirectory(current, mode: mode)
+        }
+    }
+
+    /// `mkdir(2)`; a name that already exists (of any kind) is left alone.
+    private static func makeDirectory(_ path: String, mode: UInt32) throws(FileSystemError) {
+        do {
+            _ = try Syscall.retrying { mkdir(path, mode) }
+        } catch {
+            if error != .fileExists { throw FileSystemError("mkdir", path: path, code: error) }
+        }
+    }
+
+    /// Sets the owner and group of `path` itself, not of what a link at `path` points to (`lchown`).
+    public static func setOwner(_ path: String, owner: UInt32, group: UInt32) throws(FileSystemError) {
+        _ = try FileSystemError.attempt("chown", path: path) { () throws(Errno) in
+            try Syscall.retrying { lchown(path, owner, group) }
+        }
+    }
+
+    /// Sets the permission bits of `path` (`chmod`, which follows a link: check the kind first).
+    public static func setMode(_ path: String, _ mode: UInt32) throws(FileSystemError) {
+        _ = try FileSystemError.attempt("chmod", path: path) { () throws(Errno) in
+            try Syscall.retrying { chmod(path, mode) }
+        }
+    }
+
+    /// Renames `source` to `destination`, replacing it atomically.
+    public static func rename(_ source: String, to destination: String) throws(FileSystemError) {
+        _ = try FileSystemError.attempt("rename", path: "\(source) -> \(destination)") { () throws(Errno) in
+            try Syscall.retrying { Glibc.rename(source, destination) }
+        }
+    }
+
+    /// Removes a file, a link or a socket (not a directory): true when it was removed, false when nothing was
+    /// there.
+    @discardableResult
+    public static func removeFile(_ path: String) throws(FileSystemError) -> Bool {
+        do {
+            _ = try Syscall.retrying { unlink(path) }
+            return true
+        } catch {
+            if error == .noSuchFileOrDirectory { return false }
+            throw FileSystemError("unlink", path: path, code: error)
         }
     }
 
@@ -204,15 +294,22 @@ public enum FileIO {
         guard let status = try FileStatus.of(path) else { return }
         if status.kind == .directory {
             for name in try listDirectory(path) { try removeTree(path + "/" + name) }
-            guard rmdir(path) == 0 else { throw FileSystemError("rmdir", path: path) }
+            _ = try FileSystemError.attempt("rmdir", path: path) { () throws(Errno) in
+                try Syscall.retrying { rmdir(path) }
+            }
         } else {
-            guard unlink(path) == 0 || errno == ENOENT else { throw FileSystemError("unlink", path: path) }
+            try removeFile(path)
         }
     }
 
     /// The canonical absolute path, links resolved, or nil when a component is missing or loops.
     public static func realPath(_ path: String) -> Result<String, FileSystemError> {
-        guard let resolved = Glibc.realpath(path, nil) else { return .failure(FileSystemError("realpath", path: path)) }
+        let resolved: UnsafeMutablePointer<CChar>
+        do {
+            resolved = try Syscall.retrying { Glibc.realpath(path, nil) }
+        } catch {
+            return .failure(FileSystemError("realpath", path: path, code: error))
+        }
         defer { free(resolved) }
         return .success(String(cString: resolved))
     }
@@ -220,8 +317,10 @@ public enum FileIO {
     /// Reads the target of a symbolic link.
     public static func readLink(_ path: String) throws(FileSystemError) -> String {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let count = readlink(path, &buffer, buffer.count - 1)
-        guard count >= 0 else { throw FileSystemError("readlink", path: path) }
+        let capacity = buffer.count - 1
+        let count = try FileSystemError.attempt("readlink", path: path) { () throws(Errno) in
+            try Syscall.retrying { readlink(path, &buffer, capacity) }
+        }
         return String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

@@ -25,4 +25,9 @@ public struct FileIdentity: Hashable, Sendable {
         self.changeSeconds = changeSeconds
         self.changeNanoseconds = changeNanoseconds
     }
+
+    /// The modification time in nanoseconds since the epoch (both parts in one number, as state.db keeps it).
+    public var modifiedNanosecondsSinceEpoch: Int64 {
+        modificationSeconds * 1_000_000_000 + modificationNanoseconds
+    }
 }

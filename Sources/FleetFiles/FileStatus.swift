@@ -1,4 +1,5 @@
 import Glibc
+public import SystemPackage
 
 /// What `lstat(2)` says of a path: the link itself, never what it points to.
 public struct FileStatus: Sendable, Equatable {
@@ -9,6 +10,8 @@ public struct FileStatus: Sendable, Equatable {
     public let kind: Kind
     /// True for a Unix socket (a `.other`), such as the syslog socket in a chroot's `dev/`.
     public let isSocket: Bool
+    /// True for a FIFO (a `.other`): opening one to read blocks until a writer comes, unless `O_NONBLOCK`.
+    public let isFIFO: Bool
     /// Permission bits only (`0o7777`).
     public let permissions: UInt32
     public let owner: UInt32
@@ -31,6 +34,7 @@ public struct FileStatus: Sendable, Equatable {
         default: kind = .other
         }
         isSocket = raw.st_mode & S_IFMT == S_IFSOCK
+        isFIFO = raw.st_mode & S_IFMT == S_IFIFO
         permissions = raw.st_mode & 0o7777
         owner = raw.st_uid
         group = raw.st_gid
@@ -46,29 +50,35 @@ public struct FileStatus: Sendable, Equatable {
 
     /// The status of `path` itself (a symbolic link is reported as a link), or nil when nothing is there.
     public static func of(_ path: String) throws(FileSystemError) -> FileStatus? {
-        var raw = stat()
-        if lstat(path, &raw) != 0 {
-            if errno == ENOENT { return nil }
-            throw FileSystemError("lstat", path: path)
+        do {
+            return FileStatus(try Syscall.status(of: path))
+        } catch {
+            if error == .noSuchFileOrDirectory { return nil }
+            throw FileSystemError("lstat", path: path, code: error)
         }
-        return FileStatus(raw)
     }
 
     /// The status of what `path` resolves to, following links.
     public static func following(_ path: String) throws(FileSystemError) -> FileStatus? {
-        var raw = stat()
-        if stat(path, &raw) != 0 {
-            if errno == ENOENT { return nil }
-            throw FileSystemError("stat", path: path)
+        do {
+            return FileStatus(try Syscall.status(of: path, following: true))
+        } catch {
+            if error == .noSuchFileOrDirectory { return nil }
+            throw FileSystemError("stat", path: path, code: error)
         }
-        return FileStatus(raw)
     }
 
     /// The status of an open file.
+    public static func of(descriptor: FileDescriptor, path: String) throws(FileSystemError) -> FileStatus {
+        FileStatus(
+            try FileSystemError.attempt("fstat", path: path) { () throws(Errno) in
+                try Syscall.status(of: descriptor)
+            })
+    }
+
+    /// The status of an open file (a raw descriptor, for callers not yet on `FileDescriptor`).
     public static func of(descriptor: Int32, path: String) throws(FileSystemError) -> FileStatus {
-        var raw = stat()
-        guard fstat(descriptor, &raw) == 0 else { throw FileSystemError("fstat", path: path) }
-        return FileStatus(raw)
+        try of(descriptor: FileDescriptor(rawValue: descriptor), path: path)
     }
 
     /// Which version of which file this is, for caches that must not be fooled by an edit.

@@ -1,4 +1,5 @@
 import Glibc
+public import SystemPackage
 
 /// An operating-system call on a named path failed.
 ///
@@ -19,8 +20,27 @@ public struct FileSystemError: Error, CustomStringConvertible, Sendable, Equatab
         self.detail = detail
     }
 
+    /// The failure `code` of `operation` on `path`, as a system call reported it.
+    public init(_ operation: String, path: String, code: Errno, detail: String? = nil) {
+        self.init(operation, path: path, errno: code.rawValue, detail: detail)
+    }
+
+    /// The system's reason as swift-system's type, for callers that branch on it.
+    public var code: Errno { Errno(rawValue: errno) }
+
     public var description: String {
         let reason = detail ?? String(cString: strerror(errno))
         return "\(operation) \(path): \(reason)"
+    }
+
+    /// Runs `call`, describing its failure as `operation` on `path`.
+    static func attempt<Result>(
+        _ operation: String, path: String, _ call: () throws(Errno) -> Result
+    ) throws(FileSystemError) -> Result {
+        do {
+            return try call()
+        } catch {
+            throw FileSystemError(operation, path: path, code: error)
+        }
     }
 }

@@ -1,3 +1,4 @@
+import FleetFiles
 import FleetProtocol
 import Inventory
 import SQLiteKit
@@ -102,11 +103,17 @@ struct HostIngest {
 
     mutating func run(logs path: String, summary: inout IngestSummary) throws {
         defer { if !warnings.isEmpty { summary.warnings[name, default: []] += warnings } }
-        let directory: UploadDirectory
-        switch UploadDirectory.open(path) {
-        case .read(let opened?):
-            directory = opened
-        case .read(nil):
+        let opened: DirectoryHandle?
+        do throws(FileRefusal) {
+            opened = try DirectoryHandle.open(path)
+        } catch {
+            switch error.kind {
+            case .refused: warnings.append("logs/ \(error.reason): nothing in it was read")
+            case .transient, .vanished: warnings.append("cannot open logs/: \(error.systemReason ?? error.reason)")
+            }
+            return
+        }
+        guard let directory = opened else {
             // No logs/ (never set up, or removed): nothing bookkept can still be there.
             if row?.listingDigest != nil || !replaced.isEmpty {
                 try store.database.transaction {
@@ -114,9 +121,6 @@ struct HostIngest {
                     try store.saveListing(host: name, digest: nil, lastSeen: nil)
                 }
             }
-            return
-        case .notRead(let refusal):
-            warnings.append(Self.text(refusal))
             return
         }
 
@@ -167,7 +171,8 @@ struct HostIngest {
         }
         if let pruneCandidates, !pruneCandidates.isEmpty {
             var pruned: [String] = []
-            for candidate in pruneCandidates where directory.remove(candidate.name, ifStill: candidate.identity) {
+            for candidate in pruneCandidates
+            where directory.removeFile(candidate.name, ifStill: { $0.identity.recorded == candidate.identity }) {
                 pruned.append(candidate.name)
             }
             summary.pruned += pruned.count
@@ -184,7 +189,7 @@ struct HostIngest {
 
     /// Examines the report and log names not examined before; returns the ingested files beyond `logs_keep`.
     private mutating func examineNew(
-        _ present: [String], in directory: UploadDirectory, summary: inout IngestSummary, digest: inout String
+        _ present: [String], in directory: DirectoryHandle, summary: inout IngestSummary, digest: inout String
     ) throws -> [(name: String, identity: FileIdentity)] {
         var known = try store.bookkeptFiles(host: name).filter { UploadName($0.key).isWrittenOnce }
         let presentSet = Set(present)
@@ -227,65 +232,76 @@ struct HostIngest {
 
     /// Reads one new report or log: the bookkeeping row to keep, or nil when it should be tried again later.
     private mutating func examine(
-        _ entry: String, in directory: UploadDirectory, summary: inout IngestSummary
+        _ entry: String, in directory: DirectoryHandle, summary: inout IngestSummary
     ) -> ReviewStore.BookkeptFile? {
         let kind = UploadName(entry)
-        let result: Upload<UploadedFile>
-        if case .log = kind {
-            result = directory.readLog(entry, head: limits.logHeadBytes, tail: limits.logTailBytes)
-        } else {
-            result = directory.read(entry, limit: limits.reportBytes)
-        }
-        switch result {
-        case .notRead(let refusal):
-            return refused(entry, refusal, summary: &summary)
-        case .read(let file):
-            summary.filesRead += 1
-            summary.bytesRead += Int64(file.bytes.count)
-            do {
-                switch kind {
-                case .report(let generation):
-                    let received = file.identity.modificationNanoseconds
-                    let previous = try store.previousWord(host: name, before: received)
-                    switch validator.report(
-                        file.bytes, nameGeneration: generation, received: received, previous: previous)
-                    {
-                    case .valid(let report):
-                        try store.insertReport(
-                            host: name, name: entry, received: file.identity.modificationNanoseconds, report,
-                            json: file.bytes)
-                        summary.reports += 1
-                    case .invalid(let problem):
-                        return refused(entry, .refused(problem, file.identity), summary: &summary)
-                    }
-                default:
-                    try store.insertLog(
-                        host: name, name: entry, received: file.identity.modificationNanoseconds,
-                        size: file.identity.size,
-                        bytes: file.bytes)
-                    summary.logs += 1
-                }
-            } catch {
-                warnings.append("\(entry): could not be stored: \(error)")
-                return nil
+        let file: UploadedFile
+        do throws(FileRefusal) {
+            if case .log = kind {
+                file = try Self.readLog(entry, in: directory, head: limits.logHeadBytes, tail: limits.logTailBytes)
+            } else {
+                let read = try directory.read(entry, limit: limits.reportBytes)
+                file = UploadedFile(bytes: read.bytes, identity: read.status.identity.recorded)
             }
-            seen(file.identity)
-            return ReviewStore.BookkeptFile(identity: file.identity, ingested: true, warning: nil)
+        } catch {
+            return refused(entry, error, summary: &summary)
         }
+        summary.filesRead += 1
+        summary.bytesRead += Int64(file.bytes.count)
+        do {
+            switch kind {
+            case .report(let generation):
+                let received = file.identity.modifiedNanosecondsSinceEpoch
+                let previous = try store.previousWord(host: name, before: received)
+                switch validator.report(file.bytes, nameGeneration: generation, received: received, previous: previous)
+                {
+                case .valid(let report):
+                    try store.insertReport(host: name, name: entry, received: received, report, json: file.bytes)
+                    summary.reports += 1
+                case .invalid(let problem):
+                    return rejected(problem, file.identity, summary: &summary)
+                }
+            default:
+                try store.insertLog(
+                    host: name, name: entry, received: file.identity.modifiedNanosecondsSinceEpoch,
+                    size: file.identity.size, bytes: file.bytes)
+                summary.logs += 1
+            }
+        } catch {
+            warnings.append("\(entry): could not be stored: \(error)")
+            return nil
+        }
+        seen(file.identity)
+        return ReviewStore.BookkeptFile(identity: file.identity, ingested: true, warning: nil)
+    }
+
+    /// Reads a log: whole when it is at most `head + tail` bytes, else its first `head` and last `tail` bytes
+    /// with a line saying how much was left out.
+    private static func readLog(
+        _ entry: String, in directory: DirectoryHandle, head: Int, tail: Int
+    ) throws(FileRefusal) -> UploadedFile {
+        let read = try directory.readEnds(entry, head: head, tail: tail)
+        let identity = read.status.identity.recorded
+        guard let last = read.tail else { return UploadedFile(bytes: read.head, identity: identity) }
+        let size = Int(read.status.size)
+        let note =
+            "\n[fleet: \(size - head - tail) bytes of this \(size)-byte log were not kept here "
+            + "(the server keeps the first \(head) and the last \(tail))]\n"
+        return UploadedFile(bytes: read.head + Array(note.utf8) + last, identity: identity)
     }
 
     /// Which of `heartbeat.json` and `confirmation.json` were replaced (or removed) since they were read: one
     /// `lstat` each, no open.
-    private func replacedToExamine(_ present: [String], in directory: UploadDirectory) -> [(
+    private func replacedToExamine(_ present: [String], in directory: DirectoryHandle) -> [(
         name: String, present: Bool
     )] {
         var work: [(name: String, present: Bool)] = []
         for entry in [UploadName.heartbeatName, UploadName.confirmationName] {
-            guard present.contains(entry), let current = directory.identity(of: entry) else {
+            guard present.contains(entry), let current = directory.status(of: entry) else {
                 if replaced[entry] != nil { work.append((entry, false)) }
                 continue
             }
-            if let bookkept = replaced[entry], bookkept.identity == current.identity { continue }
+            if let bookkept = replaced[entry], bookkept.identity == current.identity.recorded { continue }
             work.append((entry, true))
         }
         return work
@@ -293,73 +309,81 @@ struct HostIngest {
 
     /// `heartbeat.json` and `confirmation.json`: read again only when they were replaced.
     private mutating func examineReplaced(
-        _ work: [(name: String, present: Bool)], in directory: UploadDirectory, summary: inout IngestSummary
+        _ work: [(name: String, present: Bool)], in directory: DirectoryHandle, summary: inout IngestSummary
     ) throws {
         for (entry, present) in work {
             guard present else {
                 try store.forget(host: name, names: [entry])
                 continue
             }
-            let file: ReviewStore.BookkeptFile?
-            switch directory.read(entry, limit: limits.smallFileBytes) {
-            case .notRead(let refusal):
-                file = refused(entry, refusal, summary: &summary)
-            case .read(let read):
-                summary.filesRead += 1
-                summary.bytesRead += Int64(read.bytes.count)
-                if entry == UploadName.heartbeatName {
-                    let received = read.identity.modificationNanoseconds
-                    let previous = try store.previousWord(host: name, before: received)
-                    switch validator.heartbeat(read.bytes, received: received, previous: previous) {
-                    case .valid(let beat):
-                        try store.saveHeartbeat(
-                            host: name, received: read.identity.modificationNanoseconds, beat, json: read.bytes)
-                        summary.heartbeats += 1
-                        seen(read.identity)
-                        file = .init(identity: read.identity, ingested: true, warning: nil)
-                    case .invalid(let problem):
-                        file = refused(entry, .refused(problem, read.identity), summary: &summary)
-                    }
-                } else {
-                    switch validator.confirmation(read.bytes) {
-                    case .valid:
-                        seen(read.identity)
-                        file = .init(identity: read.identity, ingested: true, warning: nil)
-                    case .invalid(let problem):
-                        file = refused(entry, .refused(problem, read.identity), summary: &summary)
-                    }
+            let read: UploadedFile
+            do throws(FileRefusal) {
+                let whole = try directory.read(entry, limit: limits.smallFileBytes)
+                read = UploadedFile(bytes: whole.bytes, identity: whole.status.identity.recorded)
+            } catch {
+                if let file = refused(entry, error, summary: &summary) {
+                    try store.bookkeep(host: name, name: entry, file)
+                }
+                continue
+            }
+            let file: ReviewStore.BookkeptFile
+            summary.filesRead += 1
+            summary.bytesRead += Int64(read.bytes.count)
+            if entry == UploadName.heartbeatName {
+                let received = read.identity.modifiedNanosecondsSinceEpoch
+                let previous = try store.previousWord(host: name, before: received)
+                switch validator.heartbeat(read.bytes, received: received, previous: previous) {
+                case .valid(let beat):
+                    try store.saveHeartbeat(host: name, received: received, beat, json: read.bytes)
+                    summary.heartbeats += 1
+                    seen(read.identity)
+                    file = .init(identity: read.identity, ingested: true, warning: nil)
+                case .invalid(let problem):
+                    file = rejected(problem, read.identity, summary: &summary)
+                }
+            } else {
+                switch validator.confirmation(read.bytes) {
+                case .valid:
+                    seen(read.identity)
+                    file = .init(identity: read.identity, ingested: true, warning: nil)
+                case .invalid(let problem):
+                    file = rejected(problem, read.identity, summary: &summary)
                 }
             }
-            if let file { try store.bookkeep(host: name, name: entry, file) }
+            try store.bookkeep(host: name, name: entry, file)
         }
     }
 
+    /// What to bookkeep of a file ``DirectoryHandle`` did not read: nil when it should be tried again later.
     private mutating func refused(
-        _ entry: String, _ refusal: UploadRefusal, summary: inout IngestSummary
+        _ entry: String, _ refusal: FileRefusal, summary: inout IngestSummary
     ) -> ReviewStore.BookkeptFile? {
-        switch refusal {
+        switch refusal.kind {
         case .vanished:
             return nil
-        case .transient(let reason):
-            warnings.append("\(entry): \(reason); tried again next time")
+        case .transient:
+            warnings.append("\(entry): \(refusal.reason); tried again next time")
             return nil
-        case .refused(let reason, let identity):
-            summary.refused += 1
-            return ReviewStore.BookkeptFile(
-                identity: identity ?? FileIdentity(size: -1, modificationNanoseconds: -1, inode: 0), ingested: false,
-                warning: reason)
+        case .refused:
+            return rejected(
+                refusal.reason,
+                refusal.status?.identity.recorded
+                    ?? FileIdentity(recordedSize: -1, modifiedNanosecondsSinceEpoch: -1, inode: 0),
+                summary: &summary)
         }
+    }
+
+    /// A file refused for good while it stays as it is: bookkept with the reason as its warning.
+    private func rejected(
+        _ reason: String, _ identity: FileIdentity, summary: inout IngestSummary
+    ) -> ReviewStore.BookkeptFile {
+        summary.refused += 1
+        return ReviewStore.BookkeptFile(identity: identity, ingested: false, warning: reason)
     }
 
     private mutating func seen(_ identity: FileIdentity) {
-        lastSeen = max(lastSeen ?? identity.modificationNanoseconds, identity.modificationNanoseconds)
-    }
-
-    private static func text(_ refusal: UploadRefusal) -> String {
-        switch refusal {
-        case .refused(let reason, _), .transient(let reason): reason
-        case .vanished: "logs/ vanished while being read"
-        }
+        let received = identity.modifiedNanosecondsSinceEpoch
+        lastSeen = max(lastSeen ?? received, received)
     }
 
     /// Time, then the log before the report of the same run.

@@ -61,21 +61,22 @@ public final class Review {
         let snapshot: Snapshot
         do {
             let lockPath = configuration.server.stateDirectory + "/" + Self.lockName
-            guard let lock = try FileLock.acquire(lockPath, wait: true) else {
-                throw ReviewError("cannot take \(lockPath)")
+            let locked = try FileLock.withLock(lockPath, wait: true) { () throws -> Snapshot in
+                let published = try publishedGenerations(hosts)
+                let ingest = try ReportIngest(configuration: configuration, store: store, limits: limits)
+                    .run(hosts: hosts, published: published.mapValues(\.highest))
+                let at = now ?? ReviewTime.now()
+                let hostRows = try store.hostRows()
+                let rows = try FleetStatus(store: store).rows(
+                    hosts: hosts, published: published, hostRows: hostRows, runWarnings: ingest.warnings, now: at)
+                let events = try stateStore.database.transaction {
+                    try EventAnnouncer(store: store, stateStore: stateStore).announce(
+                        rows, hostRows: hostRows, now: at)
+                }
+                return Snapshot(hosts: rows, ingest: ingest, events: events, at: at)
             }
-            defer { withExtendedLifetime(lock) {} }
-            let published = try publishedGenerations(hosts)
-            let ingest = try ReportIngest(configuration: configuration, store: store, limits: limits)
-                .run(hosts: hosts, published: published.mapValues(\.highest))
-            let at = now ?? ReviewTime.now()
-            let hostRows = try store.hostRows()
-            let rows = try FleetStatus(store: store).rows(
-                hosts: hosts, published: published, hostRows: hostRows, runWarnings: ingest.warnings, now: at)
-            let events = try stateStore.database.transaction {
-                try EventAnnouncer(store: store, stateStore: stateStore).announce(rows, hostRows: hostRows, now: at)
-            }
-            snapshot = Snapshot(hosts: rows, ingest: ingest, events: events, at: at)
+            guard let locked else { throw ReviewError("cannot take \(lockPath)") }
+            snapshot = locked
         } catch let error as ReviewError {
             throw error
         } catch {

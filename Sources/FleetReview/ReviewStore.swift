@@ -1,3 +1,4 @@
+import FleetFiles
 import FleetProtocol
 import Inventory
 import SQLiteKit
@@ -167,7 +168,8 @@ final class ReviewStore {
     private static func bookkept(_ row: SQLiteRow) -> BookkeptFile {
         BookkeptFile(
             identity: FileIdentity(
-                size: row["size"].integer ?? -1, modificationNanoseconds: row["mtime_ns"].integer ?? -1,
+                recordedSize: row["size"].integer ?? -1,
+                modifiedNanosecondsSinceEpoch: row["mtime_ns"].integer ?? -1,
                 inode: UInt64(bitPattern: row["inode"].integer ?? -1)),
             ingested: (row["ingested"].integer ?? 0) != 0, warning: row["warning"].text)
     }
@@ -179,7 +181,8 @@ final class ReviewStore {
             VALUES (?, ?, ?, ?, ?, ?, ?)
             """,
             [
-                .text(host), .text(name), .integer(file.identity.size), .integer(file.identity.modificationNanoseconds),
+                .text(host), .text(name), .integer(file.identity.size),
+                .integer(file.identity.modifiedNanosecondsSinceEpoch),
                 .integer(Int64(bitPattern: file.identity.inode)), .integer(file.ingested ? 1 : 0),
                 file.warning.map { .text($0) } ?? .null,
             ])

@@ -1,5 +1,4 @@
 public import FleetFiles
-import Glibc
 
 /// Creates a host's chroot directories with the owners and modes sshd and the isolation need.
 public enum ChrootProvisioner {
@@ -24,7 +23,7 @@ public enum ChrootProvisioner {
             where ChrootLayout.generation(ofSnapshotNamed: name) != nil {
                 let path = layout.snapshots + "/" + name
                 if let status = try FileStatus.of(path), status.kind == .regular, status.group != user.gid {
-                    guard lchown(path, 0, user.gid) == 0 else { throw FileSystemError("chown", path: path) }
+                    try FileIO.setOwner(path, owner: 0, group: user.gid)
                 }
             }
         }
@@ -33,12 +32,7 @@ public enum ChrootProvisioner {
     static func ensureDirectory(_ path: String, mode: UInt32, owner: UInt32, group: UInt32, repair: Bool)
         throws(FileSystemError)
     {
-        if !repair, let status = try FileStatus.of(path) {
-            guard status.kind == .directory else {
-                throw FileSystemError("mkdir", path: path, errno: ENOTDIR, detail: "exists and is not a directory")
-            }
-            return
-        }
+        if !repair, try FileIO.isExistingDirectory(path) { return }
         try FileIO.ensureDirectory(path, mode: mode, owner: owner, group: group)
     }
 }

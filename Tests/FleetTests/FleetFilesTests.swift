@@ -1,0 +1,157 @@
+import FleetProtocol
+import FleetTestSupport
+import Glibc
+import Inventory
+import SystemPackage
+import Testing
+
+@testable import FleetFiles
+
+/// The pieces of FleetFiles that feature modules call instead of POSIX: the one `EINTR` rule, the scoped
+/// lock, and the small helpers that had a copy in several modules.
+@Suite("fleet files")
+struct FleetFilesTests {
+    @Test func anInterruptedCallIsMadeAgainAndAnyOtherFailureIsItsErrno() throws {
+        var calls = 0
+        let result = try Syscall.retrying { () -> Int32 in
+            calls += 1
+            if calls < 3 {
+                errno = EINTR
+                return -1
+            }
+            return 7
+        }
+        #expect(result == 7 && calls == 3)
+
+        calls = 0
+        #expect(throws: Errno.noSuchFileOrDirectory) {
+            try Syscall.retrying { () -> Int32 in
+                calls += 1
+                errno = ENOENT
+                return -1
+            }
+        }
+        #expect(calls == 1)
+    }
+
+    @Test func aScopedLockIsHeldForTheBodyAndReleasedAfterEvenWhenItThrows() async throws {
+        let directory = try TestDirectory.makeTemporary()
+        defer { directory.remove() }
+        let path = directory.path("lock")
+        let result = try FileLock.withLock(path, wait: false) { () throws -> Int in
+            // flock locks belong to an open file: a second open, even in this process, is refused.
+            #expect(try FileLock.acquire(path, wait: false) == nil)
+            #expect(try FileLock.withLock(path, wait: false) { "ran" } == nil, "the body does not run")
+            return 42
+        }
+        #expect(result == 42)
+        #expect(try Self.acquiredSoon(path), "released after the body")
+
+        #expect(throws: TestSupportError.self) {
+            try FileLock.withLock(path, wait: false) { throw TestSupportError("body failed") }
+        }
+        let suspended = try await FileLock.withLock(path, wait: true) {
+            try await Task.sleep(for: .milliseconds(1))
+            return try FileLock.acquire(path, wait: false) == nil
+        }
+        #expect(suspended == true)
+        #expect(try Self.acquiredSoon(path), "released after a throw and after a suspension")
+    }
+
+    /// Whether the lock can be taken within a few seconds. Not at once: a process the other tests are starting
+    /// holds a copy of every descriptor between its fork and its exec, the lock's too, and on a busy machine
+    /// that can last a moment after the lock was released here.
+    private static func acquiredSoon(_ path: String) throws -> Bool {
+        for _ in 0..<500 {
+            if try FileLock.acquire(path, wait: false) != nil { return true }
+            usleep(10_000)
+        }
+        return false
+    }
+
+    @Test func sha256OfAFileIsTheDigestOfItsBytes() throws {
+        let directory = try TestDirectory.makeTemporary()
+        defer { directory.remove() }
+        let bytes = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        try directory.writeFile("snapshot", bytes)
+        #expect(try FileIO.sha256(ofFile: directory.path("snapshot")) == SHA256Hasher.hex(bytes))
+        #expect(symlink(directory.path("snapshot"), directory.path("link")) == 0)
+        #expect(try FileIO.sha256(ofFile: directory.path("link")) == SHA256Hasher.hex(bytes))
+        #expect(throws: FileSystemError.self) { try FileIO.sha256(ofFile: directory.path("link"), followLinks: false) }
+    }
+
+    @Test func replaceSymlinkSwapsTheTargetAndLeavesNoTemporary() throws {
+        let directory = try TestDirectory.makeTemporary()
+        defer { directory.remove() }
+        try FileIO.replaceSymlink(directory.path("current"), pointingTo: "generations/1")
+        #expect(try FileIO.readLink(directory.path("current")) == "generations/1")
+        try FileIO.replaceSymlink(directory.path("current"), pointingTo: "generations/2")
+        #expect(try FileIO.readLink(directory.path("current")) == "generations/2")
+        #expect(try FileIO.listDirectory(directory.path) == ["current"])
+    }
+
+    @Test func publishByRenameMovesTheFileOrRemovesTheTemporary() throws {
+        let directory = try TestDirectory.makeTemporary()
+        defer { directory.remove() }
+        try directory.writeFile("metrics.prom.tmp", text: "new")
+        try FileIO.publishByRename(directory.path("metrics.prom.tmp"), to: directory.path("metrics.prom"))
+        #expect(try FileIO.listDirectory(directory.path) == ["metrics.prom"])
+        #expect(try FileIO.readNoFollow(directory.path("metrics.prom")) == Array("new".utf8))
+
+        try directory.writeFile("download.tmp", text: "partial")
+        #expect(throws: FileSystemError.self) {
+            try FileIO.publishByRename(
+                directory.path("download.tmp"), to: directory.path("missing/nar"), durable: false)
+        }
+        #expect(try FileIO.listDirectory(directory.path) == ["metrics.prom"], "the temporary is gone")
+    }
+
+    @Test func absoluteMatchesInventorysForPathsWithoutLinks() {
+        for path in ["/srv/fleet", "/srv//fleet/", "/srv/./fleet/../fleet", "relative/dir", "./a/../b", "/", "."] {
+            #expect(FileIO.absolute(path) == FileManagerPaths.absolute(path), "\(path)")
+        }
+    }
+
+    @Test func anUnlinkedFileHoldsItsBytesFromTheStartAndLeavesNoName() throws {
+        let directory = try TestDirectory.makeTemporary()
+        defer { directory.remove() }
+        let descriptor = try FileIO.unlinkedFile(
+            containing: Array("input for a child".utf8), in: directory.path, prefix: ".fleet-input-")
+        defer { try? descriptor.close() }
+        #expect(try FileIO.listDirectory(directory.path).isEmpty)
+        #expect(try FileIO.readAll(descriptor, path: "input", limit: 64) == Array("input for a child".utf8))
+    }
+
+    @Test func aNewDirectoryIsRefusedWhereAnyNameIsAndExecutableIsAsked() throws {
+        let directory = try TestDirectory.makeTemporary()
+        defer { directory.remove() }
+        try FileIO.createNewDirectory(directory.path("incoming"), mode: 0o700)
+        #expect(try FileStatus.of(directory.path("incoming"))?.permissions == 0o700)
+        #expect(throws: FileSystemError("mkdir", path: directory.path("incoming"), errno: EEXIST)) {
+            try FileIO.createNewDirectory(directory.path("incoming"), mode: 0o700)
+        }
+        #expect(symlink(directory.path("nowhere"), directory.path("dangling")) == 0)
+        #expect(throws: FileSystemError.self) { try FileIO.createNewDirectory(directory.path("dangling"), mode: 0o700) }
+        try FileIO.removeEmptyDirectory(directory.path("incoming"))
+        #expect(try FileStatus.of(directory.path("incoming")) == nil)
+
+        #expect(FileIO.isExecutable("/bin/sh"))
+        try directory.writeFile("script", text: "#!/bin/sh\n", mode: 0o644)
+        #expect(!FileIO.isExecutable(directory.path("script")), "no execute bit: not even root may run it")
+        #expect(Accounts.currentUserID == getuid() && Accounts.effectiveUserID == geteuid())
+    }
+
+    @Test func removeFileSaysWhetherSomethingWasThere() throws {
+        let directory = try TestDirectory.makeTemporary()
+        defer { directory.remove() }
+        try directory.writeFile("file", text: "x")
+        #expect(try FileIO.removeFile(directory.path("file")))
+        #expect(try !FileIO.removeFile(directory.path("file")))
+        try directory.makeDirectory("dir", mode: 0o700)
+        #expect(throws: FileSystemError.self) { try FileIO.removeFile(directory.path("dir")) }
+        #expect(try FileIO.isExistingDirectory(directory.path("dir")))
+        #expect(try !FileIO.isExistingDirectory(directory.path("file")))
+        try directory.writeFile("file", text: "x")
+        #expect(throws: FileSystemError.self) { try FileIO.isExistingDirectory(directory.path("file")) }
+    }
+}
