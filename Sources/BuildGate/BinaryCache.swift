@@ -78,7 +78,7 @@ public struct BinaryCache: Sendable {
             try? FileIO.setOwner(path, owner: 0, group: 0)
             try? FileIO.setMode(path, 0o644)
         default:
-            _ = try? FileIO.removeFile(path)
+            _ = _ = try? FileIO.removeFile(path)
         }
     }
 }

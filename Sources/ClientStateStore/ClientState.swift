@@ -122,7 +122,7 @@ public struct ClientState: Codable, Sendable, Equatable {
         let suffixes = ["-" + fileName, "-" + LastRunRecord.fileName]
         for entry in (try? FileIO.listDirectory(stateDirectory)) ?? []
         where entry.hasPrefix(FileIO.temporaryPrefix) && suffixes.contains(where: entry.hasSuffix) {
-            try? FileIO.removeFile(stateDirectory + "/" + entry)
+            _ = try? FileIO.removeFile(stateDirectory + "/" + entry)
         }
     }
 
@@ -148,7 +148,7 @@ public struct ClientState: Codable, Sendable, Equatable {
             throw ClientError("cannot write \(path): \(error)")
         }
         // Stale from here on; were the removal lost in a crash, its older lastRunAt keeps it from being used.
-        try? FileIO.removeFile(stateDirectory + "/" + LastRunRecord.fileName)
+        _ = try? FileIO.removeFile(stateDirectory + "/" + LastRunRecord.fileName)
     }
 
     static func encoded<Value: Encodable>(_ value: Value) throws(ClientError) -> [UInt8] {

@@ -60,7 +60,7 @@ extension Activation {
         }
 
         static func remove(stateDirectory: String) {
-            try? FileIO.removeFile(stateDirectory + "/" + fileName)
+            _ = try? FileIO.removeFile(stateDirectory + "/" + fileName)
             try? FileIO.syncDirectory(of: stateDirectory + "/" + fileName)
         }
     }

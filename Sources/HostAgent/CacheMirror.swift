@@ -77,16 +77,16 @@ struct CacheMirror {
             let local = localDirectory + "/" + url
             if (try? FileStatus.of(local)) ?? nil != nil { continue }
             let temporary = FileIO.temporaryPath(for: local)
-            try? FileIO.removeFile(temporary)
+            _ = try? FileIO.removeFile(temporary)
             do {
                 try await connection.download(ChrootPaths.cacheFile(url), to: temporary, limit: Self.narLimit)
             } catch {
                 throw Failure(description: "cannot download cache file \(url): \(error)")
             }
             do {
-                try FileIO.move(temporary, to: local)
+                try FileIO.rename(temporary, to: local)
             } catch {
-                try? FileIO.removeFile(temporary)
+                _ = try? FileIO.removeFile(temporary)
                 throw Failure(description: "cannot move \(temporary) to \(local) (errno \(error.errno))")
             }
             downloaded += 1

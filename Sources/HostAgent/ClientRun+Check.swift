@@ -21,7 +21,7 @@ extension ClientRun {
         if let directory, let target {
             do {
                 // mkdir(2) refuses any existing path, a dangling symbolic link included, and makes it ours.
-                try FileIO.makeDirectory(target, mode: 0o700)
+                try FileIO.createNewDirectory(target, mode: 0o700)
             } catch {
                 throw ClientError(
                     error.errno == EEXIST
@@ -32,7 +32,7 @@ extension ClientRun {
         }
         // On any result but an extraction, the directory made above goes again: it is empty then.
         var extracted = false
-        defer { if let target, !extracted { try? FileIO.removeDirectory(target) } }
+        defer { if let target, !extracted { try? FileIO.removeEmptyDirectory(target) } }
         let checked = await session.withConnection(openingSFTP: !connectOnly) { connection -> Step<RunResult> in
             if connectOnly {
                 return .next(

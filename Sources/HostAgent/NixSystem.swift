@@ -164,10 +164,10 @@ struct NixSystem {
                     exitCode: output.exitCode, systemError: Self.machineError(in: output.standardError))
             }
         } else {
-            try? FileIO.removeFile(profile)
+            _ = try? FileIO.removeFile(profile)
         }
         if let made, made.number != previous?.number {
-            try? FileIO.removeFile(
+            _ = try? FileIO.removeFile(
                 FileIO.split(profile).directory + "/" + FileIO.split(profile).name + "-\(made.number)-link")
         }
     }

@@ -37,7 +37,7 @@ struct ReportOutbox {
 
     /// Drops a waiting file, once it is in place on the server.
     func remove(_ name: String) {
-        try? FileIO.removeFile(directory + "/" + name)
+        _ = try? FileIO.removeFile(directory + "/" + name)
     }
 
     /// Waiting file names, oldest first (log before its report, which names it).

@@ -22,9 +22,9 @@ struct SecretStore {
             try FileIO.removeTree(target)
             let source = generationDirectory + "/secrets"
             if try FileStatus.of(source) != nil {
-                try FileIO.move(source, to: target)
+                try FileIO.rename(source, to: target)
             } else {
-                try FileIO.makeDirectory(target, mode: 0o700)
+                try FileIO.createNewDirectory(target, mode: 0o700)
             }
             try lockDown(target)
         } catch {
@@ -49,7 +49,7 @@ struct SecretStore {
         if let generation {
             try? pointLink(at: "secrets.d/\(generation)")
         } else {
-            try? FileIO.removeFile(link)
+            _ = try? FileIO.removeFile(link)
         }
     }
 
@@ -75,7 +75,7 @@ struct SecretStore {
         case .regular:
             try FileIO.setOwnerAndMode(path, owner: getuid(), group: getgid(), mode: 0o400)
         default:
-            try? FileIO.removeFile(path)
+            _ = try? FileIO.removeFile(path)
             throw FileSystemError("install", path: path, detail: "not a regular file or directory; removed")
         }
     }

@@ -53,7 +53,7 @@ struct SnapshotFetch {
         }
         let started = Date()
         let download = "\(placement.scratch)/.download-\(generation).tar.zst"
-        try? FileIO.removeFile(download)
+        _ = try? FileIO.removeFile(download)
         let size = manifest.snapshot.size
         log.phase("downloading \(manifest.snapshot.path) (\(size) bytes)")
         let log = self.log
@@ -64,7 +64,7 @@ struct SnapshotFetch {
                     log.progress("downloading: \(size > 0 ? received * 100 / size : 100)% of \(size) bytes")
                 })
         } catch {
-            try? FileIO.removeFile(download)
+            _ = try? FileIO.removeFile(download)
             switch error.code {
             case .limitExceeded:
                 return refuse("the snapshot on the server does not match the manifest: \(error)")
@@ -81,7 +81,7 @@ struct SnapshotFetch {
                 )
             }
         }
-        defer { try? FileIO.removeFile(download) }
+        defer { _ = try? FileIO.removeFile(download) }
         let digest: String
         do {
             digest = try SHA256Hasher.hex(ofFile: download)
@@ -121,10 +121,10 @@ struct SnapshotFetch {
             switch placement {
             case .generation:
                 try FileIO.removeTree(target)
-                try FileIO.move(incoming, to: target)
+                try FileIO.rename(incoming, to: target)
             case .createdDirectory:
-                for name in top { try FileIO.move("\(incoming)/\(name)", to: "\(target)/\(name)") }
-                try FileIO.removeDirectory(incoming)
+                for name in top { try FileIO.rename("\(incoming)/\(name)", to: "\(target)/\(name)") }
+                try FileIO.removeEmptyDirectory(incoming)
             }
             log.phase("extracted \(summary.files) files (\(summary.bytes) bytes) into \(target)")
         } catch let error as ArchiveError {

@@ -24,17 +24,17 @@ struct FileIOHostAgentTests {
     @Test func makeDirectoryRefusesAnExistingPathEvenADanglingLink() throws {
         let directory = try TestDirectory.makeTemporary()
         defer { directory.remove() }
-        try FileIO.makeDirectory(directory.path("new"), mode: 0o700)
+        try FileIO.createNewDirectory(directory.path("new"), mode: 0o700)
         #expect(try FileStatus.of(directory.path("new"))?.permissions == 0o700)
         try FileIO.replaceSymlink(directory.path("dangling"), pointingTo: "nowhere")
         for existing in ["new", "dangling"] {
             let error = try #require(throws: FileSystemError.self) {
-                try FileIO.makeDirectory(directory.path(existing), mode: 0o700)
+                try FileIO.createNewDirectory(directory.path(existing), mode: 0o700)
             }
             #expect(error.errno == EEXIST, "\(existing)")
         }
-        try FileIO.move(directory.path("new"), to: directory.path("moved"))
-        try FileIO.removeDirectory(directory.path("moved"))
+        try FileIO.rename(directory.path("new"), to: directory.path("moved"))
+        try FileIO.removeEmptyDirectory(directory.path("moved"))
         #expect(try FileStatus.of(directory.path("moved")) == nil)
     }
 
