@@ -47,6 +47,8 @@ extension ClientRunTests {
               outputs = { self }: {
                 nixosConfigurations.chatty.config.system.build.toplevel = derivation {
                   name = "nixos-system-chatty-toy";
+                  # A new derivation each run: one already in the store would not be built (nor log) again.
+                  nonce = "\(UUID().uuidString)";
                   system = "x86_64-linux";
                   builder = "/bin/sh";
                   args = [ "-c" ''
