@@ -66,7 +66,7 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
-            name: "ChrootSync",
+            name: "Publishing",
             dependencies: [
                 "Inventory", "ServerStore", "FleetProtocol", "ArchiveKit", "FleetFiles", "CommandRunner", "BuildGate",
             ],
@@ -96,7 +96,7 @@ let package = Package(
         .executableTarget(
             name: "FleetServer",
             dependencies: [
-                "ChrootSync", "ServerSetup", "BuildGate", "Inventory", "ServerStore", "FleetProtocol", "FleetFiles",
+                "Publishing", "ServerSetup", "BuildGate", "Inventory", "ServerStore", "FleetProtocol", "FleetFiles",
                 "NixKit",
                 "FleetReview", "FleetHooks", "CommandRunner",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -138,7 +138,7 @@ let package = Package(
         .testTarget(
             name: "FleetTests",
             dependencies: [
-                "FleetTestSupport", "Inventory", "ServerStore", "ChrootSync", "ServerSetup", "FleetProtocol",
+                "FleetTestSupport", "Inventory", "ServerStore", "Publishing", "ServerSetup", "FleetProtocol",
                 "ArchiveKit",
                 "SQLiteKit", "FleetFiles", "CommandRunner", "NixKit", "HostAgent", "BuildGate", "UpdatePage",
                 "FleetHooks",

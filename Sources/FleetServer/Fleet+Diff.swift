@@ -1,6 +1,5 @@
 import ArgumentParser
 import BuildGate
-import ChrootSync
 import CommandRunner
 import FleetFiles
 import FleetProtocol
@@ -8,6 +7,7 @@ import FleetReview
 import Foundation
 import Inventory
 import NixKit
+import Publishing
 import ServerStore
 
 extension Fleet {

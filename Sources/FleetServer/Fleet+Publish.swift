@@ -1,10 +1,10 @@
 import ArgumentParser
-import ChrootSync
 import FleetFiles
 import FleetHooks
 import FleetProtocol
 import Foundation
 import Inventory
+import Publishing
 import ServerStore
 
 extension Fleet {

@@ -1,10 +1,10 @@
-import ChrootSync
 import CommandRunner
 import FleetFiles
 import FleetProtocol
 import FleetTestSupport
 import Foundation
 import HostAgent
+import Publishing
 import ServerStore
 
 /// A fleet server (real sshd configured by `fleet sshd-config`, users and chroots made by `fleet setup`) and

@@ -1,10 +1,10 @@
-import ChrootSync
 import CommandRunner
 import FleetFiles
 import FleetProtocol
 import FleetTestSupport
 import Foundation
 import HostAgent
+import Publishing
 import ServerStore
 import Testing
 

@@ -1,11 +1,11 @@
 @_spi(Testing) import ArchiveKit
-import ChrootSync
 import CommandRunner
 import FleetFiles
 import FleetProtocol
 import FleetTestSupport
 import Foundation
 import HostAgent
+import Publishing
 import ServerStore
 import Testing
 
