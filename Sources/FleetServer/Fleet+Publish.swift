@@ -48,7 +48,7 @@ extension Fleet {
                 configuration: configuration, signingKey: key, store: store,
                 sourceCommit: { await Publisher.sourceCommit(repository: repository) })
             publisher.forceBuild = build
-            let showProgress = isatty(STDERR_FILENO) == 1 && !json
+            let showProgress = FileIO.isTerminal(FileHandle.standardError.fileDescriptor) && !json
             var done = 0
             let results = try await publisher.publish(selected, dryRun: dryRun) { result in
                 done += 1

@@ -335,14 +335,11 @@ public final class Publisher {
                 }
             }
             try writer.finish()
-            guard chmod(temporary, ChrootLayout.snapshotFileMode) == 0 else {
-                throw FileSystemError("chmod", path: temporary)
-            }
+            try FileIO.setPermissions(temporary, ChrootLayout.snapshotFileMode)
             FaultPoint.snapshotWritten.trigger(host: host.value)
-            guard rename(temporary, path) == 0 else { throw FileSystemError("rename", path: "\(temporary) -> \(path)") }
-            try FileIO.syncDirectory(of: path)
+            try FileIO.renameDurably(temporary, to: path)
         } catch {
-            unlink(temporary)
+            try? FileIO.removeFile(temporary)
             throw error
         }
         FaultPoint.snapshotRenamed.trigger(host: host.value)
@@ -357,11 +354,12 @@ public final class Publisher {
     ) throws {
         let changed = FileSystemError(
             "read", path: source, errno: EAGAIN, detail: "changed after it was resolved; publish again")
-        let (fd, status) = try FileIO.openRegularNoFollow(source)
-        defer { close(fd) }
-        guard status.identity == identity else { throw changed }
-        try writer.addFile(entry.path, permissions: entry.permissions, contentsOf: fd, sourcePath: source)
-        guard try FileStatus.of(descriptor: fd, path: source).identity == identity else { throw changed }
+        let (descriptor, status) = try FileIO.openRegularNoFollow(source)
+        try FileIO.closeAfter(descriptor) { descriptor in
+            guard status.identity == identity else { throw changed }
+            try writer.addFile(entry.path, permissions: entry.permissions, contentsOf: descriptor, sourcePath: source)
+            guard try FileStatus.of(descriptor: descriptor, path: source).identity == identity else { throw changed }
+        }
     }
 
     /// Removes superseded snapshots past their grace period and, when that (or this publish) may have left
