@@ -46,11 +46,11 @@ extension Fleet {
             let repository = configuration.repository
             let publisher = try Publisher(
                 configuration: configuration, signingKey: key, store: store,
-                sourceCommit: { await Publisher.sourceCommit(repository: repository) })
-            publisher.forceBuild = build
+                sourceCommit: { await Publisher.sourceCommit(repository: repository) },
+                options: PublishOptions(forceBuild: build, dryRun: dryRun))
             let showProgress = FileIO.isTerminal(FileHandle.standardError.fileDescriptor) && !json
             var done = 0
-            let results = try await publisher.publish(selected, dryRun: dryRun) { result in
+            let outcome = try await publisher.publish(selected) { result in
                 done += 1
                 if showProgress {
                     FileHandle.standardError.write(
@@ -58,17 +58,15 @@ extension Fleet {
                 }
             }
             if showProgress { FileHandle.standardError.write(Data("\r\u{1b}[K".utf8)) }
-            for warning in publisher.warnings { printError("warning: \(warning)") }
+            for warning in outcome.warnings { printError("warning: \(warning)") }
             withExtendedLifetime(lock) {}
-            if !dryRun { await Self.fireHooks(for: results, configuration: configuration) }
+            if !outcome.dryRun { await Self.fireHooks(for: outcome.results, configuration: configuration) }
             if json {
-                try printJSON(results)
+                try printJSON(outcome.results)
             } else {
-                print(render(results))
+                print(render(outcome.results))
             }
-            if results.contains(where: { [.refused, .buildFailed, .wouldFail].contains($0.status) }) {
-                throw ExitCode(1)
-            }
+            if outcome.hasFailures { throw ExitCode(1) }
         }
 
         /// `published` and `build-failed` for the hooks of fleet.toml, once the publish is done: a hook never

@@ -199,17 +199,51 @@ struct PublishTests {
         let start = Date()
         for version in 1...3 {
             try fixture.write("hosts/a/x.nix", "\(version)\n")
-            _ = try await publisher.publish(configuration.hosts, dryRun: false, now: start)
+            _ = try await publisher.publish(configuration.hosts, now: start)
         }
         let layout = try fixture.layout("a")
         #expect(try FileIO.listDirectory(layout.snapshots).sorted() == ["1.tar.zst", "2.tar.zst", "3.tar.zst"])
         // Within the grace period nothing goes; after it, all but the current one.
-        _ = try await publisher.publish(configuration.hosts, dryRun: false, now: start.addingTimeInterval(300))
+        _ = try await publisher.publish(configuration.hosts, now: start.addingTimeInterval(300))
         #expect(try FileIO.listDirectory(layout.snapshots).count == 3)
-        _ = try await publisher.publish(configuration.hosts, dryRun: false, now: start.addingTimeInterval(3600))
+        _ = try await publisher.publish(configuration.hosts, now: start.addingTimeInterval(3600))
         #expect(try FileIO.listDirectory(layout.snapshots) == ["3.tar.zst"])
-        _ = try await publisher.publish(configuration.hosts, dryRun: false, now: start.addingTimeInterval(86400 * 30))
+        _ = try await publisher.publish(configuration.hosts, now: start.addingTimeInterval(86400 * 30))
         #expect(try fixture.verifiedManifest("a").generation == 3)
+    }
+
+    @Test func aPublisherIsConfiguredAtInitAndReturnsItsRun() async throws {
+        let fixture = try FleetFixture(hosts: ["a"])
+        defer { fixture.remove() }
+        let configuration = try fixture.configuration()
+        let store = try StateStore(stateDirectory: fixture.stateDirectory)
+        let key = try SigningKeyFile.load(stateDirectory: fixture.stateDirectory)
+        let dryRun = try Publisher(
+            configuration: configuration, signingKey: key, store: store, sourceCommit: "test",
+            options: PublishOptions(dryRun: true))
+        let preview = try await dryRun.publish(configuration.hosts)
+        #expect(preview.dryRun && preview.warnings.isEmpty && !preview.hasFailures)
+        #expect(preview.results.map(\.status) == [.wouldPublish])
+        #expect(try FileStatus.of(try fixture.layout("a").manifest) == nil, "a dry run writes nothing")
+
+        let publisher = try Publisher(configuration: configuration, signingKey: key, store: store, sourceCommit: "test")
+        let run = try await publisher.publish(configuration.hosts)
+        #expect(!run.dryRun && run.warnings.isEmpty && !run.hasFailures)
+        #expect(run.results.map(\.status) == [.published])
+        #expect(run.results.first?.sourceCommit == "test")
+    }
+
+    @Test func aProblemOfTheRunAsAWholeIsAWarningAndTheHostsStillPublish() async throws {
+        let fixture = try FleetFixture(hosts: ["a"])
+        defer { fixture.remove() }
+        // The digest file's name is taken by a directory, so the digests learnt cannot be kept.
+        try FileIO.createDirectories(fixture.stateDirectory + "/file-digests/taken")
+        let output = try await fixture.fleet(["publish"], environment: ["FLEET_TEST_CLOCK_OFFSET_SECONDS": "4"])
+        #expect(output.exitCode == 0, "\(output.standardError)")
+        #expect(
+            output.standardError.contains("warning: could not keep the file digests for the next publish"),
+            "\(output.standardError)")
+        #expect(try fixture.verifiedManifest("a").generation == 1)
     }
 
     @Test func aSecondPublishWaitsForNoneAndSaysWhy() async throws {
