@@ -69,6 +69,7 @@ let package = Package(
             name: "Publishing",
             dependencies: [
                 "Inventory", "ServerStore", "FleetProtocol", "ArchiveKit", "FleetFiles", "CommandRunner", "BuildGate",
+                "FleetHooks",
             ],
             // Publish fault points (FaultPoint) exist in debug builds only, the ones the tests run.
             swiftSettings: strictSettings + [.define("FLEET_FAULT_INJECTION", .when(configuration: .debug))]

@@ -1,6 +1,5 @@
 import ArgumentParser
 import FleetFiles
-import FleetHooks
 import FleetProtocol
 import Foundation
 import Inventory
@@ -60,36 +59,15 @@ extension Fleet {
             if showProgress { FileHandle.standardError.write(Data("\r\u{1b}[K".utf8)) }
             for warning in outcome.warnings { printError("warning: \(warning)") }
             withExtendedLifetime(lock) {}
-            if !outcome.dryRun { await Self.fireHooks(for: outcome.results, configuration: configuration) }
+            // `published` and `build-failed` for fleet.toml's hooks, once the publish is done (none for a dry
+            // run): a hook never holds a host back, and a failing one is only logged.
+            await PublishAnnouncer(configuration).announce(outcome)
             if json {
                 try printJSON(outcome.results)
             } else {
                 print(render(outcome.results))
             }
             if outcome.hasFailures { throw ExitCode(1) }
-        }
-
-        /// `published` and `build-failed` for the hooks of fleet.toml, once the publish is done: a hook never
-        /// holds a host back, and a failing one is only logged.
-        static func fireHooks(for results: [PublishResult], configuration: FleetConfiguration) async {
-            let at = UTCTime.iso(Date())
-            let events = results.compactMap { result -> HookEvent? in
-                switch result.status {
-                case .published:
-                    guard let generation = result.generation else { return nil }
-                    return .published(
-                        host: result.host.value, generation: generation, previousGeneration: result.previousGeneration,
-                        sourceCommit: result.sourceCommit ?? "none", at: at)
-                case .buildFailed:
-                    return .buildFailed(
-                        host: result.host.value, reason: result.reason ?? "did not build",
-                        keptGeneration: result.generation, at: at)
-                default:
-                    return nil
-                }
-            }
-            guard !events.isEmpty, !configuration.hooks.isEmpty else { return }
-            _ = await HookRunner(configuration).fire(events)
         }
 
         func render(_ results: [PublishResult]) -> String {

@@ -1,5 +1,6 @@
 import CommandRunner
 import FleetFiles
+import FleetHooks
 import FleetProtocol
 import FleetTestSupport
 import Foundation
@@ -212,7 +213,7 @@ struct PublishTests {
         #expect(try fixture.verifiedManifest("a").generation == 3)
     }
 
-    @Test func aPublisherIsConfiguredAtInitAndReturnsItsRun() async throws {
+    @Test func aPublisherIsConfiguredAtInitAndReturnsItsRunWithTheHooksEvents() async throws {
         let fixture = try FleetFixture(hosts: ["a"])
         defer { fixture.remove() }
         let configuration = try fixture.configuration()
@@ -225,12 +226,49 @@ struct PublishTests {
         #expect(preview.dryRun && preview.warnings.isEmpty && !preview.hasFailures)
         #expect(preview.results.map(\.status) == [.wouldPublish])
         #expect(try FileStatus.of(try fixture.layout("a").manifest) == nil, "a dry run writes nothing")
+        #expect(PublishAnnouncer.events(of: preview, at: "now").isEmpty, "nor announces anything")
 
         let publisher = try Publisher(configuration: configuration, signingKey: key, store: store, sourceCommit: "test")
         let run = try await publisher.publish(configuration.hosts)
         #expect(!run.dryRun && run.warnings.isEmpty && !run.hasFailures)
         #expect(run.results.map(\.status) == [.published])
-        #expect(run.results.first?.sourceCommit == "test")
+        let events = PublishAnnouncer.events(of: run, at: "now")
+        #expect(
+            events == [.published(host: "a", generation: 1, previousGeneration: nil, sourceCommit: "test", at: "now")])
+        // Published once, recorded once: the announcer fires hooks, it does not record the publish again.
+        #expect(try store.events(host: try fixture.host("a")).filter { $0.kind == "published" }.count == 1)
+        #expect(PublishAnnouncer.events(of: try await publisher.publish(configuration.hosts), at: "now").isEmpty)
+    }
+
+    @Test func aPublishsEventsReachTheHooksInOneCall() async throws {
+        let directory = try TestDirectory.makeTemporary()
+        defer { directory.remove() }
+        let received = directory.path("events.jsonl")
+        let fixture = try FleetFixture(
+            hosts: ["a"],
+            extraToml: """
+                [[hooks]]
+                command = ["/bin/sh", "-c", "cat >> \(received)"]
+                events = ["published", "build-failed"]
+                """)
+        defer { fixture.remove() }
+        let configuration = try fixture.configuration()
+        let publisher = try Publisher(
+            configuration: configuration, signingKey: try SigningKeyFile.load(stateDirectory: fixture.stateDirectory),
+            store: try StateStore(stateDirectory: fixture.stateDirectory), sourceCommit: "test")
+        let run = try await publisher.publish(configuration.hosts)
+        let deliveries = await PublishAnnouncer(configuration).announce(run)
+        #expect(deliveries.count == 1 && deliveries.allSatisfy { $0.failure == nil }, "\(deliveries)")
+        let line = try String(contentsOfFile: received, encoding: .utf8)
+        #expect(line.contains("\"event\":\"published\"") && line.contains("\"host\":\"a\""), "\(line)")
+        // A host the build gate held back is `build-failed`, with the generation it keeps.
+        let held = PublishRun(
+            results: [.init(host: try fixture.host("a"), status: .buildFailed, generation: 1, reason: "did not build")],
+            dryRun: false)
+        #expect(
+            PublishAnnouncer.events(of: held, at: "now") == [
+                .buildFailed(host: "a", reason: "did not build", keptGeneration: 1, at: "now")
+            ])
     }
 
     @Test func aProblemOfTheRunAsAWholeIsAWarningAndTheHostsStillPublish() async throws {
