@@ -284,6 +284,37 @@ struct PublishTests {
         #expect(try fixture.verifiedManifest("a").generation == 1)
     }
 
+    @Test func theComparisonsPublishedCopiesLiveOnlyInsideItsScope() async throws {
+        let fixture = try FleetFixture(hosts: ["a"])
+        defer { fixture.remove() }
+        #expect(try await fixture.fleet(["publish"]).exitCode == 0)
+        try fixture.write("common/base.nix", "{ motd = [ \"v2\" ]; }\n")
+        let tree = try HostTreeResolver(repository: fixture.repository).resolve(try fixture.host("a"))
+        let layout = try fixture.layout("a")
+        let copy = try await PublishedTreeDiff.withComparison(tree, with: layout) { diff in
+            #expect(diff.publishedGeneration == 1 && diff.files.map(\.change) == [.changed])
+            let copy = try #require(diff.files.first?.publishedCopy)
+            #expect(try FileStatus.of(copy)?.kind == .regular)
+            return copy
+        }
+        // The scratch directory is the copy's path up to the snapshot's `tree/`.
+        func scratch(of copy: String) throws -> String {
+            String(copy[..<(try #require(copy.range(of: "/tree/"))).lowerBound])
+        }
+        #expect(try FileStatus.of(try scratch(of: copy)) == nil, "removed when the body returns")
+        struct Stop: Error {}
+        var thrownFrom: String?
+        do {
+            try await PublishedTreeDiff.withComparison(tree, with: layout) { diff in
+                thrownFrom = diff.files.first?.publishedCopy
+                throw Stop()
+            }
+            Issue.record("the body's error is rethrown")
+        } catch is Stop {}
+        let second = try #require(thrownFrom)
+        #expect(try FileStatus.of(try scratch(of: second)) == nil, "and when it throws")
+    }
+
     @Test func aSecondPublishWaitsForNoneAndSaysWhy() async throws {
         let fixture = try FleetFixture(hosts: ["a"])
         defer { fixture.remove() }
