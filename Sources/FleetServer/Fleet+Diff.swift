@@ -46,7 +46,8 @@ extension Fleet {
             let resolver = try HostTreeResolver(repository: configuration.repository)
             let tree: ResolvedTree
             do { tree = try resolver.resolve(selected.name) } catch {
-                throw ValidationError(
+                // A fact about the repository, found while running: not a usage error.
+                throw CommandError(
                     "\(selected.name) would be refused: \(error.problems.map(\.description).joined(separator: "; "))")
             }
             let layout = ChrootLayout(root: configuration.server.chrootRoot, host: selected.name)
