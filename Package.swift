@@ -57,7 +57,10 @@ let package = Package(
         .target(name: "NixKit", dependencies: ["FleetFiles"], swiftSettings: strictSettings),
         .target(
             name: "FleetProtocol",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto"), "TOMLKit", "NixKit", "FleetFiles"],
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"), "TOMLKit", "NixKit", "FleetFiles",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
             // WallClock.system honours FLEET_TEST_CLOCK_OFFSET_SECONDS in debug builds only (the tests' builds).
             swiftSettings: strictSettings + [.define("FLEET_TEST_CLOCK", .when(configuration: .debug))]
         ),
@@ -74,9 +77,10 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
-            name: "ChrootSync",
+            name: "Publishing",
             dependencies: [
                 "Inventory", "ServerStore", "FleetProtocol", "ArchiveKit", "FleetFiles", "CommandRunner", "BuildGate",
+                "FleetHooks", .product(name: "SystemPackage", package: "swift-system"),
             ],
             // Publish fault points (FaultPoint) exist in debug builds only, the ones the tests run.
             swiftSettings: strictSettings + [.define("FLEET_FAULT_INJECTION", .when(configuration: .debug))]
@@ -104,7 +108,7 @@ let package = Package(
         .executableTarget(
             name: "FleetServer",
             dependencies: [
-                "ChrootSync", "ServerSetup", "BuildGate", "Inventory", "ServerStore", "FleetProtocol", "FleetFiles",
+                "Publishing", "ServerSetup", "BuildGate", "Inventory", "ServerStore", "FleetProtocol", "FleetFiles",
                 "NixKit",
                 "FleetReview", "FleetHooks", "CommandRunner",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -152,7 +156,7 @@ let package = Package(
         .testTarget(
             name: "FleetTests",
             dependencies: [
-                "FleetTestSupport", "Inventory", "ServerStore", "ChrootSync", "ServerSetup", "FleetProtocol",
+                "FleetTestSupport", "Inventory", "ServerStore", "Publishing", "ServerSetup", "FleetProtocol",
                 "ArchiveKit",
                 "SQLiteKit", "FleetFiles", "CommandRunner", "NixKit", "HostAgent", "ClientStateStore", "BuildGate",
                 "UpdatePage",

@@ -78,7 +78,7 @@ public struct BinaryCache: Sendable {
             try? FileIO.setOwner(path, owner: 0, group: 0)
             try? FileIO.setMode(path, 0o644)
         default:
-            _ = _ = try? FileIO.removeFile(path)
+            _ = try? FileIO.removeFile(path)
         }
     }
 }

@@ -154,6 +154,6 @@ public struct SystemBuilder: Sendable {
             for (name, _) in dated.dropFirst(keep) { try? FileIO.removeTree(directory + "/" + name) }
         }
         let logs = names.filter { $0.hasSuffix(".log") }.sorted(by: >)
-        for name in logs.dropFirst(keep * 4) { _ = _ = try? FileIO.removeFile(directory + "/" + name) }
+        for name in logs.dropFirst(keep * 4) { _ = try? FileIO.removeFile(directory + "/" + name) }
     }
 }

@@ -14,7 +14,8 @@ import ServerStore
 /// concurrently; one hook gets its events one at a time, in order. A hook that times out twice in one call is
 /// skipped for the rest of that call, so that a hanging hook costs at most two timeouts, not one per event.
 ///
-/// Usage (the publisher, after recording a publication): `await HookRunner(configuration).fire(.published(…))`.
+/// Every hook fires through here, from two callers: `PublishAnnouncer` (Publishing) after a publish, and the
+/// review (`Review.refresh`) for host events. Neither runs a hook itself.
 public struct HookRunner: Sendable {
     public let hooks: [HookConfiguration]
     /// Where state.db is, to record failures.

@@ -1,12 +1,14 @@
 public import FleetFiles
+import SystemPackage
 
 extension SHA256Hasher {
-    /// The SHA-256 of a file's contents in lowercase hex, read a megabyte at a time (snapshots can be large)
-    /// and without following a link at its last component: how a snapshot is checked against its manifest,
-    /// wherever that happens.
+    /// The SHA-256 of a regular file's contents in lowercase hex, streamed (snapshots can be large) and without
+    /// following a link at its last component: how a snapshot is checked against its manifest, wherever that
+    /// happens. The hashing itself is FleetFiles' one streaming digest.
     public static func hex(ofFile path: String) throws(FileSystemError) -> String {
-        var hasher = SHA256Hasher()
-        try FileIO.forEachChunk(ofFile: path) { hasher.update($0) }
-        return hasher.finalizeHex()
+        let (descriptor, _) = try FileIO.openRegularNoFollow(path)
+        return try FileIO.closeAfter(descriptor) { (descriptor) throws(FileSystemError) in
+            try FileIO.sha256(of: FileDescriptor(rawValue: descriptor), path: path)
+        }
     }
 }

@@ -1,10 +1,10 @@
 import ArgumentParser
 import BuildGate
-import ChrootSync
 import FleetFiles
 import FleetProtocol
 import Foundation
 import Inventory
+import Publishing
 import ServerStore
 
 extension Fleet {

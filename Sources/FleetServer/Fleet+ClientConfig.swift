@@ -1,9 +1,9 @@
 import ArgumentParser
-import ChrootSync
 import FleetFiles
 import FleetProtocol
 import Foundation
 import Inventory
+import Publishing
 
 extension Fleet {
     struct ClientConfig: AsyncParsableCommand {

@@ -1,6 +1,5 @@
 import ArgumentParser
 import BuildGate
-import ChrootSync
 import CommandRunner
 import FleetFiles
 import FleetProtocol
@@ -8,6 +7,7 @@ import FleetReview
 import Foundation
 import Inventory
 import NixKit
+import Publishing
 import ServerStore
 
 extension Fleet {
@@ -46,18 +46,26 @@ extension Fleet {
             let resolver = try HostTreeResolver(repository: configuration.repository)
             let tree: ResolvedTree
             do { tree = try resolver.resolve(selected.name) } catch {
-                throw ValidationError(
+                // A fact about the repository, found while running: not a usage error.
+                throw CommandError(
                     "\(selected.name) would be refused: \(error.problems.map(\.description).joined(separator: "; "))")
             }
             let layout = ChrootLayout(root: configuration.server.chrootRoot, host: selected.name)
-            let diff = try PublishedTreeDiff.compare(tree, with: layout)
-            defer { diff.cleanUp() }
+            try await PublishedTreeDiff.withComparison(tree, with: layout) { diff in
+                try await show(diff, tree: tree, layout: layout, configuration: configuration)
+            }
+        }
 
+        /// Prints the comparison, while its published copies exist.
+        func show(
+            _ diff: PublishedTreeDiff, tree: ResolvedTree, layout: ChrootLayout, configuration: FleetConfiguration
+        ) async throws {
+            let hostName = tree.host
             let manifest = (try? FileIO.readNoFollow(layout.manifest, limit: Manifest.sizeLimit)).flatMap {
                 try? Manifest.readUnverified($0)
             }
             let builder = SystemBuilder(stateDirectory: configuration.server.stateDirectory)
-            let next = builder.existingResult(for: selected.name, files: tree.buildInputs)
+            let next = builder.existingResult(for: hostName, files: tree.buildInputs)
             var closure: String?
             if let old = manifest?.toplevel, let next, (try? FileStatus.of(old)) ?? nil != nil {
                 let output = try await Command.run("nix", Nix.flakeFlags + ["store", "diff-closures", old, next])
@@ -67,11 +75,11 @@ extension Fleet {
             if json {
                 return try printJSON(
                     Output(
-                        host: selected.name.value, publishedGeneration: diff.publishedGeneration, files: diff.files,
+                        host: hostName.value, publishedGeneration: diff.publishedGeneration, files: diff.files,
                         publishedSystem: manifest?.toplevel, nextSystem: next, closureDifference: closure))
             }
             print(
-                "\(selected.name): against "
+                "\(hostName): against "
                     + (diff.publishedGeneration.map { "published generation \($0)" } ?? "nothing published yet"))
             if diff.files.isEmpty { print("no file changes") }
             // File names and contents come from the repository (and its hosts' secrets' names): printed as
@@ -104,7 +112,7 @@ extension Fleet {
             case (nil, _):
                 print("closure: the published generation was not built on the server (build = true in fleet.toml)")
             case (_, nil):
-                print("closure: the current tree is not built yet; `fleet build \(selected.name)` builds it")
+                print("closure: the current tree is not built yet; `fleet build \(hostName)` builds it")
             }
         }
 

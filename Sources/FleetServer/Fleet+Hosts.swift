@@ -1,8 +1,8 @@
 import ArgumentParser
-import ChrootSync
 import FleetFiles
 import FleetProtocol
 import Inventory
+import Publishing
 import ServerStore
 
 extension Fleet {

@@ -1,8 +1,8 @@
 import ArgumentParser
-import ChrootSync
 import FleetProtocol
 import Foundation
 import Inventory
+import Publishing
 
 extension Fleet {
     struct Init: AsyncParsableCommand {

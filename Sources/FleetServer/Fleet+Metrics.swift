@@ -34,8 +34,7 @@ extension Fleet {
                 let path = FileManagerPaths.absolute(output)
                 let staging = path + ".tmp"
                 try FileIO.writeAtomically(Array(text.utf8), to: staging, mode: 0o644)
-                guard rename(staging, path) == 0 else { throw FileSystemError("rename", path: "\(staging) -> \(path)") }
-                try FileIO.syncDirectory(of: path)
+                try FileIO.renameDurably(staging, to: path)
             } else {
                 print(text, terminator: "")
             }

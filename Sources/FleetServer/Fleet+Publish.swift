@@ -1,10 +1,9 @@
 import ArgumentParser
-import ChrootSync
 import FleetFiles
-import FleetHooks
 import FleetProtocol
 import Foundation
 import Inventory
+import Publishing
 import ServerStore
 
 extension Fleet {
@@ -46,11 +45,11 @@ extension Fleet {
             let repository = configuration.repository
             let publisher = try Publisher(
                 configuration: configuration, signingKey: key, store: store,
-                sourceCommit: { await Publisher.sourceCommit(repository: repository) })
-            publisher.forceBuild = build
-            let showProgress = isatty(STDERR_FILENO) == 1 && !json
+                sourceCommit: { await Publisher.sourceCommit(repository: repository) },
+                options: PublishOptions(forceBuild: build, dryRun: dryRun))
+            let showProgress = FileIO.isTerminal(FileHandle.standardError.fileDescriptor) && !json
             var done = 0
-            let results = try await publisher.publish(selected, dryRun: dryRun) { result in
+            let outcome = try await publisher.publish(selected) { result in
                 done += 1
                 if showProgress {
                     FileHandle.standardError.write(
@@ -58,40 +57,17 @@ extension Fleet {
                 }
             }
             if showProgress { FileHandle.standardError.write(Data("\r\u{1b}[K".utf8)) }
-            for warning in publisher.warnings { printError("warning: \(warning)") }
+            for warning in outcome.warnings { printError("warning: \(warning)") }
             withExtendedLifetime(lock) {}
-            if !dryRun { await Self.fireHooks(for: results, configuration: configuration) }
+            // `published` and `build-failed` for fleet.toml's hooks, once the publish is done (none for a dry
+            // run): a hook never holds a host back, and a failing one is only logged.
+            await PublishAnnouncer(configuration).announce(outcome)
             if json {
-                try printJSON(results)
+                try printJSON(outcome.results)
             } else {
-                print(render(results))
+                print(render(outcome.results))
             }
-            if results.contains(where: { [.refused, .buildFailed, .wouldFail].contains($0.status) }) {
-                throw ExitCode(1)
-            }
-        }
-
-        /// `published` and `build-failed` for the hooks of fleet.toml, once the publish is done: a hook never
-        /// holds a host back, and a failing one is only logged.
-        static func fireHooks(for results: [PublishResult], configuration: FleetConfiguration) async {
-            let at = UTCTime.iso(Date())
-            let events = results.compactMap { result -> HookEvent? in
-                switch result.status {
-                case .published:
-                    guard let generation = result.generation else { return nil }
-                    return .published(
-                        host: result.host.value, generation: generation, previousGeneration: result.previousGeneration,
-                        sourceCommit: result.sourceCommit ?? "none", at: at)
-                case .buildFailed:
-                    return .buildFailed(
-                        host: result.host.value, reason: result.reason ?? "did not build",
-                        keptGeneration: result.generation, at: at)
-                default:
-                    return nil
-                }
-            }
-            guard !events.isEmpty, !configuration.hooks.isEmpty else { return }
-            _ = await HookRunner(configuration).fire(events)
+            if outcome.hasFailures { throw ExitCode(1) }
         }
 
         func render(_ results: [PublishResult]) -> String {

@@ -1,7 +1,7 @@
 import ArgumentParser
-import ChrootSync
 import Foundation
 import Inventory
+import Publishing
 import ServerSetup
 
 extension Fleet {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FleetFiles
 import FleetProtocol
 import FleetReview
 import Foundation
@@ -64,7 +65,7 @@ extension Fleet {
                 }
                 return
             }
-            let redrawInPlace = !json && isatty(STDOUT_FILENO) == 1
+            let redrawInPlace = !json && FileIO.isTerminal(FileHandle.standardOutput.fileDescriptor)
             var shown: String?
             var polls = 0
             while true {

@@ -1,9 +1,9 @@
-import ChrootSync
 import CommandRunner
 import FleetFiles
 import FleetProtocol
 import FleetTestSupport
 import Foundation
+import Publishing
 import ServerStore
 import Testing
 

@@ -1,4 +1,3 @@
-import ChrootSync
 import ClientStateStore
 import CommandRunner
 import FleetFiles
@@ -6,6 +5,7 @@ import FleetProtocol
 import FleetTestSupport
 import Foundation
 import HostAgent
+import Publishing
 import ServerStore
 
 /// A fleet server (real sshd configured by `fleet sshd-config`, users and chroots made by `fleet setup`) and

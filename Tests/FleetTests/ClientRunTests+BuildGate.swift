@@ -1,5 +1,4 @@
 import BuildGate
-import ChrootSync
 import ClientStateStore
 import CommandRunner
 import FleetFiles
@@ -8,6 +7,7 @@ import FleetTestSupport
 import Foundation
 import HostAgent
 import Inventory
+import Publishing
 import ServerStore
 import Testing
 

@@ -1,4 +1,3 @@
-import ChrootSync
 import ClientStateStore
 import CommandRunner
 import FleetFiles
@@ -7,6 +6,7 @@ import FleetReview
 import FleetTestSupport
 import Foundation
 import HostAgent
+import Publishing
 import SQLiteKit
 import ServerStore
 import Testing

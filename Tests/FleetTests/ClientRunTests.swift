@@ -1,5 +1,4 @@
 @_spi(Testing) import ArchiveKit
-import ChrootSync
 import ClientStateStore
 import CommandRunner
 import FleetFiles
@@ -7,6 +6,7 @@ import FleetProtocol
 import FleetTestSupport
 import Foundation
 import HostAgent
+import Publishing
 import ServerStore
 import Testing
 

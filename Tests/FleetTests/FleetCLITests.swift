@@ -1,10 +1,10 @@
-import ChrootSync
 import CommandRunner
 import FleetFiles
 import FleetProtocol
 import FleetTestSupport
 import Foundation
 import Inventory
+import Publishing
 import ServerStore
 import Testing
 
@@ -106,6 +106,17 @@ struct FleetCLITests {
         #expect(
             text.contains("added    tree/x⏎  added    tree/forged.nix\\u{1b}]0;owned\\u{7}\\u{1b}[2J.nix"), "\(text)")
         #expect(text.contains("+# \\u{1b}[31mred"), "content is escaped too: \(text)")
+    }
+
+    @Test func diffOfAHostThatWouldBeRefusedIsARuntimeFailureNotAUsageError() async throws {
+        let fixture = try FleetFixture(hosts: ["a"])
+        defer { fixture.remove() }
+        try fixture.link("hosts/a/shadow", to: "/etc/shadow")
+        let output = try await fixture.fleet(["diff", "a"])
+        // It used to exit 64 with a usage line, as if `fleet diff a` were typed wrong.
+        #expect(output.exitCode == 1, "\(output.standardError)")
+        #expect(output.standardError.contains("a would be refused: link hosts/a/shadow -> /etc/shadow"))
+        #expect(!output.standardError.contains("Usage:"), "\(output.standardError)")
     }
 }
 

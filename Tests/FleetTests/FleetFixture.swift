@@ -1,10 +1,10 @@
-import ChrootSync
 import CommandRunner
 import FleetFiles
 import FleetProtocol
 import FleetTestSupport
 import Foundation
 import Inventory
+import Publishing
 import ServerStore
 
 /// A throwaway fleet repository with its own chroot root and state directory, and a way to run the real

@@ -1,5 +1,4 @@
 import ArchiveKit
-import ChrootSync
 import CommandRunner
 import FleetFiles
 import FleetProtocol
@@ -7,6 +6,7 @@ import FleetTestSupport
 import Foundation
 import Glibc
 import Inventory
+import Publishing
 import ServerStore
 import Testing
 

@@ -1,4 +1,3 @@
-import ChrootSync
 import CommandRunner
 import FleetFiles
 import FleetProtocol
@@ -6,6 +5,7 @@ import FleetReview
 import FleetTestSupport
 import Foundation
 import HostAgent
+import Publishing
 import ServerStore
 import Testing
 

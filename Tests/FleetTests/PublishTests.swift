@@ -1,11 +1,12 @@
-import ChrootSync
 import CommandRunner
 import FleetFiles
+import FleetHooks
 import FleetProtocol
 import FleetTestSupport
 import Foundation
 import Glibc
 import Inventory
+import Publishing
 import ServerStore
 import Testing
 
@@ -199,17 +200,119 @@ struct PublishTests {
         let start = Date()
         for version in 1...3 {
             try fixture.write("hosts/a/x.nix", "\(version)\n")
-            _ = try await publisher.publish(configuration.hosts, dryRun: false, now: start)
+            _ = try await publisher.publish(configuration.hosts, now: start)
         }
         let layout = try fixture.layout("a")
         #expect(try FileIO.listDirectory(layout.snapshots).sorted() == ["1.tar.zst", "2.tar.zst", "3.tar.zst"])
         // Within the grace period nothing goes; after it, all but the current one.
-        _ = try await publisher.publish(configuration.hosts, dryRun: false, now: start.addingTimeInterval(300))
+        _ = try await publisher.publish(configuration.hosts, now: start.addingTimeInterval(300))
         #expect(try FileIO.listDirectory(layout.snapshots).count == 3)
-        _ = try await publisher.publish(configuration.hosts, dryRun: false, now: start.addingTimeInterval(3600))
+        _ = try await publisher.publish(configuration.hosts, now: start.addingTimeInterval(3600))
         #expect(try FileIO.listDirectory(layout.snapshots) == ["3.tar.zst"])
-        _ = try await publisher.publish(configuration.hosts, dryRun: false, now: start.addingTimeInterval(86400 * 30))
+        _ = try await publisher.publish(configuration.hosts, now: start.addingTimeInterval(86400 * 30))
         #expect(try fixture.verifiedManifest("a").generation == 3)
+    }
+
+    @Test func aPublisherIsConfiguredAtInitAndReturnsItsRunWithTheHooksEvents() async throws {
+        let fixture = try FleetFixture(hosts: ["a"])
+        defer { fixture.remove() }
+        let configuration = try fixture.configuration()
+        let store = try StateStore(stateDirectory: fixture.stateDirectory)
+        let key = try SigningKeyFile.load(stateDirectory: fixture.stateDirectory)
+        let dryRun = try Publisher(
+            configuration: configuration, signingKey: key, store: store, sourceCommit: "test",
+            options: PublishOptions(dryRun: true))
+        let preview = try await dryRun.publish(configuration.hosts)
+        #expect(preview.dryRun && preview.warnings.isEmpty && !preview.hasFailures)
+        #expect(preview.results.map(\.status) == [.wouldPublish])
+        #expect(try FileStatus.of(try fixture.layout("a").manifest) == nil, "a dry run writes nothing")
+        #expect(PublishAnnouncer.events(of: preview, at: "now").isEmpty, "nor announces anything")
+
+        let publisher = try Publisher(configuration: configuration, signingKey: key, store: store, sourceCommit: "test")
+        let run = try await publisher.publish(configuration.hosts)
+        #expect(!run.dryRun && run.warnings.isEmpty && !run.hasFailures)
+        #expect(run.results.map(\.status) == [.published])
+        let events = PublishAnnouncer.events(of: run, at: "now")
+        #expect(
+            events == [.published(host: "a", generation: 1, previousGeneration: nil, sourceCommit: "test", at: "now")])
+        // Published once, recorded once: the announcer fires hooks, it does not record the publish again.
+        #expect(try store.events(host: try fixture.host("a")).filter { $0.kind == "published" }.count == 1)
+        #expect(PublishAnnouncer.events(of: try await publisher.publish(configuration.hosts), at: "now").isEmpty)
+    }
+
+    @Test func aPublishsEventsReachTheHooksInOneCall() async throws {
+        let directory = try TestDirectory.makeTemporary()
+        defer { directory.remove() }
+        let received = directory.path("events.jsonl")
+        let fixture = try FleetFixture(
+            hosts: ["a"],
+            extraToml: """
+                [[hooks]]
+                command = ["/bin/sh", "-c", "cat >> \(received)"]
+                events = ["published", "build-failed"]
+                """)
+        defer { fixture.remove() }
+        let configuration = try fixture.configuration()
+        let publisher = try Publisher(
+            configuration: configuration, signingKey: try SigningKeyFile.load(stateDirectory: fixture.stateDirectory),
+            store: try StateStore(stateDirectory: fixture.stateDirectory), sourceCommit: "test")
+        let run = try await publisher.publish(configuration.hosts)
+        let deliveries = await PublishAnnouncer(configuration).announce(run)
+        #expect(deliveries.count == 1 && deliveries.allSatisfy { $0.failure == nil }, "\(deliveries)")
+        let line = try String(contentsOfFile: received, encoding: .utf8)
+        #expect(line.contains("\"event\":\"published\"") && line.contains("\"host\":\"a\""), "\(line)")
+        // A host the build gate held back is `build-failed`, with the generation it keeps.
+        let held = PublishRun(
+            results: [.init(host: try fixture.host("a"), status: .buildFailed, generation: 1, reason: "did not build")],
+            dryRun: false)
+        #expect(
+            PublishAnnouncer.events(of: held, at: "now") == [
+                .buildFailed(host: "a", reason: "did not build", keptGeneration: 1, at: "now")
+            ])
+    }
+
+    @Test func aProblemOfTheRunAsAWholeIsAWarningAndTheHostsStillPublish() async throws {
+        let fixture = try FleetFixture(hosts: ["a"])
+        defer { fixture.remove() }
+        // The digest file's name is taken by a directory, so the digests learnt cannot be kept.
+        try FileIO.createDirectories(fixture.stateDirectory + "/file-digests/taken")
+        let output = try await fixture.fleet(["publish"], environment: ["FLEET_TEST_CLOCK_OFFSET_SECONDS": "4"])
+        #expect(output.exitCode == 0, "\(output.standardError)")
+        #expect(
+            output.standardError.contains("warning: could not keep the file digests for the next publish"),
+            "\(output.standardError)")
+        #expect(try fixture.verifiedManifest("a").generation == 1)
+    }
+
+    @Test func theComparisonsPublishedCopiesLiveOnlyInsideItsScope() async throws {
+        let fixture = try FleetFixture(hosts: ["a"])
+        defer { fixture.remove() }
+        #expect(try await fixture.fleet(["publish"]).exitCode == 0)
+        try fixture.write("common/base.nix", "{ motd = [ \"v2\" ]; }\n")
+        let tree = try HostTreeResolver(repository: fixture.repository).resolve(try fixture.host("a"))
+        let layout = try fixture.layout("a")
+        let copy = try await PublishedTreeDiff.withComparison(tree, with: layout) { diff in
+            #expect(diff.publishedGeneration == 1 && diff.files.map(\.change) == [.changed])
+            let copy = try #require(diff.files.first?.publishedCopy)
+            #expect(try FileStatus.of(copy)?.kind == .regular)
+            return copy
+        }
+        // The scratch directory is the copy's path up to the snapshot's `tree/`.
+        func scratch(of copy: String) throws -> String {
+            String(copy[..<(try #require(copy.range(of: "/tree/"))).lowerBound])
+        }
+        #expect(try FileStatus.of(try scratch(of: copy)) == nil, "removed when the body returns")
+        struct Stop: Error {}
+        var thrownFrom: String?
+        do {
+            try await PublishedTreeDiff.withComparison(tree, with: layout) { diff in
+                thrownFrom = diff.files.first?.publishedCopy
+                throw Stop()
+            }
+            Issue.record("the body's error is rethrown")
+        } catch is Stop {}
+        let second = try #require(thrownFrom)
+        #expect(try FileStatus.of(try scratch(of: second)) == nil, "and when it throws")
     }
 
     @Test func aSecondPublishWaitsForNoneAndSaysWhy() async throws {

@@ -1,10 +1,10 @@
-import ChrootSync
 import CommandRunner
 import FleetFiles
 import FleetProtocol
 import FleetTestSupport
 import Foundation
 import Inventory
+import Publishing
 import ServerStore
 import Testing
 

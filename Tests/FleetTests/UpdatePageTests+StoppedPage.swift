@@ -1,4 +1,3 @@
-import ChrootSync
 import ClientStateStore
 import CommandRunner
 import FleetFiles
@@ -7,6 +6,7 @@ import FleetTestSupport
 import Foundation
 import Glibc
 import HostAgent
+import Publishing
 import ServerStore
 import Testing
 

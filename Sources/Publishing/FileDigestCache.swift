@@ -2,6 +2,7 @@ import FleetFiles
 import FleetProtocol
 import Glibc
 import Synchronization
+import SystemPackage
 
 /// SHA-256 of the repository's files by path, trusted only while a file keeps the ``FileIdentity`` (device,
 /// inode, size, modification and change times) it had when it was hashed.
@@ -111,14 +112,6 @@ final class FileDigestCache: Sendable {
         try FileIO.writeAtomically(text, to: storagePath, mode: 0o600)
     }
 
-    /// Streams a file through SHA-256.
-    static func sha256(ofFile path: String) throws(FileSystemError) -> String {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw FileSystemError("open", path: path) }
-        defer { close(fd) }
-        return try sha256(of: fd, path: path)
-    }
-
     // MARK: - Private
 
     /// Hashes the file at `path`, making sure it is the version `identity` names from open to end of read.
@@ -126,11 +119,15 @@ final class FileDigestCache: Sendable {
         _ path: String, expecting identity: FileIdentity, clock: WallClock
     ) throws(FileSystemError) -> (sha256: String, durable: Bool) {
         let now = clock.nanosecondsSinceEpoch
-        let (fd, status) = try FileIO.openRegularNoFollow(path)
-        defer { close(fd) }
-        guard status.identity == identity else { throw changedWhileRead(path) }
-        let sha256 = try sha256(of: fd, path: path)
-        guard try FileStatus.of(descriptor: fd, path: path).identity == identity else { throw changedWhileRead(path) }
+        let (descriptor, status) = try FileIO.openRegularNoFollow(path)
+        let sha256 = try FileIO.closeAfter(descriptor) { (descriptor) throws(FileSystemError) in
+            guard status.identity == identity else { throw changedWhileRead(path) }
+            let sha256 = try FileIO.sha256(of: FileDescriptor(rawValue: descriptor), path: path)
+            guard try FileStatus.of(descriptor: descriptor, path: path).identity == identity else {
+                throw changedWhileRead(path)
+            }
+            return sha256
+        }
         let changed = identity.changeSeconds * 1_000_000_000 + identity.changeNanoseconds
         return (sha256, changed <= now - racyMarginNanoseconds)
     }
@@ -139,27 +136,11 @@ final class FileDigestCache: Sendable {
         FileSystemError("read", path: path, errno: EAGAIN, detail: "changed while it was read; publish again")
     }
 
-    private static func sha256(of fd: Int32, path: String) throws(FileSystemError) -> String {
-        var hasher = SHA256Hasher()
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 << 10, alignment: 16)
-        defer { buffer.deallocate() }
-        while true {
-            let count = read(fd, buffer.baseAddress, buffer.count)
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw FileSystemError("read", path: path)
-            }
-            if count == 0 { break }
-            hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
-        }
-        return hasher.finalizeHex()
-    }
-
     /// Reads the stored digests. Only a regular file owned by this user and writable by nobody else is
     /// trusted, and any damage discards all of it.
     private static func load(_ path: String) -> [String: Record] {
-        guard let status = try? FileStatus.of(path), status.kind == .regular, status.owner == geteuid(),
-            status.permissions & 0o022 == 0, let bytes = try? FileIO.readNoFollow(path, limit: 1 << 30),
+        guard let status = try? FileStatus.of(path), status.kind == .regular, FileIO.isPrivateToEffectiveUser(status),
+            let bytes = try? FileIO.readNoFollow(path, limit: 1 << 30),
             bytes.starts(with: header.utf8)
         else { return [:] }
         return bytes.withUnsafeBufferPointer { parse(UnsafeBufferPointer(rebasing: $0[header.utf8.count...])) } ?? [:]

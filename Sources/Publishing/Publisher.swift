@@ -1,5 +1,5 @@
 import ArchiveKit
-public import BuildGate
+import BuildGate
 import CommandRunner
 public import FleetFiles
 public import FleetProtocol
@@ -16,28 +16,27 @@ public import ServerStore
 ///
 /// Resolving and comparing (a ``HostPlan``) only reads, so it runs on every core, a few hosts ahead of the
 /// one being written; writing, recording and reporting stay one host at a time, in the order given.
-public final class Publisher {
+///
+/// Everything that shapes a publish is given at `init` (``PublishOptions``), and everything it found is
+/// returned (``PublishRun``): a publisher holds no state that changes between or during publishes.
+public struct Publisher {
     let configuration: FleetConfiguration
     let signingKey: SigningKey
     let store: StateStore
     let resolver: HostTreeResolver
-    /// Builds hosts whose settings ask for it (`build`, `cache`) or all, with ``forceBuild``.
-    public let builder: SystemBuilder
-    /// `fleet publish --build`: build every changed host before publishing it, whatever fleet.toml says.
-    public var forceBuild = false
-    /// Finds the commit the manifests name; called once, when the first host is published.
+    /// Builds hosts whose settings ask for it (`build`, `cache`) or all, with ``PublishOptions/forceBuild``.
+    let builder: SystemBuilder
+    public let options: PublishOptions
+    /// Finds the commit the manifests name; called once per publish, when its first host is published.
     let findSourceCommit: @Sendable () async -> String
-    private var sourceCommit: String?
-    /// Problems of the run as a whole (not of one host) that did not stop it.
-    public private(set) var warnings: [String] = []
 
-    public convenience init(
+    public init(
         configuration: FleetConfiguration, signingKey: SigningKey, store: StateStore, sourceCommit: String,
-        limits: HostTreeResolver.Limits = .init()
+        options: PublishOptions = .init(), limits: HostTreeResolver.Limits = .init()
     ) throws {
         try self.init(
             configuration: configuration, signingKey: signingKey, store: store, sourceCommit: { sourceCommit },
-            limits: limits)
+            options: options, limits: limits)
     }
 
     /// `sourceCommit` is called only if a host is published: a publish that changes nothing (most of them)
@@ -45,12 +44,14 @@ public final class Publisher {
     /// (see ``FileDigestCache``).
     public init(
         configuration: FleetConfiguration, signingKey: SigningKey, store: StateStore,
-        sourceCommit: @escaping @Sendable () async -> String, limits: HostTreeResolver.Limits = .init()
+        sourceCommit: @escaping @Sendable () async -> String, options: PublishOptions = .init(),
+        limits: HostTreeResolver.Limits = .init()
     ) throws {
         self.configuration = configuration
         self.signingKey = signingKey
         self.store = store
         self.findSourceCommit = sourceCommit
+        self.options = options
         self.builder = SystemBuilder(stateDirectory: configuration.server.stateDirectory)
         let digests = FileDigestCache(
             storedAt: configuration.server.stateDirectory + "/" + FileDigestCache.fileName)
@@ -69,9 +70,10 @@ public final class Publisher {
     /// Publishes `hosts`, calling `progress` after each, in order. Refusals are results, not errors: the other
     /// hosts still publish. Errors thrown are those that stop everything (the chroot root is unusable, …).
     public func publish(
-        _ hosts: [HostConfiguration], dryRun: Bool, now: Date = WallClock.system.now(),
+        _ hosts: [HostConfiguration], now: Date = WallClock.system.now(),
         progress: (PublishResult) -> Void = { _ in }
-    ) async throws -> [PublishResult] {
+    ) async throws -> PublishRun {
+        let dryRun = options.dryRun
         let recorded = dryRun ? [:] : try store.lastGenerations()
         let resolver = self.resolver
         let chrootRoot = configuration.server.chrootRoot
@@ -80,6 +82,8 @@ public final class Publisher {
         let lookahead = 4 * max(1, ProcessInfo.processInfo.activeProcessorCount)
         var results: [PublishResult] = []
         results.reserveCapacity(hosts.count)
+        // Found with the first host published, then the same for all of this run's manifests.
+        var sourceCommit: String?
         try await withThrowingTaskGroup(of: (Int, HostPlan).self) { group in
             var planned = 0
             while planned < min(lookahead, hosts.count) {
@@ -91,7 +95,7 @@ public final class Publisher {
             while let (index, plan) = try await group.next() {
                 waiting[index] = plan
                 while let plan = waiting.removeValue(forKey: results.count) {
-                    let result = try await publish(plan, dryRun: dryRun, now: now, recorded: recorded)
+                    let result = try await publish(plan, now: now, recorded: recorded, sourceCommit: &sourceCommit)
                     progress(result)
                     results.append(result)
                     if planned < hosts.count {
@@ -102,6 +106,7 @@ public final class Publisher {
                 }
             }
         }
+        var warnings: [String] = []
         if !dryRun {
             do {
                 try resolver.digests.save()
@@ -110,21 +115,15 @@ public final class Publisher {
                 warnings.append("could not keep the file digests for the next publish: \(error)")
             }
         }
-        return results
+        return PublishRun(results: results, warnings: warnings, dryRun: dryRun)
     }
 
-    /// The repository's commit, found the first time it is needed.
-    func currentSourceCommit() async -> String {
-        if let sourceCommit { return sourceCommit }
-        let commit = await findSourceCommit()
-        sourceCommit = commit
-        return commit
-    }
-
-    /// Publishes one host from its plan. `recorded` is each host's last generation in state.db before this run.
+    /// Publishes one host from its plan. `recorded` is each host's last generation in state.db before this run;
+    /// `sourceCommit` is the run's commit, found here when the first host is published.
     func publish(
-        _ plan: HostPlan, dryRun: Bool, now: Date, recorded: [String: UInt64]
+        _ plan: HostPlan, now: Date, recorded: [String: UInt64], sourceCommit: inout String?
     ) async throws -> PublishResult {
+        let dryRun = options.dryRun
         let (host, layout, current) = (plan.host, plan.layout, plan.manifest)
         var result = PublishResult(host: host.name, status: .unchanged, previousGeneration: current?.generation)
         result.warnings += plan.warnings
@@ -192,7 +191,7 @@ public final class Publisher {
         }
         // The build gate: a host whose configuration does not build keeps its generation.
         var toplevel: String?
-        if forceBuild || host.build || host.cache {
+        if options.forceBuild || host.build || host.cache {
             let build = await builder.build(host, files: tree.buildInputs)
             try store.record(build)
             result.buildLog = build.log
@@ -229,7 +228,8 @@ public final class Publisher {
 
         let snapshotPath = layout.snapshot(generation)
         let snapshot = try writeSnapshot(tree, to: snapshotPath, host: host.name)
-        let sourceCommit = await currentSourceCommit()
+        if sourceCommit == nil { sourceCommit = await findSourceCommit() }
+        let sourceCommit = sourceCommit ?? "none"
         let manifest = Manifest(
             host: host.name, generation: generation, publishedAt: UTCTime.iso(now), sourceCommit: sourceCommit,
             snapshot: .init(
@@ -263,12 +263,12 @@ public final class Publisher {
         var result = result
         result.generation = generation
         result.status = .wouldPublish
-        guard forceBuild || host.build || host.cache else { return result }
+        guard options.forceBuild || host.build || host.cache else { return result }
         if let built = builder.existingResult(for: host.name, files: tree.buildInputs) {
             result.toplevel = built
             return result
         }
-        guard forceBuild else {
+        guard options.forceBuild else {
             result.status = .wouldBuild
             result.reason =
                 "published only if it builds (build gate); `fleet publish --dry-run --build` or `fleet build "
@@ -335,19 +335,16 @@ public final class Publisher {
                 }
             }
             try writer.finish()
-            guard chmod(temporary, ChrootLayout.snapshotFileMode) == 0 else {
-                throw FileSystemError("chmod", path: temporary)
-            }
+            try FileIO.setMode(temporary, ChrootLayout.snapshotFileMode)
             FaultPoint.snapshotWritten.trigger(host: host.value)
-            guard rename(temporary, path) == 0 else { throw FileSystemError("rename", path: "\(temporary) -> \(path)") }
-            try FileIO.syncDirectory(of: path)
+            try FileIO.renameDurably(temporary, to: path)
         } catch {
-            unlink(temporary)
+            _ = try? FileIO.removeFile(temporary)
             throw error
         }
         FaultPoint.snapshotRenamed.trigger(host: host.value)
         guard let status = try FileStatus.of(path) else { throw FileSystemError("stat", path: path) }
-        return (status.size, try FileDigestCache.sha256(ofFile: path))
+        return (status.size, try SHA256Hasher.hex(ofFile: path))
     }
 
     /// Copies a file into the snapshot if it is still the version that was resolved and hashed: a file
@@ -357,11 +354,12 @@ public final class Publisher {
     ) throws {
         let changed = FileSystemError(
             "read", path: source, errno: EAGAIN, detail: "changed after it was resolved; publish again")
-        let (fd, status) = try FileIO.openRegularNoFollow(source)
-        defer { close(fd) }
-        guard status.identity == identity else { throw changed }
-        try writer.addFile(entry.path, permissions: entry.permissions, contentsOf: fd, sourcePath: source)
-        guard try FileStatus.of(descriptor: fd, path: source).identity == identity else { throw changed }
+        let (descriptor, status) = try FileIO.openRegularNoFollow(source)
+        try FileIO.closeAfter(descriptor) { descriptor in
+            guard status.identity == identity else { throw changed }
+            try writer.addFile(entry.path, permissions: entry.permissions, contentsOf: descriptor, sourcePath: source)
+            guard try FileStatus.of(descriptor: descriptor, path: source).identity == identity else { throw changed }
+        }
     }
 
     /// Removes superseded snapshots past their grace period and, when that (or this publish) may have left

@@ -28,23 +28,31 @@ public struct PublishedTreeDiff: Sendable {
     /// The generation compared against, nil when nothing is published yet.
     public let publishedGeneration: UInt64?
     public let files: [File]
-    /// Where the published snapshot was extracted; remove it with ``cleanUp()``.
-    public let scratch: String?
 
-    /// Compares `tree` with the host's current snapshot in `layout`.
-    public static func compare(_ tree: ResolvedTree, with layout: ChrootLayout) throws -> PublishedTreeDiff {
+    /// Compares `tree` with the host's current snapshot in `layout` and hands the comparison to `body`.
+    ///
+    /// The published snapshot is extracted into a scratch directory that each ``File/publishedCopy`` points
+    /// into; it is removed when `body` returns or throws (and when the comparison itself fails), so the
+    /// copies are valid only inside `body`.
+    public static func withComparison<Result>(
+        _ tree: ResolvedTree, with layout: ChrootLayout, _ body: (PublishedTreeDiff) async throws -> Result
+    ) async throws -> Result {
+        let scratch = FileManager.default.temporaryDirectory.path + "/fleet-diff-\(UUID().uuidString)"
+        defer { try? FileIO.removeTree(scratch) }
+        return try await body(try compare(tree, with: layout, scratch: scratch))
+    }
+
+    /// Compares `tree` with the host's current snapshot in `layout`, extracting that snapshot into `scratch`.
+    static func compare(_ tree: ResolvedTree, with layout: ChrootLayout, scratch: String) throws -> PublishedTreeDiff {
         let manifest = (try? FileIO.readNoFollow(layout.manifest, limit: Manifest.sizeLimit)).flatMap {
             try? Manifest.readUnverified($0)
         }
         var published: [String: (sha256: String, copy: String)] = [:]
-        var scratch: String?
         if let manifest {
-            let directory = FileManager.default.temporaryDirectory.path + "/fleet-diff-\(UUID().uuidString)"
-            scratch = directory
             _ = try SafeExtractor().extract(
-                archivePath: layout.snapshot(manifest.generation), into: directory,
+                archivePath: layout.snapshot(manifest.generation), into: scratch,
                 limits: ExtractionLimits(maxBytes: 8 << 30, maxEntries: 500_000, maxFileBytes: 2 << 30), durable: false)
-            try walk(directory, relative: "") { path, full in
+            try walk(scratch, relative: "") { path, full in
                 published[path] = (try SHA256Hasher.file(full), full)
             }
         }
@@ -70,12 +78,7 @@ public struct PublishedTreeDiff: Sendable {
             files.append(File(path: path, change: .removed, publishedCopy: secret ? nil : old.copy, source: nil))
         }
         files.sort { Array($0.path.utf8).lexicographicallyPrecedes(Array($1.path.utf8)) }
-        return PublishedTreeDiff(
-            host: tree.host, publishedGeneration: manifest?.generation, files: files, scratch: scratch)
-    }
-
-    public func cleanUp() {
-        if let scratch { try? FileIO.removeTree(scratch) }
+        return PublishedTreeDiff(host: tree.host, publishedGeneration: manifest?.generation, files: files)
     }
 
     private static func walk(_ directory: String, relative: String, _ visit: (String, String) throws -> Void) throws {

@@ -1,5 +1,4 @@
 public import FleetFiles
-import Glibc
 public import ServerStore
 
 /// Removes what a host no longer needs from its chroot: superseded snapshots once their grace period has
@@ -46,7 +45,7 @@ public enum SnapshotCollector {
     }
 
     static func remove(_ path: String, into removed: inout [String]) throws(FileSystemError) {
-        guard unlink(path) == 0 || errno == ENOENT else { throw FileSystemError("unlink", path: path) }
+        try FileIO.removeFile(path)
         removed.append(path)
     }
 }
