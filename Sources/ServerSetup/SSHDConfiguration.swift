@@ -2,8 +2,8 @@ public import Inventory
 
 /// Renders the sshd configuration that serves every host its chroot over SFTP only.
 ///
-/// Known facts of OpenSSH 9.2 it encodes (see DESIGN.md): `Subsystem sftp internal-sftp` is needed beside
-/// `ForceCommand internal-sftp`; `-P symlink,hardlink,…` stops hosts planting links in `logs/`; `-u 0027`
+/// Known facts of OpenSSH 9.2 it encodes (checked on Debian 12; docs/deployment.md has the sshd side):
+/// `Subsystem sftp internal-sftp` is needed beside `ForceCommand internal-sftp`; `-P symlink,hardlink,…` stops hosts planting links in `logs/`; `-u 0027`
 /// sets the upload umask; authorized keys live outside the chroots, root-owned.
 public struct SSHDConfiguration: Sendable {
     /// Where a dedicated sshd listens. Without it only the `Match` blocks are rendered, for appending to an
