@@ -29,40 +29,21 @@ extension Command {
         defer { try? log.close() }
         let program = Self.program(executable)
         let updates = Self.environmentUpdates(environment)
-        let run = { @Sendable (ownSession: Bool) async throws(CommandError) -> Int32 in
+        guard let timeout else {
+            return try await runLogged(
+                program, arguments, updates: updates, log: log, ownSession: false, commandLine: commandLine)
+        }
+        return try await withTimeout(timeout, commandLine: commandLine) { () async throws(CommandError) in
             try await runLogged(
-                program, arguments, updates: updates, log: log, ownSession: ownSession, commandLine: commandLine)
+                program, arguments, updates: updates, log: log, ownSession: true, commandLine: commandLine)
         }
-        guard let timeout else { return try await run(false) }
-        let outcome: Result<Int32, CommandError>? = await withTaskGroup(of: Result<Int32, CommandError>?.self) {
-            group in
-            group.addTask {
-                do throws(CommandError) { return .success(try await run(true)) } catch { return .failure(error) }
-            }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                return nil
-            }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first
-        }
-        guard let outcome else { throw CommandError(commandLine: commandLine, code: .timedOut(timeout)) }
-        return try outcome.get()
     }
 
     private static func runLogged(
         _ program: Executable, _ arguments: [String], updates: [Environment.Key: String?], log: FileDescriptor,
         ownSession: Bool, commandLine: String
     ) async throws(CommandError) -> Int32 {
-        var options = PlatformOptions()
-        if ownSession {
-            options.createSession = true
-            options.teardownSequence = [
-                .send(signal: .terminate, toProcessGroup: true, allowedDurationToNextStep: .seconds(2)),
-                .send(signal: .kill, toProcessGroup: true, allowedDurationToNextStep: .seconds(1)),
-            ]
-        }
+        let options = platformOptions(ownSession: ownSession)
         do {
             let result = try await Subprocess.run(
                 program, arguments: Arguments(arguments), environment: .inherit.updating(updates),

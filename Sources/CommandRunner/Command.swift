@@ -30,18 +30,23 @@ public enum Command {
                 executable, arguments, environment: environment, input: input, outputLimit: outputLimit,
                 ownSession: false)
         }
-        let result: Result<CommandOutput, CommandError>? = await withTaskGroup(
-            of: Result<CommandOutput, CommandError>?.self
-        ) { group in
+        return try await withTimeout(timeout, commandLine: commandLine) { () async throws(CommandError) in
+            try await runToCompletion(
+                executable, arguments, environment: environment, input: input, outputLimit: outputLimit,
+                ownSession: true)
+        }
+    }
+
+    /// Runs `body` (a program started in its own session) for at most `timeout`: past it the task is
+    /// cancelled, which makes Subprocess tear the session's process group down (SIGTERM, then SIGKILL), and
+    /// this throws ``CommandError/Code/timedOut(_:)``.
+    static func withTimeout<Value: Sendable>(
+        _ timeout: Duration, commandLine: String, _ body: @escaping @Sendable () async throws(CommandError) -> Value
+    ) async throws(CommandError) -> Value {
+        let result: Result<Value, CommandError>? = await withTaskGroup(of: Result<Value, CommandError>?.self) {
+            group in
             group.addTask {
-                do throws(CommandError) {
-                    return .success(
-                        try await runToCompletion(
-                            executable, arguments, environment: environment, input: input, outputLimit: outputLimit,
-                            ownSession: true))
-                } catch {
-                    return .failure(error)
-                }
+                do throws(CommandError) { return .success(try await body()) } catch { return .failure(error) }
             }
             group.addTask {
                 try? await Task.sleep(for: timeout)
@@ -51,10 +56,22 @@ public enum Command {
             group.cancelAll()
             return first
         }
-        guard let result else {
-            throw CommandError(commandLine: commandLine, code: .timedOut(timeout))
-        }
+        guard let result else { throw CommandError(commandLine: commandLine, code: .timedOut(timeout)) }
         return try result.get()
+    }
+
+    /// Options that start the program in its own session when `ownSession`, so that a timeout ends its whole
+    /// process group: SIGTERM, then SIGKILL two seconds later.
+    static func platformOptions(ownSession: Bool) -> PlatformOptions {
+        var options = PlatformOptions()
+        if ownSession {
+            options.createSession = true
+            options.teardownSequence = [
+                .send(signal: .terminate, toProcessGroup: true, allowedDurationToNextStep: .seconds(2)),
+                .send(signal: .kill, toProcessGroup: true, allowedDurationToNextStep: .seconds(1)),
+            ]
+        }
+        return options
     }
 
     private static func runToCompletion(
@@ -64,14 +81,7 @@ public enum Command {
         let commandLine = ([executable] + arguments).joined(separator: " ")
         let program = Self.program(executable)
         let updates = Self.environmentUpdates(environment.mapValues { Optional($0) })
-        var options = PlatformOptions()
-        if ownSession {
-            options.createSession = true
-            options.teardownSequence = [
-                .send(signal: .terminate, toProcessGroup: true, allowedDurationToNextStep: .seconds(2)),
-                .send(signal: .kill, toProcessGroup: true, allowedDurationToNextStep: .seconds(1)),
-            ]
-        }
+        let options = platformOptions(ownSession: ownSession)
         do {
             let result: (terminationStatus: TerminationStatus, standardOutput: String, standardError: String)
             if let input {

@@ -54,10 +54,15 @@ extension Fleet {
                 let configured = try? FleetConfiguration.load(repository: repository).server.stateDirectory,
                 configured != explicitStateDirectory
             {
+                // Given by FLEET_STATE_DIR, the same variable reaches every later command of this shell: a note.
+                let fromFlag = global.stateDir != nil
                 printError(
-                    "warning: \(repository)/\(FleetConfiguration.fileName) says state_dir = \"\(configured)\", but the "
-                        + "key is in \(explicitStateDirectory): set state_dir = \"\(explicitStateDirectory)\" there, or pass "
-                        + "--state-dir \(explicitStateDirectory) to every fleet command")
+                    (fromFlag ? "warning: " : "note: ")
+                        + "\(repository)/\(FleetConfiguration.fileName) says state_dir = \"\(configured)\", but the "
+                        + "key is in \(explicitStateDirectory): set state_dir = \"\(explicitStateDirectory)\" there, or "
+                        + (fromFlag
+                            ? "pass --state-dir \(explicitStateDirectory) to every fleet command"
+                            : "keep FLEET_STATE_DIR=\(explicitStateDirectory) set for every fleet command"))
             }
             print("Next: put each host's SSH key in fleet.toml, then `fleet setup` and `fleet publish`.")
         }
