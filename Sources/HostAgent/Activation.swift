@@ -18,6 +18,8 @@ struct Activation {
     let endpoint: SSHEndpoint
     let stateDirectory: StateDirectory
     let log: RunLog
+    /// What time it is (timestamps, deadlines, durations): the system's, or a test's.
+    var clock: WallClock = .system
 
     private var secrets: SecretStore { SecretStore(stateDirectory: stateDirectory.path) }
     private var system: NixSystem { NixSystem(profile: configuration.profile, log: log) }
@@ -69,11 +71,11 @@ struct Activation {
             // `test` left out of the profile), else the profile's previous generation.
             previousSystem: made == nil ? attempt.state.applied?.system ?? previous?.system : previous?.system,
             previousGeneration: attempt.state.applied?.generation,
-            deadline: Date().timeIntervalSince1970 + Double(configuration.rollback.confirmTimeoutSeconds),
+            deadline: clock.now().timeIntervalSince1970 + Double(configuration.rollback.confirmTimeoutSeconds),
             snapshotSHA256: manifest.snapshot.sha256,
-            startedAt: UTCTime.iso(Date()), pid: getpid())
+            startedAt: UTCTime.iso(clock.now()), pid: getpid())
         let live = operation != Operation.boot.rawValue
-        let activationStarted = Date()
+        let activationStarted = clock.now()
         do throws(NixSystem.Failure) {
             do {
                 try secrets.activate(generation: generation)
@@ -93,11 +95,11 @@ struct Activation {
             attempt.report?.exitCodes.activation = 0
         } catch {
             attempt.report?.exitCodes.activation = error.exitCode
-            attempt.report?.durations.activation = Date().timeIntervalSince(activationStarted)
+            attempt.report?.durations.activation = clock.now().timeIntervalSince(activationStarted)
             await undo(journal)
             return failed(manifest, error, &attempt)
         }
-        attempt.report?.durations.activation = Date().timeIntervalSince(activationStarted)
+        attempt.report?.durations.activation = clock.now().timeIntervalSince(activationStarted)
         guard live else {
             return appliedResult(journal, &attempt)
         }
@@ -110,8 +112,8 @@ struct Activation {
         async
         throws(NixSystem.Failure) -> String
     {
-        let buildStarted = Date()
-        defer { attempt.report?.durations.build = Date().timeIntervalSince(buildStarted) }
+        let buildStarted = clock.now()
+        defer { attempt.report?.durations.build = clock.now().timeIntervalSince(buildStarted) }
         do throws(NixSystem.Failure) {
             let built: String
             if let toplevel = manifest.toplevel, manifest.hasCache {
@@ -172,7 +174,7 @@ struct Activation {
             attempt.state.failed = ClientState.Failed(
                 generation: pending.generation, contentDigest: pending.contentDigest, state: .rolledBack,
                 reason: reason,
-                at: UTCTime.iso(Date()))
+                at: UTCTime.iso(clock.now()))
             return RunResult(
                 outcome: .rolledBack, reason: "generation \(pending.generation) was rolled back: \(reason)",
                 generation: pending.generation)
@@ -181,7 +183,7 @@ struct Activation {
         // long ago), and its remainder would give the server and the health checks no time at all.
         var resumed = pending
         let window = configuration.rollback.confirmTimeoutSeconds
-        resumed.deadline = Date().timeIntervalSince1970 + Double(window)
+        resumed.deadline = clock.now().timeIntervalSince1970 + Double(window)
         log.phase(
             "a fresh confirmation window of \(window) s (the interrupted run's ended at \(UTCTime.iso(Date(timeIntervalSince1970: pending.deadline))))"
         )
@@ -196,7 +198,7 @@ struct Activation {
         log.phase(
             "confirming generation \(pending.generation): a new SSH connection and \(configuration.healthChecks.count) health check(s), until \(UTCTime.iso(deadline))"
         )
-        let confirmation = Confirmation(configuration: configuration, endpoint: endpoint, log: log)
+        let confirmation = Confirmation(configuration: configuration, endpoint: endpoint, log: log, clock: clock)
         var failure = await confirmation.confirm(generation: pending.generation, deadline: deadline)
         if failure == nil && pending.operation == Operation.switch.rawValue {
             do {
@@ -212,7 +214,7 @@ struct Activation {
             let reason = "generation \(pending.generation) was rolled back: \(failure)"
             attempt.state.failed = ClientState.Failed(
                 generation: pending.generation, contentDigest: pending.contentDigest, state: .rolledBack,
-                reason: failure, at: UTCTime.iso(Date()))
+                reason: failure, at: UTCTime.iso(clock.now()))
             return RunResult(
                 outcome: .rolledBack,
                 reason: reason
@@ -225,7 +227,7 @@ struct Activation {
     private func appliedResult(_ pending: Journal, _ attempt: inout RunAttempt) -> RunResult {
         attempt.state.applied = ClientState.Applied(
             generation: pending.generation, contentDigest: pending.contentDigest, sourceCommit: pending.sourceCommit,
-            system: pending.system, operation: pending.operation, at: UTCTime.iso(Date()))
+            system: pending.system, operation: pending.operation, at: UTCTime.iso(clock.now()))
         attempt.state.failed = nil
         Journal.remove(stateDirectory: stateDirectory.path)
         stateDirectory.pointCurrent(at: pending.generation)
@@ -245,7 +247,7 @@ struct Activation {
         }
         attempt.state.failed = ClientState.Failed(
             generation: manifest.generation, contentDigest: manifest.contentDigest, state: .failed,
-            reason: failure.description, at: UTCTime.iso(Date()))
+            reason: failure.description, at: UTCTime.iso(clock.now()))
         return RunResult(
             outcome: .failed,
             reason:

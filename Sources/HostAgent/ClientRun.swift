@@ -15,23 +15,30 @@ import SFTPTransport
 public struct ClientRun: Sendable {
     public let configuration: ClientConfiguration
     public let log: RunLog
+    /// What time it is for every step: the system's, or a test's.
+    public let clock: WallClock
 
-    public init(configuration: ClientConfiguration, log: RunLog) {
+    public init(configuration: ClientConfiguration, log: RunLog, clock: WallClock = .system) {
         self.configuration = configuration
         self.log = log
+        self.clock = clock
     }
 
     var stateDirectory: StateDirectory { StateDirectory(path: configuration.stateDirectory, log: log) }
     var session: ServerSession { ServerSession(configuration: configuration, log: log) }
     var manifests: ManifestFetch { ManifestFetch(configuration: configuration, log: log) }
-    var snapshots: SnapshotFetch { SnapshotFetch(log: log) }
+    var snapshots: SnapshotFetch { SnapshotFetch(log: log, clock: clock) }
     var activation: Activation {
-        Activation(configuration: configuration, endpoint: session.endpoint, stateDirectory: stateDirectory, log: log)
+        Activation(
+            configuration: configuration, endpoint: session.endpoint, stateDirectory: stateDirectory, log: log,
+            clock: clock)
     }
     var reporter: RunReporter {
-        RunReporter(configuration: configuration, endpoint: session.endpoint, stateDirectory: stateDirectory, log: log)
+        RunReporter(
+            configuration: configuration, endpoint: session.endpoint, stateDirectory: stateDirectory, log: log,
+            clock: clock)
     }
-    var rebooter: Rebooter { Rebooter(configuration: configuration, log: log) }
+    var rebooter: Rebooter { Rebooter(configuration: configuration, log: log, clock: clock) }
 
     public func run() async throws(ClientError) -> RunResult {
         let lock: FileLock
@@ -43,7 +50,7 @@ public struct ClientRun: Sendable {
         stateDirectory.removeLeftovers()
 
         let loaded = try ClientState.load(stateDirectory: stateDirectory.path)
-        var attempt = RunAttempt(startedAt: Date(), state: loaded)
+        var attempt = RunAttempt(startedAt: clock.now(), state: loaded)
         let result: RunResult
         if let pending = try activation.pendingJournal() {
             result = await activation.resume(pending, &attempt)
@@ -54,7 +61,7 @@ public struct ClientRun: Sendable {
 
         attempt.state.lastResult = result.outcome
         attempt.state.lastReason = result.reason
-        attempt.state.lastRunAt = UTCTime.iso(Date())
+        attempt.state.lastRunAt = UTCTime.iso(clock.now())
         attempt.state.rebootNeeded = rebooter.reason()
         do {
             try attempt.state.save(stateDirectory: stateDirectory.path, replacing: loaded)
@@ -90,7 +97,7 @@ public struct ClientRun: Sendable {
     private func fetch(over connection: SFTPConnection, _ attempt: inout RunAttempt) async
         -> Step<(Manifest, String)>
     {
-        attempt.state.lastContactAt = UTCTime.iso(Date())
+        attempt.state.lastContactAt = UTCTime.iso(clock.now())
         await reporter.flushOutbox(over: connection)
 
         let manifest: Manifest

@@ -12,6 +12,8 @@ struct Confirmation {
     let configuration: ClientConfiguration
     let endpoint: SSHEndpoint
     let log: RunLog
+    /// What time it is (timestamps, deadlines, durations): the system's, or a test's.
+    var clock: WallClock = .system
 
     /// Tries until `deadline` (at least once).
     ///
@@ -23,7 +25,7 @@ struct Confirmation {
         var lastFailure = "no attempt was made"
         while true {
             attempt += 1
-            let started = Date()
+            let started = clock.now()
             if let failure = await tryOnce(generation: generation, deadline: deadline) {
                 lastFailure = failure
                 log.phase("confirmation attempt \(attempt) failed: \(failure)")
@@ -34,10 +36,10 @@ struct Confirmation {
                 return nil
             }
             let next = min(started.addingTimeInterval(interval), deadline)
-            if Date() >= deadline { break }
+            if clock.now() >= deadline { break }
             let wait = next.timeIntervalSinceNow
             if wait > 0 { try? await Task.sleep(for: .milliseconds(Int(wait * 1000))) }
-            if Date() >= deadline { break }
+            if clock.now() >= deadline { break }
         }
         return
             "not confirmed within \(configuration.rollback.confirmTimeoutSeconds) s (\(attempt) attempts); last: \(lastFailure)"
@@ -51,7 +53,8 @@ struct Confirmation {
         // Which half failed says what is wrong: reaching the server, or writing to it once reached.
         var connected = false
         do {
-            let note = ConfirmationNote(host: configuration.host.value, generation: generation, at: UTCTime.iso(Date()))
+            let note = ConfirmationNote(
+                host: configuration.host.value, generation: generation, at: UTCTime.iso(clock.now()))
             try await SFTPConnection.withConnection(to: endpoint) { connection throws(SSHError) in
                 connected = true
                 try await RunReporter.upload(

@@ -8,6 +8,8 @@ import Foundation
 struct Rebooter {
     let configuration: ClientConfiguration
     let log: RunLog
+    /// What time it is (timestamps, deadlines, durations): the system's, or a test's.
+    var clock: WallClock = .system
 
     /// Why this machine needs a reboot to run its profile's system, if it does.
     func reason() -> String? {
@@ -24,7 +26,7 @@ struct Rebooter {
     func rebootIfDue(_ state: inout ClientState, stateDirectory: String) async {
         guard let reason = state.rebootNeeded else { return }
         let check = RebootCheck(reboot: configuration.reboot)
-        guard check.allowsReboot(at: Date()) else {
+        guard check.allowsReboot(at: clock.now()) else {
             if configuration.reboot.policy == .window, let window = configuration.reboot.window {
                 log.phase("a reboot is needed (\(reason)); waiting for the reboot window \(window)")
             } else {

@@ -1,5 +1,5 @@
 import FleetFiles
-import FleetProtocol
+public import FleetProtocol
 import Foundation
 import Synchronization
 
@@ -20,15 +20,21 @@ public final class RunLog: Sendable {
     private let host: String
     private let echo: @Sendable (String) -> Void
     private let isTerminal: Bool
+    private let clock: WallClock
     private let buffer = Mutex(Buffer())
 
     /// - Parameters:
     ///   - echo: where phase lines go as they happen (standard error by default: the journal under systemd).
     ///   - isTerminal: whether `echo` is a terminal, so that progress may redraw one line.
-    public init(host: String, limit: Int, isTerminal: Bool, echo: @escaping @Sendable (String) -> Void) {
+    ///   - clock: the time each kept line carries.
+    public init(
+        host: String, limit: Int, isTerminal: Bool, clock: WallClock = .system,
+        echo: @escaping @Sendable (String) -> Void
+    ) {
         self.host = host
         self.limit = max(limit, 4096)
         self.isTerminal = isTerminal
+        self.clock = clock
         self.echo = echo
     }
 
@@ -47,7 +53,7 @@ public final class RunLog: Sendable {
             return buffer.progressShown
         }
         echo((finishProgress ? "\n" : "") + "fleet-client[\(host)]: \(text)\n")
-        append("\(UTCTime.iso(Date())) \(text)\n")
+        append("\(UTCTime.iso(clock.now())) \(text)\n")
     }
 
     /// Progress within a step (bytes downloaded): redrawn in place on a terminal, not logged.

@@ -12,6 +12,8 @@ struct RunReporter {
     let endpoint: SSHEndpoint
     let stateDirectory: StateDirectory
     let log: RunLog
+    /// What time it is (timestamps, deadlines, durations): the system's, or a test's.
+    var clock: WallClock = .system
 
     private var outbox: ReportOutbox { ReportOutbox(stateDirectory: stateDirectory.path, log: log) }
 
@@ -78,12 +80,12 @@ struct RunReporter {
     /// Replaces `logs/heartbeat.json`: the cheap sign of life of a poll with nothing to do.
     func heartbeat(_ attempt: RunAttempt, over connection: SFTPConnection, result: RunResult) async {
         var beat = Heartbeat(
-            host: configuration.host.value, at: UTCTime.iso(Date()),
+            host: configuration.host.value, at: UTCTime.iso(clock.now()),
             appliedGeneration: attempt.state.applied?.generation,
             seenGeneration: attempt.state.lastSeen?.generation, failedGeneration: attempt.state.failed?.generation,
             lastResult: result.outcome, reason: result.reason,
             rebootNeeded: (try? FileIO.readLink(configuration.reboot.bootedSystem)) == nil
-                ? nil : Rebooter(configuration: configuration, log: log).reason() != nil
+                ? nil : Rebooter(configuration: configuration, log: log, clock: clock).reason() != nil
         )
         beat.pollIntervalSeconds = configuration.pollIntervalSeconds
         do {
@@ -101,7 +103,7 @@ struct RunReporter {
 
     /// The log and the report of this run, named by time and generation.
     private func reportFiles(_ result: RunResult, _ attempt: inout RunAttempt) -> [(name: String, bytes: [UInt8])] {
-        let finished = Date()
+        let finished = clock.now()
         var report =
             attempt.report
             ?? RunReport(
@@ -115,7 +117,7 @@ struct RunReporter {
         report.currentSystem = try? FileIO.readLink(configuration.reboot.currentSystem)
         report.bootedSystem = try? FileIO.readLink(configuration.reboot.bootedSystem)
         if report.bootedSystem != nil {
-            let reason = Rebooter(configuration: configuration, log: log).reason()
+            let reason = Rebooter(configuration: configuration, log: log, clock: clock).reason()
             report.rebootNeeded = reason != nil
             report.rebootReason = reason
         }

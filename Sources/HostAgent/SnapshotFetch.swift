@@ -10,6 +10,8 @@ import SFTPTransport
 /// one.
 struct SnapshotFetch {
     let log: RunLog
+    /// What time it is (timestamps, deadlines, durations): the system's, or a test's.
+    var clock: WallClock = .system
 
     /// Snapshots larger than this are refused before downloading.
     static let extractionLimits = ExtractionLimits(maxBytes: 8 << 30, maxEntries: 500_000, maxFileBytes: 2 << 30)
@@ -51,7 +53,7 @@ struct SnapshotFetch {
             Step<String>.done(
                 RunResult(outcome: .refused, reason: reason + "; nothing was applied", generation: generation))
         }
-        let started = Date()
+        let started = clock.now()
         let download = "\(placement.scratch)/.download-\(generation).tar.zst"
         _ = try? FileIO.removeFile(download)
         let size = manifest.snapshot.size
@@ -92,7 +94,7 @@ struct SnapshotFetch {
             return refuse(
                 "the snapshot's sha256 is \(digest), but the signed manifest says \(manifest.snapshot.sha256)")
         }
-        report.durations.download = Date().timeIntervalSince(started)
+        report.durations.download = clock.now().timeIntervalSince(started)
         return extract(download, generation: generation, into: placement)
     }
 
