@@ -149,20 +149,38 @@ let package = Package(
 
         .target(
             name: "FleetTestSupport",
-            dependencies: ["FleetFiles"],
+            dependencies: [
+                "FleetFiles", "FleetProtocol", "Inventory", "ServerStore", "Publishing", "CommandRunner", "HostAgent",
+                "ClientStateStore", "FleetReview",
+            ],
             path: "Tests/FleetTestSupport",
             swiftSettings: strictSettings
         ),
+        // Tests by feature area; suites that share the Nix store, sshd or Unix users are serialized within.
         .testTarget(
-            name: "FleetTests",
+            name: "FoundationTests",
+            dependencies: [
+                "FleetTestSupport", "FleetFiles", "CommandRunner", "NixKit", "FleetProtocol",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "ServerTests",
             dependencies: [
                 "FleetTestSupport", "Inventory", "ServerStore", "Publishing", "ServerSetup", "FleetProtocol",
                 "ArchiveKit",
-                "SQLiteKit", "FleetFiles", "CommandRunner", "NixKit", "HostAgent", "ClientStateStore", "BuildGate",
-                "UpdatePage",
-                "FleetHooks",
-                "FleetReview",
-                .product(name: "SystemPackage", package: "swift-system"),
+                "SQLiteKit", "FleetFiles", "CommandRunner", "BuildGate", "FleetHooks", "FleetReview",
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "HostTests",
+            dependencies: [
+                "FleetTestSupport", "Inventory", "ServerStore", "Publishing", "FleetProtocol", "ArchiveKit",
+                "SQLiteKit",
+                "FleetFiles", "CommandRunner", "NixKit", "HostAgent", "ClientStateStore", "BuildGate", "UpdatePage",
+                "FleetHooks", "FleetReview", "SFTPTransport",
             ],
             swiftSettings: strictSettings
         ),

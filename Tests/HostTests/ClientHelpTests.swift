@@ -1,5 +1,6 @@
 import CommandRunner
 import FleetProtocol
+import FleetTestSupport
 import Foundation
 import HostAgent
 import Testing

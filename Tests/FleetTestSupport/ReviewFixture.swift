@@ -1,20 +1,19 @@
 import CommandRunner
 import FleetFiles
-import FleetProtocol
-import FleetReview
-import FleetTestSupport
+public import FleetProtocol
+public import FleetReview
 import Foundation
 import Inventory
 
 /// A published fleet (FleetFixture, no sshd) whose hosts' `logs/` a test fills by hand, as root, with what a
 /// real or a hostile fleet-client could upload; and the review side to read them back.
-struct ReviewFixture {
-    let fixture: FleetFixture
-    let hosts: [String]
+public struct ReviewFixture: Sendable {
+    public let fixture: FleetFixture
+    public let hosts: [String]
 
     /// Publishes `hosts` (generation 1 each). `server` goes into `[server]`, `defaults` into `[defaults]`,
     /// `host[name]` into that host's table, `extraToml` at the end (e.g. `[[hooks]]`).
-    init(
+    public init(
         hosts: [String], server: String = "", defaults: String = "", host: [String: String] = [:],
         extraToml: String = ""
     ) async throws {
@@ -34,27 +33,27 @@ struct ReviewFixture {
         }
     }
 
-    func remove() { fixture.remove() }
+    public func remove() { fixture.remove() }
 
-    func logs(_ host: String) -> String { fixture.chrootRoot + "/" + host + "/logs" }
+    public func logs(_ host: String) -> String { fixture.chrootRoot + "/" + host + "/logs" }
 
     /// Names in the host's logs/, sorted.
-    func listing(_ host: String) throws -> [String] { try FileIO.listDirectory(logs(host)).sorted() }
+    public func listing(_ host: String) throws -> [String] { try FileIO.listDirectory(logs(host)).sorted() }
 
     /// A `Review` on the fixture (the library, as `fleet status` uses it).
-    func review(limits: IngestLimits = IngestLimits()) throws -> Review {
+    public func review(limits: IngestLimits = IngestLimits()) throws -> Review {
         let configuration = try fixture.configuration().overriding(
             chrootRoot: (fixture.chrootRoot, "the fixture"), stateDirectory: (fixture.stateDirectory, "the fixture"))
         return try Review(configuration: configuration, limits: limits, hookLog: { _ in })
     }
 
     /// One refresh of every host.
-    func refresh(limits: IngestLimits = IngestLimits(), now: Int64? = nil) async throws -> Review.Snapshot {
+    public func refresh(limits: IngestLimits = IngestLimits(), now: Int64? = nil) async throws -> Review.Snapshot {
         let review = try review(limits: limits)
         return try await review.refresh(try review.hosts([]), now: now)
     }
 
-    func status(_ snapshot: Review.Snapshot, _ host: String) throws -> HostStatus {
+    public func status(_ snapshot: Review.Snapshot, _ host: String) throws -> HostStatus {
         guard let row = snapshot.hosts.first(where: { $0.host == host }) else {
             throw TestSupportError("no status row for \(host)")
         }
@@ -62,7 +61,7 @@ struct ReviewFixture {
     }
 
     /// `fleet status --json`, decoded.
-    func statusJSON(_ arguments: [String] = []) async throws -> [HostStatus] {
+    public func statusJSON(_ arguments: [String] = []) async throws -> [HostStatus] {
         let output = try await fixture.fleet(["status", "--json"] + arguments)
         guard output.exitCode == 0 else { throw TestSupportError("fleet status failed: \(output.standardError)") }
         struct Output: Decodable { var hosts: [HostStatus] }
@@ -72,13 +71,13 @@ struct ReviewFixture {
     // MARK: - Planting uploads
 
     /// `YYYYMMDDTHHMMSSmmmZ` for run number `index` (a minute apart, from 2026-11-22 01:00 UTC).
-    static func stem(_ index: Int) -> String {
+    public static func stem(_ index: Int) -> String {
         String(format: "20261122T%02d%02d00%03dZ", 1 + index / 60, index % 60, index % 1000)
     }
 
     /// A report as fleet-client writes it, `edit`ed, at `logs/report-<stem>[-g<gen>].json`.
     @discardableResult
-    func plantReport(
+    public func plantReport(
         _ host: String, _ index: Int, state: RunOutcome = .applied, generation: UInt64? = 1, reason: String? = nil,
         withLog: Bool = true, edit: (inout RunReport) -> Void = { _ in }
     ) throws -> String {
@@ -104,7 +103,7 @@ struct ReviewFixture {
         return name
     }
 
-    func plantHeartbeat(
+    public func plantHeartbeat(
         _ host: String, applied: UInt64?, failed: UInt64? = nil, lastResult: RunOutcome = .unchanged,
         reason: String? = nil,
         rebootNeeded: Bool? = false
@@ -116,7 +115,7 @@ struct ReviewFixture {
         try FileIO.writeAtomically(beat.encoded(), to: logs(host) + "/heartbeat.json", mode: 0o640)
     }
 
-    func plant(_ host: String, _ name: String, _ bytes: [UInt8]) throws {
+    public func plant(_ host: String, _ name: String, _ bytes: [UInt8]) throws {
         let path = logs(host) + "/" + name
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o640)
         guard fd >= 0 else { throw FileSystemError("open", path: path) }
@@ -124,10 +123,10 @@ struct ReviewFixture {
         try FileIO.writeAll(fd: fd, bytes, path: path)
     }
 
-    func plant(_ host: String, _ name: String, text: String) throws { try plant(host, name, Array(text.utf8)) }
+    public func plant(_ host: String, _ name: String, text: String) throws { try plant(host, name, Array(text.utf8)) }
 
     /// Sets a file's mtime (the server's receive time) to `secondsAgo` in the past, without following links.
-    func age(_ host: String, _ name: String, secondsAgo: Int) throws {
+    public func age(_ host: String, _ name: String, secondsAgo: Int) throws {
         var times = [timespec](repeating: timespec(tv_sec: time(nil) - secondsAgo, tv_nsec: 0), count: 2)
         guard utimensat(AT_FDCWD, logs(host) + "/" + name, &times, AT_SYMLINK_NOFOLLOW) == 0 else {
             throw FileSystemError("utimensat", path: logs(host) + "/" + name)

@@ -1,26 +1,25 @@
-import ClientStateStore
-import CommandRunner
+public import ClientStateStore
+public import CommandRunner
 import FleetFiles
-import FleetProtocol
-import FleetTestSupport
+public import FleetProtocol
 import Foundation
 import HostAgent
 import Publishing
-import ServerStore
+public import ServerStore
 
 /// A fleet server (real sshd configured by `fleet sshd-config`, users and chroots made by `fleet setup`) and
 /// its hosts' clients, each with its own state directory, Nix profile, activation log and SSH key, all on
 /// this machine. Hosts are toy NixOS flakes built by the real Nix. `stop()` removes everything.
-struct ClientFleet {
-    let fixture: FleetFixture
-    let sshd: TestSSHD
-    let prefix: String
-    let hosts: [String]
+public struct ClientFleet: Sendable {
+    public let fixture: FleetFixture
+    public let sshd: TestSSHD
+    public let prefix: String
+    public let hosts: [String]
     /// Client side: keys, client.toml, state directories, profiles, activation logs.
-    let clients: TestDirectory
+    public let clients: TestDirectory
 
     /// The example fleet's toy NixOS (`common/toy-nixos.nix` of this repository).
-    static let toyNixOS: String = {
+    public static let toyNixOS: String = {
         let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().path
         return (try? String(contentsOfFile: repository + "/common/toy-nixos.nix", encoding: .utf8)) ?? ""
@@ -28,7 +27,9 @@ struct ClientFleet {
 
     /// Starts a server for `hosts` (toy flakes sharing `common/`), publishes them, and writes each host's
     /// client.toml with `fleet client-config`. `prepare` may change the repository before the first publish.
-    static func start(hosts: [String], prepare: (FleetFixture) throws -> Void = { _ in }) async throws -> ClientFleet {
+    public static func start(hosts: [String], prepare: (FleetFixture) throws -> Void = { _ in }) async throws
+        -> ClientFleet
+    {
         let prefix = "fc" + String(UUID().uuidString.lowercased().filter(\.isLetter).prefix(4)) + "-"
         let clients = try TestDirectory.makeTemporary()
         let fixture = try FleetFixture(hosts: [], rootOwned: true, serverToml: "user_prefix = \"\(prefix)\"")
@@ -67,7 +68,7 @@ struct ClientFleet {
         }
     }
 
-    func stop() {
+    public func stop() {
         sshd.stop()
         Self.removeUsers(prefix: prefix, hosts: hosts)
         fixture.remove()
@@ -82,7 +83,7 @@ struct ClientFleet {
     }
 
     @discardableResult
-    static func check(_ output: CommandOutput, _ what: String) throws -> CommandOutput {
+    public static func check(_ output: CommandOutput, _ what: String) throws -> CommandOutput {
         guard output.exitCode == 0 else {
             throw TestSupportError(
                 "\(what) failed (\(output.exitCode)): \(output.standardOutput)\(output.standardError)")
@@ -91,7 +92,7 @@ struct ClientFleet {
     }
 
     /// A toy NixOS flake host: `flake.nix`, `configuration.nix` (its motd), `common -> ../../common`.
-    static func addToyHost(_ host: String, to fixture: FleetFixture, motd: String? = nil) throws {
+    public static func addToyHost(_ host: String, to fixture: FleetFixture, motd: String? = nil) throws {
         try fixture.addHost(host)
         try fixture.write(
             "hosts/\(host)/flake.nix",
@@ -111,14 +112,14 @@ struct ClientFleet {
 
     // MARK: - The client side
 
-    func configPath(_ host: String) -> String { clients.path("\(host)/client.toml") }
-    func stateDirectory(_ host: String) -> String { clients.path("\(host)/state") }
-    func profile(_ host: String) -> String { clients.path("\(host)/profiles/system") }
-    func activationLog(_ host: String) -> String { clients.path("\(host)/activations.log") }
-    var serverHostKeyFile: String { clients.path("server_host_key.pub") }
+    public func configPath(_ host: String) -> String { clients.path("\(host)/client.toml") }
+    public func stateDirectory(_ host: String) -> String { clients.path("\(host)/state") }
+    public func profile(_ host: String) -> String { clients.path("\(host)/profiles/system") }
+    public func activationLog(_ host: String) -> String { clients.path("\(host)/activations.log") }
+    public var serverHostKeyFile: String { clients.path("server_host_key.pub") }
 
     /// `fleet client-config` for the host, pointing at this sshd and the host's own directories.
-    func writeClientConfiguration(_ host: String, extraArguments: [String] = []) async throws {
+    public func writeClientConfiguration(_ host: String, extraArguments: [String] = []) async throws {
         try FileIO.createDirectories(clients.path(host))
         let output = try await Self.check(
             fixture.fleet(
@@ -137,13 +138,14 @@ struct ClientFleet {
     }
 
     /// Rewrites the host's client.toml.
-    func editClientConfiguration(_ host: String, _ edit: (String) -> String) throws {
+    public func editClientConfiguration(_ host: String, _ edit: (String) -> String) throws {
         let text = try String(contentsOfFile: configPath(host), encoding: .utf8)
         try clients.writeFile("\(host)/client.toml", text: edit(text))
     }
 
     /// Runs `fleet-client <arguments> --config <host's client.toml>`, with the host's activation log.
-    func client(_ host: String, _ arguments: [String] = ["run"], environment: [String: String] = [:]) async throws
+    public func client(_ host: String, _ arguments: [String] = ["run"], environment: [String: String] = [:])
+        async throws
         -> CommandOutput
     {
         try await Command.run(
@@ -151,45 +153,47 @@ struct ClientFleet {
             environment: ["FLEET_ACTIVATION_LOG": activationLog(host)].merging(environment) { $1 })
     }
 
-    func state(_ host: String) throws -> ClientState { try ClientState.load(stateDirectory: stateDirectory(host)) }
+    public func state(_ host: String) throws -> ClientState {
+        try ClientState.load(stateDirectory: stateDirectory(host))
+    }
 
     /// Lines of the host's activation log: `<operation> <host> <system>`.
-    func activations(_ host: String) -> [String] {
+    public func activations(_ host: String) -> [String] {
         ((try? String(contentsOfFile: activationLog(host), encoding: .utf8)) ?? "").split(separator: "\n").map(
             String.init)
     }
 
     /// What a successful apply writes to the activation log: `switch` is `test` then, once confirmed, `boot`.
-    static func activations(of system: String, host: String, operation: String) -> [String] {
+    public static func activations(of system: String, host: String, operation: String) -> [String] {
         operation == "switch"
             ? ["test \(host) \(system)", "boot \(host) \(system)"] : ["\(operation) \(host) \(system)"]
     }
 
     /// The profile's current generation number and system, or nil without a profile.
-    func profileGeneration(_ host: String) throws -> (number: Int, system: String)? {
+    public func profileGeneration(_ host: String) throws -> (number: Int, system: String)? {
         guard try FileStatus.of(profile(host)) != nil else { return nil }
         let link = try FileIO.readLink(profile(host))
         guard let number = Int(link.dropFirst("system-".count).dropLast("-link".count)) else { return nil }
         return (number, try FileIO.readLink(FileIO.split(profile(host)).directory + "/" + link))
     }
 
-    func layout(_ host: String) throws -> ChrootLayout { try fixture.layout(host) }
+    public func layout(_ host: String) throws -> ChrootLayout { try fixture.layout(host) }
 
     /// Names in the host's chroot `logs/`.
-    func uploaded(_ host: String) throws -> [String] { try FileIO.listDirectory(try layout(host).logs).sorted() }
+    public func uploaded(_ host: String) throws -> [String] { try FileIO.listDirectory(try layout(host).logs).sorted() }
 
     /// The newest report the host uploaded, decoded.
-    func lastReport(_ host: String) throws -> RunReport? {
+    public func lastReport(_ host: String) throws -> RunReport? {
         guard let name = try uploaded(host).filter({ $0.hasPrefix("report-") }).last else { return nil }
         return try JSONDecoder().decode(RunReport.self, from: Data(try FileIO.read(try layout(host).logs + "/" + name)))
     }
 
-    func publish(_ hosts: [String] = []) async throws {
+    public func publish(_ hosts: [String] = []) async throws {
         try await Self.check(fixture.fleet(["publish"] + hosts), "fleet publish")
     }
 
     /// Replaces a file of the host's chroot as the publisher would: root-owned, readable by the host's group.
-    func plant(_ host: String, _ pathInChroot: String, _ bytes: [UInt8]) throws {
+    public func plant(_ host: String, _ pathInChroot: String, _ bytes: [UInt8]) throws {
         let path = try layout(host).directory + pathInChroot
         unlink(path)
         let group = Accounts.groupID(named: prefix + host) ?? 0
@@ -198,11 +202,11 @@ struct ClientFleet {
     }
 
     /// Signs `manifest` with the fleet key and plants it as the host's manifest.
-    func plantManifest(_ host: String, _ manifest: Manifest) throws {
+    public func plantManifest(_ host: String, _ manifest: Manifest) throws {
         try plant(
             host, "/manifest",
             try manifest.signed(with: try SigningKeyFile.load(stateDirectory: fixture.stateDirectory)))
     }
 
-    func manifest(_ host: String) throws -> Manifest { try fixture.verifiedManifest(host) }
+    public func manifest(_ host: String) throws -> Manifest { try fixture.verifiedManifest(host) }
 }

@@ -1,4 +1,5 @@
 import CommandRunner
+import FleetTestSupport
 import Testing
 
 /// What a command's failure is, as a code callers can branch on (the text is for people).

@@ -1,4 +1,5 @@
 import FleetProtocol
+import FleetTestSupport
 import Testing
 
 /// The rules a host holds a verified manifest to, in memory: each refusal by its reason, and what passes.

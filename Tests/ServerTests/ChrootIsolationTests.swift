@@ -326,11 +326,3 @@ struct ChrootIsolationTests {
         var hosts: [Host]
     }
 }
-
-/// Removes the temporary directory a key pair was generated in.
-enum TestDirectoryCleanup {
-    static func removeParent(of path: String) {
-        let parent = FileIO.split(path).directory
-        if parent.hasPrefix("/tmp/fleet-test-") { try? FileIO.removeTree(parent) }
-    }
-}

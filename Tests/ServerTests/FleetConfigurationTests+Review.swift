@@ -1,4 +1,5 @@
 import FleetProtocol
+import FleetTestSupport
 import Inventory
 import Testing
 

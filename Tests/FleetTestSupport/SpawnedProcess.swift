@@ -1,30 +1,29 @@
-import FleetTestSupport
-import Foundation
+public import Foundation
 import Glibc
 import Synchronization
 
 /// A long-running program a test starts and stops itself (`fleet-client serve`, `systemd-socket-activate`,
 /// chromedriver): in its own process group, so that ``stop()`` ends it and every child it started (Chromium
 /// leaves several) by that group's ID and the PIDs found below it, never by name.
-final class SpawnedProcess: Sendable {
-    let pid: pid_t
-    let logPath: String
+public final class SpawnedProcess: Sendable {
+    public let pid: pid_t
+    public let logPath: String
     private let exitStatus = Mutex<Int32?>(nil)
 
     /// Starts `arguments` with stdin from /dev/null and stdout and stderr into `logPath`; `environment`
     /// is added to this process's own.
-    init(_ arguments: [String], logPath: String, environment: [String: String] = [:]) throws {
+    public init(_ arguments: [String], logPath: String, environment: [String: String] = [:]) throws {
         self.logPath = logPath
         self.pid = try ProcessTable.spawn(arguments, logPath: logPath, environment: environment, newProcessGroup: true)
     }
 
     /// What it printed so far.
-    func log() -> String {
+    public func log() -> String {
         (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
     }
 
     /// Its exit status once it ended (128 + signal when killed), without waiting; nil while it runs.
-    func exited() -> Int32? {
+    public func exited() -> Int32? {
         exitStatus.withLock { status in
             if let status { return status }
             var raw: Int32 = 0
@@ -36,7 +35,7 @@ final class SpawnedProcess: Sendable {
     }
 
     /// Waits up to `timeout` for it to end by itself.
-    func waitForExit(timeout: Duration) async -> Int32? {
+    public func waitForExit(timeout: Duration) async -> Int32? {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if let status = exited() { return status }
@@ -46,7 +45,7 @@ final class SpawnedProcess: Sendable {
     }
 
     /// Waits until its log contains `text`, or it exits, or `timeout` passes.
-    func waitForLog(_ text: String, timeout: Duration = .seconds(30)) async throws -> String {
+    public func waitForLog(_ text: String, timeout: Duration = .seconds(30)) async throws -> String {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             let log = log()
@@ -65,7 +64,7 @@ final class SpawnedProcess: Sendable {
     /// The group is signalled only while its leader is unreaped (alive or a zombie), so its ID cannot
     /// belong to anyone else; once reaped, the members still in the group (which keep the ID reserved) are
     /// signalled by PID.
-    func stop() {
+    public func stop() {
         if exitStatus.withLock({ $0 == nil }) {
             let descendants = ProcessTable.descendants(of: pid)
             kill(-pid, SIGTERM)

@@ -1,4 +1,5 @@
 import FleetProtocol
+import FleetTestSupport
 import Foundation
 import Testing
 
