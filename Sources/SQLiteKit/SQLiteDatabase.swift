@@ -147,18 +147,8 @@ public final class SQLiteDatabase {
     /// Applies `migrations[n]` for every n at or above the stored version, each in its own transaction,
     /// and records the new version. A database newer than this program is refused, not downgraded.
     public func migrate(_ migrations: [String]) throws {
-        let current = try userVersion
-        guard current <= Int64(migrations.count) else {
-            throw SQLiteError(
-                path: path, code: SQLITE_ERROR,
-                message: "schema version \(current) is newer than this fleet understands (\(migrations.count)); "
-                    + "upgrade fleet instead of opening it with an older one", statement: nil)
-        }
-        for (index, sql) in migrations.enumerated() where Int64(index) >= current {
-            try transaction {
-                try execute(sql)
-                try execute("PRAGMA user_version = \(index + 1)")
-            }
+        try apply(migrations, from: try userVersion, named: "schema version") { version in
+            try execute("PRAGMA user_version = \(version)")
         }
     }
 
@@ -172,19 +162,28 @@ public final class SQLiteDatabase {
             try query("SELECT version FROM schema_versions WHERE component = ?", [.text(component)]).first?[
                 "version"
             ].integer ?? 0
+        try apply(migrations, from: current, named: "schema version of \(component)") { version in
+            _ = try query(
+                "INSERT INTO schema_versions (component, version) VALUES (?, ?) "
+                    + "ON CONFLICT(component) DO UPDATE SET version = excluded.version",
+                [.text(component), .integer(Int64(version))])
+        }
+    }
+
+    /// Runs the migrations from `current` on, each with `record` of its new version in one transaction.
+    private func apply(
+        _ migrations: [String], from current: Int64, named what: String, record: (Int) throws -> Void
+    ) throws {
         guard current <= Int64(migrations.count) else {
             throw SQLiteError(
                 path: path, code: SQLITE_ERROR,
-                message: "the schema of \(component) is at version \(current), newer than this fleet understands "
-                    + "(\(migrations.count)); upgrade fleet instead of opening it with an older one", statement: nil)
+                message: "\(what) \(current) is newer than this fleet understands (\(migrations.count)); "
+                    + "upgrade fleet instead of opening it with an older one", statement: nil)
         }
         for (index, sql) in migrations.enumerated() where Int64(index) >= current {
             try transaction {
                 try execute(sql)
-                _ = try query(
-                    "INSERT INTO schema_versions (component, version) VALUES (?, ?) "
-                        + "ON CONFLICT(component) DO UPDATE SET version = excluded.version",
-                    [.text(component), .integer(Int64(index + 1))])
+                try record(index + 1)
             }
         }
     }
