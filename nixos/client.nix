@@ -78,6 +78,16 @@ let
     if cfg.configFile != null then shared.pollIntervalSeconds (builtins.fromTOML (builtins.readFile cfg.configFile))
     else cfg.settings.poll_interval_seconds;
   interval = shared.timeSpan pollIntervalSeconds;
+  # TimeoutStartSec= of the run: longer than client.toml's [timeouts] and confirmation window together
+  # (ClientConfiguration.longestRunSeconds), so systemd never kills a run that would end by itself.
+  runTimeoutSeconds =
+    let
+      settings = if cfg.configFile != null then builtins.fromTOML (builtins.readFile cfg.configFile) else cfg.settings;
+      timeouts = settings.timeouts or { };
+      rollback = settings.rollback or { };
+    in
+    (timeouts.build_seconds or 3600) + (timeouts.activation_seconds or 900)
+    + (rollback.confirm_timeout_seconds or 90) + 600;
 
   # What a run needs besides the client: Nix (nix build, nix-build, nix-env). The configuration's own
   # switch-to-configuration brings the rest.
@@ -273,6 +283,28 @@ in
               };
             };
           };
+          timeouts = mkOption {
+            description = ''
+              The `[timeouts]` table: a build or an activation that runs longer is killed (its whole process
+              group) and the generation fails like any other, so a hung build cannot hold the host forever.
+            '';
+            default = { };
+            type = types.submodule {
+              freeformType = toml.type;
+              options = {
+                build_seconds = mkOption {
+                  type = types.ints.between 1 604800;
+                  default = 3600;
+                  description = "How long a build (or a substitution from the fleet's cache) may take, in seconds.";
+                };
+                activation_seconds = mkOption {
+                  type = types.ints.between 1 86400;
+                  default = 900;
+                  description = "How long `switch-to-configuration` may take, in seconds.";
+                };
+              };
+            };
+          };
           health_checks = mkOption {
             description = ''
               `[[health_checks]]`: commands (argument lists run without a shell, the first an absolute path)
@@ -383,6 +415,7 @@ in
         ExecStart = "${binary} run --config ${configPath}";
         # Applied, unreachable and locked are not failures of this unit; see the top of this file.
         SuccessExitStatus = lib.concatMapStringsSep " " toString shared.successExitStatuses;
+        TimeoutStartSec = runTimeoutSeconds;
       };
     };
 

@@ -24,6 +24,7 @@ rec {
       server = [ "address" "port" "user" "host_key" "connect_timeout_seconds" "io_timeout_seconds" ];
       rollback = [ "confirm_timeout_seconds" "confirm_attempts" ];
       reboot = [ "policy" "window" "command" "booted_system" "current_system" ];
+      timeouts = [ "build_seconds" "activation_seconds" ];
     };
     # Arrays of tables ([[health_checks]]): the keys of each element.
     tableArrays = {

@@ -12,10 +12,14 @@ extension Command {
     /// when time is up, its whole process group gets SIGTERM, then SIGKILL two seconds later, and this throws
     /// ``CommandError/Code/timedOut(_:)``.
     ///
-    /// - Parameter environment: changes to the inherited environment; nil removes a variable.
+    /// - Parameters:
+    ///   - environment: changes to the inherited environment; nil removes a variable.
+    ///   - onLine: when given, each line of the output as soon as it ends (cut at 4 KiB), for a journal that
+    ///     shows a long build as it goes; the file still gets every byte.
     public static func run(
         _ executable: String, _ arguments: [String], environment: [String: String?] = [:],
-        appendingOutputTo logPath: String, timeout: Duration? = nil
+        appendingOutputTo logPath: String, timeout: Duration? = nil,
+        onLine: (@Sendable (String) -> Void)? = nil
     ) async throws(CommandError) -> Int32 {
         let commandLine = ([executable] + arguments).joined(separator: " ")
         let log: FileDescriptor
@@ -31,19 +35,49 @@ extension Command {
         let updates = Self.environmentUpdates(environment)
         guard let timeout else {
             return try await runLogged(
-                program, arguments, updates: updates, log: log, ownSession: false, commandLine: commandLine)
+                program, arguments, updates: updates, log: log, ownSession: false, commandLine: commandLine,
+                onLine: onLine)
         }
         return try await withTimeout(timeout, commandLine: commandLine) { () async throws(CommandError) in
             try await runLogged(
-                program, arguments, updates: updates, log: log, ownSession: true, commandLine: commandLine)
+                program, arguments, updates: updates, log: log, ownSession: true, commandLine: commandLine,
+                onLine: onLine)
         }
     }
 
     private static func runLogged(
         _ program: Executable, _ arguments: [String], updates: [Environment.Key: String?], log: FileDescriptor,
-        ownSession: Bool, commandLine: String
+        ownSession: Bool, commandLine: String, onLine: (@Sendable (String) -> Void)?
     ) async throws(CommandError) -> Int32 {
         let options = platformOptions(ownSession: ownSession)
+        if let onLine {
+            // Through a pipe this process reads: every chunk into the file, every line to `onLine`.
+            do {
+                let result = try await Subprocess.run(
+                    program, arguments: Arguments(arguments), environment: .inherit.updating(updates),
+                    platformOptions: options, input: .none, output: .sequence, error: .combinedWithOutput
+                ) { execution in
+                    var line: [UInt8] = []
+                    for try await buffer in execution.standardOutput {
+                        try buffer.withUnsafeBytes { bytes in
+                            _ = try log.writeAll(bytes)
+                            for byte in bytes {
+                                if byte == UInt8(ascii: "\n") {
+                                    onLine(String(decoding: line, as: UTF8.self))
+                                    line.removeAll(keepingCapacity: true)
+                                } else if line.count < 4096 {
+                                    line.append(byte)
+                                }
+                            }
+                        }
+                    }
+                    if !line.isEmpty { onLine(String(decoding: line, as: UTF8.self)) }
+                }
+                return Self.exitCode(result.terminationStatus)
+            } catch {
+                throw CommandError(commandLine: commandLine, running: error, outputLimit: 0)
+            }
+        }
         do {
             let result = try await Subprocess.run(
                 program, arguments: Arguments(arguments), environment: .inherit.updating(updates),

@@ -53,8 +53,11 @@ extension FleetClientCommand {
             // The timer's interval comes from client.toml. Without a usable one yet, the default (which is also
             // what fleet-client reports when client.toml does not say) until install-units runs again.
             var intervalSeconds = ClientConfiguration.defaultPollIntervalSeconds
+            var runTimeoutSeconds: Int?
             do {
-                intervalSeconds = try ClientConfiguration.load(path: config.path).pollIntervalSeconds
+                let client = try ClientConfiguration.load(path: config.path)
+                intervalSeconds = client.pollIntervalSeconds
+                runTimeoutSeconds = client.longestRunSeconds
             } catch {
                 printError(
                     "warning: the units read \(config.path), which fleet-client cannot use yet:\n\(error)\n"
@@ -63,9 +66,15 @@ extension FleetClientCommand {
             }
             let units: SystemdUnits
             do {
-                units = try SystemdUnits(
-                    binary: executable, configuration: config.path, intervalSeconds: intervalSeconds,
-                    randomizedDelay: randomizedDelay)
+                if let runTimeoutSeconds {
+                    units = try SystemdUnits(
+                        binary: executable, configuration: config.path, intervalSeconds: intervalSeconds,
+                        randomizedDelay: randomizedDelay, runTimeoutSeconds: runTimeoutSeconds)
+                } else {
+                    units = try SystemdUnits(
+                        binary: executable, configuration: config.path, intervalSeconds: intervalSeconds,
+                        randomizedDelay: randomizedDelay)
+                }
             } catch {
                 // What it refuses are the values of flags (--binary, --config, --randomized-delay): client.toml's
                 // poll_interval_seconds was range-checked when it loaded, and the default is in range.

@@ -60,6 +60,7 @@ public struct ClientConfiguration: Sendable, Equatable {
     /// heartbeat and report so that `fleet status` knows when it has gone silent.
     public var pollIntervalSeconds: Int
     public var rollback: Rollback
+    public var timeouts: Timeouts
     public var healthChecks: [HealthCheck]
     public var reboot: Reboot
 
@@ -68,8 +69,9 @@ public struct ClientConfiguration: Sendable, Equatable {
         stateDirectory: String = defaultStateDirectory, profile: String = defaultProfile, operation: Operation? = nil,
         logLimitBytes: Int = 4 << 20, keepGenerations: Int = 2, rollback: Rollback = Rollback(),
         healthChecks: [HealthCheck] = [], reboot: Reboot = Reboot(),
-        pollIntervalSeconds: Int = defaultPollIntervalSeconds
+        pollIntervalSeconds: Int = defaultPollIntervalSeconds, timeouts: Timeouts = Timeouts()
     ) {
+        self.timeouts = timeouts
         self.host = host
         self.server = server
         self.fleetPublicKey = fleetPublicKey
@@ -88,14 +90,14 @@ public struct ClientConfiguration: Sendable, Equatable {
     /// Every key client.toml may hold, by table ("" for the top level; `health_checks` is an array of tables).
     public static var knownKeys: [String: [String]] {
         [
-            "": topKeys, "server": serverKeys, "rollback": rollbackKeys, "reboot": rebootKeys,
+            "": topKeys, "server": serverKeys, "rollback": rollbackKeys, "reboot": rebootKeys, "timeouts": timeoutKeys,
             "health_checks": healthCheckKeys,
         ]
     }
 
     static let topKeys = [
         "host", "fleet_public_key", "identity_file", "state_dir", "profile", "operation", "log_limit_bytes",
-        "keep_generations", "poll_interval_seconds", "server", "rollback", "health_checks", "reboot",
+        "keep_generations", "poll_interval_seconds", "server", "rollback", "health_checks", "reboot", "timeouts",
     ]
     static let serverKeys = ["address", "port", "user", "host_key", "connect_timeout_seconds", "io_timeout_seconds"]
 
@@ -168,6 +170,7 @@ public struct ClientConfiguration: Sendable, Equatable {
         let rollback = parseRollback(reader.table(table, "rollback", in: "the top level"), &reader)
         let healthChecks = parseHealthChecks(table["health_checks"], &reader)
         let reboot = parseReboot(reader.table(table, "reboot", in: "the top level"), &reader)
+        let timeouts = parseTimeouts(reader.table(table, "timeouts", in: "the top level"), &reader)
 
         guard reader.problems.isEmpty, let host, let fleetKey, let address, let user, let hostKey else {
             throw ConfigurationError(reader.problems)
@@ -180,7 +183,7 @@ public struct ClientConfiguration: Sendable, Equatable {
             fleetPublicKey: fleetKey, identityFile: identityFile, stateDirectory: stateDirectory, profile: profile,
             operation: operation, logLimitBytes: logLimit ?? 4 << 20, keepGenerations: keep ?? 2, rollback: rollback,
             healthChecks: healthChecks, reboot: reboot,
-            pollIntervalSeconds: pollInterval ?? defaultPollIntervalSeconds)
+            pollIntervalSeconds: pollInterval ?? defaultPollIntervalSeconds, timeouts: timeouts)
     }
 
     private static func required(_ reader: inout TOMLReader, _ table: TOMLTable, _ key: String, in context: String)
@@ -237,6 +240,7 @@ public struct ClientConfiguration: Sendable, Equatable {
             "io_timeout_seconds = \(server.ioTimeoutSeconds)",
         ]
         lines += renderedSafety()
+        lines += renderedTimeouts()
         return lines.joined(separator: "\n") + "\n"
     }
 }

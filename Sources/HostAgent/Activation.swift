@@ -22,7 +22,11 @@ struct Activation {
     var clock: WallClock = .system
 
     private var secrets: SecretStore { SecretStore(stateDirectory: stateDirectory.path) }
-    private var system: NixSystem { NixSystem(profile: configuration.profile, log: log) }
+    private var system: NixSystem {
+        NixSystem(
+            profile: configuration.profile, log: log, outputDirectory: stateDirectory.path,
+            timeouts: configuration.timeouts)
+    }
 
     /// The journal a killed run left, if any.
     func pendingJournal() throws(ClientError) -> Journal? {

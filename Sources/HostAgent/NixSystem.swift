@@ -1,5 +1,6 @@
 import CommandRunner
 import FleetFiles
+import FleetProtocol
 import Foundation
 import NixKit
 
@@ -42,6 +43,11 @@ struct NixSystem {
 
     let profile: String
     let log: RunLog
+    /// Where a build's, a substitution's and an activation's whole output goes as it comes
+    /// (`<dir>/<step>.log`, replaced each time), besides the journal line by line and the uploaded log.
+    var outputDirectory: String = FileIO.temporaryDirectory
+    /// How long a build (or substitution) and an activation may run before their process group is killed.
+    var timeouts = ClientConfiguration.Timeouts()
 
     /// Builds `nixosConfigurations.<attribute>.config.system.build.toplevel` of the tree's flake, or, without a
     /// flake, `<nixpkgs/nixos>` with `nixos-config` set to the tree's configuration.nix (as NIX_PATH resolves
@@ -63,13 +69,12 @@ struct NixSystem {
                     + "put one in the host's directory in the fleet repository", exitCode: nil)
         }
         try? FileManager.default.removeItem(atPath: gcRoot)
-        let output = try await run("build", executable, arguments)
-        guard output.succeeded else {
+        let output = try await runStreamed("build", executable, arguments, timeout: timeouts.buildSeconds)
+        guard output.exitCode == 0 else {
             throw Failure(
                 step: "build",
-                reason:
-                    "\(executable) exited with status \(output.exitCode)\(Nix.cause(ofFailure: output.standardError))",
-                exitCode: output.exitCode, systemError: Self.machineError(in: output.standardError))
+                reason: "\(executable) exited with status \(output.exitCode)\(Nix.cause(ofFailure: output.tail))",
+                exitCode: output.exitCode, systemError: Self.machineError(in: output.tail))
         }
         do {
             let system = try FileIO.readLink(gcRoot)
@@ -91,19 +96,19 @@ struct NixSystem {
     /// fails instead of being built.
     func realise(_ toplevel: String, cache: String, trustedKey: String, gcRoot: String) async throws(Failure) {
         try? FileManager.default.removeItem(atPath: gcRoot)
-        let output = try await run(
+        let output = try await runStreamed(
             "substitution", "nix-store",
             [
                 "--realise", toplevel, "--add-root", gcRoot, "--option", "substituters", "file://" + cache,
                 "--option", "trusted-public-keys", trustedKey, "--option", "require-sigs", "true", "--option",
                 "max-jobs", "0",
-            ])
-        guard output.succeeded else {
+            ], timeout: timeouts.buildSeconds)
+        guard output.exitCode == 0 else {
             throw Failure(
                 step: "substitution",
                 reason:
-                    "nix-store --realise from the fleet cache exited with status \(output.exitCode)\(Nix.cause(ofFailure: output.standardError))",
-                exitCode: output.exitCode, systemError: Self.machineError(in: output.standardError))
+                    "nix-store --realise from the fleet cache exited with status \(output.exitCode)\(Nix.cause(ofFailure: output.tail))",
+                exitCode: output.exitCode, systemError: Self.machineError(in: output.tail))
         }
     }
 
@@ -180,13 +185,42 @@ struct NixSystem {
                 step: "activation", reason: "\(program) is missing or not executable: not a NixOS system", exitCode: nil
             )
         }
-        let output = try await run("activation", program, [operation])
-        guard output.succeeded else {
+        let output = try await runStreamed(
+            "activation", program, [operation], timeout: timeouts.activationSeconds)
+        guard output.exitCode == 0 else {
             throw Failure(
                 step: "activation",
                 reason:
-                    "switch-to-configuration \(operation) exited with status \(output.exitCode)\(Nix.cause(ofFailure: output.standardError))",
-                exitCode: output.exitCode, systemError: Self.machineError(in: output.standardError))
+                    "switch-to-configuration \(operation) exited with status \(output.exitCode)\(Nix.cause(ofFailure: output.tail))",
+                exitCode: output.exitCode, systemError: Self.machineError(in: output.tail))
+        }
+    }
+
+    /// Runs a long step (a build, a substitution, an activation): its output goes to `<outputDirectory>/<step>.log`
+    /// as it comes and to the journal line by line, whatever its size; past `timeout` seconds its process group
+    /// is killed and the step fails saying so. Returns the exit status and the end of the output.
+    private func runStreamed(
+        _ step: String, _ executable: String, _ arguments: [String], timeout: Int
+    ) async throws(Failure) -> (exitCode: Int32, tail: String) {
+        let commandLine = ([executable] + arguments).joined(separator: " ")
+        let file = outputDirectory + "/" + step + ".log"
+        _ = try? FileIO.removeFile(file)
+        let log = self.log
+        do {
+            let status = try await Command.run(
+                executable, arguments, appendingOutputTo: file, timeout: .seconds(timeout),
+                onLine: { log.streamed($0) })
+            log.output(of: commandLine, exitCode: status, file: file)
+            return (status, Command.tail(ofFile: file))
+        } catch {
+            log.output(of: commandLine, exitCode: -1, file: file)
+            if case .timedOut = error.code {
+                throw Failure(
+                    step: step,
+                    reason: "timed out after \(timeout) s ([timeouts] in client.toml) and was killed, with every "
+                        + "process it started", exitCode: nil)
+            }
+            throw Failure(step: step, reason: "\(error)", exitCode: nil)
         }
     }
 

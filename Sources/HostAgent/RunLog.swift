@@ -1,3 +1,4 @@
+import CommandRunner
 import FleetFiles
 public import FleetProtocol
 import Foundation
@@ -70,6 +71,29 @@ public final class RunLog: Sendable {
         if !standardError.isEmpty { text += standardError + (standardError.hasSuffix("\n") ? "" : "\n") }
         text += "---\n"
         append(text)
+    }
+
+    /// A line a long command (a build) wrote, shown as it comes: the journal follows the build live. The
+    /// uploaded log gets the command's whole output afterwards, from its file (``output(of:exitCode:file:)``).
+    public func streamed(_ line: String) {
+        echo("  " + line + "\n")
+    }
+
+    /// The output a command wrote into `path`, kept in the uploaded log like ``output(of:exitCode:standardOutput:standardError:)``
+    /// (its start and its end when it is longer than the log may hold, saying how much was left out).
+    public func output(of command: String, exitCode: Int32, file path: String) {
+        let size = Int((try? FileStatus.of(path))??.size ?? 0)
+        var text = "--- \(command) (exit status \(exitCode))\n"
+        if size <= limit / 2 {
+            text += String(decoding: (try? FileIO.read(path, limit: limit)) ?? [], as: UTF8.self)
+        } else {
+            let head = (try? FileIO.readHead(of: path, bytes: limit / 8)) ?? []
+            text += String(decoding: head, as: UTF8.self)
+            text += "\n[fleet-client: \(size - limit / 2) bytes of this output are only in \(path)]\n"
+            text += Command.tail(ofFile: path, bytes: limit / 2 - limit / 8)
+        }
+        if !text.hasSuffix("\n") { text += "\n" }
+        append(text + "---\n")
     }
 
     /// The whole log, capped at `limit` bytes plus the line saying what was cut.

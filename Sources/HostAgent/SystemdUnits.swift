@@ -65,6 +65,9 @@ public struct SystemdUnits: Sendable, Equatable {
     /// The poll interval as a systemd time span (OnUnitActiveSec=), from client.toml's seconds.
     public let interval: String
     public let randomizedDelay: String
+    /// TimeoutStartSec= of the run's unit, in seconds: longer than the longest run client.toml allows (its
+    /// build and activation timeouts, the confirmation window), so systemd never kills a run that would end.
+    public let runTimeoutSeconds: Int
 
     /// Checks every value, reporting every problem at once.
     ///
@@ -73,10 +76,14 @@ public struct SystemdUnits: Sendable, Equatable {
     ///   - configuration: the client.toml the units pass with `--config` (absolute).
     ///   - intervalSeconds: client.toml's `poll_interval_seconds` (OnUnitActiveSec=).
     ///   - randomizedDelay: a systemd time span (RandomizedDelaySec=).
+    ///   - runTimeoutSeconds: client.toml's longest run (``ClientConfiguration/longestRunSeconds``).
     public init(
         binary: String, configuration: String,
         intervalSeconds: Int = ClientConfiguration.defaultPollIntervalSeconds,
-        randomizedDelay: String = defaultRandomizedDelay
+        randomizedDelay: String = defaultRandomizedDelay,
+        runTimeoutSeconds: Int = ClientConfiguration.Timeouts().buildSeconds
+            + ClientConfiguration.Timeouts().activationSeconds + ClientConfiguration.Rollback().confirmTimeoutSeconds
+            + 600
     ) throws(ClientError) {
         var problems: [String] = []
         for (option, path) in [("--binary", binary), ("--config", configuration)] {
@@ -97,6 +104,7 @@ public struct SystemdUnits: Sendable, Equatable {
         self.configuration = configuration
         self.interval = Self.timeSpan(seconds: intervalSeconds)
         self.randomizedDelay = trimmedDelay
+        self.runTimeoutSeconds = runTimeoutSeconds
     }
 
     /// The four unit files, services before the timer and socket that start them.
@@ -122,6 +130,8 @@ public struct SystemdUnits: Sendable, Equatable {
                 "# (another run holds the lock) are successes; 11 failed, 12 refused, 15 rolled back, 16 local",
                 "# failure (no space, state directory not writable) and 1 mark this unit failed.",
                 "SuccessExitStatus=\(Self.successExitStatuses.map(String.init).joined(separator: " "))",
+                "# Longer than client.toml's [timeouts] and confirmation window together: the run ends first.",
+                "TimeoutStartSec=\(runTimeoutSeconds)",
             ] + environment
         let timer = [
             header,

@@ -144,13 +144,15 @@ public struct ClientFleet: Sendable {
     }
 
     /// Runs `fleet-client <arguments> --config <host's client.toml>`, with the host's activation log.
-    public func client(_ host: String, _ arguments: [String] = ["run"], environment: [String: String] = [:])
-        async throws
-        -> CommandOutput
-    {
+    /// - Parameter outputLimit: how much of fleet-client's output the test keeps (a build's lines go there too).
+    public func client(
+        _ host: String, _ arguments: [String] = ["run"], environment: [String: String] = [:],
+        outputLimit: Int = 16 << 20
+    ) async throws -> CommandOutput {
         try await Command.run(
             FleetFixture.executable("fleet-client"), arguments + ["--config", configPath(host)],
-            environment: ["FLEET_ACTIVATION_LOG": activationLog(host)].merging(environment) { $1 })
+            environment: ["FLEET_ACTIVATION_LOG": activationLog(host)].merging(environment) { $1 },
+            outputLimit: outputLimit)
     }
 
     public func state(_ host: String) throws -> ClientState {

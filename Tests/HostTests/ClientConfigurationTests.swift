@@ -1,5 +1,6 @@
 import FleetProtocol
 import FleetTestSupport
+import Foundation
 import HostAgent
 import Testing
 
@@ -80,5 +81,34 @@ struct ClientConfigurationTests {
         #expect(text.contains("first line") && text.contains("last line"))
         #expect(text.contains("bytes of this log were cut here"))
         #expect(log.contents().count < 8192 + 200)
+    }
+}
+
+extension ClientConfigurationTests {
+    /// `[timeouts]`: parsed, rendered back, refused when absurd; the run's unit outlasts the longest run.
+    @Test func timeoutsParseRenderAndBoundTheUnit() throws {
+        var configuration = ClientConfiguration(
+            host: try HostName("alpha"),
+            server: .init(
+                address: "fleet.example.org", port: 22, user: "fleet-alpha", hostKey: try SSHPublicKey(Self.hostKey)),
+            fleetPublicKey: try VerifyingKey(nixFormat: try Self.fleetKey()))
+        #expect(configuration.timeouts == .init(buildSeconds: 3600, activationSeconds: 900))
+        configuration.timeouts = .init(buildSeconds: 100, activationSeconds: 50)
+        let text = configuration.rendered()
+        #expect(text.contains("[timeouts]\nbuild_seconds = 100\nactivation_seconds = 50\n"))
+        #expect(try ClientConfiguration.parse(text, file: "client.toml") == configuration)
+        #expect(configuration.longestRunSeconds == 100 + 50 + 90 + 600)
+        let units = try SystemdUnits(
+            binary: "/usr/local/bin/fleet-client", configuration: "/etc/fleet/client.toml",
+            runTimeoutSeconds: configuration.longestRunSeconds)
+        let service = try #require(units.units.first { $0.name == SystemdUnits.serviceName })
+        #expect(service.text.contains("\nTimeoutStartSec=840\n"))
+
+        for hostile in ["build_seconds = 0", "build_seconds = -5", "activation_seconds = \"forever\"", "colour = 1"] {
+            let bad = text.replacingOccurrences(of: "build_seconds = 100", with: hostile)
+            #expect(throws: ConfigurationError.self, "\(hostile)") {
+                try ClientConfiguration.parse(bad, file: "client.toml")
+            }
+        }
     }
 }
