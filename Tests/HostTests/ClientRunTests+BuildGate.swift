@@ -42,27 +42,12 @@ extension ClientRunTests {
         defer { fixture.remove() }
         try fixture.write(
             "hosts/chatty/flake.nix",
-            """
-            {
-              outputs = { self }: {
-                nixosConfigurations.chatty.config.system.build.toplevel = derivation {
-                  name = "nixos-system-chatty-toy";
-                  # A new derivation each run: one already in the store would not be built (nor log) again.
-                  nonce = "\(UUID().uuidString)";
-                  system = "x86_64-linux";
-                  builder = "/bin/sh";
-                  args = [ "-c" ''
+            ToySystem.flake(
+                host: "chatty", name: "toy",
+                script: """
                     /usr/bin/seq 1 150000 | /bin/sed 's/^/a chatty build says line /' >&2
                     echo "the last line of the chatty build" >&2
-                    /bin/mkdir -p $out/bin
-                    printf '#!/bin/sh\\n' > $out/bin/switch-to-configuration
-                    /bin/chmod +x $out/bin/switch-to-configuration
-                  '' ];
-                };
-              };
-            }
-
-            """)
+                    """))
         let (status, rows) = try await Self.publishJSON(fixture)
         #expect(status == 0 && rows.first?["status"] as? String == "published", "\(rows)")
         let log = try #require(rows.first?["buildLog"] as? String, "\(rows)")

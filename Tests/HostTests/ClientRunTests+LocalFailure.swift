@@ -12,13 +12,19 @@ import Testing
 extension ClientRunTests {
     static let localFailure = RunOutcome.localFailure.exitStatus
 
-    @Test func aFullOrReadOnlyStateDirectoryIsALocalFailureThatFailsTheUnitAndIsTriedAgain() async throws {
-        let fleet = try await ClientFleet.start(hosts: ["alpha"])
-        defer { fleet.stop() }
-        let state = fleet.stateDirectory("alpha")
+    /// Mounts a real 1 MiB tmpfs as the host's state directory (the caller unmounts it) and returns its path.
+    static func mountSmallStateDirectory(_ host: String, of fleet: ClientFleet) throws -> String {
+        let state = fleet.stateDirectory(host)
         try FileIO.createDirectories(state, mode: 0o755)
         let mount = try TestCommand.run("/bin/mount", ["-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", state])
         try #require(mount.succeeded, "\(mount.standardError)")
+        return state
+    }
+
+    @Test func aFullOrReadOnlyStateDirectoryIsALocalFailureThatFailsTheUnitAndIsTriedAgain() async throws {
+        let fleet = try await ClientFleet.start(hosts: ["alpha"])
+        defer { fleet.stop() }
+        let state = try Self.mountSmallStateDirectory("alpha", of: fleet)
         defer { _ = try? TestCommand.run("/bin/umount", [state]) }
         #expect(try await fleet.client("alpha").exitCode == Self.applied)
         let good = try #require(try fleet.profileGeneration("alpha"))
@@ -84,10 +90,7 @@ extension ClientRunTests {
     @Test func aStateDirectoryThatFillsDuringTheBuildIsALocalFailureNotAFailedGeneration() async throws {
         let fleet = try await ClientFleet.start(hosts: ["alpha"])
         defer { fleet.stop() }
-        let state = fleet.stateDirectory("alpha")
-        try FileIO.createDirectories(state, mode: 0o755)
-        let mount = try TestCommand.run("/bin/mount", ["-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", state])
-        try #require(mount.succeeded, "\(mount.standardError)")
+        let state = try Self.mountSmallStateDirectory("alpha", of: fleet)
         defer { _ = try? TestCommand.run("/bin/umount", [state]) }
         #expect(try await fleet.client("alpha").exitCode == Self.applied)
         let good = try #require(try fleet.profileGeneration("alpha"))
@@ -95,26 +98,8 @@ extension ClientRunTests {
         let filler = state + "/filler"
         try fleet.fixture.write(
             "hosts/alpha/flake.nix",
-            """
-            {
-              outputs = { self }: {
-                nixosConfigurations.alpha.config.system.build.toplevel = derivation {
-                  name = "nixos-system-alpha-filling";
-                  system = "x86_64-linux";
-                  builder = "/bin/sh";
-                  nonce = "\(UUID().uuidString)";
-                  args = [ "-c" ''
-                    /bin/dd if=/dev/zero of=\(filler) bs=4k 2>/dev/null || true
-                    /bin/mkdir -p $out/bin
-                    switch=$out/bin/switch-to-configuration
-                    printf '#!/bin/sh\\necho "$1 alpha '$out'" >> "$FLEET_ACTIVATION_LOG"\\n' > $switch
-                    /bin/chmod +x $switch
-                  '' ];
-                };
-              };
-            }
-
-            """)
+            ToySystem.flake(
+                host: "alpha", name: "filling", script: "/bin/dd if=/dev/zero of=\(filler) bs=4k 2>/dev/null || true"))
         try await fleet.publish()
         var output = try await fleet.client("alpha")
         #expect(output.exitCode == Self.localFailure, "\(output.standardError)")
@@ -148,19 +133,9 @@ extension ClientRunTests {
         #expect(try await fleet.client("alpha").exitCode == Self.applied)
         try fleet.fixture.write(
             "hosts/alpha/flake.nix",
-            """
-            {
-              outputs = { self }: {
-                nixosConfigurations.alpha.config.system.build.toplevel = derivation {
-                  name = "nixos-system-alpha-full";
-                  system = "x86_64-linux";
-                  builder = "/bin/sh";
-                  args = [ "-c" "echo 'error: writing to file: No space left on device' >&2; exit 1" ];
-                };
-              };
-            }
-
-            """)
+            ToySystem.flake(
+                host: "alpha", name: "full",
+                script: "echo 'error: writing to file: No space left on device' >&2; exit 1"))
         try await fleet.publish()
         let output = try await fleet.client("alpha")
         #expect(output.exitCode == Self.localFailure, "\(output.standardError)")

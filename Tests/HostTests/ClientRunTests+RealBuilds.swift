@@ -13,27 +13,7 @@ extension ClientRunTests {
     /// A host flake whose system is built by `script` (a new derivation each time: one already in the store
     /// would not be built again).
     static func writeSystem(_ host: String, script: String, in fleet: ClientFleet) throws {
-        try fleet.fixture.write(
-            "hosts/\(host)/flake.nix",
-            """
-            {
-              outputs = { self }: {
-                nixosConfigurations.\(host).config.system.build.toplevel = derivation {
-                  name = "nixos-system-\(host)-real";
-                  nonce = "\(UUID().uuidString)";
-                  system = "x86_64-linux";
-                  builder = "/bin/sh";
-                  args = [ "-c" ''
-                    \(script)
-                    /bin/mkdir -p $out/bin
-                    printf '#!/bin/sh\\n' > $out/bin/switch-to-configuration
-                    /bin/chmod +x $out/bin/switch-to-configuration
-                  '' ];
-                };
-              };
-            }
-
-            """)
+        try fleet.fixture.write("hosts/\(host)/flake.nix", ToySystem.flake(host: host, name: "real", script: script))
     }
 
     /// Nix's output goes to a file as it comes and to the journal line by line: a build that logs 20 MB
