@@ -167,6 +167,14 @@ extension ClientRunTests {
             pid = (try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any])?["pid"] as? Int32
         }
         let runPID = try #require(pid, "the run never reached its confirmation window")
+        // The activation's hook stops sshd a moment after it logs the activation: wait for that, or the
+        // SIGCONT below could come first and sshd would stay stopped for the next run.
+        let stat = "/proc/\(fleet.sshd.pid)/stat"
+        for _ in 0..<200 {
+            let fields = ((try? String(contentsOfFile: stat, encoding: .utf8)) ?? "").split(separator: ")").last
+            if fields?.split(separator: " ").first == "T" { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
         #expect(kill(runPID, SIGKILL) == 0)
         #expect(try await interrupted.exitCode == 128 + SIGKILL)
         #expect(try FileStatus.of(journal) != nil, "the journal outlives the killed run")
