@@ -36,18 +36,18 @@ extension Command {
         guard let timeout else {
             return try await runLogged(
                 program, arguments, updates: updates, log: log, ownSession: false, commandLine: commandLine,
-                onLine: onLine)
+                logPath: logPath, onLine: onLine)
         }
         return try await withTimeout(timeout, commandLine: commandLine) { () async throws(CommandError) in
             try await runLogged(
                 program, arguments, updates: updates, log: log, ownSession: true, commandLine: commandLine,
-                onLine: onLine)
+                logPath: logPath, onLine: onLine)
         }
     }
 
     private static func runLogged(
         _ program: Executable, _ arguments: [String], updates: [Environment.Key: String?], log: FileDescriptor,
-        ownSession: Bool, commandLine: String, onLine: (@Sendable (String) -> Void)?
+        ownSession: Bool, commandLine: String, logPath: String, onLine: (@Sendable (String) -> Void)?
     ) async throws(CommandError) -> Int32 {
         let options = platformOptions(ownSession: ownSession)
         if let onLine {
@@ -58,9 +58,21 @@ extension Command {
                     platformOptions: options, input: .none, output: .sequence, error: .combinedWithOutput
                 ) { execution in
                     var line: [UInt8] = []
+                    // A file that cannot be written (a full disk) must not fail the command: its lines still
+                    // reach `onLine`, and one line says the file is incomplete.
+                    var fileWritable = true
                     for try await buffer in execution.standardOutput {
-                        try buffer.withUnsafeBytes { bytes in
-                            _ = try log.writeAll(bytes)
+                        buffer.withUnsafeBytes { bytes in
+                            if fileWritable {
+                                do {
+                                    _ = try log.writeAll(bytes)
+                                } catch {
+                                    fileWritable = false
+                                    onLine(
+                                        "[fleet: cannot write \(logPath) (\(error)); it holds only the output before this]"
+                                    )
+                                }
+                            }
                             for byte in bytes {
                                 if byte == UInt8(ascii: "\n") {
                                     onLine(String(decoding: line, as: UTF8.self))

@@ -3,6 +3,7 @@ import FleetFiles
 import FleetProtocol
 import Foundation
 import NixKit
+import Synchronization
 
 /// Builds a host's system with Nix, and owns the profile generations of the machine's system profile.
 ///
@@ -206,12 +207,20 @@ struct NixSystem {
         let file = outputDirectory + "/" + step + ".log"
         _ = try? FileIO.removeFile(file)
         let log = self.log
+        // The last lines, in memory: the file may not hold them (a full disk), and the failure's cause is there.
+        let tail = Mutex<[String]>([])
         do {
             let status = try await Command.run(
                 executable, arguments, appendingOutputTo: file, timeout: .seconds(timeout),
-                onLine: { log.streamed($0) })
+                onLine: { line in
+                    log.streamed(line)
+                    tail.withLock { lines in
+                        lines.append(line)
+                        if lines.count > 200 { lines.removeFirst(lines.count - 200) }
+                    }
+                })
             log.output(of: commandLine, exitCode: status, file: file)
-            return (status, Command.tail(ofFile: file))
+            return (status, tail.withLock { $0.joined(separator: "\n") })
         } catch {
             log.output(of: commandLine, exitCode: -1, file: file)
             if case .timedOut = error.code {
