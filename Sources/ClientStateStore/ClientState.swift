@@ -114,12 +114,12 @@ public struct ClientState: Codable, Sendable, Equatable {
         return state
     }
 
-    /// Removes temporary files a crashed run left beside `state.json` and `last-run.json`.
+    /// Removes temporary files a crashed run left beside `state.json`, `last-run.json` and `progress.json`.
     ///
     /// Their names carry the writer's PID, and PIDs repeat after a reboot: a leftover would make the next save
     /// by a process with that PID fail. Call it holding the run lock, so that no save is under way.
     public static func removeLeftovers(stateDirectory: String) {
-        let suffixes = ["-" + fileName, "-" + LastRunRecord.fileName]
+        let suffixes = ["-" + fileName, "-" + LastRunRecord.fileName, "-" + RunProgress.fileName]
         for entry in (try? FileIO.listDirectory(stateDirectory)) ?? []
         where entry.hasPrefix(FileIO.temporaryPrefix) && suffixes.contains(where: entry.hasSuffix) {
             _ = try? FileIO.removeFile(stateDirectory + "/" + entry)
@@ -143,7 +143,7 @@ public struct ClientState: Codable, Sendable, Equatable {
         }
         let path = stateDirectory + "/" + ClientState.fileName
         do {
-            try FileIO.writeAtomically(Self.encoded(self), to: path, mode: 0o600)
+            try FileIO.writeAtomically(Self.encoded(self), to: path, mode: 0o644)
         } catch {
             throw ClientError("cannot write \(path): \(error)")
         }

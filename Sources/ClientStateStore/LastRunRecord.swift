@@ -27,7 +27,7 @@ struct LastRunRecord: Codable, Equatable {
     func save(stateDirectory: String) throws(ClientError) {
         let path = stateDirectory + "/" + Self.fileName
         do {
-            try FileIO.writeAtomically(ClientState.encoded(self), to: path, mode: 0o600, durable: false)
+            try FileIO.writeAtomically(ClientState.encoded(self), to: path, mode: 0o644, durable: false)
         } catch {
             throw ClientError("cannot write \(path): \(error)")
         }

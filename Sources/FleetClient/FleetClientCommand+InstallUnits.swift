@@ -13,7 +13,9 @@ extension FleetClientCommand {
             discussion: """
                 Writes fleet-client.service (one run), fleet-client.timer (2 minutes after boot, then every \
                 poll_interval_seconds of the client.toml given by --config, plus a random delay), fleet-client-page.socket (127.0.0.1:9999) and \
-                fleet-client-page.service (`fleet-client serve`). Each file is replaced atomically, and only when \
+                fleet-client-page.service (`fleet-client serve`, unprivileged and sandboxed), and the polkit rule \
+                that lets the page start fleet-client.service and nothing else (into --polkit-directory; polkitd \
+                must be installed for the button to work). Each file is replaced atomically, and only when \
                 its text changes; run it again after changing an option. The units match what the NixOS module \
                 services.fleet-client declares. Runs that exit 10 applied, 13 unreachable or 14 locked do not mark \
                 fleet-client.service failed; 11 failed, 12 refused and 15 rolled back do.
@@ -21,6 +23,9 @@ extension FleetClientCommand {
 
         @Option(help: ArgumentHelp("Where to write the units.", valueName: "dir"))
         var directory: String = SystemdUnits.defaultDirectory
+
+        @Option(help: ArgumentHelp("Where to write the page's polkit rule.", valueName: "dir"))
+        var polkitDirectory: String = SystemdUnits.defaultPolkitDirectory
 
         @OptionGroup var config: ConfigOption
 
@@ -43,8 +48,10 @@ extension FleetClientCommand {
                     "--interval is gone: the timer polls every poll_interval_seconds of client.toml (--config), which "
                         + "the host also reports to the server; `fleet client-config HOST` writes it from fleet.toml")
             }
-            guard directory.hasPrefix("/"), !directory.contains("\n") else {
-                throw ValidationError("--directory \(String(reflecting: directory)): must be an absolute path")
+            for (option, value) in [("--directory", directory), ("--polkit-directory", polkitDirectory)] {
+                guard value.hasPrefix("/"), !value.contains("\n") else {
+                    throw ValidationError("\(option) \(String(reflecting: value)): must be an absolute path")
+                }
             }
         }
 
@@ -84,15 +91,23 @@ extension FleetClientCommand {
                 printError("warning: \(executable) is not an executable file (yet); the units will fail until it is")
             }
             if dryRun {
-                for unit in units.units {
-                    print("==> \(directory.hasSuffix("/") ? directory : directory + "/")\(unit.name) <==")
+                for (place, unit) in units.units.map({ (directory, $0) }) + [(polkitDirectory, units.pageRule)] {
+                    print("==> \(place.hasSuffix("/") ? place : place + "/")\(unit.name) <==")
                     print(unit.text)
                 }
                 return
             }
             // What stops an install here is this machine (a missing directory, a masked unit, a failed write):
             // exit status 1 with the reason, without the usage line the arguments do not deserve.
-            let installed = try units.install(into: directory)
+            var installed = try units.install(into: directory)
+            if (try? FileStatus.following(polkitDirectory))??.kind == .directory {
+                installed += try units.installPageRule(into: polkitDirectory)
+            } else {
+                printError(
+                    "warning: \(polkitDirectory) does not exist, so the page's button cannot start runs (it runs "
+                        + "unprivileged and asks systemd through polkit): install polkit (apt-get install polkitd) and "
+                        + "run install-units again")
+            }
             for unit in installed { print("\(unit.status == .written ? "wrote    " : "unchanged") \(unit.path)") }
             if installed.contains(where: { $0.status == .written }) {
                 print(

@@ -48,7 +48,29 @@ public struct ClientRun: Sendable {
         }
         defer { withExtendedLifetime(lock) {} }
         stateDirectory.removeLeftovers()
+        // From here on the page can follow this run, whoever started it.
+        let progress = RunProgressRecorder(stateDirectory: stateDirectory.path, clock: clock) { [log] in
+            log.phase($0)
+        }
+        log.record(into: progress)
 
+        var run: (attempt: RunAttempt, result: RunResult, saved: Bool)
+        do {
+            run = try await runHoldingTheLock()
+        } catch {
+            progress.finish(error: error)
+            throw error
+        }
+        progress.finish(run.result)
+        // A state that could not be saved is no ground for a reboot.
+        if run.saved { await rebooter.rebootIfDue(&run.attempt.state, stateDirectory: stateDirectory.path) }
+        return run.result
+    }
+
+    /// Everything a run does once it holds the lock, up to saving the state.
+    private func runHoldingTheLock() async throws(ClientError) -> (
+        attempt: RunAttempt, result: RunResult, saved: Bool
+    ) {
         let loaded = try ClientState.load(stateDirectory: stateDirectory.path)
         var attempt = RunAttempt(startedAt: clock.now(), state: loaded)
         let result: RunResult
@@ -70,11 +92,10 @@ public struct ClientRun: Sendable {
             log.phase("\(result.outcome.rawValue): \(result.reason)")
             let failure = RunResult.localFailure("\(error)", generation: result.generation)
             log.phase("\(failure.outcome.rawValue): \(failure.reason)")
-            return failure
+            return (attempt, failure, false)
         }
         log.phase("\(result.outcome.rawValue): \(result.reason)")
-        await rebooter.rebootIfDue(&attempt.state, stateDirectory: stateDirectory.path)
-        return result
+        return (attempt, result, true)
     }
 
     /// Fetches over the poll's connection; then, with the connection closed, builds, activates and confirms,

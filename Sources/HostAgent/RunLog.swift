@@ -23,6 +23,7 @@ public final class RunLog: Sendable {
     private let isTerminal: Bool
     private let clock: WallClock
     private let buffer = Mutex(Buffer())
+    private let recorder = Mutex<RunProgressRecorder?>(nil)
 
     /// - Parameters:
     ///   - echo: where phase lines go as they happen (standard error by default: the journal under systemd).
@@ -47,8 +48,14 @@ public final class RunLog: Sendable {
         }
     }
 
+    /// From now on, phase lines and streamed output also go to `progress.json` (the run holds the lock).
+    public func record(into recorder: RunProgressRecorder) {
+        self.recorder.withLock { $0 = recorder }
+    }
+
     /// A step of the run: shown at once, and kept in the log with its time.
     public func phase(_ text: String) {
+        recorder.withLock { $0 }?.phase(text)
         let finishProgress = buffer.withLock { buffer in
             defer { buffer.progressShown = false }
             return buffer.progressShown
@@ -76,6 +83,7 @@ public final class RunLog: Sendable {
     /// A line a long command (a build) wrote, shown as it comes: the journal follows the build live. The
     /// uploaded log gets the command's whole output afterwards, from its file (``output(of:exitCode:file:)``).
     public func streamed(_ line: String) {
+        recorder.withLock { $0 }?.streamed(line)
         echo("  " + line + "\n")
     }
 

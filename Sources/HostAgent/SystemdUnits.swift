@@ -7,7 +7,9 @@ public import FleetProtocol
 /// - `fleet-client.service`: one `fleet-client run` (oneshot);
 /// - `fleet-client.timer`: starts it 2 minutes after boot, then every interval, each plus a random delay;
 /// - `fleet-client-page.socket`: 127.0.0.1:9999, loopback only;
-/// - `fleet-client-page.service`: `fleet-client serve`, which receives that listening socket (Accept=no).
+/// - `fleet-client-page.service`: `fleet-client serve`, which receives that listening socket (Accept=no). It runs
+///   as a dynamic unprivileged user in a tight sandbox: a press only asks systemd to start `fleet-client.service`,
+///   which a polkit rule (`50-fleet-client-page.rules`, ``pageRule``) allows that user and nothing else.
 ///
 /// `nixos/client.nix` declares the same units for NixOS hosts; the facts both use are in `nixos/shared.nix`,
 /// which the tests compare with the constants here.
@@ -42,6 +44,12 @@ public struct SystemdUnits: Sendable, Equatable {
     public static let pageServiceName = "fleet-client-page.service"
     public static let pageListenStream = "127.0.0.1:9999"
     public static let defaultDirectory = "/etc/systemd/system"
+    /// The page's user (DynamicUser=): the one the polkit rule lets start the run's unit.
+    public static let pageUser = "fleet-client-page"
+    public static let pageRuleName = "50-fleet-client-page.rules"
+    public static let defaultPolkitDirectory = "/etc/polkit-1/rules.d"
+    /// Where a sysadmin puts the run's proxy variables (`https_proxy=…`), as Debian keeps a service's settings.
+    public static let environmentFile = "/etc/default/fleet-client"
     public static let defaultRandomizedDelay = "5min"
     /// The first poll after boot. Persistent= only applies to OnCalendar= timers; this is what catches up
     /// after the machine was off.
@@ -132,6 +140,8 @@ public struct SystemdUnits: Sendable, Equatable {
                 "SuccessExitStatus=\(Self.successExitStatuses.map(String.init).joined(separator: " "))",
                 "# Longer than client.toml's [timeouts] and confirmation window together: the run ends first.",
                 "TimeoutStartSec=\(runTimeoutSeconds)",
+                "# Proxy variables for git and nix (https_proxy=…, no_proxy=…), if this host needs them.",
+                "EnvironmentFile=-\(Self.environmentFile)",
             ] + environment
         let timer = [
             header,
@@ -173,10 +183,12 @@ public struct SystemdUnits: Sendable, Equatable {
                 "After=\(Self.pageSocketName)",
                 "",
                 "[Service]",
+                "# A press runs `systemctl start --no-block \(Self.serviceName)` (allowed by polkit's",
+                "# \(Self.pageRuleName)) and the page reads the run's progress.json and state.json: it runs",
+                "# no activation, needs no privilege, and stopping it never touches a run.",
                 "ExecStart=\(binary) serve --config \(configuration)",
-                // Stopping the page must not kill a run its button started (it may be mid-activation).
-                "KillMode=process",
-            ] + environment
+                "Environment=PATH=\(Self.searchPath)",
+            ] + Self.pageSandbox
         return [
             Unit(name: Self.serviceName, text: service.joined(separator: "\n") + "\n"),
             Unit(name: Self.pageServiceName, text: page.joined(separator: "\n") + "\n"),
@@ -185,15 +197,85 @@ public struct SystemdUnits: Sendable, Equatable {
         ]
     }
 
+    /// The page's sandbox: `systemd-analyze security` rates it 0.4 (SAFE). It reads, starts one unit through
+    /// D-Bus (a path-based Unix socket, which crosses the private network namespace) and accepts on the
+    /// socket systemd passes it (created outside the sandbox, so neither PrivateNetwork= nor the address
+    /// family and IP rules apply to it).
+    public static let pageSandbox = [
+        "DynamicUser=yes",
+        "User=\(pageUser)",
+        "NoNewPrivileges=yes",
+        "CapabilityBoundingSet=",
+        "AmbientCapabilities=",
+        "PrivateDevices=yes",
+        "PrivateTmp=yes",
+        "PrivateUsers=yes",
+        "PrivateNetwork=yes",
+        "PrivateIPC=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "ProtectKernelTunables=yes",
+        "ProtectKernelModules=yes",
+        "ProtectKernelLogs=yes",
+        "ProtectControlGroups=yes",
+        "ProtectClock=yes",
+        "ProtectHostname=yes",
+        "ProtectProc=invisible",
+        "ProcSubset=pid",
+        "RestrictNamespaces=yes",
+        "RestrictRealtime=yes",
+        "RestrictSUIDSGID=yes",
+        "LockPersonality=yes",
+        "MemoryDenyWriteExecute=yes",
+        "RemoveIPC=yes",
+        "KeyringMode=private",
+        "UMask=0077",
+        "DevicePolicy=closed",
+        "RestrictAddressFamilies=AF_UNIX",
+        "IPAddressAllow=localhost",
+        "IPAddressDeny=any",
+        "SystemCallFilter=@system-service",
+        "SystemCallFilter=~@privileged @resources",
+        "SystemCallArchitectures=native",
+    ]
+
+    /// The polkit rule that lets the page's user start `fleet-client.service`, and nothing else.
+    public var pageRule: Unit {
+        let text = """
+            // Written by `fleet-client install-units`: run it again rather than editing this file.
+            // The page (\(Self.pageServiceName), user \(Self.pageUser)) may start \(Self.serviceName) and
+            // nothing else: not stop it, not start any other unit.
+            polkit.addRule(function (action, subject) {
+                if (action.id == "org.freedesktop.systemd1.manage-units" &&
+                    action.lookup("unit") == "\(Self.serviceName)" &&
+                    action.lookup("verb") == "start" &&
+                    subject.user == "\(Self.pageUser)") {
+                    return polkit.Result.YES;
+                }
+            });
+
+            """
+        return Unit(name: Self.pageRuleName, text: text)
+    }
+
     /// Writes the units into `directory`, each atomically (0644), leaving files that already say the same
     /// untouched. Nothing is written when any target is not a regular file (a link, such as a unit masked
     /// with `systemctl mask`, is left alone and named).
     public func install(into directory: String) throws -> [Installed] {
+        try Self.write(units, into: directory, option: "--directory")
+    }
+
+    /// Writes ``pageRule`` into polkit's rules directory, as ``install(into:)`` writes the units.
+    public func installPageRule(into directory: String) throws -> [Installed] {
+        try Self.write([pageRule], into: directory, option: "--polkit-directory")
+    }
+
+    private static func write(_ units: [Unit], into directory: String, option: String) throws -> [Installed] {
         guard directory.hasPrefix("/"), !directory.unicodeScalars.contains(where: \.isControl) else {
-            throw ClientError("--directory \(Self.shown(directory)): must be an absolute path")
+            throw ClientError("\(option) \(Self.shown(directory)): must be an absolute path")
         }
         guard let status = try FileStatus.following(directory), status.kind == .directory else {
-            throw ClientError("--directory \(directory): no such directory")
+            throw ClientError("\(option) \(directory): no such directory")
         }
         let base = directory.hasSuffix("/") && directory.count > 1 ? String(directory.dropLast()) : directory
         var plans: [(path: String, bytes: [UInt8], current: Bool)] = []

@@ -1,3 +1,4 @@
+import ClientStateStore
 import Foundation
 
 /// The page itself: one HTML document with its style and script inline (nothing from another origin, no
@@ -153,7 +154,7 @@ enum PageHTML {
           byId("message").textContent = "";
           try {
             const response = await fetch("/run", { method: "POST", headers: { "Accept": "application/json" } });
-            if (response.ok) {
+            if ((response.headers.get("Content-Type") || "").startsWith("application/json")) {
               const doc = await response.json();
               byId("message").textContent = doc.message || "";
               render(doc);

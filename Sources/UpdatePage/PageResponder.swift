@@ -1,3 +1,5 @@
+import ClientStateStore
+
 /// Answers one request: the ``RequestPolicy`` decides whether and which route, then the page, the latest
 /// run as JSON, or a press of the button.
 struct PageResponder: Sendable {
@@ -12,35 +14,38 @@ struct PageResponder: Sendable {
     }
 
     let policy: RequestPolicy
-    let supervisor: RunSupervisor
+    let runs: RunStarter
     let host: String
     let stateDirectory: String
 
-    func respond(method: String, target: String, headers: [(name: String, value: String)]) -> PageResponse {
+    func respond(method: String, target: String, headers: [(name: String, value: String)]) async -> PageResponse {
         switch policy.route(method: method, target: target, headers: headers) {
         case .refused(let refusal):
             return .text(refusal.status, refusal.message, headers: refusal.allow.map { [("Allow", $0)] } ?? [])
         case .route(.page):
             let nonce = PageHTML.makeNonce()
             let status = PageStatus(host: host, stateDirectory: stateDirectory)
-            return .html(PageHTML.render(status: status, run: supervisor.current, nonce: nonce), nonce: nonce)
+            return .html(PageHTML.render(status: status, run: runs.current, nonce: nonce), nonce: nonce)
         case .route(.status):
             return .json(200, document(message: nil))
         case .route(.press):
             let wantsJSON = headers.contains {
                 $0.name.lowercased() == "accept" && $0.value.contains("application/json")
             }
-            return press(wantsJSON: wantsJSON)
+            return await press(wantsJSON: wantsJSON)
         }
     }
 
-    private func press(wantsJSON: Bool) -> PageResponse {
+    private func press(wantsJSON: Bool) async -> PageResponse {
         let status: Int
         let message: String
-        switch supervisor.press() {
+        switch await runs.press() {
         case .started(let run):
             status = 202
-            message = "Run \(run.id) started."
+            message = "Run \(run.id) requested (\(runs.startCommandLine))."
+        case .couldNotStart(let run):
+            status = 500
+            message = run.summary ?? "The run could not be started."
         case .alreadyRunning(let run):
             status = 200
             message =
@@ -51,7 +56,7 @@ struct PageResponder: Sendable {
             return .text(
                 429,
                 "Too many presses: the last run started \(Self.wholeSeconds(startedAgo, roundingUp: false)) s ago, "
-                    + "and runs start at most once every \(Self.wholeSeconds(supervisor.minimumInterval)) s. "
+                    + "and runs start at most once every \(Self.wholeSeconds(runs.minimumInterval)) s. "
                     + "Try again in \(seconds) s.",
                 headers: [("Retry-After", "\(seconds)")])
         }
@@ -66,8 +71,8 @@ struct PageResponder: Sendable {
 
     private func document(message: String?) -> Document {
         Document(
-            status: PageStatus(host: host, stateDirectory: stateDirectory), run: supervisor.current,
-            message: message, nextRunInSeconds: Self.wholeSeconds(supervisor.waitBeforeNextRun))
+            status: PageStatus(host: host, stateDirectory: stateDirectory), run: runs.current,
+            message: message, nextRunInSeconds: Self.wholeSeconds(runs.waitBeforeNextRun))
     }
 
     static func wholeSeconds(_ duration: Duration, roundingUp: Bool = true) -> Int {

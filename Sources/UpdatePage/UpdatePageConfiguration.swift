@@ -6,10 +6,11 @@ public struct UpdatePageConfiguration: Sendable {
     public var host: String
     /// Where `state.json` is, to show what the host last did.
     public var stateDirectory: String
-    /// The client.toml a run is started with (`run --config`).
-    public var clientConfigurationPath: String
-    /// The fleet-client a run is; the page's own executable by default.
-    public var runExecutable = "/proc/self/exe"
+    /// What a press runs (no shell): it starts `fleet-client.service` and returns; the run writes its progress
+    /// into the state directory, where the page reads it.
+    public var startCommand = UpdatePageConfiguration.defaultStartCommand
+    /// How long a press waits for its run to show up in the progress file (and the start command may take).
+    public var startTimeout: Duration = .seconds(30)
     /// How long after a run started the next may start.
     public var minimumRunInterval: Duration = .seconds(60)
     /// How long a connection has to deliver its request (and then the page to answer).
@@ -27,9 +28,10 @@ public struct UpdatePageConfiguration: Sendable {
         return limits
     }()
 
-    public init(host: String, stateDirectory: String, clientConfigurationPath: String) {
+    public static let defaultStartCommand = ["systemctl", "start", "--no-block", "fleet-client.service"]
+
+    public init(host: String, stateDirectory: String) {
         self.host = host
         self.stateDirectory = stateDirectory
-        self.clientConfigurationPath = clientConfigurationPath
     }
 }

@@ -13,18 +13,18 @@ public final class UpdatePageServer: Sendable {
 
     /// The port the page is on (from the socket: systemd's, or the kernel's choice for port 0).
     public let port: Int
-    /// The runs the page starts.
-    public let supervisor: RunSupervisor
+    /// Starts runs and shows the latest.
+    public let runs: RunStarter
     private let listener: NIOAsyncChannel<Connection, Never>
     private let responder: PageResponder
     private let maximumBodyBytes: Int
 
     private init(
-        port: Int, supervisor: RunSupervisor, listener: NIOAsyncChannel<Connection, Never>, responder: PageResponder,
+        port: Int, runs: RunStarter, listener: NIOAsyncChannel<Connection, Never>, responder: PageResponder,
         maximumBodyBytes: Int
     ) {
         self.port = port
-        self.supervisor = supervisor
+        self.runs = runs
         self.listener = listener
         self.responder = responder
         self.maximumBodyBytes = maximumBodyBytes
@@ -61,14 +61,14 @@ public final class UpdatePageServer: Sendable {
             socket.close()
             throw UpdatePageError("cannot serve on 127.0.0.1:\(socket.port): \(error)")
         }
-        let supervisor = RunSupervisor(
-            executable: configuration.runExecutable, configurationPath: configuration.clientConfigurationPath,
-            minimumInterval: configuration.minimumRunInterval)
+        let runs = RunStarter(
+            startCommand: configuration.startCommand, stateDirectory: configuration.stateDirectory,
+            minimumInterval: configuration.minimumRunInterval, startTimeout: configuration.startTimeout)
         let responder = PageResponder(
-            policy: RequestPolicy(port: socket.port), supervisor: supervisor, host: configuration.host,
+            policy: RequestPolicy(port: socket.port), runs: runs, host: configuration.host,
             stateDirectory: configuration.stateDirectory)
         return UpdatePageServer(
-            port: socket.port, supervisor: supervisor, listener: listener, responder: responder,
+            port: socket.port, runs: runs, listener: listener, responder: responder,
             maximumBodyBytes: configuration.maximumBodyBytes)
     }
 
@@ -119,7 +119,7 @@ public final class UpdatePageServer: Sendable {
                         }
                     case .end:
                         guard let head = request, !refusedBody else { return }
-                        let response = responder.respond(
+                        let response = await responder.respond(
                             method: head.method.rawValue, target: head.uri,
                             headers: head.headers.map { (name: $0.name, value: $0.value) })
                         try await write(response, method: head.method, to: outbound)

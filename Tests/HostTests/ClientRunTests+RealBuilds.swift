@@ -36,6 +36,18 @@ extension ClientRunTests {
         let log = try FileIO.read(try fleet.layout("chatty").logs + "/" + report.log!)
         #expect(log.count < 5 << 20, "the uploaded log stays capped: \(log.count) bytes")
         #expect(String(decoding: log, as: UTF8.self).contains("are only in \(file)"))
+        // The page's progress file follows the build too, bounded, and is readable by the unprivileged page,
+        // as is state.json.
+        let progress = try #require(try RunProgress.load(stateDirectory: fleet.stateDirectory("chatty")))
+        #expect(progress.phase == .finished && progress.outcome == "applied", "\(progress.summary ?? "")")
+        #expect(progress.lines.count <= RunProgress.lineLimit && progress.droppedLines > 0)
+        #expect(
+            progress.lines.contains { $0.hasSuffix("> a chatty build says line 600000") }, "\(progress.lines.suffix(9))"
+        )
+        for name in [RunProgress.fileName, ClientState.fileName] {
+            let status = try #require(try FileStatus.of(fleet.stateDirectory("chatty") + "/" + name))
+            #expect(status.permissions == 0o644, "\(name)")
+        }
     }
 
     /// A build that hangs is killed with everything it started when `[timeouts] build_seconds` has passed; the

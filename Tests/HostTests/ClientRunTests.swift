@@ -490,13 +490,21 @@ struct ClientRunTests {
             try await Task.sleep(for: .milliseconds(50))
         }
         #expect(try FileStatus.of(inside) != nil, "the first run never reached its activation")
+        let going = try #require(try RunProgress.load(stateDirectory: fleet.stateDirectory("alpha")))
         let second = try await fleet.client("alpha")
         #expect(second.exitCode == RunOutcome.locked.exitStatus, "\(second.standardError)")
         #expect(second.standardError.contains("another fleet-client run holds"))
+        // The page follows the run holding the lock: the locked one leaves its progress alone.
+        #expect(try RunProgress.load(stateDirectory: fleet.stateDirectory("alpha")) == going)
+        #expect(going.phase == .running && going.id == 1 && going.pid != nil, "\(going)")
         try fleet.clients.writeFile("release-activation", text: "")
         let applied = try await first
         #expect(applied.exitCode == Self.applied, "\(applied.standardError)")
         #expect(fleet.activations("alpha").count == 2)
+        let done = try #require(try RunProgress.load(stateDirectory: fleet.stateDirectory("alpha")))
+        #expect(done.id == 1 && done.phase == .finished && done.outcome == "applied", "\(done)")
+        #expect(done.exitStatus == Self.applied && done.summary?.hasPrefix("applied: ") == true)
+        #expect(done.lines.first?.hasPrefix("connecting to ") == true && done.lines.last == done.summary)
     }
 
     @Test func aReportThatCannotBeUploadedIsKeptAndSentOnTheNextContact() async throws {

@@ -1,18 +1,21 @@
 import FleetProtocol
 import FleetTestSupport
 import Foundation
+import Glibc
 import HostAgent
 import UpdatePage
 
 /// The page served in this test process by the `UpdatePage` library on 127.0.0.1 and a kernel-chosen port,
 /// with short limits, and a client.toml of its own. Presses start the real `fleet-client run` built beside
-/// the tests; its server is `serverPort`: a closed port (runs end at once, unreachable) or a
+/// the tests, detached, through ``StandInStart``; its server is `serverPort`: a closed port (runs end at once, unreachable) or a
 /// ``SilentListener`` (runs wait for the connect timeout, so a test can press while one is going).
 struct PageFixture {
     let directory: TestDirectory
     let server: UpdatePageServer
     let configPath: String
     let stateDirectory: String
+    /// What a press runs.
+    let startCommand: [String]
     private let serving: Task<Void, Never>
 
     var port: Int { server.port }
@@ -44,27 +47,27 @@ struct PageFixture {
                     connect_timeout_seconds = \(connectTimeoutSeconds)
 
                     """)
-            var configuration = UpdatePageConfiguration(
-                host: "alpha", stateDirectory: directory.path("state"),
-                clientConfigurationPath: directory.path("client.toml"))
-            configuration.runExecutable = FleetFixture.executable("fleet-client")
+            var configuration = UpdatePageConfiguration(host: "alpha", stateDirectory: directory.path("state"))
+            configuration.startCommand = try StandInStart.command(config: directory.path("client.toml"), in: directory)
             configuration.minimumRunInterval = .zero
             configure(&configuration)
             let server = try await UpdatePageServer.start(
                 configuration, socket: try ListeningSocket.bind(try ListenAddress(parsing: "127.0.0.1:0")))
             return PageFixture(
                 directory: directory, server: server, configPath: directory.path("client.toml"),
-                stateDirectory: directory.path("state"), serving: Task { await server.run() })
+                stateDirectory: directory.path("state"), startCommand: configuration.startCommand,
+                serving: Task { await server.run() })
         } catch {
             directory.remove()
             throw error
         }
     }
 
-    /// Stops serving; a run still going finishes on its own (it is a separate process).
+    /// Stops serving, and ends a run still going (a detached process: it would outlive the test).
     func stop() {
         server.stop()
         serving.cancel()
+        for pid in runProcesses() { kill(pid, SIGKILL) }
         directory.remove()
     }
 

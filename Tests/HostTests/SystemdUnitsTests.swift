@@ -15,8 +15,25 @@ struct SystemdUnitsTests {
         SystemdUnits.serviceName, SystemdUnits.pageServiceName, SystemdUnits.timerName, SystemdUnits.pageSocketName,
     ]
 
-    static func installUnits(_ arguments: [String]) async throws -> CommandOutput {
-        try await Command.run(FleetFixture.executable("fleet-client"), ["install-units"] + arguments)
+    /// `fleet-client install-units`, with polkit's rule going to `polkitDirectory` (by default one that does not
+    /// exist, so that no test writes into this machine's /etc/polkit-1); a `--polkit-directory` in `arguments`
+    /// comes later and wins.
+    static func installUnits(
+        _ arguments: [String], polkitDirectory: String = "/nonexistent/fleet-test-polkit"
+    ) async throws -> CommandOutput {
+        try await Command.run(
+            FleetFixture.executable("fleet-client"),
+            ["install-units", "--polkit-directory=\(polkitDirectory)"] + arguments)
+    }
+
+    /// `systemd-analyze security --offline=true` of a unit file: its overall exposure (0 safe … 10 unsafe).
+    static func exposure(of path: String) async throws -> Double {
+        let result = try await Command.run(systemdAnalyze, ["security", "--offline=true", path])
+        let text = result.standardOutput + result.standardError
+        guard let line = text.split(separator: "\n").first(where: { $0.contains("Overall exposure level") }),
+            let value = line.split(separator: ":").last?.split(separator: " ").first.flatMap({ Double($0) })
+        else { throw TestSupportError("no exposure level in:\n\(text)") }
+        return value
     }
 
     /// A client.toml that polls every `seconds`, as `fleet client-config` writes it.
@@ -41,11 +58,16 @@ struct SystemdUnitsTests {
         let directory = try TestDirectory.makeTemporary()
         defer { directory.remove() }
         try directory.writeFile("client.toml", text: try Self.clientTOML(pollIntervalSeconds: 5400))
-        let output = try await Self.installUnits([
-            "--directory", directory.path, "--config", directory.path("client.toml"),
-            "--randomized-delay", "0", "--binary", FleetFixture.executable("fleet-client"),
-        ])
+        try directory.makeDirectory("polkit", mode: 0o755)
+        let output = try await Self.installUnits(
+            [
+                "--directory", directory.path, "--config", directory.path("client.toml"),
+                "--randomized-delay", "0", "--binary", FleetFixture.executable("fleet-client"),
+            ], polkitDirectory: directory.path("polkit"))
         #expect(output.exitCode == 0, "\(output.standardError)")
+        #expect(!output.standardError.contains("warning"), "\(output.standardError)")
+        let rule = try String(contentsOfFile: directory.path("polkit/\(SystemdUnits.pageRuleName)"), encoding: .utf8)
+        #expect(rule == (try SystemdUnits(binary: "/x", configuration: "/y")).pageRule.text)
         let paths = Self.unitNames.map { directory.path($0) }
         let verified = try await Self.verify(paths)
         #expect(verified.status == 0, "systemd-analyze verify exited \(verified.status):\n\(verified.output)")
@@ -70,6 +92,18 @@ struct SystemdUnitsTests {
         for expected in ["BogusDirective", "15 potatoes", "/nonexistent/fleet-client"] {
             #expect(failed.output.contains(expected), "systemd-analyze verify missed \(expected):\n\(failed.output)")
         }
+
+        // The page is sandboxed: systemd rates it at most 2.0 (it was 9.6 UNSAFE as root without a sandbox, which
+        // is what the check says of the same unit without its sandbox lines).
+        let page = directory.path(SystemdUnits.pageServiceName)
+        let rated = try await Self.exposure(of: page)
+        #expect(rated <= 2.0, "systemd-analyze security rates the page \(rated)")
+        let bare = try String(contentsOfFile: page, encoding: .utf8).split(separator: "\n").filter { line in
+            !SystemdUnits.pageSandbox.contains(String(line))
+        }
+        try directory.writeFile("broken/bare.service", text: bare.joined(separator: "\n") + "\n")
+        let bareRated = try await Self.exposure(of: broken + "/bare.service")
+        #expect(bareRated > 9.0, "the unsandboxed page is rated \(bareRated)")
     }
 
     @Test func theUnitsSayWhatTheyMustAndNothingElse() throws {
@@ -94,8 +128,23 @@ struct SystemdUnitsTests {
         #expect(socket.split(separator: "\n").filter { $0.hasPrefix("Listen") }.count == 1, "loopback only")
         let page = try #require(text[SystemdUnits.pageServiceName])
         #expect(page.contains("\nExecStart=/usr/local/bin/fleet-client serve --config /etc/fleet/client.toml\n"))
-        #expect(page.contains("\nKillMode=process\n"), "stopping the page leaves a run it started alone")
         #expect(page.contains("\nRequires=fleet-client-page.socket\n"))
+        // Unprivileged: it runs no activation (a press starts fleet-client.service), so stopping it is harmless.
+        for line in ["DynamicUser=yes", "User=fleet-client-page", "CapabilityBoundingSet=", "PrivateNetwork=yes"] {
+            #expect(page.contains("\n\(line)\n"), "\(line) missing from\n\(page)")
+        }
+        #expect(!page.contains("KillMode="))
+        #expect(service.contains("\nEnvironmentFile=-/etc/default/fleet-client\n"), "proxy variables")
+        // polkit lets that user start that unit, and nothing else.
+        let rule = units.pageRule.text
+        for condition in [
+            "action.id == \"org.freedesktop.systemd1.manage-units\"",
+            "action.lookup(\"unit\") == \"fleet-client.service\"",
+            "action.lookup(\"verb\") == \"start\"", "subject.user == \"fleet-client-page\"",
+        ] {
+            #expect(rule.contains(condition), "\(condition) missing from\n\(rule)")
+        }
+        #expect(rule.components(separatedBy: "polkit.Result.YES").count == 2 && !rule.contains("Result.AUTH"))
     }
 
     @Test func installingAgainChangesOnlyWhatDiffers() async throws {
@@ -103,6 +152,7 @@ struct SystemdUnitsTests {
         defer { directory.remove() }
         let arguments = ["--directory", directory.path, "--config", directory.path("client.toml")]
         var output = try await Self.installUnits(arguments)
+        #expect(output.standardError.contains("/nonexistent/fleet-test-polkit does not exist, so the page's button"))
         #expect(output.exitCode == 0, "\(output.standardError)")
         for name in Self.unitNames {
             #expect(output.standardOutput.contains("wrote     \(directory.path(name))\n"), "\(output.standardOutput)")
@@ -135,6 +185,13 @@ struct SystemdUnitsTests {
         #expect(try FileStatus.of(directory.path(SystemdUnits.serviceName))?.permissions == 0o644)
         // Nothing but the units (and the client.toml written here) is left behind.
         #expect(try FileIO.listDirectory(directory.path).sorted() == (Self.unitNames + ["client.toml"]).sorted())
+
+        // The polkit rule is installed the same way, once its directory exists.
+        output = try await Self.installUnits(arguments, polkitDirectory: directory.path)
+        #expect(output.standardOutput.contains("wrote     \(directory.path(SystemdUnits.pageRuleName))\n"))
+        output = try await Self.installUnits(arguments, polkitDirectory: directory.path)
+        #expect(output.standardOutput.contains("unchanged \(directory.path(SystemdUnits.pageRuleName))\n"))
+        #expect(try FileStatus.of(directory.path(SystemdUnits.pageRuleName))?.permissions == 0o644)
     }
 
     @Test func dryRunPrintsTheUnitsAndWritesNothing() async throws {
@@ -143,6 +200,7 @@ struct SystemdUnitsTests {
         let output = try await Self.installUnits(["--directory", directory.path, "--dry-run", "--binary", "/bin/true"])
         #expect(output.exitCode == 0, "\(output.standardError)")
         for name in Self.unitNames { #expect(output.standardOutput.contains("==> \(directory.path(name)) <==")) }
+        #expect(output.standardOutput.contains("==> /nonexistent/fleet-test-polkit/\(SystemdUnits.pageRuleName) <=="))
         #expect(output.standardOutput.contains("ExecStart=/bin/true run --config /etc/fleet/client.toml"))
         #expect(try FileIO.listDirectory(directory.path).isEmpty)
     }
@@ -153,6 +211,7 @@ struct SystemdUnitsTests {
         let config = directory.path("client.toml")
         let cases: [(option: String, value: String, expected: String)] = [
             ("--directory", "units", "--directory \"units\": must be an absolute path"),
+            ("--polkit-directory", "rules.d", "--polkit-directory \"rules.d\": must be an absolute path"),
             ("--config", "client.toml", "--config \"client.toml\": must be an absolute path"),
             ("--binary", "bin/fleet-client", "--binary \"bin/fleet-client\": must be an absolute path"),
             // A newline would start a directive of its own in the unit file.

@@ -21,7 +21,7 @@ struct UpdatePageBrowserTests {
         }
         defer { fleet.stop() }
         let page = try await ServedPage.start(
-            config: fleet.configPath("alpha"), logPath: fleet.clients.path("serve.log"),
+            config: fleet.configPath("alpha"), logPath: fleet.clients.path("serve.log"), directory: fleet.clients,
             environment: ["FLEET_ACTIVATION_LOG": fleet.activationLog("alpha")])
         defer { page.stop() }
         let browser = try await WebDriver.start(logPath: fleet.clients.path("chromedriver.log"))
@@ -79,7 +79,7 @@ struct UpdatePageBrowserTests {
         #expect(try await browser.execute("return document.getElementById('update').disabled") as? Bool == false)
         #expect(fleet.activations("alpha").count == 2)
         let message = try await browser.text("#message")
-        #expect(message == "Run 1 started.", "\(message)")
+        #expect(message == "Run 1 requested (\(fleet.clients.path("start-run.sh"))).", "\(message)")
 
         let path = try Self.keep(try await browser.screenshot(), as: "update-page.png")
         print("screenshot of the page after the run: \(path)")

@@ -38,7 +38,7 @@ extension UpdatePageTests {
         try await fleet.publish()
 
         let page = try await ServedPage.start(
-            config: fleet.configPath("alpha"), logPath: fleet.clients.path("serve.log"),
+            config: fleet.configPath("alpha"), logPath: fleet.clients.path("serve.log"), directory: fleet.clients,
             environment: ["FLEET_ACTIVATION_LOG": fleet.activationLog("alpha")])
         defer { page.stop() }
         #expect(try await page.http.press().status == 202)

@@ -87,7 +87,7 @@ struct UpdatePageTests {
         let old = try await page.http.exchange("GET / HTTP/1.0\r\n\r\n")
         #expect(old.status == 400, "HTTP/1.0 without Host")
 
-        #expect(page.server.supervisor.current == nil && page.runProcesses().isEmpty, "no run was started")
+        #expect(page.server.runs.current == nil && page.runProcesses().isEmpty, "no run was started")
     }
 
     @Test func crossOriginRequestsAndPressesAreRefused() async throws {
@@ -102,7 +102,7 @@ struct UpdatePageTests {
             "OPTIONS", "/run", headers: [("Origin", "http://evil.example"), ("Access-Control-Request-Method", "POST")])
         #expect(preflight.status == 403 && preflight.header("Access-Control-Allow-Origin") == nil)
 
-        #expect(page.server.supervisor.current == nil && page.runProcesses().isEmpty, "no run was started")
+        #expect(page.server.runs.current == nil && page.runProcesses().isEmpty, "no run was started")
     }
 
     @Test func aPressWithoutOriginIsRefusedUnlessItsRefererIsThePage() async throws {
@@ -111,7 +111,7 @@ struct UpdatePageTests {
         let bare = try await page.http.request("POST", "/run")
         #expect(bare.status == 403)
         #expect(bare.body.contains("A press must come from this page: the request has no Origin (or Referer) header"))
-        #expect(page.server.supervisor.current == nil && page.runProcesses().isEmpty)
+        #expect(page.server.runs.current == nil && page.runProcesses().isEmpty)
 
         // The page's own form post from a browser that sends only a Referer: accepted, back to the page.
         let form = try await page.http.request("POST", "/run", headers: [("Referer", "http://127.0.0.1:\(page.port)/")])
@@ -180,7 +180,8 @@ struct UpdatePageTests {
         let first = try await page.http.press()
         #expect(first.status == 202)
         let started = try first.json()
-        #expect(started["message"] as? String == "Run 1 started.")
+        let command = page.startCommand.joined(separator: " ")
+        #expect(started["message"] as? String == "Run 1 requested (\(command)).")
         #expect((started["run"] as? [String: Any])?["phase"] as? String == "running")
         let run = try await page.waitForFinishedRun()
         #expect(run["outcome"] as? String == "unreachable" && run["exitStatus"] as? Int == 13)
@@ -238,18 +239,31 @@ struct UpdatePageTests {
         #expect(page.runProcesses().isEmpty)
     }
 
-    @Test func aRunThatFindsTheTimersRunHoldingTheLockShowsLocked() async throws {
-        let page = try await PageFixture.start()
+    @Test func aRunStartedElsewhereIsShownAndAPressStartsNoOther() async throws {
+        let silent = try SilentListener()
+        defer { silent.close() }
+        let page = try await PageFixture.start(serverPort: silent.port, connectTimeoutSeconds: 4)
         defer { page.stop() }
-        try FileIO.createDirectories(page.stateDirectory)
-        let held = try #require(try FileLock.acquire(page.stateDirectory + "/lock", wait: false))
-        defer { withExtendedLifetime(held) {} }
-        #expect(try await page.http.press().status == 202)
+        // The timer's run (or a sysadmin's at a terminal), not the page's.
+        let timerRun = try SpawnedProcess(
+            [FleetFixture.executable("fleet-client"), "run", "--config", page.configPath],
+            logPath: page.directory.path("timer-run.log"))
+        defer { timerRun.stop() }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while (try? RunProgress.load(stateDirectory: page.stateDirectory))??.phase != .running {
+            guard ContinuousClock.now < deadline else { throw TestSupportError("the run wrote no progress") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let pressed = try await page.http.press()
+        #expect(pressed.status == 200)
+        let document = try pressed.json()
+        #expect((document["message"] as? String)?.contains("A run is already going (run 1") == true, "\(document)")
+        #expect(page.runProcesses() == [timerRun.pid], "no second run was started")
         let run = try await page.waitForFinishedRun()
-        #expect(run["outcome"] as? String == "locked" && run["exitStatus"] as? Int == Int(RunOutcome.locked.exitStatus))
-        #expect((run["summary"] as? String)?.hasPrefix("locked: another fleet-client run holds") == true, "\(run)")
-        let page2 = try await page.http.get("/")
-        #expect(page2.body.contains("data-outcome=\"locked\""))
+        #expect(run["id"] as? Int == 1 && run["outcome"] as? String == "unreachable", "\(run)")
+        #expect(run["exitStatus"] as? Int == Int(RunOutcome.unreachable.exitStatus))
+        #expect(await timerRun.waitForExit(timeout: .seconds(30)) == RunOutcome.unreachable.exitStatus)
+        #expect(try await page.http.get("/").body.contains("data-outcome=\"unreachable\""))
     }
 
     // MARK: - Hostile requests
@@ -278,7 +292,7 @@ struct UpdatePageTests {
             let response = try await page.http.exchange(garbage)
             #expect(response.status == 400, "\(garbage.debugDescription): \(response.status) \(response.body)")
         }
-        #expect(page.server.supervisor.current == nil && page.runProcesses().isEmpty)
+        #expect(page.server.runs.current == nil && page.runProcesses().isEmpty)
     }
 
     @Test func oversizedHeadersGet431() async throws {
@@ -300,7 +314,7 @@ struct UpdatePageTests {
         // A browser's ordinary headers (a few KiB with cookies) are fine.
         let ordinary = try await page.http.get("/", headers: [("Cookie", String(repeating: "e", count: 4000))])
         #expect(ordinary.status == 200)
-        #expect(page.server.supervisor.current == nil && page.runProcesses().isEmpty)
+        #expect(page.server.runs.current == nil && page.runProcesses().isEmpty)
     }
 
     @Test func oversizedBodiesGet413() async throws {
@@ -324,7 +338,7 @@ struct UpdatePageTests {
         // A small body is ignored (a press needs none).
         let small = try await page.http.request("GET", "/run", body: "hello")
         #expect(small.status == 200)
-        #expect(page.server.supervisor.current == nil && page.runProcesses().isEmpty)
+        #expect(page.server.runs.current == nil && page.runProcesses().isEmpty)
     }
 
     @Test func idleAndSlowConnectionsAreCutAtTheRequestDeadline() async throws {
@@ -373,7 +387,7 @@ struct UpdatePageTests {
             return (closed, String(decoding: bytes, as: UTF8.self))
         }
         #expect(stalled.0 && stalled.1.hasPrefix("HTTP/1.1 408"), "\(stalled.1)")
-        #expect(page.server.supervisor.current == nil && page.runProcesses().isEmpty)
+        #expect(page.server.runs.current == nil && page.runProcesses().isEmpty)
         #expect(try await page.http.get("/").status == 200, "the page still answers")
     }
 
@@ -406,7 +420,7 @@ struct UpdatePageTests {
         let fleet = try await ClientFleet.start(hosts: ["alpha"]) { try Self.slowBuild("alpha", seconds: 2, in: $0) }
         defer { fleet.stop() }
         let page = try await ServedPage.start(
-            config: fleet.configPath("alpha"), logPath: fleet.clients.path("serve.log"),
+            config: fleet.configPath("alpha"), logPath: fleet.clients.path("serve.log"), directory: fleet.clients,
             environment: ["FLEET_ACTIVATION_LOG": fleet.activationLog("alpha")])
         defer { page.stop() }
         #expect(try await page.http.get("/").body.contains("nothing yet"))
@@ -442,7 +456,7 @@ struct UpdatePageTests {
         let port = try LoopbackPort.free()
         let served = try await ServedPage.socketActivated(
             address: "127.0.0.1:\(port)", port: port, config: page.configPath,
-            logPath: page.directory.path("activated.log"))
+            logPath: page.directory.path("activated.log"), directory: page.directory)
         defer { served.stop() }
         // The first connection waits in the socket's queue until fleet-client has started and serves it.
         let first = try await served.http.get("/")
@@ -459,7 +473,7 @@ struct UpdatePageTests {
         let open = try LoopbackPort.free()
         let everywhere = try await ServedPage.socketActivated(
             address: "0.0.0.0:\(open)", port: open, config: page.configPath,
-            logPath: page.directory.path("everywhere.log"))
+            logPath: page.directory.path("everywhere.log"), directory: page.directory)
         defer { everywhere.stop() }
         _ = try? await everywhere.http.get("/", timeout: .seconds(10))
         #expect(await everywhere.process.waitForExit(timeout: .seconds(30)) == 1)
@@ -472,7 +486,8 @@ struct UpdatePageTests {
         let both = try LoopbackPort.free()
         let contradiction = try await ServedPage.socketActivated(
             address: "127.0.0.1:\(both)", port: both, config: page.configPath,
-            logPath: page.directory.path("both.log"), extraArguments: ["--listen", "127.0.0.1:\(both)"])
+            logPath: page.directory.path("both.log"), directory: page.directory,
+            extraArguments: ["--listen", "127.0.0.1:\(both)"])
         defer { contradiction.stop() }
         _ = try? await contradiction.http.get("/", timeout: .seconds(10))
         #expect(await contradiction.process.waitForExit(timeout: .seconds(30)) == 1)
