@@ -18,7 +18,7 @@ struct ServerSession {
     /// Connects and authenticates, runs `body`, and closes the connection.
     ///
     /// - Returns: what `body` returned, or the run's result when connecting failed: refused (host key,
-    ///   authentication), unreachable (network), or failed (a local configuration problem).
+    ///   authentication), unreachable (network), or a local failure (an identity file that cannot be loaded).
     func withConnection<Value>(openingSFTP: Bool = true, _ body: (SFTPConnection) async -> Step<Value>) async
         -> Step<Value>
     {
@@ -39,9 +39,11 @@ struct ServerSession {
         case .hostKeyMismatch, .authenticationRefused:
             RunResult(outcome: .refused, reason: error.description)
         case .invalidConfiguration:
+            // A missing or unreadable identity file is this host's problem, not the generation's.
             RunResult(
-                outcome: .failed,
-                reason: "\(error.description) (check \(configuration.identityFile) and [server] host_key)")
+                outcome: .localFailure,
+                reason: "\(error.description) (check identity_file \(configuration.identityFile) and [server] "
+                    + "host_key in client.toml); nothing was applied, and the next run tries again")
         default:
             RunResult(
                 outcome: .unreachable, reason: "\(error.description) Nothing was changed; the next run tries again.")

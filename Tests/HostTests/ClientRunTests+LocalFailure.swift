@@ -21,6 +21,33 @@ extension ClientRunTests {
         return state
     }
 
+    /// An identity file that is missing or not a key is the host's problem: a local failure (16), not a failed
+    /// generation (11); the next run, with the key back, applies.
+    @Test func aMissingOrUnreadableIdentityFileIsALocalFailure() async throws {
+        let fleet = try await ClientFleet.start(hosts: ["keyless"])
+        defer { fleet.stop() }
+        let key = try #require(
+            try String(contentsOfFile: fleet.configPath("keyless"), encoding: .utf8).split(separator: "\n")
+                .first { $0.hasPrefix("identity_file = ") }?.split(separator: "\"").dropFirst().first.map(String.init))
+        try FileIO.rename(key, to: key + ".away")
+        var output = try await fleet.client("keyless")
+        #expect(output.exitCode == Self.localFailure, "\(output.standardError)")
+        #expect(output.standardError.contains("local-failure: "), "\(output.standardError)")
+        #expect(output.standardError.contains("check identity_file \(key)"), "\(output.standardError)")
+        #expect(try fleet.state("keyless").failed == nil, "no generation was given up")
+        let progress = try #require(try RunProgress.load(stateDirectory: fleet.stateDirectory("keyless")))
+        #expect(progress.outcome == "local-failure" && progress.exitStatus == Self.localFailure)
+
+        try FileIO.writeAtomically(Array("not a key\n".utf8), to: key, mode: 0o600)
+        output = try await fleet.client("keyless")
+        #expect(output.exitCode == Self.localFailure, "\(output.standardError)")
+        #expect(output.standardError.contains("is not an unencrypted private key"), "\(output.standardError)")
+
+        try FileIO.rename(key + ".away", to: key)
+        output = try await fleet.client("keyless")
+        #expect(output.exitCode == Self.applied, "\(output.standardError)")
+    }
+
     @Test func aFullOrReadOnlyStateDirectoryIsALocalFailureThatFailsTheUnitAndIsTriedAgain() async throws {
         let fleet = try await ClientFleet.start(hosts: ["alpha"])
         defer { fleet.stop() }
