@@ -205,7 +205,7 @@ in
         type = absolutePath;
         default = "${cfg.stateDir}/fleet.prom";
         defaultText = literalExpression ''"''${stateDir}/fleet.prom"'';
-        example = "/var/lib/prometheus-node-exporter-text-files/fleet.prom";
+        example = "/var/lib/node-exporter/fleet.prom";
         description = ''
           Where `fleet review` writes the Prometheus metrics (`fleet metrics`' text, replaced by rename): point
           it into node-exporter's textfile collector directory to scrape them. The directory must exist.

@@ -88,6 +88,15 @@ struct ServerUnitsTests {
         #expect(dry.exitCode == 0 && !dry.standardOutput.contains("fleet-sshd.service"))
         #expect(dry.standardOutput.contains("==> \(units)/fleet-review.timer <=="))
 
+        // A publish timer from an earlier install with --publish-every is named, not removed.
+        #expect(try await Self.installUnits(fixture, ["--directory", units, "--publish-every", "5min"]).exitCode == 0)
+        let without = try await Self.installUnits(fixture, ["--directory", units])
+        #expect(without.exitCode == 0)
+        #expect(
+            without.standardError.contains("note: \(units)/fleet-publish.timer is left"), "\(without.standardError)")
+        #expect(try FileStatus.of(units + "/" + ServerUnits.publishTimerName)?.kind == .regular)
+        _ = try FileIO.removeFile(units + "/" + ServerUnits.publishTimerName)
+
         // A masked unit (a link to /dev/null) stops the install before anything is written.
         _ = try FileIO.removeFile(units + "/" + ServerUnits.reviewTimerName)
         guard symlink("/dev/null", units + "/" + ServerUnits.reviewTimerName) == 0 else {
