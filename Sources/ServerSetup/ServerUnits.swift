@@ -139,6 +139,7 @@ public struct ServerUnits: Sendable, Equatable {
         }
         if let configuration = options.sshdConfiguration {
             let key = options.hostKey
+            let keyDirectory = key.lastIndex(of: "/").map { $0 == key.startIndex ? "/" : String(key[..<$0]) } ?? "/"
             add(
                 Self.sshdServiceName,
                 [
@@ -149,8 +150,8 @@ public struct ServerUnits: Sendable, Equatable {
                     "[Service]",
                     "# The host key the configuration names, made once when missing, as ssh-keygen -A does for the",
                     "# system sshd. The hosts pin its public key: put it into fleet.toml's [server] host_key.",
-                    "ExecStartPre=/bin/sh -c 'test -e \(key) || exec \(options.sshKeygen) -q -t ed25519 -N \"\" "
-                        + "-C fleet-sshd -f \(key)'",
+                    "ExecStartPre=/bin/sh -c 'test -e \(key) || { mkdir -p -m 0755 \(keyDirectory) && exec "
+                        + "\(options.sshKeygen) -q -t ed25519 -N \"\" -C fleet-sshd -f \(key); }'",
                     "# Written by fleet sshd-config; a configuration sshd refuses stops the start here, named.",
                     "ExecStartPre=\(options.sshd) -t -f \(configuration)",
                     "ExecStart=\(options.sshd) -D -e -f \(configuration)",

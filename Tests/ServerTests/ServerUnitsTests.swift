@@ -153,7 +153,8 @@ struct ServerUnitsTests {
     @Test func theSSHDUnitMakesItsHostKeyAndChecksItsConfiguration() async throws {
         let fixture = try FleetFixture(hosts: ["su-d"])
         defer { fixture.remove() }
-        let key = fixture.directory.path("sshd/ssh_host_ed25519_key")
+        // In a directory that does not exist yet: the unit makes it.
+        let key = fixture.directory.path("sshd/keys/ssh_host_ed25519_key")
         let configuration = fixture.directory.path("sshd/sshd_config")
         try fixture.directory.makeDirectory("sshd", mode: 0o700)
         let port = try LoopbackPort.free()
