@@ -16,7 +16,11 @@
 #   - the hosts' authorized keys (<stateDir>/authorized_keys/<user>, root-owned, outside the chroots), the
 #     chroot directories with their owners, and any host user Nix did not declare (`fleet setup`);
 #   - /etc/fleet/sshd-match.conf: the per-host `Match User` blocks (`fleet sshd-config --match-only`),
-#     replaced only when `sshd -t` accepts the result, then sshd is told to reload (SIGHUP).
+#     replaced only when `sshd -t` accepts the result (with a throwaway host key: on a first boot sshd has
+#     not made its keys yet; server-sshd-check.sh), then sshd is told to reload (SIGHUP);
+#   - fleet-review.service, every `review.interval` (fleet-review.timer): `fleet review`, which ingests what
+#     the hosts uploaded, fires the hooks' host events and writes `review.metricsFile`, so that hooks fire
+#     without anyone running `fleet status` (`fleet install-units` writes the same units on Debian).
 #
 # Until that file exists, the hosts cannot log in at all: their authorized keys are only named inside
 # their Match blocks. A host added to fleet.toml but not to `hosts` is created by `fleet setup` (useradd);
@@ -54,6 +58,7 @@ let
   };
   repo = lib.escapeShellArg cfg.repository;
   sshd = config.services.openssh.package;
+  sshdCheck = pkgs.writeShellScript "fleet-sshd-check" (builtins.readFile ./server-sshd-check.sh);
 
   setupScript = pkgs.writeShellScript "fleet-setup" ''
     set -euo pipefail
@@ -73,7 +78,7 @@ let
     if ! cmp -s "$new" ${matchFile}; then
       if [ -e ${matchFile} ]; then cp -p ${matchFile} ${matchFile}.previous; fi
       mv -f "$new" ${matchFile}
-      if ! sshd -t -f /etc/ssh/sshd_config; then
+      if ! ${sshdCheck} /etc/ssh/sshd_config; then
         echo "fleet-setup: sshd -t refuses the configuration with the new Match blocks; keeping the previous ones" >&2
         if [ -e ${matchFile}.previous ]; then mv -f ${matchFile}.previous ${matchFile}; else rm -f ${matchFile}; fi
         exit 1
@@ -183,6 +188,30 @@ in
         '';
       };
     };
+
+    review = {
+      interval = mkOption {
+        type = types.strMatching "[1-9][0-9]*(s|min|h)";
+        default = "1min";
+        example = "30s";
+        description = ''
+          How often fleet-review.service runs `fleet review`: ingest the hosts' uploads, fire the hooks' host
+          events (host-failed, host-silent, …) and write `metricsFile`. Without it those events only fire
+          when someone runs `fleet status`.
+        '';
+      };
+
+      metricsFile = mkOption {
+        type = absolutePath;
+        default = "${cfg.stateDir}/fleet.prom";
+        defaultText = literalExpression ''"''${stateDir}/fleet.prom"'';
+        example = "/var/lib/node-exporter/fleet.prom";
+        description = ''
+          Where `fleet review` writes the Prometheus metrics (`fleet metrics`' text, replaced by rename): point
+          it into node-exporter's textfile collector directory to scrape them. The directory must exist.
+        '';
+      };
+    };
   };
 
   config = lib.mkIf cfg.enable {
@@ -207,7 +236,7 @@ in
       # Last in sshd_config. `Match all` ends any Match block above it, so that the Include applies to everyone;
       # a missing file is ignored by sshd (no host can log in until fleet-setup writes it).
       extraConfig = lib.mkAfter ''
-        # fleet: the hosts' Match blocks, written by fleet-setup.service (`fleet sshd-config --match-only`).
+        # fleet: the hosts' Match blocks, written by fleet-setup.service with fleet sshd-config --match-only.
         Match all
         Include ${matchFile}
       '';
@@ -267,6 +296,30 @@ in
         ExecStartPre = "-${setupScript}";
         ExecStart = "${fleet} publish --repo ${repo}";
         UMask = "0022";
+      };
+    };
+
+    systemd.services.fleet-review = {
+      description = "fleet: ingest the hosts' reports, tell the hooks, write the metrics";
+      after = [ "fleet-setup.service" ];
+      environment = fleetEnvironment;
+      serviceConfig = {
+        Type = "oneshot";
+        # Exits 0 whatever state the hosts are in; 1 (this unit failed) when state.db or the metrics file
+        # cannot be used.
+        ExecStart = "${fleet} review --repo ${repo} --metrics-file ${cfg.review.metricsFile}";
+        UMask = "0022";
+      };
+    };
+
+    systemd.timers.fleet-review = {
+      description = "fleet: review the hosts every ${cfg.review.interval}";
+      wantedBy = [ "timers.target" ];
+      timerConfig = {
+        OnBootSec = "1min";
+        OnUnitActiveSec = cfg.review.interval;
+        AccuracySec = "1s";
+        Unit = "fleet-review.service";
       };
     };
 

@@ -29,15 +29,21 @@ extension Fleet {
             let text = MetricsExposition.render(
                 snapshot.hosts, buildFailures: try review.buildFailures(), at: snapshot.at)
             if let output {
-                // Written under a name that does not end in .prom (node-exporter reads every *.prom file of its
-                // directory, hidden ones too), then renamed: the collector sees the old file or the new one.
-                let path = FileManagerPaths.absolute(output)
-                let staging = path + ".tmp"
-                try FileIO.writeAtomically(Array(text.utf8), to: staging, mode: 0o644)
-                try FileIO.renameDurably(staging, to: path)
+                _ = try Self.write(text, to: output)
             } else {
                 print(text, terminator: "")
             }
+        }
+
+        /// Writes the metrics to `file` (made absolute, which it returns) so that a reader sees the old file or
+        /// the new one. Written first under a name that does not end in .prom (node-exporter reads every *.prom
+        /// file of its directory, hidden ones too), then renamed. Also used by `fleet review --metrics-file`.
+        static func write(_ text: String, to file: String) throws -> String {
+            let path = FileManagerPaths.absolute(file)
+            let staging = path + ".tmp"
+            try FileIO.writeAtomically(Array(text.utf8), to: staging, mode: 0o644)
+            try FileIO.renameDurably(staging, to: path)
+            return path
         }
     }
 }

@@ -13,7 +13,7 @@ struct Fleet: AsyncParsableCommand {
         subcommands: [
             Init.self, Hosts.self, Build.self, Publish.self, Diff.self, SSHDConfig.self, SyslogConfig.self, Setup.self,
             ClientConfig.self,
-            Status.self, Logs.self, Metrics.self,
+            Status.self, Logs.self, Metrics.self, ReviewCommand.self, InstallUnits.self,
         ]
     )
 }
