@@ -36,6 +36,7 @@ let package = Package(
         .target(name: "SQLiteKit", dependencies: ["CSQLite"], swiftSettings: strictSettings),
 
         // Pure Swift building blocks.
+        .target(name: "SystemdUnitFiles", dependencies: ["FleetFiles"], swiftSettings: strictSettings),
         .target(
             name: "FleetFiles",
             dependencies: [
@@ -102,7 +103,9 @@ let package = Package(
         ),
         .target(
             name: "ServerSetup",
-            dependencies: ["Inventory", "ServerStore", "FleetProtocol", "FleetFiles", "CommandRunner"],
+            dependencies: [
+                "Inventory", "ServerStore", "FleetProtocol", "FleetFiles", "CommandRunner", "SystemdUnitFiles",
+            ],
             swiftSettings: strictSettings
         ),
         .executableTarget(
@@ -110,7 +113,7 @@ let package = Package(
             dependencies: [
                 "Publishing", "ServerSetup", "BuildGate", "Inventory", "ServerStore", "FleetProtocol", "FleetFiles",
                 "NixKit",
-                "FleetReview", "FleetHooks", "CommandRunner",
+                "FleetReview", "FleetHooks", "CommandRunner", "SystemdUnitFiles",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings
@@ -124,7 +127,7 @@ let package = Package(
             name: "HostAgent",
             dependencies: [
                 "ClientStateStore", "SFTPTransport", "FleetProtocol", "ArchiveKit", "FleetFiles", "CommandRunner",
-                "NixKit",
+                "NixKit", "SystemdUnitFiles",
             ],
             swiftSettings: strictSettings
         ),
@@ -141,7 +144,7 @@ let package = Package(
         .executableTarget(
             name: "FleetClient",
             dependencies: [
-                "HostAgent", "ClientStateStore", "UpdatePage", "FleetProtocol", "FleetFiles",
+                "HostAgent", "ClientStateStore", "UpdatePage", "FleetProtocol", "FleetFiles", "SystemdUnitFiles",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings
@@ -171,6 +174,7 @@ let package = Package(
                 "FleetTestSupport", "Inventory", "ServerStore", "Publishing", "ServerSetup", "FleetProtocol",
                 "ArchiveKit",
                 "SQLiteKit", "FleetFiles", "CommandRunner", "BuildGate", "FleetHooks", "FleetReview",
+                "SystemdUnitFiles",
             ],
             swiftSettings: strictSettings
         ),
@@ -180,7 +184,7 @@ let package = Package(
                 "FleetTestSupport", "Inventory", "ServerStore", "Publishing", "FleetProtocol", "ArchiveKit",
                 "SQLiteKit",
                 "FleetFiles", "CommandRunner", "NixKit", "HostAgent", "ClientStateStore", "BuildGate", "UpdatePage",
-                "FleetHooks", "FleetReview", "SFTPTransport",
+                "FleetHooks", "FleetReview", "SFTPTransport", "SystemdUnitFiles",
             ],
             swiftSettings: strictSettings
         ),

@@ -4,6 +4,7 @@ import FleetFiles
 import FleetProtocol
 import Foundation
 import HostAgent
+import SystemdUnitFiles
 
 extension FleetClientCommand {
     struct InstallUnits: AsyncParsableCommand {

@@ -3,6 +3,7 @@ import FleetFiles
 import Foundation
 import Inventory
 import ServerSetup
+import SystemdUnitFiles
 
 extension Fleet {
     struct InstallUnits: AsyncParsableCommand {

@@ -1,6 +1,7 @@
 public import ClientStateStore
 import FleetFiles
 public import FleetProtocol
+public import SystemdUnitFiles
 
 /// The systemd units that run fleet-client on a host without the NixOS module (`fleet-client install-units`):
 ///
@@ -21,22 +22,8 @@ public import FleetProtocol
 /// that mean nothing to systemd (no whitespace, quotes, `%`, `$`, `\` or control characters, so no newline
 /// can start a directive of its own), and time spans must be systemd time spans.
 public struct SystemdUnits: Sendable, Equatable {
-    /// One unit file: its name and its full text.
-    public struct Unit: Sendable, Equatable {
-        public let name: String
-        public let text: String
-    }
-
-    /// What installing did to one unit file.
-    public struct Installed: Sendable, Equatable {
-        public enum Status: String, Sendable {
-            case written
-            case unchanged
-        }
-
-        public let path: String
-        public let status: Status
-    }
+    public typealias Unit = UnitFile
+    public typealias Installed = UnitFile.Installed
 
     public static let serviceName = "fleet-client.service"
     public static let timerName = "fleet-client.timer"
@@ -95,7 +82,7 @@ public struct SystemdUnits: Sendable, Equatable {
     ) throws(ClientError) {
         var problems: [String] = []
         for (option, path) in [("--binary", binary), ("--config", configuration)] {
-            if let problem = Self.unitPathProblem(path) { problems.append("\(option) \(Self.shown(path)): \(problem)") }
+            if let problem = UnitFile.pathProblem(path) { problems.append("\(option) \(Self.shown(path)): \(problem)") }
         }
         let trimmedDelay = randomizedDelay.trimmingSpaces
         let range = ClientConfiguration.pollIntervalRange
@@ -104,8 +91,8 @@ public struct SystemdUnits: Sendable, Equatable {
                 "poll_interval_seconds \(intervalSeconds) in \(configuration): must be \(range.lowerBound)…"
                     + "\(range.upperBound) (at least a minute: polling more often loads the server)")
         }
-        if Self.seconds(ofTimeSpan: trimmedDelay) == nil {
-            problems.append("--randomized-delay \(Self.shown(randomizedDelay)): \(Self.timeSpanRule)")
+        if SystemdTimeSpan.seconds(of: trimmedDelay) == nil {
+            problems.append("--randomized-delay \(Self.shown(randomizedDelay)): \(SystemdTimeSpan.rule)")
         }
         if !problems.isEmpty { throw ClientError(problems.joined(separator: "\n")) }
         self.binary = binary
@@ -261,136 +248,25 @@ public struct SystemdUnits: Sendable, Equatable {
     /// Writes the units into `directory`, each atomically (0644), leaving files that already say the same
     /// untouched. Nothing is written when any target is not a regular file (a link, such as a unit masked
     /// with `systemctl mask`, is left alone and named).
-    public func install(into directory: String) throws -> [Installed] {
-        try Self.write(units, into: directory, option: "--directory")
+    public func install(into directory: String) throws(UnitFileError) -> [Installed] {
+        try UnitFile.install(units, into: directory, option: "--directory")
     }
 
     /// Writes ``pageRule`` into polkit's rules directory, as ``install(into:)`` writes the units.
-    public func installPageRule(into directory: String) throws -> [Installed] {
-        try Self.write([pageRule], into: directory, option: "--polkit-directory")
+    public func installPageRule(into directory: String) throws(UnitFileError) -> [Installed] {
+        try UnitFile.install([pageRule], into: directory, option: "--polkit-directory")
     }
 
-    private static func write(_ units: [Unit], into directory: String, option: String) throws -> [Installed] {
-        guard directory.hasPrefix("/"), !directory.unicodeScalars.contains(where: \.isControl) else {
-            throw ClientError("\(option) \(Self.shown(directory)): must be an absolute path")
-        }
-        guard let status = try FileStatus.following(directory), status.kind == .directory else {
-            throw ClientError("\(option) \(directory): no such directory")
-        }
-        let base = directory.hasSuffix("/") && directory.count > 1 ? String(directory.dropLast()) : directory
-        var plans: [(path: String, bytes: [UInt8], current: Bool)] = []
-        for unit in units {
-            let path = (base == "/" ? "" : base) + "/" + unit.name
-            let bytes = Array(unit.text.utf8)
-            var current = false
-            if let existing = try FileStatus.of(path) {
-                guard existing.kind == .regular else {
-                    let what =
-                        existing.kind == .symbolicLink ? "a symbolic link (a masked unit?)" : "not a regular file"
-                    throw ClientError(
-                        "\(path) is \(what); nothing was written. Remove it (`systemctl unmask` for a masked unit) and "
-                            + "run install-units again.")
-                }
-                let text = try FileIO.readNoFollow(path, limit: 1 << 20)
-                current = existing.permissions == 0o644 && text == bytes
-            }
-            plans.append((path, bytes, current))
-        }
-        var installed: [Installed] = []
-        for plan in plans {
-            if !plan.current { try FileIO.writeAtomically(plan.bytes, to: plan.path, mode: 0o644) }
-            installed.append(Installed(path: plan.path, status: plan.current ? .unchanged : .written))
-        }
-        return installed
-    }
-
-    /// Whole seconds as the shortest systemd time span that says them exactly: `1h`, `15min`, `90s`. The same
-    /// function as `timeSpan` in nixos/shared.nix, so that both kinds of host write the same timer.
-    public static func timeSpan(seconds: Int) -> String {
-        if seconds > 0 && seconds % 3600 == 0 { return "\(seconds / 3600)h" }
-        if seconds > 0 && seconds % 60 == 0 { return "\(seconds / 60)min" }
-        return "\(seconds)s"
-    }
+    /// Whole seconds as the shortest systemd time span that says them exactly (``SystemdTimeSpan/shortest(seconds:)``).
+    public static func timeSpan(seconds: Int) -> String { SystemdTimeSpan.shortest(seconds: seconds) }
 
     // MARK: Validation
-
-    static let timeSpanRule =
-        "not a systemd time span; use a number and a unit, e.g. 15min, 1h, 1h 30min, 90s (units: us, ms, s, min, h, "
-        + "d, w, M, y and their long forms)"
-
-    /// Characters a path in a unit file may have: none of them means anything to systemd's parser.
-    static func isUnitPathCharacter(_ scalar: Unicode.Scalar) -> Bool {
-        ("a"..."z").contains(scalar) || ("A"..."Z").contains(scalar) || ("0"..."9").contains(scalar)
-            || "/._-+@:,=~".unicodeScalars.contains(scalar)
-    }
-
-    /// Why `path` cannot go into a unit file as it is, or nil.
-    static func unitPathProblem(_ path: String) -> String? {
-        guard path.hasPrefix("/") else { return "must be an absolute path" }
-        guard path.utf8.count < 4096, !path.hasSuffix("/") else { return "must name a file" }
-        guard path.unicodeScalars.allSatisfy(isUnitPathCharacter) else {
-            return "may only contain letters, digits and / . _ - + @ : , = ~ (it goes into a unit file as it is)"
-        }
-        return nil
-    }
 
     /// A value as a message shows it: quoted, with newlines and other control characters escaped.
     static func shown(_ value: String) -> String { String(reflecting: value) }
 
-    /// Seconds per systemd time unit (systemd.time(7)), longest names first so that "min" is not read as "m".
-    static let timeUnits: [(name: String, seconds: Double)] = [
-        ("minutes", 60), ("seconds", 1), ("minute", 60), ("months", 2_629_800), ("second", 1), ("hours", 3600),
-        ("month", 2_629_800), ("weeks", 604_800), ("years", 31_557_600), ("usec", 1e-6), ("msec", 1e-3),
-        ("hour", 3600), ("days", 86_400), ("week", 604_800), ("year", 31_557_600), ("sec", 1), ("min", 60),
-        ("day", 86_400), ("us", 1e-6), ("ms", 1e-3), ("hr", 3600), ("s", 1), ("m", 60), ("h", 3600),
-        ("d", 86_400), ("w", 604_800), ("M", 2_629_800), ("y", 31_557_600),
-    ]
-
-    /// The length of a systemd time span in seconds ("15min", "1h 30min", "1.5h", "90" for 90 s), or nil when
-    /// `text` is not one. The same grammar as `timeSpanPattern` in nixos/shared.nix; no "infinity", no sign.
-    public static func seconds(ofTimeSpan text: String) -> Double? {
-        let scalars = Array(text.unicodeScalars)
-        guard !scalars.isEmpty, scalars.count <= 64 else { return nil }
-        var index = 0
-        var total = 0.0
-        var parts = 0
-        func skipSpaces() { while index < scalars.count && scalars[index] == " " { index += 1 } }
-        func digits() -> String {
-            var result = ""
-            while index < scalars.count, ("0"..."9").contains(scalars[index]) {
-                result.unicodeScalars.append(scalars[index])
-                index += 1
-            }
-            return result
-        }
-        skipSpaces()
-        while index < scalars.count {
-            var number = digits()
-            guard !number.isEmpty else { return nil }
-            if index < scalars.count && scalars[index] == "." {
-                index += 1
-                let fraction = digits()
-                guard !fraction.isEmpty else { return nil }
-                number += "." + fraction
-            }
-            skipSpaces()
-            var unitSeconds = 1.0
-            let rest = String(String.UnicodeScalarView(scalars[index...]))
-            if let unit = timeUnits.first(where: { rest.hasPrefix($0.name) }) {
-                index += unit.name.unicodeScalars.count
-                unitSeconds = unit.seconds
-                // A unit is followed by a space, a digit or the end ("5secs" is not a time span).
-                if index < scalars.count && scalars[index] != " " && !("0"..."9").contains(scalars[index]) {
-                    return nil
-                }
-            }
-            guard let value = Double(number) else { return nil }
-            total += value * unitSeconds
-            parts += 1
-            skipSpaces()
-        }
-        return parts > 0 ? total : nil
-    }
+    /// The length of a systemd time span in seconds, or nil (``SystemdTimeSpan/seconds(of:)``).
+    public static func seconds(ofTimeSpan text: String) -> Double? { SystemdTimeSpan.seconds(of: text) }
 }
 
 extension String {
@@ -400,8 +276,4 @@ extension String {
         while scalars.last == " " { scalars.removeLast() }
         return String(scalars)
     }
-}
-
-extension Unicode.Scalar {
-    fileprivate var isControl: Bool { value < 0x20 || value == 0x7f }
 }

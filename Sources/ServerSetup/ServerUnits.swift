@@ -1,4 +1,5 @@
 import FleetFiles
+public import SystemdUnitFiles
 
 /// The systemd units of a fleet server without the NixOS module (`fleet install-units`, Debian):
 ///
@@ -18,25 +19,10 @@ import FleetFiles
 /// `%`, `$`, `\` or control characters, so no newline can start a directive of its own), and intervals must be
 /// plain systemd time spans.
 ///
-/// The install logic and the path rule are copied from HostAgent's `SystemdUnits` (the host side), which the
-/// server cannot depend on.
+/// Writing the files, the path rule and time spans are SystemdUnitFiles', shared with the host's units.
 public struct ServerUnits: Sendable, Equatable {
-    /// One unit file: its name and its full text.
-    public struct Unit: Sendable, Equatable {
-        public let name: String
-        public let text: String
-    }
-
-    /// What installing did to one unit file.
-    public struct Installed: Sendable, Equatable {
-        public enum Status: String, Sendable {
-            case written
-            case unchanged
-        }
-
-        public let path: String
-        public let status: Status
-    }
+    public typealias Unit = UnitFile
+    public typealias Installed = UnitFile.Installed
 
     /// The paths and intervals the units are made of. Each path is absolute; `checked()` says which are not.
     public struct Options: Sendable, Equatable {
@@ -112,7 +98,7 @@ public struct ServerUnits: Sendable, Equatable {
             ]
         }
         for (option, path) in paths {
-            if let problem = Self.unitPathProblem(path) { problems.append("\(option) \(Self.shown(path)): \(problem)") }
+            if let problem = UnitFile.pathProblem(path) { problems.append("\(option) \(Self.shown(path)): \(problem)") }
         }
         for case let (option, span?) in [
             ("--publish-every", options.publishEvery), ("--review-every", options.reviewEvery),
@@ -242,82 +228,18 @@ public struct ServerUnits: Sendable, Equatable {
             + (options.publishEvery == nil ? [] : [Self.publishTimerName]) + [Self.reviewTimerName]
     }
 
-    /// Writes the units into `directory`, each atomically (0644), leaving files that already say the same
-    /// untouched. Nothing is written when any target is not a regular file (a link, such as a unit masked
-    /// with `systemctl mask`, is left alone and named).
-    public func install(into directory: String) throws -> [Installed] {
-        guard directory.hasPrefix("/"), !directory.unicodeScalars.contains(where: { $0.value < 0x20 }) else {
-            throw SetupError("--directory \(Self.shown(directory)): must be an absolute path")
-        }
-        guard let status = try FileStatus.following(directory), status.kind == .directory else {
-            throw SetupError("--directory \(directory): no such directory")
-        }
-        let base = directory.hasSuffix("/") && directory.count > 1 ? String(directory.dropLast()) : directory
-        var plans: [(path: String, bytes: [UInt8], current: Bool)] = []
-        for unit in units {
-            let path = (base == "/" ? "" : base) + "/" + unit.name
-            let bytes = Array(unit.text.utf8)
-            var current = false
-            if let existing = try FileStatus.of(path) {
-                guard existing.kind == .regular else {
-                    let what =
-                        existing.kind == .symbolicLink ? "a symbolic link (a masked unit?)" : "not a regular file"
-                    throw SetupError(
-                        "\(path) is \(what); nothing was written. Remove it (`systemctl unmask` for a masked unit) and "
-                            + "run install-units again.")
-                }
-                let text = try FileIO.readNoFollow(path, limit: 1 << 20)
-                current = existing.permissions == 0o644 && text == bytes
-            }
-            plans.append((path, bytes, current))
-        }
-        var installed: [Installed] = []
-        for plan in plans {
-            if !plan.current { try FileIO.writeAtomically(plan.bytes, to: plan.path, mode: 0o644) }
-            installed.append(Installed(path: plan.path, status: plan.current ? .unchanged : .written))
-        }
-        return installed
+    /// Writes the units into `directory` (``SystemdUnitFiles/UnitFile/install(_:into:option:)``).
+    public func install(into directory: String) throws(UnitFileError) -> [Installed] {
+        try UnitFile.install(units, into: directory, option: "--directory")
     }
 
     // MARK: Validation
 
-    /// Characters a path in a unit file may have: none of them means anything to systemd's parser, nor to the
-    /// shell that runs the host key's ExecStartPre.
-    static func isUnitPathCharacter(_ scalar: Unicode.Scalar) -> Bool {
-        ("a"..."z").contains(scalar) || ("A"..."Z").contains(scalar) || ("0"..."9").contains(scalar)
-            || "/._-+@:,=~".unicodeScalars.contains(scalar)
-    }
-
-    /// Why `path` cannot go into a unit file as it is, or nil.
-    static func unitPathProblem(_ path: String) -> String? {
-        guard path.hasPrefix("/") else { return "must be an absolute path" }
-        guard path.utf8.count < 4096, path != "/", !path.hasSuffix("/") else { return "must name a file" }
-        guard path.unicodeScalars.allSatisfy(isUnitPathCharacter) else {
-            return "may only contain letters, digits and / . _ - + @ : , = ~ (it goes into a unit file as it is)"
-        }
-        return nil
-    }
-
-    static let timeUnits = [
-        "usec", "msec", "seconds", "second", "sec", "s", "minutes", "minute", "min", "hours",
-        "hour", "hr", "h", "days", "day", "d", "weeks", "week", "w",
-    ]
-
-    /// Why `span` is not a plain systemd time span (`30s`, `1min`, `1h 30min`), or nil. At least a second:
-    /// a timer that fires more often would only load the server.
+    /// Why `span` is not a systemd time span of at least a second, or nil: a timer that fires more often would
+    /// only load the server.
     static func timeSpanProblem(_ span: String) -> String? {
-        let rule = "not a time span; use numbers with units, e.g. 30s, 1min, 10min, 1h 30min (s, min, h, d, w)"
-        let parts = span.split(separator: " ")
-        guard !parts.isEmpty, span.utf8.count <= 64 else { return rule }
-        var anyNonZero = false
-        for part in parts {
-            let digits = part.prefix { ("0"..."9").contains($0) }
-            let unit = part.dropFirst(digits.count)
-            guard !digits.isEmpty, timeUnits.contains(String(unit)), let value = Int(digits) else { return rule }
-            if value > 0 { anyNonZero = true }
-            if unit == "usec" || unit == "msec" { return "must be at least a second (\(rule))" }
-        }
-        return anyNonZero ? nil : "must be more than 0 (\(rule))"
+        guard let seconds = SystemdTimeSpan.seconds(of: span) else { return SystemdTimeSpan.rule }
+        return seconds < 1 ? "must be at least a second (\(SystemdTimeSpan.rule))" : nil
     }
 
     /// A value as a message shows it: quoted, with newlines and other control characters escaped.

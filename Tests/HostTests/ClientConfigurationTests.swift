@@ -2,6 +2,7 @@ import FleetProtocol
 import FleetTestSupport
 import Foundation
 import HostAgent
+import SystemdUnitFiles
 import Testing
 
 @Suite("client.toml and the run log")

@@ -4,6 +4,7 @@ import FleetProtocol
 import FleetTestSupport
 import Foundation
 import HostAgent
+import SystemdUnitFiles
 import Testing
 
 /// `fleet-client install-units`: the units a host without NixOS runs, written by the real executable and

@@ -3,6 +3,7 @@ import FleetFiles
 import FleetTestSupport
 import Foundation
 import ServerSetup
+import SystemdUnitFiles
 import Testing
 
 /// `fleet install-units`: the server's units as systemd's own parser reads them (`systemd-analyze verify`,
