@@ -25,6 +25,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
     ],
     targets: [
+        // `--version`'s commit: writes SourceCommit.swift into each executable on every build (see the plugin).
+        .plugin(name: "SourceCommitPlugin", capability: .buildTool()),
+
         // C libraries: each is imported by exactly one wrapper module below.
         .systemLibrary(name: "CLibSSH", pkgConfig: "libssh", providers: [.apt(["libssh-dev"])]),
         .systemLibrary(name: "CLibArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
@@ -113,7 +116,8 @@ let package = Package(
                 "FleetReview", "FleetHooks", "CommandRunner",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            swiftSettings: strictSettings
+            swiftSettings: strictSettings,
+            plugins: ["SourceCommitPlugin"]
         ),
 
         // The host side.
@@ -144,7 +148,8 @@ let package = Package(
                 "HostAgent", "ClientStateStore", "UpdatePage", "FleetProtocol", "FleetFiles",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            swiftSettings: strictSettings
+            swiftSettings: strictSettings,
+            plugins: ["SourceCommitPlugin"]
         ),
 
         .target(
