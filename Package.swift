@@ -25,6 +25,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
     ],
     targets: [
+        // `--version`'s commit: writes SourceCommit.swift into each executable on every build (see the plugin).
+        .plugin(name: "SourceCommitPlugin", capability: .buildTool()),
+
         // C libraries: each is imported by exactly one wrapper module below.
         .systemLibrary(name: "CLibSSH", pkgConfig: "libssh", providers: [.apt(["libssh-dev"])]),
         .systemLibrary(name: "CLibArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
@@ -116,7 +119,8 @@ let package = Package(
                 "FleetReview", "FleetHooks", "CommandRunner", "SystemdUnitFiles",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            swiftSettings: strictSettings
+            swiftSettings: strictSettings,
+            plugins: ["SourceCommitPlugin"]
         ),
 
         // The host side.
@@ -147,7 +151,8 @@ let package = Package(
                 "HostAgent", "ClientStateStore", "UpdatePage", "FleetProtocol", "FleetFiles", "SystemdUnitFiles",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            swiftSettings: strictSettings
+            swiftSettings: strictSettings,
+            plugins: ["SourceCommitPlugin"]
         ),
 
         .target(

@@ -15,6 +15,8 @@ struct FleetClientCommand: AsyncParsableCommand {
         discussion: """
             Exit statuses of `run`: \(Run.exitStatuses)
             """,
+        // `fleet-client --version`: the version and the commit it was built from (SourceCommitPlugin).
+        version: FleetVersion.versionLine(program: "fleet-client", commit: SourceCommit.value),
         subcommands: [Run.self, Status.self, Check.self, Serve.self, InstallUnits.self, VerifyManifest.self]
     )
 

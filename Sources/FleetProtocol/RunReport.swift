@@ -48,6 +48,9 @@ public struct RunReport: Codable, Sendable, Equatable {
     public var log: String?
     /// How often the host polls (client.toml's `poll_interval_seconds`): `fleet status` judges silence by it.
     public var pollIntervalSeconds: Int?
+    /// The fleet-client that wrote it (``FleetVersion``): `fleet status` shows it and warns about a client a
+    /// major version behind the server. Absent in reports of clients before 0.5.0 (decoded as nil: unknown).
+    public var clientVersion: String? = FleetVersion.current.description
 
     public init(host: String, state: RunOutcome, startedAt: String, finishedAt: String) {
         self.host = host
@@ -80,6 +83,8 @@ public struct Heartbeat: Codable, Sendable, Equatable {
     public var rebootNeeded: Bool?
     /// How often the host polls (client.toml's `poll_interval_seconds`): `fleet status` judges silence by it.
     public var pollIntervalSeconds: Int?
+    /// The fleet-client that wrote it, as in ``RunReport/clientVersion``.
+    public var clientVersion: String? = FleetVersion.current.description
 
     public init(
         host: String, at: String, appliedGeneration: UInt64?, seenGeneration: UInt64?, failedGeneration: UInt64?,

@@ -65,6 +65,7 @@ struct FleetStatus {
         // generation it runs is the one it stated then (a report's own, never an older heartbeat's).
         var failure: (generation: UInt64?, state: HostState, reason: String?)?
         if let report, report.received >= (heartbeat?.received ?? Int64.min) {
+            status.clientVersion = report.clientVersion
             status.lastResult = report.state.rawValue
             status.rebootNeeded = report.rebootNeeded ?? heartbeat?.rebootNeeded
             status.appliedGeneration = report.appliedGeneration
@@ -82,6 +83,7 @@ struct FleetStatus {
                 if let generation = heartbeat?.failedGeneration { failure = try detail(name, generation, heartbeat) }
             }
         } else if let heartbeat {
+            status.clientVersion = heartbeat.clientVersion
             status.lastResult = heartbeat.lastResult?.rawValue
             status.rebootNeeded = heartbeat.rebootNeeded
             status.appliedGeneration = heartbeat.appliedGeneration
@@ -92,6 +94,10 @@ struct FleetStatus {
             }
         }
         status.failedGeneration = failure?.generation
+        // Checked at ingest: a stored version parses. A client that states none is unknown, not behind.
+        if let version = status.clientVersion.flatMap(FleetVersion.init) {
+            status.clientBehind = version.isMajorVersionBehind(FleetVersion.current)
+        }
 
         let limit = Int64(status.silentAfterSeconds)
         if age > limit {

@@ -1,3 +1,5 @@
+import FleetProtocol
+
 /// Where a host stands, as `fleet status` shows it.
 public enum HostState: String, Codable, Sendable, CaseIterable {
     /// It reported running the published generation.
@@ -46,6 +48,19 @@ public struct HostStatus: Codable, Sendable, Equatable {
     /// How often it polls, in seconds, as it last said (else fleet.toml's): `silentAfterSeconds` is this many
     /// seconds times `silent_after_intervals`.
     public var pollIntervalSeconds: Int = 0
+    /// The fleet-client version its newest report or heartbeat states; nil when that one states none (a
+    /// client before 0.5.0) or nothing was received.
+    public var clientVersion: String?
+    /// Whether that client is older than this server by a major version (in 0.x a minor one:
+    /// ``FleetVersion/isMajorVersionBehind(_:)``): it may not read what this server publishes.
+    public var clientBehind: Bool = false
+
+    /// The line `fleet status` prints under the table for a host whose client is a major version behind.
+    public var clientWarning: String? {
+        guard clientBehind, let clientVersion else { return nil }
+        return "fleet-client \(clientVersion) is a major version behind this server (fleet \(FleetVersion.current)): "
+            + "upgrade fleet-client on \(host)"
+    }
 
     public static let shownWarnings = 20
 }

@@ -256,6 +256,9 @@ struct HostIngest {
                 switch validator.report(file.bytes, nameGeneration: generation, received: received, previous: previous)
                 {
                 case .valid(let report):
+                    if let problem = validator.checkClientVersion(report.clientVersion) {
+                        return rejected(problem, file.identity, summary: &summary)
+                    }
                     try store.insertReport(host: name, name: entry, received: received, report, json: file.bytes)
                     summary.reports += 1
                 case .invalid(let problem):
@@ -334,6 +337,10 @@ struct HostIngest {
                 let previous = try store.previousWord(host: name, before: received)
                 switch validator.heartbeat(read.bytes, received: received, previous: previous) {
                 case .valid(let beat):
+                    if let problem = validator.checkClientVersion(beat.clientVersion) {
+                        file = rejected(problem, read.identity, summary: &summary)
+                        break
+                    }
                     try store.saveHeartbeat(host: name, received: received, beat, json: read.bytes)
                     summary.heartbeats += 1
                     seen(read.identity)
@@ -402,5 +409,18 @@ struct HostIngest {
             bytes.append(0x0a)
         }
         return SHA256Hasher.hex(bytes)
+    }
+}
+
+extension UploadValidator {
+    /// A report's or heartbeat's `clientVersion` must be a version fleet-client writes (``FleetVersion``, at most
+    /// 64 plain ASCII characters): anything else (control characters, escape sequences, megabytes) is refused
+    /// with the rest of the file, so what `fleet status` prints and stores is always a plain version. Absent is
+    /// fine: clients before 0.5.0 did not say.
+    func checkClientVersion(_ text: String?) -> String? {
+        guard let text, FleetVersion(text) == nil else { return nil }
+        let shown = text.count > 40 ? String(text.prefix(40)) + "…" : text
+        return "its clientVersion \(quoted(shown)) (\(text.utf8.count) bytes) is not a fleet version "
+            + "(MAJOR.MINOR.PATCH[-prerelease], at most \(FleetVersion.longestText) characters)"
     }
 }

@@ -80,7 +80,12 @@ final class ReviewStore {
             announced_failure TEXT,
             announced_silent INTEGER NOT NULL DEFAULT 0
         );
+        """,
+        // 2: the fleet-client version each report and heartbeat states (NULL: a client before 0.5.0 said none).
         """
+        ALTER TABLE reports ADD COLUMN client_version TEXT;
+        ALTER TABLE heartbeats ADD COLUMN client_version TEXT;
+        """,
     ]
 
     init(_ store: StateStore) throws {
@@ -214,8 +219,8 @@ final class ReviewStore {
         try database.query(
             """
             INSERT OR REPLACE INTO reports (host, name, received_ns, state, generation, previous_generation, started_at,
-                finished_at, duration, reboot_needed, reason, log_name, json)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                finished_at, duration, reboot_needed, reason, log_name, json, client_version)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """,
             [
                 .text(host), .text(name), .integer(received), .text(report.state.rawValue),
@@ -224,6 +229,7 @@ final class ReviewStore {
                 .text(report.finishedAt), .real(report.durations.total),
                 report.rebootNeeded.map { .integer($0 ? 1 : 0) } ?? .null, report.reason.map { .text($0) } ?? .null,
                 report.log.map { .text($0) } ?? .null, .text(String(decoding: json, as: UTF8.self)),
+                report.clientVersion.map { .text($0) } ?? .null,
             ])
     }
 
@@ -237,8 +243,8 @@ final class ReviewStore {
         try database.query(
             """
             INSERT OR REPLACE INTO heartbeats (host, received_ns, at, applied_generation, seen_generation,
-                failed_generation, last_result, reason, reboot_needed, json)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                failed_generation, last_result, reason, reboot_needed, json, client_version)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """,
             [
                 .text(host), .integer(received), .text(beat.at),
@@ -247,6 +253,7 @@ final class ReviewStore {
                 beat.failedGeneration.map { .integer(Generation.storable($0)) } ?? .null,
                 beat.lastResult.map { .text($0.rawValue) } ?? .null, beat.reason.map { .text($0) } ?? .null,
                 beat.rebootNeeded.map { .integer($0 ? 1 : 0) } ?? .null, .text(String(decoding: json, as: UTF8.self)),
+                beat.clientVersion.map { .text($0) } ?? .null,
             ])
     }
 
@@ -281,6 +288,8 @@ final class ReviewStore {
         var reason: String?
         var logName: String?
         var json: String
+        /// The fleet-client version it states (checked at ingest), nil when it states none.
+        var clientVersion: String? = nil
 
         /// The generation the host said it runs when it wrote the report.
         var appliedGeneration: UInt64? { state == .applied ? generation : previousGeneration }
@@ -296,6 +305,8 @@ final class ReviewStore {
         var reason: String?
         var rebootNeeded: Bool?
         var pollIntervalSeconds: Int?
+        /// The fleet-client version it states (checked at ingest), nil when it states none.
+        var clientVersion: String? = nil
     }
 
     func heartbeats() throws -> [String: HeartbeatRow] {
@@ -319,7 +330,8 @@ final class ReviewStore {
             failedGeneration: Generation.stored(row["failed_generation"].integer),
             lastResult: row["last_result"].text.flatMap(RunOutcome.init(rawValue:)), reason: row["reason"].text,
             rebootNeeded: row["reboot_needed"].integer.map { $0 != 0 },
-            pollIntervalSeconds: DeclaredPollInterval.read(json: row["json"].text))
+            pollIntervalSeconds: DeclaredPollInterval.read(json: row["json"].text),
+            clientVersion: row["client_version"].text)
     }
 
     /// The newest report of every host, by the time the server received it (then by ingest order).
@@ -403,6 +415,6 @@ final class ReviewStore {
             previousGeneration: Generation.stored(row["previous_generation"].integer),
             startedAt: row["started_at"].text ?? "", finishedAt: row["finished_at"].text ?? "", duration: duration,
             rebootNeeded: row["reboot_needed"].integer.map { $0 != 0 }, reason: row["reason"].text,
-            logName: row["log_name"].text, json: row["json"].text ?? "")
+            logName: row["log_name"].text, json: row["json"].text ?? "", clientVersion: row["client_version"].text)
     }
 }

@@ -13,7 +13,8 @@ extension Fleet {
                 Reads what hosts uploaded into their chroots' logs/ since the last run (reports, logs, heartbeats) \
                 into state.db, then shows per host: the generation published and applied, the state (up to date, \
                 pending, failed, rolled back, silent, never seen), when it was last seen, whether it needs a \
-                reboot, why it failed, and warnings about files in its logs/ that were refused. Hooks in \
+                reboot, why it failed, its fleet-client version (--json; a client a major version older than this \
+                server is warned about), and warnings about files in its logs/ that were refused. Hooks in \
                 fleet.toml are told about hosts that applied, failed, rolled back or went silent (once each).
                 """)
 
@@ -129,6 +130,11 @@ extension Fleet {
                 return count == 0 ? nil : "\(count) \(state.words)"
             }
             text += "\n" + (counts.isEmpty ? "no hosts" : counts.joined(separator: ", "))
+            let behind = rows.compactMap { row in row.clientWarning.map { (row.host, $0) } }
+            if !behind.isEmpty {
+                text += "\n\nclients a major version behind:"
+                for (host, warning) in behind { text += "\n  \(host): \(warning)" }
+            }
             let warned = rows.filter { !$0.warnings.isEmpty }
             if !warned.isEmpty {
                 text += "\n\nwarnings (files in logs/ that were not ingested):"

@@ -125,6 +125,8 @@ struct RunReporter {
         let logName = UploadName.logName(stem: stem)
         report.log = logName
         report.pollIntervalSeconds = configuration.pollIntervalSeconds
+        // This client's, even when the report was started by an older one (a run resumed after an upgrade).
+        report.clientVersion = FleetVersion.current.description
         attempt.report = report
         return [(logName, log.contents()), (UploadName.reportName(stem: stem), report.encoded())]
     }
