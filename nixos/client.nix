@@ -438,6 +438,8 @@ in
       # are gone. This one must be neither restarted (killed) by the activation it is performing, nor stopped
       # when that activation removes it (services.fleet-client.enable = false): its new definition, or its
       # absence, applies from the next run. NixOS's nixos-upgrade.service sets the same two.
+      # No ordering against nixos-upgrade.service or a hand-run nixos-rebuild: the run itself waits for
+      # switch-to-configuration's lock (/run/nixos/switch-to-configuration.lock; Sources/HostAgent/NixSystem.swift).
       restartIfChanged = false;
       unitConfig.X-StopOnRemoval = false;
       serviceConfig = {
