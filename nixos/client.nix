@@ -7,7 +7,9 @@
 #   fleet-client.timer                every poll_interval_seconds of client.toml (settings or configFile)
 #                                     plus a random delay, and 2 minutes after boot
 #   fleet-client-page.socket          the UPDATE MY MACHINE page, 127.0.0.1:9999 only, which starts
-#   fleet-client-page.service         `fleet-client serve` with the listening socket (Accept=no)
+#   fleet-client-page.service         `fleet-client serve` with the listening socket (Accept=no), as a
+#                                     sandboxed dynamic user whose button runs `systemctl start
+#                                     fleet-client.service` (polkit lets it start that unit only)
 #
 # Hosts without NixOS get the same four units from `fleet-client install-units`
 # (Sources/HostAgent/SystemdUnits.swift): keep the two in step. Facts shared with the Swift code (client.toml
@@ -39,11 +41,11 @@ let
   absolutePath = types.strMatching "/[^[:cntrl:]]*";
   timeSpan = types.strMatching shared.timeSpanPattern;
 
-  packageMissing = ''
-    services.fleet-client.package is not set. fleet is not in nixpkgs: build fleet-client (Swift 6.2,
-    `swift build -c release --product fleet-client`) and give its package here, e.g. a derivation that
-    installs it as $out/bin/fleet-client.'';
-  binary = if cfg.package == null then throw packageMissing else "${cfg.package}/bin/fleet-client";
+  # The package: fleet's own overlay's `fleet-client` when the configuration applies it
+  # (fleet.overlays.default), else the same expression (../nix/package.nix) built with this configuration's
+  # nixpkgs. So the module needs no nixpkgs of its own: see docs/deployment.md, "The package".
+  defaultPackage = pkgs.fleet-client or (pkgs.callPackage ../nix/package.nix { }).client;
+  binary = "${cfg.package}/bin/fleet-client";
 
   # TOML has no null: optional keys left unset (operation) are left out of the file.
   renderedSettings = lib.filterAttrsRecursive (_: value: value != null) cfg.settings;
@@ -89,11 +91,21 @@ let
     (timeouts.build_seconds or 3600) + (timeouts.activation_seconds or 900)
     + (rollback.confirm_timeout_seconds or 90) + 600;
 
-  # What a run needs besides the client: Nix (nix build, nix-build, nix-env). The configuration's own
-  # switch-to-configuration brings the rest.
+  # What a run needs besides the client, as NixOS gives its own upgrade unit (system.autoUpgrade's
+  # nixos-upgrade.service, nixos/modules/tasks/auto-upgrade.nix): Nix, and what Nix calls while it fetches and
+  # unpacks (git, ssh for git+ssh inputs, tar/xz/gzip for tarballs), Nix's own environment (nix.envVars) and the
+  # proxy of networking.proxy. The configuration's own switch-to-configuration brings the rest.
   runEnvironment = {
-    path = [ config.nix.package ];
-    environment = {
+    path = [
+      pkgs.coreutils
+      pkgs.gnutar
+      pkgs.xz.bin
+      pkgs.gzip
+      pkgs.gitMinimal
+      config.nix.package.out
+      config.programs.ssh.package
+    ];
+    environment = config.nix.envVars // config.networking.proxy.envVars // {
       # The client builds flakes with `nix build`; this works whether or not nix.conf enables them.
       NIX_CONFIG = "extra-experimental-features = nix-command flakes";
     } // lib.optionalAttrs (config.nix.nixPath != [ ]) {
@@ -101,6 +113,17 @@ let
       NIX_PATH = lib.concatStringsSep ":" config.nix.nixPath;
     };
   };
+
+  # The page's button: `fleet-client serve` runs these words (split on whitespace, no shell) to start a run in
+  # fleet-client.service, so the run never belongs to the page's sandbox. --no-block: the page answers at once
+  # and shows the run's progress from progress.json.
+  startCommand = "${config.systemd.package}/bin/systemctl start --no-block fleet-client.service";
+  # One argument of ExecStart=, double-quoted. Store paths and these words need no escaping; anything that
+  # would (%, $, quotes, backslashes) is refused rather than escaped wrongly.
+  systemdArgument = word:
+    if builtins.match "[A-Za-z0-9/._+=@ -]*" word != null then ''"${word}"''
+    else throw "services.fleet-client: cannot quote ${word} for ExecStart=";
+  pageUser = "fleet-client-page";
 in
 {
   imports = [
@@ -114,10 +137,13 @@ in
     enable = lib.mkEnableOption "fleet-client, which pulls this host's configuration from the fleet server";
 
     package = mkOption {
-      type = types.nullOr types.package;
-      default = null;
+      type = types.package;
+      default = defaultPackage;
+      defaultText = literalExpression
+        "pkgs.fleet-client (fleet.overlays.default), else fleet's nix/package.nix built with pkgs";
       description = ''
-        The package providing `bin/fleet-client`. There is no default: fleet is not in nixpkgs.
+        The package providing `bin/fleet-client`. By default fleet's own package, built from source with this
+        configuration's nixpkgs (it needs Swift 6.2: nixpkgs from NixOS/nixpkgs#557896 on).
       '';
     };
 
@@ -374,17 +400,18 @@ in
 
     page.enable = mkOption {
       type = types.bool;
-      default = true;
+      default = !(config.services.fleet-server.enable or false);
+      defaultText = literalExpression "!config.services.fleet-server.enable";
       description = ''
         Whether to offer the page on http://127.0.0.1:9999 whose button starts a run (loopback only;
-        `fleet-client serve`, socket-activated).
+        `fleet-client serve`, socket-activated, unprivileged and sandboxed). Off by default on the fleet
+        server itself, which has no one in front of it to press the button.
       '';
     };
   };
 
   config = lib.mkIf cfg.enable {
     assertions = [
-      { assertion = cfg.package != null; message = packageMissing; }
       {
         assertion = cfg.configFile != null || unknownKeys == [ ];
         message = ''
@@ -401,15 +428,20 @@ in
         services.openssh is enabled: enable it, create that key, or set settings.identity_file.'';
 
     environment.etc."fleet/client.toml".source = configFile;
-    environment.systemPackages = lib.optional (cfg.package != null) cfg.package;
+    environment.systemPackages = [ cfg.package ];
 
     systemd.services.fleet-client = runEnvironment // {
       description = "fleet: pull and apply this host's configuration";
       wants = [ "network-online.target" ];
       after = [ "network-online.target" ];
-      # A run activates new systems, and activation restarts the units that changed. This one must not be
-      # restarted (killed) by the activation it is performing: its new definition applies from the next run.
+      # A run activates new systems, and activation restarts the units that changed and stops the units that
+      # are gone. This one must be neither restarted (killed) by the activation it is performing, nor stopped
+      # when that activation removes it (services.fleet-client.enable = false): its new definition, or its
+      # absence, applies from the next run. NixOS's nixos-upgrade.service sets the same two.
+      # No ordering against nixos-upgrade.service or a hand-run nixos-rebuild: the run itself waits for
+      # switch-to-configuration's lock (/run/nixos/switch-to-configuration.lock; Sources/HostAgent/NixSystem.swift).
       restartIfChanged = false;
+      unitConfig.X-StopOnRemoval = false;
       serviceConfig = {
         Type = "oneshot";
         ExecStart = "${binary} run --config ${configPath}";
@@ -440,18 +472,34 @@ in
       socketConfig.Accept = false;
     };
 
-    systemd.services.fleet-client-page = lib.mkIf cfg.page.enable (runEnvironment // {
+    # The page only reads <state_dir>/state.json and progress.json (0644 in a 0755 directory) and asks systemd
+    # to start fleet-client.service; it runs no activation itself. So it runs as a dynamic user with nothing
+    # but that: no capabilities, no writable path, no network but the socket systemd passes it.
+    # Neither KillMode=process nor restartIfChanged = false (which an earlier page, running the activations
+    # itself, needed): the run lives in fleet-client.service, so restarting or stopping the page leaves it alone.
+    systemd.services.fleet-client-page = lib.mkIf cfg.page.enable {
       description = "fleet: the UPDATE MY MACHINE page on http://${shared.pageListenStream}";
       requires = [ "fleet-client-page.socket" ];
       after = [ "fleet-client-page.socket" ];
-      # A run the button started activates a new system from inside this service: like fleet-client.service,
-      # it must not be restarted by that activation. The new binary serves once this one exits.
-      restartIfChanged = false;
-      serviceConfig = {
-        ExecStart = "${binary} serve --config ${configPath}";
-        # Stopping the page must not kill a run its button started (it may be mid-activation).
-        KillMode = "process";
+      serviceConfig = shared.pageHardening // {
+        ExecStart = "${binary} serve --config ${configPath} --start-command ${systemdArgument startCommand}";
+        User = pageUser;
       };
-    });
+    };
+
+    # What the page's user may do as root: start fleet-client.service, and nothing else (not stop, restart or
+    # any other unit). systemctl asks systemd over D-Bus; systemd asks polkit.
+    security.polkit.enable = lib.mkIf cfg.page.enable true;
+    security.polkit.extraConfig = lib.mkIf cfg.page.enable ''
+      // fleet-client: the UPDATE MY MACHINE page may start a run.
+      polkit.addRule(function (action, subject) {
+        if (action.id == "org.freedesktop.systemd1.manage-units" &&
+            action.lookup("unit") == "fleet-client.service" &&
+            action.lookup("verb") == "start" &&
+            subject.user == "${pageUser}") {
+          return polkit.Result.YES;
+        }
+      });
+    '';
   };
 }

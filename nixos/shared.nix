@@ -41,6 +41,49 @@ rec {
   # The page's socket: loopback only.
   pageListenStream = "127.0.0.1:9999";
 
+  # The page's sandbox ([Service] of fleet-client-page.service), for client.nix and, in step, install-units
+  # (Sources/HostAgent/SystemdUnits.swift). `systemd-analyze security` rates it 2.0 or less
+  # (Tests/HostTests/NixModulesTests.swift measures it). The page reads <state_dir> (0755, its files 0644),
+  # accepts on the socket systemd passes it, and runs `systemctl start --no-block fleet-client.service`, which
+  # talks to systemd over the D-Bus system socket, a path: path-bound AF_UNIX sockets work across network
+  # namespaces, so PrivateNetwork= costs it nothing. RestrictAddressFamilies= only filters socket(): accept() on
+  # the inherited AF_INET socket needs no AF_INET here. polkit (client.nix) lets its user start that one unit.
+  pageHardening = {
+    DynamicUser = true;
+    NoNewPrivileges = true;
+    CapabilityBoundingSet = "";
+    AmbientCapabilities = "";
+    PrivateDevices = true;
+    PrivateTmp = true;
+    PrivateNetwork = true;
+    PrivateMounts = true;
+    PrivateUsers = true;
+    ProtectSystem = "strict";
+    ProtectHome = true;
+    ProtectKernelTunables = true;
+    ProtectKernelModules = true;
+    ProtectKernelLogs = true;
+    ProtectControlGroups = true;
+    ProtectClock = true;
+    ProtectHostname = true;
+    ProtectProc = "invisible";
+    ProcSubset = "pid";
+    RestrictNamespaces = true;
+    RestrictRealtime = true;
+    RestrictSUIDSGID = true;
+    RemoveIPC = true;
+    LockPersonality = true;
+    MemoryDenyWriteExecute = true;
+    KeyringMode = "private";
+    DevicePolicy = "closed";
+    SystemCallFilter = [ "@system-service" "~@privileged" "~@resources" ];
+    SystemCallArchitectures = "native";
+    RestrictAddressFamilies = "AF_UNIX";
+    IPAddressDeny = "any";
+    IPAddressAllow = "localhost";
+    UMask = "0077";
+  };
+
   # How often the timer polls: client.toml's poll_interval_seconds, the one source of the interval (the host
   # also reports it to the server, which judges silence by it; Sources/FleetProtocol/ClientConfiguration.swift).
   defaultPollIntervalSeconds = 900;

@@ -49,6 +49,15 @@ struct NixSystem {
     var outputDirectory: String = FileIO.temporaryDirectory
     /// How long a build (or substitution) and an activation may run before their process group is killed.
     var timeouts = ClientConfiguration.Timeouts()
+    /// switch-to-configuration's own lock (nixpkgs' switch-to-configuration-ng): every activation holds it
+    /// (flock, exclusive), fleet's as much as a hand-run `nixos-rebuild switch`'s or nixos-upgrade.service's, and
+    /// one that finds it held exits at once ("Could not acquire lock"). A run waits for it instead, up to the
+    /// activation timeout: it holds it while it changes the profile, so the profile never changes under another
+    /// activation, and releases it before running switch-to-configuration, which takes it itself (holding it
+    /// then would make that exit).
+    var activationLock = "/run/nixos/switch-to-configuration.lock"
+    /// How often a waiting run looks again whether the lock is free.
+    var activationLockPoll: Duration = .seconds(1)
 
     /// Builds `nixosConfigurations.<attribute>.config.system.build.toplevel` of the tree's flake, or, without a
     /// flake, `<nixpkgs/nixos>` with `nixos-config` set to the tree's configuration.nix (as NIX_PATH resolves
@@ -141,6 +150,8 @@ struct NixSystem {
     /// Makes `system` the profile's new current generation.
     func setProfile(to system: String) async throws(Failure) -> Generation {
         try FileIO.createDirectoriesOrFail(FileIO.split(profile).directory, step: "profile")
+        let lock = try await waitForActivationLock(step: "profile")
+        defer { close(lock) }
         let output = try await run("profile", "nix-env", ["-p", profile, "--set", system])
         guard output.succeeded else {
             throw Failure(
@@ -159,6 +170,8 @@ struct NixSystem {
     /// Makes an earlier generation current again, or, with nil (there was none), removes the profile link
     /// and the generation made in this run, so the profile is as it was.
     func restoreProfile(to previous: Generation?, removing made: Generation?) async throws(Failure) {
+        let lock = try await waitForActivationLock(step: "profile")
+        defer { close(lock) }
         if let previous {
             let output = try await run(
                 "profile", "nix-env", ["-p", profile, "--switch-generation", String(previous.number)])
@@ -186,6 +199,7 @@ struct NixSystem {
                 step: "activation", reason: "\(program) is missing or not executable: not a NixOS system", exitCode: nil
             )
         }
+        close(try await waitForActivationLock(step: "activation"))
         let output = try await runStreamed(
             "activation", program, [operation], timeout: timeouts.activationSeconds)
         guard output.exitCode == 0 else {
@@ -195,6 +209,44 @@ struct NixSystem {
                     "switch-to-configuration \(operation) exited with status \(output.exitCode)\(Nix.cause(ofFailure: output.tail))",
                 exitCode: output.exitCode, systemError: Self.machineError(in: output.tail))
         }
+    }
+
+    /// Takes ``activationLock``, waiting while another activation holds it, up to the activation timeout.
+    /// Returns the descriptor that holds it: closing it releases the lock.
+    private func waitForActivationLock(step: String) async throws(Failure) -> Int32 {
+        try FileIO.createDirectoriesOrFail(FileIO.split(activationLock).directory, step: step)
+        let descriptor = open(activationLock, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else {
+            let number = errno
+            throw Failure(
+                step: step, reason: "cannot open \(activationLock): \(String(cString: strerror(number)))",
+                exitCode: nil, systemError: number)
+        }
+        let deadline = ContinuousClock.now + .seconds(timeouts.activationSeconds)
+        var waiting = false
+        while flock(descriptor, LOCK_EX | LOCK_NB) != 0 {
+            let number = errno
+            guard number == EWOULDBLOCK || number == EINTR else {
+                close(descriptor)
+                throw Failure(
+                    step: step, reason: "cannot lock \(activationLock): \(String(cString: strerror(number)))",
+                    exitCode: nil, systemError: number)
+            }
+            guard ContinuousClock.now < deadline else {
+                close(descriptor)
+                throw Failure(
+                    step: step,
+                    reason: "another activation (nixos-rebuild switch, nixos-upgrade.service?) held \(activationLock) "
+                        + "for \(timeouts.activationSeconds) s ([timeouts] activation_seconds); nothing was changed",
+                    exitCode: nil)
+            }
+            if !waiting {
+                log.phase("another activation holds \(activationLock) (nixos-rebuild switch?): waiting for it to end")
+                waiting = true
+            }
+            try? await Task.sleep(for: activationLockPoll)
+        }
+        return descriptor
     }
 
     /// Runs a long step (a build, a substitution, an activation): its output goes to `<outputDirectory>/<step>.log`

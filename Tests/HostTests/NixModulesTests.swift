@@ -10,9 +10,11 @@ import Testing
 /// The NixOS modules (nixos/client.nix, nixos/server.nix) and the root flake.nix that exposes them.
 ///
 /// Nothing here can fetch nixpkgs, so the modules cannot be evaluated into a system. What can be checked
-/// offline is: every file parses; the flake, which has no inputs, evaluates; the facts the modules share
-/// with the Swift code (nixos/shared.nix, builtins only) agree with it; and the root flake changes nothing
-/// that `fleet publish` publishes from this repository's example fleet.
+/// offline is: every file parses; the flake evaluates with a stand-in nixpkgs (nix/test/); client.nix, evaluated
+/// with stand-ins (nix/test/evaluate-client.nix), declares the units it should, and the page's unit is rated
+/// by `systemd-analyze security`; the facts the modules share with the Swift code (nixos/shared.nix, builtins
+/// only) agree with it; and the root flake changes nothing that `fleet publish` publishes from this
+/// repository's example fleet.
 @Suite("NixOS modules and the root flake")
 struct NixModulesTests {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -23,7 +25,7 @@ struct NixModulesTests {
             "build-users-group =",
         ].joined(separator: "\n")
     ]
-    static let flakeFiles = ["flake.nix", "flake.lock", "nixos"]
+    static let flakeFiles = ["flake.nix", "flake.lock", "nixos", "nix"]
 
     static func nix(_ executable: String, _ arguments: [String]) async throws -> CommandOutput {
         try await Command.run(executable, arguments, environment: nixEnvironment)
@@ -36,30 +38,188 @@ struct NixModulesTests {
     }
 
     @Test func modulesAndFlakeParse() async throws {
-        for file in ["flake.nix", "nixos/client.nix", "nixos/server.nix", "nixos/shared.nix"] {
+        for file in [
+            "flake.nix", "nixos/client.nix", "nixos/server.nix", "nixos/shared.nix", "nix/package.nix",
+            "nix/swiftpm/default.nix", "nix/test/stand-in-lib.nix", "nix/test/stand-in-pkgs.nix", "nix/test/flake.nix",
+            "nix/test/evaluate-client.nix",
+        ] {
             let output = try await Self.nix("nix-instantiate", ["--parse", Self.repository + "/" + file])
             #expect(output.exitCode == 0, "nix-instantiate --parse \(file):\n\(output.standardError)")
         }
     }
 
-    @Test func theFlakeHasNoInputsAndExposesTheModulesOffline() async throws {
+    /// The flake's one input is nixpkgs, for `packages` only; with nix/test's stand-in in its place it evaluates
+    /// offline, and flake.lock (which cannot pin nixpkgs here) is left as it is.
+    @Test func theFlakeExposesModulesOverlayAndPackagesWithAStandInNixpkgs() async throws {
         let directory = try TestDirectory.makeTemporary()
         defer { directory.remove() }
-        try await Self.copy(Self.flakeFiles, into: directory.path)
-        let lock = try directory.readFile("flake.lock")
-        let flake = "path:" + directory.path
-        var output = try await Self.nix(
-            "nix", ["eval", "--json", flake + "#nixosModules", "--apply", "builtins.attrNames"])
-        #expect(output.exitCode == 0, "\(output.standardError)")
-        #expect(output.standardOutput.trimmingWhitespace() == #"["client","default","server"]"#)
-        output = try await Self.nix("nix", ["flake", "check", flake])
-        #expect(output.exitCode == 0, "nix flake check:\n\(output.standardError)")
-        output = try await Self.nix("nix", ["flake", "metadata", "--json", flake])
+        try directory.makeDirectory("flake")
+        try directory.makeDirectory("stand-in")
+        try await Self.copy(Self.flakeFiles, into: directory.path("flake"))
+        try await Self.copy(
+            ["nix/test/flake.nix", "nix/test/stand-in-lib.nix", "nix/test/stand-in-pkgs.nix"],
+            into: directory.path("stand-in"))
+        let lock = try directory.readFile("flake/flake.lock")
+        let flake = "path:" + directory.path("flake")
+        let override = ["--no-write-lock-file", "--override-input", "nixpkgs", "path:" + directory.path("stand-in")]
+        func evaluate(_ attribute: String, _ apply: String) async throws -> String {
+            let output = try await Self.nix(
+                "nix", ["eval", "--json", flake + "#" + attribute, "--apply", apply] + override)
+            #expect(output.exitCode == 0, "nix eval \(attribute):\n\(output.standardError)")
+            return output.standardOutput.trimmingWhitespace()
+        }
+        #expect(try await evaluate("nixosModules", "builtins.attrNames") == #"["client","default","server"]"#)
+        #expect(try await evaluate("overlays.default", "builtins.isFunction") == "true")
+        #expect(try await evaluate("packages", "builtins.attrNames") == #"["aarch64-linux","x86_64-linux"]"#)
+        #expect(
+            try await evaluate(
+                "packages.x86_64-linux", "p: builtins.mapAttrs (_: d: [ d.pname d.outputName ]) p")
+                == #"{"default":["fleet","out"],"fleet":["fleet","out"],"fleet-client":["fleet","client"]}"#)
+        let output = try await Self.nix("nix", ["flake", "metadata", "--json", flake] + override)
         #expect(output.exitCode == 0, "\(output.standardError)")
         let metadata = try JSONSerialization.jsonObject(with: Data(output.standardOutput.utf8)) as? [String: Any]
         let nodes = (metadata?["locks"] as? [String: Any])?["nodes"] as? [String: Any]
-        #expect(nodes?.keys.sorted() == ["root"], "the flake must have no inputs: \(output.standardOutput)")
-        #expect(try directory.readFile("flake.lock") == lock, "nix rewrote flake.lock")
+        #expect(
+            nodes?.keys.sorted() == ["nixpkgs", "root"], "the flake's one input is nixpkgs: \(output.standardOutput)")
+        #expect(try directory.readFile("flake/flake.lock") == lock, "nix rewrote flake.lock")
+    }
+
+    /// What nix/test/evaluate-client.nix returns: the units client.nix declares, rendered, and facts.
+    struct ClientEvaluation: Decodable {
+        let units: [String: String]
+        let polkit: Polkit
+        let pageEnabled: Bool
+        let package: String
+
+        struct Polkit: Decodable {
+            let enable: Bool?
+            let extraConfig: String?
+        }
+
+        /// The values of `key=` in `unit`, in order.
+        func values(_ key: String, in unit: String) -> [String] {
+            (units[unit] ?? "").split(separator: "\n").compactMap { line in
+                line.hasPrefix(key + "=") ? String(line.dropFirst(key.count + 1)) : nil
+            }
+        }
+    }
+
+    static var clientSettings: [String: Any] {
+        [
+            "enable": true,
+            "settings": [
+                "fleet_public_key": "fleet-1:Qx8pB0Yh0dXzD3kpX3tN9tQm4w6F8M1Jk0s2o8Vb2bU=",
+                "server": ["address": "fleet.example.org", "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 root@fleet"],
+            ],
+        ]
+    }
+
+    /// Evaluates nixos/client.nix with `client` as services.fleet-client; `server`: services.fleet-server.enable
+    /// (nil: the server module is not imported).
+    static func evaluateClient(
+        _ client: [String: Any] = clientSettings, server: Bool? = nil, proxy: [String: String] = [:],
+        in directory: TestDirectory
+    ) async throws -> ClientEvaluation {
+        try directory.writeFile("client.json", Array(try JSONSerialization.data(withJSONObject: client)))
+        try directory.writeFile("proxy.json", Array(try JSONSerialization.data(withJSONObject: proxy)))
+        var arguments = [
+            "--eval", "--strict", "--json", repository + "/nix/test/evaluate-client.nix",
+            "--arg", "client", "builtins.fromJSON (builtins.readFile \(directory.path("client.json")))",
+            "--arg", "proxy", "builtins.fromJSON (builtins.readFile \(directory.path("proxy.json")))",
+        ]
+        if let server { arguments += ["--arg", "server", server ? "true" : "false"] }
+        let output = try await nix("nix-instantiate", arguments)
+        guard output.exitCode == 0 else {
+            throw TestSupportError("evaluating nixos/client.nix:\n\(output.standardError)")
+        }
+        return try JSONDecoder().decode(ClientEvaluation.self, from: Data(output.standardOutput.utf8))
+    }
+
+    /// The run unit gets what NixOS gives its own upgrade unit (nixos-upgrade.service): Nix, git, ssh, tar, xz,
+    /// gzip on PATH and networking.proxy's variables; and no activation may restart or stop it.
+    @Test func theRunUnitHasTheUpgradeUnitsEnvironmentAndSurvivesActivations() async throws {
+        let directory = try TestDirectory.makeTemporary()
+        defer { directory.remove() }
+        let proxy = ["http_proxy": "http://proxy.example.org:3128", "no_proxy": "127.0.0.1,localhost"]
+        let evaluation = try await Self.evaluateClient(proxy: proxy, in: directory)
+        let unit = "fleet-client.service"
+        let environment = evaluation.values("Environment", in: unit)
+        let path = environment.first { $0.hasPrefix("\"PATH=") } ?? ""
+        let directories = path.dropFirst("\"PATH=".count).dropLast().split(separator: ":").map(String.init)
+        for package in ["coreutils", "gnutar", "xz-bin", "gzip", "git-minimal", "nix", "openssh"] {
+            #expect(
+                directories.contains { $0.hasSuffix("-" + package + "/bin") }, "PATH lacks \(package): \(path)")
+        }
+        #expect(environment.contains(#""http_proxy=http://proxy.example.org:3128""#), "\(environment)")
+        #expect(environment.contains(#""no_proxy=127.0.0.1,localhost""#), "\(environment)")
+        #expect(evaluation.values("X-RestartIfChanged", in: unit) == ["false"])
+        #expect(evaluation.values("X-StopOnRemoval", in: unit) == ["false"])
+        #expect(evaluation.values("Type", in: unit) == ["oneshot"])
+        #expect(evaluation.package.hasSuffix("-fleet-client"), "the overlay's pkgs.fleet-client: \(evaluation.package)")
+    }
+
+    /// The page runs as a dynamic user in a sandbox `systemd-analyze security` rates 2.0 or less, may start
+    /// fleet-client.service and nothing else, and starts it with systemctl instead of running it.
+    ///
+    /// Measured offline (`--offline=true` on the unit file the module renders, systemd 252): the rating reads the
+    /// unit's settings; a live one on NixOS also sees the drop-ins NixOS adds, and polkit is not rated at all.
+    @Test func thePageIsSandboxedWithAnExposureOfAtMostTwo() async throws {
+        let directory = try TestDirectory.makeTemporary()
+        defer { directory.remove() }
+        let evaluation = try await Self.evaluateClient(in: directory)
+        let unit = "fleet-client-page.service"
+        let text = try #require(evaluation.units[unit], "no \(unit): \(evaluation.units.keys.sorted())")
+        try directory.writeFile(unit, text: text)
+        let output = try await Command.run(
+            "systemd-analyze", ["security", "--offline=true", "--no-pager", directory.path(unit)])
+        #expect(output.exitCode == 0, "systemd-analyze security:\n\(output.standardError)")
+        let marker = "Overall exposure level for \(unit): "
+        let line = output.standardOutput.split(separator: "\n").first { $0.contains(marker) }
+        let exposure = line.flatMap { Double($0.components(separatedBy: marker)[1].split(separator: " ")[0]) }
+        let measured = try #require(exposure, "no exposure in:\n\(output.standardOutput)")
+        #expect(measured <= 2.0, "exposure \(measured):\n\(output.standardOutput)")
+
+        #expect(evaluation.values("DynamicUser", in: unit) == ["true"])
+        #expect(evaluation.values("User", in: unit) == ["fleet-client-page"])
+        #expect(evaluation.values("KillMode", in: unit) == [], "the page runs no activation")
+        #expect(evaluation.values("X-RestartIfChanged", in: unit) == [])
+        let start = try #require(evaluation.values("ExecStart", in: unit).first)
+        #expect(
+            start.hasSuffix(
+                #" serve --config /etc/fleet/client.toml --start-command "/nix/store/00000000000000000000000000000000-systemd/bin/systemctl start --no-block fleet-client.service""#
+            ),
+            "\(start)")
+        #expect(evaluation.values("ListenStream", in: "fleet-client-page.socket") == ["127.0.0.1:9999"])
+        #expect(evaluation.values("Accept", in: "fleet-client-page.socket") == ["false"])
+        #expect(evaluation.polkit.enable == true)
+        let rule = evaluation.polkit.extraConfig ?? ""
+        for condition in [
+            #"action.id == "org.freedesktop.systemd1.manage-units""#,
+            #"action.lookup("unit") == "fleet-client.service""#,
+            #"action.lookup("verb") == "start""#, #"subject.user == "fleet-client-page""#,
+        ] {
+            #expect(rule.contains(condition), "the polkit rule lacks \(condition):\n\(rule)")
+        }
+    }
+
+    /// The page is off by default where services.fleet-server is on, and then leaves neither units nor a
+    /// polkit rule; it works with or without the server module imported.
+    @Test func thePageIsOffByDefaultOnTheServerAndCanBeTurnedOff() async throws {
+        let directory = try TestDirectory.makeTemporary()
+        defer { directory.remove() }
+        let page = ["fleet-client-page.service", "fleet-client-page.socket"]
+        for (server, enabled) in [(nil, true), (false, true), (true, false)] as [(Bool?, Bool)] {
+            let evaluation = try await Self.evaluateClient(server: server, in: directory)
+            #expect(evaluation.pageEnabled == enabled, "fleet-server \(String(describing: server))")
+            #expect(page.allSatisfy { (evaluation.units[$0] != nil) == enabled }, "\(evaluation.units.keys.sorted())")
+            #expect((evaluation.polkit.extraConfig != nil) == enabled)
+            #expect(evaluation.units["fleet-client.service"] != nil && evaluation.units["fleet-client.timer"] != nil)
+        }
+        var client = Self.clientSettings
+        client["page"] = ["enable": false]
+        let evaluation = try await Self.evaluateClient(client, in: directory)
+        #expect(!evaluation.pageEnabled && page.allSatisfy { evaluation.units[$0] == nil })
+        #expect(evaluation.polkit.enable == nil && evaluation.polkit.extraConfig == nil)
     }
 
     struct SharedFacts: Decodable {
