@@ -41,11 +41,10 @@ let
   absolutePath = types.strMatching "/[A-Za-z0-9._/+@:-]*";
   matchFile = "/etc/fleet/sshd-match.conf";
 
-  packageMissing = ''
-    services.fleet-server.package is not set. fleet is not in nixpkgs: build it (Swift 6.2,
-    `swift build -c release --product fleet`) and give its package here, e.g. a derivation that installs it
-    as $out/bin/fleet.'';
-  fleet = if cfg.package == null then throw packageMissing else "${cfg.package}/bin/fleet";
+  # The package: fleet's own overlay's `fleet` when the configuration applies it (fleet.overlays.default), else
+  # the same expression (../nix/package.nix) built with this configuration's nixpkgs; see nixos/client.nix.
+  defaultPackage = pkgs.fleet or (pkgs.callPackage ../nix/package.nix { });
+  fleet = "${cfg.package}/bin/fleet";
 
   # NixOS refuses user names of 32 characters; fleet allows them (useradd does), so fleet setup makes those.
   hostUsers = map (host: { inherit host; user = shared.unixUser cfg.userPrefix host; }) cfg.hosts;
@@ -98,9 +97,14 @@ in
     enable = lib.mkEnableOption "the fleet server: per-host SFTP chroots served by OpenSSH, filled by `fleet publish`";
 
     package = mkOption {
-      type = types.nullOr types.package;
-      default = null;
-      description = "The package providing `bin/fleet`. There is no default: fleet is not in nixpkgs.";
+      type = types.package;
+      default = defaultPackage;
+      defaultText = literalExpression
+        "pkgs.fleet (fleet.overlays.default), else fleet's nix/package.nix built with pkgs";
+      description = ''
+        The package providing `bin/fleet`. By default fleet's own, built from source with this configuration's
+        nixpkgs (Swift 6.2).
+      '';
     };
 
     repository = mkOption {
@@ -216,7 +220,6 @@ in
 
   config = lib.mkIf cfg.enable {
     assertions = [
-      { assertion = cfg.package != null; message = packageMissing; }
       {
         assertion = config.services.openssh.sftpServerExecutable == "internal-sftp";
         message = ''
@@ -260,7 +263,7 @@ in
       declaredUsers);
     users.groups = builtins.listToAttrs (map (entry: { name = entry.user; value = { }; }) declaredUsers);
 
-    environment.systemPackages = lib.optional (cfg.package != null) cfg.package;
+    environment.systemPackages = [ cfg.package ];
     # `fleet status`, `fleet publish` by hand see the same directories as the services.
     environment.variables = fleetEnvironment;
 

@@ -151,7 +151,7 @@ struct NixSystem {
     func setProfile(to system: String) async throws(Failure) -> Generation {
         try FileIO.createDirectoriesOrFail(FileIO.split(profile).directory, step: "profile")
         let lock = try await waitForActivationLock(step: "profile")
-        defer { close(lock) }
+        defer { withExtendedLifetime(lock) {} }
         let output = try await run("profile", "nix-env", ["-p", profile, "--set", system])
         guard output.succeeded else {
             throw Failure(
@@ -171,7 +171,7 @@ struct NixSystem {
     /// and the generation made in this run, so the profile is as it was.
     func restoreProfile(to previous: Generation?, removing made: Generation?) async throws(Failure) {
         let lock = try await waitForActivationLock(step: "profile")
-        defer { close(lock) }
+        defer { withExtendedLifetime(lock) {} }
         if let previous {
             let output = try await run(
                 "profile", "nix-env", ["-p", profile, "--switch-generation", String(previous.number)])
@@ -199,7 +199,8 @@ struct NixSystem {
                 step: "activation", reason: "\(program) is missing or not executable: not a NixOS system", exitCode: nil
             )
         }
-        close(try await waitForActivationLock(step: "activation"))
+        // Free, and released at once: switch-to-configuration takes it itself.
+        _ = try await waitForActivationLock(step: "activation")
         let output = try await runStreamed(
             "activation", program, [operation], timeout: timeouts.activationSeconds)
         guard output.exitCode == 0 else {
@@ -211,34 +212,31 @@ struct NixSystem {
         }
     }
 
-    /// Takes ``activationLock``, waiting while another activation holds it, up to the activation timeout.
-    /// Returns the descriptor that holds it: closing it releases the lock.
-    private func waitForActivationLock(step: String) async throws(Failure) -> Int32 {
-        try FileIO.createDirectoriesOrFail(FileIO.split(activationLock).directory, step: step)
-        let descriptor = open(activationLock, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
-        guard descriptor >= 0 else {
-            let number = errno
-            throw Failure(
-                step: step, reason: "cannot open \(activationLock): \(String(cString: strerror(number)))",
-                exitCode: nil, systemError: number)
+    /// Takes ``activationLock``, waiting while another activation holds it, up to the activation timeout; the
+    /// lock is released when the returned value is dropped. Waiting past the timeout is a local failure: the
+    /// machine is busy with another activation, the generation is not at fault.
+    ///
+    /// - Returns: nil when the lock's directory (`/run/nixos`) does not exist: no activation has run since boot
+    ///   (switch-to-configuration makes it), so none is going on, and a machine that is not NixOS is left
+    ///   without a stray `/run/nixos`.
+    private func waitForActivationLock(step: String) async throws(Failure) -> FileLock? {
+        guard (try? FileStatus.following(FileIO.split(activationLock).directory))??.kind == .directory else {
+            return nil
         }
         let deadline = ContinuousClock.now + .seconds(timeouts.activationSeconds)
         var waiting = false
-        while flock(descriptor, LOCK_EX | LOCK_NB) != 0 {
-            let number = errno
-            guard number == EWOULDBLOCK || number == EINTR else {
-                close(descriptor)
-                throw Failure(
-                    step: step, reason: "cannot lock \(activationLock): \(String(cString: strerror(number)))",
-                    exitCode: nil, systemError: number)
+        while true {
+            do {
+                if let lock = try FileLock.acquire(activationLock, wait: false) { return lock }
+            } catch {
+                throw Failure(step: step, reason: error.description, exitCode: nil, systemError: error.errno)
             }
             guard ContinuousClock.now < deadline else {
-                close(descriptor)
                 throw Failure(
                     step: step,
                     reason: "another activation (nixos-rebuild switch, nixos-upgrade.service?) held \(activationLock) "
                         + "for \(timeouts.activationSeconds) s ([timeouts] activation_seconds); nothing was changed",
-                    exitCode: nil)
+                    exitCode: nil, systemError: EBUSY)
             }
             if !waiting {
                 log.phase("another activation holds \(activationLock) (nixos-rebuild switch?): waiting for it to end")
@@ -246,7 +244,6 @@ struct NixSystem {
             }
             try? await Task.sleep(for: activationLockPoll)
         }
-        return descriptor
     }
 
     /// Runs a long step (a build, a substitution, an activation): its output goes to `<outputDirectory>/<step>.log`

@@ -20,9 +20,9 @@ extension RunResult {
             generation: generation)
     }
 
-    /// Whether a failed system call says this machine is out of a resource or cannot write where it must, rather
-    /// than that what it was given is bad.
+    /// Whether a failed system call says this machine is out of a resource or cannot write where it must (or is
+    /// busy: EBUSY, another activation holding its lock), rather than that what it was given is bad.
     static func isLocalFailure(errno number: Int32) -> Bool {
-        [ENOSPC, EDQUOT, EROFS, EACCES, EPERM, EIO, ENOMEM, EMFILE, ENFILE, EFBIG].contains(number)
+        [ENOSPC, EDQUOT, EROFS, EACCES, EPERM, EIO, ENOMEM, EMFILE, ENFILE, EFBIG, EBUSY].contains(number)
     }
 }

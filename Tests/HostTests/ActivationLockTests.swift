@@ -54,6 +54,15 @@ struct ActivationLockTests {
         close(try Self.hold(system.activationLock))
     }
 
+    @Test func withoutRunNixosThereIsNoActivationToWaitForAndNothingIsCreated() async throws {
+        let directory = try TestDirectory.makeTemporary()
+        defer { directory.remove() }
+        let (system, toplevel) = try Self.fixture(directory)
+        try await system.activate(toplevel, operation: "test")
+        #expect(try String(contentsOfFile: directory.path("ran"), encoding: .utf8) == "test\n")
+        #expect(!FileManager.default.fileExists(atPath: directory.path("run")), "no stray run/nixos")
+    }
+
     @Test func aLockHeldPastTheActivationTimeoutFailsTheStepNamingIt() async throws {
         let directory = try TestDirectory.makeTemporary()
         defer { directory.remove() }
@@ -68,6 +77,8 @@ struct ActivationLockTests {
         } catch {
             #expect(error.step == "activation")
             #expect(error.description.contains("held \(system.activationLock) for 1 s"), "\(error)")
+            // The machine is busy, the generation is not at fault.
+            #expect(error.systemError.map(RunResult.isLocalFailure(errno:)) == true)
         }
         #expect(!FileManager.default.fileExists(atPath: directory.path("ran")))
     }
