@@ -57,6 +57,7 @@ rec {
     PrivateTmp = true;
     PrivateNetwork = true;
     PrivateMounts = true;
+    PrivateIPC = true;
     PrivateUsers = true;
     ProtectSystem = "strict";
     ProtectHome = true;

@@ -187,7 +187,8 @@ public struct SystemdUnits: Sendable, Equatable {
     /// The page's sandbox: `systemd-analyze security` rates it 0.4 (SAFE). It reads, starts one unit through
     /// D-Bus (a path-based Unix socket, which crosses the private network namespace) and accepts on the
     /// socket systemd passes it (created outside the sandbox, so neither PrivateNetwork= nor the address
-    /// family and IP rules apply to it).
+    /// family and IP rules apply to it). `pageHardening` in nixos/shared.nix sets the same directives (a test
+    /// compares them).
     public static let pageSandbox = [
         "DynamicUser=yes",
         "User=\(pageUser)",
@@ -199,6 +200,7 @@ public struct SystemdUnits: Sendable, Equatable {
         "PrivateUsers=yes",
         "PrivateNetwork=yes",
         "PrivateIPC=yes",
+        "PrivateMounts=yes",
         "ProtectSystem=strict",
         "ProtectHome=yes",
         "ProtectKernelTunables=yes",
