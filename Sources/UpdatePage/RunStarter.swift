@@ -29,7 +29,9 @@ public final class RunStarter: Sendable {
     private struct Request {
         /// The id the run will have (one more than the file's when the button was pressed).
         var id: Int
-        var at: ContinuousClock.Instant
+        /// When the wait for the run began: the press, then the moment the start command returned (a run can
+        /// only show up after that, however long the command took on a loaded machine).
+        var waitingSince: ContinuousClock.Instant
         var startedAt: String
         /// Why the start command failed, once it did.
         var failure: String?
@@ -100,13 +102,17 @@ public final class RunStarter: Sendable {
                 return .tooSoon(startedAgo: refusal.startedAgo, wait: refusal.wait)
             }
             state.limiter.recordStart(at: now)
-            state.request = Request(id: fileID + 1, at: now, startedAt: UTCTime.iso(Date()))
+            state.request = Request(id: fileID + 1, waitingSince: now, startedAt: UTCTime.iso(Date()))
             return nil
         }
         if let decision { return decision }
 
         let failure = await runStartCommand()
-        if let failure { state.withLock { $0.request?.failure = failure } }
+        let returned = ContinuousClock.now
+        state.withLock {
+            $0.request?.waitingSince = returned
+            $0.request?.failure = failure
+        }
         let progress =
             latest().shown ?? RunProgress(id: fileID + 1, phase: .running, startedAt: UTCTime.iso(Date()))
         return failure == nil ? .started(progress) : .couldNotStart(progress)
@@ -135,8 +141,8 @@ public final class RunStarter: Sendable {
             summary: "waiting for the run to start (\(startCommandLine))")
         let failure: String? =
             request.failure.map { "the run could not be started: \($0)" }
-            ?? (now - request.at > startTimeout
-                ? "no run started within \(PageResponder.wholeSeconds(startTimeout)) s of the press; see "
+            ?? (now - request.waitingSince > startTimeout
+                ? "no run started within \(PageResponder.wholeSeconds(startTimeout)) s of starting it; see "
                     + "`journalctl -u fleet-client.service` (another run may have held the lock)" : nil)
         if let failure {
             progress.phase = .finished

@@ -255,7 +255,8 @@ struct SFTPConnectionTests {
             try await SFTPConnection.connect(to: endpoint)
         }
         #expect(error?.code == .connectFailed)
-        #expect(ContinuousClock.now - started < .seconds(2))
+        // Refused at once, not cut by the 10 s connect timeout (the slack is for a loaded machine).
+        #expect(ContinuousClock.now - started < .seconds(8))
     }
 
     @Test func timesOutOnAServerThatNeverSpeaks() async throws {
@@ -306,7 +307,8 @@ struct SFTPConnectionTests {
             try await connection.readFile("/data/manifest", limit: 10)
         }
         #expect(error?.code == .connectionLost)
-        #expect(ContinuousClock.now - started < .seconds(2))
+        // Seen at once, not cut by the 30 s I/O timeout (the slack is for a loaded machine).
+        #expect(ContinuousClock.now - started < .seconds(10))
         await connection.close()
     }
 
