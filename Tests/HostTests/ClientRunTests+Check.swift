@@ -6,7 +6,7 @@ import Foundation
 import HostAgent
 import Testing
 
-/// `fleet-client check`, in the same serialized suite as the runs (shared Nix store, sshd, users).
+/// `fleet-client check` against a real server.
 extension ClientRunTests {
     @Test func checkDownloadExtractsOnlyIntoANewDirectoryAndNeverRemovesWhatItDidNotCreate() async throws {
         let fleet = try await ClientFleet.start(hosts: ["alpha"])

@@ -10,17 +10,6 @@ import Testing
 
 /// A host whose own disk stops the run: a real tmpfs with a size limit as the state directory, which fills.
 extension ClientRunTests {
-    static let localFailure = RunOutcome.localFailure.exitStatus
-
-    /// Mounts a real 1 MiB tmpfs as the host's state directory (the caller unmounts it) and returns its path.
-    static func mountSmallStateDirectory(_ host: String, of fleet: ClientFleet) throws -> String {
-        let state = fleet.stateDirectory(host)
-        try FileIO.createDirectories(state, mode: 0o755)
-        let mount = try TestCommand.run("/bin/mount", ["-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", state])
-        try #require(mount.succeeded, "\(mount.standardError)")
-        return state
-    }
-
     /// An identity file that is missing or not a key is the host's problem: a local failure (16), not a failed
     /// generation (11); the next run, with the key back, applies.
     @Test func aMissingOrUnreadableIdentityFileIsALocalFailure() async throws {
@@ -171,5 +160,16 @@ extension ClientRunTests {
         #expect(report.state == .localFailure && report.generation == 2, "\(report)")
         let state = try fleet.state("alpha")
         #expect(state.applied?.generation == 1 && state.failed == nil, "not given up: tried again next time")
+    }
+}
+
+extension ClientRunSuite {
+    /// Mounts a real 1 MiB tmpfs as the host's state directory (the caller unmounts it) and returns its path.
+    static func mountSmallStateDirectory(_ host: String, of fleet: ClientFleet) throws -> String {
+        let state = fleet.stateDirectory(host)
+        try FileIO.createDirectories(state, mode: 0o755)
+        let mount = try TestCommand.run("/bin/mount", ["-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", state])
+        try #require(mount.succeeded, "\(mount.standardError)")
+        return state
     }
 }

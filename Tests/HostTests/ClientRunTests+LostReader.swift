@@ -10,6 +10,34 @@ import Testing
 
 /// A run whose reader went away: it carries on and exits with its own status.
 extension ClientRunTests {
+    @Test func aRunWhoseReaderWentAwayFinishesAndExitsWithItsOwnStatus() async throws {
+        let fleet = try await ClientFleet.start(hosts: ["alpha"])
+        defer { fleet.stop() }
+        let environment = ["FLEET_ACTIVATION_LOG": fleet.activationLog("alpha")]
+        let config = ["--config", fleet.configPath("alpha")]
+
+        // A whole apply with nobody reading: applied, reported, nothing left pending.
+        #expect(try Self.runWithLostReader(["run"] + config, environment: environment) == Self.applied)
+        let state = try fleet.state("alpha")
+        #expect(state.applied?.generation == 1 && state.lastResult == .applied)
+        #expect(try FileStatus.of(fleet.stateDirectory("alpha") + "/pending.json") == nil)
+        #expect(try fleet.lastReport("alpha")?.state == .applied)
+        #expect(fleet.activations("alpha").count == 2)
+        // And as the issue has it: `fleet-client run … | head -c1` exits with the run's status, not 141.
+        let output = try await Command.run(
+            "/bin/bash",
+            [
+                "-c", "\"$0\" run --config \"$1\" 2>&1 | head -c1 >/dev/null; exit ${PIPESTATUS[0]}",
+                FleetFixture.executable("fleet-client"), fleet.configPath("alpha"),
+            ], environment: environment)
+        #expect(output.exitCode == Self.unchanged, "\(output.standardError)")
+        for arguments in [["status"], ["check"], ["--help"]] {
+            #expect(try Self.runWithLostReader(arguments + config, environment: environment) == 0, "\(arguments)")
+        }
+    }
+}
+
+extension ClientRunSuite {
     /// Runs `fleet-client <arguments>` with standard output and error on a pipe whose reading end is already
     /// closed, and SIGPIPE at its default (as a shell gives it): every line it writes meets a lost reader.
     static func runWithLostReader(_ arguments: [String], environment: [String: String]) throws -> Int32 {
@@ -43,31 +71,5 @@ extension ClientRunTests {
         var raw: Int32 = 0
         while waitpid(pid, &raw, 0) < 0 && errno == EINTR {}
         return raw & 0x7f == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f)
-    }
-
-    @Test func aRunWhoseReaderWentAwayFinishesAndExitsWithItsOwnStatus() async throws {
-        let fleet = try await ClientFleet.start(hosts: ["alpha"])
-        defer { fleet.stop() }
-        let environment = ["FLEET_ACTIVATION_LOG": fleet.activationLog("alpha")]
-        let config = ["--config", fleet.configPath("alpha")]
-
-        // A whole apply with nobody reading: applied, reported, nothing left pending.
-        #expect(try Self.runWithLostReader(["run"] + config, environment: environment) == Self.applied)
-        let state = try fleet.state("alpha")
-        #expect(state.applied?.generation == 1 && state.lastResult == .applied)
-        #expect(try FileStatus.of(fleet.stateDirectory("alpha") + "/pending.json") == nil)
-        #expect(try fleet.lastReport("alpha")?.state == .applied)
-        #expect(fleet.activations("alpha").count == 2)
-        // And as the issue has it: `fleet-client run … | head -c1` exits with the run's status, not 141.
-        let output = try await Command.run(
-            "/bin/bash",
-            [
-                "-c", "\"$0\" run --config \"$1\" 2>&1 | head -c1 >/dev/null; exit ${PIPESTATUS[0]}",
-                FleetFixture.executable("fleet-client"), fleet.configPath("alpha"),
-            ], environment: environment)
-        #expect(output.exitCode == Self.unchanged, "\(output.standardError)")
-        for arguments in [["status"], ["check"], ["--help"]] {
-            #expect(try Self.runWithLostReader(arguments + config, environment: environment) == 0, "\(arguments)")
-        }
     }
 }

@@ -12,14 +12,9 @@ import Testing
 
 /// `fleet-client run` against a real sshd, real chroots and the real Nix: the whole loop, and its refusals.
 ///
-/// Serialized: the tests share the Nix store and start sshd and Unix users (each test its own).
+/// Serialized, and in parallel with the other client suites: see ``ClientRunSuite``.
 @Suite("fleet-client run with a real sshd and Nix", .serialized)
-struct ClientRunTests {
-    static let applied = RunOutcome.applied.exitStatus
-    static let unchanged = RunOutcome.unchanged.exitStatus
-    static let failed = RunOutcome.failed.exitStatus
-    static let refused = RunOutcome.refused.exitStatus
-
+struct ClientRunTests: ClientRunSuite {
     @Test func threeHostsApplyStayUnchangedAndApplyAChange() async throws {
         let token = "SECRET-" + UUID().uuidString
         let fleet = try await ClientFleet.start(hosts: ["alpha", "beta", "gamma"]) { fixture in
@@ -128,32 +123,6 @@ struct ClientRunTests {
         let text = try await fleet.client("alpha", ["status"])
         #expect(text.standardOutput.contains("applied:      generation 2"))
         #expect(text.standardOutput.contains("unchanged"), "\(text.standardOutput)")
-    }
-
-    /// A failed generation is not tried again on the next run: no download, no build, no new report.
-    static func expectNotRetried(
-        _ fleet: ClientFleet, _ host: String, sourceLocation: SourceLocation = #_sourceLocation
-    ) async throws {
-        let reports = try fleet.uploaded(host).filter { $0.hasPrefix("report-") }.count
-        let output = try await fleet.client(host)
-        #expect(output.exitCode == Self.unchanged, "\(output.standardError)", sourceLocation: sourceLocation)
-        #expect(
-            output.standardError.contains("not tried again") && !output.standardError.contains("building"),
-            "\(output.standardError)", sourceLocation: sourceLocation)
-        #expect(
-            try fleet.uploaded(host).filter { $0.hasPrefix("report-") }.count == reports, sourceLocation: sourceLocation
-        )
-    }
-
-    /// No secret's bytes anywhere under /nix/store (secrets travel beside the tree, never into a flake source).
-    static func expectNotInTheStore(_ secrets: [String], sourceLocation: SourceLocation = #_sourceLocation) throws {
-        for secret in secrets {
-            let grep = try TestCommand.run("/bin/grep", ["-rlF", "--", secret, "/nix/store"])
-            #expect(
-                grep.status == 1 && grep.standardOutput.isEmpty,
-                "a secret is in the Nix store: \(grep.standardOutput)\(grep.standardError)",
-                sourceLocation: sourceLocation)
-        }
     }
 
     @Test func configurationNixWithoutAFlakeIsBuiltFromNixPath() async throws {
@@ -532,5 +501,33 @@ struct ClientRunTests {
         let report = try #require(try fleet.lastReport("alpha"))
         #expect(report.generation == 2 && report.state == .rolledBack)
         #expect(try fleet.uploaded("alpha").contains(kept[0]))
+    }
+}
+
+extension ClientRunSuite {
+    /// A failed generation is not tried again on the next run: no download, no build, no new report.
+    static func expectNotRetried(
+        _ fleet: ClientFleet, _ host: String, sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws {
+        let reports = try fleet.uploaded(host).filter { $0.hasPrefix("report-") }.count
+        let output = try await fleet.client(host)
+        #expect(output.exitCode == Self.unchanged, "\(output.standardError)", sourceLocation: sourceLocation)
+        #expect(
+            output.standardError.contains("not tried again") && !output.standardError.contains("building"),
+            "\(output.standardError)", sourceLocation: sourceLocation)
+        #expect(
+            try fleet.uploaded(host).filter { $0.hasPrefix("report-") }.count == reports, sourceLocation: sourceLocation
+        )
+    }
+
+    /// No secret's bytes anywhere under /nix/store (secrets travel beside the tree, never into a flake source).
+    static func expectNotInTheStore(_ secrets: [String], sourceLocation: SourceLocation = #_sourceLocation) throws {
+        for secret in secrets {
+            let grep = try TestCommand.run("/bin/grep", ["-rlF", "--", secret, "/nix/store"])
+            #expect(
+                grep.status == 1 && grep.standardOutput.isEmpty,
+                "a secret is in the Nix store: \(grep.standardOutput)\(grep.standardError)",
+                sourceLocation: sourceLocation)
+        }
     }
 }

@@ -7,8 +7,10 @@ import Foundation
 import HostAgent
 import Testing
 
-/// A run killed inside its confirmation window, resumed by the next run long after that window ended.
-extension ClientRunTests {
+/// Client runs across two invocations: a run killed inside its confirmation window, resumed by the next run
+/// long after that window ended; and what `fleet status` makes of real runs.
+@Suite("fleet-client resumed confirmations, and fleet status on real runs", .serialized)
+struct ClientResumeAndReviewTests: ClientRunSuite {
     @Test func aResumedConfirmationGetsAFreshWindowAndRecordsTheGenerationAsSeen() async throws {
         let fleet = try await ClientFleet.start(hosts: ["alpha"])
         defer { fleet.stop() }

@@ -8,7 +8,7 @@ import HostAgent
 import Testing
 
 /// `operation = "test"`: like `nixos-rebuild test`, only `switch-to-configuration test`, with real profiles.
-extension ClientRunTests {
+extension ClientRollbackTests {
     @Test func operationTestActivatesWithoutTouchingTheProfileOrTheBootDefault() async throws {
         let fleet = try await ClientFleet.start(hosts: ["alpha"])
         defer { fleet.stop() }

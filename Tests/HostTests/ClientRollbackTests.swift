@@ -9,36 +9,13 @@ import Publishing
 import ServerStore
 import Testing
 
-/// Magic rollback and reboots, in the same serialized suite as the other client runs (shared Nix store).
+/// Magic rollback and reboots (see ``ClientRunSuite`` for what the client suites share).
 ///
 /// The toy systems run `$FLEET_ACTIVATION_HOOK` on activation; these tests point it at a script that cuts the
 /// network the way a bad generation would: it stops the test's own sshd (by PID, with SIGSTOP) when the system
 /// being activated says so in its motd.
-extension ClientRunTests {
-    static let rolledBack = RunOutcome.rolledBack.exitStatus
-
-    /// A hook that stops sshd when a system whose motd contains `STOP-SSHD` is activated with `test`, and
-    /// resumes it two seconds later when the motd also contains `RESUME`.
-    static func writeHook(_ fleet: ClientFleet) throws -> String {
-        let pid = fleet.sshd.pid
-        try fleet.clients.writeFile(
-            "hook.sh",
-            text: """
-                #!/bin/sh
-                # $1 operation, $2 host, $3 system
-                [ "$1" = test ] || exit 0
-                if /bin/grep -q STOP-SSHD "$3/etc/motd"; then
-                    kill -STOP \(pid)
-                    if /bin/grep -q RESUME "$3/etc/motd"; then
-                        ( sleep 2; kill -CONT \(pid) ) </dev/null >/dev/null 2>&1 &
-                    fi
-                fi
-                exit 0
-
-                """, mode: 0o755)
-        return fleet.clients.path("hook.sh")
-    }
-
+@Suite("fleet-client rollbacks, reboots and operations with a real sshd and Nix", .serialized)
+struct ClientRollbackTests: ClientRunSuite {
     func publishSecondGeneration(_ fleet: ClientFleet, motd: String) async throws {
         try fleet.fixture.write("hosts/alpha/configuration.nix", "{ motd = [ \"\(motd)\" ]; }\n")
         try await fleet.publish()
@@ -262,5 +239,29 @@ extension ClientRunTests {
         ] {
             #expect(throws: ProtocolError.self, "\(bad)") { try RebootWindow(bad) }
         }
+    }
+}
+
+extension ClientRunSuite {
+    /// A hook that stops sshd when a system whose motd contains `STOP-SSHD` is activated with `test`, and
+    /// resumes it two seconds later when the motd also contains `RESUME`.
+    static func writeHook(_ fleet: ClientFleet) throws -> String {
+        let pid = fleet.sshd.pid
+        try fleet.clients.writeFile(
+            "hook.sh",
+            text: """
+                #!/bin/sh
+                # $1 operation, $2 host, $3 system
+                [ "$1" = test ] || exit 0
+                if /bin/grep -q STOP-SSHD "$3/etc/motd"; then
+                    kill -STOP \(pid)
+                    if /bin/grep -q RESUME "$3/etc/motd"; then
+                        ( sleep 2; kill -CONT \(pid) ) </dev/null >/dev/null 2>&1 &
+                    fi
+                fi
+                exit 0
+
+                """, mode: 0o755)
+        return fleet.clients.path("hook.sh")
     }
 }

@@ -11,30 +11,10 @@ import Publishing
 import ServerStore
 import Testing
 
-/// The build gate, per-host binary caches, `fleet build` and `fleet diff`, with the real Nix: in the client
-/// suite because they share its Nix store.
-extension ClientRunTests {
-    /// A repository of toy flake hosts, without sshd: what the server side needs.
-    static func toyFleet(_ hosts: [String], extraToml: String) throws -> FleetFixture {
-        let fixture = try FleetFixture(hosts: [], extraToml: "")
-        try fixture.write("common/toy-nixos.nix", ClientFleet.toyNixOS)
-        var toml = try String(contentsOfFile: fixture.repository + "/fleet.toml", encoding: .utf8) + extraToml + "\n"
-        for host in hosts {
-            try ClientFleet.addToyHost(host, to: fixture)
-            toml += "[hosts.\(host)]\nkey = \"\(KeyPair.publicLine(forHost: host))\"\n"
-        }
-        try fixture.write("fleet.toml", toml)
-        return fixture
-    }
-
-    static func publishJSON(_ fixture: FleetFixture, _ arguments: [String] = []) async throws -> (
-        Int32, [[String: Any]]
-    ) {
-        let output = try await fixture.fleet(["publish", "--json"] + arguments)
-        let rows = try JSONSerialization.jsonObject(with: Data(output.standardOutput.utf8)) as? [[String: Any]]
-        return (output.exitCode, rows ?? [])
-    }
-
+/// The build gate, per-host binary caches, `fleet build` and `fleet diff`, with the real Nix (see
+/// ``ClientRunSuite`` for what the client suites share).
+@Suite("fleet publish and fleet-client with the build gate, binary caches and real host builds", .serialized)
+struct ClientBuildTests: ClientRunSuite {
     /// A real NixOS build logs megabytes. Nix's output goes into the build log as it comes: no size makes a
     /// build that succeeded fail (it was "output exceeded the limit" past 4 MiB), and the log keeps all of it.
     @Test func aBuildThatLogsMegabytesStillBuildsAndItsLogKeepsEverything() async throws {
@@ -253,6 +233,37 @@ extension ClientRunTests {
         #expect((failed["reason"] as? String)?.contains("did not build") == true)
     }
 
+}
+
+/// Opens a fixture's state.db.
+enum StateStoreOpener {
+    static func open(_ fixture: FleetFixture) throws -> ServerStore.StateStore {
+        try ServerStore.StateStore(stateDirectory: fixture.stateDirectory)
+    }
+}
+
+extension ClientRunSuite {
+    /// A repository of toy flake hosts, without sshd: what the server side needs.
+    static func toyFleet(_ hosts: [String], extraToml: String) throws -> FleetFixture {
+        let fixture = try FleetFixture(hosts: [], extraToml: "")
+        try fixture.write("common/toy-nixos.nix", ClientFleet.toyNixOS)
+        var toml = try String(contentsOfFile: fixture.repository + "/fleet.toml", encoding: .utf8) + extraToml + "\n"
+        for host in hosts {
+            try ClientFleet.addToyHost(host, to: fixture)
+            toml += "[hosts.\(host)]\nkey = \"\(KeyPair.publicLine(forHost: host))\"\n"
+        }
+        try fixture.write("fleet.toml", toml)
+        return fixture
+    }
+
+    static func publishJSON(_ fixture: FleetFixture, _ arguments: [String] = []) async throws -> (
+        Int32, [[String: Any]]
+    ) {
+        let output = try await fixture.fleet(["publish", "--json"] + arguments)
+        let rows = try JSONSerialization.jsonObject(with: Data(output.standardOutput.utf8)) as? [[String: Any]]
+        return (output.exitCode, rows ?? [])
+    }
+
     /// Removes a system from the Nix store (and the server's build roots for it), as if this host never had it.
     static func forget(_ toplevel: String, fleet: ClientFleet) throws {
         let builds = fleet.fixture.stateDirectory + "/builds"
@@ -265,12 +276,5 @@ extension ClientRunTests {
         guard output.succeeded, try FileStatus.of(toplevel) == nil else {
             throw TestSupportError("could not remove \(toplevel) from the store: \(output.standardError)")
         }
-    }
-}
-
-/// Opens a fixture's state.db.
-enum StateStoreOpener {
-    static func open(_ fixture: FleetFixture) throws -> ServerStore.StateStore {
-        try ServerStore.StateStore(stateDirectory: fixture.stateDirectory)
     }
 }

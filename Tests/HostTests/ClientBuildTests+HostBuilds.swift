@@ -9,13 +9,7 @@ import ServerStore
 import Testing
 
 /// What real NixOS builds do that toy ones do not: log megabytes, and sometimes hang.
-extension ClientRunTests {
-    /// A host flake whose system is built by `script` (a new derivation each time: one already in the store
-    /// would not be built again).
-    static func writeSystem(_ host: String, script: String, in fleet: ClientFleet) throws {
-        try fleet.fixture.write("hosts/\(host)/flake.nix", ToySystem.flake(host: host, name: "real", script: script))
-    }
-
+extension ClientBuildTests {
     /// Nix's output goes to a file as it comes and to the journal line by line: a build that logs 20 MB
     /// succeeds (it failed past 16 MiB of captured output), and the uploaded log stays capped.
     @Test func aHostBuildThatLogsMegabytesStreamsAndSucceeds() async throws {
@@ -79,5 +73,13 @@ extension ClientRunTests {
         #expect(left.isEmpty, "still running: \(left)")
         // The lock is free: the next run is not refused as locked.
         #expect(try await fleet.client("hung").exitCode != RunOutcome.locked.exitStatus)
+    }
+}
+
+extension ClientRunSuite {
+    /// A host flake whose system is built by `script` (a new derivation each time: one already in the store
+    /// would not be built again).
+    static func writeSystem(_ host: String, script: String, in fleet: ClientFleet) throws {
+        try fleet.fixture.write("hosts/\(host)/flake.nix", ToySystem.flake(host: host, name: "real", script: script))
     }
 }

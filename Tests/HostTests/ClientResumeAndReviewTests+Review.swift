@@ -7,17 +7,8 @@ import Foundation
 import ServerStore
 import Testing
 
-/// `fleet status` and `fleet logs` on what real fleet-client runs uploaded through a real sshd: in the serialized
-/// client suite (shared Nix store, its own sshd and users).
-extension ClientRunTests {
-    func status(_ fleet: ClientFleet) async throws -> [String: HostStatus] {
-        let output = try await fleet.fixture.fleet(["status", "--json"])
-        #expect(output.exitCode == 0, "\(output.standardError)")
-        struct Output: Decodable { var hosts: [HostStatus] }
-        let rows = try JSONDecoder().decode(Output.self, from: Data(output.standardOutput.utf8)).hosts
-        return Dictionary(uniqueKeysWithValues: rows.map { ($0.host, $0) })
-    }
-
+/// `fleet status` and `fleet logs` on what real fleet-client runs uploaded through a real sshd.
+extension ClientResumeAndReviewTests {
     @Test func statusAndLogsShowWhatRealRunsReported() async throws {
         let fleet = try await ClientFleet.start(hosts: ["alpha", "beta", "gamma"])
         defer { fleet.stop() }
@@ -75,3 +66,16 @@ extension ClientRunTests {
         #expect(runs[0].log?.contains("switch-to-configuration test") == true)
     }
 }
+
+extension ClientRunSuite {
+    /// `fleet status --json`, by host.
+    func status(_ fleet: ClientFleet) async throws -> [String: HostStatus] {
+        let output = try await fleet.fixture.fleet(["status", "--json"])
+        #expect(output.exitCode == 0, "\(output.standardError)")
+        let rows = try JSONDecoder().decode(StatusOutput.self, from: Data(output.standardOutput.utf8)).hosts
+        return Dictionary(uniqueKeysWithValues: rows.map { ($0.host, $0) })
+    }
+}
+
+/// What `fleet status --json` prints, as far as the client suites read it.
+private struct StatusOutput: Decodable { var hosts: [HostStatus] }
