@@ -49,14 +49,17 @@ public final class RunStarter: Sendable {
     private let startCommand: [String]
     private let stateDirectory: String
     private let startTimeout: Duration
+    /// How long the start command may take: `systemctl start --no-block` returns at once unless systemd itself
+    /// is stuck.
+    static let startCommandTimeout: Duration = .seconds(30)
     private let state: Mutex<State>
 
     /// - Parameters:
     ///   - startCommand: the program and its arguments (no shell) that start a run and return.
     ///   - stateDirectory: where the run writes `progress.json`.
     ///   - minimumInterval: how long after a press started a run the next may.
-    ///   - startTimeout: how long a press waits for its run to show up in the progress file before it is said
-    ///     to have failed (and how long the start command may take).
+    ///   - startTimeout: how long a press waits for its run to show up in the progress file, once the start
+    ///     command returned, before it is said to have failed.
     public init(
         startCommand: [String], stateDirectory: String, minimumInterval: Duration, startTimeout: Duration = .seconds(30)
     ) {
@@ -123,7 +126,7 @@ public final class RunStarter: Sendable {
         guard let executable = startCommand.first else { return "no start command" }
         do {
             let output = try await Command.run(
-                executable, Array(startCommand.dropFirst()), outputLimit: 64 << 10, timeout: startTimeout)
+                executable, Array(startCommand.dropFirst()), outputLimit: 64 << 10, timeout: Self.startCommandTimeout)
             guard output.succeeded else {
                 let said = (output.standardError + output.standardOutput).trimmingWhitespace()
                 return "\(startCommandLine) exited with status \(output.exitCode)" + (said.isEmpty ? "" : ": \(said)")

@@ -9,7 +9,7 @@ public struct UpdatePageConfiguration: Sendable {
     /// What a press runs (no shell): it starts `fleet-client.service` and returns; the run writes its progress
     /// into the state directory, where the page reads it.
     public var startCommand = UpdatePageConfiguration.defaultStartCommand
-    /// How long a press waits for its run to show up in the progress file (and the start command may take).
+    /// How long a press waits for its run to show up in the progress file once the start command returned.
     public var startTimeout: Duration = .seconds(30)
     /// How long after a run started the next may start.
     public var minimumRunInterval: Duration = .seconds(60)
