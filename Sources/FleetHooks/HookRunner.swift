@@ -148,7 +148,7 @@ public struct HookRunner: Sendable {
         } catch {
             log(
                 "fleet: could not record \(failed.count) hook failure(s) in "
-                    + "\(stateDirectory)/\(StateStore.fileName): \(error)"
+                    + "\(stateDirectory)/\(StateDatabase.fileName): \(error)"
             )
         }
     }

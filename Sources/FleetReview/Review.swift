@@ -13,6 +13,8 @@ import ServerStore
 public final class Review {
     public let configuration: FleetConfiguration
     public let limits: IngestLimits
+    /// state.db, which both stores below are views over.
+    let database: StateDatabase
     let stateStore: StateStore
     let store: ReviewStore
     let hooks: HookRunner
@@ -37,10 +39,11 @@ public final class Review {
         self.limits = limits
         do {
             try FileIO.createDirectories(configuration.server.stateDirectory, mode: 0o700)
-            stateStore = try StateStore(stateDirectory: configuration.server.stateDirectory)
-            store = try ReviewStore(stateStore)
+            database = try StateDatabase(stateDirectory: configuration.server.stateDirectory)
+            stateStore = try StateStore(database)
+            store = try ReviewStore(database)
         } catch {
-            throw ReviewError("cannot open \(configuration.server.stateDirectory)/\(StateStore.fileName): \(error)")
+            throw ReviewError("cannot open \(configuration.server.stateDirectory)/\(StateDatabase.fileName): \(error)")
         }
         hooks = HookRunner(configuration, log: hookLog)
     }
@@ -69,7 +72,7 @@ public final class Review {
                 let hostRows = try store.hostRows()
                 let rows = try FleetStatus(store: store).rows(
                     hosts: hosts, published: published, hostRows: hostRows, runWarnings: ingest.warnings, now: at)
-                let events = try stateStore.database.transaction {
+                let events = try database.transaction {
                     try EventAnnouncer(store: store, stateStore: stateStore).announce(
                         rows, hostRows: hostRows, now: at)
                 }

@@ -15,8 +15,8 @@ import ServerStore
 /// - `review_hosts`: per host, a digest of the report and log names already examined (so an unchanged `logs/`
 ///   costs one directory listing), when the host was last heard from, and which events were announced.
 final class ReviewStore {
-    /// state.db's connection, shared with ``StateStore`` so that an announcement and its event are one
-    /// transaction.
+    /// state.db's connection (``ServerStore/StateDatabase``), shared with ``ServerStore/StateStore`` so that an
+    /// announcement and its event are one transaction.
     let database: SQLiteDatabase
 
     /// One schema change per entry, applied in order; never edit a shipped entry, append a new one.
@@ -88,9 +88,9 @@ final class ReviewStore {
         """,
     ]
 
-    init(_ store: StateStore) throws {
-        database = store.database
-        try database.migrate(component: "review", Self.migrations)
+    init(_ database: StateDatabase) throws {
+        self.database = database.connection
+        try self.database.migrate(component: "review", Self.migrations)
     }
 
     // MARK: - Bookkeeping

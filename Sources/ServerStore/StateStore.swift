@@ -1,13 +1,11 @@
 public import FleetProtocol
 import Foundation
-package import SQLiteKit
+import SQLiteKit
 
-/// The server's memory: `state.db` in the state directory. Publications and events are recorded here;
-/// the chroots stay the source of truth for what hosts can fetch.
+/// The server's memory of what it published: the `hosts`, `publications` and `events` tables of
+/// ``StateDatabase`` (state.db). The chroots stay the source of truth for what hosts can fetch.
 public final class StateStore {
-    /// The connection, for the other server modules of this package that keep their own tables here (the
-    /// review side: reports, heartbeats, ingest bookkeeping); their tables are created by ``migrations``.
-    package let database: SQLiteDatabase
+    private let database: SQLiteDatabase
 
     /// One schema change per entry, applied in order; never edit a shipped entry, append a new one.
     static let migrations = [
@@ -57,12 +55,15 @@ public final class StateStore {
         """,
     ]
 
-    public static let fileName = "state.db"
+    /// Creates or migrates its tables in `database`.
+    public init(_ database: StateDatabase) throws {
+        self.database = database.connection
+        try self.database.migrate(Self.migrations)
+    }
 
-    /// Opens (creating and migrating) `<stateDirectory>/state.db`.
-    public init(stateDirectory: String) throws {
-        database = try SQLiteDatabase(path: stateDirectory + "/" + Self.fileName)
-        try database.migrate(Self.migrations)
+    /// Opens (creating and migrating) `<stateDirectory>/state.db`, for a caller that uses no other store.
+    public convenience init(stateDirectory: String) throws {
+        try self.init(StateDatabase(stateDirectory: stateDirectory))
     }
 
     public var schemaVersion: Int64 { get throws { try database.userVersion } }

@@ -178,7 +178,7 @@ struct PublishTests {
         _ = try await fixture.fleet(["publish"])
         try fixture.write("hosts/a/x.nix", "1\n")
         _ = try await fixture.fleet(["publish"])
-        try FileIO.removeTree(fixture.stateDirectory + "/" + StateStore.fileName)
+        try FileIO.removeTree(fixture.stateDirectory + "/" + StateDatabase.fileName)
         try fixture.write("hosts/a/x.nix", "2\n")
         _ = try await fixture.fleet(["publish"])
         #expect(try fixture.verifiedManifest("a").generation == 3)

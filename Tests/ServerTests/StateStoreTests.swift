@@ -17,7 +17,7 @@ struct StateStoreTests {
     @Test func aDatabaseFromAnEarlierFleetIsMigratedWithNothingLost() throws {
         let directory = try TestDirectory.makeTemporary()
         defer { directory.remove() }
-        let old = try SQLiteDatabase(path: directory.path(StateStore.fileName))
+        let old = try SQLiteDatabase(path: directory.path(StateDatabase.fileName))
         try old.migrate([StateStore.migrations[0], ReviewStore.migrations[0]])
         try old.execute(
             """
@@ -31,15 +31,16 @@ struct StateStoreTests {
             """)
         #expect(try old.userVersion == 2)
 
-        let store = try StateStore(stateDirectory: directory.path)
-        let review = try ReviewStore(store)
+        let database = try StateDatabase(stateDirectory: directory.path)
+        let store = try StateStore(database)
+        let review = try ReviewStore(database)
         let publications = try store.publications(of: try HostName("a"))
         #expect(publications.map(\.toplevel) == [nil, "/nix/store/abc-system"])
         #expect(publications.map(\.hasCache) == [false, true])
         #expect(try store.events().allSatisfy { $0.kind != "system" })
         #expect(try review.latestReports()["a"]?.name == "report-1.json")
         #expect(try store.schemaVersion == Int64(StateStore.migrations.count))
-        let versions = try store.database.query("SELECT version FROM schema_versions WHERE component = 'review'")
+        let versions = try database.connection.query("SELECT version FROM schema_versions WHERE component = 'review'")
         #expect(versions.first?["version"].integer == Int64(ReviewStore.migrations.count))
     }
 
@@ -47,9 +48,10 @@ struct StateStoreTests {
     @Test func aNewDatabaseGetsEveryModulesTables() throws {
         let directory = try TestDirectory.makeTemporary()
         defer { directory.remove() }
-        let store = try StateStore(stateDirectory: directory.path)
-        _ = try ReviewStore(store)
-        let tables = try store.database.query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        let database = try StateDatabase(stateDirectory: directory.path)
+        _ = try StateStore(database)
+        _ = try ReviewStore(database)
+        let tables = try database.connection.query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
             .compactMap { $0["name"].text }
         for table in ["events", "heartbeats", "hosts", "ingest_files", "publications", "reports", "review_hosts"] {
             #expect(tables.contains(table), "\(tables)")
