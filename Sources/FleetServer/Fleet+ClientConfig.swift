@@ -69,7 +69,7 @@ extension Fleet {
             } else if let key = configuration.server.hostKey {
                 hostKey = key
             } else {
-                throw CommandError(
+                throw CommandFailure(
                     "\(configuration.file): [server] has no host_key, which every client pins; set it to the line of "
                         + "the server's /etc/ssh/ssh_host_ed25519_key.pub, or pass --host-public-key")
             }
@@ -79,14 +79,14 @@ extension Fleet {
                 fleetKey = try VerifyingKey(
                     nixFormat: String(decoding: try FileIO.read(publicKeyPath, limit: 4096), as: UTF8.self))
             } catch {
-                throw CommandError(
+                throw CommandFailure(
                     "cannot read the fleet public key \(publicKeyPath): \(error) (`fleet init` makes it)")
             }
             // The host's timer is set from client.toml, so fleet.toml's interval for it goes there: one value,
             // which the host then reports back with every poll.
             let range = ClientConfiguration.pollIntervalRange
             guard range.contains(selected.pollIntervalSeconds) else {
-                throw CommandError(
+                throw CommandFailure(
                     "\(configuration.file): [hosts.\(selected.name)] polls every \(selected.pollIntervalSeconds) s, but a "
                         + "host's timer takes \(range.lowerBound)…\(range.upperBound) s: set poll_interval_seconds "
                         + "(in [hosts.\(selected.name)] or [defaults]) within that")
@@ -102,7 +102,7 @@ extension Fleet {
             let text = client.rendered()
             // What is printed must parse back the same: the client reads it with the same code.
             guard (try? ClientConfiguration.parse(text, file: "client.toml")) == client else {
-                throw CommandError(
+                throw CommandFailure(
                     "internal error: the rendered client.toml for \(selected.name) does not parse back")
             }
             print(text, terminator: "")

@@ -47,7 +47,7 @@ extension Fleet {
             let tree: ResolvedTree
             do { tree = try resolver.resolve(selected.name) } catch {
                 // A fact about the repository, found while running: not a usage error.
-                throw CommandError(
+                throw CommandFailure(
                     "\(selected.name) would be refused: \(error.problems.map(\.description).joined(separator: "; "))")
             }
             let layout = ChrootLayout(root: configuration.server.chrootRoot, host: selected.name)

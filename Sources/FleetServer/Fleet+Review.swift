@@ -66,7 +66,7 @@ extension Fleet {
                 do {
                     written = try Metrics.write(text, to: metricsFile)
                 } catch {
-                    throw CommandError("--metrics-file \(metricsFile): cannot write it: \(error)")
+                    throw CommandFailure("--metrics-file \(metricsFile): cannot write it: \(error)")
                 }
             }
             if json {

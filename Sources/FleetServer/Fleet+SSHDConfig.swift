@@ -71,7 +71,7 @@ extension Fleet {
                 let keys = hostPrivateKey + oldHostKey
                 for key in keys {
                     if let problem = KeyFileKind.privateKeyProblem(key) {
-                        throw CommandError("--host-private-key \(key): \(problem)")
+                        throw CommandFailure("--host-private-key \(key): \(problem)")
                     }
                 }
                 let parsed = listen.flatMap(Self.split)

@@ -41,7 +41,7 @@ struct GlobalOptions: ParsableArguments {
 
 /// A failure while a command runs (not a usage error: those are ArgumentParser's ValidationError, exit 64):
 /// printed as `Error: …`, exit status 1.
-struct CommandError: Error, CustomStringConvertible {
+struct CommandFailure: Error, CustomStringConvertible {
     let description: String
 
     init(_ description: String) { self.description = description }

@@ -23,16 +23,16 @@ enum KeyFileKind {
     static func publicKey(_ path: String, flag: String) throws -> SSHPublicKey {
         let bytes: [UInt8]
         do { bytes = try FileIO.read(path, limit: 64 << 10) } catch {
-            throw CommandError("\(flag) \(path): cannot read it: \(error)")
+            throw CommandFailure("\(flag) \(path): cannot read it: \(error)")
         }
         let text = String(decoding: bytes, as: UTF8.self)
         if text.contains("PRIVATE KEY-----") {
-            throw CommandError(
+            throw CommandFailure(
                 "\(flag) \(path) is a private key; it takes the server's public host key (the same path with .pub, "
                     + "e.g. /etc/ssh/ssh_host_ed25519_key.pub)")
         }
         do { return try SSHPublicKey(text) } catch {
-            throw CommandError("\(flag) \(path): not a public key: \(error)")
+            throw CommandFailure("\(flag) \(path): not a public key: \(error)")
         }
     }
 }
