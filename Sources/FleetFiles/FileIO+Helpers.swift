@@ -91,7 +91,7 @@ extension FileIO {
 
     /// `path` made absolute against the current directory, `.` and `..` components and repeated or trailing
     /// slashes resolved by the text alone, without looking at the file system (so a `..` after a link is
-    /// taken literally). Inventory's `FileManagerPaths.absolute` does this with Foundation.
+    /// taken literally, and `~` is a name like any other: the shell expands it, fleet does not).
     public static func absolute(_ path: String) -> String {
         var full = FilePath(path)
         if !full.isAbsolute {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FleetFiles
 import FleetProtocol
 import Foundation
 import Inventory
@@ -29,7 +30,7 @@ extension Fleet {
             let repository = directory ?? global.repo
             let environment = ProcessInfo.processInfo.environment
             func explicit(_ flag: String?, _ variable: String) -> String? {
-                (flag ?? environment[variable].flatMap { $0.isEmpty ? nil : $0 }).map(FileManagerPaths.absolute)
+                (flag ?? environment[variable].flatMap { $0.isEmpty ? nil : $0 }).map(FileIO.absolute)
             }
             let explicitStateDirectory = explicit(global.stateDir, "FLEET_STATE_DIR")
             if !keyOnly {

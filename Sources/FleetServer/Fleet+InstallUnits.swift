@@ -76,7 +76,7 @@ extension Fleet {
             let configuration = try global.loadConfiguration()
             let environment = ProcessInfo.processInfo.environment
             func chosen(_ flag: String?, _ variable: String) -> String? {
-                (flag ?? environment[variable].flatMap { $0.isEmpty ? nil : $0 }).map(FileManagerPaths.absolute)
+                (flag ?? environment[variable].flatMap { $0.isEmpty ? nil : $0 }).map(FileIO.absolute)
             }
             let executable = try binary ?? FileIO.readLink("/proc/self/exe")
             let units: ServerUnits
@@ -84,12 +84,12 @@ extension Fleet {
                 units = try ServerUnits(
                     .init(
                         binary: executable,
-                        repository: FileManagerPaths.absolute(global.repo),
+                        repository: FileIO.absolute(global.repo),
                         chrootRoot: chosen(global.chrootRoot, "FLEET_CHROOT_ROOT"),
                         stateDirectory: chosen(global.stateDir, "FLEET_STATE_DIR"),
-                        sshdConfiguration: withoutSSHD ? nil : FileManagerPaths.absolute(sshdConfig),
-                        hostKey: FileManagerPaths.absolute(hostPrivateKey), sshd: sshd, sshKeygen: sshKeygen,
-                        metricsFile: metricsFile.map(FileManagerPaths.absolute)
+                        sshdConfiguration: withoutSSHD ? nil : FileIO.absolute(sshdConfig),
+                        hostKey: FileIO.absolute(hostPrivateKey), sshd: sshd, sshKeygen: sshKeygen,
+                        metricsFile: metricsFile.map(FileIO.absolute)
                             ?? configuration.server.stateDirectory + "/fleet.prom",
                         publishEvery: publishEvery, reviewEvery: reviewEvery))
             } catch {

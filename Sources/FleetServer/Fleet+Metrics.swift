@@ -39,7 +39,7 @@ extension Fleet {
         /// the new one. Written first under a name that does not end in .prom (node-exporter reads every *.prom
         /// file of its directory, hidden ones too), then renamed. Also used by `fleet review --metrics-file`.
         static func write(_ text: String, to file: String) throws -> String {
-            let path = FileManagerPaths.absolute(file)
+            let path = FileIO.absolute(file)
             let staging = path + ".tmp"
             try FileIO.writeAtomically(Array(text.utf8), to: staging, mode: 0o644)
             try FileIO.renameDurably(staging, to: path)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FleetFiles
 import Foundation
 import Inventory
 
@@ -31,7 +32,7 @@ struct GlobalOptions: ParsableArguments {
     /// a key made elsewhere would leave `fleet publish` without one.
     func stateDirectory(initialising repository: String) throws -> String {
         let environment = ProcessInfo.processInfo.environment["FLEET_STATE_DIR"].flatMap { $0.isEmpty ? nil : $0 }
-        if let explicit = stateDir ?? environment { return FileManagerPaths.absolute(explicit) }
+        if let explicit = stateDir ?? environment { return FileIO.absolute(explicit) }
         guard FileManager.default.fileExists(atPath: repository + "/" + FleetConfiguration.fileName) else {
             return "/var/lib/fleet"
         }

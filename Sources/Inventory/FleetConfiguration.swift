@@ -1,3 +1,4 @@
+import FleetFiles
 public import FleetProtocol
 import Foundation
 import NixKit
@@ -61,7 +62,7 @@ public struct FleetConfiguration: Sendable {
     ///
     /// - Throws: `InventoryError` listing every problem found.
     public static func load(repository: String) throws(InventoryError) -> FleetConfiguration {
-        let root = FileManagerPaths.absolute(repository)
+        let root = FileIO.absolute(repository)
         let file = root + "/" + fileName
         guard let data = FileManager.default.contents(atPath: file) else {
             throw InventoryError(
@@ -247,7 +248,7 @@ public struct FleetConfiguration: Sendable {
         chrootRoot: (path: String, source: String)?, stateDirectory: (path: String, source: String)?
     ) throws(InventoryError) -> FleetConfiguration {
         func checked(_ override: (path: String, source: String)) throws(InventoryError) -> String {
-            let path = FileManagerPaths.absolute(override.path)
+            let path = FileIO.absolute(override.path)
             if let problem = Server.problem(withPath: path) {
                 throw InventoryError("\(override.source) \(quoted(path)): \(problem)")
             }
@@ -304,16 +305,6 @@ extension TOMLReader {
             problem("\(file): \(context) key \"key\": \(error)")
             return nil
         }
-    }
-}
-
-/// Path helpers shared by the server modules.
-public enum FileManagerPaths {
-    /// `path` made absolute against the current directory, without resolving links.
-    public static func absolute(_ path: String) -> String {
-        var result = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
-        while result.count > 1 && result.hasSuffix("/") { result.removeLast() }
-        return (result as NSString).standardizingPath
     }
 }
 

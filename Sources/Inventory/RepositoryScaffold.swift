@@ -21,7 +21,7 @@ public enum RepositoryScaffold {
         throws -> Outcome
     {
         var outcome = Outcome()
-        let root = FileManagerPaths.absolute(directory)
+        let root = FileIO.absolute(directory)
         for (flag, path) in [("--state-dir", stateDirectory), ("--chroot-root", chrootRoot)] {
             if let path, let problem = FleetConfiguration.Server.problem(withPath: path) {
                 throw InventoryError("\(flag) \(quoted(path)): \(problem)")
