@@ -3,20 +3,9 @@ import Glibc
 public import SystemPackage
 
 extension FileIO {
-    /// The SHA-256 of a file's contents, in lowercase hex (the form of manifests and state.db), read in
-    /// chunks: snapshots and NARs can be large.
-    ///
-    /// - Parameter followLinks: false refuses a symbolic link at the last component (`O_NOFOLLOW`), for files
-    ///   in directories others can write.
-    public static func sha256(ofFile path: String, followLinks: Bool = true) throws(FileSystemError) -> String {
-        let descriptor = try FileSystemError.attempt("open", path: path) { () throws(Errno) in
-            try Syscall.open(path, O_RDONLY | (followLinks ? 0 : O_NOFOLLOW))
-        }
-        defer { Syscall.close(descriptor) }
-        return try sha256(of: descriptor, path: path)
-    }
-
-    /// The SHA-256 of what `descriptor` reads from its offset to the end, in lowercase hex.
+    /// The SHA-256 of what `descriptor` reads from its offset to the end, in lowercase hex, read in chunks
+    /// (snapshots and NARs can be large). The one streaming digest: `SHA256Hasher.hex(ofFile:)` (a regular
+    /// file, no link) and the publisher's digest cache use it.
     public static func sha256(of descriptor: FileDescriptor, path: String) throws(FileSystemError) -> String {
         var hasher = SHA256()
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 << 10, alignment: 16)
