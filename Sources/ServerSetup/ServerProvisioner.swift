@@ -36,6 +36,8 @@ public struct ServerProvisioner {
         try PathSafety.check(server.chrootRoot)
         try FileIO.createDirectories(server.chrootRoot)
         try PathSafety.check(server.chrootRoot)
+        let pool = ChrootLayout.cachePool(root: server.chrootRoot)
+        try FileIO.ensureDirectory(pool, mode: ChrootLayout.cachePoolMode, owner: 0, group: 0)
         let keysDirectory = SSHDConfiguration.authorizedKeysDirectory(stateDirectory: server.stateDirectory)
         try PathSafety.check(keysDirectory)
         try FileIO.createDirectories(server.stateDirectory)
@@ -54,6 +56,7 @@ public struct ServerProvisioner {
             )
         }
         if let warning = try auditLoggingWarning(outcomes) { warnings.append(warning) }
+        warnings += try checkOneFilesystem(pool: pool, outcomes: &outcomes)
         return Report(hosts: outcomes, warnings: warnings)
     }
 
@@ -74,6 +77,31 @@ public struct ServerProvisioner {
             + (missing.count > 1 ? " (nor in the others' dev/)" : "")
             + ", so what each host reads and writes is not logged; `fleet syslog-config > "
             + "\(SyslogConfiguration.suggestedPath)` and restart rsyslog"
+    }
+
+    /// Hosts' caches are hard links into the pool, and links cannot cross filesystems: a chroot on another
+    /// filesystem than the pool (a mount at `<chroot_root>/<host>`) could get no cache. Such a host with
+    /// `cache = true` is refused (its publish would fail); for the others it is a warning, for the day they
+    /// turn the cache on.
+    func checkOneFilesystem(pool: String, outcomes: inout [HostOutcome]) throws -> [String] {
+        guard let poolDevice = try FileStatus.of(pool)?.device else { return [] }
+        var warnings: [String] = []
+        for (index, host) in configuration.hosts.enumerated() where outcomes[index].status != "refused" {
+            let layout = ChrootLayout(root: configuration.server.chrootRoot, host: host.name)
+            guard let device = try FileStatus.of(layout.directory)?.device, device != poolDevice else { continue }
+            let problem =
+                "the chroot \(layout.directory) is on another filesystem than the binary-cache pool \(pool), so its "
+                + "cache/ cannot hold hard links to the pool's files: put \(layout.directory) on the filesystem of "
+                + "\(configuration.server.chrootRoot) (do not mount a filesystem at the chroot; mount it at the "
+                + "chroot root instead)"
+            if host.cache {
+                outcomes[index].status = "refused"
+                outcomes[index].problem = problem + "; until then this host, with cache = true, cannot be published"
+            } else {
+                warnings.append(problem + " before setting cache = true for \(host.name)")
+            }
+        }
+        return warnings
     }
 
     func provision(_ host: HostConfiguration, keysDirectory: String) async -> HostOutcome {
