@@ -45,11 +45,13 @@ public struct CachePool: Sendable {
         guard !missing.isEmpty else { return }
         for entry in missing { _ = try? FileIO.removeFile(directory + "/" + entry.narinfo) }
         try await copy(toplevel, signingKeyFile: signingKeyFile)
-        if let entry = try closure(of: toplevel).first(where: { (try? FileStatus.of(narPath($0.nar)))?.kind != .regular })
-        {
+        if let entry = try closure(of: toplevel).first(where: {
+            (try? FileStatus.of(narPath($0.nar)))?.kind != .regular
+        }) {
             throw BinaryCache.Failure(
                 description: "the binary-cache pool has \(directory)/\(entry.narinfo) but not its NAR "
-                    + "\(narPath(entry.nar)), even after copying \(toplevel) again; remove \(directory) and publish again")
+                    + "\(narPath(entry.nar)), even after copying \(toplevel) again; remove \(directory) and publish again"
+            )
         }
     }
 
@@ -70,7 +72,8 @@ public struct CachePool: Sendable {
             let info = try FileIO.readNoFollow(directory + "/" + Self.cacheInfoName, limit: 64 << 10)
             let ownInfo = cache.directory + "/" + Self.cacheInfoName
             let present = try FileStatus.of(ownInfo)
-            if present == nil || present?.linkCount != 1 || (try? FileIO.readNoFollow(ownInfo, limit: 64 << 10)) != info {
+            if present == nil || present?.linkCount != 1 || (try? FileIO.readNoFollow(ownInfo, limit: 64 << 10)) != info
+            {
                 try FileIO.writeAtomically(info, to: ownInfo, mode: 0o644, owner: 0, group: 0)
             }
         } catch {

@@ -88,12 +88,17 @@ public struct ServerProvisioner {
         var warnings: [String] = []
         for (index, host) in configuration.hosts.enumerated() where outcomes[index].status != "refused" {
             let layout = ChrootLayout(root: configuration.server.chrootRoot, host: host.name)
-            guard let device = try FileStatus.of(layout.directory)?.device, device != poolDevice else { continue }
+            // The chroot, or its cache/ alone, may be a mount of its own.
+            var elsewhere: String?
+            for directory in [layout.directory, layout.cache] where elsewhere == nil {
+                if let device = try FileStatus.of(directory)?.device, device != poolDevice { elsewhere = directory }
+            }
+            guard let elsewhere else { continue }
             let problem =
-                "the chroot \(layout.directory) is on another filesystem than the binary-cache pool \(pool), so its "
-                + "cache/ cannot hold hard links to the pool's files: put \(layout.directory) on the filesystem of "
-                + "\(configuration.server.chrootRoot) (do not mount a filesystem at the chroot; mount it at the "
-                + "chroot root instead)"
+                "\(elsewhere) is on another filesystem than the binary-cache pool \(pool), so the host's cache/ "
+                + "cannot hold hard links to the pool's files: put \(elsewhere) on the filesystem of "
+                + "\(configuration.server.chrootRoot) (do not mount a filesystem there; mount it at the chroot root "
+                + "instead)"
             if host.cache {
                 outcomes[index].status = "refused"
                 outcomes[index].problem = problem + "; until then this host, with cache = true, cannot be published"

@@ -26,7 +26,9 @@ struct CachePoolTests: ClientRunSuite {
         let pool = CachePool(chrootRoot: root)
         let poolStatus = try #require(try FileStatus.of(pool.directory))
         #expect(poolStatus.permissions == 0o700 && poolStatus.owner == 0 && poolStatus.group == 0)
-        let (toplevelA, toplevelB) = (try #require(try fleet.manifest("pshare-a").toplevel), try #require(try fleet.manifest("pshare-b").toplevel))
+        let (toplevelA, toplevelB) = (
+            try #require(try fleet.manifest("pshare-a").toplevel), try #require(try fleet.manifest("pshare-b").toplevel)
+        )
         let shared = try Self.closure(of: toplevelA).first { $0.hasSuffix("-fleet-pool-shared") }
         let extra = try Self.closure(of: toplevelA).first { $0.hasSuffix("-fleet-pool-only-pshare-a") }
         let (sharedHash, extraHash) = (try Self.hash(try #require(shared)), try Self.hash(try #require(extra)))
@@ -51,7 +53,8 @@ struct CachePoolTests: ClientRunSuite {
         for cache in [cacheA, cacheB] {
             let info = try #require(try FileStatus.of(cache.directory + "/nix-cache-info"))
             #expect(info.linkCount == 1 && info.permissions == 0o644, "each host's own nix-cache-info")
-            #expect(try FileIO.read(cache.directory + "/nix-cache-info") == FileIO.read(pool.directory + "/nix-cache-info"))
+            #expect(
+                try FileIO.read(cache.directory + "/nix-cache-info") == FileIO.read(pool.directory + "/nix-cache-info"))
         }
         let extraNar = try Self.narFile(pool.directory, extraHash)
         #expect(try FileStatus.of(cacheB.directory + "/" + extraHash + ".narinfo") == nil)
@@ -72,11 +75,13 @@ struct CachePoolTests: ClientRunSuite {
         // path by any name: not in its cache, not in the pool, not in pshare-a's chroot.
         let download = try TestDirectory.makeTemporary()
         defer { download.remove() }
-        var output = try await Self.sftpGet(fleet, as: "pshare-b", "/cache/\(sharedHash).narinfo", download.path("shared"))
+        var output = try await Self.sftpGet(
+            fleet, as: "pshare-b", "/cache/\(sharedHash).narinfo", download.path("shared"))
         #expect(output.exitCode == 0, "\(output.standardError)")
         #expect(try download.readFile("shared") == FileIO.read(pool.directory + "/" + sharedHash + ".narinfo"))
         for path in [
-            "/cache/\(extraHash).narinfo", "/cache/nar/\(extraNar)", "/../\(ChrootLayout.cachePoolName)/\(extraHash).narinfo",
+            "/cache/\(extraHash).narinfo", "/cache/nar/\(extraNar)",
+            "/../\(ChrootLayout.cachePoolName)/\(extraHash).narinfo",
             "/../pshare-a/cache/\(extraHash).narinfo",
         ] {
             output = try await Self.sftpGet(fleet, as: "pshare-b", path, download.path("stolen"))
@@ -170,10 +175,13 @@ struct CachePoolTests: ClientRunSuite {
         #expect(
             try TestCommand.run(
                 "/usr/bin/nix",
-                Nix.flakeFlags + ["copy", "--to", "file://\(pool.directory)?secret-key=\(key)&compression=zstd", strayPath]
+                Nix.flakeFlags + [
+                    "copy", "--to", "file://\(pool.directory)?secret-key=\(key)&compression=zstd", strayPath,
+                ]
             ).succeeded)
         let cacheB = try fixture.layout("pgc-b").cache
-        try FileIO.writeAtomically(Array("URL: nar/stray.nar.zst\n".utf8), to: cacheB + "/\(String(repeating: "0", count: 32)).narinfo")
+        try FileIO.writeAtomically(
+            Array("URL: nar/stray.nar.zst\n".utf8), to: cacheB + "/\(String(repeating: "0", count: 32)).narinfo")
         try FileIO.writeAtomically(Array("stray".utf8), to: cacheB + "/nar/stray.nar.zst")
 
         var output = try await fixture.fleet(["gc", "--json"])
@@ -182,7 +190,9 @@ struct CachePoolTests: ClientRunSuite {
         #expect(report.hosts.map(\.host) == ["pgc-a", "pgc-b"])
         #expect(report.hosts[0].removed.files == 0, "pgc-a's first generation is still served")
         #expect(
-            report.hosts[1].removed.names.sorted() == ["\(String(repeating: "0", count: 32)).narinfo", "nar/stray.nar.zst"]
+            report.hosts[1].removed.names.sorted() == [
+                "\(String(repeating: "0", count: 32)).narinfo", "nar/stray.nar.zst",
+            ]
                 && report.hosts[1].removed.bytes > 0)
         let strayHash = try Self.hash(strayPath)
         #expect(report.pool.files == 2 && report.pool.names.contains(strayHash + ".narinfo"), "\(report.pool)")
@@ -202,7 +212,10 @@ struct CachePoolTests: ClientRunSuite {
         let kept: Set<String> = [try Self.hash(secondA), try Self.hash(toplevelB), sharedHash]
         #expect(pool.storePathHashes() == kept)
         #expect(try FileIO.listDirectory(pool.directory + "/nar").count == 3)
-        #expect(BinaryCache(directory: try fixture.layout("pgc-a").cache).storePathHashes() == [try Self.hash(secondA), sharedHash])
+        #expect(
+            BinaryCache(directory: try fixture.layout("pgc-a").cache).storePathHashes() == [
+                try Self.hash(secondA), sharedHash,
+            ])
         #expect(try FileStatus.of(sharedNar)?.inode == before.inode, "the shared NAR was never rewritten")
 
         // Nothing left to collect.
@@ -241,7 +254,9 @@ struct CachePoolTests: ClientRunSuite {
             try ClientFleet.addToyHost(host, to: fixture)
             toml += "[hosts.\(host)]\nkey = \"\(KeyPair.publicLine(forHost: host))\"\n"
         }
-        try fixture.write("fleet.toml", toml.replacingOccurrences(of: "[hosts.pmount-cached]\n", with: "[hosts.pmount-cached]\ncache = true\n"))
+        try fixture.write(
+            "fleet.toml",
+            toml.replacingOccurrences(of: "[hosts.pmount-cached]\n", with: "[hosts.pmount-cached]\ncache = true\n"))
         defer {
             for host in ["pmount-cached", "pmount-plain"] {
                 _ = try? TestCommand.run("/usr/sbin/userdel", [prefix + host])
@@ -267,10 +282,13 @@ struct CachePoolTests: ClientRunSuite {
         let pool = CachePool(chrootRoot: fixture.chrootRoot).directory
         let chroot = try fixture.layout("pmount-cached").directory
         #expect(cached.status == "refused", "\(cached)")
-        #expect(cached.problem?.contains("\(chroot) is on another filesystem") == true && cached.problem?.contains(pool) == true)
+        #expect(
+            cached.problem?.contains("\(chroot) is on another filesystem") == true
+                && cached.problem?.contains(pool) == true)
         #expect(setup.hosts.first { $0.host == "pmount-plain" }?.status != "refused")
         let plainChroot = try fixture.layout("pmount-plain").directory
-        #expect(setup.warnings.contains { $0.contains(plainChroot) && $0.contains("cache = true") }, "\(setup.warnings)")
+        #expect(
+            setup.warnings.contains { $0.contains(plainChroot) && $0.contains("cache = true") }, "\(setup.warnings)")
 
         output = try await fixture.fleet(["publish", "--json"])
         #expect(output.exitCode == 1)
@@ -278,11 +296,75 @@ struct CachePoolTests: ClientRunSuite {
         let row = try #require(rows.first { $0["host"] as? String == "pmount-cached" }, "\(output.standardOutput)")
         let reason = row["reason"] as? String ?? ""
         #expect(row["status"] as? String == "build-failed", "\(row)")
-        #expect(reason.contains("cannot hard-link") && reason.contains(pool + "/") && reason.contains(chroot + "/cache/"), "\(reason)")
+        #expect(
+            reason.contains("cannot hard-link") && reason.contains(pool + "/") && reason.contains(chroot + "/cache/"),
+            "\(reason)")
         #expect(rows.first { $0["host"] as? String == "pmount-plain" }?["status"] as? String == "published")
         let cache = try fixture.layout("pmount-cached").cache
         #expect(((try? FileIO.listDirectory(cache + "/nar")) ?? []).isEmpty, "nothing copied instead")
         #expect(try FileStatus.of(try fixture.layout("pmount-cached").manifest) == nil, "not published")
+    }
+
+    /// Something in the way (a directory where a host's link goes) or a pool file that is not a regular file
+    /// (a symbolic link planted in the pool): that host's cache fails naming the paths, its generation stays,
+    /// nothing planted is followed or lost, and the other host is unaffected.
+    @Test func whatIsNotARegularFileInThePoolOrInTheWayFailsOnlyThatHostsCache() async throws {
+        let fixture = try Self.toyFleet(["phostile-a", "phostile-b"], extraToml: "[defaults]\ncache = true")
+        defer { fixture.remove() }
+        let elsewhere = try TestDirectory.makeTemporary()
+        defer { elsewhere.remove() }
+        #expect(try await fixture.fleet(["publish"]).exitCode == 0)
+        let firstA = try #require(try fixture.verifiedManifest("phostile-a").toplevel)
+        let pool = CachePool(chrootRoot: fixture.chrootRoot)
+        let cacheA = BinaryCache(directory: try fixture.layout("phostile-a").cache)
+
+        // phostile-a's next system: a directory with a file in it where its narinfo's link would go.
+        try fixture.write("hosts/phostile-a/configuration.nix", "{ motd = [ \"a, second\" ]; }\n")
+        try fixture.write("hosts/phostile-b/configuration.nix", "{ motd = [ \"b, second\" ]; }\n")
+        let built = try await fixture.fleet(["build", "--json"])
+        let builds =
+            try #require(
+                try JSONSerialization.jsonObject(with: Data(built.standardOutput.utf8)) as? [String: Any])["builds"]
+            as? [[String: Any]]
+        let secondA = try #require(builds?.first { $0["host"] as? String == "phostile-a" }?["toplevel"] as? String)
+        let secondB = try #require(builds?.first { $0["host"] as? String == "phostile-b" }?["toplevel"] as? String)
+        let inTheWay = cacheA.directory + "/" + (try Self.hash(secondA)) + ".narinfo"
+        try FileIO.createDirectories(inTheWay)
+        try FileIO.writeAtomically(Array("kept".utf8), to: inTheWay + "/planted")
+
+        // phostile-b's next system in the pool, its narinfo replaced by a link to a copy outside the pool.
+        let key = fixture.stateDirectory + "/" + SigningKeyFile.secretName
+        #expect(
+            try TestCommand.run(
+                "/usr/bin/nix",
+                Nix.flakeFlags + [
+                    "copy", "--to", "file://\(pool.directory)?secret-key=\(key)&compression=zstd", secondB,
+                ]
+            ).succeeded)
+        let poolNarInfo = pool.directory + "/" + (try Self.hash(secondB)) + ".narinfo"
+        try elsewhere.writeFile("narinfo", try FileIO.read(poolNarInfo))
+        try FileIO.removeFile(poolNarInfo)
+        #expect(symlink(elsewhere.path("narinfo"), poolNarInfo) == 0)
+
+        let output = try await fixture.fleet(["publish", "--json"])
+        #expect(output.exitCode == 1)
+        let rows = try JSONSerialization.jsonObject(with: Data(output.standardOutput.utf8)) as? [[String: Any]] ?? []
+        let rowA = try #require(rows.first { $0["host"] as? String == "phostile-a" }, "\(output.standardOutput)")
+        let reasonA = rowA["reason"] as? String ?? ""
+        #expect(rowA["status"] as? String == "build-failed" && rowA["generation"] as? Int == 1, "\(rowA)")
+        #expect(reasonA.contains("cannot hard-link") && reasonA.contains(inTheWay), "\(reasonA)")
+        #expect(reasonA.contains(pool.directory + "/" + (try Self.hash(secondA)) + ".narinfo"), "\(reasonA)")
+        #expect(try FileIO.read(inTheWay + "/planted") == Array("kept".utf8), "nothing planted is lost")
+        #expect(cacheA.storePathHashes().contains(try Self.hash(firstA)), "the served generation keeps its cache")
+        #expect(try fixture.verifiedManifest("phostile-a").toplevel == firstA)
+
+        let rowB = try #require(rows.first { $0["host"] as? String == "phostile-b" })
+        let reasonB = rowB["reason"] as? String ?? ""
+        #expect(rowB["status"] as? String == "build-failed" && rowB["generation"] as? Int == 1, "\(rowB)")
+        #expect(reasonB.contains(poolNarInfo) && reasonB.contains("symbolic link"), "\(reasonB)")
+        let cacheB = BinaryCache(directory: try fixture.layout("phostile-b").cache)
+        #expect(!cacheB.storePathHashes().contains(try Self.hash(secondB)), "nothing is linked through the link")
+        #expect(try FileStatus.of(poolNarInfo)?.kind == .symbolicLink && (try elsewhere.readFile("narinfo")).count > 0)
     }
 
     // MARK: - Helpers
@@ -355,7 +437,9 @@ struct CachePoolTests: ClientRunSuite {
     }
 
     static func hash(_ storePath: String) throws -> String {
-        guard let hash = Nix.hashPart(ofStorePath: storePath) else { throw TestSupportError("\(storePath) is not a store path") }
+        guard let hash = Nix.hashPart(ofStorePath: storePath) else {
+            throw TestSupportError("\(storePath) is not a store path")
+        }
         return hash
     }
 
