@@ -1,11 +1,12 @@
-import CommandRunner
 import FleetFiles
 import Foundation
 import NixKit
 
-/// A host's binary cache in its chroot (`cache/`): the closure of its built system, signed with the fleet key,
-/// as `nix copy --to file://` writes it; and the collection of what no published generation needs any more.
+/// A host's binary cache in its chroot (`cache/`): hard links to the ``CachePool``'s files of exactly the
+/// closures of its served systems, plus its own `nix-cache-info`; and the collection of the links that no
+/// published generation needs any more.
 public struct BinaryCache: Sendable {
+    /// Why a host's cache could not be made; the host is then not published (its generation stays).
     public struct Failure: Error, CustomStringConvertible, Sendable {
         public let description: String
     }
@@ -16,25 +17,13 @@ public struct BinaryCache: Sendable {
         self.directory = directory
     }
 
-    /// Copies `toplevel`'s closure (and nothing else) into the cache, signing each path with the key file (the
-    /// fleet's `signing.key`, Nix format), then makes everything root-owned and world-readable (the host reads it
-    /// over SFTP; it is public data, signed).
-    public func add(closureOf toplevel: String, signingKeyFile: String) async throws(Failure) {
-        let destination = "file://\(directory)?secret-key=\(signingKeyFile)&compression=zstd"
-        do {
-            try await Command.checked("nix", Nix.flakeFlags + ["copy", "--to", destination, toplevel])
-        } catch {
-            throw Failure(description: "cannot copy \(toplevel) into the binary cache \(directory): \(error)")
-        }
-        normalizePermissions(directory)
-    }
-
-    /// Deletes narinfo and nar files that the closures of `toplevels` (the systems of the generations still
-    /// published) do not need. The closure is read from the cache's own narinfo files.
+    /// Deletes narinfo and nar files (links into the pool, or files an older fleet copied here) that the
+    /// closures of `toplevels` (the systems of the generations still served) do not need. The closure is read
+    /// from the cache's own narinfo files. The pool's copy goes at the pool's collection, once no host links it.
     ///
-    /// - Returns: the names deleted.
+    /// - Returns: the names deleted and their sizes.
     @discardableResult
-    public func collect(keeping toplevels: [String]) -> [String] {
+    public func collect(keeping toplevels: [String]) -> CacheRemoval {
         var neededInfo: Set<String> = []
         var neededNars: Set<String> = []
         var queue = toplevels.compactMap(Nix.hashPart(ofStorePath:))
@@ -48,15 +37,15 @@ public struct BinaryCache: Sendable {
             neededNars.insert(info.narFile)
             queue += info.references
         }
-        var deleted: [String] = []
+        var removal = CacheRemoval()
         for name in (try? FileIO.listDirectory(directory)) ?? []
         where name.hasSuffix(".narinfo") && !neededInfo.contains(name) {
-            if (try? FileIO.removeFile(directory + "/" + name)) == true { deleted.append(name) }
+            remove(name, into: &removal)
         }
         for name in (try? FileIO.listDirectory(directory + "/nar")) ?? [] where !neededNars.contains(name) {
-            if (try? FileIO.removeFile(directory + "/nar/" + name)) == true { deleted.append("nar/" + name) }
+            remove("nar/" + name, into: &removal)
         }
-        return deleted
+        return removal
     }
 
     /// The store paths whose narinfo the cache holds.
@@ -67,18 +56,9 @@ public struct BinaryCache: Sendable {
             })
     }
 
-    private func normalizePermissions(_ path: String) {
-        guard let status = try? FileStatus.of(path) else { return }
-        switch status.kind {
-        case .directory:
-            try? FileIO.setOwner(path, owner: 0, group: 0)
-            try? FileIO.setMode(path, 0o755)
-            for name in (try? FileIO.listDirectory(path)) ?? [] { normalizePermissions(path + "/" + name) }
-        case .regular:
-            try? FileIO.setOwner(path, owner: 0, group: 0)
-            try? FileIO.setMode(path, 0o644)
-        default:
-            _ = try? FileIO.removeFile(path)
-        }
+    private func remove(_ name: String, into removal: inout CacheRemoval) {
+        let path = directory + "/" + name
+        let size = (try? FileStatus.of(path))?.size ?? 0
+        if (try? FileIO.removeFile(path)) == true { removal.add(name, bytes: size) }
     }
 }

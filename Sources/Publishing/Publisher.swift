@@ -114,6 +114,9 @@ public struct Publisher {
                 // The hosts are published; only the next run is slower.
                 warnings.append("could not keep the file digests for the next publish: \(error)")
             }
+            // The pool's files that no host links since this publish (superseded closures, a host whose cache
+            // failed after its copy into the pool). Still under the publish lock.
+            CachePool(chrootRoot: chrootRoot).collect()
         }
         return PublishRun(results: results, warnings: warnings, dryRun: dryRun)
     }
@@ -212,10 +215,14 @@ public struct Publisher {
         }
         try ChrootProvisioner.ensure(layout, user: user, repair: false)
         if host.cache, let toplevel {
+            // Into the server's one pool (compressed once, whoever else shares the paths), then linked into
+            // this host's cache: exactly its closure, the pool's inodes.
+            let pool = CachePool(chrootRoot: configuration.server.chrootRoot)
             do {
-                try await BinaryCache(directory: layout.cache).add(
+                try await pool.add(
                     closureOf: toplevel,
                     signingKeyFile: configuration.server.stateDirectory + "/" + SigningKeyFile.secretName)
+                try pool.link(closureOf: toplevel, into: BinaryCache(directory: layout.cache))
             } catch {
                 result.status = .buildFailed
                 result.generation = current?.generation
@@ -363,21 +370,14 @@ public struct Publisher {
     }
 
     /// Removes superseded snapshots past their grace period and, when that (or this publish) may have left
-    /// cache files that no published generation needs, those too.
+    /// cache links that no served generation needs, those too (the pool's copies go after the publish).
     func collect(_ layout: ChrootLayout, current: UInt64, now: Date, published: Bool) throws {
         let removed = try SnapshotCollector.collect(
             layout, currentGeneration: current, graceSeconds: configuration.server.snapshotGraceSeconds,
             now: Int64(now.timeIntervalSince1970))
         let snapshotsRemoved = removed.contains { $0.hasPrefix(layout.snapshots + "/") }
-        guard published || snapshotsRemoved, try FileStatus.of(layout.cache + "/nix-cache-info") != nil else { return }
-        // The systems of the generations whose snapshots are still served.
-        var kept: Set<UInt64> = []
-        for name in try FileIO.listDirectory(layout.snapshots) {
-            if let generation = ChrootLayout.generation(ofSnapshotNamed: name) { kept.insert(generation) }
-        }
-        let toplevels = try store.publications(of: layout.host).filter { kept.contains($0.generation) && $0.hasCache }
-            .compactMap(\.toplevel)
-        BinaryCache(directory: layout.cache).collect(keeping: toplevels)
+        guard published || snapshotsRemoved else { return }
+        _ = try CacheCollector.collect(layout, store: store)
     }
 
     /// The fleet repository's commit, with `-dirty` when it has uncommitted changes, or `none` outside git.

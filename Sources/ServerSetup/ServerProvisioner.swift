@@ -36,6 +36,8 @@ public struct ServerProvisioner {
         try PathSafety.check(server.chrootRoot)
         try FileIO.createDirectories(server.chrootRoot)
         try PathSafety.check(server.chrootRoot)
+        let pool = ChrootLayout.cachePool(root: server.chrootRoot)
+        try FileIO.ensureDirectory(pool, mode: ChrootLayout.cachePoolMode, owner: 0, group: 0)
         let keysDirectory = SSHDConfiguration.authorizedKeysDirectory(stateDirectory: server.stateDirectory)
         try PathSafety.check(keysDirectory)
         try FileIO.createDirectories(server.stateDirectory)
@@ -54,6 +56,7 @@ public struct ServerProvisioner {
             )
         }
         if let warning = try auditLoggingWarning(outcomes) { warnings.append(warning) }
+        warnings += try checkOneFilesystem(pool: pool, outcomes: &outcomes)
         return Report(hosts: outcomes, warnings: warnings)
     }
 
@@ -74,6 +77,36 @@ public struct ServerProvisioner {
             + (missing.count > 1 ? " (nor in the others' dev/)" : "")
             + ", so what each host reads and writes is not logged; `fleet syslog-config > "
             + "\(SyslogConfiguration.suggestedPath)` and restart rsyslog"
+    }
+
+    /// Hosts' caches are hard links into the pool, and links cannot cross filesystems: a chroot on another
+    /// filesystem than the pool (a mount at `<chroot_root>/<host>`) could get no cache. Such a host with
+    /// `cache = true` is refused (its publish would fail); for the others it is a warning, for the day they
+    /// turn the cache on.
+    func checkOneFilesystem(pool: String, outcomes: inout [HostOutcome]) throws -> [String] {
+        guard let poolDevice = try FileStatus.of(pool)?.device else { return [] }
+        var warnings: [String] = []
+        for (index, host) in configuration.hosts.enumerated() where outcomes[index].status != "refused" {
+            let layout = ChrootLayout(root: configuration.server.chrootRoot, host: host.name)
+            // The chroot, or its cache/ alone, may be a mount of its own.
+            var elsewhere: String?
+            for directory in [layout.directory, layout.cache] where elsewhere == nil {
+                if let device = try FileStatus.of(directory)?.device, device != poolDevice { elsewhere = directory }
+            }
+            guard let elsewhere else { continue }
+            let problem =
+                "\(elsewhere) is on another filesystem than the binary-cache pool \(pool), so the host's cache/ "
+                + "cannot hold hard links to the pool's files: put \(elsewhere) on the filesystem of "
+                + "\(configuration.server.chrootRoot) (do not mount a filesystem there; mount it at the chroot root "
+                + "instead)"
+            if host.cache {
+                outcomes[index].status = "refused"
+                outcomes[index].problem = problem + "; until then this host, with cache = true, cannot be published"
+            } else {
+                warnings.append(problem + " before setting cache = true for \(host.name)")
+            }
+        }
+        return warnings
     }
 
     func provision(_ host: HostConfiguration, keysDirectory: String) async -> HostOutcome {

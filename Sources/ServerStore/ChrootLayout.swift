@@ -4,13 +4,19 @@ public import FleetProtocol
 /// host's chroot directory in front, and the owners and modes `fleet setup` and the publisher give them.
 ///
 /// ```
+/// <root>/.cache-pool/         root:root 0700   every NAR and narinfo once (`nix copy` writes here, nowhere else)
+///   nix-cache-info, <hash>.narinfo, nar/<file>   root 0644
 /// <root>/<host>/              root:root 0755   ChrootDirectory
 ///   manifest                  root 0644
 ///   snapshots/<gen>.tar.zst   root:<host> 0640 (directory 02750: files inherit the host's group)
-///   cache/                    root 0755
+///   cache/                    root 0755        its own nix-cache-info; hard links into the pool of exactly
+///     <hash>.narinfo, nar/    root 0644        the closures of its served generations (same inodes)
 ///   logs/                     <host>:<host> 0700
 ///   dev/                      root 0755        (`fleet setup`) holds `log`, the syslog daemon's socket
 /// ```
+///
+/// The pool's name starts with a dot, which no host name can (``HostName/rule``), so it is never a chroot;
+/// it lies on the chroot root's filesystem because hard links cannot cross filesystems.
 public struct ChrootLayout: Sendable {
     public let root: String
     public let host: HostName
@@ -29,6 +35,14 @@ public struct ChrootLayout: Sendable {
     /// Where sshd, chrooted, sends internal-sftp's per-request log lines: a socket the syslog daemon listens on
     /// (see `fleet syslog-config`). Without it those lines are lost.
     public var logSocket: String { dev + "/log" }
+
+    /// The server's one binary-cache pool (see the tree above): beside the chroots, in no chroot.
+    public var cachePool: String { Self.cachePool(root: root) }
+
+    public static func cachePool(root: String) -> String { root + "/" + cachePoolName }
+
+    public static let cachePoolName = ".cache-pool"
+    public static let cachePoolMode: UInt32 = 0o700
 
     public func snapshot(_ generation: UInt64) -> String { directory + ChrootPaths.snapshot(generation) }
 
