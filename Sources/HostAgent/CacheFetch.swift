@@ -210,6 +210,12 @@ struct CacheFetch {
         for info in infos where names.insert(info.narFile).inserted {
             if (try? FileStatus.of(narDirectory + "/" + info.narFile)) ?? nil == nil { pending.append(info) }
         }
+        if !pending.isEmpty {
+            let announced = pending.compactMap(\.fileSize).reduce(0, +)
+            log.phase(
+                "downloading \(pending.count) NAR file(s) (\(String(format: "%.1f", Double(announced) / 1_000_000)) MB) "
+                    + "from the fleet's binary cache")
+        }
         var files = 0
         var bytes: Int64 = 0
         var batch: [NarInfo] = []
@@ -224,6 +230,7 @@ struct CacheFetch {
                     (ChrootPaths.cacheFile($0.url), narDirectory + "/" + $0.narFile, Self.narLimit, $0.fileSize)
                 }, what: "NAR files", over: connection)
             files += batch.count
+            log.progress("downloaded \(files) of \(pending.count) NAR files")
             batch = []
             batchBytes = 0
         }
