@@ -15,6 +15,44 @@ public struct RunReport: Codable, Sendable, Equatable {
         public var total: Double = 0
     }
 
+    /// What fetching the closure from the fleet's binary cache cost (counted in ``Durations/download`` too).
+    /// Absent in reports of runs without a cache and of clients before it was added (decoded as nil).
+    public struct CacheTransfer: Codable, Sendable, Equatable {
+        /// Store paths in the system's closure, as the local store counts them (nil: not counted).
+        public var closurePaths: Int?
+        /// Those the local Nix store lacked: only these were fetched.
+        public var missingPaths: Int
+        /// narinfo and NAR files downloaded (files kept from an interrupted run are not counted).
+        public var filesFetched: Int
+        public var bytesFetched: Int64
+        public var seconds: Double
+
+        public init(closurePaths: Int?, missingPaths: Int, filesFetched: Int, bytesFetched: Int64, seconds: Double) {
+            self.closurePaths = closurePaths
+            self.missingPaths = missingPaths
+            self.filesFetched = filesFetched
+            self.bytesFetched = bytesFetched
+            self.seconds = seconds
+        }
+
+        /// "fetched 54 of 1,507 paths (9.2 MB) in 1.3 s", for the run log and `fleet logs`.
+        public var summary: String {
+            let of = closurePaths.map { " of \(Self.grouped($0))" } ?? ""
+            let size = String(format: "%.1f MB", Double(bytesFetched) / 1_000_000)
+            return "fetched \(Self.grouped(missingPaths))\(of) paths (\(size)) in \(String(format: "%.1f", seconds)) s"
+        }
+
+        private static func grouped(_ number: Int) -> String {
+            var digits = Array(String(number))
+            var index = digits.count - 3
+            while index > 0 {
+                digits.insert(",", at: index)
+                index -= 3
+            }
+            return String(digits)
+        }
+    }
+
     /// Exit statuses of the commands that ran, when they ran.
     public struct ExitCodes: Codable, Sendable, Equatable {
         public var build: Int32?
@@ -33,6 +71,7 @@ public struct RunReport: Codable, Sendable, Equatable {
     public var startedAt: String
     public var finishedAt: String
     public var durations = Durations()
+    public var cache: CacheTransfer?
     public var exitCodes = ExitCodes()
     /// The running system (`/run/current-system`), the booted one (`/run/booted-system`) and the one built.
     public var currentSystem: String?

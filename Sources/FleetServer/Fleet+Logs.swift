@@ -1,4 +1,5 @@
 import ArgumentParser
+import FleetProtocol
 import FleetReview
 import Foundation
 import Inventory
@@ -102,6 +103,20 @@ extension Fleet {
             return text
         }
 
+        /// The steps' durations, and what fetching the closure from the binary cache cost, when the report says.
+        static func costLines(_ report: RunReport) -> [String] {
+            let steps = [
+                ("download", report.durations.download), ("build", report.durations.build),
+                ("activation", report.durations.activation),
+            ].compactMap { name, seconds in seconds.map { "\(name) \(String(format: "%.1f", $0)) s" } }
+            var lines: [String] = []
+            if !steps.isEmpty { lines.append("steps:     " + steps.joined(separator: ", ")) }
+            if let cache = report.cache {
+                lines.append("cache:     \(cache.summary), \(cache.filesFetched) files")
+            }
+            return lines
+        }
+
         static func render(_ run: RunRecord, withLog: Bool) -> String {
             var lines = ["", "== \(run.report)  (received \(run.receivedAt))"]
             var state = "state:     \(run.state)"
@@ -114,6 +129,9 @@ extension Fleet {
                 "run:       \(TerminalText.line(run.startedAt)) to \(TerminalText.line(run.finishedAt)) "
                     + "(\(String(format: "%.1f", run.durationSeconds)) s)"
             )
+            if let report = try? JSONDecoder().decode(RunReport.self, from: Data(run.reportJSON.utf8)) {
+                lines += Self.costLines(report)
+            }
             if let reboot = run.rebootNeeded { lines.append("reboot:    \(reboot ? "needed" : "not needed")") }
             if let reason = run.reason { lines.append("reason:    \(TerminalText.line(reason, limit: 2000))") }
             if withLog {

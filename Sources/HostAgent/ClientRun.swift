@@ -146,7 +146,9 @@ public struct ClientRun: Sendable {
             await reporter.report(refusal, &attempt, over: connection)
             return .done(refusal)
         case .next(let tree):
-            if let failure = await snapshots.mirrorCache(of: manifest, into: stateDirectory, over: connection) {
+            if let failure = await snapshots.mirrorCache(
+                of: manifest, into: stateDirectory, over: connection, report: &attempt.report)
+            {
                 await reporter.report(failure, &attempt, over: connection)
                 return .done(failure)
             }

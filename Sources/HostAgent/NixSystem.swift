@@ -99,20 +99,30 @@ struct NixSystem {
         }
     }
 
-    /// Fetches a system built by the server from the local binary cache, evaluating nothing.
+    /// Fetches a system built by the server from the local binary cache, evaluating nothing, then empties the
+    /// cache: what it held is in the Nix store now, rooted by `gcRoot`.
     ///
     /// The cache is the only substituter, the fleet key the only trusted key, signatures are required, and
-    /// local builds are forbidden (`max-jobs 0`): a path the cache cannot provide, signed by the fleet key,
-    /// fails instead of being built.
+    /// nothing is built: the toplevel is an output path (a `.drv` is refused), whose realisation only
+    /// substitutes, and no remote builder is configured; a path the cache cannot provide, signed by the fleet
+    /// key, fails. Several paths are substituted at once (``Substitution/options(forVersion:jobs:)`` says how
+    /// each Nix version bounds that).
     func realise(_ toplevel: String, cache: String, trustedKey: String, gcRoot: String) async throws(Failure) {
+        guard Nix.hashPart(ofStorePath: toplevel) != nil, !toplevel.hasSuffix(".drv") else {
+            throw Failure(
+                step: "substitution", reason: "\(String(reflecting: toplevel)) is not a system's store path",
+                exitCode: nil)
+        }
         try? FileManager.default.removeItem(atPath: gcRoot)
+        let version = try? await Command.run("nix-store", ["--version"])
+        let parallel = Substitution.options(
+            forVersion: version.flatMap { Substitution.version(fromVersionOutput: $0.standardOutput) })
         let output = try await runStreamed(
             "substitution", "nix-store",
             [
                 "--realise", toplevel, "--add-root", gcRoot, "--option", "substituters", "file://" + cache,
-                "--option", "trusted-public-keys", trustedKey, "--option", "require-sigs", "true", "--option",
-                "max-jobs", "0",
-            ], timeout: timeouts.buildSeconds)
+                "--option", "trusted-public-keys", trustedKey, "--option", "require-sigs", "true",
+            ] + parallel, timeout: timeouts.buildSeconds)
         guard output.exitCode == 0 else {
             throw Failure(
                 step: "substitution",
@@ -120,6 +130,7 @@ struct NixSystem {
                     "nix-store --realise from the fleet cache exited with status \(output.exitCode)\(Nix.cause(ofFailure: output.tail))",
                 exitCode: output.exitCode, systemError: Self.machineError(in: output.tail))
         }
+        CacheFetch.empty(cache)
     }
 
     /// The profile's current generation, or nil when the profile does not exist yet.

@@ -142,23 +142,28 @@ struct SnapshotFetch {
         return .next(target)
     }
 
-    /// Copies the closure of the manifest's toplevel from the chroot's `cache/` into the local cache, when the
-    /// manifest ships one.
+    /// Fetches what this host's Nix store lacks of the manifest's toplevel's closure from the chroot's `cache/`
+    /// into the local cache, when the manifest ships one; records what it cost in the report (`cache`, and in
+    /// `durations.download` with the snapshot).
     ///
-    /// - Returns: nil when there is nothing to mirror or it is mirrored; else the run's result (failed, but the
-    ///   generation is not recorded as failed: the next run tries again).
-    func mirrorCache(of manifest: Manifest, into directory: StateDirectory, over connection: SFTPConnection) async
-        -> RunResult?
-    {
+    /// - Returns: nil when there is nothing to fetch or it is fetched; else the run's result (failed, or a local
+    ///   failure; either way the generation is not recorded as failed: the next run tries again).
+    func mirrorCache(
+        of manifest: Manifest, into directory: StateDirectory, over connection: SFTPConnection,
+        report: inout RunReport?
+    ) async -> RunResult? {
         guard let toplevel = manifest.toplevel, manifest.hasCache else { return nil }
         do {
-            _ = try await CacheMirror(localDirectory: directory.cache, log: log).mirror(
+            let transfer = try await CacheFetch(localDirectory: directory.cache, log: log, clock: clock).fetch(
                 closureOf: toplevel, over: connection)
+            report?.cache = transfer
+            let snapshotSeconds = report?.durations.download ?? 0
+            report?.durations.download = snapshotSeconds + transfer.seconds
             return nil
         } catch {
-            return RunResult(
-                outcome: .failed, reason: "generation \(manifest.generation): \(error)", generation: manifest.generation
-            )
+            let reason = "generation \(manifest.generation): \(error)"
+            if error.isLocal { return .localFailure(reason, generation: manifest.generation) }
+            return RunResult(outcome: .failed, reason: reason, generation: manifest.generation)
         }
     }
 }

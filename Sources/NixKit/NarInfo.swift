@@ -7,6 +7,12 @@ public struct NarInfo: Sendable, Equatable {
     public let url: String
     /// The hash parts of the referenced store paths.
     public let references: [String]
+    /// The referenced store paths, `/nix/store/<hash>-<name>`, in the same order.
+    public let referencedPaths: [String]
+    /// The store path it describes (`StorePath:`), when given and well-formed.
+    public let storePath: String?
+    /// The NAR file's size in bytes (`FileSize:`), when given: a download larger than this is refused.
+    public let fileSize: Int64?
 
     public struct Malformed: Error, CustomStringConvertible, Sendable {
         public let description: String
@@ -19,6 +25,9 @@ public struct NarInfo: Sendable, Equatable {
         }
         var url: String?
         var references: [String] = []
+        var referencedPaths: [String] = []
+        var storePath: String?
+        var fileSize: Int64?
         for line in text.split(separator: "\n") {
             if line.hasPrefix("URL: ") {
                 let value = String(line.dropFirst(5))
@@ -37,12 +46,25 @@ public struct NarInfo: Sendable, Equatable {
                             description: "\(name) has a malformed reference \(String(reflecting: String(reference)))")
                     }
                     references.append(hash)
+                    referencedPaths.append("/nix/store/" + reference)
                 }
+            } else if line.hasPrefix("StorePath: ") {
+                // Kept only when well-formed: the host compares it with the path it asked for.
+                let value = String(line.dropFirst("StorePath: ".count))
+                storePath = Nix.hashPart(ofStorePath: value) != nil ? value : nil
+            } else if line.hasPrefix("FileSize: ") {
+                guard let value = Int64(line.dropFirst("FileSize: ".count)), value >= 0 else {
+                    throw Malformed(description: "\(name) has a malformed FileSize line")
+                }
+                fileSize = value
             }
         }
         guard let url else { throw Malformed(description: "\(name) has no URL line") }
         self.url = url
         self.references = references
+        self.referencedPaths = referencedPaths
+        self.storePath = storePath
+        self.fileSize = fileSize
     }
 
     /// The NAR's file name inside `nar/`.

@@ -90,12 +90,12 @@ extension SFTPClient {
             status: Int(status))
     }
 
-    private func unexpected(_ reply: RawReply, _ operation: String, path: String) -> SSHError {
+    func unexpected(_ reply: RawReply, _ operation: String, path: String) -> SSHError {
         error(.sftpFailure, operation, path: path, detail: "the server answered with SFTP packet type \(reply.type)")
     }
 
     /// Reads one SFTP packet's payload (after its length) straight from the channel.
-    private func readPacket(_ channel: ssh_channel?, operation: String, path: String) throws(SSHError) -> [UInt8] {
+    func readPacket(_ channel: ssh_channel?, operation: String, path: String) throws(SSHError) -> [UInt8] {
         var header = [UInt8](repeating: 0, count: 4)
         try readExactly(channel, into: &header, operation: operation, path: path)
         let length = header.reduce(0) { $0 << 8 | Int($1) }

@@ -109,7 +109,7 @@ extension SFTPClient {
     }
 
     /// The file type bits and the size from an `ATTRS` body, or nil when it is cut short.
-    private static func kindAndSize(_ reader: inout RawReader) -> (kind: UInt32?, size: UInt64?)? {
+    static func kindAndSize(_ reader: inout RawReader) -> (kind: UInt32?, size: UInt64?)? {
         guard let flags = reader.uint32() else { return nil }
         var size: UInt64?
         if flags & attributesSize != 0 {

@@ -170,7 +170,7 @@ public final class SFTPConnection: @unchecked Sendable {
     }
 
     /// Runs `body` on the queue under the watchdog and hands its result back to the awaiting task.
-    private func perform<Value: Sendable>(
+    func perform<Value: Sendable>(
         _ body: @escaping @Sendable (SFTPClient) throws(SSHError) -> Value
     ) async throws(SSHError) -> Value {
         let watchdog = self.watchdog

@@ -103,6 +103,7 @@ struct HostileSFTPServerTests {
             def status(rid, code):
                 send(101, struct.pack(">II", rid, code) + string(b"liar") + string(b""))
 
+            fstats = 0
             while True:
                 length, = struct.unpack(">I", exact(4))
                 body = exact(length)
@@ -116,9 +117,10 @@ struct HostileSFTPServerTests {
                 if kind == 3:
                     send(102, struct.pack(">I", rid) + string(b"h" * (1000 if mode == "long-handle" else 4)))
                 elif kind == 8:
+                    fstats += 1
                     if mode == "huge-size":
                         attributes = struct.pack(">IQI", 5, 1 << 40, 0o100644)
-                    elif mode == "directory":
+                    elif mode == "directory" or (mode == "third-is-directory" and fstats == 3):
                         attributes = struct.pack(">IQI", 5, 4096, 0o040755)
                     elif mode == "cut-attributes":
                         attributes = struct.pack(">I", 5) + b"\0\0\0"
@@ -131,6 +133,10 @@ struct HostileSFTPServerTests {
                         stdout.flush()
                     elif mode == "stray-id":
                         send(103, struct.pack(">I", rid + 7) + string(b"0123456789"))
+                    elif mode == "eof":
+                        status(rid, 1)
+                    elif mode == "empty-data":
+                        send(103, struct.pack(">I", rid) + string(b""))
                     elif mode == "too-much":
                         send(103, struct.pack(">I", rid) + string(b"x" * 200000))
                     else:
@@ -192,5 +198,68 @@ struct HostileSFTPServerTests {
         // The session is still in step: the next request gets its own reply.
         #expect(try await connection.readFile("/manifest", limit: 1024) == Array("0123456789".utf8))
         await connection.close()
+    }
+
+    /// The batch calls hold every file to the same checks: each lie is refused with a clear error, no local file
+    /// of the batch remains (not even those complete before the lie), and nothing hangs.
+    @Test func theBatchCallsRefuseEachLieAndLeaveNoLocalFiles() async throws {
+        let server = try Server.start()
+        defer { server.stop() }
+        let paths = ["/cache/a.narinfo", "/cache/b.narinfo", "/cache/c.narinfo", "/cache/d.narinfo"]
+        let outDirectory = server.scratch.path("batch")
+        try FileManager.default.createDirectory(atPath: outDirectory, withIntermediateDirectories: false)
+        let downloads = paths.map {
+            SFTPConnection.Download(
+                remotePath: $0, localPath: outDirectory + "/" + ($0 as NSString).lastPathComponent, limit: 1024)
+        }
+
+        var connection = try await server.connect(telling: "honest")
+        let read = try await connection.readFiles(paths, limit: 1024)
+        #expect(read.count == 4 && read.values.allSatisfy { $0 == Array("0123456789".utf8) })
+        let requests = server.requests()
+        #expect(requests.filter { $0 == "open" }.count == 4 && requests.filter { $0 == "read" }.count == 4)
+        #expect(requests.filter { $0 == "close" }.count == 4, "every handle is closed: \(requests)")
+        #expect(try await connection.downloadFiles(downloads) == 40)
+        for item in downloads {
+            #expect(FileManager.default.contents(atPath: item.localPath) == Data("0123456789".utf8))
+        }
+        for item in downloads { unlink(item.localPath) }
+        await connection.close()
+
+        let lies: [(lie: String, code: SSHError.Code, says: String)] = [
+            ("huge-size", .limitExceeded, "over the limit of 1024"),
+            ("directory", .sftpFailure, "not a regular file"),
+            ("third-is-directory", .sftpFailure, "not a regular file"),
+            ("cut-attributes", .sftpFailure, "attributes it cannot be read from"),
+            ("long-handle", .sftpFailure, "a handle of 1000 bytes"),
+            ("too-much", .sftpFailure, "200000 bytes where at most 10 were asked for"),
+            ("eof", .sftpFailure, "the file ended at byte 0, before its size of 10 bytes"),
+            ("empty-data", .sftpFailure, "the file ended at byte 0, before its size of 10 bytes"),
+            ("huge-reply", .connectionLost, "a reply of 2147483647 bytes"),
+            ("stray-id", .connectionLost, "unexpected reply"),
+        ]
+        for (lie, code, says) in lies {
+            for call in ["readFiles", "downloadFiles"] {
+                connection = try await server.connect(telling: lie)
+                let started = ContinuousClock.now
+                let error = await #expect(throws: SSHError.self, "\(lie) \(call)") {
+                    if call == "readFiles" {
+                        _ = try await connection.readFiles(paths, limit: 1024)
+                    } else {
+                        _ = try await connection.downloadFiles(downloads)
+                    }
+                }
+                #expect(error?.code == code, "\(lie) \(call): \(String(describing: error))")
+                #expect(error?.description.contains(says) == true, "\(lie) \(call): \(String(describing: error))")
+                #expect(ContinuousClock.now - started < .seconds(20), "\(lie) \(call) was not refused at once")
+                #expect(try FileManager.default.contentsOfDirectory(atPath: outDirectory).isEmpty, "\(lie) \(call)")
+                if code != .connectionLost {
+                    // Every reply was read and the handles closed: libssh's next request gets its own reply.
+                    try await connection.remove("/logs/x")
+                    #expect(server.requests().last == "13", "\(lie) \(call): \(server.requests())")
+                }
+                await connection.close()
+            }
+        }
     }
 }

@@ -1,0 +1,299 @@
+import CommandRunner
+import FleetFiles
+import FleetProtocol
+import Foundation
+import NixKit
+import SFTPTransport
+
+/// Fetches from the chroot's `cache/` (a Nix binary cache made by `fleet publish` with the cache on) the files
+/// of exactly the store paths of a toplevel's closure that this host's Nix store lacks, into `<state_dir>/cache`,
+/// from where ``NixSystem/realise(_:cache:trustedKey:gcRoot:)`` substitutes them and then empties it.
+///
+/// The closure is walked level by level from the toplevel: the local store is asked which paths of a level it
+/// lacks (one `nix-store --check-validity` per level), and only below those is the walk continued, because a
+/// valid path's whole closure is valid. A host whose store holds the toplevel fetches nothing. Each level's
+/// narinfos, then the NARs, are downloaded many at once over the one SFTP session. Names and sizes are checked
+/// before anything is written; signatures are Nix's business when it substitutes, with the fleet key as the
+/// only trusted key.
+///
+/// What a failed or interrupted run fetched stays for the next try, but only while the closure needs it: at
+/// each fetch, files the current closure's missing paths do not need are removed first.
+struct CacheFetch {
+    struct Failure: Error, CustomStringConvertible {
+        let description: String
+        /// The machine failed (a full disk, a Nix store that cannot be asked), not the server or generation.
+        var isLocal = false
+    }
+
+    static let narinfoLimit: Int64 = 64 << 10
+    static let narLimit: Int64 = 8 << 30
+    static let maxPaths = 100_000
+    /// NARs downloaded (and made durable) together: a batch is all or nothing, so an interruption loses at most
+    /// one batch, and at most this much waits on disk under temporary names.
+    static let narBatchBytes: Int64 = 512 << 20
+    static let narBatchFiles = 512
+
+    let localDirectory: String
+    let log: RunLog
+    /// What time it is (durations): the system's, or a test's.
+    var clock: WallClock = .system
+
+    private var narDirectory: String { localDirectory + "/nar" }
+
+    /// Fetches what the local store lacks of `toplevel`'s closure.
+    ///
+    /// - Returns: what it cost, for the report.
+    func fetch(closureOf toplevel: String, over connection: SFTPConnection) async throws(Failure)
+        -> RunReport.CacheTransfer
+    {
+        let started = clock.now()
+        guard Nix.hashPart(ofStorePath: toplevel) != nil, !toplevel.hasSuffix(".drv") else {
+            throw Failure(description: "the manifest's toplevel \(String(reflecting: toplevel)) is not a store path")
+        }
+        try prepare()
+
+        // The walk: narinfos of the missing paths, level by level.
+        var seen: Set<String> = [toplevel]
+        var frontier = [toplevel]
+        var missing: [String: NarInfo] = [:]
+        var validRoots: [String] = []
+        var files = 0
+        var bytes: Int64 = 0
+        while !frontier.isEmpty {
+            let invalid = try await invalidPaths(frontier)
+            validRoots += frontier.filter { !invalid.contains($0) }
+            let wanted = frontier.filter { invalid.contains($0) }
+            let fetched = try await narinfos(of: wanted, over: connection)
+            files += fetched.files
+            bytes += fetched.bytes
+            frontier = []
+            for (path, info) in fetched.infos {
+                missing[path] = info
+                for reference in info.referencedPaths where seen.insert(reference).inserted {
+                    frontier.append(reference)
+                }
+            }
+            guard seen.count <= Self.maxPaths else {
+                throw Failure(description: "the closure of \(toplevel) has more than \(Self.maxPaths) paths")
+            }
+        }
+
+        // Only the missing paths' files may stay; then their NARs, many at once.
+        let needed = Set(missing.keys.map { Nix.hashPart(ofStorePath: $0)! + ".narinfo" })
+        let neededNars = Set(missing.values.map(\.narFile))
+        prune(keeping: needed, nars: neededNars)
+        let nars = try await downloadNars(of: Array(missing.values), over: connection)
+        files += nars.files
+        bytes += nars.bytes
+
+        let closure = await closureSize(validRoots: validRoots, missing: missing.count)
+        let transfer = RunReport.CacheTransfer(
+            closurePaths: closure, missingPaths: missing.count, filesFetched: files, bytesFetched: bytes,
+            seconds: clock.now().timeIntervalSince(started))
+        log.phase("binary cache: \(transfer.summary)")
+        if !missing.isEmpty {
+            let names = missing.keys.map { String($0.dropFirst("/nix/store/".count + 33)) }.sorted()
+            let shown = names.prefix(40).joined(separator: " ")
+            log.phase("paths this host lacked: \(shown)\(names.count > 40 ? " and \(names.count - 40) more" : "")")
+        }
+        return transfer
+    }
+
+    /// What the local cache keeps between runs: its `nix-cache-info`, and the directories (`nar/`, and the empty
+    /// `log/` and `realisations/` Nix makes when it opens the cache).
+    static func isSkeleton(_ name: String) -> Bool {
+        ["nix-cache-info", "nar", "log", "realisations"].contains(name)
+    }
+
+    /// Removes every downloaded file of the local cache (its skeleton stays): once the closure is in the Nix
+    /// store, a second copy of it is only weight.
+    static func empty(_ directory: String) {
+        for name in (try? FileIO.listDirectory(directory)) ?? [] where !isSkeleton(name) {
+            _ = try? FileIO.removeFile(directory + "/" + name)
+        }
+        for name in (try? FileIO.listDirectory(directory + "/nar")) ?? [] {
+            _ = try? FileIO.removeFile(directory + "/nar/" + name)
+        }
+    }
+
+    // MARK: The steps
+
+    private func prepare() throws(Failure) {
+        do {
+            try FileIO.ensureDirectory(localDirectory, mode: 0o755, owner: getuid(), group: getgid())
+            try FileIO.ensureDirectory(narDirectory, mode: 0o755, owner: getuid(), group: getgid())
+            let info = localDirectory + "/nix-cache-info"
+            if try FileStatus.of(info) == nil {
+                try FileIO.writeAtomically(
+                    Array("StoreDir: /nix/store\nWantMassQuery: 0\nPriority: 30\n".utf8), to: info)
+            }
+        } catch {
+            throw Failure(description: "cannot prepare the local cache \(localDirectory): \(error)", isLocal: true)
+        }
+    }
+
+    /// The paths of `paths` the local Nix store does not hold, asked in as few calls as the command line allows.
+    private func invalidPaths(_ paths: [String]) async throws(Failure) -> Set<String> {
+        var invalid: Set<String> = []
+        for arguments in StoreValidity.invocations(for: paths) {
+            let output: CommandOutput
+            do {
+                output = try await Command.run(StoreValidity.executable, arguments)
+            } catch {
+                throw Failure(description: "cannot ask the Nix store which paths it holds: \(error)", isLocal: true)
+            }
+            guard output.succeeded else {
+                throw Failure(
+                    description: "nix-store --check-validity exited with status \(output.exitCode)"
+                        + Nix.cause(ofFailure: output.standardError), isLocal: true)
+            }
+            invalid.formUnion(StoreValidity.invalidPaths(in: output.standardOutput, asked: Set(arguments)))
+        }
+        return invalid
+    }
+
+    /// The narinfos of `paths`: those a run left in the local cache, and the rest downloaded together.
+    private func narinfos(of paths: [String], over connection: SFTPConnection) async throws(Failure)
+        -> (infos: [(String, NarInfo)], files: Int, bytes: Int64)
+    {
+        var infos: [(String, NarInfo)] = []
+        var downloads: [(path: String, name: String)] = []
+        for path in paths {
+            let name = Nix.hashPart(ofStorePath: path)! + ".narinfo"
+            // Kept by an interrupted run; one that does not parse (cut by a crash) is fetched again.
+            if let bytes = try? FileIO.readNoFollow(localDirectory + "/" + name, limit: Int(Self.narinfoLimit)),
+                let info = try? parse(bytes, name: name, path: path)
+            {
+                infos.append((path, info))
+            } else {
+                _ = try? FileIO.removeFile(localDirectory + "/" + name)
+                downloads.append((path, name))
+            }
+        }
+        guard !downloads.isEmpty else { return (infos, 0, 0) }
+        let bytes = try await download(
+            downloads.map { (ChrootPaths.cacheFile($0.name), localDirectory + "/" + $0.name, Self.narinfoLimit, nil) },
+            what: "narinfo files", over: connection)
+        for (path, name) in downloads {
+            let local = localDirectory + "/" + name
+            let info: NarInfo
+            do {
+                info = try parse(FileIO.readNoFollow(local, limit: Int(Self.narinfoLimit)), name: name, path: path)
+            } catch let failure as Failure {
+                _ = try? FileIO.removeFile(local)
+                throw failure
+            } catch {
+                throw Failure(description: "cannot read \(local): \(error)", isLocal: true)
+            }
+            infos.append((path, info))
+        }
+        return (infos, downloads.count, bytes)
+    }
+
+    private func parse(_ bytes: [UInt8], name: String, path: String) throws(Failure) -> NarInfo {
+        let info: NarInfo
+        do { info = try NarInfo(parsing: bytes, name: name) } catch {
+            throw Failure(description: "the server's cache/\(name): \(error.description)")
+        }
+        if let described = info.storePath, described != path {
+            throw Failure(description: "the server's cache/\(name) describes \(described), not \(path)")
+        }
+        return info
+    }
+
+    /// The NARs of `infos` that the local cache does not hold yet, in batches.
+    private func downloadNars(of infos: [NarInfo], over connection: SFTPConnection) async throws(Failure)
+        -> (files: Int, bytes: Int64)
+    {
+        var pending: [NarInfo] = []
+        var names: Set<String> = []
+        for info in infos where names.insert(info.narFile).inserted {
+            if (try? FileStatus.of(narDirectory + "/" + info.narFile)) ?? nil == nil { pending.append(info) }
+        }
+        if !pending.isEmpty {
+            let announced = pending.compactMap(\.fileSize).reduce(0, +)
+            log.phase(
+                "downloading \(pending.count) NAR file(s) (\(String(format: "%.1f", Double(announced) / 1_000_000)) MB) "
+                    + "from the fleet's binary cache")
+        }
+        var files = 0
+        var bytes: Int64 = 0
+        var batch: [NarInfo] = []
+        var batchBytes: Int64 = 0
+        for (index, info) in pending.enumerated() {
+            batch.append(info)
+            batchBytes += info.fileSize ?? (64 << 20)
+            guard index == pending.count - 1 || batch.count >= Self.narBatchFiles || batchBytes >= Self.narBatchBytes
+            else { continue }
+            bytes += try await download(
+                batch.map {
+                    (ChrootPaths.cacheFile($0.url), narDirectory + "/" + $0.narFile, Self.narLimit, $0.fileSize)
+                }, what: "NAR files", over: connection)
+            files += batch.count
+            log.progress("downloaded \(files) of \(pending.count) NAR files")
+            batch = []
+            batchBytes = 0
+        }
+        return (files, bytes)
+    }
+
+    /// Downloads `items` under temporary names (all or nothing, made durable together), then renames them into
+    /// place and makes the renames durable.
+    ///
+    /// - Returns: the bytes downloaded.
+    private func download(
+        _ items: [(remote: String, local: String, limit: Int64, expectedSize: Int64?)], what: String,
+        over connection: SFTPConnection
+    ) async throws(Failure) -> Int64 {
+        let downloads = items.map {
+            SFTPConnection.Download(
+                remotePath: $0.remote, localPath: FileIO.temporaryPath(for: $0.local), limit: $0.limit,
+                expectedSize: $0.expectedSize)
+        }
+        for download in downloads { _ = try? FileIO.removeFile(download.localPath) }
+        let bytes: Int64
+        do {
+            bytes = try await connection.downloadFiles(downloads)
+        } catch {
+            throw Failure(
+                description: "cannot download \(items.count) \(what) of the closure from the server's cache: \(error)",
+                isLocal: error.code == .localIO)
+        }
+        do {
+            for (item, download) in zip(items, downloads) { try FileIO.rename(download.localPath, to: item.local) }
+            if let first = items.first { try FileIO.syncDirectory(of: first.local) }
+        } catch {
+            for download in downloads { _ = try? FileIO.removeFile(download.localPath) }
+            throw Failure(description: "cannot move downloaded \(what) into \(localDirectory): \(error)", isLocal: true)
+        }
+        return bytes
+    }
+
+    /// Removes every file of the local cache that the current fetch does not need: what earlier runs left.
+    private func prune(keeping narinfos: Set<String>, nars: Set<String>) {
+        var removed = 0
+        for name in (try? FileIO.listDirectory(localDirectory)) ?? []
+        where !Self.isSkeleton(name) && !narinfos.contains(name) {
+            if (try? FileIO.removeFile(localDirectory + "/" + name)) == true { removed += 1 }
+        }
+        for name in (try? FileIO.listDirectory(narDirectory)) ?? [] where !nars.contains(name) {
+            if (try? FileIO.removeFile(narDirectory + "/" + name)) == true { removed += 1 }
+        }
+        if removed > 0 { log.phase("removed \(removed) file(s) of earlier runs that this closure does not need") }
+    }
+
+    /// How many paths the closure has: the missing ones plus the closures of the valid paths the walk met (the
+    /// local store answers that); nil when the store cannot say.
+    private func closureSize(validRoots: [String], missing: Int) async -> Int? {
+        guard !validRoots.isEmpty else { return missing }
+        var requisites: Set<Substring> = []
+        for arguments in StoreValidity.invocations(for: validRoots) {
+            let paths = arguments.dropFirst(StoreValidity.fixedArguments.count)
+            guard let output = try? await Command.run("nix-store", ["--query", "--requisites"] + paths),
+                output.succeeded
+            else { return nil }
+            requisites.formUnion(output.standardOutput.split(separator: "\n"))
+        }
+        return missing + requisites.count
+    }
+}

@@ -1,0 +1,218 @@
+import ClientStateStore
+import CommandRunner
+import FleetFiles
+import FleetProtocol
+import FleetTestSupport
+import Foundation
+import ServerStore
+import Testing
+
+/// The host fetches from the fleet's binary cache only what its Nix store lacks, and keeps no second copy of
+/// the closure (see ``ClientRunSuite`` for what the client suites share). Host names here are used by no other
+/// test: these tests delete store paths.
+@Suite("fleet-client fetches only the store paths it lacks from the binary cache", .serialized)
+struct ClientCacheFetchTests: ClientRunSuite {
+    /// A host flake whose system has three dependencies of its own: `cachefetch-a`, `cachefetch-b` (whose text
+    /// is `version`) and `cachefetch-c`, which b refers to, so the closure has two levels below the toplevel.
+    /// The nonce makes every path this test's alone.
+    static func flake(host: String, nonce: String, version: String) -> String {
+        """
+        {
+          outputs = { self }: let
+            dependency = name: text: derivation {
+              inherit name;
+              system = "x86_64-linux";
+              builder = "/bin/sh";
+              args = [ "-c" "echo '${text}' > $out" ];
+            };
+            c = dependency "cachefetch-c" "c \(nonce)";
+            a = dependency "cachefetch-a" "a \(nonce)";
+            b = dependency "cachefetch-b" "b \(nonce) \(version) ${c}";
+          in {
+            nixosConfigurations.\(host).config.system.build.toplevel = derivation {
+              name = "nixos-system-\(host)-toy";
+              system = "x86_64-linux";
+              builder = "/bin/sh";
+              args = [ "-c" ''
+                /bin/mkdir -p $out/bin
+                echo ${a} ${b} > $out/dependencies
+                switch=$out/bin/switch-to-configuration
+                printf '#!/bin/sh\\necho "$1 \(host) '$out'" >> "$FLEET_ACTIVATION_LOG"\\n' > $switch
+                /bin/chmod +x $switch
+              '' ];
+            };
+          };
+        }
+
+        """
+    }
+
+    static func start(_ host: String, nonce: String) async throws -> ClientFleet {
+        try await ClientFleet.start(hosts: [host]) { fixture in
+            try fixture.write("hosts/\(host)/flake.nix", flake(host: host, nonce: nonce, version: "first"))
+            try fixture.write(
+                "fleet.toml",
+                try String(contentsOfFile: fixture.repository + "/fleet.toml", encoding: .utf8)
+                    + "\n[defaults]\ncache = true\n")
+        }
+    }
+
+    /// The store paths of `toplevel`'s closure, by the name after the hash.
+    static func closure(of toplevel: String) throws -> [String: String] {
+        let output = try TestCommand.run("/usr/bin/nix-store", ["--query", "--requisites", toplevel])
+        var paths: [String: String] = [:]
+        for path in output.standardOutput.split(separator: "\n") {
+            paths[String(path.dropFirst("/nix/store/".count + 33))] = String(path)
+        }
+        return paths
+    }
+
+    /// Removes store paths (referrers first) and the server's build roots, as if this host never had them.
+    static func forget(_ paths: [String], fleet: ClientFleet) throws {
+        try forget(paths[0], fleet: fleet)
+        for path in paths.dropFirst() {
+            let output = try TestCommand.run("/usr/bin/nix-store", ["--delete", path])
+            let gone = try FileStatus.of(path) == nil
+            #expect(output.succeeded && gone, "\(path): \(output.standardError)")
+        }
+    }
+
+    /// The regular files of the host's local cache besides `nix-cache-info`, by their path inside it (Nix's own
+    /// empty directories, `log/` and `realisations/`, are not files).
+    static func localCacheFiles(_ fleet: ClientFleet, _ host: String) -> Set<String> {
+        let cache = fleet.stateDirectory(host) + "/cache"
+        let enumerator = FileManager.default.enumerator(atPath: cache)
+        var files: Set<String> = []
+        while let name = enumerator?.nextObject() as? String {
+            if enumerator?.fileAttributes?[.type] as? FileAttributeType == .typeRegular, name != "nix-cache-info" {
+                files.insert(name)
+            }
+        }
+        return files
+    }
+
+    @Test func aHostFetchesNothingItHoldsAndAnUpdateOnlyTheChangedPaths() async throws {
+        let host = "cfetchupd"
+        let nonce = UUID().uuidString
+        let fleet = try await Self.start(host, nonce: nonce)
+        defer { fleet.stop() }
+        let first = try #require(try fleet.manifest(host).toplevel)
+        let firstClosure = try Self.closure(of: first)
+        #expect(
+            Set(firstClosure.keys) == ["nixos-system-\(host)-toy", "cachefetch-a", "cachefetch-b", "cachefetch-c"])
+
+        // The server built it in the Nix store this host shares: nothing to fetch, not even a narinfo.
+        var output = try await fleet.client(host)
+        #expect(output.exitCode == Self.applied, "\(output.standardError)")
+        var report = try #require(try fleet.lastReport(host))
+        #expect(
+            report.cache
+                == RunReport.CacheTransfer(
+                    closurePaths: 4, missingPaths: 0, filesFetched: 0, bytesFetched: 0,
+                    seconds: report.cache?.seconds ?? -1), "\(String(describing: report.cache))")
+        #expect(output.standardError.contains("binary cache: fetched 0 of 4 paths (0.0 MB)"))
+        #expect(Self.localCacheFiles(fleet, host).isEmpty)
+
+        // An update changes b (and so the toplevel); a and c stay. The host lacks exactly the two new paths.
+        try fleet.fixture.write("hosts/\(host)/flake.nix", Self.flake(host: host, nonce: nonce, version: "second"))
+        try await fleet.publish()
+        let second = try #require(try fleet.manifest(host).toplevel)
+        let secondClosure = try Self.closure(of: second)
+        #expect(secondClosure["cachefetch-a"] == firstClosure["cachefetch-a"])
+        #expect(secondClosure["cachefetch-c"] == firstClosure["cachefetch-c"])
+        let newB = try #require(secondClosure["cachefetch-b"])
+        #expect(newB != firstClosure["cachefetch-b"])
+        try Self.forget([second, newB], fleet: fleet)
+
+        output = try await fleet.client(host)
+        #expect(output.exitCode == Self.applied, "\(output.standardError)")
+        #expect(try fleet.state(host).applied?.system == second)
+        #expect(try FileStatus.of(second) != nil && (try FileStatus.of(newB)) != nil, "substituted")
+        report = try #require(try fleet.lastReport(host))
+        let cache = try #require(report.cache)
+        // Two narinfos and two NARs: a's and c's narinfos and NARs were never read.
+        #expect(cache.closurePaths == 4 && cache.missingPaths == 2 && cache.filesFetched == 4, "\(cache)")
+        #expect(cache.bytesFetched > 0)
+        let download = try #require(report.durations.download)
+        #expect(download >= cache.seconds, "the cache transfer is counted in durations.download")
+        let lacked = try #require(
+            output.standardError.split(separator: "\n").first { $0.contains("paths this host lacked: ") })
+        #expect(lacked.hasSuffix("paths this host lacked: cachefetch-b nixos-system-\(host)-toy"), "\(lacked)")
+        #expect(output.standardError.contains("binary cache: fetched 2 of 4 paths"))
+
+        // After a successful apply nothing of the downloaded cache is left: it is in the Nix store.
+        #expect(Self.localCacheFiles(fleet, host).isEmpty)
+
+        // `fleet logs` shows what the transfer cost.
+        let logs = try await fleet.fixture.fleet(["logs", host, "--no-log", "--last", "1"])
+        #expect(logs.standardOutput.contains("cache:     fetched 2 of 4 paths ("), "\(logs.standardOutput)")
+        #expect(logs.standardOutput.contains(", 4 files"), "\(logs.standardOutput)")
+        #expect(logs.standardOutput.contains("steps:     download "), "\(logs.standardOutput)")
+    }
+
+    /// A substitution that fails keeps what was fetched for the next try, but no more than the current
+    /// closure's missing paths: files of earlier runs are removed when a fetch starts.
+    @Test func aFailedSubstitutionKeepsOnlyTheCurrentClosuresFiles() async throws {
+        let host = "cfetchfail"
+        let fleet = try await Self.start(host, nonce: UUID().uuidString)
+        defer { fleet.stop() }
+        let toplevel = try #require(try fleet.manifest(host).toplevel)
+        let hash = String(toplevel.dropFirst(11).prefix(32))
+        let narinfo = try fleet.layout(host).cache + "/" + hash + ".narinfo"
+        let stranger = try SigningKey(generatingWithName: "stranger-1")
+        let forged =
+            try String(contentsOfFile: narinfo, encoding: .utf8).split(separator: "\n").map { line in
+                line.hasPrefix("Sig: ") ? "Sig: " + (try! stranger.sign(Array("forged".utf8))) : String(line)
+            }.joined(separator: "\n") + "\n"
+        try FileIO.writeAtomically(Array(forged.utf8), to: narinfo, mode: 0o644)
+        let narFile = try #require(
+            forged.split(separator: "\n").first { $0.hasPrefix("URL: nar/") }.map { String($0.dropFirst(5)) })
+        try Self.forget(toplevel, fleet: fleet)
+
+        // Left by an earlier run: not in this closure.
+        let cache = fleet.stateDirectory(host) + "/cache"
+        try FileIO.createDirectories(cache + "/nar")
+        let stale = "0123456789abcdfghijklmnpqrsvwxyz"
+        try FileIO.writeAtomically(Array("StorePath: /nix/store/\(stale)-old\n".utf8), to: "\(cache)/\(stale).narinfo")
+        try FileIO.writeAtomically(Array("old".utf8), to: cache + "/nar/old.nar.zst")
+
+        let output = try await fleet.client(host)
+        #expect(output.exitCode == Self.failed, "\(output.standardError)")
+        #expect(output.standardError.contains("substitution failed"))
+        #expect(try FileStatus.of(toplevel) == nil, "neither substituted nor built")
+        #expect(Self.localCacheFiles(fleet, host) == [hash + ".narinfo", narFile], "only the current closure's")
+        let report = try #require(try fleet.lastReport(host))
+        #expect(
+            report.cache?.missingPaths == 1 && report.cache?.filesFetched == 2, "\(String(describing: report.cache))")
+    }
+
+    /// Reports are read by servers and clients of other versions: a report without the cache object decodes
+    /// (as nil), and one with it decodes where its fields are unknown.
+    @Test func reportsWithAndWithoutTheCacheObjectDecode() throws {
+        var report = RunReport(
+            host: "cfetchjson", state: .applied, startedAt: "2026-12-05T07:00:00.000Z",
+            finishedAt: "2026-12-05T07:01:00.000Z")
+        report.durations.download = 1.5
+        report.cache = RunReport.CacheTransfer(
+            closurePaths: 1507, missingPaths: 54, filesFetched: 108, bytesFetched: 9_200_000, seconds: 1.3)
+        #expect(report.cache?.summary == "fetched 54 of 1,507 paths (9.2 MB) in 1.3 s")
+        let decoded = try JSONDecoder().decode(RunReport.self, from: Data(report.encoded()))
+        #expect(decoded == report)
+
+        var old = try #require(
+            try JSONSerialization.jsonObject(with: Data(report.encoded())) as? [String: Any])
+        old.removeValue(forKey: "cache")
+        let fromOldClient = try JSONDecoder().decode(
+            RunReport.self, from: try JSONSerialization.data(withJSONObject: old))
+        #expect(fromOldClient.cache == nil && fromOldClient.durations.download == 1.5)
+
+        /// What a server before the cache object decodes: the same fields, without `cache`.
+        struct OldReport: Decodable {
+            var host: String
+            var state: RunOutcome
+            var durations: RunReport.Durations
+        }
+        let byOldServer = try JSONDecoder().decode(OldReport.self, from: Data(report.encoded()))
+        #expect(byOldServer.host == "cfetchjson" && byOldServer.durations.download == 1.5)
+    }
+}
