@@ -6,8 +6,12 @@ extension Fleet {
     struct Setup: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Create the hosts' Unix users, authorized keys and chroot directories (idempotent).",
-            discussion:
-                "Checks that every ancestor of the chroot root is root-owned and not group/other-writable, as sshd requires."
+            discussion: """
+                Checks that every ancestor of the chroot root is root-owned and not group/other-writable, as sshd \
+                requires, and that each host's chroot is on the filesystem of the binary-cache pool \
+                (<chroot root>/.cache-pool): a host's cache/ holds hard links into it (refused for hosts with \
+                cache = true, a warning for the others).
+                """
         )
 
         @OptionGroup var global: GlobalOptions
