@@ -171,14 +171,7 @@ struct CachePoolTests: ClientRunSuite {
         // its copy leaves), and files in pgc-b's cache that none of its systems needs.
         let stray = try TestCommand.run("/usr/bin/nix-store", ["--add", fixture.repository + "/fleet.toml"])
         let strayPath = stray.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
-        let key = fixture.stateDirectory + "/" + SigningKeyFile.secretName
-        #expect(
-            try TestCommand.run(
-                "/usr/bin/nix",
-                Nix.flakeFlags + [
-                    "copy", "--to", "file://\(pool.directory)?secret-key=\(key)&compression=zstd", strayPath,
-                ]
-            ).succeeded)
+        try Self.copy(strayPath, into: pool, signedFor: fixture)
         let cacheB = try fixture.layout("pgc-b").cache
         try FileIO.writeAtomically(
             Array("URL: nar/stray.nar.zst\n".utf8), to: cacheB + "/\(String(repeating: "0", count: 32)).narinfo")
@@ -333,14 +326,7 @@ struct CachePoolTests: ClientRunSuite {
         try FileIO.writeAtomically(Array("kept".utf8), to: inTheWay + "/planted")
 
         // phostile-b's next system in the pool, its narinfo replaced by a link to a copy outside the pool.
-        let key = fixture.stateDirectory + "/" + SigningKeyFile.secretName
-        #expect(
-            try TestCommand.run(
-                "/usr/bin/nix",
-                Nix.flakeFlags + [
-                    "copy", "--to", "file://\(pool.directory)?secret-key=\(key)&compression=zstd", secondB,
-                ]
-            ).succeeded)
+        try Self.copy(secondB, into: pool, signedFor: fixture)
         let poolNarInfo = pool.directory + "/" + (try Self.hash(secondB)) + ".narinfo"
         try elsewhere.writeFile("narinfo", try FileIO.read(poolNarInfo))
         try FileIO.removeFile(poolNarInfo)
@@ -486,4 +472,16 @@ struct CachePoolTests: ClientRunSuite {
 extension CachePool {
     /// The store paths whose narinfo the pool holds.
     func storePathHashes() -> Set<String> { BinaryCache(directory: directory).storePathHashes() }
+}
+
+extension CachePoolTests {
+    /// Copies a store path into the pool behind the publisher's back, signed with the fleet's key, as `nix copy`
+    /// does for a publish.
+    static func copy(_ storePath: String, into pool: CachePool, signedFor fixture: FleetFixture) throws {
+        let key = fixture.stateDirectory + "/" + SigningKeyFile.secretName
+        let copy = try TestCommand.run(
+            "/usr/bin/nix",
+            Nix.flakeFlags + ["copy", "--to", "file://\(pool.directory)?secret-key=\(key)&compression=zstd", storePath])
+        #expect(copy.succeeded, "nix copy \(storePath): \(copy.standardError)")
+    }
 }

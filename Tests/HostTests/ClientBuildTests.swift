@@ -155,12 +155,7 @@ struct ClientBuildTests: ClientRunSuite {
         defer { fleet.stop() }
         let toplevel = try #require(try fleet.manifest("forged").toplevel)
         let narinfo = try fleet.layout("forged").cache + "/" + toplevel.dropFirst(11).prefix(32) + ".narinfo"
-        let stranger = try SigningKey(generatingWithName: "stranger-1")
-        let forged =
-            try String(contentsOfFile: narinfo, encoding: .utf8).split(separator: "\n").map { line in
-                line.hasPrefix("Sig: ") ? "Sig: " + (try! stranger.sign(Array("forged".utf8))) : String(line)
-            }.joined(separator: "\n") + "\n"
-        try FileIO.writeAtomically(Array(forged.utf8), to: narinfo, mode: 0o644)
+        try Self.forgeSignature(ofNarinfo: narinfo)
         try Self.forget(toplevel, fleet: fleet)
 
         let output = try await fleet.client("forged")
@@ -262,6 +257,19 @@ extension ClientRunSuite {
         let output = try await fixture.fleet(["publish", "--json"] + arguments)
         let rows = try JSONSerialization.jsonObject(with: Data(output.standardOutput.utf8)) as? [[String: Any]]
         return (output.exitCode, rows ?? [])
+    }
+
+    /// Signs the narinfo with a stranger's key instead of the fleet's, replacing it by rename (so the pool's
+    /// file, which it links, stays as it was); returns the forged text.
+    @discardableResult
+    static func forgeSignature(ofNarinfo narinfo: String) throws -> String {
+        let signature = try SigningKey(generatingWithName: "stranger-1").sign(Array("forged".utf8))
+        let forged =
+            try String(contentsOfFile: narinfo, encoding: .utf8).split(separator: "\n").map { line in
+                line.hasPrefix("Sig: ") ? "Sig: " + signature : String(line)
+            }.joined(separator: "\n") + "\n"
+        try FileIO.writeAtomically(Array(forged.utf8), to: narinfo, mode: 0o644)
+        return forged
     }
 
     /// Removes a system from the Nix store (and the server's build roots for it), as if this host never had it.

@@ -159,12 +159,7 @@ struct ClientCacheFetchTests: ClientRunSuite {
         let toplevel = try #require(try fleet.manifest(host).toplevel)
         let hash = String(toplevel.dropFirst(11).prefix(32))
         let narinfo = try fleet.layout(host).cache + "/" + hash + ".narinfo"
-        let stranger = try SigningKey(generatingWithName: "stranger-1")
-        let forged =
-            try String(contentsOfFile: narinfo, encoding: .utf8).split(separator: "\n").map { line in
-                line.hasPrefix("Sig: ") ? "Sig: " + (try! stranger.sign(Array("forged".utf8))) : String(line)
-            }.joined(separator: "\n") + "\n"
-        try FileIO.writeAtomically(Array(forged.utf8), to: narinfo, mode: 0o644)
+        let forged = try Self.forgeSignature(ofNarinfo: narinfo)
         let narFile = try #require(
             forged.split(separator: "\n").first { $0.hasPrefix("URL: nar/") }.map { String($0.dropFirst(5)) })
         try Self.forget(toplevel, fleet: fleet)
