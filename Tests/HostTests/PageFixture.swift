@@ -50,6 +50,9 @@ struct PageFixture {
             var configuration = UpdatePageConfiguration(host: "alpha", stateDirectory: directory.path("state"))
             configuration.startCommand = try StandInStart.command(config: directory.path("client.toml"), in: directory)
             configuration.minimumRunInterval = .zero
+            // A press answers after its start command ran; on a machine loaded by the parallel suite that can
+            // take longer than the 10 s a real page allows. Tests of the deadline set their own.
+            configuration.requestTimeout = .seconds(60)
             configure(&configuration)
             let server = try await UpdatePageServer.start(
                 configuration, socket: try ListeningSocket.bind(try ListenAddress(parsing: "127.0.0.1:0")))

@@ -250,6 +250,7 @@ struct PublishTests {
                 [[hooks]]
                 command = ["/bin/sh", "-c", "cat >> \(received)"]
                 events = ["published", "build-failed"]
+                timeout_seconds = 120
                 """)
         defer { fixture.remove() }
         let configuration = try fixture.configuration()
