@@ -29,10 +29,10 @@ struct CachePoolTests: ClientRunSuite {
         let (toplevelA, toplevelB) = (
             try #require(try fleet.manifest("pshare-a").toplevel), try #require(try fleet.manifest("pshare-b").toplevel)
         )
-        let shared = try Self.closure(of: toplevelA).first { $0.hasSuffix("-fleet-pool-shared") }
-        let extra = try Self.closure(of: toplevelA).first { $0.hasSuffix("-fleet-pool-only-pshare-a") }
+        let shared = try Self.storeClosure(of: toplevelA).first { $0.hasSuffix("-fleet-pool-shared") }
+        let extra = try Self.storeClosure(of: toplevelA).first { $0.hasSuffix("-fleet-pool-only-pshare-a") }
         let (sharedHash, extraHash) = (try Self.hash(try #require(shared)), try Self.hash(try #require(extra)))
-        #expect(try Self.closure(of: toplevelB).contains(try #require(shared)))
+        #expect(try Self.storeClosure(of: toplevelB).contains(try #require(shared)))
 
         let cacheA = BinaryCache(directory: try fleet.layout("pshare-a").cache)
         let cacheB = BinaryCache(directory: try fleet.layout("pshare-b").cache)
@@ -142,7 +142,7 @@ struct CachePoolTests: ClientRunSuite {
 
         #expect(try await fixture.fleet(["publish", "pgc-a"]).exitCode == 0)
         let firstA = try #require(try fixture.verifiedManifest("pgc-a").toplevel)
-        let closureA = try Self.closure(of: firstA)
+        let closureA = try Self.storeClosure(of: firstA)
         let sharedHash = try Self.hash(try #require(closureA.first { $0.hasSuffix("-fleet-pool-shared") }))
         let extraHash = try Self.hash(try #require(closureA.first { $0.hasSuffix("-fleet-pool-only-pgc-a") }))
         let sharedNar = pool.directory + "/nar/" + (try Self.narFile(pool.directory, sharedHash))
@@ -163,7 +163,7 @@ struct CachePoolTests: ClientRunSuite {
         try fixture.write("hosts/pgc-a/flake.nix", Self.flake(host: "pgc-a", nonce: nonce, withExtra: false))
         #expect(try await fixture.fleet(["publish"]).exitCode == 0)
         let secondA = try #require(try fixture.verifiedManifest("pgc-a").toplevel)
-        let secondClosure = try Self.closure(of: secondA)
+        let secondClosure = try Self.storeClosure(of: secondA)
         #expect(secondA != firstA && !secondClosure.contains { $0.contains("-fleet-pool-only-") })
         #expect(pool.storePathHashes().contains(extraHash))
 
@@ -413,13 +413,6 @@ struct CachePoolTests: ClientRunSuite {
         }
 
         """
-    }
-
-    /// The store paths of `toplevel`'s closure, as the server's Nix store has them.
-    static func closure(of toplevel: String) throws -> [String] {
-        let output = try TestCommand.run("/usr/bin/nix-store", ["--query", "--requisites", toplevel])
-        guard output.succeeded else { throw TestSupportError("nix-store -qR \(toplevel): \(output.standardError)") }
-        return output.standardOutput.split(separator: "\n").map(String.init)
     }
 
     static func hash(_ storePath: String) throws -> String {

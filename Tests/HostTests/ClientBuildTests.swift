@@ -272,6 +272,13 @@ extension ClientRunSuite {
         return forged
     }
 
+    /// The store paths of `toplevel`'s closure, as the (shared) Nix store has them.
+    static func storeClosure(of toplevel: String) throws -> [String] {
+        let output = try TestCommand.run("/usr/bin/nix-store", ["--query", "--requisites", toplevel])
+        guard output.succeeded else { throw TestSupportError("nix-store -qR \(toplevel): \(output.standardError)") }
+        return output.standardOutput.split(separator: "\n").map(String.init)
+    }
+
     /// Removes a system from the Nix store (and the server's build roots for it), as if this host never had it.
     static func forget(_ toplevel: String, fleet: ClientFleet) throws {
         let builds = fleet.fixture.stateDirectory + "/builds"

@@ -59,11 +59,8 @@ struct ClientCacheFetchTests: ClientRunSuite {
 
     /// The store paths of `toplevel`'s closure, by the name after the hash.
     static func closure(of toplevel: String) throws -> [String: String] {
-        let output = try TestCommand.run("/usr/bin/nix-store", ["--query", "--requisites", toplevel])
         var paths: [String: String] = [:]
-        for path in output.standardOutput.split(separator: "\n") {
-            paths[String(path.dropFirst("/nix/store/".count + 33))] = String(path)
-        }
+        for path in try storeClosure(of: toplevel) { paths[String(path.dropFirst("/nix/store/".count + 33))] = path }
         return paths
     }
 
