@@ -28,8 +28,10 @@ public struct BuildResult: Sendable, Codable, Equatable {
 }
 
 extension StateStore {
-    /// Every build is an event in state.db: `built`, `build-reused` or `build-failed`, with its log.
-    public func record(_ build: BuildResult) throws {
+    /// Every build is an event in state.db: `built`, `build-reused` or `build-failed`, with its log. A failure is
+    /// also remembered with its tree (so the next publish does not build the same tree again); a success forgets
+    /// the host's remembered failure.
+    public func record(_ build: BuildResult, at: String = UTCTime.iso(WallClock.system.now())) throws {
         let kind: EventKind =
             switch build.status {
             case .built: .built
@@ -40,6 +42,10 @@ extension StateStore {
         detail["toplevel"] = build.toplevel
         detail["log"] = build.log
         detail["reason"] = build.reason
-        try recordEvent(host: build.host, kind: kind, detail: detail)
+        let failure =
+            build.succeeded
+            ? nil
+            : BuildFailure(treeDigest: build.treeDigest, failedAt: at, reason: build.reason, log: build.log)
+        try recordBuild(host: build.host, kind: kind, detail: detail, failure: failure)
     }
 }

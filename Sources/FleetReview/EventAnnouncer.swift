@@ -55,7 +55,8 @@ struct EventAnnouncer {
                 }
             case .pending:
                 silent = false
-            case .neverSeen:
+            case .neverSeen, .buildFailed:
+                // `build-failed` was announced by the publish that found it (and status marks it after this).
                 break
             }
             if let event {

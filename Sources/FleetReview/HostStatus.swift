@@ -1,4 +1,5 @@
 import FleetProtocol
+public import ServerStore
 
 /// Where a host stands, as `fleet status` shows it.
 public enum HostState: String, Codable, Sendable, CaseIterable {
@@ -14,6 +15,10 @@ public enum HostState: String, Codable, Sendable, CaseIterable {
     case silent
     /// Nothing was ever received from it.
     case neverSeen = "never-seen"
+    /// Its newest configuration did not build on the server (the build gate), so it keeps the generation it has:
+    /// shown instead of up to date, pending or never seen (a host's own failure, rollback or silence comes
+    /// first); ``HostStatus/buildFailure`` says why.
+    case buildFailed = "build-failed"
 
     /// For tables: `up to date`, `rolled back`, `never seen`.
     public var words: String { rawValue.split(separator: "-").joined(separator: " ") }
@@ -60,6 +65,21 @@ public struct HostStatus: Codable, Sendable, Equatable {
         guard clientBehind, let clientVersion else { return nil }
         return "fleet-client \(clientVersion) is a major version behind this server (fleet \(FleetVersion.current)): "
             + "upgrade fleet-client on \(host)"
+    }
+
+    /// Its newest configuration, when it did not build on the server: the tree, when, why, the log.
+    public var buildFailure: StateStore.BuildFailure?
+
+    /// Shows the build gate's failure: as the state when the host has no problem of its own to show (up to date,
+    /// pending, never seen), and as `buildFailure` always.
+    mutating func mark(_ failure: StateStore.BuildFailure) {
+        buildFailure = failure
+        guard [.upToDate, .pending, .neverSeen].contains(state) else { return }
+        state = .buildFailed
+        reason =
+            "its newest configuration did not build on the server at \(failure.failedAt), so it keeps generation "
+            + "\(publishedGeneration.map(String.init) ?? "none"): \(failure.reason ?? "unknown reason") "
+            + "(log: \(failure.log ?? "none"))"
     }
 
     public static let shownWarnings = 20

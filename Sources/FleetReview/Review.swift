@@ -70,11 +70,16 @@ public final class Review {
                     .run(hosts: hosts, published: published.mapValues(\.highest))
                 let at = now ?? ReviewTime.now()
                 let hostRows = try store.hostRows()
-                let rows = try FleetStatus(store: store).rows(
+                var rows = try FleetStatus(store: store).rows(
                     hosts: hosts, published: published, hostRows: hostRows, runWarnings: ingest.warnings, now: at)
                 let events = try database.transaction {
                     try EventAnnouncer(store: store, stateStore: stateStore).announce(
                         rows, hostRows: hostRows, now: at)
+                }
+                // After the announcement: the host's own events do not depend on the server's builds.
+                let buildFailures = try stateStore.buildFailures()
+                for index in rows.indices {
+                    if let failure = buildFailures[rows[index].host] { rows[index].mark(failure) }
                 }
                 return Snapshot(hosts: rows, ingest: ingest, events: events, at: at)
             }

@@ -4,6 +4,7 @@ import FleetProtocol
 import FleetReview
 import Foundation
 import Inventory
+import ServerStore
 
 extension Fleet {
     struct Status: AsyncParsableCommand {
@@ -130,6 +131,17 @@ extension Fleet {
                 return count == 0 ? nil : "\(count) \(state.words)"
             }
             text += "\n" + (counts.isEmpty ? "no hosts" : counts.joined(separator: ", "))
+            // A host with a problem of its own shows that as its state; its server-side build failure goes here.
+            let unbuilt = rows.filter { $0.buildFailure != nil && $0.state != .buildFailed }
+            if !unbuilt.isEmpty {
+                text += "\n\nnewest configurations that did not build on the server:"
+                for row in unbuilt {
+                    let failure = row.buildFailure
+                    text +=
+                        "\n  \(row.host): at \(failure?.failedAt ?? "?"): "
+                        + TerminalText.line(failure?.reason ?? "unknown reason", limit: 200)
+                }
+            }
             let behind = rows.compactMap { row in row.clientWarning.map { (row.host, $0) } }
             if !behind.isEmpty {
                 text += "\n\nclients a major version behind:"

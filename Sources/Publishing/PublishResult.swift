@@ -13,6 +13,9 @@ public struct PublishResult: Codable, Sendable, Equatable {
         case wouldFail = "would-fail"
         /// The build gate held it back: its configuration did not build (or its cache could not be made).
         case buildFailed = "build-failed"
+        /// The build gate held it back without building: this very tree failed to build before (announced then,
+        /// not again).
+        case stillFailing = "still-failing"
     }
 
     public var host: HostName

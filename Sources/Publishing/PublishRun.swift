@@ -16,6 +16,6 @@ public struct PublishRun: Sendable, Equatable {
 
     /// A host was refused, did not build, or (dry run with `--build`) would not build: `fleet publish` exits 1.
     public var hasFailures: Bool {
-        results.contains { [.refused, .buildFailed, .wouldFail].contains($0.status) }
+        results.contains { [.refused, .buildFailed, .stillFailing, .wouldFail].contains($0.status) }
     }
 }

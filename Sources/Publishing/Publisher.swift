@@ -75,6 +75,7 @@ public struct Publisher {
     ) async throws -> PublishRun {
         let dryRun = options.dryRun
         let recorded = dryRun ? [:] : try store.lastGenerations()
+        let buildFailures = try store.buildFailures()
         let resolver = self.resolver
         let chrootRoot = configuration.server.chrootRoot
         // Enough plans in flight to keep every core busy while one host is written, and no more: a plan's
@@ -95,7 +96,8 @@ public struct Publisher {
             while let (index, plan) = try await group.next() {
                 waiting[index] = plan
                 while let plan = waiting.removeValue(forKey: results.count) {
-                    let result = try await publish(plan, now: now, recorded: recorded, sourceCommit: &sourceCommit)
+                    let result = try await publish(
+                        plan, now: now, recorded: recorded, buildFailures: buildFailures, sourceCommit: &sourceCommit)
                     progress(result)
                     results.append(result)
                     if planned < hosts.count {
@@ -121,10 +123,12 @@ public struct Publisher {
         return PublishRun(results: results, warnings: warnings, dryRun: dryRun)
     }
 
-    /// Publishes one host from its plan. `recorded` is each host's last generation in state.db before this run;
-    /// `sourceCommit` is the run's commit, found here when the first host is published.
+    /// Publishes one host from its plan. `recorded` is each host's last generation in state.db before this run,
+    /// `buildFailures` the build gate's memory of trees that did not build; `sourceCommit` is the run's commit,
+    /// found here when the first host is published.
     func publish(
-        _ plan: HostPlan, now: Date, recorded: [String: UInt64], sourceCommit: inout String?
+        _ plan: HostPlan, now: Date, recorded: [String: UInt64], buildFailures: [String: StateStore.BuildFailure],
+        sourceCommit: inout String?
     ) async throws -> PublishResult {
         let dryRun = options.dryRun
         let (host, layout, current) = (plan.host, plan.layout, plan.manifest)
@@ -172,6 +176,8 @@ public struct Publisher {
                     result.warnings.append(
                         "recorded generation \(manifest.generation), published by an interrupted run")
                 }
+                // Its configuration is the published one again: a failure remembered for another tree is over.
+                if buildFailures[host.name.value] != nil { try store.forgetBuildFailure(of: host.name) }
                 try collect(layout, current: manifest.generation, now: now, published: false)
             }
             return result
@@ -189,12 +195,30 @@ public struct Publisher {
             }
             return result
         }
+        let gated = options.forceBuild || host.build || host.cache
+        // The build gate's memory: the same tree failed before, so building it again would fail again (and
+        // announce it again). `--build` (or `fleet build`) tries it anyway, e.g. after fixing the server.
+        let knownFailure = buildFailures[host.name.value].flatMap { failure in
+            gated && !options.forceBuild && failure.treeDigest == SystemBuilder.treeDigest(tree.buildInputs)
+                ? failure : nil
+        }
+        if let knownFailure {
+            result.status = dryRun ? .wouldFail : .stillFailing
+            result.generation = current?.generation
+            result.buildLog = knownFailure.log
+            result.reason =
+                "did not build at \(knownFailure.failedAt) and is unchanged since, so generation "
+                + "\(current.map { String($0.generation) } ?? "none") stays: \(knownFailure.reason ?? "unknown reason") "
+                + "(log: \(knownFailure.log ?? "none")); not built again until it changes, or with "
+                + "`fleet publish --build`"
+            return result
+        }
         if dryRun {
             return await dryRunResult(result, host: host, tree: tree, generation: generation, current: current)
         }
         // The build gate: a host whose configuration does not build keeps its generation.
         var toplevel: String?
-        if options.forceBuild || host.build || host.cache {
+        if gated {
             let build = await builder.build(host, files: tree.buildInputs)
             try store.record(build)
             result.buildLog = build.log

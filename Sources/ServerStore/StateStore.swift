@@ -53,6 +53,17 @@ public final class StateStore {
                 ORDER BY e.id DESC LIMIT 1), 0);
         DELETE FROM events WHERE kind = 'system';
         """,
+        // 4: the build gate's memory: a host's newest configuration that did not build, so that the same tree
+        // is not built (and announced) again by every publish.
+        """
+        CREATE TABLE build_failures (
+            host TEXT PRIMARY KEY,
+            tree_digest TEXT NOT NULL,
+            failed_at TEXT NOT NULL,
+            reason TEXT,
+            log TEXT
+        );
+        """,
     ]
 
     /// Creates or migrates its tables in `database`.
@@ -175,6 +186,57 @@ public final class StateStore {
                     bytes: row["bytes"].integer ?? 0, toplevel: row["toplevel"].text,
                     hasCache: (row["has_cache"].integer ?? 0) != 0)
             }
+    }
+
+    /// A host's newest configuration that did not build on the server: its tree (``BuildGate``'s digest, secrets
+    /// excluded), when, why, and the log. Kept until the host builds, or its configuration is the published one.
+    public struct BuildFailure: Codable, Sendable, Equatable {
+        public var treeDigest: String
+        public var failedAt: String
+        public var reason: String?
+        public var log: String?
+
+        public init(treeDigest: String, failedAt: String, reason: String?, log: String?) {
+            self.treeDigest = treeDigest
+            self.failedAt = failedAt
+            self.reason = reason
+            self.log = log
+        }
+    }
+
+    /// Records a build's event and what the gate remembers of it, in one transaction: a failure replaces the
+    /// host's remembered one; a success (`failure` nil) forgets it.
+    public func recordBuild(host: HostName, kind: EventKind, detail: [String: String], failure: BuildFailure?) throws {
+        try database.transaction {
+            try insertEvent(host: host, kind: kind, detail: detail)
+            if let failure {
+                try database.query(
+                    "INSERT OR REPLACE INTO build_failures (host, tree_digest, failed_at, reason, log) VALUES (?, ?, ?, ?, ?)",
+                    [
+                        .text(host.value), .text(failure.treeDigest), .text(failure.failedAt),
+                        failure.reason.map { .text($0) } ?? .null, failure.log.map { .text($0) } ?? .null,
+                    ])
+            } else {
+                try database.query("DELETE FROM build_failures WHERE host = ?", [.text(host.value)])
+            }
+        }
+    }
+
+    /// Forgets `host`'s build failure: its configuration is the published one again.
+    public func forgetBuildFailure(of host: HostName) throws {
+        try database.query("DELETE FROM build_failures WHERE host = ?", [.text(host.value)])
+    }
+
+    /// Every remembered build failure, by host name.
+    public func buildFailures() throws -> [String: BuildFailure] {
+        var result: [String: BuildFailure] = [:]
+        for row in try database.query("SELECT * FROM build_failures") {
+            guard let host = row["host"].text, let tree = row["tree_digest"].text else { continue }
+            result[host] = BuildFailure(
+                treeDigest: tree, failedAt: row["failed_at"].text ?? "", reason: row["reason"].text,
+                log: row["log"].text)
+        }
+        return result
     }
 
     public struct Event: Sendable, Equatable {

@@ -65,7 +65,7 @@ struct ReportIngestTests {
         #expect(snapshot.ingest.filesRead == 2, "b's report and log, and no file of a's")
         #expect(try review.status(snapshot, "b").state == .upToDate)
         let store = try StateStore(stateDirectory: review.fixture.stateDirectory)
-        #expect(try store.schemaVersion == 3, "the current schema")
+        #expect(try store.schemaVersion == 4, "the current schema")
         // Refused files stay where they are, and are not read again.
         #expect(try review.listing("a").count == 4)
         let again = try await review.refresh()
