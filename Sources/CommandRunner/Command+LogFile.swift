@@ -31,7 +31,7 @@ extension Command {
             throw CommandError(commandLine: commandLine, code: .couldNotStart, underlying: error)
         }
         defer { try? log.close() }
-        let program = Self.program(executable)
+        let program = Self.program(executable, environment: environment)
         let updates = Self.environmentUpdates(environment)
         guard let timeout else {
             return try await runLogged(

@@ -1,4 +1,5 @@
 import FleetFiles
+import Glibc
 import Subprocess
 import SystemPackage
 
@@ -79,7 +80,7 @@ public enum Command {
         ownSession: Bool
     ) async throws(CommandError) -> CommandOutput {
         let commandLine = ([executable] + arguments).joined(separator: " ")
-        let program = Self.program(executable)
+        let program = Self.program(executable, environment: environment.mapValues { Optional($0) })
         let updates = Self.environmentUpdates(environment.mapValues { Optional($0) })
         let options = platformOptions(ownSession: ownSession)
         do {
@@ -106,9 +107,31 @@ public enum Command {
         }
     }
 
-    /// A name looked up in PATH, or a path when it has a slash.
-    static func program(_ executable: String) -> Executable {
-        executable.contains("/") ? .path(.init(executable)) : .name(executable)
+    /// A path when it has a slash; else the name found in PATH (the inherited one, unless `environment` changes
+    /// it), as the first absolute directory's regular file this process may execute. Subprocess would instead
+    /// spawn the name in each directory in turn until one is not ENOENT: a process start per PATH entry before
+    /// `git` (in `/usr/bin`, after the toolchain's and Nix's directories) is found. A name not found is left to
+    /// Subprocess, which says so in its own words.
+    static func program(_ executable: String, environment: [String: String?] = [:]) -> Executable {
+        if executable.contains("/") { return .path(.init(executable)) }
+        guard environment["PATH"] == nil, let searchPath = getenv("PATH").map({ String(cString: $0) }),
+            let found = find(executable, inSearchPath: searchPath)
+        else { return .name(executable) }
+        return .path(.init(found))
+    }
+
+    /// The first `<directory>/<name>` of `searchPath`'s absolute directories that is a regular file this process
+    /// may execute; nil for none, and for a name that is empty, `.`, `..` or has a slash.
+    package static func find(_ name: String, inSearchPath searchPath: String) -> String? {
+        guard !name.isEmpty, name != ".", name != "..", !name.contains("/") else { return nil }
+        for directory in searchPath.split(separator: ":") where directory.hasPrefix("/") {
+            let candidate = String(directory.hasSuffix("/") ? directory + name : directory + "/" + name)
+            var status = stat()
+            if stat(candidate, &status) == 0, status.st_mode & S_IFMT == S_IFREG, access(candidate, X_OK) == 0 {
+                return candidate
+            }
+        }
+        return nil
     }
 
     /// Changes to the inherited environment (nil removes a variable); names Subprocess cannot take are skipped.

@@ -1,4 +1,5 @@
 import CommandRunner
+import FleetFiles
 import FleetTestSupport
 import Testing
 
@@ -40,5 +41,27 @@ struct CommandTests {
             #expect(
                 error.description == "`/bin/sh -c echo no such thing >&2; exit 2` exited with status 2: no such thing")
         }
+    }
+
+    /// A name is found in PATH without a process start per directory: the first absolute directory's regular file
+    /// that may be executed. What is not that (a relative directory, a directory, a file without `x`) is skipped.
+    @Test func aNameIsFoundInThePathWithoutSpawningAndWhatCannotRunIsSkipped() async throws {
+        let directory = try TestDirectory.makeTemporary()
+        defer { directory.remove() }
+        for name in ["a", "b", "c", "d"] { try FileIO.ensureDirectory(directory.path(name), mode: 0o755) }
+        try FileIO.ensureDirectory(directory.path("a/tool"), mode: 0o755)
+        try FileIO.writeAtomically(Array("#!/bin/sh\necho b\n".utf8), to: directory.path("b/tool"), mode: 0o644)
+        try FileIO.writeAtomically(Array("#!/bin/sh\necho c\n".utf8), to: directory.path("c/tool"), mode: 0o755)
+        try FileIO.writeAtomically(Array("#!/bin/sh\necho d\n".utf8), to: directory.path("d/tool"), mode: 0o755)
+        let searchPath = [
+            "relative", directory.path("missing"), directory.path("a"), directory.path("b"),
+            directory.path("c"), directory.path("d"),
+        ].joined(separator: ":")
+        #expect(Command.find("tool", inSearchPath: searchPath) == directory.path("c/tool"))
+        #expect(Command.find("nothing", inSearchPath: searchPath) == nil)
+        for name in ["", ".", "..", "c/tool"] { #expect(Command.find(name, inSearchPath: searchPath) == nil) }
+        // A found name runs; a name found nowhere fails as it always did.
+        #expect(try await Command.run("true", []).succeeded)
+        #expect(await code { _ = try await Command.run("fleet-no-such-program", []) } == .couldNotStart)
     }
 }
