@@ -31,7 +31,7 @@ extension StateStore {
     /// Every build is an event in state.db: `built`, `build-reused` or `build-failed`, with its log. A failure is
     /// also remembered with its tree (so the next publish does not build the same tree again); a success forgets
     /// the host's remembered failure.
-    public func record(_ build: BuildResult, at: String = UTCTime.iso(WallClock.system.now())) throws {
+    public func record(_ build: BuildResult) throws {
         let kind: EventKind =
             switch build.status {
             case .built: .built
@@ -45,7 +45,9 @@ extension StateStore {
         let failure =
             build.succeeded
             ? nil
-            : BuildFailure(treeDigest: build.treeDigest, failedAt: at, reason: build.reason, log: build.log)
+            : BuildFailure(
+                treeDigest: build.treeDigest, failedAt: UTCTime.iso(WallClock.system.now()), reason: build.reason,
+                log: build.log)
         try recordBuild(host: build.host, kind: kind, detail: detail, failure: failure)
     }
 }

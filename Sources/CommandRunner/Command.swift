@@ -80,8 +80,9 @@ public enum Command {
         ownSession: Bool
     ) async throws(CommandError) -> CommandOutput {
         let commandLine = ([executable] + arguments).joined(separator: " ")
-        let program = Self.program(executable, environment: environment.mapValues { Optional($0) })
-        let updates = Self.environmentUpdates(environment.mapValues { Optional($0) })
+        let changes = environment.mapValues { Optional($0) }
+        let program = Self.program(executable, environment: changes)
+        let updates = Self.environmentUpdates(changes)
         let options = platformOptions(ownSession: ownSession)
         do {
             let result: (terminationStatus: TerminationStatus, standardOutput: String, standardError: String)

@@ -132,14 +132,15 @@ extension Fleet {
             }
             text += "\n" + (counts.isEmpty ? "no hosts" : counts.joined(separator: ", "))
             // A host with a problem of its own shows that as its state; its server-side build failure goes here.
-            let unbuilt = rows.filter { $0.buildFailure != nil && $0.state != .buildFailed }
+            let unbuilt = rows.compactMap { row in
+                row.state == .buildFailed ? nil : row.buildFailure.map { (row.host, $0) }
+            }
             if !unbuilt.isEmpty {
                 text += "\n\nnewest configurations that did not build on the server:"
-                for row in unbuilt {
-                    let failure = row.buildFailure
+                for (host, failure) in unbuilt {
                     text +=
-                        "\n  \(row.host): at \(failure?.failedAt ?? "?"): "
-                        + TerminalText.line(failure?.reason ?? "unknown reason", limit: 200)
+                        "\n  \(host): at \(failure.failedAt): "
+                        + TerminalText.line(failure.reason ?? "unknown reason", limit: 200)
                 }
             }
             let behind = rows.compactMap { row in row.clientWarning.map { (row.host, $0) } }

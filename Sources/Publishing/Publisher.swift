@@ -199,8 +199,8 @@ public struct Publisher {
         // The build gate's memory: the same tree failed before, so building it again would fail again (and
         // announce it again). `--build` (or `fleet build`) tries it anyway, e.g. after fixing the server.
         let knownFailure = buildFailures[host.name.value].flatMap { failure in
-            gated && !options.forceBuild && failure.treeDigest == SystemBuilder.treeDigest(tree.buildInputs)
-                ? failure : nil
+            (host.build || host.cache) && !options.forceBuild
+                && failure.treeDigest == SystemBuilder.treeDigest(tree.buildInputs) ? failure : nil
         }
         if let knownFailure {
             result.status = dryRun ? .wouldFail : .stillFailing

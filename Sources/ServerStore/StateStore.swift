@@ -217,12 +217,12 @@ public final class StateStore {
                         failure.reason.map { .text($0) } ?? .null, failure.log.map { .text($0) } ?? .null,
                     ])
             } else {
-                try database.query("DELETE FROM build_failures WHERE host = ?", [.text(host.value)])
+                try forgetBuildFailure(of: host)
             }
         }
     }
 
-    /// Forgets `host`'s build failure: its configuration is the published one again.
+    /// Forgets `host`'s build failure: it built, or its configuration is the published one again.
     public func forgetBuildFailure(of host: HostName) throws {
         try database.query("DELETE FROM build_failures WHERE host = ?", [.text(host.value)])
     }
