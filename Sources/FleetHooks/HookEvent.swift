@@ -9,8 +9,10 @@ public import Inventory
 /// ```
 ///
 /// - `event`: one of ``HookEventKind``'s names (`published`, `build-failed`, `host-applied`, `host-failed`,
-///   `host-rolled-back`, `host-silent`); also in the hook's environment as `FLEET_EVENT`.
-/// - `host`: the host it is about (also `FLEET_HOST`); `generation`: the generation it is about, when one is.
+///   `host-rolled-back`, `host-silent`, `update-published`, `update-failed`); also in the hook's environment as
+///   `FLEET_EVENT`.
+/// - `host`: the host it is about (also `FLEET_HOST`), absent for the update events, which name their hosts in
+///   `details.hosts`; `generation`: the generation it is about, when one is.
 /// - `at`: when the server noticed (UTC); `reason`: one line for humans, when there is one.
 /// - `details`: strings that depend on the event, e.g. `previousGeneration`, `sourceCommit`, `lastSeen`, `report`.
 ///
@@ -53,6 +55,24 @@ public struct HookEvent: Codable, Sendable, Equatable {
         HookEvent(
             .buildFailed, host: host, generation: keptGeneration, at: at, reason: reason,
             details: keptGeneration.map { ["keptGeneration": String($0)] } ?? [:])
+    }
+
+    /// `update-published`: `fleet update` published `hosts` (comma-separated) with new flake inputs; `details`
+    /// also hold `inputs` (each host's revisions), `policy` and `commit` (the lock files' commit, or `none`).
+    public static func updatePublished(hosts: [String], details: [String: String], at: String) -> HookEvent {
+        var details = details
+        details["hosts"] = hosts.joined(separator: ",")
+        return HookEvent(.updatePublished, host: nil, at: at, details: details)
+    }
+
+    /// `update-failed`: `fleet update` found `hosts` that did not build with new flake inputs; `reason` names each
+    /// with Nix's error. With `policy` `all` nothing was changed; with `per-host` the others were published.
+    public static func updateFailed(hosts: [String], reason: String, details: [String: String], at: String)
+        -> HookEvent
+    {
+        var details = details
+        details["hosts"] = hosts.joined(separator: ",")
+        return HookEvent(.updateFailed, host: nil, at: at, reason: reason, details: details)
     }
 
     /// The JSON line written to a hook's standard input (ends with a newline).

@@ -13,6 +13,10 @@ public enum HookEventKind: String, Sendable, CaseIterable, Codable, Hashable {
     case hostRolledBack = "host-rolled-back"
     /// A host has not been heard from for longer than its silence limit.
     case hostSilent = "host-silent"
+    /// `fleet update` published the hosts that built with new flake inputs.
+    case updatePublished = "update-published"
+    /// `fleet update` found hosts that did not build with new flake inputs (all or nothing: nothing changed).
+    case updateFailed = "update-failed"
 }
 
 /// One `[[hooks]]` table of fleet.toml: a command that receives events as JSON on its standard input.
