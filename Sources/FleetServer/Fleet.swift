@@ -14,7 +14,8 @@ struct Fleet: AsyncParsableCommand {
         // `fleet --version`: the version and the commit it was built from (SourceCommitPlugin).
         version: FleetVersion.versionLine(program: "fleet", commit: SourceCommit.value),
         subcommands: [
-            Init.self, Hosts.self, Build.self, Publish.self, GC.self, Diff.self, SSHDConfig.self, SyslogConfig.self,
+            Init.self, Hosts.self, Build.self, Publish.self, Update.self, GC.self, Diff.self, SSHDConfig.self,
+            SyslogConfig.self,
             Setup.self,
             ClientConfig.self,
             Status.self, Logs.self, Metrics.self, ReviewCommand.self, InstallUnits.self,
