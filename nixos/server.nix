@@ -9,6 +9,8 @@
 #     "*" (key logins only). Declared users survive `users.mutableUsers = false`;
 #   - fleet-setup.service (at boot and before every publish), fleet-publish.service, and what starts it:
 #     fleet-publish.path (a commit in the repository) and a timer (`publish.startAt`);
+#   - with `autoUpdate.enable`, fleet-update.service at `autoUpdate.startAt`: `fleet update --commit`, which
+#     updates the hosts' flake inputs, builds them and publishes what built (docs/updates.md);
 #   - FLEET_CHROOT_ROOT and FLEET_STATE_DIR for the services and for fleet run by hand.
 #
 # What `fleet` generates at runtime (fleet-setup.service), from the repository's fleet.toml:
@@ -193,6 +195,37 @@ in
       };
     };
 
+    autoUpdate = {
+      enable = lib.mkEnableOption ''
+        fleet-update.service on a timer: `fleet update --commit`, which updates the hosts' flake inputs in a
+        scratch copy of the repository, builds every host whose inputs moved, commits the lock files of those
+        it publishes and publishes them (docs/updates.md)'';
+
+      startAt = mkOption {
+        type = types.either types.str (types.listOf types.str);
+        default = "daily";
+        example = "Mon *-*-* 04:00";
+        description = "When to update (systemd calendar events, OnCalendar=).";
+      };
+
+      policy = mkOption {
+        type = types.enum [ "all" "per-host" ];
+        default = "all";
+        description = ''
+          `all`: publish only when every host whose inputs moved built, otherwise change nothing (and tell the
+          hooks `update-failed`). `per-host`: publish each host that built; the others keep their generation and
+          lock, and the next update tries the newest inputs for them again.
+        '';
+      };
+
+      inputs = mkOption {
+        type = types.listOf (types.strMatching "[A-Za-z][A-Za-z0-9_-]{0,63}");
+        default = [ ];
+        example = [ "nixpkgs" ];
+        description = "The inputs to update (`--input`); empty: all of each host's inputs.";
+      };
+    };
+
     review = {
       interval = mkOption {
         type = types.strMatching "[1-9][0-9]*(s|min|h)";
@@ -298,6 +331,28 @@ in
         # others from being published ("-").
         ExecStartPre = "-${setupScript}";
         ExecStart = "${fleet} publish --repo ${repo}";
+        UMask = "0022";
+      };
+    };
+
+    systemd.services.fleet-update = lib.mkIf cfg.autoUpdate.enable {
+      description = "fleet: update the hosts' flake inputs, build them, publish what built";
+      after = [ "fleet-setup.service" "network-online.target" ];
+      wants = [ "network-online.target" ];
+      path = [ pkgs.git config.nix.package ];
+      environment = fleetEnvironment // {
+        GIT_CONFIG_COUNT = "1";
+        GIT_CONFIG_KEY_0 = "safe.directory";
+        GIT_CONFIG_VALUE_0 = cfg.repository;
+        NIX_CONFIG = "extra-experimental-features = nix-command flakes";
+      };
+      startAt = cfg.autoUpdate.startAt;
+      serviceConfig = {
+        Type = "oneshot";
+        # Exits 1 (this unit failed) when a host did not build with the new inputs. --commit: an update needs a
+        # repository without uncommitted changes, so the lock files it writes are committed.
+        ExecStart = builtins.concatStringsSep " " ([ fleet "update" "--repo" repo "--commit" "--policy" cfg.autoUpdate.policy ]
+          ++ builtins.concatMap (input: [ "--input" input ]) cfg.autoUpdate.inputs);
         UMask = "0022";
       };
     };

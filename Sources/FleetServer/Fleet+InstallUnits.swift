@@ -15,7 +15,9 @@ extension Fleet {
                 `sshd -D -f` with the configuration `fleet sshd-config` wrote to --sshd-config), \
                 fleet-publish.service (`fleet setup`, then `fleet publish`), fleet-publish.timer with \
                 --publish-every, and fleet-review.service + fleet-review.timer (`fleet review --metrics-file`, \
-                every --review-every), which fires the hooks' host events without anyone running `fleet status`. \
+                every --review-every), which fires the hooks' host events without anyone running `fleet status`, and \
+                with --update-every fleet-update.service + fleet-update.timer (`fleet update --commit --policy \
+                <--update-policy>`, docs/updates.md). \
                 Each file is replaced atomically, and only when its text changes; run it again after changing an \
                 option. docs/server-units.md has the whole setup.
                 """)
@@ -61,6 +63,15 @@ extension Fleet {
         @Option(help: ArgumentHelp("Review the hosts every this long (a time span).", valueName: "span"))
         var reviewEvery: String = ServerUnits.defaultReviewEvery
 
+        @Option(
+            help: ArgumentHelp(
+                "Also update the flake inputs every this long (a time span, e.g. 1d); without it no fleet-update.timer.",
+                valueName: "span"))
+        var updateEvery: String?
+
+        @Option(help: ArgumentHelp("The timer's `fleet update --policy`: all or per-host.", valueName: "policy"))
+        var updatePolicy: String = "all"
+
         @Flag(help: "Print the units instead of writing them.")
         var dryRun = false
 
@@ -91,7 +102,8 @@ extension Fleet {
                         hostKey: FileIO.absolute(hostPrivateKey), sshd: sshd, sshKeygen: sshKeygen,
                         metricsFile: metricsFile.map(FileIO.absolute)
                             ?? configuration.server.stateDirectory + "/fleet.prom",
-                        publishEvery: publishEvery, reviewEvery: reviewEvery))
+                        publishEvery: publishEvery, reviewEvery: reviewEvery, updateEvery: updateEvery,
+                        updatePolicy: updatePolicy))
             } catch {
                 // What it refuses are the values of flags, each named.
                 throw ValidationError(error.description)
@@ -110,6 +122,13 @@ extension Fleet {
                 printError(
                     "note: \(staleTimer) is left from an earlier install with --publish-every; remove it "
                         + "(systemctl disable --now \(ServerUnits.publishTimerName)) or give --publish-every again")
+            }
+            let staleUpdateTimer =
+                (directory.hasSuffix("/") ? directory : directory + "/") + ServerUnits.updateTimerName
+            if updateEvery == nil, (try? FileStatus.of(staleUpdateTimer)) != nil {
+                printError(
+                    "note: \(staleUpdateTimer) is left from an earlier install with --update-every; remove it "
+                        + "(systemctl disable --now \(ServerUnits.updateTimerName)) or give --update-every again")
             }
             if installed.contains(where: { $0.status == .written }) {
                 print(

@@ -10,7 +10,9 @@ public import SystemdUnitFiles
 /// - `fleet-publish.service`: `fleet setup` then `fleet publish`; `fleet-publish.timer` only when a publish
 ///   interval is given (a publish timer when wanted; `systemctl start fleet-publish` works either way);
 /// - `fleet-review.service` + `fleet-review.timer`: `fleet review --metrics-file …` every interval, so that host
-///   events reach the hooks and the metrics file stays fresh without anyone running `fleet status`.
+///   events reach the hooks and the metrics file stays fresh without anyone running `fleet status`;
+/// - `fleet-update.service` + `fleet-update.timer`, only when an update interval is given: `fleet update
+///   --commit --policy <policy>`, which publishes hosts whose new flake inputs built (docs/updates.md).
 ///
 /// `nixos/server.nix` declares fleet-review the same way for NixOS servers.
 ///
@@ -45,13 +47,18 @@ public struct ServerUnits: Sendable, Equatable {
         /// A systemd time span; nil: no fleet-publish.timer.
         public var publishEvery: String?
         public var reviewEvery: String
+        /// A systemd time span; nil: no fleet-update.service or timer.
+        public var updateEvery: String?
+        /// `all` or `per-host` (`fleet update --policy`).
+        public var updatePolicy: String
 
         public init(
             binary: String, repository: String, chrootRoot: String? = nil, stateDirectory: String? = nil,
             sshdConfiguration: String? = ServerUnits.defaultSSHDConfiguration,
             hostKey: String = ServerUnits.defaultHostKey, sshd: String = "/usr/sbin/sshd",
             sshKeygen: String = "/usr/bin/ssh-keygen", metricsFile: String, publishEvery: String? = nil,
-            reviewEvery: String = ServerUnits.defaultReviewEvery
+            reviewEvery: String = ServerUnits.defaultReviewEvery, updateEvery: String? = nil,
+            updatePolicy: String = "all"
         ) {
             self.binary = binary
             self.repository = repository
@@ -64,6 +71,8 @@ public struct ServerUnits: Sendable, Equatable {
             self.metricsFile = metricsFile
             self.publishEvery = publishEvery
             self.reviewEvery = reviewEvery
+            self.updateEvery = updateEvery
+            self.updatePolicy = updatePolicy
         }
     }
 
@@ -72,6 +81,10 @@ public struct ServerUnits: Sendable, Equatable {
     public static let publishTimerName = "fleet-publish.timer"
     public static let reviewServiceName = "fleet-review.service"
     public static let reviewTimerName = "fleet-review.timer"
+    public static let updateServiceName = "fleet-update.service"
+    public static let updateTimerName = "fleet-update.timer"
+    /// `fleet update --policy`'s values.
+    public static let updatePolicies = ["all", "per-host"]
     public static let defaultDirectory = "/etc/systemd/system"
     public static let defaultSSHDConfiguration = "/etc/fleet/sshd_config"
     public static let defaultHostKey = "/etc/ssh/ssh_host_ed25519_key"
@@ -102,8 +115,14 @@ public struct ServerUnits: Sendable, Equatable {
         }
         for case let (option, span?) in [
             ("--publish-every", options.publishEvery), ("--review-every", options.reviewEvery),
+            ("--update-every", options.updateEvery),
         ] {
             if let problem = Self.timeSpanProblem(span) { problems.append("\(option) \(Self.shown(span)): \(problem)") }
+        }
+        if !Self.updatePolicies.contains(options.updatePolicy) {
+            problems.append(
+                "--update-policy \(Self.shown(options.updatePolicy)): must be one of \(Self.updatePolicies.joined(separator: ", "))"
+            )
         }
         if !problems.isEmpty { throw SetupError(problems.joined(separator: "\n")) }
         self.options = options
@@ -219,6 +238,43 @@ public struct ServerUnits: Sendable, Equatable {
                 "[Install]",
                 "WantedBy=timers.target",
             ])
+        if let every = options.updateEvery {
+            add(
+                Self.updateServiceName,
+                [
+                    "[Unit]",
+                    "Description=fleet: update the hosts' flake inputs, build them, publish what built",
+                    "Wants=network-online.target",
+                    "After=network-online.target",
+                    "",
+                    "[Service]",
+                    "Type=oneshot",
+                    "# Exits 1 (this unit failed) when a host did not build with the new inputs; the hooks hear",
+                    "# update-failed. --commit: the next update needs a repository without uncommitted changes.",
+                    "ExecStart=\(fleet) update \(repo) --commit --policy \(options.updatePolicy)",
+                    "UMask=0022",
+                    "Environment=PATH=\(Self.searchPath)",
+                    "Environment=\"NIX_CONFIG=extra-experimental-features = nix-command flakes\"",
+                    "Environment=GIT_CONFIG_COUNT=1",
+                    "Environment=GIT_CONFIG_KEY_0=safe.directory",
+                    "Environment=GIT_CONFIG_VALUE_0=\(options.repository)",
+                ] + environment)
+            add(
+                Self.updateTimerName,
+                [
+                    "[Unit]",
+                    "Description=fleet: update the flake inputs every \(every)",
+                    "",
+                    "[Timer]",
+                    "OnBootSec=15min",
+                    "OnUnitActiveSec=\(every)",
+                    "RandomizedDelaySec=10min",
+                    "Unit=\(Self.updateServiceName)",
+                    "",
+                    "[Install]",
+                    "WantedBy=timers.target",
+                ])
+        }
         return result
     }
 
@@ -226,6 +282,7 @@ public struct ServerUnits: Sendable, Equatable {
     public var enabledUnits: [String] {
         (options.sshdConfiguration == nil ? [] : [Self.sshdServiceName])
             + (options.publishEvery == nil ? [] : [Self.publishTimerName]) + [Self.reviewTimerName]
+            + (options.updateEvery == nil ? [] : [Self.updateTimerName])
     }
 
     /// Writes the units into `directory` (``SystemdUnitFiles/UnitFile/install(_:into:option:)``).

@@ -25,7 +25,7 @@ struct ServerModuleTests {
             makeBinPath = ps: builtins.concatStringsSep ":" (map (p: "${p}/bin") ps);
             types = {
               strMatching = r: { pattern = r; }; bool = "bool"; str = "str"; package = "package"; path = "path";
-              either = a: b: "either"; listOf = t: "listOf"; nullOr = t: "nullOr";
+              either = a: b: "either"; listOf = t: "listOf"; nullOr = t: "nullOr"; enum = values: { inherit values; };
             };
           };
           stub = name: "/stub/" + name;
@@ -42,6 +42,7 @@ struct ServerModuleTests {
               hosts = [ "svm-web" ]; userPrefix = "fleet-"; chrootRoot = "/srv/fleet"; stateDir = "/var/lib/fleet";
               signingKeyName = "fleet-1"; publish = { onCommit = true; startAt = [ ]; };
               review = { interval = "30s"; metricsFile = "/var/lib/node-exporter/fleet.prom"; };
+              autoUpdate = { enable = true; startAt = "weekly"; policy = "per-host"; inputs = [ "nixpkgs" "home-manager" ]; };
             };
           };
           module = import \(repository)/nixos/server.nix { inherit config lib pkgs; };
@@ -50,6 +51,11 @@ struct ServerModuleTests {
           setup = module.config.systemd.services.fleet-setup.serviceConfig.ExecStart.text;
           review = module.config.systemd.services.fleet-review;
           timer = module.config.systemd.timers.fleet-review;
+          update = module.config.systemd.services.fleet-update;
+          updateOptions = {
+            startAt = module.options.services.fleet-server.autoUpdate.startAt.default;
+            policy = module.options.services.fleet-server.autoUpdate.policy.default;
+          };
           reviewOptions = {
             interval = module.options.services.fleet-server.review.interval.default;
             pattern = module.options.services.fleet-server.review.interval.type.pattern;
@@ -74,6 +80,14 @@ struct ServerModuleTests {
         let review: Service
         let timer: Timer
         let reviewOptions: [String: String]
+        let update: UpdateService
+        let updateOptions: [String: String]
+
+        struct UpdateService: Decodable {
+            let environment: [String: String]
+            let startAt: String
+            let serviceConfig: [String: String]
+        }
     }
 
     static func evaluate() async throws -> Module {
@@ -181,5 +195,18 @@ struct ServerModuleTests {
         #expect(module.reviewOptions["interval"] == "1min")
         // The interval pattern is one the Swift side accepts too (the same units on both kinds of server).
         #expect(module.reviewOptions["pattern"] == "[1-9][0-9]*(s|min|h)")
+    }
+
+    @Test func autoUpdateRunsACommittingFleetUpdateOnItsTimer() async throws {
+        let module = try await Self.evaluate()
+        #expect(
+            module.update.serviceConfig["ExecStart"]
+                == "/stub/fleet/bin/fleet update --repo '/var/lib/fleet/repo' --commit --policy per-host --input nixpkgs "
+                + "--input home-manager")
+        #expect(module.update.serviceConfig["Type"] == "oneshot")
+        #expect(module.update.startAt == "weekly")
+        #expect(module.update.environment["FLEET_STATE_DIR"] == "/var/lib/fleet")
+        #expect(module.update.environment["GIT_CONFIG_VALUE_0"] == "/var/lib/fleet/repo")
+        #expect(module.updateOptions["startAt"] == "daily" && module.updateOptions["policy"] == "all")
     }
 }

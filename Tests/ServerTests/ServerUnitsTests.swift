@@ -108,6 +108,36 @@ struct ServerUnitsTests {
         #expect(try FileStatus.of(units + "/" + ServerUnits.publishTimerName) == nil)
     }
 
+    @Test func anUpdateTimerOnlyWithUpdateEveryRunsACommittingUpdate() async throws {
+        let fixture = try FleetFixture(hosts: ["su-d"])
+        defer { fixture.remove() }
+        let units = fixture.directory.path("units")
+        try fixture.directory.makeDirectory("units", mode: 0o755)
+        let output = try await Self.installUnits(
+            fixture, ["--directory", units, "--update-every", "1d", "--update-policy", "per-host"])
+        #expect(output.exitCode == 0, "\(output.standardError)")
+        let written = [ServerUnits.updateServiceName, ServerUnits.updateTimerName]
+        #expect(Set(try FileIO.listDirectory(units)).isSuperset(of: written))
+        #expect(output.standardOutput.contains("fleet-review.timer fleet-update.timer"), "\(output.standardOutput)")
+        let verified = try await Command.run("/usr/bin/systemd-analyze", ["verify"] + written.map { units + "/" + $0 })
+        let complaints = (verified.standardOutput + verified.standardError).split(separator: "\n").filter {
+            $0.contains(units) || $0.contains("fleet")
+        }
+        #expect(verified.exitCode == 0 && complaints.isEmpty, "\(verified.standardOutput)\(verified.standardError)")
+        let service = try String(contentsOfFile: units + "/" + ServerUnits.updateServiceName, encoding: .utf8)
+        #expect(
+            service.contains(
+                "ExecStart=\(FleetFixture.executable("fleet")) update --repo \(fixture.repository) --commit --policy "
+                    + "per-host\n"), "\(service)")
+        #expect(service.contains("Environment=GIT_CONFIG_VALUE_0=\(fixture.repository)\n"))
+        let timer = try String(contentsOfFile: units + "/" + ServerUnits.updateTimerName, encoding: .utf8)
+        #expect(timer.contains("OnUnitActiveSec=1d\n") && timer.contains("Unit=fleet-update.service\n"))
+
+        // Without --update-every the timer is named, not removed.
+        let without = try await Self.installUnits(fixture, ["--directory", units])
+        #expect(without.standardError.contains("note: \(units)/fleet-update.timer is left"), "\(without.standardError)")
+    }
+
     @Test func hostileValuesAreRefusedNamingTheOption() async throws {
         let fixture = try FleetFixture(hosts: ["su-c"])
         defer { fixture.remove() }
@@ -127,6 +157,9 @@ struct ServerUnitsTests {
             (["--publish-every", "0"], "--publish-every"),
             (["--review-every", "10ms"], "--review-every"),
             (["--review-every", "1min\nOnBootSec=0"], "--review-every"),
+            (["--update-every", "1 fortnight"], "--update-every"),
+            (["--update-every", "1d", "--update-policy", "per-host\nExecStartPre=/bin/evil"], "--update-policy"),
+            (["--update-every", "1d", "--update-policy", "some"], "--update-policy"),
         ]
         for (arguments, option) in cases {
             let output = try await Self.installUnits(fixture, ["--directory", units] + arguments)
