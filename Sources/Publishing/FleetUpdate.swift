@@ -51,6 +51,16 @@ public struct FleetUpdate {
     public func run(
         _ hosts: [HostConfiguration], now: Date = WallClock.system.now(), progress: (String) -> Void = { _ in }
     ) async throws -> UpdateRun {
+        var run = try await perform(hosts, now: now, progress: progress)
+        // Every host's generation after the update: the one published now, or the one it keeps.
+        for (index, host) in hosts.enumerated() where run.hosts[index].generation == nil {
+            let layout = ChrootLayout(root: configuration.server.chrootRoot, host: host.name)
+            run.hosts[index].generation = HostPlan.currentManifest(layout).manifest?.generation
+        }
+        return run
+    }
+
+    func perform(_ hosts: [HostConfiguration], now: Date, progress: (String) -> Void) async throws -> UpdateRun {
         let repository = try await UpdateRepository.open(configuration.repository)
         try await repository.requireUnchanged()
         try FileIO.createDirectories(scratchDirectory, mode: 0o700)

@@ -3,10 +3,11 @@ import FleetFiles
 import FleetProtocol
 import FleetTestSupport
 import Foundation
+import ServerStore
 import Testing
 
-/// `fleet update`, offline, with real git and Nix: each host's flake has one input, `pkgs`, a local git repository
-/// standing in for nixpkgs. The test moves it to a revision that breaks one host (a file `break-<host>` makes its
+/// `fleet update`, offline, with real git and Nix: each host's flake has an input `pkgs` (and an unused `tools`), a
+/// local git repository standing in for nixpkgs. The test moves it to a revision that breaks one host (a file `break-<host>` makes its
 /// system throw) and then to one that fixes it. Host names of their own.
 @Suite("fleet update", .serialized)
 struct FleetUpdateTests {
@@ -24,6 +25,7 @@ struct FleetUpdateTests {
         #expect((broken["reason"] as? String)?.contains("upstream breaks updallbroken") == true, "\(broken)")
         let green = fleet.host("updallgreen", output)
         #expect(green["status"] as? String == "held", "built, but all or nothing: \(green)")
+        #expect(green["generation"] as? Int == 1 && broken["generation"] as? Int == 1, "the generations they keep")
         #expect(try await fleet.snapshot() == before, "the repository and the chroots are untouched")
         #expect(try fleet.hookEvents().map(\.summary) == ["update-failed updallbroken"])
         #expect(try fleet.hookEvents().first?.reason.contains("upstream breaks updallbroken") == true)
@@ -123,6 +125,31 @@ struct FleetUpdateTests {
         #expect(manifest.generation == 2 && manifest.sourceCommit == before.head + "-dirty")
     }
 
+    @Test func onlyTheNamedHostsAndInputsMoveAndAGatedHostIsNotBuiltTwice() async throws {
+        let fleet = try await UpdateFleet(hosts: ["updpick", "updother"], extraToml: "[defaults]\nbuild = true\n")
+        defer { fleet.remove() }
+        let first = try await fleet.upstreamRevision()
+        try await fleet.advanceUpstream(version: "2", breaking: [])
+        let (status, output) = try await fleet.update(["updpick", "--input", "pkgs", "--commit", "--jobs", "2"])
+        #expect(status == 0 && output["outcome"] as? String == "published", "\(output)")
+        #expect((output["hosts"] as? [[String: Any]])?.count == 1)
+        let picked = fleet.host("updpick", output)
+        #expect(try fleet.lockedRevision("updpick", input: "pkgs") == (try await fleet.upstreamRevision()))
+        #expect(try fleet.lockedRevision("updpick", input: "tools") == first, "an input not named stays")
+        #expect(
+            try fleet.lockedRevision("updother") == first && fleet.lockedRevision("updother", input: "tools") == first)
+        #expect(try await fleet.git(["show", "--name-only", "--format=", "HEAD"]) == "hosts/updpick/flake.lock")
+        let manifest = try fleet.fixture.verifiedManifest("updpick")
+        #expect(manifest.generation == 2 && manifest.toplevel == picked["toplevel"] as? String, "\(picked)")
+        #expect(try fleet.fixture.verifiedManifest("updother").generation == 1)
+        // Built once by the update; the publish's build gate reused that build.
+        let store = try StateStoreOpener.open(fleet.fixture)
+        let builds = try store.events(host: try HostName("updpick")).map(\.kind).filter {
+            ["built", "build-reused", "build-failed"].contains($0)
+        }
+        #expect(builds == ["built", "built", "build-reused"], "\(builds)")
+    }
+
     @Test func hostileArgumentsAndRepositoriesAreRefusedAndNothingChanges() async throws {
         let fleet = try await UpdateFleet(hosts: ["updhostile"])
         defer { fleet.remove() }
@@ -135,6 +162,7 @@ struct FleetUpdateTests {
             (["--input", "--update-input"], 64, "--input"),
             (["--input", "nixpkgs"], 1, "nixpkgs: not an input of the flake.lock of host updhostile"),
             (["nosuchhost"], 1, "no host \"nosuchhost\""),
+            (["../updhostile"], 1, "no host \"../updhostile\""),
             (["--jobs", "0"], 64, "--jobs"),
             (["--policy", "some"], 64, "policy"),
         ] {
@@ -162,6 +190,16 @@ struct FleetUpdateTests {
         try FileIO.writeAtomically(locked, to: lock)
         #expect(try await fleet.snapshot() == before)
 
+        // A committed lock that is not a flake lock: the host fails, naming the file, and nothing changes.
+        try await fleet.commitAll("a broken lock") { try FileIO.writeAtomically(Array("{ not json".utf8), to: lock) }
+        let brokenLock = try await fleet.snapshot()
+        var (status, json) = try await fleet.update(["--commit"])
+        #expect(status == 1 && json["outcome"] as? String == "failed", "\(json)")
+        let reason = fleet.host("updhostile", json)["reason"] as? String ?? ""
+        #expect(reason.contains("hosts/updhostile/flake.lock: not a flake lock"), "\(reason)")
+        #expect(try await fleet.snapshot() == brokenLock)
+        try await fleet.commitAll("the lock again") { try FileIO.writeAtomically(locked, to: lock) }
+
         // A lock that is a link (into common/) is not the host's own: the host is skipped, nothing written.
         try await fleet.commitAll(
             "lock as a link",
@@ -171,7 +209,7 @@ struct FleetUpdateTests {
                 try fleet.fixture.link("hosts/updhostile/flake.lock", to: "../../common/shared.lock")
             })
         let linked = try await fleet.snapshot()
-        let (status, json) = try await fleet.update([])
+        (status, json) = try await fleet.update([])
         #expect(status == 0 && json["outcome"] as? String == "current", "\(json)")
         let skipped = fleet.host("updhostile", json)
         #expect(skipped["status"] as? String == "skipped", "\(skipped)")
@@ -204,9 +242,9 @@ struct UpdateFleet {
         let chroot: [String]
     }
 
-    init(hosts: [String]) async throws {
+    init(hosts: [String], extraToml: String = "") async throws {
         fixture = try FleetFixture(hosts: [])
-        var toml = try String(contentsOfFile: fixture.repository + "/fleet.toml", encoding: .utf8)
+        var toml = try String(contentsOfFile: fixture.repository + "/fleet.toml", encoding: .utf8) + extraToml + "\n"
         toml += "[[hooks]]\ncommand = [\"/bin/sh\", \"-c\", \"cat >> \(events)\"]\n\n"
         for host in hosts {
             toml += "[hosts.\(host)]\nkey = \"\(KeyPair.publicLine(forHost: host))\"\n"
@@ -231,12 +269,14 @@ struct UpdateFleet {
 
     func remove() { fixture.remove() }
 
-    /// A host whose system reads `version` from `pkgs` and throws when `pkgs` has `break-<host>`.
+    /// A host whose system reads `version` from `pkgs` and throws when `pkgs` has `break-<host>`; `tools` is a
+    /// second input (the same repository) that the system does not use.
     static func flake(host: String, upstream: String) -> String {
         """
         {
           inputs.pkgs = { url = "git+file://\(upstream)"; flake = false; };
-          outputs = { self, pkgs }: {
+          inputs.tools = { url = "git+file://\(upstream)"; flake = false; };
+          outputs = { self, pkgs, tools }: {
             nixosConfigurations.\(host).config.system.build.toplevel =
               if builtins.pathExists (pkgs + "/break-\(host)") then throw "upstream breaks \(host)"
               else derivation {
@@ -271,12 +311,12 @@ struct UpdateFleet {
         try await Self.git(fixture.repository, ["commit", "--quiet", "-m", message])
     }
 
-    /// The `pkgs` revision the host's flake.lock in the repository names.
-    func lockedRevision(_ host: String) throws -> String? {
+    /// The revision of `input` that the host's flake.lock in the repository names.
+    func lockedRevision(_ host: String, input: String = "pkgs") throws -> String? {
         let bytes = try FileIO.read(fixture.repository + "/hosts/\(host)/flake.lock")
         let lock = try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any]
         let nodes = lock?["nodes"] as? [String: Any]
-        return ((nodes?["pkgs"] as? [String: Any])?["locked"] as? [String: Any])?["rev"] as? String
+        return ((nodes?[input] as? [String: Any])?["locked"] as? [String: Any])?["rev"] as? String
     }
 
     func snapshot() async throws -> Snapshot {
