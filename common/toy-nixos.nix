@@ -5,13 +5,15 @@
 # $FLEET_ACTIVATION_LOG (default /var/lib/fleet-client/activations.log), then runs $FLEET_ACTIVATION_HOOK
 # (operation, host, system) when set, so tests can make an activation fail or cut the network; a real system
 # does the rest.
-# Modules are attribute sets with `motd` (lines) and `files` ({ name = text; }), merged in order.
+# Modules are attribute sets with `motd` (lines), `files` ({ name = text; }) and `imports` (paths), merged in order.
 { hostName, modules ? [ ] }:
 let
-  merged = builtins.foldl' (acc: path: let module = import path; in {
+  # A module's `imports` (paths, as fleet-roles.nix has) come before it, as in NixOS.
+  expand = path: let module = import path; in builtins.concatMap expand (module.imports or [ ]) ++ [ module ];
+  merged = builtins.foldl' (acc: module: {
     motd = acc.motd ++ (module.motd or [ ]);
     files = acc.files // (module.files or { });
-  }) { motd = [ ]; files = { }; } modules;
+  }) { motd = [ ]; files = { }; } (builtins.concatMap expand modules);
   motd = builtins.concatStringsSep "\n" merged.motd;
   fileCommands = builtins.concatStringsSep "\n" (builtins.attrValues (builtins.mapAttrs
     (name: text: "printf '%b' ${builtins.toJSON text} > $out/etc/${name}") merged.files));

@@ -25,14 +25,25 @@ public struct SystemBuilder: Sendable {
     public struct SourceFile: Sendable, Equatable {
         /// Relative to the tree's root, e.g. `flake.nix` or `common/base.nix`.
         public let path: String
-        /// A real file (never a link) holding the bytes that were hashed.
-        public let source: String
+        /// A real file (never a link) holding the bytes that were hashed, or nil for a file fleet generated.
+        public let source: String?
+        /// The bytes of a file fleet generated (`fleet-roles.nix`).
+        public let contents: [UInt8]?
         public let sha256: String
         public let executable: Bool
 
         public init(path: String, source: String, sha256: String, executable: Bool) {
             self.path = path
             self.source = source
+            self.contents = nil
+            self.sha256 = sha256
+            self.executable = executable
+        }
+
+        public init(path: String, contents: [UInt8], sha256: String, executable: Bool) {
+            self.path = path
+            self.source = nil
+            self.contents = contents
             self.sha256 = sha256
             self.executable = executable
         }
@@ -125,9 +136,10 @@ public struct SystemBuilder: Sendable {
         for file in files {
             let target = directory + "/" + file.path
             try FileIO.createDirectories(FileIO.split(target).directory, mode: 0o755)
-            let bytes = try FileIO.readNoFollow(file.source, limit: 1 << 30)
+            let bytes = try file.contents ?? FileIO.readNoFollow(file.source ?? "", limit: 1 << 30)
             guard SHA256Hasher.hex(bytes) == file.sha256 else {
-                throw FileSystemError("read", path: file.source, detail: "changed after it was resolved; publish again")
+                throw FileSystemError(
+                    "read", path: file.source ?? file.path, detail: "changed after it was resolved; publish again")
             }
             try FileIO.writeAtomically(bytes, to: target, mode: file.executable ? 0o755 : 0o644)
         }

@@ -49,9 +49,9 @@ public final class Review {
     }
 
     /// The hosts named (all when `names` is empty); an unknown name is an error naming it.
-    public func hosts(_ names: [String]) throws(ReviewError) -> [HostConfiguration] {
+    public func hosts(_ names: [String], roles: [String] = []) throws(ReviewError) -> [HostConfiguration] {
         do {
-            return try configuration.selecting(names)
+            return try configuration.selecting(names, roles: roles)
         } catch {
             throw ReviewError(error.description)
         }

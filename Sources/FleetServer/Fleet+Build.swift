@@ -42,7 +42,7 @@ extension Fleet {
             var trees: [(HostConfiguration, ResolvedTree)] = []
             for host in selected {
                 do {
-                    trees.append((host, try resolver.resolve(host.name)))
+                    trees.append((host, try resolver.resolve(host)))
                 } catch {
                     refusals.append((host.name, error.problems.map(\.description).joined(separator: "; ")))
                 }

@@ -45,7 +45,7 @@ extension Fleet {
             let selected = try configuration.selecting([host])[0]
             let resolver = try HostTreeResolver(repository: configuration.repository)
             let tree: ResolvedTree
-            do { tree = try resolver.resolve(selected.name) } catch {
+            do { tree = try resolver.resolve(selected) } catch {
                 // A fact about the repository, found while running: not a usage error.
                 throw CommandFailure(
                     "\(selected.name) would be refused: \(error.problems.map(\.description).joined(separator: "; "))")

@@ -23,6 +23,11 @@ extension Fleet {
         @Argument(help: "Hosts to publish (default: all).")
         var hosts: [String] = []
 
+        @Option(
+            name: .customLong("role"),
+            help: ArgumentHelp("Only hosts having this role (repeat for several).", valueName: "role"))
+        var roles: [String] = []
+
         @Flag(help: "Build every changed host before publishing it (the build gate), whatever fleet.toml says.")
         var build = false
 
@@ -37,7 +42,7 @@ extension Fleet {
 
         func run() async throws {
             let configuration = try global.loadConfiguration()
-            let selected = try configuration.selecting(hosts)
+            let selected = try configuration.selecting(hosts, roles: roles)
             let stateDirectory = configuration.server.stateDirectory
             let key = try SigningKeyFile.load(stateDirectory: stateDirectory)
             let lock = dryRun ? nil : try Publisher.lock(stateDirectory: stateDirectory)

@@ -24,6 +24,11 @@ extension Fleet {
         @Argument(help: "Hosts to show (default: all).")
         var hosts: [String] = []
 
+        @Option(
+            name: .customLong("role"),
+            help: ArgumentHelp("Only hosts having this role (repeat for several).", valueName: "role"))
+        var roles: [String] = []
+
         @Flag(help: "Print JSON for scripts.")
         var json = false
 
@@ -54,7 +59,7 @@ extension Fleet {
         func run() async throws {
             let configuration = try global.loadConfiguration()
             let review = try Review(configuration: configuration)
-            let selected = try review.hosts(hosts)
+            let selected = try review.hosts(hosts, roles: roles)
             guard watch else {
                 let snapshot = try await review.refresh(selected)
                 if json {

@@ -34,6 +34,8 @@ public struct FleetConfiguration: Sendable {
     public let hosts: [HostConfiguration]
     /// `[[hooks]]`: commands told about events (see ``HookConfiguration``).
     public let hooks: [HookConfiguration]
+    /// `[roles.<name>]`: what roles include (each host's ``HostConfiguration/roles`` is already expanded).
+    public var roles = RoleCatalog()
     /// The repository root (absolute).
     public let repository: String
     /// The fleet.toml path, for messages.
@@ -49,10 +51,12 @@ public struct FleetConfiguration: Sendable {
     ]
     static let hostKeys = [
         "key", "key_file", "attribute", "operation", "build", "cache", "poll_interval_seconds",
-        "silent_after_intervals",
+        "silent_after_intervals", "roles",
     ]
-    static let defaultKeys = ["operation", "build", "cache", "poll_interval_seconds", "silent_after_intervals"]
-    static let topKeys = ["server", "defaults", "hosts", "hooks"]
+    static let defaultKeys = [
+        "operation", "build", "cache", "poll_interval_seconds", "silent_after_intervals", "roles",
+    ]
+    static let topKeys = ["server", "defaults", "hosts", "hooks", "roles"]
     static let hookKeys = ["command", "events", "timeout_seconds"]
     /// How often hosts poll, at most a week; `fleet status` calls a host silent after `silent_after_intervals` of them.
     static let pollIntervalRange = 1...(7 * 86400)
@@ -125,6 +129,8 @@ public struct FleetConfiguration: Sendable {
         let defaultSilentAfter =
             reader.integer(
                 defaults, "silent_after_intervals", in: "[defaults]", range: silentAfterRange) ?? 3
+        let roles = RoleCatalog.parse(table["roles"], repository: repository, &reader)
+        let defaultRoles = reader.stringArray(defaults, "roles", in: "[defaults]") ?? []
 
         var hosts: [HostConfiguration] = []
         var keyOwners: [String: String] = [:]
@@ -162,6 +168,11 @@ public struct FleetConfiguration: Sendable {
                     "\(file): \(context) key \"attribute\": \(quoted(attribute)) is not a Nix attribute name fleet accepts ([A-Za-z0-9_][A-Za-z0-9_'-]*)"
                 )
             }
+            let hostRoles = reader.stringArray(hostTable, "roles", in: context)
+            let expandedRoles =
+                roles.expand(
+                    hostRoles ?? defaultRoles, for: name, in: hostRoles == nil ? "[defaults]" : context,
+                    repository: repository, &reader) ?? []
             var isDirectory: ObjCBool = false
             let hostDirectory = repository + "/hosts/" + name
             if !FileManager.default.fileExists(atPath: hostDirectory, isDirectory: &isDirectory)
@@ -183,7 +194,7 @@ public struct FleetConfiguration: Sendable {
                         ?? defaultPollInterval,
                     silentAfterIntervals: reader.integer(
                         hostTable, "silent_after_intervals", in: context, range: silentAfterRange)
-                        ?? defaultSilentAfter))
+                        ?? defaultSilentAfter, roles: expandedRoles))
         }
         var users: [String: String] = [:]
         for host in hosts {
@@ -196,7 +207,10 @@ public struct FleetConfiguration: Sendable {
         }
         let hooks = parseHooks(table["hooks"], &reader)
         if !reader.problems.isEmpty { throw InventoryError(reader.problems) }
-        return FleetConfiguration(server: server, hosts: hosts, hooks: hooks, repository: repository, file: file)
+        var configuration = FleetConfiguration(
+            server: server, hosts: hosts, hooks: hooks, repository: repository, file: file)
+        configuration.roles = roles
+        return configuration
     }
 
     /// `[[hooks]]` tables: `command` (required, an absolute program path first), `events` (default: all),
@@ -257,7 +271,26 @@ public struct FleetConfiguration: Sendable {
         var server = self.server
         if let chrootRoot { server.chrootRoot = try checked(chrootRoot) }
         if let stateDirectory { server.stateDirectory = try checked(stateDirectory) }
-        return FleetConfiguration(server: server, hosts: hosts, hooks: hooks, repository: repository, file: file)
+        var configuration = FleetConfiguration(
+            server: server, hosts: hosts, hooks: hooks, repository: repository, file: file)
+        configuration.roles = roles
+        return configuration
+    }
+
+    /// Keeps only the named hosts and, with `roles`, only those having one of them (directly or through an
+    /// included role); an unknown name or role is an error naming it.
+    public func selecting(_ names: [String], roles: [String] = []) throws(InventoryError) -> [HostConfiguration] {
+        let named = try selecting(names)
+        if roles.isEmpty { return named }
+        let known = Set(hosts.flatMap(\.roles)).union(self.roles.includes.keys)
+        let unknown = roles.filter { !known.contains($0) }
+        if !unknown.isEmpty {
+            throw InventoryError(
+                unknown.map {
+                    "\(file): no host has the role \(quoted($0)) (roles in use: \(known.sorted().joined(separator: ", ")))"
+                })
+        }
+        return named.filter { host in host.roles.contains { roles.contains($0) } }
     }
 
     /// Keeps only the named hosts; an unknown name is an error naming it.

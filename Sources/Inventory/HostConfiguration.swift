@@ -18,10 +18,12 @@ public struct HostConfiguration: Sendable, Equatable {
     public let pollIntervalSeconds: Int
     /// `fleet status` calls the host silent when nothing was heard from it for this many poll intervals.
     public let silentAfterIntervals: Int
+    /// The host's roles in the order their modules are imported: included roles first, each once.
+    public let roles: [String]
 
     public init(
         name: HostName, publicKey: SSHPublicKey?, attribute: String, operation: Operation, build: Bool, cache: Bool,
-        unixUser: String, pollIntervalSeconds: Int = 900, silentAfterIntervals: Int = 3
+        unixUser: String, pollIntervalSeconds: Int = 900, silentAfterIntervals: Int = 3, roles: [String] = []
     ) {
         self.name = name
         self.publicKey = publicKey
@@ -32,6 +34,7 @@ public struct HostConfiguration: Sendable, Equatable {
         self.unixUser = unixUser
         self.pollIntervalSeconds = pollIntervalSeconds
         self.silentAfterIntervals = silentAfterIntervals
+        self.roles = roles
     }
 
     /// How long the host may stay unheard before it is silent.

@@ -99,6 +99,7 @@ public enum RepositoryScaffold {
             [hosts.example]
             # key = "ssh-ed25519 AAAA…"      # the host's /etc/ssh/ssh_host_ed25519_key.pub
             # attribute = "example"          # nixosConfigurations.<attribute>, default the host name
+            # roles = ["web"]                # modules from roles/web/default.nix, imported by ./fleet-roles.nix
 
             """
         ),
@@ -131,7 +132,9 @@ public enum RepositoryScaffold {
               outputs = { self, nixpkgs }: {
                 nixosConfigurations.example = nixpkgs.lib.nixosSystem {
                   system = "x86_64-linux";
-                  modules = [ ./configuration.nix ./common/base.nix ];
+                  # fleet-roles.nix is written by fleet publish when fleet.toml gives the host roles.
+                  modules = [ ./configuration.nix ./common/base.nix ]
+                    ++ (if builtins.pathExists ./fleet-roles.nix then [ ./fleet-roles.nix ] else [ ]);
                 };
               };
             }

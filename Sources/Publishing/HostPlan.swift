@@ -25,14 +25,17 @@ struct HostPlan: Sendable {
     init(_ host: HostConfiguration, chrootRoot: String, resolver: HostTreeResolver) {
         self.host = host
         layout = ChrootLayout(root: chrootRoot, host: host.name)
-        (manifest, warnings) = Self.currentManifest(layout)
+        let current = Self.currentManifest(layout)
+        manifest = current.manifest
         let tree: ResolvedTree
         do throws(ResolutionError) {
-            tree = try resolver.resolve(host.name)
+            tree = try resolver.resolve(host)
         } catch {
+            warnings = current.warnings
             resolution = .refused(error)
             return
         }
+        warnings = current.warnings + (tree.importsRolesModule || host.roles.isEmpty ? [] : [Self.unusedRoles(host)])
         let digest = tree.contentDigest(for: host, hasCache: host.cache)
         var isUnchanged = false
         if let manifest, manifest.contentDigest == digest {
@@ -40,6 +43,13 @@ struct HostPlan: Sendable {
             isUnchanged = snapshot?.size == manifest.snapshot.size
         }
         resolution = .resolved(tree, contentDigest: digest, isUnchanged: isUnchanged)
+    }
+
+    /// Roles whose modules would be published and never imported: almost certainly a flake that was not told.
+    static func unusedRoles(_ host: HostConfiguration) -> String {
+        "hosts/\(host.name)/ has the roles \(host.roles.joined(separator: ", ")) but none of its .nix files mentions "
+            + "./\(HostTreeResolver.rolesModule), so their modules are published and not used; add it to the modules "
+            + "of nixosConfigurations.\(host.attribute) (see `fleet init`'s flake.nix)"
     }
 
     /// The manifest currently published for a host, read back without trusting it blindly.

@@ -59,7 +59,19 @@ public struct PublishedTreeDiff: Sendable {
         var files: [File] = []
         var seen: Set<String> = []
         for entry in tree.entries {
-            guard case .file(let source, _, let sha256) = entry.kind else { continue }
+            let source: String
+            let sha256: String
+            switch entry.kind {
+            case .directory: continue
+            case .file(let path, _, let hash): (source, sha256) = (path, hash)
+            case .generated(let bytes, let hash):
+                // Written beside the extracted snapshot (whose paths all start with tree/ or secrets/), so
+                // `diff -u` can read it like any other file.
+                source = scratch + "/generated/" + entry.path
+                try FileIO.createDirectories(FileIO.split(source).directory, mode: 0o700)
+                try FileIO.writeAtomically(bytes, to: source, mode: 0o600)
+                sha256 = hash
+            }
             seen.insert(entry.path)
             let secret = entry.path.hasPrefix(HostTreeResolver.secretsPrefix + "/")
             if let old = published[entry.path] {

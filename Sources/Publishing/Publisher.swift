@@ -363,6 +363,8 @@ public struct Publisher {
                     try writer.addDirectory(entry.path, permissions: entry.permissions)
                 case .file(let source, let identity, _):
                     try addFile(entry, from: source, identity: identity, to: writer)
+                case .generated(let bytes, _):
+                    try writer.addFile(entry.path, permissions: entry.permissions, bytes: bytes)
                 }
             }
             try writer.finish()

@@ -18,6 +18,9 @@ public enum ResolutionProblem: Sendable, Equatable, CustomStringConvertible {
     case unreadable(path: String, reason: String)
     case tooLarge(limit: String)
     case nameNotUTF8(directory: String)
+    case missingRole(path: String)
+    case roleWithoutModule(path: String)
+    case reservedForRoles(path: String)
 
     public var description: String {
         switch self {
@@ -55,6 +58,13 @@ public enum ResolutionProblem: Sendable, Equatable, CustomStringConvertible {
             return "the host's tree exceeds \(limit)"
         case .nameNotUTF8(let directory):
             return "\(directory) holds a file name that is not valid UTF-8; rename it"
+        case .missingRole(let path):
+            return "the role directory \(path) does not exist; create it, or remove the role from fleet.toml"
+        case .roleWithoutModule(let path):
+            return "\(path) is missing: a role's modules are imported through its default.nix"
+        case .reservedForRoles(let path):
+            return
+                "\(path) is where fleet puts the host's roles (fleet.toml gives it roles); rename or remove it, and import ./fleet-roles.nix instead"
         }
     }
 }

@@ -3,7 +3,7 @@
   outputs = { self }: {
     nixosConfigurations.beta = import ./common/toy-nixos.nix {
       hostName = "beta";
-      modules = [ ./common/base.nix ./common/web.nix ./configuration.nix ];
+      modules = [ ./common/base.nix ./fleet-roles.nix ./configuration.nix ];
     };
   };
 }
