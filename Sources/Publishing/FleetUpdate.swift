@@ -248,7 +248,7 @@ public struct FleetUpdate {
             let host = hosts[index]
             let files: [SystemBuilder.SourceFile]
             do throws(ResolutionError) {
-                files = try resolver.resolve(host.name).buildInputs
+                files = try resolver.resolve(host).buildInputs
             } catch {
                 entries[index].status = .failed
                 entries[index].reason = error.problems.map(\.description).joined(separator: "; ")

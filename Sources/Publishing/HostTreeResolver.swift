@@ -60,7 +60,7 @@ public struct HostTreeResolver: Sendable {
     ///
     /// `roles` (in import order) are copied from `roles/<role>/` into the tree's `fleet-roles/<role>/`, under the
     /// same link policy as the host's own files, and `fleet-roles.nix` is generated to import them in that order.
-    public func resolve(_ host: HostName, roles: [String] = []) throws(ResolutionError) -> ResolvedTree {
+    public func resolve(_ host: HostName, roles: [String]) throws(ResolutionError) -> ResolvedTree {
         var walk = Walk(resolver: self, host: host)
         let hostPath = "hosts/\(host.value)"
         do {

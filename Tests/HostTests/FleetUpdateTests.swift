@@ -59,6 +59,18 @@ struct FleetUpdateTests {
         #expect(try await fleet.snapshot() == settled)
     }
 
+    /// The scratch copy's builds resolve hosts as a publish does, roles included.
+    @Test func aHostWithRolesIsBuiltAndPublishedWithThem() async throws {
+        let fleet = try await UpdateFleet(
+            hosts: ["updroles"], extraToml: "[defaults]\nbuild = true\n", roles: ["updroles": ["web"]])
+        defer { fleet.remove() }
+        try await fleet.advanceUpstream(version: "2", breaking: [])
+        let (status, output) = try await fleet.update(["--commit"])
+        #expect(status == 0 && output["outcome"] as? String == "published", "\(output)")
+        #expect(try fleet.fixture.verifiedManifest("updroles").generation == 2)
+        #expect(try fleet.lockedRevision("updroles") == (try await fleet.upstreamRevision()))
+    }
+
     @Test func perHostPublishesWhatBuiltAndHealsTheOtherOnceUpstreamIsFixed() async throws {
         let fleet = try await UpdateFleet(hosts: ["updgreen", "updbroken"])
         defer { fleet.remove() }
@@ -242,13 +254,23 @@ struct UpdateFleet {
         let chroot: [String]
     }
 
-    init(hosts: [String], extraToml: String = "") async throws {
+    /// `roles`: hosts given roles in fleet.toml, whose systems read the generated `fleet-roles.nix` (so they
+    /// build only when their roles are in the tree).
+    init(hosts: [String], extraToml: String = "", roles: [String: [String]] = [:]) async throws {
         fixture = try FleetFixture(hosts: [])
         var toml = try String(contentsOfFile: fixture.repository + "/fleet.toml", encoding: .utf8) + extraToml + "\n"
         toml += "[[hooks]]\ncommand = [\"/bin/sh\", \"-c\", \"cat >> \(events)\"]\n\n"
         for host in hosts {
             toml += "[hosts.\(host)]\nkey = \"\(KeyPair.publicLine(forHost: host))\"\n"
-            try fixture.write("hosts/\(host)/flake.nix", Self.flake(host: host, upstream: upstream))
+            var flake = Self.flake(host: host, upstream: upstream)
+            if let hostRoles = roles[host] {
+                toml += "roles = [\(hostRoles.map { "\"\($0)\"" }.joined(separator: ", "))]\n"
+                for role in hostRoles { try fixture.write("roles/\(role)/default.nix", "{ }\n") }
+                flake = flake.replacingOccurrences(
+                    of: "version = builtins.readFile",
+                    with: "roles = builtins.readFile ./fleet-roles.nix;\n      version = builtins.readFile")
+            }
+            try fixture.write("hosts/\(host)/flake.nix", flake)
         }
         try fixture.write("fleet.toml", toml)
         try FileIO.createDirectories(upstream)

@@ -13,7 +13,7 @@ import Testing
 @Suite("Host tree resolution")
 struct HostTreeResolverTests {
     func resolve(_ fixture: FleetFixture, _ host: String) throws -> ResolvedTree {
-        try HostTreeResolver(repository: fixture.repository).resolve(try HostName(host))
+        try HostTreeResolver(repository: fixture.repository).resolve(try HostName(host), roles: [])
     }
 
     /// Resolves `host` expecting a refusal; returns the problems.
@@ -108,18 +108,19 @@ struct HostTreeResolverTests {
         let shared = try HostTreeResolver(repository: fixture.repository)
         for host in ["a", "b"] {
             let fresh = try resolve(fixture, host)
-            #expect(try shared.resolve(try HostName(host)).entries == fresh.entries)
+            #expect(try shared.resolve(try HostName(host), roles: []).entries == fresh.entries)
         }
-        #expect(try shared.resolve(try HostName("b")).entries.contains { $0.path == "tree/lib/sub/deep.nix" })
-        #expect(throws: ResolutionError.self) { try shared.resolve(try HostName("c")) }
+        #expect(
+            try shared.resolve(try HostName("b"), roles: []).entries.contains { $0.path == "tree/lib/sub/deep.nix" })
+        #expect(throws: ResolutionError.self) { try shared.resolve(try HostName("c"), roles: []) }
 
         // A link in common/ into b's tree is b's own business, and refused for everyone else, in any order.
         try fixture.link("common/sneaky.nix", to: "../hosts/b/flake.nix")
         let again = try HostTreeResolver(repository: fixture.repository)
-        let b = try again.resolve(try HostName("b"))
+        let b = try again.resolve(try HostName("b"), roles: [])
         #expect(b.entries.contains { $0.path == "tree/common/sneaky.nix" })
         do {
-            _ = try again.resolve(try HostName("a"))
+            _ = try again.resolve(try HostName("a"), roles: [])
             Issue.record("a was not refused")
         } catch let error as ResolutionError {
             #expect(
@@ -254,6 +255,6 @@ struct HostTreeResolverTests {
         try fixture.write("hosts/a/big.bin", String(repeating: "x", count: 4096))
         let resolver = try HostTreeResolver(
             repository: fixture.repository, limits: .init(maxEntries: 100, maxBytes: 1000))
-        #expect(throws: ResolutionError.self) { try resolver.resolve(try HostName("a")) }
+        #expect(throws: ResolutionError.self) { try resolver.resolve(try HostName("a"), roles: []) }
     }
 }

@@ -290,7 +290,7 @@ struct PublishTests {
         defer { fixture.remove() }
         #expect(try await fixture.fleet(["publish"]).exitCode == 0)
         try fixture.write("common/base.nix", "{ motd = [ \"v2\" ]; }\n")
-        let tree = try HostTreeResolver(repository: fixture.repository).resolve(try fixture.host("a"))
+        let tree = try HostTreeResolver(repository: fixture.repository).resolve(try fixture.host("a"), roles: [])
         let layout = try fixture.layout("a")
         let copy = try await PublishedTreeDiff.withComparison(tree, with: layout) { diff in
             #expect(diff.publishedGeneration == 1 && diff.files.map(\.change) == [.changed])

@@ -125,7 +125,7 @@ struct RoleTests {
         #expect(try HostTreeResolver(repository: fixture.repository).resolve(host).importsRolesModule)
 
         // A host without roles gets neither the directory nor the module.
-        let plain = try HostTreeResolver(repository: fixture.repository).resolve(try HostName("a"))
+        let plain = try HostTreeResolver(repository: fixture.repository).resolve(try HostName("a"), roles: [])
         #expect(!plain.entries.contains { $0.path.hasPrefix("tree/fleet-roles") })
     }
 
