@@ -318,7 +318,7 @@ struct NixModulesTests {
         defer { directory.remove() }
         let repository = directory.path("repo")
         try directory.makeDirectory("repo", mode: 0o755)
-        try await Self.copy(["fleet.toml", "hosts", "common"], into: repository)
+        try await Self.copy(["fleet.toml", "hosts", "common", "roles"], into: repository)
         try directory.makeDirectory("repo/keys", mode: 0o700)
         for host in ["alpha", "beta", "gamma"] {
             _ = try KeyPair.generate(at: repository + "/keys/" + host, comment: "root@\(host)")
