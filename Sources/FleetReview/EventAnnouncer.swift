@@ -86,6 +86,8 @@ extension HookEventKind {
         case .hostFailed: .hostFailed
         case .hostRolledBack: .hostRolledBack
         case .hostSilent: .hostSilent
+        case .rolloutHalted: .rolloutHalted
+        case .rolloutPromoted: .rolloutPromoted
         }
     }
 }

@@ -17,7 +17,7 @@ struct Fleet: AsyncParsableCommand {
             Init.self, Hosts.self, Build.self, Publish.self, GC.self, Diff.self, SSHDConfig.self, SyslogConfig.self,
             Setup.self,
             ClientConfig.self,
-            Status.self, Logs.self, Metrics.self, ReviewCommand.self, InstallUnits.self,
+            Status.self, Logs.self, Metrics.self, ReviewCommand.self, InstallUnits.self, Rollout.self,
         ]
     )
 }

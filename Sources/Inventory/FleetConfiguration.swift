@@ -38,6 +38,8 @@ public struct FleetConfiguration: Sendable {
     public let repository: String
     /// The fleet.toml path, for messages.
     public let file: String
+    /// `[[rollout.rings]]`: the order in which a new generation reaches the hosts (see ``RolloutConfiguration``).
+    public internal(set) var rollout = RolloutConfiguration()
 
     public static let fileName = "fleet.toml"
 
@@ -52,7 +54,7 @@ public struct FleetConfiguration: Sendable {
         "silent_after_intervals",
     ]
     static let defaultKeys = ["operation", "build", "cache", "poll_interval_seconds", "silent_after_intervals"]
-    static let topKeys = ["server", "defaults", "hosts", "hooks"]
+    static let topKeys = ["server", "defaults", "hosts", "hooks", "rollout"]
     static let hookKeys = ["command", "events", "timeout_seconds"]
     /// How often hosts poll, at most a week; `fleet status` calls a host silent after `silent_after_intervals` of them.
     static let pollIntervalRange = 1...(7 * 86400)
@@ -195,8 +197,10 @@ public struct FleetConfiguration: Sendable {
             users[host.unixUser] = host.name.value
         }
         let hooks = parseHooks(table["hooks"], &reader)
+        let rollout = RolloutConfiguration.parse(table["rollout"], hosts: hosts.map(\.name), &reader)
         if !reader.problems.isEmpty { throw InventoryError(reader.problems) }
-        return FleetConfiguration(server: server, hosts: hosts, hooks: hooks, repository: repository, file: file)
+        return FleetConfiguration(
+            server: server, hosts: hosts, hooks: hooks, repository: repository, file: file, rollout: rollout)
     }
 
     /// `[[hooks]]` tables: `command` (required, an absolute program path first), `events` (default: all),
@@ -257,7 +261,8 @@ public struct FleetConfiguration: Sendable {
         var server = self.server
         if let chrootRoot { server.chrootRoot = try checked(chrootRoot) }
         if let stateDirectory { server.stateDirectory = try checked(stateDirectory) }
-        return FleetConfiguration(server: server, hosts: hosts, hooks: hooks, repository: repository, file: file)
+        return FleetConfiguration(
+            server: server, hosts: hosts, hooks: hooks, repository: repository, file: file, rollout: rollout)
     }
 
     /// Keeps only the named hosts; an unknown name is an error naming it.

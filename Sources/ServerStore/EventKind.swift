@@ -18,4 +18,9 @@ public enum EventKind: String, Sendable, CaseIterable, Codable {
     case hostFailed = "host-failed"
     case hostRolledBack = "host-rolled-back"
     case hostSilent = "host-silent"
+    /// A rollout's steps (Publishing's `RolloutController`): halted, promoted to a ring, resumed, aborted.
+    case rolloutHalted = "rollout-halted"
+    case rolloutPromoted = "rollout-promoted"
+    case rolloutResumed = "rollout-resumed"
+    case rolloutAborted = "rollout-aborted"
 }
