@@ -180,9 +180,14 @@ public struct Publisher {
                 }
                 // Its configuration is the published one again: a failure remembered for another tree is over.
                 if buildFailures[host.name.value] != nil { try store.forgetBuildFailure(of: host.name) }
-                // And a generation staged for a later ring is void: the host has what the repository says.
+                // And a generation staged for a later ring is void: the host has what the repository says. (Unless
+                // it is that very generation, written into the chroot by a step killed before it said so.)
                 if let rollout, let row = rollout.rows[host.name.value], !row.delivered {
-                    try rollout.store.remove(host.name.value)
+                    if row.generation == manifest.generation {
+                        try rollout.store.markDelivered(host.name.value, generation: row.generation, run: rollout.run)
+                    } else {
+                        try rollout.store.remove(host.name.value)
+                    }
                 }
                 try collect(layout, current: manifest.generation, now: now, published: false, rollout: rollout)
             }
@@ -201,7 +206,7 @@ public struct Publisher {
                 try FileIO.writeAtomically(
                     try rollout.store.host(host.name.value)?.manifest ?? [], to: layout.manifest, mode: 0o644,
                     owner: 0, group: 0)
-                try rollout.store.markDelivered(host.name.value, generation: staged.generation)
+                try rollout.store.markDelivered(host.name.value, generation: staged.generation, run: rollout.run)
                 (result.status, result.generation, result.reason) = (.published, staged.generation, nil)
                 result.sourceCommit = staged.sourceCommit
             }

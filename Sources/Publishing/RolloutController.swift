@@ -247,6 +247,11 @@ public struct RolloutController {
             guard let index = self.ring(of: row.host), index <= ring else { continue }
             let layout = try layout(row.host)
             let current = HostPlan.currentManifest(layout).manifest?.generation ?? 0
+            if current == row.generation {
+                // Written by a step killed before it said so.
+                try rollout.markDelivered(row.host, generation: row.generation)
+                continue
+            }
             guard current < row.generation else {
                 try rollout.remove(row.host)
                 outcome.notes.append(

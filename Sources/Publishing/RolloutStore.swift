@@ -33,7 +33,8 @@ public final class RolloutStore {
             previous_generation INTEGER,
             manifest BLOB NOT NULL,
             delivered INTEGER NOT NULL DEFAULT 0,
-            waived INTEGER NOT NULL DEFAULT 0
+            waived INTEGER NOT NULL DEFAULT 0,
+            run TEXT NOT NULL DEFAULT ''
         );
         """
     ]
@@ -122,14 +123,19 @@ public final class RolloutStore {
     }
 
     /// Stages `host`'s new generation in the rollout started by publish `run`: the first host a publish stages
-    /// starts a new rollout from the first ring (the hosts that already have the old one leave it; those still
-    /// waiting for it stay, with what they wait for).
+    /// starts a new rollout from the first ring (the hosts still waiting for the old one stay, with what they
+    /// wait for; those that have it stay unless it was complete).
     public func stage(
         run: String, host: String, generation: UInt64, previousGeneration: UInt64?, manifest: [UInt8], now: Date
     ) throws {
         try database.transaction {
-            if try state()?.run != run {
-                try database.query("DELETE FROM rollout_hosts WHERE delivered = 1")
+            let previous = try state()
+            if previous?.run != run {
+                // A complete rollout's hosts leave it. An unfinished one's that have its generation stay in the new
+                // one, still to confirm what they got (a canary of a killed publish, say), and abort returns them.
+                if previous?.status == .complete {
+                    try database.query("DELETE FROM rollout_hosts WHERE delivered = 1 AND run != ?", [.text(run)])
+                }
                 try database.query("UPDATE rollout_hosts SET waived = 0")
                 try database.query(
                     """
@@ -140,24 +146,26 @@ public final class RolloutStore {
             }
             // A host still waiting for an older generation waits for this one instead, and goes back, on abort, to
             // what it has now.
-            let previous = try self.host(host).map { $0.delivered ? $0.generation : $0.previousGeneration } ?? previousGeneration
+            let returnsTo =
+                try self.host(host).map { $0.delivered ? $0.generation : $0.previousGeneration } ?? previousGeneration
             try database.query(
                 """
-                INSERT OR REPLACE INTO rollout_hosts (host, generation, previous_generation, manifest, delivered, waived)
-                VALUES (?, ?, ?, ?, 0, 0)
+                INSERT OR REPLACE INTO rollout_hosts (host, generation, previous_generation, manifest, delivered, waived,
+                    run)
+                VALUES (?, ?, ?, ?, 0, 0, ?)
                 """,
                 [
                     .text(host), .integer(Generation.storable(generation)),
-                    previous.map { .integer(Generation.storable($0)) } ?? .null, .blob(manifest),
+                    returnsTo.map { .integer(Generation.storable($0)) } ?? .null, .blob(manifest), .text(run),
                 ])
         }
     }
 
-    /// The host's manifest is in its chroot.
-    public func markDelivered(_ host: String, generation: UInt64) throws {
+    /// The host's manifest is in its chroot; `run` names the publish that wrote it there, when one did.
+    public func markDelivered(_ host: String, generation: UInt64, run: String? = nil) throws {
         try database.query(
-            "UPDATE rollout_hosts SET delivered = 1 WHERE host = ? AND generation = ?",
-            [.text(host), .integer(Generation.storable(generation))])
+            "UPDATE rollout_hosts SET delivered = 1, run = coalesce(?, run) WHERE host = ? AND generation = ?",
+            [run.map { .text($0) } ?? .null, .text(host), .integer(Generation.storable(generation))])
     }
 
     /// Forgets the host's row: its tree is what its chroot publishes again, or something newer was published.
