@@ -15,6 +15,11 @@ public enum FaultPoint: String, CaseIterable, Sendable {
     case delivered = "delivered"  // rollout: a staged manifest renamed into the chroot, not yet marked so
     case promoted = "promoted"  // rollout: the next ring recorded, its manifests not yet delivered
 
+    /// The points a publish passes without rings (the others are a rollout's).
+    public static let withoutRings: [FaultPoint] = [
+        .snapshotWritten, .snapshotRenamed, .manifestWritten, .manifestRenamed, .recorded,
+    ]
+
     static let requested: (point: String, host: String?)? = {
         guard let raw = getenv("FLEET_FAULT_POINT") else { return nil }
         let text = String(cString: raw)
