@@ -9,7 +9,8 @@ public import Inventory
 /// ```
 ///
 /// - `event`: one of ``HookEventKind``'s names (`published`, `build-failed`, `host-applied`, `host-failed`,
-///   `host-rolled-back`, `host-silent`); also in the hook's environment as `FLEET_EVENT`.
+///   `host-rolled-back`, `host-silent`, `rollout-halted`, `rollout-promoted`); also in the hook's environment as
+///   `FLEET_EVENT`. `rollout-promoted` has no host; its `details.ring` names the ring that got the generations.
 /// - `host`: the host it is about (also `FLEET_HOST`); `generation`: the generation it is about, when one is.
 /// - `at`: when the server noticed (UTC); `reason`: one line for humans, when there is one.
 /// - `details`: strings that depend on the event, e.g. `previousGeneration`, `sourceCommit`, `lastSeen`, `report`.

@@ -86,7 +86,9 @@ extension Fleet {
             } else {
                 print(
                     Self.summary(snapshot, metricsFile: written)
-                        + (rollout.map { "; rollout \($0.report.status)" + ($0.report.ring.map { " at ring \($0)" } ?? "") }
+                        + (rollout.map {
+                            "; rollout \($0.report.status)" + ($0.report.ring.map { " at ring \($0)" } ?? "")
+                        }
                             ?? ""))
             }
         }

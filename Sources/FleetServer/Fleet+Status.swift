@@ -97,7 +97,8 @@ extension Fleet {
                             return row
                         }, pretty: false)
                 } else {
-                    frame = Self.render(snapshot.hosts) + (rollout.map { Self.render($0.report, notes: $0.notes) } ?? "")
+                    frame =
+                        Self.render(snapshot.hosts) + (rollout.map { Self.render($0.report, notes: $0.notes) } ?? "")
                     key = frame
                 }
                 if key != shown {

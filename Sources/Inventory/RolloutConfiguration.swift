@@ -140,7 +140,8 @@ public struct RolloutConfiguration: Sendable, Equatable {
             let maxFailures = reader.integer(ringTable, "max_failures", in: context, range: maxFailuresRange) ?? 0
             rings.append(
                 Ring(
-                    name: name, patterns: patterns ?? [], hosts: members.sorted(), soakSeconds: soak, maxFailures: maxFailures))
+                    name: name, patterns: patterns ?? [], hosts: members.sorted(), soakSeconds: soak,
+                    maxFailures: maxFailures))
         }
         let rest = hosts.filter { ringOf[$0] == nil }
         if !rings.isEmpty && !rest.isEmpty {

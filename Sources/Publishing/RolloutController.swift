@@ -111,7 +111,8 @@ public struct RolloutController {
     public func resume(health: [String: RolloutHealth], now: Date) throws -> Outcome {
         guard let state = try rollout.state(), state.status == .halted else {
             throw ServerStoreError(
-                "the rollout is \(try rollout.state()?.status.rawValue ?? "not started"), not halted: nothing to resume")
+                "the rollout is \(try rollout.state()?.status.rawValue ?? "not started"), not halted: nothing to resume"
+            )
         }
         let accepted = try failing(health: health, upTo: state.ring)
         try rollout.update(
@@ -140,8 +141,9 @@ public struct RolloutController {
                 "the rollout is \(try rollout.state()?.status.rawValue ?? "not started"): nothing to promote")
         }
         guard index > state.ring else {
-            throw ServerStoreError("ring \(name) already has the rollout's generations (the rollout is at ring "
-                + "\(rings[min(state.ring, rings.count - 1)].name))")
+            throw ServerStoreError(
+                "ring \(name) already has the rollout's generations (the rollout is at ring "
+                    + "\(rings[min(state.ring, rings.count - 1)].name))")
         }
         let accepted = try failing(health: health, upTo: state.ring)
         try rollout.update(
@@ -285,7 +287,9 @@ public struct RolloutController {
         let reached = state.map { min($0.ring, rings.count - 1) } ?? -1
         return RolloutReport(
             status: state?.status.rawValue ?? "none",
-            ring: state.flatMap { rings.indices.contains(min($0.ring, rings.count - 1)) ? rings[min($0.ring, rings.count - 1)].name : nil },
+            ring: state.flatMap {
+                rings.indices.contains(min($0.ring, rings.count - 1)) ? rings[min($0.ring, rings.count - 1)].name : nil
+            },
             startedAt: state?.startedAt, haltedHost: state?.haltedHost, reason: state?.reason,
             next: RolloutReport.describe(decision),
             rings: rings.enumerated().map { index, ring in

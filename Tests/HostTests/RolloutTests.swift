@@ -59,7 +59,9 @@ struct RolloutTests: ClientRunSuite {
     }
 
     /// `fleet rollout <arguments> --json`: the rollout report, and the notes.
-    static func rollout(_ fixture: FleetFixture, _ arguments: [String] = ["status"], environment: [String: String] = [:])
+    static func rollout(
+        _ fixture: FleetFixture, _ arguments: [String] = ["status"], environment: [String: String] = [:]
+    )
         async throws -> (exitCode: Int32, rollout: [String: Any], notes: [String])
     {
         let output = try await fixture.fleet(["rollout"] + arguments + ["--json"], environment: environment)
@@ -88,9 +90,10 @@ struct RolloutTests: ClientRunSuite {
         try fixture.write("common/base.nix", "{ motd = [ \"rollout two\" ]; }\n")
         let (status, rows) = try await ClientBuildTests.publishJSON(fixture)
         #expect(status == 0, "\(rows)")
-        #expect(rows.map { "\($0["host"] ?? "") \($0["status"] ?? "")" }.sorted() == [
-            "ringcanary published", "ringrest staged", "ringwave staged",
-        ])
+        #expect(
+            rows.map { "\($0["host"] ?? "") \($0["status"] ?? "")" }.sorted() == [
+                "ringcanary published", "ringrest staged", "ringwave staged",
+            ])
         #expect(try Self.generation(fixture, "ringcanary") == 2)
         #expect(try Self.generation(fixture, "ringwave") == 1 && Self.generation(fixture, "ringrest") == 1)
 
@@ -212,7 +215,8 @@ struct RolloutTests: ClientRunSuite {
     func aPublishKilledAtAnyStepLeavesARolloutThatGoesOn(point: FaultPoint, host: String) async throws {
         let fixture = try await Self.killFixture()
         defer { fixture.remove() }
-        let killed = try await fixture.fleet(["publish"], environment: ["FLEET_FAULT_POINT": "\(point.rawValue)@\(host)"])
+        let killed = try await fixture.fleet(
+            ["publish"], environment: ["FLEET_FAULT_POINT": "\(point.rawValue)@\(host)"])
         #expect(killed.exitCode == 128 + 9, "expected the publish to die at \(point)@\(host)")
         // No host outside the first ring can see a new manifest; every manifest is valid.
         #expect(try Self.generation(fixture, "ringkill-w") == 1 && Self.generation(fixture, "ringkill-r") == 1)
@@ -254,7 +258,9 @@ struct RolloutTests: ClientRunSuite {
         let step = try await Self.rollout(fixture)
         #expect(step.rollout["ring"] as? String == "wave", "\(step)")
         #expect(try Self.generation(fixture, "ringkill-w") == 2 && Self.generation(fixture, "ringkill-r") == 1)
-        let delivered = (step.rollout["hosts"] as? [[String: Any]] ?? []).first { $0["host"] as? String == "ringkill-w" }
+        let delivered = (step.rollout["hosts"] as? [[String: Any]] ?? []).first {
+            $0["host"] as? String == "ringkill-w"
+        }
         #expect(delivered?["delivered"] as? Bool == true, "\(step)")
     }
 

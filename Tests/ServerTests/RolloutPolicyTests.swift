@@ -1,15 +1,18 @@
 import FleetProtocol
 import Inventory
-@testable import Publishing
 import Testing
+
+@testable import Publishing
 
 /// The rollout's rule without a server: promotion on confirmed hosts and a passed soak, halting on failures,
 /// rollbacks and silence beyond `max_failures`, accepted failures, and rings nobody in the rollout belongs to.
 @Suite("rollout policy")
 struct RolloutPolicyTests {
-    static func ring(_ name: String, _ hosts: [String], soak: Int = 0, maxFailures: Int = 0) -> RolloutConfiguration.Ring {
+    static func ring(_ name: String, _ hosts: [String], soak: Int = 0, maxFailures: Int = 0)
+        -> RolloutConfiguration.Ring
+    {
         .init(
-            name: name, patterns: hosts, hosts: hosts.map { try! HostName($0) }, soakSeconds: soak,
+            name: name, patterns: hosts, hosts: hosts.compactMap { try? HostName($0) }, soakSeconds: soak,
             maxFailures: maxFailures)
     }
 
@@ -17,7 +20,9 @@ struct RolloutPolicyTests {
         ring("canary", ["c1"], soak: 600), ring("wave", ["w1", "w2", "w3"], maxFailures: 1), ring("rest", ["r1"]),
     ]
 
-    static func state(ring: Int, status: RolloutStore.Status = .running, confirmedAt: Int64? = nil) -> RolloutStore.State {
+    static func state(ring: Int, status: RolloutStore.Status = .running, confirmedAt: Int64? = nil)
+        -> RolloutStore.State
+    {
         .init(
             run: "r", startedAt: "2026-12-05T00:00:00Z", ring: ring, status: status, confirmedAt: confirmedAt,
             haltedHost: nil, reason: nil, changedAt: "2026-12-05T00:00:00Z")
