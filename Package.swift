@@ -84,7 +84,7 @@ let package = Package(
             name: "Publishing",
             dependencies: [
                 "Inventory", "ServerStore", "FleetProtocol", "ArchiveKit", "FleetFiles", "CommandRunner", "BuildGate",
-                "FleetHooks", .product(name: "SystemPackage", package: "swift-system"),
+                "FleetHooks", "SQLiteKit", .product(name: "SystemPackage", package: "swift-system"),
             ],
             // Publish fault points (FaultPoint) exist in debug builds only, the ones the tests run.
             swiftSettings: strictSettings + [.define("FLEET_FAULT_INJECTION", .when(configuration: .debug))]

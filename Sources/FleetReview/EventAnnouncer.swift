@@ -88,6 +88,8 @@ extension HookEventKind {
         case .hostSilent: .hostSilent
         case .updatePublished: .updatePublished
         case .updateFailed: .updateFailed
+        case .rolloutHalted: .rolloutHalted
+        case .rolloutPromoted: .rolloutPromoted
         }
     }
 }

@@ -94,7 +94,7 @@ extension Fleet {
             let counts = Dictionary(grouping: results, by: \.status).mapValues(\.count)
             let summary = [
                 PublishResult.Status.published, .wouldPublish, .wouldBuild, .wouldFail, .unchanged, .refused,
-                .buildFailed, .stillFailing,
+                .buildFailed, .stillFailing, .staged,
             ].compactMap { status in
                 counts[status].map { "\($0) \(status.rawValue)" }
             }.joined(separator: ", ")

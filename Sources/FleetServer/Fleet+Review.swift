@@ -4,6 +4,7 @@ import FleetProtocol
 import FleetReview
 import Foundation
 import Inventory
+import Publishing
 
 extension Fleet {
     /// `fleet review`: the review side on its own, for a timer. Named after the library call it makes once
@@ -59,6 +60,8 @@ extension Fleet {
             let configuration = try global.loadConfiguration()
             let review = try Review(configuration: configuration)
             let snapshot = try await review.refresh(try review.hosts([]))
+            // With rings: the timer promotes (or halts) the rollout as the hosts' reports say.
+            let rollout = try await RolloutHealthMapping.advance(configuration, statuses: snapshot.hosts)
             var written: String?
             if let metricsFile {
                 let text = MetricsExposition.render(
@@ -81,7 +84,12 @@ extension Fleet {
                         events: snapshot.events.map { .init(event: $0.event.rawValue, host: $0.host) },
                         metricsFile: written))
             } else {
-                print(Self.summary(snapshot, metricsFile: written))
+                print(
+                    Self.summary(snapshot, metricsFile: written)
+                        + (rollout.map {
+                            "; rollout \($0.report.status)" + ($0.report.ring.map { " at ring \($0)" } ?? "")
+                        }
+                            ?? ""))
             }
         }
 

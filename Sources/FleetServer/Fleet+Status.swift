@@ -4,6 +4,7 @@ import FleetProtocol
 import FleetReview
 import Foundation
 import Inventory
+import Publishing
 import ServerStore
 
 extension Fleet {
@@ -54,6 +55,8 @@ extension Fleet {
             var at: String
             var hosts: [HostStatus]
             var ingest: IngestSummary
+            /// With [[rollout.rings]]: where the rollout stands (checked and promoted by this status).
+            var rollout: RolloutReport?
         }
 
         func run() async throws {
@@ -62,13 +65,17 @@ extension Fleet {
             let selected = try review.hosts(hosts, roles: roles)
             guard watch else {
                 let snapshot = try await review.refresh(selected)
+                // The rollout is judged on every host, so only a status of all of them steps it.
+                let rollout =
+                    hosts.isEmpty && roles.isEmpty
+                    ? try await RolloutHealthMapping.advance(configuration, statuses: snapshot.hosts) : nil
                 if json {
                     try printJSON(
                         Output(
-                            at: UTCTime.iso(nanoseconds: snapshot.at), hosts: snapshot.hosts, ingest: snapshot.ingest
-                        ))
+                            at: UTCTime.iso(nanoseconds: snapshot.at), hosts: snapshot.hosts, ingest: snapshot.ingest,
+                            rollout: rollout?.report))
                 } else {
-                    print(Self.render(snapshot.hosts))
+                    print(Self.render(snapshot.hosts) + (rollout.map { Self.render($0.report, notes: $0.notes) } ?? ""))
                 }
                 return
             }
@@ -77,14 +84,17 @@ extension Fleet {
             var polls = 0
             while true {
                 let snapshot = try await review.refresh(selected)
+                let rollout =
+                    hosts.isEmpty && roles.isEmpty
+                    ? try await RolloutHealthMapping.advance(configuration, statuses: snapshot.hosts) : nil
                 // Compared without the ages in seconds, so that a frame is printed when something changed.
                 let frame: String
                 let key: String
                 if json {
                     frame = try jsonText(
                         Output(
-                            at: UTCTime.iso(nanoseconds: snapshot.at), hosts: snapshot.hosts, ingest: snapshot.ingest
-                        ), pretty: false)
+                            at: UTCTime.iso(nanoseconds: snapshot.at), hosts: snapshot.hosts, ingest: snapshot.ingest,
+                            rollout: rollout?.report), pretty: false)
                     key = try jsonText(
                         snapshot.hosts.map { row in
                             var row = row
@@ -92,7 +102,8 @@ extension Fleet {
                             return row
                         }, pretty: false)
                 } else {
-                    frame = Self.render(snapshot.hosts)
+                    frame =
+                        Self.render(snapshot.hosts) + (rollout.map { Self.render($0.report, notes: $0.notes) } ?? "")
                     key = frame
                 }
                 if key != shown {
@@ -113,6 +124,15 @@ extension Fleet {
                 if let count, polls >= count { break }
                 try await Task.sleep(for: .milliseconds(Int(interval * 1000)))
             }
+        }
+
+        /// One line under the table: where the rollout stands and what it waits for (`fleet rollout` shows more).
+        static func render(_ rollout: RolloutReport, notes: [String]) -> String {
+            var line = "\n\nrollout: \(rollout.status)"
+            if let ring = rollout.ring { line += " at ring \(ring)" }
+            if let reason = rollout.reason { line += "; " + TerminalText.line(reason, limit: 200) }
+            for note in notes { line += "\n  " + TerminalText.line(note, limit: 200) }
+            return line
         }
 
         static func seconds(_ value: Double) -> String {

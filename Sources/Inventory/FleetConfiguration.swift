@@ -40,6 +40,8 @@ public struct FleetConfiguration: Sendable {
     public let repository: String
     /// The fleet.toml path, for messages.
     public let file: String
+    /// `[[rollout.rings]]`: the order in which a new generation reaches the hosts (see ``RolloutConfiguration``).
+    public internal(set) var rollout = RolloutConfiguration()
 
     public static let fileName = "fleet.toml"
 
@@ -56,7 +58,7 @@ public struct FleetConfiguration: Sendable {
     static let defaultKeys = [
         "operation", "build", "cache", "poll_interval_seconds", "silent_after_intervals", "roles",
     ]
-    static let topKeys = ["server", "defaults", "hosts", "hooks", "roles"]
+    static let topKeys = ["server", "defaults", "hosts", "hooks", "roles", "rollout"]
     static let hookKeys = ["command", "events", "timeout_seconds"]
     /// How often hosts poll, at most a week; `fleet status` calls a host silent after `silent_after_intervals` of them.
     static let pollIntervalRange = 1...(7 * 86400)
@@ -206,9 +208,10 @@ public struct FleetConfiguration: Sendable {
             users[host.unixUser] = host.name.value
         }
         let hooks = parseHooks(table["hooks"], &reader)
+        let rollout = RolloutConfiguration.parse(table["rollout"], hosts: hosts.map(\.name), &reader)
         if !reader.problems.isEmpty { throw InventoryError(reader.problems) }
         var configuration = FleetConfiguration(
-            server: server, hosts: hosts, hooks: hooks, repository: repository, file: file)
+            server: server, hosts: hosts, hooks: hooks, repository: repository, file: file, rollout: rollout)
         configuration.roles = roles
         return configuration
     }
@@ -272,7 +275,7 @@ public struct FleetConfiguration: Sendable {
         if let chrootRoot { server.chrootRoot = try checked(chrootRoot) }
         if let stateDirectory { server.stateDirectory = try checked(stateDirectory) }
         var configuration = FleetConfiguration(
-            server: server, hosts: hosts, hooks: hooks, repository: repository, file: file)
+            server: server, hosts: hosts, hooks: hooks, repository: repository, file: file, rollout: rollout)
         configuration.roles = roles
         return configuration
     }

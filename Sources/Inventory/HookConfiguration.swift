@@ -17,6 +17,11 @@ public enum HookEventKind: String, Sendable, CaseIterable, Codable, Hashable {
     case updatePublished = "update-published"
     /// `fleet update` found hosts that did not build with new flake inputs (all or nothing: nothing changed).
     case updateFailed = "update-failed"
+    /// A rollout stopped: a host of its ring failed, rolled back or went silent beyond `max_failures`; nothing
+    /// more is published to later rings until `fleet rollout resume` or a newer publish.
+    case rolloutHalted = "rollout-halted"
+    /// A rollout gave its generation to the next ring (`details.ring`).
+    case rolloutPromoted = "rollout-promoted"
 }
 
 /// One `[[hooks]]` table of fleet.toml: a command that receives events as JSON on its standard input.

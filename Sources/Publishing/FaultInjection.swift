@@ -11,6 +11,14 @@ public enum FaultPoint: String, CaseIterable, Sendable {
     case manifestWritten = "manifest-written"  // temporary manifest complete, not yet renamed
     case manifestRenamed = "manifest-renamed"  // manifest in place, not yet recorded in state.db
     case recorded = "recorded"  // recorded, old snapshots not yet collected
+    case staged = "staged"  // rollout: the generation staged in state.db, its manifest not yet in the chroot
+    case delivered = "delivered"  // rollout: a staged manifest renamed into the chroot, not yet marked so
+    case promoted = "promoted"  // rollout: the next ring recorded, its manifests not yet delivered
+
+    /// The points a publish passes without rings (the others are a rollout's).
+    public static let withoutRings: [FaultPoint] = [
+        .snapshotWritten, .snapshotRenamed, .manifestWritten, .manifestRenamed, .recorded,
+    ]
 
     static let requested: (point: String, host: String?)? = {
         guard let raw = getenv("FLEET_FAULT_POINT") else { return nil }

@@ -136,6 +136,10 @@ public struct FleetUpdate {
             case .published, .unchanged:
                 entries[index].status = .published
                 entries[index].reason = nil
+            case .staged:
+                // With rings the update is a publish like any other: it reaches the host when its ring does.
+                entries[index].status = .published
+                entries[index].reason = "staged: the host gets it when its rollout ring does (`fleet rollout status`)"
             case .refused, .buildFailed, .stillFailing, .wouldPublish, .wouldBuild, .wouldFail:
                 entries[index].status = .failed
                 entries[index].reason =

@@ -37,7 +37,7 @@ public struct PublishAnnouncer: Sendable {
                 return .buildFailed(
                     host: result.host.value, reason: result.reason ?? "did not build",
                     keptGeneration: result.generation, at: at)
-            case .unchanged, .refused, .wouldPublish, .wouldBuild, .wouldFail, .stillFailing:
+            case .unchanged, .refused, .wouldPublish, .wouldBuild, .wouldFail, .stillFailing, .staged:
                 return nil
             }
         }

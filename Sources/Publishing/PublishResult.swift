@@ -16,6 +16,9 @@ public struct PublishResult: Codable, Sendable, Equatable {
         /// The build gate held it back without building: this very tree failed to build before (announced then,
         /// not again).
         case stillFailing = "still-failing"
+        /// Rollouts: a new generation was written and waits for the host's ring (`fleet rollout`); the host's
+        /// manifest still names the generation it had.
+        case staged
     }
 
     public var host: HostName

@@ -76,6 +76,7 @@ public struct Publisher {
         let dryRun = options.dryRun
         let recorded = dryRun ? [:] : try store.lastGenerations()
         let buildFailures = try store.buildFailures()
+        let rollout = try RolloutContext(configuration: configuration, store: store, dryRun: dryRun)
         let resolver = self.resolver
         let chrootRoot = configuration.server.chrootRoot
         // Enough plans in flight to keep every core busy while one host is written, and no more: a plan's
@@ -97,7 +98,8 @@ public struct Publisher {
                 waiting[index] = plan
                 while let plan = waiting.removeValue(forKey: results.count) {
                     let result = try await publish(
-                        plan, now: now, recorded: recorded, buildFailures: buildFailures, sourceCommit: &sourceCommit)
+                        plan, now: now, recorded: recorded, buildFailures: buildFailures, rollout: rollout,
+                        sourceCommit: &sourceCommit)
                     progress(result)
                     results.append(result)
                     if planned < hosts.count {
@@ -124,11 +126,11 @@ public struct Publisher {
     }
 
     /// Publishes one host from its plan. `recorded` is each host's last generation in state.db before this run,
-    /// `buildFailures` the build gate's memory of trees that did not build; `sourceCommit` is the run's commit,
-    /// found here when the first host is published.
+    /// `buildFailures` the build gate's memory of trees that did not build; `rollout` the rollout's state when
+    /// rings are configured; `sourceCommit` is the run's commit, found here when the first host is published.
     func publish(
         _ plan: HostPlan, now: Date, recorded: [String: UInt64], buildFailures: [String: StateStore.BuildFailure],
-        sourceCommit: inout String?
+        rollout: RolloutContext?, sourceCommit: inout String?
     ) async throws -> PublishResult {
         let dryRun = options.dryRun
         let (host, layout, current) = (plan.host, plan.layout, plan.manifest)
@@ -178,8 +180,37 @@ public struct Publisher {
                 }
                 // Its configuration is the published one again: a failure remembered for another tree is over.
                 if buildFailures[host.name.value] != nil { try store.forgetBuildFailure(of: host.name) }
-                try collect(layout, current: manifest.generation, now: now, published: false)
+                // And a generation staged for a later ring is void: the host has what the repository says. (Unless
+                // it is that very generation, written into the chroot by a step killed before it said so.)
+                if let rollout, let row = rollout.rows[host.name.value], !row.delivered {
+                    if row.generation == manifest.generation {
+                        try rollout.store.markDelivered(host.name.value, generation: row.generation, run: rollout.run)
+                    } else {
+                        try rollout.store.remove(host.name.value)
+                    }
+                }
+                try collect(layout, current: manifest.generation, now: now, published: false, rollout: rollout)
             }
+            return result
+        }
+        // A generation of this very tree waits for the host's ring: nothing new to publish.
+        if let rollout, let staged = rollout.stagedManifest(of: host.name.value), staged.contentDigest == digest,
+            (try? FileStatus.of(layout.snapshot(staged.generation)))?.size == staged.snapshot.size
+        {
+            result.status = .staged
+            result.generation = current?.generation
+            result.reason = rollout.waitingNote(host.name, generation: staged.generation)
+            guard !dryRun else { return result }
+            // The rollout reached its ring, and a killed publish or step did not write its manifest: now.
+            if rollout.hasReached(host.name) {
+                try FileIO.writeAtomically(
+                    try rollout.store.host(host.name.value)?.manifest ?? [], to: layout.manifest, mode: 0o644,
+                    owner: 0, group: 0)
+                try rollout.store.markDelivered(host.name.value, generation: staged.generation, run: rollout.run)
+                (result.status, result.generation, result.reason) = (.published, staged.generation, nil)
+                result.sourceCommit = staged.sourceCommit
+            }
+            try collect(layout, current: result.generation ?? 0, now: now, published: false, rollout: rollout)
             return result
         }
         let generation: UInt64
@@ -267,15 +298,48 @@ public struct Publisher {
                 path: ChrootLayout.snapshotPathInChroot(generation), size: snapshot.size, sha256: snapshot.sha256),
             contentDigest: digest, operation: host.operation, attribute: host.attribute, toplevel: toplevel,
             hasCache: host.cache && toplevel != nil)
+        let publication = StateStore.Publication(
+            host: host.name, generation: generation, publishedAt: manifest.publishedAt, sourceCommit: sourceCommit,
+            contentDigest: digest, snapshotSHA256: snapshot.sha256, snapshotSize: snapshot.size,
+            files: tree.fileCount, bytes: tree.byteCount, toplevel: toplevel, hasCache: manifest.hasCache)
+        if let rollout {
+            // Staged first (in state.db, which no host reads), then written into the chroot only if the host's
+            // ring has the rollout: the first ring, as this publish starts a new one. A crash in between leaves a
+            // staged row that the next rollout step delivers.
+            try store.record(publication)
+            FaultPoint.recorded.trigger(host: host.name.value)
+            let signed = try manifest.signed(with: signingKey)
+            try rollout.store.stage(
+                run: rollout.run, host: host.name.value, generation: generation,
+                previousGeneration: current?.generation, manifest: signed, now: now)
+            FaultPoint.staged.trigger(host: host.name.value)
+            if rollout.configuration.ringIndex(of: host.name) == 0 {
+                try FileIO.writeAtomically(
+                    signed, to: layout.manifest, mode: 0o644, owner: 0, group: 0,
+                    beforeRename: { FaultPoint.manifestWritten.trigger(host: host.name.value) })
+                FaultPoint.manifestRenamed.trigger(host: host.name.value)
+                try rollout.store.markDelivered(host.name.value, generation: generation)
+                try collect(layout, current: generation, now: now, published: true, rollout: rollout)
+                result.status = .published
+            } else {
+                try collect(layout, current: current?.generation ?? 0, now: now, published: true, rollout: rollout)
+                result.status = .staged
+                result.reason = rollout.waitingNote(host.name, generation: generation)
+                result.generation = current?.generation
+                result.sourceCommit = sourceCommit
+                result.snapshotBytes = snapshot.size
+                return result
+            }
+            result.generation = generation
+            result.sourceCommit = sourceCommit
+            result.snapshotBytes = snapshot.size
+            return result
+        }
         try FileIO.writeAtomically(
             try manifest.signed(with: signingKey), to: layout.manifest, mode: 0o644, owner: 0, group: 0,
             beforeRename: { FaultPoint.manifestWritten.trigger(host: host.name.value) })
         FaultPoint.manifestRenamed.trigger(host: host.name.value)
-        try store.record(
-            .init(
-                host: host.name, generation: generation, publishedAt: manifest.publishedAt, sourceCommit: sourceCommit,
-                contentDigest: digest, snapshotSHA256: snapshot.sha256, snapshotSize: snapshot.size,
-                files: tree.fileCount, bytes: tree.byteCount, toplevel: toplevel, hasCache: manifest.hasCache))
+        try store.record(publication)
         FaultPoint.recorded.trigger(host: host.name.value)
         try collect(layout, current: generation, now: now, published: true)
         result.status = .published
@@ -330,6 +394,13 @@ public struct Publisher {
     /// One more than anything this host has ever had: in state.db, in its manifest, or as a snapshot file;
     /// a refusal of this host when that is not a generation (state.db holds a bad value, or the bound is reached).
     func nextGeneration(_ layout: ChrootLayout, current: Manifest?) throws -> Result<UInt64, ServerStoreError> {
+        try Self.nextGeneration(layout, current: current, store: store)
+    }
+
+    /// ``nextGeneration(_:current:)`` for callers without a publisher (`fleet rollout abort`).
+    static func nextGeneration(
+        _ layout: ChrootLayout, current: Manifest?, store: StateStore
+    ) throws -> Result<UInt64, ServerStoreError> {
         var highest: UInt64
         do {
             highest = max(try store.lastGeneration(of: layout.host), current?.generation ?? 0)
@@ -397,10 +468,12 @@ public struct Publisher {
 
     /// Removes superseded snapshots past their grace period and, when that (or this publish) may have left
     /// cache links that no served generation needs, those too (the pool's copies go after the publish).
-    func collect(_ layout: ChrootLayout, current: UInt64, now: Date, published: Bool) throws {
+    func collect(
+        _ layout: ChrootLayout, current: UInt64, now: Date, published: Bool, rollout: RolloutContext? = nil
+    ) throws {
         let removed = try SnapshotCollector.collect(
             layout, currentGeneration: current, graceSeconds: configuration.server.snapshotGraceSeconds,
-            now: Int64(now.timeIntervalSince1970))
+            now: Int64(now.timeIntervalSince1970), keeping: try rollout?.keeping(layout.host.value) ?? [])
         let snapshotsRemoved = removed.contains { $0.hasPrefix(layout.snapshots + "/") }
         guard published || snapshotsRemoved else { return }
         _ = try CacheCollector.collect(layout, store: store)

@@ -3,12 +3,13 @@ public import ServerStore
 
 /// Removes what a host no longer needs from its chroot: superseded snapshots once their grace period has
 /// passed (a client may still be downloading one), snapshots newer than the manifest (left by a crash
-/// between snapshot and manifest), and temporary files. Never the current snapshot.
+/// between snapshot and manifest), and temporary files. Never the current snapshot, nor those a rollout keeps
+/// (`keeping`: a generation staged for a later ring, and the one `fleet rollout abort` would return to).
 public enum SnapshotCollector {
     /// - Returns: the paths removed.
     @discardableResult
     public static func collect(
-        _ layout: ChrootLayout, currentGeneration: UInt64, graceSeconds: Int, now: Int64
+        _ layout: ChrootLayout, currentGeneration: UInt64, graceSeconds: Int, now: Int64, keeping: Set<UInt64> = []
     ) throws(FileSystemError) -> [String] {
         var removed: [String] = []
         if try FileStatus.of(layout.directory)?.kind == .directory {
@@ -30,7 +31,7 @@ public enum SnapshotCollector {
             snapshots.append((generation, status.modificationSeconds))
         }
         snapshots.sort { $0.generation < $1.generation }
-        for (index, snapshot) in snapshots.enumerated() {
+        for (index, snapshot) in snapshots.enumerated() where !keeping.contains(snapshot.generation) {
             if snapshot.generation > currentGeneration {
                 try remove(layout.snapshot(snapshot.generation), into: &removed)
             } else if snapshot.generation < currentGeneration, index + 1 < snapshots.count {

@@ -22,4 +22,9 @@ public enum EventKind: String, Sendable, CaseIterable, Codable {
     case updatePublished = "update-published"
     /// `fleet update` found hosts that did not build with new flake inputs (detail: hosts, reason).
     case updateFailed = "update-failed"
+    /// A rollout's steps (Publishing's `RolloutController`): halted, promoted to a ring, resumed, aborted.
+    case rolloutHalted = "rollout-halted"
+    case rolloutPromoted = "rollout-promoted"
+    case rolloutResumed = "rollout-resumed"
+    case rolloutAborted = "rollout-aborted"
 }

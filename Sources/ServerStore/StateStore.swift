@@ -1,6 +1,6 @@
 public import FleetProtocol
 import Foundation
-import SQLiteKit
+package import SQLiteKit
 
 /// The server's memory of what it published: the `hosts`, `publications` and `events` tables of
 /// ``StateDatabase`` (state.db). The chroots stay the source of truth for what hosts can fetch.
@@ -76,6 +76,9 @@ public final class StateStore {
     public convenience init(stateDirectory: String) throws {
         try self.init(StateDatabase(stateDirectory: stateDirectory))
     }
+
+    /// The connection, for the stores of other modules' tables opened over a `StateStore` (the rollout's).
+    package var connection: SQLiteDatabase { database }
 
     public var schemaVersion: Int64 { get throws { try database.userVersion } }
 
