@@ -283,6 +283,14 @@ in
                   default = 60;
                   description = "A transfer that makes no progress for this long is abandoned.";
                 };
+                connect_retry_seconds = mkOption {
+                  type = types.ints.between 0 3600;
+                  default = 180;
+                  description = ''
+                    How long a run keeps retrying a server it cannot connect to (refused, reset or timed out before
+                    authentication: a burst of polls, a restart), with jittered exponential back-off; 0: one attempt.
+                  '';
+                };
               };
             };
           };

@@ -21,7 +21,9 @@ rec {
       "poll_interval_seconds"
     ];
     tables = {
-      server = [ "address" "port" "user" "host_key" "connect_timeout_seconds" "io_timeout_seconds" ];
+      server = [
+        "address" "port" "user" "host_key" "connect_timeout_seconds" "io_timeout_seconds" "connect_retry_seconds"
+      ];
       rollback = [ "confirm_timeout_seconds" "confirm_attempts" ];
       reboot = [ "policy" "window" "command" "booted_system" "current_system" ];
       timeouts = [ "build_seconds" "activation_seconds" ];

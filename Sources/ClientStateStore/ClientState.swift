@@ -63,6 +63,9 @@ public struct ClientState: Codable, Sendable, Equatable {
     public var lastRunAt: String?
     /// When the server was last reached.
     public var lastContactAt: String?
+    /// Connection attempts that failed since the server was last reached (retries within runs and runs that never
+    /// got through): the next heartbeat or report tells the server, which shows it.
+    public var failedConnectAttempts: Int?
     /// Why the machine needs a reboot to run its profile's system, when it does.
     public var rebootNeeded: String?
     /// The system the client last rebooted the machine for (never twice for the same one).
@@ -165,13 +168,15 @@ public struct ClientState: Codable, Sendable, Equatable {
     var runRecord: LastRunRecord {
         get {
             LastRunRecord(
-                lastResult: lastResult, lastReason: lastReason, lastRunAt: lastRunAt, lastContactAt: lastContactAt)
+                lastResult: lastResult, lastReason: lastReason, lastRunAt: lastRunAt, lastContactAt: lastContactAt,
+                failedConnectAttempts: failedConnectAttempts)
         }
         set {
             lastResult = newValue.lastResult
             lastReason = newValue.lastReason
             lastRunAt = newValue.lastRunAt
             lastContactAt = newValue.lastContactAt
+            failedConnectAttempts = newValue.failedConnectAttempts
         }
     }
 }

@@ -8,6 +8,7 @@ struct LastRunRecord: Codable, Equatable {
     var lastReason: String?
     var lastRunAt: String?
     var lastContactAt: String?
+    var failedConnectAttempts: Int?
 
     static let fileName = "last-run.json"
 

@@ -17,11 +17,15 @@ public struct ClientConfiguration: Sendable, Equatable {
         public var connectTimeoutSeconds: Int
         /// A transfer that makes no progress for this long is abandoned.
         public var ioTimeoutSeconds: Int
+        /// How long a run keeps retrying a server it cannot connect to (refused, reset or timed out before
+        /// authentication), with jittered exponential back-off; 0: one attempt.
+        public var connectRetrySeconds: Int = 180
 
         public init(
             address: String, port: Int = 22, user: String, hostKey: SSHPublicKey, connectTimeoutSeconds: Int = 10,
-            ioTimeoutSeconds: Int = 60
+            ioTimeoutSeconds: Int = 60, connectRetrySeconds: Int = 180
         ) {
+            self.connectRetrySeconds = connectRetrySeconds
             self.address = address
             self.port = port
             self.user = user
@@ -99,7 +103,9 @@ public struct ClientConfiguration: Sendable, Equatable {
         "host", "fleet_public_key", "identity_file", "state_dir", "profile", "operation", "log_limit_bytes",
         "keep_generations", "poll_interval_seconds", "server", "rollback", "health_checks", "reboot", "timeouts",
     ]
-    static let serverKeys = ["address", "port", "user", "host_key", "connect_timeout_seconds", "io_timeout_seconds"]
+    static let serverKeys = [
+        "address", "port", "user", "host_key", "connect_timeout_seconds", "io_timeout_seconds", "connect_retry_seconds",
+    ]
 
     /// Reads and validates a client.toml file.
     public static func load(path: String) throws(ConfigurationError) -> ClientConfiguration {
@@ -159,6 +165,8 @@ public struct ClientConfiguration: Sendable, Equatable {
         let connectTimeout =
             reader.integer(serverKeysTable, "connect_timeout_seconds", in: "[server]", range: 1...600) ?? 10
         let ioTimeout = reader.integer(serverKeysTable, "io_timeout_seconds", in: "[server]", range: 1...3600) ?? 60
+        let connectRetry =
+            reader.integer(serverKeysTable, "connect_retry_seconds", in: "[server]", range: 0...3600) ?? 180
         let identityFile = reader.absolutePath(table, "identity_file", in: "the top level") ?? defaultIdentityFile
         let stateDirectory = reader.absolutePath(table, "state_dir", in: "the top level") ?? defaultStateDirectory
         let profile = reader.absolutePath(table, "profile", in: "the top level") ?? defaultProfile
@@ -179,7 +187,7 @@ public struct ClientConfiguration: Sendable, Equatable {
             host: host,
             server: Server(
                 address: address, port: port, user: user, hostKey: hostKey, connectTimeoutSeconds: connectTimeout,
-                ioTimeoutSeconds: ioTimeout),
+                ioTimeoutSeconds: ioTimeout, connectRetrySeconds: connectRetry),
             fleetPublicKey: fleetKey, identityFile: identityFile, stateDirectory: stateDirectory, profile: profile,
             operation: operation, logLimitBytes: logLimit ?? 4 << 20, keepGenerations: keep ?? 2, rollback: rollback,
             healthChecks: healthChecks, reboot: reboot,
@@ -238,6 +246,8 @@ public struct ClientConfiguration: Sendable, Equatable {
             "host_key = \(tomlString(server.hostKey.description))",
             "connect_timeout_seconds = \(server.connectTimeoutSeconds)",
             "io_timeout_seconds = \(server.ioTimeoutSeconds)",
+            "# A server that cannot be reached is tried again for this long (jittered back-off; 0: once).",
+            "connect_retry_seconds = \(server.connectRetrySeconds)",
         ]
         lines += renderedSafety()
         lines += renderedTimeouts()

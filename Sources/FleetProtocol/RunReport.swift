@@ -90,6 +90,10 @@ public struct RunReport: Codable, Sendable, Equatable {
     /// The fleet-client that wrote it (``FleetVersion``): `fleet status` shows it and warns about a client a
     /// major version behind the server. Absent in reports of clients before 0.5.0 (decoded as nil: unknown).
     public var clientVersion: String? = FleetVersion.current.description
+    /// Connection attempts this run needed to reach the server (more than 1 after refused or timed-out tries).
+    public var connectAttempts: Int?
+    /// Connection attempts that failed since the server was last reached, this run's included.
+    public var failedConnectAttempts: Int?
 
     public init(host: String, state: RunOutcome, startedAt: String, finishedAt: String) {
         self.host = host
@@ -124,6 +128,8 @@ public struct Heartbeat: Codable, Sendable, Equatable {
     public var pollIntervalSeconds: Int?
     /// The fleet-client that wrote it, as in ``RunReport/clientVersion``.
     public var clientVersion: String? = FleetVersion.current.description
+    /// As in ``RunReport/failedConnectAttempts``.
+    public var failedConnectAttempts: Int?
 
     public init(
         host: String, at: String, appliedGeneration: UInt64?, seenGeneration: UInt64?, failedGeneration: UInt64?,

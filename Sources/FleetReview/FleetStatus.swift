@@ -66,6 +66,7 @@ struct FleetStatus {
         var failure: (generation: UInt64?, state: HostState, reason: String?)?
         if let report, report.received >= (heartbeat?.received ?? Int64.min) {
             status.clientVersion = report.clientVersion
+            status.failedConnectAttempts = ConnectAttempts.failed(json: report.json)
             status.lastResult = report.state.rawValue
             status.rebootNeeded = report.rebootNeeded ?? heartbeat?.rebootNeeded
             status.appliedGeneration = report.appliedGeneration
@@ -84,6 +85,7 @@ struct FleetStatus {
             }
         } else if let heartbeat {
             status.clientVersion = heartbeat.clientVersion
+            status.failedConnectAttempts = heartbeat.failedConnectAttempts
             status.lastResult = heartbeat.lastResult?.rawValue
             status.rebootNeeded = heartbeat.rebootNeeded
             status.appliedGeneration = heartbeat.appliedGeneration

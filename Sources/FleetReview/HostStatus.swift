@@ -59,6 +59,9 @@ public struct HostStatus: Codable, Sendable, Equatable {
     /// Whether that client is older than this server by a major version (in 0.x a minor one:
     /// ``FleetVersion/isMajorVersionBehind(_:)``): it may not read what this server publishes.
     public var clientBehind: Bool = false
+    /// Connection attempts that failed before its newest report or heartbeat got through (since it last reached
+    /// the server): nil or 0 when it got through at once.
+    public var failedConnectAttempts: Int?
 
     /// The line `fleet status` prints under the table for a host whose client is a major version behind.
     public var clientWarning: String? {

@@ -307,6 +307,7 @@ final class ReviewStore {
         var pollIntervalSeconds: Int?
         /// The fleet-client version it states (checked at ingest), nil when it states none.
         var clientVersion: String? = nil
+        var failedConnectAttempts: Int? = nil
     }
 
     func heartbeats() throws -> [String: HeartbeatRow] {
@@ -331,7 +332,8 @@ final class ReviewStore {
             lastResult: row["last_result"].text.flatMap(RunOutcome.init(rawValue:)), reason: row["reason"].text,
             rebootNeeded: row["reboot_needed"].integer.map { $0 != 0 },
             pollIntervalSeconds: DeclaredPollInterval.read(json: row["json"].text),
-            clientVersion: row["client_version"].text)
+            clientVersion: row["client_version"].text,
+            failedConnectAttempts: ConnectAttempts.failed(json: row["json"].text))
     }
 
     /// The newest report of every host, by the time the server received it (then by ingest order).

@@ -52,6 +52,9 @@ struct UploadValidator {
         if let problem = checkGeneration(report.generation, "generation")
             ?? checkGeneration(report.previousGeneration, "previousGeneration")
             ?? checkPollInterval(report.pollIntervalSeconds)
+            ?? checkAttempts([
+                ("connectAttempts", report.connectAttempts), ("failedConnectAttempts", report.failedConnectAttempts),
+            ])
         {
             return .invalid(problem)
         }
@@ -99,6 +102,7 @@ struct UploadValidator {
             ?? checkGeneration(beat.seenGeneration, "seenGeneration")
             ?? checkGeneration(beat.failedGeneration, "failedGeneration")
             ?? checkPollInterval(beat.pollIntervalSeconds)
+            ?? checkAttempts([("failedConnectAttempts", beat.failedConnectAttempts)])
         {
             return .invalid(problem)
         }

@@ -168,6 +168,14 @@ extension Fleet {
                         + TerminalText.line(failure.reason ?? "unknown reason", limit: 200)
                 }
             }
+            let retried = rows.compactMap { row in
+                row.failedConnectAttempts.flatMap { $0 > 0 ? (row.host, $0) : nil }
+            }
+            if !retried.isEmpty {
+                text +=
+                    "\n\nhosts that reached the server only after failed connection attempts (a busy sshd or network):"
+                for (host, count) in retried { text += "\n  \(host): \(count) failed since it last got through" }
+            }
             let behind = rows.compactMap { row in row.clientWarning.map { (row.host, $0) } }
             if !behind.isEmpty {
                 text += "\n\nclients a major version behind:"

@@ -81,6 +81,9 @@ public struct ClientRun: Sendable {
             result = await poll(&attempt)
         }
 
+        if let tries = result.connectAttempts, result.outcome == .unreachable {
+            attempt.state.failedConnectAttempts = (loaded.failedConnectAttempts ?? 0) + tries
+        }
         attempt.state.lastResult = result.outcome
         attempt.state.lastReason = result.reason
         attempt.state.lastRunAt = UTCTime.iso(clock.now())
@@ -101,7 +104,14 @@ public struct ClientRun: Sendable {
     /// Fetches over the poll's connection; then, with the connection closed, builds, activates and confirms,
     /// and reports over a new one.
     private func poll(_ attempt: inout RunAttempt) async -> RunResult {
-        switch await session.withConnection({ connection in await fetch(over: connection, &attempt) }) {
+        let polled = await session.withConnection { connection, tries in
+            attempt.connectAttempts = tries
+            // Reached: what failed before is told to the server now, and forgotten.
+            attempt.failedConnectAttempts = (attempt.state.failedConnectAttempts ?? 0) + tries - 1
+            attempt.state.failedConnectAttempts = nil
+            return await fetch(over: connection, &attempt)
+        }
+        switch polled {
         case .done(let result):
             return result
         case .next(let (manifest, tree)):

@@ -8,4 +8,9 @@ struct RunAttempt {
     let startedAt: Date
     var state: ClientState
     var report: RunReport?
+    /// How many tries this run's poll needed to connect.
+    var connectAttempts: Int?
+    /// Connection attempts that failed since the server was last reached, this run's included; told to the server
+    /// in this run's heartbeat and report.
+    var failedConnectAttempts: Int?
 }

@@ -88,6 +88,7 @@ struct RunReporter {
                 ? nil : Rebooter(configuration: configuration, log: log, clock: clock).reason() != nil
         )
         beat.pollIntervalSeconds = configuration.pollIntervalSeconds
+        beat.failedConnectAttempts = attempt.failedConnectAttempts
         do {
             try await Self.upload(name: UploadName.heartbeatName, bytes: beat.encoded(), over: connection)
         } catch {
@@ -127,6 +128,8 @@ struct RunReporter {
         report.pollIntervalSeconds = configuration.pollIntervalSeconds
         // This client's, even when the report was started by an older one (a run resumed after an upgrade).
         report.clientVersion = FleetVersion.current.description
+        report.connectAttempts = report.connectAttempts ?? attempt.connectAttempts
+        report.failedConnectAttempts = report.failedConnectAttempts ?? attempt.failedConnectAttempts
         attempt.report = report
         return [(logName, log.contents()), (UploadName.reportName(stem: stem), report.encoded())]
     }

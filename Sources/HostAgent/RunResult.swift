@@ -8,6 +8,15 @@ public struct RunResult: Sendable, Equatable {
     public var reason: String
     /// The published generation the run was about, when it read a manifest.
     public var generation: UInt64?
+    /// How many times the run tried to connect, when it never got through.
+    public var connectAttempts: Int?
+
+    public init(outcome: RunOutcome, reason: String, generation: UInt64? = nil, connectAttempts: Int? = nil) {
+        self.outcome = outcome
+        self.reason = reason
+        self.generation = generation
+        self.connectAttempts = connectAttempts
+    }
 }
 
 extension RunResult {

@@ -134,6 +134,8 @@ public struct ClientFleet: Sendable {
             text.replacingOccurrences(of: "confirm_timeout_seconds = 90", with: "confirm_timeout_seconds = 6")
                 .replacingOccurrences(of: "confirm_attempts = 3", with: "confirm_attempts = 2")
                 .replacingOccurrences(of: "connect_timeout_seconds = 10", with: "connect_timeout_seconds = 2")
+                // Tests that cut the server expect the run to give up at once; ConnectRetryTests turns it on.
+                .replacingOccurrences(of: "connect_retry_seconds = 180", with: "connect_retry_seconds = 0")
         }
     }
 

@@ -45,6 +45,7 @@ struct PageFixture {
                     user = "fleet-alpha"
                     host_key = "\(key.publicKeyLine)"
                     connect_timeout_seconds = \(connectTimeoutSeconds)
+                    connect_retry_seconds = 0
 
                     """)
             var configuration = UpdatePageConfiguration(host: "alpha", stateDirectory: directory.path("state"))
