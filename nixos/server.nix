@@ -57,6 +57,14 @@ let
     FLEET_CHROOT_ROOT = cfg.chrootRoot;
     FLEET_STATE_DIR = cfg.stateDir;
   };
+  # For the units that read the repository with git and Nix (publish, update).
+  repositoryEnvironment = fleetEnvironment // {
+    # The repository usually belongs to an admin, not root; git would otherwise refuse to name its commit.
+    GIT_CONFIG_COUNT = "1";
+    GIT_CONFIG_KEY_0 = "safe.directory";
+    GIT_CONFIG_VALUE_0 = cfg.repository;
+    NIX_CONFIG = "extra-experimental-features = nix-command flakes";
+  };
   repo = lib.escapeShellArg cfg.repository;
   sshd = config.services.openssh.package;
   sshdCheck = pkgs.writeShellScript "fleet-sshd-check" (builtins.readFile ./server-sshd-check.sh);
@@ -317,13 +325,7 @@ in
       description = "fleet: publish the changed hosts into their chroots";
       after = [ "fleet-setup.service" ];
       path = [ pkgs.git config.nix.package ];
-      environment = fleetEnvironment // {
-        # The repository usually belongs to an admin, not root; git would otherwise refuse to name its commit.
-        GIT_CONFIG_COUNT = "1";
-        GIT_CONFIG_KEY_0 = "safe.directory";
-        GIT_CONFIG_VALUE_0 = cfg.repository;
-        NIX_CONFIG = "extra-experimental-features = nix-command flakes";
-      };
+      environment = repositoryEnvironment;
       startAt = cfg.publish.startAt;
       serviceConfig = {
         Type = "oneshot";
@@ -340,12 +342,7 @@ in
       after = [ "fleet-setup.service" "network-online.target" ];
       wants = [ "network-online.target" ];
       path = [ pkgs.git config.nix.package ];
-      environment = fleetEnvironment // {
-        GIT_CONFIG_COUNT = "1";
-        GIT_CONFIG_KEY_0 = "safe.directory";
-        GIT_CONFIG_VALUE_0 = cfg.repository;
-        NIX_CONFIG = "extra-experimental-features = nix-command flakes";
-      };
+      environment = repositoryEnvironment;
       startAt = cfg.autoUpdate.startAt;
       serviceConfig = {
         Type = "oneshot";

@@ -25,25 +25,29 @@ public struct SystemBuilder: Sendable {
     public struct SourceFile: Sendable, Equatable {
         /// Relative to the tree's root, e.g. `flake.nix` or `common/base.nix`.
         public let path: String
-        /// A real file (never a link) holding the bytes that were hashed, or nil for a file fleet generated.
-        public let source: String?
-        /// The bytes of a file fleet generated (`fleet-roles.nix`).
-        public let contents: [UInt8]?
+        /// Where the bytes that were hashed come from.
+        public enum Origin: Sendable, Equatable {
+            /// A real file (never a link) in the repository.
+            case file(String)
+            /// A file fleet generated (`fleet-roles.nix`).
+            case bytes([UInt8])
+        }
+
+        public let origin: Origin
         public let sha256: String
         public let executable: Bool
 
         public init(path: String, source: String, sha256: String, executable: Bool) {
-            self.path = path
-            self.source = source
-            self.contents = nil
-            self.sha256 = sha256
-            self.executable = executable
+            self.init(path: path, origin: .file(source), sha256: sha256, executable: executable)
         }
 
         public init(path: String, contents: [UInt8], sha256: String, executable: Bool) {
+            self.init(path: path, origin: .bytes(contents), sha256: sha256, executable: executable)
+        }
+
+        init(path: String, origin: Origin, sha256: String, executable: Bool) {
             self.path = path
-            self.source = nil
-            self.contents = contents
+            self.origin = origin
             self.sha256 = sha256
             self.executable = executable
         }
@@ -136,10 +140,14 @@ public struct SystemBuilder: Sendable {
         for file in files {
             let target = directory + "/" + file.path
             try FileIO.createDirectories(FileIO.split(target).directory, mode: 0o755)
-            let bytes = try file.contents ?? FileIO.readNoFollow(file.source ?? "", limit: 1 << 30)
-            guard SHA256Hasher.hex(bytes) == file.sha256 else {
-                throw FileSystemError(
-                    "read", path: file.source ?? file.path, detail: "changed after it was resolved; publish again")
+            let bytes: [UInt8]
+            switch file.origin {
+            case .bytes(let contents): bytes = contents
+            case .file(let source):
+                bytes = try FileIO.readNoFollow(source, limit: 1 << 30)
+                guard SHA256Hasher.hex(bytes) == file.sha256 else {
+                    throw FileSystemError("read", path: source, detail: "changed after it was resolved; publish again")
+                }
             }
             try FileIO.writeAtomically(bytes, to: target, mode: file.executable ? 0o755 : 0o644)
         }

@@ -48,16 +48,12 @@ struct ServerSession {
             do {
                 connection = try await SFTPConnection.connect(to: endpoint, openingSFTP: openingSFTP)
             } catch {
-                let delay = Self.backoff(afterAttempt: attempts)
+                let delay = Self.backoffSeconds(afterAttempt: attempts)
                 let elapsed = ContinuousClock.now - started
-                if Self.isWorthRetrying(error), elapsed + delay <= budget {
+                if Self.isWorthRetrying(error), elapsed + .seconds(delay) <= budget {
                     log.phase(
-                        "could not connect: \(error.description) Trying again in "
-                            + String(
-                                format: "%.1f s",
-                                Double(delay.components.seconds)
-                                    + Double(delay.components.attoseconds) / 1e18))
-                    try? await Task.sleep(for: delay)
+                        "could not connect: \(error.description) Trying again in \(String(format: "%.1f", delay)) s")
+                    try? await Task.sleep(for: .seconds(delay))
                     continue
                 }
                 var result = result(ofConnecting: error)
@@ -83,9 +79,9 @@ struct ServerSession {
 
     /// The wait after the `attempt`th failure: 1, 2, 4 … seconds, at most 30, each drawn between half and all of
     /// it ("equal jitter"), so that hosts that failed together do not come back together.
-    static func backoff(afterAttempt attempt: Int) -> Duration {
+    static func backoffSeconds(afterAttempt attempt: Int) -> Double {
         let ceiling = min(30.0, pow(2.0, Double(min(attempt, 16) - 1)))
-        return .milliseconds(Int(Double.random(in: (ceiling / 2)...ceiling) * 1000))
+        return Double.random(in: (ceiling / 2)...ceiling)
     }
 
     /// What a failure to connect means for the run.

@@ -80,15 +80,11 @@ public struct ResolvedTree: Sendable {
     public var importsRolesModule: Bool {
         let tree = HostTreeResolver.treePrefix + "/"
         let roles = tree + HostTreeResolver.rolesDirectory + "/"
-        let needle = Array(HostTreeResolver.rolesModule.utf8)
         return entries.contains { entry in
             guard case .file(let source, _, _) = entry.kind, entry.path.hasPrefix(tree), !entry.path.hasPrefix(roles),
                 entry.path.hasSuffix(".nix"), let bytes = try? FileIO.readNoFollow(source, limit: 1 << 20)
             else { return false }
-            return bytes.count >= needle.count
-                && (0...(bytes.count - needle.count)).contains {
-                    bytes[$0..<($0 + needle.count)].elementsEqual(needle)
-                }
+            return String(decoding: bytes, as: UTF8.self).contains(HostTreeResolver.rolesModule)
         }
     }
 }
