@@ -35,13 +35,16 @@ struct HostPlan: Sendable {
             resolution = .refused(error)
             return
         }
-        warnings = current.warnings + (tree.importsRolesModule || host.roles.isEmpty ? [] : [Self.unusedRoles(host)])
         let digest = tree.contentDigest(for: host, hasCache: host.cache)
         var isUnchanged = false
         if let manifest, manifest.contentDigest == digest {
             let snapshot = try? FileStatus.of(layout.snapshot(manifest.generation))
             isUnchanged = snapshot?.size == manifest.snapshot.size
         }
+        // Checked (by reading the host's .nix files) only for a host with roles that is about to be published: a
+        // no-op publish reads no file.
+        let unused = !host.roles.isEmpty && !isUnchanged && !tree.importsRolesModule
+        warnings = current.warnings + (unused ? [Self.unusedRoles(host)] : [])
         resolution = .resolved(tree, contentDigest: digest, isUnchanged: isUnchanged)
     }
 
