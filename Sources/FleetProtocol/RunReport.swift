@@ -53,6 +53,17 @@ public struct RunReport: Codable, Sendable, Equatable {
         }
     }
 
+    /// A host-local overlay built on top of the fleet's system (`fleet-client overlay add`).
+    public struct Overlay: Codable, Sendable, Equatable {
+        public var name: String
+        public var digest: String
+
+        public init(name: String, digest: String) {
+            self.name = name
+            self.digest = digest
+        }
+    }
+
     /// Exit statuses of the commands that ran, when they ran.
     public struct ExitCodes: Codable, Sendable, Equatable {
         public var build: Int32?
@@ -90,6 +101,9 @@ public struct RunReport: Codable, Sendable, Equatable {
     /// The fleet-client that wrote it (``FleetVersion``): `fleet status` shows it and warns about a client a
     /// major version behind the server. Absent in reports of clients before 0.5.0 (decoded as nil: unknown).
     public var clientVersion: String? = FleetVersion.current.description
+    /// The host-local overlays the run built on top of the fleet's system, by name; absent without overlays and
+    /// in reports of clients before them.
+    public var overlays: [Overlay]?
 
     public init(host: String, state: RunOutcome, startedAt: String, finishedAt: String) {
         self.host = host
