@@ -80,7 +80,9 @@ extension FleetClientCommand.OverlayCommand {
                 return
             }
             let width = overlays.map(\.name.count).max() ?? 4
-            print("NAME".padding(toLength: max(width, 4), withPad: " ", startingAt: 0) + "  KIND    ADDED                 SHA256")
+            print(
+                "NAME".padding(toLength: max(width, 4), withPad: " ", startingAt: 0)
+                    + "  KIND    ADDED                 SHA256")
             for overlay in overlays {
                 print(
                     overlay.name.padding(toLength: max(width, 4), withPad: " ", startingAt: 0) + "  "

@@ -91,7 +91,9 @@ public struct OverlayStore: Sendable {
     public static func setDigest(_ overlays: [Overlay]) -> String? {
         guard !overlays.isEmpty else { return nil }
         var hasher = SHA256Hasher()
-        for overlay in overlays.sorted(by: { $0.name < $1.name }) { hasher.update("\(overlay.name) \(overlay.digest)\n") }
+        for overlay in overlays.sorted(by: { $0.name < $1.name }) {
+            hasher.update("\(overlay.name) \(overlay.digest)\n")
+        }
         return hasher.finalizeHex()
     }
 
@@ -185,7 +187,8 @@ public struct OverlayStore: Sendable {
             try FileIO.createDirectories(stateDirectory, mode: 0o755)
             if let lock = try FileLock.acquire(lockPath, wait: false) { return lock }
         } catch {
-            throw ClientError("cannot prepare the state directory \(stateDirectory): \(error)", systemError: error.errno)
+            throw ClientError(
+                "cannot prepare the state directory \(stateDirectory): \(error)", systemError: error.errno)
         }
         throw ClientError("a fleet-client run holds \(lockPath); try again when it has finished")
     }
