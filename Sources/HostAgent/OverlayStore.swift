@@ -59,8 +59,20 @@ public struct OverlayStore: Sendable {
     var recordPath: String { stateDirectory + "/overlays.json" }
     public func path(of name: String) -> String { directory + "/" + name }
 
-    /// The overlays in effect, by name; none when there is no record.
+    /// The overlays in effect, by name; none when there is no record. An overlay recorded but missing from
+    /// `overlays/` is an error: a run never builds without an overlay the host asked for.
     public func load() throws(ClientError) -> [Overlay] {
+        let overlays = try loadRecord()
+        for overlay in overlays where (try? FileStatus.of(path(of: overlay.name)))??.kind != .directory {
+            throw ClientError(
+                "\(recordPath) names the overlay \(overlay.name), which is not in \(directory); remove it with "
+                    + "`fleet-client overlay remove \(overlay.name)` and add it again")
+        }
+        return overlays
+    }
+
+    /// The record alone, without looking at the copies: what add and remove change.
+    private func loadRecord() throws(ClientError) -> [Overlay] {
         let bytes: [UInt8]
         do {
             guard try FileStatus.of(recordPath) != nil else { return [] }
@@ -75,14 +87,10 @@ public struct OverlayStore: Sendable {
             throw ClientError(
                 "\(recordPath) is not a fleet-client overlay record (\(error)); remove it and add the overlays again")
         }
-        for overlay in record.overlays {
-            guard HostName.isValid(overlay.name),
-                (try? FileStatus.of(path(of: overlay.name)))??.kind == .directory
-            else {
-                throw ClientError(
-                    "\(recordPath) names the overlay \(String(reflecting: overlay.name)), which is not in "
-                        + "\(directory); remove it with `fleet-client overlay remove` and add it again")
-            }
+        for overlay in record.overlays where !HostName.isValid(overlay.name) {
+            throw ClientError(
+                "\(recordPath) names the overlay \(String(reflecting: overlay.name)), which is not an overlay name; "
+                    + "remove the file and add the overlays again")
         }
         return record.overlays.sorted { $0.name < $1.name }
     }
@@ -121,7 +129,7 @@ public struct OverlayStore: Sendable {
         }
         let lock = try takeLock()
         defer { withExtendedLifetime(lock) {} }
-        var overlays = try load()
+        var overlays = try loadRecord()
         let incoming = directory + "/.incoming-" + name
         let digest: String
         do {
@@ -140,16 +148,24 @@ public struct OverlayStore: Sendable {
         let overlay = Overlay(name: name, digest: digest, kind: kind, addedAt: UTCTime.iso(time))
         let target = path(of: name)
         let old = directory + "/.old-" + name
+        var placed = false
         do {
+            // Set aside, then dropped once the new copy is recorded; a crash in between leaves it here, so
+            // the copy is put back first if it is still missing.
+            if try FileStatus.of(target) == nil, try FileStatus.of(old) != nil { try FileIO.rename(old, to: target) }
             try FileIO.removeTree(old)
             if (try FileStatus.of(target)) != nil { try FileIO.rename(target, to: old) }
             try FileIO.renameDurably(incoming, to: target)
+            placed = true
             overlays.removeAll { $0.name == name }
             overlays.append(overlay)
             try save(overlays)
             try? FileIO.removeTree(old)
         } catch {
+            // Back as it was: the recorded copy in place, the new one gone.
+            if placed { try? FileIO.rename(target, to: incoming) }
             try? FileIO.removeTree(incoming)
+            if (try? FileStatus.of(target)) ?? nil == nil { try? FileIO.rename(old, to: target) }
             throw ClientError("cannot record the overlay \(name) in \(stateDirectory): \(error)")
         }
         return overlay
@@ -160,7 +176,7 @@ public struct OverlayStore: Sendable {
         guard HostName.isValid(name) else { throw ClientError("\(String(reflecting: name)) is not an overlay name") }
         let lock = try takeLock()
         defer { withExtendedLifetime(lock) {} }
-        var overlays = try load()
+        var overlays = try loadRecord()
         guard overlays.contains(where: { $0.name == name }) else {
             throw ClientError("there is no overlay \(name) (see `fleet-client overlay list`)")
         }

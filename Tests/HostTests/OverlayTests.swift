@@ -202,6 +202,12 @@ import Testing
         #expect(try store.load() == [good])
         #expect(try FileStatus.of(store.path(of: "plain")) == nil)
         #expect(throws: ClientError.self) { try store.remove(name: "plain") }
+
+        // A copy lost from under the record stops runs (load), and remove still clears it.
+        try FileIO.removeTree(store.path(of: "site"))
+        #expect(throws: ClientError.self) { try store.load() }
+        try store.remove(name: "site")
+        #expect(try store.load().isEmpty)
     }
 
     @Test func onlyRootCanAddOverlays() async throws {
