@@ -10,7 +10,7 @@ import Testing
 /// Host-local overlays: `fleet-client overlay add|remove|list`, a system built as the fleet's configuration
 /// extended with the overlays' modules, kept on top of new generations, and refused when hostile.
 ///
-/// Host names `ovlhost` and `ovlbase` are this suite's alone.
+/// Host names `ovlhost`, `ovlbase` and `ovlplain` are this suite's alone.
 @Suite(.serialized) struct OverlayTests: ClientRunSuite {
     static let overlayLine = "a line from the local overlay"
 
@@ -120,6 +120,28 @@ import Testing
         #expect(
             try await fleet.client("ovlbase", ["overlay", "remove", "broken", "--apply"]).exitCode == Self.unchanged)
         #expect(try fleet.state("ovlbase").applied == before)
+    }
+
+    @Test func aPlainModuleOverlayAndAFlakeOverlayAreBuiltTogether() async throws {
+        let fleet = try await ClientFleet.start(hosts: ["ovlplain"])
+        defer { fleet.stop() }
+        let checkout = try TestDirectory.makeTemporary()
+        defer { checkout.remove() }
+
+        try checkout.makeDirectory("plain")
+        try checkout.writeFile("plain/default.nix", text: "{ motd = [ \"from a plain module\" ]; }\n")
+        try Self.writeFlakeOverlay(in: checkout, "site", motd: "[ \"\(Self.overlayLine)\" ]")
+        #expect(try await fleet.client("ovlplain", ["overlay", "add", "plain", checkout.path("plain")]).exitCode == 0)
+        #expect(try await fleet.client("ovlplain", ["overlay", "add", "site", checkout.path("site")]).exitCode == 0)
+        let listed = try await fleet.client("ovlplain", ["overlay", "list"])
+        #expect(listed.standardOutput.contains("plain  module") && listed.standardOutput.contains("site   flake"))
+
+        let output = try await fleet.client("ovlplain")
+        #expect(output.exitCode == Self.applied, "\(output.standardOutput)\(output.standardError)")
+        let system = try #require(try fleet.state("ovlplain").applied?.system)
+        let motd = try Self.motd(of: system)
+        #expect(motd.contains("from a plain module") && motd.contains(Self.overlayLine) && motd.contains("ovlplain"))
+        #expect(try fleet.lastReport("ovlplain")?.overlays?.map(\.name) == ["plain", "site"])
     }
 
     /// Everything under the state directory, with sizes, and the record's bytes: what a refusal must not change.
