@@ -5,11 +5,14 @@
 # $FLEET_ACTIVATION_LOG (default /var/lib/fleet-client/activations.log), then runs $FLEET_ACTIVATION_HOOK
 # (operation, host, system) when set, so tests can make an activation fail or cut the network; a real system
 # does the rest.
-# Modules are attribute sets with `motd` (lines), `files` ({ name = text; }) and `imports` (paths), merged in order.
+# Modules are attribute sets with `motd` (lines), `files` ({ name = text; }) and `imports` (paths), merged in order;
+# `modules` may hold the sets themselves or paths to them. `extendModules { modules }` is the same system with more
+# modules after these, as nixpkgs' (fleet-client composes host-local overlays with it).
 { hostName, modules ? [ ] }:
 let
   # A module's `imports` (paths, as fleet-roles.nix has) come before it, as in NixOS.
-  expand = path: let module = import path; in builtins.concatMap expand (module.imports or [ ]) ++ [ module ];
+  expand = m: let module = if builtins.isAttrs m then m else import m;
+    in builtins.concatMap expand (module.imports or [ ]) ++ [ module ];
   merged = builtins.foldl' (acc: module: {
     motd = acc.motd ++ (module.motd or [ ]);
     files = acc.files // (module.files or { });
@@ -40,4 +43,6 @@ in
 {
   config.system.build.toplevel = toplevel;
   config.networking.hostName = hostName;
+  extendModules = extension:
+    import ./toy-nixos.nix { inherit hostName; modules = modules ++ (extension.modules or [ ]); };
 }

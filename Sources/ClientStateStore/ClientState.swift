@@ -21,10 +21,12 @@ public struct ClientState: Codable, Sendable, Equatable {
         public var system: String
         public var operation: String
         public var at: String
+        /// The digest of the host-local overlays built on top (OverlayStore.setDigest); nil: none.
+        public var overlays: String?
 
         public init(
             generation: UInt64, contentDigest: String, sourceCommit: String, system: String, operation: String,
-            at: String
+            at: String, overlays: String? = nil
         ) {
             self.generation = generation
             self.contentDigest = contentDigest
@@ -32,6 +34,7 @@ public struct ClientState: Codable, Sendable, Equatable {
             self.system = system
             self.operation = operation
             self.at = at
+            self.overlays = overlays
         }
     }
 
@@ -42,13 +45,19 @@ public struct ClientState: Codable, Sendable, Equatable {
         public var state: RunOutcome
         public var reason: String
         public var at: String
+        /// The digest of the host-local overlays it failed with (nil: none): other overlays try it again.
+        public var overlays: String?
 
-        public init(generation: UInt64, contentDigest: String, state: RunOutcome, reason: String, at: String) {
+        public init(
+            generation: UInt64, contentDigest: String, state: RunOutcome, reason: String, at: String,
+            overlays: String? = nil
+        ) {
             self.generation = generation
             self.contentDigest = contentDigest
             self.state = state
             self.reason = reason
             self.at = at
+            self.overlays = overlays
         }
     }
 

@@ -17,7 +17,9 @@ struct FleetClientCommand: AsyncParsableCommand {
             """,
         // `fleet-client --version`: the version and the commit it was built from (SourceCommitPlugin).
         version: FleetVersion.versionLine(program: "fleet-client", commit: SourceCommit.value),
-        subcommands: [Run.self, Status.self, Check.self, Serve.self, InstallUnits.self, VerifyManifest.self]
+        subcommands: [
+            Run.self, Status.self, Check.self, Serve.self, InstallUnits.self, VerifyManifest.self, OverlayCommand.self,
+        ]
     )
 
     /// Parses and runs the command, with SIGPIPE caught first: a run never dies because whoever reads its

@@ -53,6 +53,17 @@ public struct RunReport: Codable, Sendable, Equatable {
         }
     }
 
+    /// A host-local overlay built on top of the fleet's system (`fleet-client overlay add`).
+    public struct Overlay: Codable, Sendable, Equatable {
+        public var name: String
+        public var digest: String
+
+        public init(name: String, digest: String) {
+            self.name = name
+            self.digest = digest
+        }
+    }
+
     /// Exit statuses of the commands that ran, when they ran.
     public struct ExitCodes: Codable, Sendable, Equatable {
         public var build: Int32?
@@ -94,6 +105,9 @@ public struct RunReport: Codable, Sendable, Equatable {
     public var connectAttempts: Int?
     /// Connection attempts that failed since the server was last reached, this run's included.
     public var failedConnectAttempts: Int?
+    /// The host-local overlays the run built on top of the fleet's system, by name; absent without overlays and
+    /// in reports of clients before them.
+    public var overlays: [Overlay]?
 
     public init(host: String, state: RunOutcome, startedAt: String, finishedAt: String) {
         self.host = host

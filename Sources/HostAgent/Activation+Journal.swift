@@ -28,6 +28,8 @@ extension Activation {
         /// journals written before it was kept).
         var snapshotSHA256: String?
         var startedAt: String
+        /// The digest of the host-local overlays built on top (nil: none, or a journal from before overlays).
+        var overlays: String?
         /// The run that wrote it, for whoever reads the journal by hand.
         var pid: Int32
 

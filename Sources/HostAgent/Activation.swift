@@ -44,6 +44,15 @@ struct Activation {
         let generation = manifest.generation
         let operation = (configuration.operation ?? manifest.operation).rawValue
         attempt.report?.operation = operation
+        // Held steady by the run lock since the run decided by them.
+        let overlays: [Overlay]
+        do { overlays = try OverlayStore(stateDirectory: stateDirectory.path).load() } catch {
+            return .localFailure(error.description, generation: generation)
+        }
+        let overlaySet = OverlayStore.setDigest(overlays)
+        if !overlays.isEmpty {
+            attempt.report?.overlays = overlays.map { RunReport.Overlay(name: $0.name, digest: $0.digest) }
+        }
         let secrets = self.secrets
         let system = self.system
         let built: String
@@ -57,14 +66,14 @@ struct Activation {
                 throw NixSystem.Failure(
                     step: "secrets", reason: error.description, exitCode: nil, systemError: error.systemError)
             }
-            built = try await build(manifest, tree: generationDirectory, &attempt)
+            built = try await build(manifest, tree: generationDirectory, overlays: overlays, &attempt)
             attempt.report?.targetSystem = built
             log.phase("built \(built)")
             previous = try system.currentGeneration()
             made = operation == Operation.test.rawValue ? nil : try await system.setProfile(to: built)
             attempt.report?.profileGeneration = made?.number
         } catch {
-            return failed(manifest, error, &attempt)
+            return failed(manifest, error, overlays: overlaySet, &attempt)
         }
 
         let journal = Journal(
@@ -77,7 +86,7 @@ struct Activation {
             previousGeneration: attempt.state.applied?.generation,
             deadline: clock.now().timeIntervalSince1970 + Double(configuration.rollback.confirmTimeoutSeconds),
             snapshotSHA256: manifest.snapshot.sha256,
-            startedAt: UTCTime.iso(clock.now()), pid: getpid())
+            startedAt: UTCTime.iso(clock.now()), overlays: overlaySet, pid: getpid())
         let live = operation != Operation.boot.rawValue
         let activationStarted = clock.now()
         do throws(NixSystem.Failure) {
@@ -101,7 +110,7 @@ struct Activation {
             attempt.report?.exitCodes.activation = error.exitCode
             attempt.report?.durations.activation = clock.now().timeIntervalSince(activationStarted)
             await undo(journal)
-            return failed(manifest, error, &attempt)
+            return failed(manifest, error, overlays: overlaySet, &attempt)
         }
         attempt.report?.durations.activation = clock.now().timeIntervalSince(activationStarted)
         guard live else {
@@ -112,15 +121,26 @@ struct Activation {
 
     /// Realises the manifest's toplevel from the local cache when it ships one, else evaluates and builds the
     /// tree; records the build's duration and exit code in the report.
-    private func build(_ manifest: Manifest, tree generationDirectory: String, _ attempt: inout RunAttempt)
-        async
-        throws(NixSystem.Failure) -> String
-    {
+    ///
+    /// With host-local overlays, the system is always evaluated and built here: the server's build is of the
+    /// fleet's system alone.
+    private func build(
+        _ manifest: Manifest, tree generationDirectory: String, overlays: [Overlay], _ attempt: inout RunAttempt
+    ) async throws(NixSystem.Failure) -> String {
         let buildStarted = clock.now()
         defer { attempt.report?.durations.build = clock.now().timeIntervalSince(buildStarted) }
         do throws(NixSystem.Failure) {
             let built: String
-            if let toplevel = manifest.toplevel, manifest.hasCache {
+            if !overlays.isEmpty {
+                let store = OverlayStore(stateDirectory: stateDirectory.path)
+                log.phase(
+                    "building nixosConfigurations.\(manifest.attribute) from \(generationDirectory)/tree with the "
+                        + "local overlay(s) \(overlays.map(\.name).joined(separator: ", "))")
+                built = try await system.buildComposed(
+                    tree: generationDirectory + "/tree", attribute: manifest.attribute,
+                    overlays: overlays.map { ($0, store.path(of: $0.name)) },
+                    wrapperDirectory: stateDirectory.path + "/overlay-build", gcRoot: stateDirectory.buildResult)
+            } else if let toplevel = manifest.toplevel, manifest.hasCache {
                 log.phase(
                     "substituting \(toplevel) from the fleet's binary cache (built on the server; nothing is evaluated here)"
                 )
@@ -178,7 +198,7 @@ struct Activation {
             attempt.state.failed = ClientState.Failed(
                 generation: pending.generation, contentDigest: pending.contentDigest, state: .rolledBack,
                 reason: reason,
-                at: UTCTime.iso(clock.now()))
+                at: UTCTime.iso(clock.now()), overlays: pending.overlays)
             return RunResult(
                 outcome: .rolledBack, reason: "generation \(pending.generation) was rolled back: \(reason)",
                 generation: pending.generation)
@@ -218,7 +238,7 @@ struct Activation {
             let reason = "generation \(pending.generation) was rolled back: \(failure)"
             attempt.state.failed = ClientState.Failed(
                 generation: pending.generation, contentDigest: pending.contentDigest, state: .rolledBack,
-                reason: failure, at: UTCTime.iso(clock.now()))
+                reason: failure, at: UTCTime.iso(clock.now()), overlays: pending.overlays)
             return RunResult(
                 outcome: .rolledBack,
                 reason: reason
@@ -231,7 +251,8 @@ struct Activation {
     private func appliedResult(_ pending: Journal, _ attempt: inout RunAttempt) -> RunResult {
         attempt.state.applied = ClientState.Applied(
             generation: pending.generation, contentDigest: pending.contentDigest, sourceCommit: pending.sourceCommit,
-            system: pending.system, operation: pending.operation, at: UTCTime.iso(clock.now()))
+            system: pending.system, operation: pending.operation, at: UTCTime.iso(clock.now()),
+            overlays: pending.overlays)
         attempt.state.failed = nil
         Journal.remove(stateDirectory: stateDirectory.path)
         stateDirectory.pointCurrent(at: pending.generation)
@@ -244,14 +265,16 @@ struct Activation {
     /// A failed generation, not tried again until a newer one is published; unless this machine is what failed
     /// (a full or unwritable state directory while installing secrets or writing the journal), which is a local
     /// failure: the generation itself is fine, and the next run tries it again.
-    private func failed(_ manifest: Manifest, _ failure: NixSystem.Failure, _ attempt: inout RunAttempt) -> RunResult {
+    private func failed(
+        _ manifest: Manifest, _ failure: NixSystem.Failure, overlays: String?, _ attempt: inout RunAttempt
+    ) -> RunResult {
         if let number = failure.systemError, RunResult.isLocalFailure(errno: number) {
             return .localFailure(
                 "generation \(manifest.generation): \(failure.description)", generation: manifest.generation)
         }
         attempt.state.failed = ClientState.Failed(
             generation: manifest.generation, contentDigest: manifest.contentDigest, state: .failed,
-            reason: failure.description, at: UTCTime.iso(clock.now()))
+            reason: failure.description, at: UTCTime.iso(clock.now()), overlays: overlays)
         return RunResult(
             outcome: .failed,
             reason:

@@ -141,7 +141,16 @@ public struct ClientRun: Sendable {
         }
         attempt.state.lastSeen = ManifestPolicy.Seen(manifest)
 
-        if let nothingToDo = RunDecision.nothingToDo(manifest, state: attempt.state) {
+        // The run lock keeps the overlays as they are until this run ends; Activation builds with the same.
+        let overlays: [Overlay]
+        do { overlays = try OverlayStore(stateDirectory: stateDirectory.path).load() } catch {
+            let failure = RunResult.localFailure(error.description, generation: manifest.generation)
+            await reporter.heartbeat(attempt, over: connection, result: failure)
+            return .done(failure)
+        }
+        if let nothingToDo = RunDecision.nothingToDo(
+            manifest, state: attempt.state, overlays: OverlayStore.setDigest(overlays))
+        {
             await reporter.heartbeat(attempt, over: connection, result: nothingToDo)
             return .done(nothingToDo)
         }

@@ -99,6 +99,116 @@ struct NixSystem {
         }
     }
 
+    /// Builds the tree's `nixosConfigurations.<attribute>` extended with the host-local overlays' modules
+    /// (`extendModules`), through a wrapper flake written to `wrapperDirectory` whose inputs are the tree and
+    /// each overlay by `path:`: the base's own inputs (its flake.lock) and each overlay's stay as they are, and
+    /// the wrapper's lock is computed in memory, never written.
+    ///
+    /// - Returns: the system's store path.
+    func buildComposed(
+        tree: String, attribute: String, overlays: [(overlay: Overlay, path: String)], wrapperDirectory: String,
+        gcRoot: String
+    ) async throws(Failure) -> String {
+        guard NixAttribute.isValid(attribute) else {
+            throw Failure(
+                step: "build",
+                reason: "the attribute \(String(reflecting: attribute)) is not a plain Nix attribute name",
+                exitCode: nil)
+        }
+        guard (try? FileStatus.of(tree + "/flake.nix"))??.kind == .regular else {
+            throw Failure(
+                step: "build",
+                reason: "local overlays need the host's configuration to be a flake (the snapshot has no flake.nix); "
+                    + "remove them with `fleet-client overlay remove`", exitCode: nil)
+        }
+        for path in [tree, wrapperDirectory] + overlays.map(\.path) where !Self.isPlainPath(path) {
+            throw Failure(
+                step: "build",
+                reason: "\(String(reflecting: path)) cannot be a flake input: use a state_dir whose path has only "
+                    + "letters, digits and . _ - / + ", exitCode: nil)
+        }
+        let names = overlays.map { "\($0.overlay.name) (\($0.overlay.digest.prefix(12)))" }.joined(separator: ", ")
+        do {
+            try FileIO.removeTree(wrapperDirectory)
+            try FileIO.createNewDirectory(wrapperDirectory, mode: 0o700)
+            try FileIO.writeAtomically(
+                Array(Self.wrapperFlake(tree: tree, attribute: attribute, overlays: overlays).utf8),
+                to: wrapperDirectory + "/flake.nix", mode: 0o600)
+        } catch {
+            throw Failure(
+                step: "build", reason: "cannot write the overlay wrapper flake in \(wrapperDirectory): \(error)",
+                exitCode: nil, systemError: error.errno)
+        }
+        try? FileManager.default.removeItem(atPath: gcRoot)
+        let arguments =
+            Nix.flakeFlags + [
+                "build", "path:\(wrapperDirectory)#nixosConfigurations.\"\(attribute)\".config.system.build.toplevel",
+                "--out-link", gcRoot, "--no-write-lock-file", "--print-build-logs",
+            ]
+        let output = try await runStreamed("build", "nix", arguments, timeout: timeouts.buildSeconds)
+        guard output.exitCode == 0 else {
+            throw Failure(
+                step: "build",
+                reason: "with the local overlay(s) \(names): nix exited with status \(output.exitCode)"
+                    + Nix.cause(ofFailure: output.tail)
+                    + " (the overlay may not evaluate against this generation; `fleet-client overlay remove` it)",
+                exitCode: output.exitCode, systemError: Self.machineError(in: output.tail))
+        }
+        do {
+            let system = try FileIO.readLink(gcRoot)
+            guard system.hasPrefix("/nix/store/") else {
+                throw Failure(step: "build", reason: "the build result \(system) is not a store path", exitCode: nil)
+            }
+            return system
+        } catch let failure as Failure {
+            throw failure
+        } catch {
+            throw Failure(step: "build", reason: "no build result at \(gcRoot): \(error)", exitCode: nil)
+        }
+    }
+
+    /// The wrapper flake: `base` is the tree, `overlay-<name>` each overlay (`flake = false` for a plain
+    /// `default.nix`), and the output the base's configuration extended with the overlays' modules in name order.
+    static func wrapperFlake(tree: String, attribute: String, overlays: [(overlay: Overlay, path: String)])
+        -> String
+    {
+        var inputs = "    base.url = \"path:\(tree)\";\n"
+        var modules: [String] = []
+        for (overlay, path) in overlays {
+            let input = "overlay-\(overlay.name)"
+            switch overlay.kind {
+            case .flake:
+                inputs += "    \"\(input)\".url = \"path:\(path)\";\n"
+                modules.append("inputs.\"\(input)\".nixosModules.default")
+            case .module:
+                inputs += "    \"\(input)\" = { url = \"path:\(path)\"; flake = false; };\n"
+                modules.append("\"${inputs.\"\(input)\"}/default.nix\"")
+            }
+        }
+        return """
+            # Written by fleet-client for each build with local overlays; not to be edited.
+            {
+              inputs = {
+            \(inputs)  };
+              outputs = { self, base, ... }@inputs: {
+                nixosConfigurations."\(attribute)" = base.nixosConfigurations."\(attribute)".extendModules {
+                  modules = [ \(modules.joined(separator: " ")) ];
+                };
+              };
+            }
+
+            """
+    }
+
+    /// An absolute path that can stand in a `path:` URL and a Nix string as it is.
+    static func isPlainPath(_ path: String) -> Bool {
+        path.hasPrefix("/") && !path.contains("..")
+            && path.unicodeScalars.allSatisfy { scalar in
+                scalar.isASCII
+                    && (CharacterSet.alphanumerics.contains(scalar) || "._-/+".unicodeScalars.contains(scalar))
+            }
+    }
+
     /// Fetches a system built by the server from the local binary cache, evaluating nothing, then empties the
     /// cache: what it held is in the Nix store now, rooted by `gcRoot`.
     ///

@@ -5,16 +5,19 @@ import FleetProtocol
 enum RunDecision {
     /// The run's result when there is nothing to do (the generation is applied, or it failed or was rolled back
     /// and no newer one is published); nil when the manifest's generation is to be fetched and applied.
-    static func nothingToDo(_ manifest: Manifest, state: ClientState) -> RunResult? {
+    ///
+    /// `overlays` is the digest of the host-local overlays in effect (nil: none): a generation applied or failed
+    /// with other overlays is applied again, on top of these.
+    static func nothingToDo(_ manifest: Manifest, state: ClientState, overlays: String? = nil) -> RunResult? {
         if let applied = state.applied, applied.generation == manifest.generation,
-            applied.contentDigest == manifest.contentDigest
+            applied.contentDigest == manifest.contentDigest, applied.overlays == overlays
         {
             return RunResult(
                 outcome: .unchanged, reason: "generation \(manifest.generation) is applied and current",
                 generation: manifest.generation)
         }
         if let failed = state.failed, failed.generation == manifest.generation,
-            failed.contentDigest == manifest.contentDigest
+            failed.contentDigest == manifest.contentDigest, failed.overlays == overlays
         {
             let what = failed.state == .rolledBack ? "was rolled back" : "failed"
             return RunResult(
