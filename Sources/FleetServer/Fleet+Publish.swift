@@ -37,8 +37,27 @@ extension Fleet {
                     + "--build is built now (into the build cache only) and says would-publish or would-fail."))
         var dryRun = false
 
+        @Flag(
+            help: ArgumentHelp(
+                "Read every current snapshot whole and write again any that no longer matches its manifest (also "
+                    + "done without --verify for a snapshot whose file changed since it was hashed)."))
+        var verify = false
+
+        @Option(
+            help: ArgumentHelp(
+                "No new generation is lower than this. After losing state.db and the chroots, before the hosts have "
+                    + "reported: one above the highest generation any host has (see docs/deployment.md, Recovery).",
+                valueName: "generation"))
+        var minGeneration: UInt64?
+
         @Flag(help: "Print JSON for scripts.")
         var json = false
+
+        func validate() throws {
+            if let minGeneration, let problem = Generation.problem(with: minGeneration, "--min-generation") {
+                throw ValidationError(problem)
+            }
+        }
 
         func run() async throws {
             let configuration = try global.loadConfiguration()
@@ -51,7 +70,8 @@ extension Fleet {
             let publisher = try Publisher(
                 configuration: configuration, signingKey: key, store: store,
                 sourceCommit: { await Publisher.sourceCommit(repository: repository) },
-                options: PublishOptions(forceBuild: build, dryRun: dryRun))
+                options: PublishOptions(
+                    forceBuild: build, dryRun: dryRun, verifySnapshots: verify, minimumGeneration: minGeneration))
             let showProgress = FileIO.isTerminal(FileHandle.standardError.fileDescriptor) && !json
             var done = 0
             let outcome = try await publisher.publish(selected) { result in

@@ -1,7 +1,9 @@
 import FleetFiles
 import FleetProtocol
+import Foundation
 import Inventory
 import ServerStore
+import SystemPackage
 
 /// What publishing one host starts from: its current manifest, its resolved tree, and whether that tree is
 /// what the manifest already publishes. Working it out only reads, so hosts are planned on all cores while
@@ -14,6 +16,13 @@ struct HostPlan: Sendable {
     /// Why the manifest could not be used, if it could not.
     let warnings: [String]
     let resolution: Resolution
+    /// The highest generation the host itself says it has seen, applied or failed (its `logs/heartbeat.json`).
+    /// Above the manifest's, the server's state was lost or restored from an older backup: the next generation
+    /// must be above it, or the host refuses it as a downgrade.
+    let reportedGeneration: UInt64?
+    /// The snapshot the manifest names is in place with its size, but its bytes are no longer the ones the
+    /// manifest signs (damaged on disk): a publish writes it again.
+    let snapshotDamaged: Bool
 
     enum Resolution: Sendable {
         case refused(ResolutionError)
@@ -22,30 +31,63 @@ struct HostPlan: Sendable {
         case resolved(ResolvedTree, contentDigest: String, isUnchanged: Bool)
     }
 
-    init(_ host: HostConfiguration, chrootRoot: String, resolver: HostTreeResolver) {
+    /// Plans `host`. With `verifySnapshots` the current snapshot is read whole, even when its file is the one
+    /// that was hashed before (`fleet publish --verify`: damage below the filesystem, which leaves no trace).
+    init(_ host: HostConfiguration, chrootRoot: String, resolver: HostTreeResolver, verifySnapshots: Bool = false) {
         self.host = host
         layout = ChrootLayout(root: chrootRoot, host: host.name)
         let current = Self.currentManifest(layout)
         manifest = current.manifest
+        reportedGeneration = Self.reportedGeneration(layout)
         let tree: ResolvedTree
         do throws(ResolutionError) {
             tree = try resolver.resolve(host)
         } catch {
             warnings = current.warnings
             resolution = .refused(error)
+            snapshotDamaged = false
             return
         }
         let digest = tree.contentDigest(for: host, hasCache: host.cache)
         var isUnchanged = false
+        var damaged = false
         if let manifest, manifest.contentDigest == digest {
-            let snapshot = try? FileStatus.of(layout.snapshot(manifest.generation))
-            isUnchanged = snapshot?.size == manifest.snapshot.size
+            let path = layout.snapshot(manifest.generation)
+            if let snapshot = try? FileStatus.of(path), snapshot.size == manifest.snapshot.size {
+                let sha256 =
+                    verifySnapshots
+                    ? Self.sha256(of: path) : try? resolver.digests.digest(of: path, status: snapshot)
+                damaged = sha256 != manifest.snapshot.sha256
+                isUnchanged = !damaged && (reportedGeneration ?? 0) <= manifest.generation
+            }
         }
+        snapshotDamaged = damaged
         // Checked (by reading the host's .nix files) only for a host with roles that is about to be published: a
         // no-op publish reads no file.
-        let unused = !host.roles.isEmpty && !isUnchanged && !tree.importsRolesModule
+        let unused = !host.roles.isEmpty && !isUnchanged && !damaged && !tree.importsRolesModule
         warnings = current.warnings + (unused ? [Self.unusedRoles(host)] : [])
         resolution = .resolved(tree, contentDigest: digest, isUnchanged: isUnchanged)
+    }
+
+    /// The SHA-256 of the file at `path` read now, nil when it cannot be read.
+    static func sha256(of path: String) -> String? {
+        guard let (descriptor, _) = try? FileIO.openRegularFileNoFollow(path) else { return nil }
+        defer { try? descriptor.close() }
+        return try? FileIO.sha256(of: descriptor, path: path)
+    }
+
+    /// A heartbeat is a few hundred bytes; anything larger is not one.
+    static let heartbeatLimit = 64 << 10
+
+    /// The highest valid generation in the host's heartbeat, if it has one naming this host. The file is the
+    /// host's upload, so nothing in it is trusted but the number, and that only raises this host's generations.
+    static func reportedGeneration(_ layout: ChrootLayout) -> UInt64? {
+        let path = layout.logs + "/" + UploadName.heartbeatName
+        guard let bytes = try? FileIO.readNoFollow(path, limit: heartbeatLimit),
+            let beat = try? JSONDecoder().decode(Heartbeat.self, from: Data(bytes)), beat.host == layout.host.value
+        else { return nil }
+        return [beat.appliedGeneration, beat.seenGeneration, beat.failedGeneration].compactMap { $0 }
+            .filter(Generation.isValid).max()
     }
 
     /// Roles whose modules would be published and never imported: almost certainly a flake that was not told.

@@ -79,6 +79,7 @@ public struct Publisher {
         let rollout = try RolloutContext(configuration: configuration, store: store, dryRun: dryRun)
         let resolver = self.resolver
         let chrootRoot = configuration.server.chrootRoot
+        let verify = options.verifySnapshots
         // Enough plans in flight to keep every core busy while one host is written, and no more: a plan's
         // files are read again when its snapshot is written, and the gap should stay short.
         let lookahead = 4 * max(1, ProcessInfo.processInfo.activeProcessorCount)
@@ -90,7 +91,9 @@ public struct Publisher {
             var planned = 0
             while planned < min(lookahead, hosts.count) {
                 let (index, host) = (planned, hosts[planned])
-                group.addTask { (index, HostPlan(host, chrootRoot: chrootRoot, resolver: resolver)) }
+                group.addTask {
+                    (index, HostPlan(host, chrootRoot: chrootRoot, resolver: resolver, verifySnapshots: verify))
+                }
                 planned += 1
             }
             var waiting: [Int: HostPlan] = [:]
@@ -104,7 +107,9 @@ public struct Publisher {
                     results.append(result)
                     if planned < hosts.count {
                         let (index, host) = (planned, hosts[planned])
-                        group.addTask { (index, HostPlan(host, chrootRoot: chrootRoot, resolver: resolver)) }
+                        group.addTask {
+                            (index, HostPlan(host, chrootRoot: chrootRoot, resolver: resolver, verifySnapshots: verify))
+                        }
                         planned += 1
                     }
                 }
@@ -147,7 +152,7 @@ public struct Publisher {
             }
             return result
         }
-        let (tree, digest, isUnchanged): (ResolvedTree, String, Bool)
+        var (tree, digest, isUnchanged): (ResolvedTree, String, Bool)
         switch plan.resolution {
         case .resolved(let resolved, let contentDigest, let unchanged):
             (tree, digest, isUnchanged) = (resolved, contentDigest, unchanged)
@@ -162,6 +167,27 @@ public struct Publisher {
         }
         result.files = tree.fileCount
         result.bytes = tree.byteCount
+        if let manifest = current, plan.snapshotDamaged {
+            let snapshot = ChrootLayout.snapshotPathInChroot(manifest.generation)
+            if dryRun {
+                result.warnings.append("\(snapshot) does not match its manifest (damaged): a publish writes it again")
+            } else if try rewriteSnapshot(tree, of: manifest, layout: layout) {
+                result.warnings.append(
+                    "\(snapshot) did not match its manifest (damaged on disk); written again from the same tree")
+                try store.recordEvent(host: host.name, kind: .snapshotRepaired, detail: ["snapshot": snapshot])
+                isUnchanged = (plan.reportedGeneration ?? 0) <= manifest.generation
+            } else {
+                result.warnings.append(
+                    "\(snapshot) did not match its manifest (damaged on disk), and the same tree no longer gives the "
+                        + "same bytes: publishing a new generation")
+            }
+        }
+        if let reported = plan.reportedGeneration, reported > (current?.generation ?? 0) {
+            result.warnings.append(
+                "the host reports generation \(reported), above the \(current.map { "published \($0.generation)" } ?? "none published"): "
+                    + "the server's state was lost or restored from an older backup, so the next generation is above it"
+            )
+        }
         if let manifest = current, isUnchanged {
             result.generation = manifest.generation
             result.toplevel = manifest.toplevel
@@ -214,7 +240,8 @@ public struct Publisher {
             return result
         }
         let generation: UInt64
-        switch try nextGeneration(layout, current: current) {
+        let floor = max(plan.reportedGeneration ?? 0, options.minimumGeneration.map { $0 - 1 } ?? 0)
+        switch try nextGeneration(layout, current: current, floor: floor) {
         case .success(let next): generation = next
         case .failure(let refusal):
             // This host alone: the others still publish.
@@ -393,17 +420,21 @@ public struct Publisher {
 
     /// One more than anything this host has ever had: in state.db, in its manifest, or as a snapshot file;
     /// a refusal of this host when that is not a generation (state.db holds a bad value, or the bound is reached).
-    func nextGeneration(_ layout: ChrootLayout, current: Manifest?) throws -> Result<UInt64, ServerStoreError> {
-        try Self.nextGeneration(layout, current: current, store: store)
+    /// `floor`: a generation the next one must exceed though the server has no trace of it (the host reported it,
+    /// or `--min-generation` names the one after it).
+    func nextGeneration(
+        _ layout: ChrootLayout, current: Manifest?, floor: UInt64 = 0
+    ) throws -> Result<UInt64, ServerStoreError> {
+        try Self.nextGeneration(layout, current: current, store: store, floor: floor)
     }
 
-    /// ``nextGeneration(_:current:)`` for callers without a publisher (`fleet rollout abort`).
+    /// ``nextGeneration(_:current:floor:)`` for callers without a publisher (`fleet rollout abort`).
     static func nextGeneration(
-        _ layout: ChrootLayout, current: Manifest?, store: StateStore
+        _ layout: ChrootLayout, current: Manifest?, store: StateStore, floor: UInt64 = 0
     ) throws -> Result<UInt64, ServerStoreError> {
         var highest: UInt64
         do {
-            highest = max(try store.lastGeneration(of: layout.host), current?.generation ?? 0)
+            highest = max(try store.lastGeneration(of: layout.host), current?.generation ?? 0, floor)
         } catch let error as ServerStoreError {
             return .failure(error)
         }
@@ -421,6 +452,21 @@ public struct Publisher {
                 ))
         }
         return .success(highest + 1)
+    }
+
+    /// Writes the snapshot of `manifest`'s generation again from `tree` (its content digest is the manifest's),
+    /// replacing the damaged file only when the new bytes are exactly the ones the manifest signs: snapshots are
+    /// deterministic, so they are unless something outside the content (the archive writer) changed.
+    func rewriteSnapshot(_ tree: ResolvedTree, of manifest: Manifest, layout: ChrootLayout) throws -> Bool {
+        let path = layout.snapshot(manifest.generation)
+        let candidate = FileIO.temporaryPath(for: path + ".rewrite")
+        let written = try writeSnapshot(tree, to: candidate, host: layout.host)
+        guard written.sha256 == manifest.snapshot.sha256, written.size == manifest.snapshot.size else {
+            _ = try? FileIO.removeFile(candidate)
+            return false
+        }
+        try FileIO.renameDurably(candidate, to: path)
+        return true
     }
 
     /// Writes the snapshot under a temporary name, makes it durable, renames it into place.

@@ -5,6 +5,8 @@ public enum EventKind: String, Sendable, CaseIterable, Codable {
     case published
     /// A host's tree (or its next generation) was refused; it keeps its generation.
     case refused
+    /// A current snapshot no longer matched its manifest (damaged on disk) and was written again, same generation.
+    case snapshotRepaired = "snapshot-repaired"
     /// A host's configuration built on the server.
     case built
     /// The same tree was built before; its result was reused.
