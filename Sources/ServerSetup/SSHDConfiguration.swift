@@ -32,8 +32,68 @@ public struct SSHDConfiguration: Sendable {
         configuration.hosts.filter { $0.publicKey == nil }
     }
 
-    public static func render(_ configuration: FleetConfiguration, listener: Listener?) -> String {
+    /// How sshd takes a burst of polls: every host's timer firing at once after a server restart or an outage.
+    ///
+    /// On OpenSSH 9.2 with 2 cores an unchanged poll costs sshd 24–46 ms of CPU (bench/README.md), so the server
+    /// completes roughly 40 handshakes a second. Letting in more unauthenticated connections than finish within
+    /// the client's 10 s connect timeout only slows all of them past it; a connection sshd drops at accept costs
+    /// it almost nothing, and the client retries with jittered back-off for `connect_retry_seconds`, which turns
+    /// the burst into a queue. So `full` stays small, and `start` (where sshd begins dropping at random) grows with
+    /// the fleet. Only directives OpenSSH accepted for years are emitted: a `sshd -t` of an older sshd must pass.
+    public struct BurstSizing: Sendable, Equatable {
+        /// The number of hosts sized for.
+        public let hosts: Int
+        /// `MaxStartups start:rate:full`: unauthenticated connections before random drops begin, the drop
+        /// percentage there, and the count at which every new one is dropped.
+        public let start: Int
+        public let rate: Int
+        public let full: Int
+        /// `LoginGraceTime`: how long an unauthenticated connection may hold one of the `full` places.
+        public let loginGraceSeconds: Int
+
+        /// Handshakes a 2-core server completes per second, conservatively (measured 40–80 with unchanged polls).
+        static let handshakesPerSecond = 20
+        /// Hosts `--hosts` may name: beyond a million, one sshd is not the right design anyway.
+        public static let hostRange = 1...1_000_000
+
+        public init(hosts: Int) {
+            self.hosts = hosts
+            start = min(max(hosts / 10, 10), 50)
+            rate = 30
+            full = min(max(hosts, 100), 300)
+            loginGraceSeconds = min(max(2 * full / Self.handshakesPerSecond, 30), 120)
+        }
+
+        /// The directives, each after comments that say why (for the emitted configuration).
+        public var lines: [String] {
+            [
+                "# Sized for \(hosts) host\(hosts == 1 ? "" : "s") (fleet sshd-config --hosts N to size for another count).",
+                "# MaxStartups: up to \(start) unauthenticated connections are all served; beyond that sshd drops \(rate) % of",
+                "# new ones, rising to all of them at \(full). A dropped host retries with jittered back-off",
+                "# ([server] connect_retry_seconds in client.toml), so a burst of polls becomes a queue; more than",
+                "# about \(full) handshakes at once would not finish within the client's 10 s connect timeout on 2 cores.",
+                "MaxStartups \(start):\(rate):\(full)",
+                "# LoginGraceTime: twice the time the last of \(full) waiting handshakes needs at \(Self.handshakesPerSecond) per second,",
+                "# at least 30 s; a dead or stalled connection gives its place back sooner than with the default 120 s.",
+                "LoginGraceTime \(loginGraceSeconds)",
+                "# Not set: PerSourceMaxStartups (hosts behind one NAT address share it) and, on OpenSSH 9.8 or later,",
+                "# PerSourcePenalties; there, hosts behind one NAT address belong in PerSourcePenaltyExemptList.",
+                "# The listen backlog is OpenSSH's compiled-in 128: see docs/deployment.md, \"Bursts\".",
+            ]
+        }
+
+        /// One line for standard error: what was chosen and why, in short.
+        public var summary: String {
+            "sized for \(hosts) host\(hosts == 1 ? "" : "s"): MaxStartups \(start):\(rate):\(full), "
+                + "LoginGraceTime \(loginGraceSeconds) (hosts dropped in a burst retry with back-off; see the comments)"
+        }
+    }
+
+    public static func render(_ configuration: FleetConfiguration, listener: Listener?, sizing: BurstSizing? = nil)
+        -> String
+    {
         let server = configuration.server
+        let sizing = sizing ?? BurstSizing(hosts: max(configuration.hosts.count, 1))
         let hosts = configuration.hosts.filter { $0.publicKey != nil }
         let users = hosts.map(\.unixUser)
         var lines = [
@@ -63,11 +123,14 @@ public struct SSHDConfiguration: Sendable {
                 "X11Forwarding no",
                 "ClientAliveInterval 30",
                 "ClientAliveCountMax 4",
-                "MaxStartups 100:30:1000",
                 "Subsystem sftp internal-sftp",
             ]
+            lines += sizing.lines
         } else {
             lines.append("# Append to sshd_config; it must also say: Subsystem sftp internal-sftp (not sftp-server).")
+            lines.append(
+                "# For bursts of polls, its global section should say: MaxStartups \(sizing.start):\(sizing.rate):\(sizing.full) "
+                    + "and LoginGraceTime \(sizing.loginGraceSeconds) (\(sizing.hosts) hosts).")
         }
         for host in hosts {
             lines += [
