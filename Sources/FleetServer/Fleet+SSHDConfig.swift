@@ -13,8 +13,8 @@ extension Fleet {
                 By default a complete configuration for a dedicated sshd (`sshd -f FILE`) that only the fleet's host \
                 users may use. With --match-only, just the Match blocks, to append to an existing sshd_config. Hosts \
                 without an SSH key in fleet.toml are left out (a note on standard error names them). MaxStartups and \
-                LoginGraceTime are sized for a burst of every host polling at once: for the hosts in fleet.toml, or \
-                --hosts N; a line on standard error says what was chosen (with --match-only, as advice for the global \
+                LoginGraceTime are sized for a burst of every host polling at once: for the hosts in fleet.toml (or \
+                --hosts N) and this machine's cores (or --cores N); a line on standard error says what was chosen (with --match-only, as advice for the global \
                 section of sshd_config).
                 """)
 
@@ -49,6 +49,11 @@ extension Fleet {
                 valueName: "count"))
         var hosts: Int?
 
+        @Option(
+            help: ArgumentHelp(
+                "Size them for a server with this many cores (default: this machine's).", valueName: "count"))
+        var cores: Int?
+
         @Flag(help: "Print only the Match blocks.")
         var matchOnly = false
 
@@ -58,6 +63,11 @@ extension Fleet {
             if let hosts, !hostRange.contains(hosts) {
                 throw ValidationError(
                     "--hosts \(hosts): expected a number of hosts in \(hostRange.lowerBound)...\(hostRange.upperBound)")
+            }
+            let coreRange = SSHDConfiguration.BurstSizing.coreRange
+            if let cores, !coreRange.contains(cores) {
+                throw ValidationError(
+                    "--cores \(cores): expected a number of cores in \(coreRange.lowerBound)...\(coreRange.upperBound)")
             }
             if listen != nil && (port != nil || listenAddress != "0.0.0.0") {
                 throw ValidationError(
@@ -96,11 +106,13 @@ extension Fleet {
             for host in SSHDConfiguration.skippedHosts(configuration) {
                 printError("note: \(host.name) left out: \(Publisher.missingKeyReason(host, file: configuration.file))")
             }
-            let sizing = SSHDConfiguration.BurstSizing(hosts: hosts ?? max(configuration.hosts.count, 1))
+            let sizing = SSHDConfiguration.BurstSizing(
+                hosts: hosts ?? max(configuration.hosts.count, 1),
+                cores: cores ?? ProcessInfo.processInfo.activeProcessorCount)
             printError(
                 matchOnly
                     ? "note: for bursts, set in sshd_config's global section: MaxStartups \(sizing.start):\(sizing.rate):"
-                        + "\(sizing.full) and LoginGraceTime \(sizing.loginGraceSeconds) (\(sizing.hosts) hosts)"
+                        + "\(sizing.full) and LoginGraceTime \(sizing.loginGraceSeconds) (\(sizing.hosts) hosts, \(sizing.cores) cores)"
                     : "note: \(sizing.summary)")
             print(SSHDConfiguration.render(configuration, listener: listener, sizing: sizing), terminator: "")
         }
