@@ -12,7 +12,10 @@ extension Fleet {
             discussion: """
                 By default a complete configuration for a dedicated sshd (`sshd -f FILE`) that only the fleet's host \
                 users may use. With --match-only, just the Match blocks, to append to an existing sshd_config. Hosts \
-                without an SSH key in fleet.toml are left out (a note on standard error names them).
+                without an SSH key in fleet.toml are left out (a note on standard error names them). MaxStartups and \
+                LoginGraceTime are sized for a burst of every host polling at once: for the hosts in fleet.toml (or \
+                --hosts N) and this machine's cores (or --cores N); a line on standard error says what was chosen (with --match-only, as advice for the global \
+                section of sshd_config).
                 """)
 
         @OptionGroup var global: GlobalOptions
@@ -40,11 +43,32 @@ extension Fleet {
         @Option(help: "PID file of the dedicated sshd.")
         var pidFile: String?
 
+        @Option(
+            help: ArgumentHelp(
+                "Size MaxStartups and LoginGraceTime for this many hosts (default: the hosts in fleet.toml).",
+                valueName: "count"))
+        var hosts: Int?
+
+        @Option(
+            help: ArgumentHelp(
+                "Size them for a server with this many cores (default: this machine's).", valueName: "count"))
+        var cores: Int?
+
         @Flag(help: "Print only the Match blocks.")
         var matchOnly = false
 
         func validate() throws {
             if let port, !(1...65535).contains(port) { throw ValidationError("--port must be in 1...65535") }
+            let hostRange = SSHDConfiguration.BurstSizing.hostRange
+            if let hosts, !hostRange.contains(hosts) {
+                throw ValidationError(
+                    "--hosts \(hosts): expected a number of hosts in \(hostRange.lowerBound)...\(hostRange.upperBound)")
+            }
+            let coreRange = SSHDConfiguration.BurstSizing.coreRange
+            if let cores, !coreRange.contains(cores) {
+                throw ValidationError(
+                    "--cores \(cores): expected a number of cores in \(coreRange.lowerBound)...\(coreRange.upperBound)")
+            }
             if listen != nil && (port != nil || listenAddress != "0.0.0.0") {
                 throw ValidationError(
                     "--listen is the old spelling of --listen-address and --port: give one or the other")
@@ -82,7 +106,15 @@ extension Fleet {
             for host in SSHDConfiguration.skippedHosts(configuration) {
                 printError("note: \(host.name) left out: \(Publisher.missingKeyReason(host, file: configuration.file))")
             }
-            print(SSHDConfiguration.render(configuration, listener: listener), terminator: "")
+            let sizing = SSHDConfiguration.BurstSizing(
+                hosts: hosts ?? max(configuration.hosts.count, 1),
+                cores: cores ?? ProcessInfo.processInfo.activeProcessorCount)
+            printError(
+                matchOnly
+                    ? "note: for bursts, set in sshd_config's global section: MaxStartups \(sizing.start):\(sizing.rate):"
+                        + "\(sizing.full) and LoginGraceTime \(sizing.loginGraceSeconds) (\(sizing.hosts) hosts, \(sizing.cores) cores)"
+                    : "note: \(sizing.summary)")
+            print(SSHDConfiguration.render(configuration, listener: listener, sizing: sizing), terminator: "")
         }
 
         /// `ADDRESS:PORT` (`[v6]:PORT` too), or nil.

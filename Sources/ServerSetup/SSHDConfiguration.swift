@@ -1,3 +1,4 @@
+import Foundation
 public import Inventory
 
 /// Renders the sshd configuration that serves every host its chroot over SFTP only.
@@ -32,8 +33,75 @@ public struct SSHDConfiguration: Sendable {
         configuration.hosts.filter { $0.publicKey == nil }
     }
 
-    public static func render(_ configuration: FleetConfiguration, listener: Listener?) -> String {
+    /// How sshd takes a burst of polls: every host's timer firing at once after a server restart or an outage.
+    ///
+    /// On OpenSSH 9.2 an unchanged poll costs sshd 40–90 ms of CPU (bench/README.md, `bench/herd`). Letting in more
+    /// unauthenticated connections than the cores finish within the client's 10 s connect timeout only makes all
+    /// of them late; a connection sshd drops at accept costs it almost nothing, and the client retries with
+    /// jittered back-off for `connect_retry_seconds`, which turns the burst into a queue. So `full` follows the
+    /// server's cores, not the fleet: with 500 hosts at once on 2 cores, 10:30:100 served them all sooner (p50 24 s,
+    /// 313 retried) than 50:30:300 (p50 39 s, 466 retried). The fleet's size only lowers the limits for a small
+    /// fleet. Only directives OpenSSH has accepted for years are emitted: an older sshd's `sshd -t` must pass.
+    public struct BurstSizing: Sendable, Equatable {
+        /// The number of hosts and the server's cores sized for.
+        public let hosts: Int
+        public let cores: Int
+        /// `MaxStartups start:rate:full`: unauthenticated connections before random drops begin, the drop
+        /// percentage there, and the count at which every new one is dropped.
+        public let start: Int
+        public let rate: Int
+        public let full: Int
+        /// `LoginGraceTime`: how long an unauthenticated connection may hold one of the `full` places.
+        public let loginGraceSeconds: Int
+
+        /// Handshakes one core completes per second in a burst, conservatively (11–25 measured by bench/herd).
+        static let handshakesPerSecondPerCore = 10
+        /// Hosts `--hosts` may name: beyond a million, one sshd is not the right design anyway.
+        public static let hostRange = 1...1_000_000
+        public static let coreRange = 1...1024
+
+        public init(hosts: Int, cores: Int) {
+            self.hosts = hosts
+            self.cores = cores
+            start = min(max(hosts / 10, 10), 5 * cores)
+            rate = 30
+            full = min(max(hosts, 100), 50 * cores)
+            loginGraceSeconds = min(max(2 * full / (Self.handshakesPerSecondPerCore * cores), 30), 120)
+        }
+
+        /// The directives, each after comments that say why (for the emitted configuration).
+        public var lines: [String] {
+            [
+                "# Sized for \(hosts) host\(hosts == 1 ? "" : "s") and \(cores) core\(cores == 1 ? "" : "s") (fleet sshd-config --hosts N --cores N).",
+                "# MaxStartups: up to \(start) unauthenticated connections are all served; beyond that sshd drops \(rate) % of",
+                "# new ones, rising to all of them at \(full) (50 per core: more handshakes at once than the cores finish",
+                "# within the client's 10 s connect timeout only make all of them late). A dropped host retries with",
+                "# jittered back-off ([server] connect_retry_seconds in client.toml): a burst of polls becomes a queue.",
+                "MaxStartups \(start):\(rate):\(full)",
+                "# LoginGraceTime: twice the time the last of \(full) waiting handshakes needs at \(Self.handshakesPerSecondPerCore) per second",
+                "# and core, at least 30 s; a dead or stalled connection gives its place back sooner than with the default 120 s.",
+                "LoginGraceTime \(loginGraceSeconds)",
+                "# Not set: PerSourceMaxStartups (hosts behind one NAT address share it) and, on OpenSSH 9.8 or later,",
+                "# PerSourcePenalties; there, hosts behind one NAT address belong in PerSourcePenaltyExemptList.",
+                "# The listen backlog is OpenSSH's compiled-in 128: see docs/deployment.md, \"Bursts\".",
+            ]
+        }
+
+        /// One line for standard error: what was chosen and why, in short.
+        public var summary: String {
+            "sized for \(hosts) host\(hosts == 1 ? "" : "s") and \(cores) core\(cores == 1 ? "" : "s"): MaxStartups \(start):\(rate):\(full), "
+                + "LoginGraceTime \(loginGraceSeconds) (hosts dropped in a burst retry with back-off; see the comments)"
+        }
+    }
+
+    public static func render(_ configuration: FleetConfiguration, listener: Listener?, sizing: BurstSizing? = nil)
+        -> String
+    {
         let server = configuration.server
+        let sizing =
+            sizing
+            ?? BurstSizing(
+                hosts: max(configuration.hosts.count, 1), cores: ProcessInfo.processInfo.activeProcessorCount)
         let hosts = configuration.hosts.filter { $0.publicKey != nil }
         let users = hosts.map(\.unixUser)
         var lines = [
@@ -63,11 +131,14 @@ public struct SSHDConfiguration: Sendable {
                 "X11Forwarding no",
                 "ClientAliveInterval 30",
                 "ClientAliveCountMax 4",
-                "MaxStartups 100:30:1000",
                 "Subsystem sftp internal-sftp",
             ]
+            lines += sizing.lines
         } else {
             lines.append("# Append to sshd_config; it must also say: Subsystem sftp internal-sftp (not sftp-server).")
+            lines.append(
+                "# For bursts of polls, its global section should say: MaxStartups \(sizing.start):\(sizing.rate):\(sizing.full) "
+                    + "and LoginGraceTime \(sizing.loginGraceSeconds) (\(sizing.hosts) hosts, \(sizing.cores) cores).")
         }
         for host in hosts {
             lines += [
