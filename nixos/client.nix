@@ -339,6 +339,33 @@ in
               };
             };
           };
+          overlays = mkOption {
+            description = ''
+              The `[overlays]` table: units that an overlay apply or removal (`fleet-client overlay`) must not stop
+              or restart, found with `switch-to-configuration dry-activate` before the switch, and what to do when
+              one would be: `refuse` (the run fails, the previous system stays) or `boot` (the system becomes the
+              boot default without being activated, and runs after the next reboot).
+            '';
+            default = { };
+            type = types.submodule {
+              freeformType = toml.type;
+              options = {
+                protect_units = mkOption {
+                  # What fleet-client accepts (ClientConfiguration.isUnitName): name.type, no control characters.
+                  type = types.listOf (types.strMatching
+                    "[A-Za-z0-9:_@\\\\][A-Za-z0-9:_.@\\\\-]*\\.(service|socket|target|mount|automount|swap|path|timer|slice|scope|device)");
+                  default = [ ];
+                  example = [ "sshd.service" "gitlab-runner.service" ];
+                  description = "Units an overlay apply or removal must not stop or restart (at most 256).";
+                };
+                protect_policy = mkOption {
+                  type = types.enum [ "refuse" "boot" ];
+                  default = "refuse";
+                  description = "`refuse`: do not switch; `boot`: make it the boot default, activate nothing now.";
+                };
+              };
+            };
+          };
           health_checks = mkOption {
             description = ''
               `[[health_checks]]`: commands (argument lists run without a shell, the first an absolute path)

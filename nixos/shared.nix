@@ -27,6 +27,7 @@ rec {
       rollback = [ "confirm_timeout_seconds" "confirm_attempts" ];
       reboot = [ "policy" "window" "command" "booted_system" "current_system" ];
       timeouts = [ "build_seconds" "activation_seconds" ];
+      overlays = [ "protect_units" "protect_policy" ];
     };
     # Arrays of tables ([[health_checks]]): the keys of each element.
     tableArrays = {

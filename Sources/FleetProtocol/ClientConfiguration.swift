@@ -67,15 +67,18 @@ public struct ClientConfiguration: Sendable, Equatable {
     public var timeouts: Timeouts
     public var healthChecks: [HealthCheck]
     public var reboot: Reboot
+    public var overlays: Overlays
 
     public init(
         host: HostName, server: Server, fleetPublicKey: VerifyingKey, identityFile: String = defaultIdentityFile,
         stateDirectory: String = defaultStateDirectory, profile: String = defaultProfile, operation: Operation? = nil,
         logLimitBytes: Int = 4 << 20, keepGenerations: Int = 2, rollback: Rollback = Rollback(),
         healthChecks: [HealthCheck] = [], reboot: Reboot = Reboot(),
-        pollIntervalSeconds: Int = defaultPollIntervalSeconds, timeouts: Timeouts = Timeouts()
+        pollIntervalSeconds: Int = defaultPollIntervalSeconds, timeouts: Timeouts = Timeouts(),
+        overlays: Overlays = Overlays()
     ) {
         self.timeouts = timeouts
+        self.overlays = overlays
         self.host = host
         self.server = server
         self.fleetPublicKey = fleetPublicKey
@@ -95,13 +98,14 @@ public struct ClientConfiguration: Sendable, Equatable {
     public static var knownKeys: [String: [String]] {
         [
             "": topKeys, "server": serverKeys, "rollback": rollbackKeys, "reboot": rebootKeys, "timeouts": timeoutKeys,
-            "health_checks": healthCheckKeys,
+            "overlays": overlayKeys, "health_checks": healthCheckKeys,
         ]
     }
 
     static let topKeys = [
         "host", "fleet_public_key", "identity_file", "state_dir", "profile", "operation", "log_limit_bytes",
         "keep_generations", "poll_interval_seconds", "server", "rollback", "health_checks", "reboot", "timeouts",
+        "overlays",
     ]
     static let serverKeys = [
         "address", "port", "user", "host_key", "connect_timeout_seconds", "io_timeout_seconds", "connect_retry_seconds",
@@ -179,6 +183,7 @@ public struct ClientConfiguration: Sendable, Equatable {
         let healthChecks = parseHealthChecks(table["health_checks"], &reader)
         let reboot = parseReboot(reader.table(table, "reboot", in: "the top level"), &reader)
         let timeouts = parseTimeouts(reader.table(table, "timeouts", in: "the top level"), &reader)
+        let overlays = parseOverlays(reader.table(table, "overlays", in: "the top level"), &reader)
 
         guard reader.problems.isEmpty, let host, let fleetKey, let address, let user, let hostKey else {
             throw ConfigurationError(reader.problems)
@@ -191,7 +196,8 @@ public struct ClientConfiguration: Sendable, Equatable {
             fleetPublicKey: fleetKey, identityFile: identityFile, stateDirectory: stateDirectory, profile: profile,
             operation: operation, logLimitBytes: logLimit ?? 4 << 20, keepGenerations: keep ?? 2, rollback: rollback,
             healthChecks: healthChecks, reboot: reboot,
-            pollIntervalSeconds: pollInterval ?? defaultPollIntervalSeconds, timeouts: timeouts)
+            pollIntervalSeconds: pollInterval ?? defaultPollIntervalSeconds, timeouts: timeouts,
+            overlays: overlays)
     }
 
     private static func required(_ reader: inout TOMLReader, _ table: TOMLTable, _ key: String, in context: String)
@@ -251,6 +257,7 @@ public struct ClientConfiguration: Sendable, Equatable {
         ]
         lines += renderedSafety()
         lines += renderedTimeouts()
+        lines += renderedOverlays()
         return lines.joined(separator: "\n") + "\n"
     }
 }

@@ -144,6 +144,8 @@ public struct Heartbeat: Codable, Sendable, Equatable {
     public var clientVersion: String? = FleetVersion.current.description
     /// As in ``RunReport/failedConnectAttempts``.
     public var failedConnectAttempts: Int?
+    /// The host-local overlays the applied system was built with, as in ``RunReport/overlays``; absent without.
+    public var overlays: [RunReport.Overlay]?
 
     public init(
         host: String, at: String, appliedGeneration: UInt64?, seenGeneration: UInt64?, failedGeneration: UInt64?,

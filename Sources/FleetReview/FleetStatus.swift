@@ -70,6 +70,8 @@ struct FleetStatus {
             status.lastResult = report.state.rawValue
             status.rebootNeeded = report.rebootNeeded ?? heartbeat?.rebootNeeded
             status.appliedGeneration = report.appliedGeneration
+            // A report about a run that applied nothing states what it tried; the heartbeat what runs.
+            status.overlays = report.state == .applied ? OverlayList.read(json: report.json) : heartbeat?.overlays
             switch report.state {
             case .applied:
                 break
@@ -89,6 +91,7 @@ struct FleetStatus {
             status.lastResult = heartbeat.lastResult?.rawValue
             status.rebootNeeded = heartbeat.rebootNeeded
             status.appliedGeneration = heartbeat.appliedGeneration
+            status.overlays = heartbeat.overlays
             if heartbeat.lastResult == .refused {
                 failure = (published, .failed, heartbeat.reason.map { "refused: \($0)" })
             } else if let generation = heartbeat.failedGeneration {

@@ -1,4 +1,4 @@
-import FleetProtocol
+public import FleetProtocol
 public import ServerStore
 
 /// Where a host stands, as `fleet status` shows it.
@@ -62,6 +62,16 @@ public struct HostStatus: Codable, Sendable, Equatable {
     /// Connection attempts that failed before its newest report or heartbeat got through (since it last reached
     /// the server): nil or 0 when it got through at once.
     public var failedConnectAttempts: Int?
+    /// The host-local overlays its system runs on top of the fleet's (`fleet-client overlay`), as its newest
+    /// applied report or heartbeat states them; nil without. Up to date means its base generation is the
+    /// published one, overlays or not.
+    public var overlays: [RunReport.Overlay]?
+
+    /// The state for tables: `up to date (+2 overlays)` for a host running local overlays.
+    public var stateWords: String {
+        guard let count = overlays?.count, count > 0 else { return state.words }
+        return "\(state.words) (+\(count) overlay\(count == 1 ? "" : "s"))"
+    }
 
     /// The line `fleet status` prints under the table for a host whose client is a major version behind.
     public var clientWarning: String? {

@@ -308,6 +308,8 @@ final class ReviewStore {
         /// The fleet-client version it states (checked at ingest), nil when it states none.
         var clientVersion: String? = nil
         var failedConnectAttempts: Int? = nil
+        /// The host-local overlays it states (``OverlayList``), nil when none.
+        var overlays: [RunReport.Overlay]? = nil
     }
 
     func heartbeats() throws -> [String: HeartbeatRow] {
@@ -333,7 +335,8 @@ final class ReviewStore {
             rebootNeeded: row["reboot_needed"].integer.map { $0 != 0 },
             pollIntervalSeconds: DeclaredPollInterval.read(json: row["json"].text),
             clientVersion: row["client_version"].text,
-            failedConnectAttempts: ConnectAttempts.failed(json: row["json"].text))
+            failedConnectAttempts: ConnectAttempts.failed(json: row["json"].text),
+            overlays: OverlayList.read(json: row["json"].text))
     }
 
     /// The newest report of every host, by the time the server received it (then by ingest order).

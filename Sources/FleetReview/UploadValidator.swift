@@ -55,6 +55,7 @@ struct UploadValidator {
             ?? checkAttempts([
                 ("connectAttempts", report.connectAttempts), ("failedConnectAttempts", report.failedConnectAttempts),
             ])
+            ?? OverlayList.problem(report.overlays)
         {
             return .invalid(problem)
         }
@@ -103,6 +104,7 @@ struct UploadValidator {
             ?? checkGeneration(beat.failedGeneration, "failedGeneration")
             ?? checkPollInterval(beat.pollIntervalSeconds)
             ?? checkAttempts([("failedConnectAttempts", beat.failedConnectAttempts)])
+            ?? OverlayList.problem(beat.overlays)
         {
             return .invalid(problem)
         }

@@ -144,7 +144,7 @@ extension Fleet {
             var table = Table("HOST", "STATE", "PUBLISHED", "APPLIED", "LAST SEEN", "REBOOT", "WARNINGS", "REASON")
             for row in rows {
                 table.add(
-                    row.host, row.state.words, row.publishedGeneration.map(String.init) ?? "-",
+                    row.host, row.stateWords, row.publishedGeneration.map(String.init) ?? "-",
                     row.appliedGeneration.map(String.init) ?? "-",
                     row.lastSeenSecondsAgo.map { ReviewTime.age(seconds: $0) } ?? "never",
                     row.rebootNeeded.map { $0 ? "yes" : "no" } ?? "-", String(row.warningCount),

@@ -42,7 +42,7 @@ struct Activation {
         -> RunResult
     {
         let generation = manifest.generation
-        let operation = (configuration.operation ?? manifest.operation).rawValue
+        var operation = (configuration.operation ?? manifest.operation).rawValue
         attempt.report?.operation = operation
         // Held steady by the run lock since the run decided by them.
         let overlays: [Overlay]
@@ -59,6 +59,8 @@ struct Activation {
         let previous: NixSystem.Generation?
         // Nil for `test`, which like `nixos-rebuild test` leaves the profile (and so the boot default) alone.
         let made: NixSystem.Generation?
+        // The protected units a switch would have disrupted, when the system is staged for boot instead.
+        var stagedBecause: [String]?
         do throws(NixSystem.Failure) {
             do {
                 try secrets.take(from: generationDirectory, generation: generation)
@@ -69,6 +71,19 @@ struct Activation {
             built = try await build(manifest, tree: generationDirectory, overlays: overlays, &attempt)
             attempt.report?.targetSystem = built
             log.phase("built \(built)")
+            let change = OverlayProtection.change(overlays: overlays, previousSet: attempt.state.applied?.overlays)
+            switch try await protection(of: built, overlaySet: overlaySet, operation: operation, attempt.state) {
+            case .proceed: break
+            case .refuse(let units):
+                return refused(manifest, units: units, change: change, overlays: overlaySet, &attempt)
+            case .stageForBoot(let units):
+                log.phase(
+                    "switching now would stop or restart the protected unit(s) \(units.joined(separator: ", ")) "
+                        + "([overlays] protect_units); protect_policy \"boot\": staging it for the next boot")
+                operation = Operation.boot.rawValue
+                attempt.report?.operation = operation
+                stagedBecause = units
+            }
             previous = try system.currentGeneration()
             made = operation == Operation.test.rawValue ? nil : try await system.setProfile(to: built)
             attempt.report?.profileGeneration = made?.number
@@ -114,7 +129,14 @@ struct Activation {
         }
         attempt.report?.durations.activation = clock.now().timeIntervalSince(activationStarted)
         guard live else {
-            return appliedResult(journal, &attempt)
+            let result = appliedResult(journal, &attempt)
+            guard let units = stagedBecause else { return result }
+            return RunResult(
+                outcome: .applied,
+                reason: "generation \(generation) staged for next boot (switch-to-configuration boot): switching now "
+                    + "would stop or restart the protected unit(s) \(units.joined(separator: ", ")) ([overlays] "
+                    + "protect_units, protect_policy \"boot\"); nothing was restarted, it runs after a reboot",
+                generation: generation)
         }
         return await confirmOrRollBack(journal, &attempt)
     }
@@ -260,6 +282,40 @@ struct Activation {
         return RunResult(
             outcome: .applied, reason: "generation \(pending.generation) applied (\(pending.operation))",
             generation: pending.generation)
+    }
+
+    /// Asks `switch-to-configuration dry-activate` whether switching to `built` would stop or restart a protected
+    /// unit, when the switch is an overlay apply or removal (``OverlayProtection/needsCheck``).
+    private func protection(of built: String, overlaySet: String?, operation: String, _ state: ClientState)
+        async throws(NixSystem.Failure) -> OverlayProtection.Verdict
+    {
+        guard
+            OverlayProtection.needsCheck(
+                configuration.overlays, operation: operation, applied: state.applied?.overlays, overlaySet: overlaySet)
+        else { return .proceed }
+        log.phase("the overlays change: asking switch-to-configuration dry-activate which units it would restart")
+        let dryRun = try await system.dryActivate(built)
+        if !dryRun.disrupted.isEmpty {
+            log.phase("it would stop or restart: \(dryRun.disrupted.joined(separator: ", "))")
+        }
+        return OverlayProtection.verdict(dryRun, configuration.overlays, operation: operation)
+    }
+
+    /// A switch refused because it would disrupt protected units: nothing was changed (neither the profile nor
+    /// the secrets link had been touched yet), and the generation is recorded as failed with these overlays so the next run does not
+    /// build and ask again (unless the policy becomes `boot`, ``RunDecision``).
+    private func refused(
+        _ manifest: Manifest, units: [String], change: String, overlays: String?, _ attempt: inout RunAttempt
+    ) -> RunResult {
+        let reason = OverlayProtection.refusal(units: units, change: change)
+        attempt.state.failed = ClientState.Failed(
+            generation: manifest.generation, contentDigest: manifest.contentDigest, state: .failed, reason: reason,
+            at: UTCTime.iso(clock.now()), overlays: overlays)
+        return RunResult(
+            outcome: .failed,
+            reason: "generation \(manifest.generation): \(reason) ([overlays] protect_units); "
+                + OverlayProtection.howToProceed,
+            generation: manifest.generation)
     }
 
     /// A failed generation, not tried again until a newer one is published; unless this machine is what failed

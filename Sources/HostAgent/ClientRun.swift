@@ -149,7 +149,8 @@ public struct ClientRun: Sendable {
             return .done(failure)
         }
         if let nothingToDo = RunDecision.nothingToDo(
-            manifest, state: attempt.state, overlays: OverlayStore.setDigest(overlays))
+            manifest, state: attempt.state, overlays: OverlayStore.setDigest(overlays),
+            protectPolicy: configuration.overlays.protectPolicy)
         {
             await reporter.heartbeat(attempt, over: connection, result: nothingToDo)
             return .done(nothingToDo)

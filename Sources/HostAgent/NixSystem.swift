@@ -333,6 +333,31 @@ struct NixSystem {
         }
     }
 
+    /// Runs the system's `bin/switch-to-configuration dry-activate` (nothing is changed) and returns the lines
+    /// of its output that say which units it would stop or restart (``DryActivation``).
+    func dryActivate(_ system: String) async throws(Failure) -> DryActivation {
+        let program = system + "/bin/switch-to-configuration"
+        guard FileIO.isExecutable(program) else {
+            throw Failure(
+                step: "dry-activate", reason: "\(program) is missing or not executable: not a NixOS system",
+                exitCode: nil)
+        }
+        let kept = Mutex<[String]>([])
+        let output = try await runStreamed(
+            "dry-activate", program, ["dry-activate"], timeout: timeouts.activationSeconds
+        ) { line in
+            if DryActivation.isRelevant(line) { kept.withLock { $0.append(line) } }
+        }
+        guard output.exitCode == 0 else {
+            throw Failure(
+                step: "dry-activate",
+                reason: "switch-to-configuration dry-activate exited with status \(output.exitCode), so which units "
+                    + "it would restart is unknown\(Nix.cause(ofFailure: output.tail))",
+                exitCode: output.exitCode, systemError: Self.machineError(in: output.tail))
+        }
+        return DryActivation.parse(kept.withLock { $0 })
+    }
+
     /// Takes ``activationLock``, waiting while another activation holds it, up to the activation timeout; the
     /// lock is released when the returned value is dropped. Waiting past the timeout is a local failure: the
     /// machine is busy with another activation, the generation is not at fault.
@@ -369,9 +394,11 @@ struct NixSystem {
 
     /// Runs a long step (a build, a substitution, an activation): its output goes to `<outputDirectory>/<step>.log`
     /// as it comes and to the journal line by line, whatever its size; past `timeout` seconds its process group
-    /// is killed and the step fails saying so. Returns the exit status and the end of the output.
+    /// is killed and the step fails saying so. Returns the exit status and the end of the output; `alsoOnLine`
+    /// sees every line as well, for a caller that needs more than the end.
     private func runStreamed(
-        _ step: String, _ executable: String, _ arguments: [String], timeout: Int
+        _ step: String, _ executable: String, _ arguments: [String], timeout: Int,
+        alsoOnLine: (@Sendable (String) -> Void)? = nil
     ) async throws(Failure) -> (exitCode: Int32, tail: String) {
         let commandLine = ([executable] + arguments).joined(separator: " ")
         let file = outputDirectory + "/" + step + ".log"
@@ -384,6 +411,7 @@ struct NixSystem {
                 executable, arguments, appendingOutputTo: file, timeout: .seconds(timeout),
                 onLine: { line in
                     log.streamed(line)
+                    alsoOnLine?(line)
                     tail.withLock { lines in
                         lines.append(line)
                         if lines.count > 200 { lines.removeFirst(lines.count - 200) }

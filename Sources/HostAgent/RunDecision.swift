@@ -7,8 +7,12 @@ enum RunDecision {
     /// and no newer one is published); nil when the manifest's generation is to be fetched and applied.
     ///
     /// `overlays` is the digest of the host-local overlays in effect (nil: none): a generation applied or failed
-    /// with other overlays is applied again, on top of these.
-    static func nothingToDo(_ manifest: Manifest, state: ClientState, overlays: String? = nil) -> RunResult? {
+    /// with other overlays is applied again, on top of these. A switch refused by `[overlays] protect_units` is
+    /// tried again once `protect_policy` is `boot`, which stages it instead of refusing it.
+    static func nothingToDo(
+        _ manifest: Manifest, state: ClientState, overlays: String? = nil,
+        protectPolicy: ClientConfiguration.Overlays.ProtectPolicy = .refuse
+    ) -> RunResult? {
         if let applied = state.applied, applied.generation == manifest.generation,
             applied.contentDigest == manifest.contentDigest, applied.overlays == overlays
         {
@@ -17,7 +21,8 @@ enum RunDecision {
                 generation: manifest.generation)
         }
         if let failed = state.failed, failed.generation == manifest.generation,
-            failed.contentDigest == manifest.contentDigest, failed.overlays == overlays
+            failed.contentDigest == manifest.contentDigest, failed.overlays == overlays,
+            !(protectPolicy == .boot && failed.reason.hasPrefix(OverlayProtection.refusalMarker))
         {
             let what = failed.state == .rolledBack ? "was rolled back" : "failed"
             return RunResult(

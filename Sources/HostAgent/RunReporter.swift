@@ -89,11 +89,22 @@ struct RunReporter {
         )
         beat.pollIntervalSeconds = configuration.pollIntervalSeconds
         beat.failedConnectAttempts = attempt.failedConnectAttempts
+        beat.overlays = appliedOverlays(attempt.state.applied?.overlays)
         do {
             try await Self.upload(name: UploadName.heartbeatName, bytes: beat.encoded(), over: connection)
         } catch {
             log.phase("could not write the heartbeat: \(error)")
         }
+    }
+
+    /// The overlays the applied system was built with, by name: the recorded ones when their set is the applied
+    /// one's. Nil without overlays, or when the recorded set changed since (an add or remove not applied yet,
+    /// whose names are all that is known): the state keeps only the applied set's digest.
+    private func appliedOverlays(_ appliedSet: String?) -> [RunReport.Overlay]? {
+        guard let appliedSet, let overlays = try? OverlayStore(stateDirectory: stateDirectory.path).load(),
+            OverlayStore.setDigest(overlays) == appliedSet
+        else { return nil }
+        return overlays.map { RunReport.Overlay(name: $0.name, digest: $0.digest) }
     }
 
     private func keep(_ files: [(name: String, bytes: [UInt8])], because error: any Error) {
