@@ -128,7 +128,9 @@ struct ServerUnitsTests {
         #expect(output.exitCode == 0, "\(output.standardError)")
         let written = [ServerUnits.updateServiceName, ServerUnits.updateTimerName]
         #expect(Set(try FileIO.listDirectory(units)).isSuperset(of: written))
-        #expect(output.standardOutput.contains("fleet-review.timer fleet-update.timer"), "\(output.standardOutput)")
+        #expect(
+            output.standardOutput.contains("fleet-review.timer fleet-refresh.timer fleet-update.timer"),
+            "\(output.standardOutput)")
         let verified = try await Command.run("/usr/bin/systemd-analyze", ["verify"] + written.map { units + "/" + $0 })
         let complaints = (verified.standardOutput + verified.standardError).split(separator: "\n").filter {
             $0.contains(units) || $0.contains("fleet")
