@@ -27,6 +27,8 @@
 #                                        server keep the record.
 #   16 local failure                     failed: this host cannot store or extract what it downloads (no
 #                                        space left, a state directory it cannot write); tried again each poll
+#   17 stale                             failed: the manifest expired (a stale mirror or a replay; freeze
+#                                        protection); nothing applied, asked again each poll
 #   1 any other error (e.g. client.toml unreadable)  failed
 { config, lib, pkgs, ... }:
 

@@ -23,6 +23,8 @@
 #   - fleet-review.service, every `review.interval` (fleet-review.timer): `fleet review`, which ingests what
 #     the hosts uploaded, fires the hooks' host events and writes `review.metricsFile`, so that hooks fire
 #     without anyone running `fleet status` (`fleet install-units` writes the same units on Debian).
+#   - fleet-refresh.service, every 15 minutes (fleet-refresh.timer): `fleet publish --refresh`, which re-signs
+#     manifests about to expire (freeze protection, manifest_ttl_seconds), so hosts never see theirs expire;
 #
 # Until that file exists, the hosts cannot log in at all: their authorized keys are only named inside
 # their Match blocks. A host added to fleet.toml but not to `hosts` is created by `fleet setup` (useradd);
@@ -375,6 +377,30 @@ in
         OnUnitActiveSec = cfg.review.interval;
         AccuracySec = "1s";
         Unit = "fleet-review.service";
+      };
+    };
+
+    # Freeze protection: re-signs manifests whose expiry is less than half of fleet.toml's manifest_ttl_seconds
+    # away (same generation, new expiry), so a host never sees its current manifest expire. A quarter of the
+    # shortest TTL allowed (an hour); cheap: no build, no git (Sources/ServerSetup/ServerUnits.swift, the same).
+    systemd.services.fleet-refresh = {
+      description = "fleet: re-sign the manifests about to expire (freeze protection)";
+      after = [ "fleet-setup.service" ];
+      environment = fleetEnvironment;
+      serviceConfig = {
+        Type = "oneshot";
+        ExecStart = "${fleet} publish --repo ${repo} --refresh";
+        UMask = "0022";
+      };
+    };
+
+    systemd.timers.fleet-refresh = {
+      description = "fleet: re-sign expiring manifests every 15min";
+      wantedBy = [ "timers.target" ];
+      timerConfig = {
+        OnBootSec = "3min";
+        OnUnitActiveSec = "15min";
+        Unit = "fleet-refresh.service";
       };
     };
 

@@ -38,7 +38,8 @@ rec {
   # `fleet-client run` exit statuses that do not mark fleet-client.service failed
   # (Sources/HostAgent/SystemdUnits.swift: successExitStatuses): 10 applied, 13 unreachable (tried again at
   # the next poll), 14 locked (another run, e.g. the page's, is going). 11 failed, 12 refused,
-  # 15 rolled back and 16 local failure (no space, state directory not writable) do mark it failed.
+  # 15 rolled back, 16 local failure (no space, state directory not writable) and 17 stale (an expired
+  # manifest) do mark it failed.
   successExitStatuses = [ 10 13 14 ];
 
   # The page's socket: loopback only.

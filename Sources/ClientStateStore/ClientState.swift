@@ -63,6 +63,9 @@ public struct ClientState: Codable, Sendable, Equatable {
 
     /// The newest manifest that verified.
     public var lastSeen: Seen?
+    /// True once a manifest with an expiry verified here: from then on a manifest without one is refused as stale
+    /// (a replayed pre-upgrade manifest cannot freeze the host). Nil in state files from before expiries.
+    public var manifestsExpire: Bool?
     public var applied: Applied?
     public var failed: Failed?
     /// The outcome of the last run, whatever it was.

@@ -64,8 +64,8 @@ extension FleetClientCommand {
             0 unchanged, 10 applied, 11 failed (build or activation; the previous system stays), 12 refused \
             (verification: signature, host, downgrade, snapshot, server host key), 13 unreachable (nothing \
             changed), 14 locked (another run is going), 15 rolled back (not confirmed), 16 local failure (this \
-            host: no space left, a state directory it cannot write); 1 any other error (e.g. client.toml \
-            unreadable), 64 wrong arguments.
+            host: no space left, a state directory it cannot write), 17 stale (the manifest expired: a stale \
+            mirror or a replay); 1 any other error (e.g. client.toml unreadable), 64 wrong arguments.
             """
 
         static let configuration = CommandConfiguration(
@@ -89,7 +89,8 @@ extension FleetClientCommand {
                 Exit statuses: 0 everything checks out, 11 failed (the identity or host key in client.toml cannot \
                 be used, or the server does not serve the snapshot the manifest names), 12 refused \
                 (verification: signature, host, downgrade, snapshot, server host key), 13 unreachable, 16 local \
-                failure (the snapshot cannot be stored or extracted here: no space, not writable); 1 any other \
+                failure (the snapshot cannot be stored or extracted here: no space, not writable), 17 stale (the \
+                manifest expired); 1 any other \
                 error (client.toml unreadable, --download names an existing path), 64 wrong arguments.
                 """)
 

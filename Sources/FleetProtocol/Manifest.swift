@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// What a host is told to apply: one signed file, `manifest`, at the top of its chroot.
 ///
@@ -41,10 +41,16 @@ public struct Manifest: Codable, Sendable, Equatable {
     public var toplevel: String?
     /// Whether `cache/` holds the toplevel's closure.
     public var hasCache: Bool
+    /// ISO 8601, UTC: after this a client refuses the manifest as stale (freeze protection), so a validly signed
+    /// old manifest served forever (a stale mirror, an attacker in the path) cannot keep a host where it is
+    /// unnoticed. The server re-signs an unchanged manifest with a later expiry well before it. Nil only in
+    /// manifests of servers before expiries: an older client ignores the key, so no format bump is needed.
+    public var expiresAt: String?
 
     public init(
         host: HostName, generation: UInt64, publishedAt: String, sourceCommit: String, snapshot: Snapshot,
-        contentDigest: String, operation: Operation, attribute: String, toplevel: String? = nil, hasCache: Bool = false
+        contentDigest: String, operation: Operation, attribute: String, toplevel: String? = nil, hasCache: Bool = false,
+        expiresAt: String? = nil
     ) {
         self.format = Manifest.currentFormat
         self.host = host
@@ -57,6 +63,29 @@ public struct Manifest: Codable, Sendable, Equatable {
         self.attribute = attribute
         self.toplevel = toplevel
         self.hasCache = hasCache
+        self.expiresAt = expiresAt
+    }
+
+    /// The expiry in seconds since the epoch; nil when there is none or it is not a UTC time.
+    public var expirySeconds: Int64? { expiresAt.flatMap(UTCTime.parseISO) }
+
+    /// Whether the server should re-sign it now: less than half of `ttlSeconds` is left before it expires (or it
+    /// has no expiry), so a refresh at least daily keeps every host's manifest fresh with a day's margin.
+    public func needsRenewal(ttlSeconds: Int, now: Date) -> Bool {
+        guard let expiry = expirySeconds else { return true }
+        return expiry - Int64(now.timeIntervalSince1970) < Int64(ttlSeconds / 2)
+    }
+
+    /// The same manifest (generation, snapshot, content, publish time) expiring `ttlSeconds` after `now`.
+    public func renewed(ttlSeconds: Int, now: Date) -> Manifest {
+        var manifest = self
+        manifest.expiresAt = Manifest.expiry(ttlSeconds: ttlSeconds, now: now)
+        return manifest
+    }
+
+    /// `now` plus `ttlSeconds`, as a manifest writes it.
+    public static func expiry(ttlSeconds: Int, now: Date) -> String {
+        UTCTime.iso(now.addingTimeInterval(TimeInterval(ttlSeconds)))
     }
 
     /// The payload bytes that are signed: compact JSON with sorted keys, no newline.

@@ -60,6 +60,31 @@ public enum ManifestPolicy {
         guard (0...snapshotLimit).contains(manifest.snapshot.size) else {
             return "the manifest's snapshot size \(manifest.snapshot.size) is outside 0...\(snapshotLimit) bytes"
         }
+        if let expiresAt = manifest.expiresAt, manifest.expirySeconds == nil {
+            return "the manifest's expiry \(quoted(expiresAt)) is not a UTC time (YYYY-MM-DDTHH:MM:SSZ)"
+        }
+        return nil
+    }
+
+    /// Why `manifest`, which verified and passed ``refusal(of:for:lastSeen:)``, is stale at `now` (seconds since
+    /// the epoch); nil when it is fresh.
+    ///
+    /// A manifest past its expiry is stale: the server re-signs current manifests long before, so an expired one
+    /// is served by a stale mirror or replayed by someone in the path (freeze protection). A manifest without an
+    /// expiry is accepted only while `expiryRequired` is false, that is until the host has once seen one with an
+    /// expiry (clients upgraded before their server keep working); after that it is a replayed pre-upgrade
+    /// manifest and stale too.
+    public static func staleness(of manifest: Manifest, now: Int64, expiryRequired: Bool) -> String? {
+        guard let expiresAt = manifest.expiresAt else {
+            guard expiryRequired else { return nil }
+            return "the manifest of generation \(manifest.generation) for \(manifest.host) has no expiry, but this "
+                + "host has seen manifests with one: a manifest signed before the server set expiries, replayed"
+        }
+        guard let expiry = manifest.expirySeconds, expiry > now else {
+            return "the manifest of generation \(manifest.generation) for \(manifest.host) expired at \(expiresAt): "
+                + "the server re-signs current manifests long before that (`fleet publish --refresh`), so it is "
+                + "served by a stale mirror or replayed"
+        }
         return nil
     }
 }

@@ -20,7 +20,10 @@ public enum RunOutcome: String, Codable, Sendable, CaseIterable {
     /// generation is not marked failed, and the next run tries again; but it needs a look, so it is its own
     /// status (a unit fails on it, where "unreachable" would pass).
     case localFailure = "local-failure"
-
+    /// The manifest verified but has expired (or has no expiry after the host saw manifests with one): the server
+    /// it came from serves an old one, or someone in the path replays it. Nothing was applied; the host keeps
+    /// what it runs and asks again next time. Its own status so that a frozen host is seen (a unit fails on it).
+    case stale
     /// The process exit status for this outcome. 0 is the everyday "nothing to do"; 1 and 64 stay with
     /// ArgumentParser (errors and usage).
     public var exitStatus: Int32 {
@@ -33,6 +36,7 @@ public enum RunOutcome: String, Codable, Sendable, CaseIterable {
         case .locked: 14
         case .rolledBack: 15
         case .localFailure: 16
+        case .stale: 17
         }
     }
 

@@ -53,7 +53,7 @@ struct EventAnnouncer {
                         details: ["lastSeen": row.lastSeen ?? "", "silentAfterSeconds": String(row.silentAfterSeconds)])
                     silent = true
                 }
-            case .pending:
+            case .pending, .staleManifest:
                 silent = false
             case .neverSeen, .buildFailed:
                 // `build-failed` was announced by the publish that found it (and status marks it after this).

@@ -64,6 +64,9 @@ struct FleetStatus {
         // What the newest word from the host says, by the time the server received it, whatever its kind: the
         // generation it runs is the one it stated then (a report's own, never an older heartbeat's).
         var failure: (generation: UInt64?, state: HostState, reason: String?)?
+        // Whether that newest word is a stale manifest, and its reason: shown before everything but silence.
+        var isStale = false
+        var staleReason: String?
         if let report, report.received >= (heartbeat?.received ?? Int64.min) {
             status.clientVersion = report.clientVersion
             status.failedConnectAttempts = ConnectAttempts.failed(json: report.json)
@@ -82,6 +85,8 @@ struct FleetStatus {
             case .localFailure:
                 status.appliedGeneration = report.previousGeneration ?? heartbeat?.appliedGeneration
                 failure = localFailure(report, published: published)
+            case .stale:
+                (isStale, staleReason) = (true, report.reason)
             case .unchanged, .unreachable, .locked:
                 if let generation = heartbeat?.failedGeneration { failure = try detail(name, generation, heartbeat) }
             }
@@ -92,13 +97,16 @@ struct FleetStatus {
             status.rebootNeeded = heartbeat.rebootNeeded
             status.appliedGeneration = heartbeat.appliedGeneration
             status.overlays = heartbeat.overlays
-            if heartbeat.lastResult == .refused {
+            if heartbeat.lastResult == .stale {
+                (isStale, staleReason) = (true, heartbeat.reason)
+            } else if heartbeat.lastResult == .refused {
                 failure = (published, .failed, heartbeat.reason.map { "refused: \($0)" })
             } else if let generation = heartbeat.failedGeneration {
                 failure = try detail(name, generation, heartbeat)
             }
         }
         status.failedGeneration = failure?.generation
+        status.staleManifest = isStale
         // Checked at ingest: a stored version parses. A client that states none is unknown, not behind.
         if let version = status.clientVersion.flatMap(FleetVersion.init) {
             status.clientBehind = version.isMajorVersionBehind(FleetVersion.current)
@@ -111,6 +119,9 @@ struct FleetStatus {
                 "nothing received for \(ReviewTime.duration(seconds: age)) (silent after "
                 + "\(ReviewTime.duration(seconds: limit)): \(host.silentAfterIntervals) × "
                 + "\(interval.seconds) s polls, \(interval.source))"
+        } else if isStale {
+            status.state = .staleManifest
+            status.reason = staleReason ?? "it was served a stale manifest"
         } else if let published, status.appliedGeneration == published {
             status.state = .upToDate
         } else if let failure, let published, failure.generation == published {

@@ -19,6 +19,9 @@ public enum HostState: String, Codable, Sendable, CaseIterable {
     /// shown instead of up to date, pending or never seen (a host's own failure, rollback or silence comes
     /// first); ``HostStatus/buildFailure`` says why.
     case buildFailed = "build-failed"
+    /// Its newest run refused the manifest it was served as stale (expired: a stale mirror or a replay, see
+    /// docs/deployment.md "Freeze protection"); it keeps what it runs. Back to normal once it sees a fresh one.
+    case staleManifest = "stale-manifest"
 
     /// For tables: `up to date`, `rolled back`, `never seen`.
     public var words: String { rawValue.split(separator: "-").joined(separator: " ") }
@@ -72,6 +75,10 @@ public struct HostStatus: Codable, Sendable, Equatable {
         guard let count = overlays?.count, count > 0 else { return state.words }
         return "\(state.words) (+\(count) overlay\(count == 1 ? "" : "s"))"
     }
+
+    /// Whether its newest report or heartbeat says it was served a stale manifest (shown as the state unless it
+    /// is silent; ``reason`` says which, when it expired and which server served it).
+    public var staleManifest: Bool = false
 
     /// The line `fleet status` prints under the table for a host whose client is a major version behind.
     public var clientWarning: String? {

@@ -15,7 +15,9 @@ extension Fleet {
                 published only if they built. Exits 1 when any host was refused or did not build; the other hosts \
                 are still published. With --dry-run, such hosts say would-build (or, with --build, are built now and \
                 say would-publish or would-fail, which exits 1 too). --json shows each host's toplevel: the one \
-                built, or for an unchanged host the one its manifest names.
+                built, or for an unchanged host the one its manifest names. Every publish re-signs manifests whose \
+                expiry (manifest_ttl_seconds) is less than half the TTL away; --refresh does only that (no tree \
+                resolution, no build, no new generation), for a timer.
                 """)
 
         @OptionGroup var global: GlobalOptions
@@ -50,12 +52,21 @@ extension Fleet {
                 valueName: "generation"))
         var minGeneration: UInt64?
 
+        @Flag(
+            help: ArgumentHelp(
+                "Only re-sign the manifests whose expiry is less than half of manifest_ttl_seconds away (same "
+                    + "generation, new expiry): no tree resolution, no build. With --dry-run, say which are due."))
+        var refresh = false
+
         @Flag(help: "Print JSON for scripts.")
         var json = false
 
         func validate() throws {
             if let minGeneration, let problem = Generation.problem(with: minGeneration, "--min-generation") {
                 throw ValidationError(problem)
+            }
+            if refresh && (verify || minGeneration != nil) {
+                throw ValidationError("--refresh only re-signs manifests: drop --verify and --min-generation")
             }
         }
 
@@ -64,6 +75,25 @@ extension Fleet {
             let selected = try configuration.selecting(hosts, roles: roles)
             let stateDirectory = configuration.server.stateDirectory
             let key = try SigningKeyFile.load(stateDirectory: stateDirectory)
+            if refresh {
+                guard !build else { throw ValidationError("--refresh builds nothing: drop --build") }
+                var lock: FileLock?
+                if !dryRun {
+                    lock = try FileLock.acquire(stateDirectory + "/publish.lock", wait: false)
+                    // Not a failure of a timer's run: that publish re-signs what is due as well.
+                    guard lock != nil else {
+                        print("a publish is running (\(stateDirectory)/publish.lock): it re-signs what is due")
+                        return
+                    }
+                }
+                let results = ManifestRenewal.refresh(
+                    selected, configuration: configuration, signingKey: key, now: WallClock.system.now(),
+                    dryRun: dryRun)
+                withExtendedLifetime(lock) {}
+                if json { try printJSON(results) } else { print(render(results)) }
+                if results.contains(where: { $0.problem != nil }) { throw ExitCode(1) }
+                return
+            }
             let lock = dryRun ? nil : try Publisher.lock(stateDirectory: stateDirectory)
             let store = try StateStore(stateDirectory: stateDirectory)
             let repository = configuration.repository
@@ -95,6 +125,24 @@ extension Fleet {
             if outcome.hasFailures { throw ExitCode(1) }
         }
 
+        /// The refresh's table and the line a timer's journal keeps: how many manifests were re-signed.
+        func render(_ results: [ManifestRenewal.Result]) -> String {
+            var table = Table("HOST", "GENERATION", "EXPIRES", "RESULT", "NOTE")
+            for result in results {
+                let words =
+                    result.problem != nil
+                    ? "problem"
+                    : result.generation == nil
+                        ? "no manifest" : result.resigned ? (dryRun ? "would re-sign" : "re-signed") : "fresh"
+                table.add(
+                    result.host, result.generation.map(String.init) ?? "-", result.expiresAt ?? "-", words,
+                    result.problem ?? "")
+            }
+            let resigned = results.filter(\.resigned).count
+            return table.render() + "\n" + (dryRun ? "\(resigned) would be re-signed" : "re-signed \(resigned)")
+                + " of \(results.count) manifests"
+        }
+
         func render(_ results: [PublishResult]) -> String {
             var table = Table("HOST", "GENERATION", "RESULT", "FILES", "BYTES", "SYSTEM", "NOTE")
             for result in results {
@@ -104,7 +152,9 @@ extension Fleet {
                 {
                     generation += " (was \(previous))"
                 }
-                let note = [result.reason].compactMap { $0 } + result.warnings
+                let note =
+                    [result.reason].compactMap { $0 } + (result.resigned == true ? ["re-signed (new expiry)"] : [])
+                    + result.warnings
                 table.add(
                     result.host.value, generation, result.status.rawValue,
                     result.status == .refused ? "-" : String(result.files),
@@ -118,7 +168,8 @@ extension Fleet {
             ].compactMap { status in
                 counts[status].map { "\($0) \(status.rawValue)" }
             }.joined(separator: ", ")
-            return table.render() + "\n" + summary
+            let resigned = results.filter { $0.resigned == true }.count
+            return table.render() + "\n" + summary + (resigned > 0 ? "; re-signed \(resigned) unchanged manifests" : "")
         }
     }
 }

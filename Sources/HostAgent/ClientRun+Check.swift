@@ -43,7 +43,10 @@ extension ClientRun {
                     ))
             }
             let manifest: Manifest
-            switch await manifests.fetch(over: connection, lastSeen: state.lastSeen) {
+            switch await manifests.fetch(
+                over: connection, lastSeen: state.lastSeen, expiryRequired: state.manifestsExpire ?? false,
+                now: clock.now())
+            {
             case .next(let verified): manifest = verified
             case .done(let result): return .done(result)
             }

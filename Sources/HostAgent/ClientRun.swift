@@ -132,7 +132,10 @@ public struct ClientRun: Sendable {
         await reporter.flushOutbox(over: connection)
 
         let manifest: Manifest
-        switch await manifests.fetch(over: connection, lastSeen: attempt.state.lastSeen) {
+        switch await manifests.fetch(
+            over: connection, lastSeen: attempt.state.lastSeen,
+            expiryRequired: attempt.state.manifestsExpire ?? false, now: clock.now())
+        {
         case .next(let verified): manifest = verified
         case .done(let refusal):
             if refusal.outcome != .unchanged { await reporter.report(refusal, &attempt, over: connection) }
@@ -140,6 +143,7 @@ public struct ClientRun: Sendable {
             return .done(refusal)
         }
         attempt.state.lastSeen = ManifestPolicy.Seen(manifest)
+        if manifest.expiresAt != nil { attempt.state.manifestsExpire = true }
 
         // The run lock keeps the overlays as they are until this run ends; Activation builds with the same.
         let overlays: [Overlay]

@@ -1,15 +1,19 @@
 import FleetProtocol
+import Foundation
 import SFTPTransport
 
 /// Step 2 of a run (and of `check`): reads `/manifest` and accepts it only when its signature verifies and
-/// ``ManifestPolicy`` allows it (this host, no downgrade, no replay, a sane snapshot and attribute).
+/// ``ManifestPolicy`` allows it (this host, no downgrade, no replay, a sane snapshot and attribute), and it is
+/// not stale (expired, or without expiry once `expiryRequired`).
 struct ManifestFetch {
     let configuration: ClientConfiguration
     let log: RunLog
 
     /// - Returns: the verified manifest, or the run's result: refused, unreachable, or unchanged when nothing
     ///   was published yet.
-    func fetch(over connection: SFTPConnection, lastSeen: ManifestPolicy.Seen?) async -> Step<Manifest> {
+    func fetch(
+        over connection: SFTPConnection, lastSeen: ManifestPolicy.Seen?, expiryRequired: Bool, now: Date
+    ) async -> Step<Manifest> {
         log.phase("reading the manifest")
         let bytes: [UInt8]
         do {
@@ -38,6 +42,17 @@ struct ManifestFetch {
         if let reason = ManifestPolicy.refusal(of: manifest, for: configuration.host, lastSeen: lastSeen) {
             return .done(
                 RunResult(outcome: .refused, reason: reason + "; nothing was applied", generation: manifest.generation))
+        }
+        if let reason = ManifestPolicy.staleness(
+            of: manifest, now: Int64(now.timeIntervalSince1970), expiryRequired: expiryRequired)
+        {
+            let server = configuration.server
+            return .done(
+                RunResult(
+                    outcome: .stale,
+                    reason: reason + " (server \(server.address) port \(server.port)); nothing was applied, "
+                        + "generation \(manifest.generation) is not taken as seen",
+                    generation: manifest.generation))
         }
         log.phase(
             "generation \(manifest.generation) is published (commit \(manifest.sourceCommit), at \(manifest.publishedAt))"

@@ -44,7 +44,7 @@ public struct SystemdUnits: Sendable, Equatable {
 
     /// Outcomes of `fleet-client run` that are not failures of `fleet-client.service`: applied, unreachable
     /// (nothing changed here; the next poll tries again) and locked (another run, e.g. the page's, holds the
-    /// lock and reports). Unchanged exits 0. Failed, refused, rolled back and local failure (a full disk, an
+    /// lock and reports). Unchanged exits 0. Failed, refused, rolled back, stale and local failure (a full disk, an
     /// unwritable state directory: such a host would otherwise never update, silently) mark the unit failed:
     /// each needs a look, and `systemctl --failed` or an `OnFailure=` unit is where a host's admin sees it.
     public static let successOutcomes: [RunOutcome] = [.applied, .unreachable, .locked]
@@ -123,7 +123,8 @@ public struct SystemdUnits: Sendable, Equatable {
                 "ExecStart=\(binary) run --config \(configuration)",
                 "# Exit statuses: 0 unchanged, 10 applied, 13 unreachable (the next poll tries again) and 14 locked",
                 "# (another run holds the lock) are successes; 11 failed, 12 refused, 15 rolled back, 16 local",
-                "# failure (no space, state directory not writable) and 1 mark this unit failed.",
+                "# failure (no space, state directory not writable), 17 stale (an expired manifest) and 1 mark",
+                "# this unit failed.",
                 "SuccessExitStatus=\(Self.successExitStatuses.map(String.init).joined(separator: " "))",
                 "# Longer than client.toml's [timeouts] and confirmation window together: the run ends first.",
                 "TimeoutStartSec=\(runTimeoutSeconds)",

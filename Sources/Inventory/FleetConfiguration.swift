@@ -24,6 +24,9 @@ public struct FleetConfiguration: Sendable {
         public var userPrefix: String
         /// Reports (with their logs) kept per host in state.db; older ones are dropped at ingest.
         public var reportHistory: Int = 100
+        /// How long a manifest is valid after it is signed (freeze protection): `fleet publish` (and `--refresh`)
+        /// re-signs a manifest with less than half of it left; a client refuses one past its expiry.
+        public var manifestTTLSeconds: Int = FleetConfiguration.defaultManifestTTLSeconds
         /// Ingested report and log files left per host in its chroot's `logs/` (each kind); `fleet status` deletes
         /// older ones it has ingested, so a host cannot fill the server's disk with old reports.
         public var logsKeep: Int = 20
@@ -49,8 +52,13 @@ public struct FleetConfiguration: Sendable {
 
     static let serverKeys = [
         "address", "port", "host_key", "chroot_root", "state_dir", "snapshot_grace_seconds", "user_prefix",
-        "report_history", "logs_keep",
+        "report_history", "logs_keep", "manifest_ttl_seconds",
     ]
+    /// A week: a server whose refresh timer stopped leaves its hosts a few days to be noticed.
+    public static let defaultManifestTTLSeconds = 7 * 86400
+    /// At least an hour (clocks drift, refreshes run at most every quarter of it), at most a year (an expiry
+    /// further away protects from nothing).
+    public static let manifestTTLRange = 3600...(365 * 86400)
     static let hostKeys = [
         "key", "key_file", "attribute", "operation", "build", "cache", "poll_interval_seconds",
         "silent_after_intervals", "roles",
@@ -107,6 +115,9 @@ public struct FleetConfiguration: Sendable {
         }
         server.reportHistory = reader.integer(serverTable, "report_history", in: "[server]", range: 1...100_000) ?? 100
         server.logsKeep = reader.integer(serverTable, "logs_keep", in: "[server]", range: 1...100_000) ?? 20
+        server.manifestTTLSeconds =
+            reader.integer(serverTable, "manifest_ttl_seconds", in: "[server]", range: manifestTTLRange)
+            ?? defaultManifestTTLSeconds
         if let line = reader.string(serverTable, "host_key", in: "[server]") {
             do { server.hostKey = try SSHPublicKey(line) } catch {
                 reader.problem("[server] key \"host_key\": \(error)")

@@ -41,6 +41,8 @@ public struct PublishResult: Codable, Sendable, Equatable {
     public var toplevel: String?
     /// The build log on the server, when the host was built.
     public var buildLog: String?
+    /// Its unchanged manifest was re-signed with a later expiry (freeze protection); nil when not.
+    public var resigned: Bool?
 
     public init(
         host: HostName, status: Status, generation: UInt64? = nil, previousGeneration: UInt64? = nil, files: Int = 0,

@@ -100,9 +100,10 @@ public struct Publisher {
             while let (index, plan) = try await group.next() {
                 waiting[index] = plan
                 while let plan = waiting.removeValue(forKey: results.count) {
-                    let result = try await publish(
+                    var result = try await publish(
                         plan, now: now, recorded: recorded, buildFailures: buildFailures, rollout: rollout,
                         sourceCommit: &sourceCommit)
+                    if !dryRun { renew(&result, layout: plan.layout, now: now) }
                     progress(result)
                     results.append(result)
                     if planned < hosts.count {
@@ -230,8 +231,10 @@ public struct Publisher {
             // The rollout reached its ring, and a killed publish or step did not write its manifest: now.
             if rollout.hasReached(host.name) {
                 try FileIO.writeAtomically(
-                    try rollout.store.host(host.name.value)?.manifest ?? [], to: layout.manifest, mode: 0o644,
-                    owner: 0, group: 0)
+                    Self.fresh(
+                        try rollout.store.host(host.name.value)?.manifest ?? [], signingKey: signingKey,
+                        ttlSeconds: configuration.server.manifestTTLSeconds, now: now),
+                    to: layout.manifest, mode: 0o644, owner: 0, group: 0)
                 try rollout.store.markDelivered(host.name.value, generation: staged.generation, run: rollout.run)
                 (result.status, result.generation, result.reason) = (.published, staged.generation, nil)
                 result.sourceCommit = staged.sourceCommit
@@ -324,7 +327,8 @@ public struct Publisher {
             snapshot: .init(
                 path: ChrootLayout.snapshotPathInChroot(generation), size: snapshot.size, sha256: snapshot.sha256),
             contentDigest: digest, operation: host.operation, attribute: host.attribute, toplevel: toplevel,
-            hasCache: host.cache && toplevel != nil)
+            hasCache: host.cache && toplevel != nil,
+            expiresAt: Manifest.expiry(ttlSeconds: configuration.server.manifestTTLSeconds, now: now))
         let publication = StateStore.Publication(
             host: host.name, generation: generation, publishedAt: manifest.publishedAt, sourceCommit: sourceCommit,
             contentDigest: digest, snapshotSHA256: snapshot.sha256, snapshotSize: snapshot.size,
@@ -374,6 +378,23 @@ public struct Publisher {
         result.sourceCommit = sourceCommit
         result.snapshotBytes = snapshot.size
         return result
+    }
+
+    /// Re-signs the host's manifest when its expiry is less than half the TTL away, whatever this publish did
+    /// (unchanged, refused, held back by the build gate or a rollout: the host keeps fetching that manifest).
+    func renew(_ result: inout PublishResult, layout: ChrootLayout, now: Date) {
+        let renewal = ManifestRenewal(
+            signingKey: signingKey, ttlSeconds: configuration.server.manifestTTLSeconds, now: now)
+        let renewed = renewal.renewChrootManifest(layout)
+        if renewed.resigned { result.resigned = true }
+        if let problem = renewed.problem { result.warnings.append(problem) }
+    }
+
+    /// A staged manifest about to be written into a chroot, re-signed first when it is due (it was signed when
+    /// it was staged, which may be days before its ring is reached); as it is when it cannot be.
+    static func fresh(_ staged: [UInt8], signingKey: SigningKey, ttlSeconds: Int, now: Date) -> [UInt8] {
+        let renewal = ManifestRenewal(signingKey: signingKey, ttlSeconds: ttlSeconds, now: now)
+        return ((try? renewal.renewed(staged)) ?? nil) ?? staged
     }
 
     /// What `--dry-run` says of a changed host. Without the build gate it would be published. With it, only a

@@ -224,7 +224,8 @@ public struct RolloutController {
                 path: ChrootLayout.snapshotPathInChroot(generation), size: publication.snapshotSize,
                 sha256: publication.snapshotSHA256),
             contentDigest: publication.contentDigest, operation: hostConfiguration.operation,
-            attribute: hostConfiguration.attribute, toplevel: publication.toplevel, hasCache: publication.hasCache)
+            attribute: hostConfiguration.attribute, toplevel: publication.toplevel, hasCache: publication.hasCache,
+            expiresAt: Manifest.expiry(ttlSeconds: configuration.server.manifestTTLSeconds, now: now))
         try store.record(
             .init(
                 host: layout.host, generation: generation, publishedAt: manifest.publishedAt,
@@ -243,8 +244,11 @@ public struct RolloutController {
     }
 
     /// Writes the staged manifests of the rings up to `ring` into their chroots; a row that something newer
-    /// superseded is dropped instead.
+    /// superseded is dropped instead. A staged manifest was signed when it was staged, maybe days ago: one with
+    /// less than half its TTL left is re-signed first (with the key in the state directory), so a ring reached
+    /// after a long soak does not get manifests its hosts refuse as stale.
     func deliver(upTo ring: Int, now: Date, into outcome: inout Outcome) throws {
+        var signingKey: Result<SigningKey, any Error>?
         for row in try rollout.hosts() where !row.delivered {
             guard let index = self.ring(of: row.host), index <= ring else { continue }
             let layout = try layout(row.host)
@@ -260,7 +264,23 @@ public struct RolloutController {
                     "\(row.host): generation \(row.generation) is superseded by \(current); dropped from the rollout")
                 continue
             }
-            try FileIO.writeAtomically(row.manifest, to: layout.manifest, mode: 0o644, owner: 0, group: 0)
+            var manifest = row.manifest
+            let ttl = configuration.server.manifestTTLSeconds
+            if let staged = try? Manifest.readUnverified(manifest), staged.needsRenewal(ttlSeconds: ttl, now: now) {
+                if signingKey == nil {
+                    signingKey = Result { try SigningKeyFile.load(stateDirectory: configuration.server.stateDirectory) }
+                }
+                switch signingKey {
+                case .success(let key):
+                    manifest = Publisher.fresh(manifest, signingKey: key, ttlSeconds: ttl, now: now)
+                case .failure(let error):
+                    outcome.notes.append(
+                        "\(row.host): its staged manifest expires at \(staged.expiresAt ?? "no time") and could not be "
+                            + "re-signed (\(error)); `fleet publish --refresh` re-signs it")
+                case nil: break
+                }
+            }
+            try FileIO.writeAtomically(manifest, to: layout.manifest, mode: 0o644, owner: 0, group: 0)
             FaultPoint.delivered.trigger(host: row.host)
             try rollout.markDelivered(row.host, generation: row.generation)
         }

@@ -11,10 +11,14 @@ public import SystemdUnitFiles
 ///   interval is given (a publish timer when wanted; `systemctl start fleet-publish` works either way);
 /// - `fleet-review.service` + `fleet-review.timer`: `fleet review --metrics-file …` every interval, so that host
 ///   events reach the hooks and the metrics file stays fresh without anyone running `fleet status`;
+/// - `fleet-refresh.service` + `fleet-refresh.timer`: `fleet publish --refresh` every quarter hour, which re-signs
+///   manifests whose expiry is less than half of `manifest_ttl_seconds` away (freeze protection), so that hosts
+///   never see their current manifest expire, whatever the publish timer does (every TTL fleet.toml allows,
+///   an hour at least, gets two or more chances);
 /// - `fleet-update.service` + `fleet-update.timer`, only when an update interval is given: `fleet update
 ///   --commit --policy <policy>`, which publishes hosts whose new flake inputs built (docs/updates.md).
 ///
-/// `nixos/server.nix` declares fleet-review the same way for NixOS servers.
+/// `nixos/server.nix` declares fleet-review and fleet-refresh the same way for NixOS servers.
 ///
 /// Every value that goes into a unit file is checked first, naming its option: paths must be absolute and made
 /// of characters that mean nothing to systemd or to the shell of the key's ExecStartPre (no whitespace, quotes,
@@ -81,6 +85,10 @@ public struct ServerUnits: Sendable, Equatable {
     public static let publishTimerName = "fleet-publish.timer"
     public static let reviewServiceName = "fleet-review.service"
     public static let reviewTimerName = "fleet-review.timer"
+    public static let refreshServiceName = "fleet-refresh.service"
+    public static let refreshTimerName = "fleet-refresh.timer"
+    /// How often `fleet publish --refresh` runs: a quarter of the shortest TTL fleet.toml accepts (an hour).
+    public static let refreshEvery = "15min"
     public static let updateServiceName = "fleet-update.service"
     public static let updateTimerName = "fleet-update.timer"
     /// `fleet update --policy`'s values.
@@ -238,6 +246,33 @@ public struct ServerUnits: Sendable, Equatable {
                 "[Install]",
                 "WantedBy=timers.target",
             ])
+        add(
+            Self.refreshServiceName,
+            [
+                "[Unit]",
+                "Description=fleet: re-sign the manifests about to expire (freeze protection)",
+                "",
+                "[Service]",
+                "Type=oneshot",
+                "# Re-signs only what is due (same generation, new expiry): no build, no git. Exits 0 when a",
+                "# publish holds the lock (it re-signs the same); 1 when a manifest could not be re-signed.",
+                "ExecStart=\(fleet) publish \(repo) --refresh",
+                "UMask=0022",
+            ] + environment)
+        add(
+            Self.refreshTimerName,
+            [
+                "[Unit]",
+                "Description=fleet: re-sign expiring manifests every \(Self.refreshEvery)",
+                "",
+                "[Timer]",
+                "OnBootSec=3min",
+                "OnUnitActiveSec=\(Self.refreshEvery)",
+                "Unit=\(Self.refreshServiceName)",
+                "",
+                "[Install]",
+                "WantedBy=timers.target",
+            ])
         if let every = options.updateEvery {
             add(
                 Self.updateServiceName,
@@ -281,7 +316,9 @@ public struct ServerUnits: Sendable, Equatable {
     /// The units to enable after installing: the sshd, and the timers.
     public var enabledUnits: [String] {
         (options.sshdConfiguration == nil ? [] : [Self.sshdServiceName])
-            + (options.publishEvery == nil ? [] : [Self.publishTimerName]) + [Self.reviewTimerName]
+            + (options.publishEvery == nil ? [] : [Self.publishTimerName]) + [
+                Self.reviewTimerName, Self.refreshTimerName,
+            ]
             + (options.updateEvery == nil ? [] : [Self.updateTimerName])
     }
 

@@ -2,6 +2,7 @@ import CommandRunner
 import FleetFiles
 import FleetTestSupport
 import Foundation
+import ServerSetup
 import Testing
 
 /// nixos/server.nix, evaluated offline with a stand-in for nixpkgs' `lib` and `pkgs` (nothing here can fetch
@@ -51,6 +52,8 @@ struct ServerModuleTests {
           setup = module.config.systemd.services.fleet-setup.serviceConfig.ExecStart.text;
           review = module.config.systemd.services.fleet-review;
           timer = module.config.systemd.timers.fleet-review;
+          refresh = module.config.systemd.services.fleet-refresh;
+          refreshTimer = module.config.systemd.timers.fleet-refresh;
           update = module.config.systemd.services.fleet-update;
           updateOptions = {
             startAt = module.options.services.fleet-server.autoUpdate.startAt.default;
@@ -79,6 +82,8 @@ struct ServerModuleTests {
         let setup: String
         let review: Service
         let timer: Timer
+        let refresh: Service
+        let refreshTimer: Timer
         let reviewOptions: [String: String]
         let update: UpdateService
         let updateOptions: [String: String]
@@ -193,6 +198,13 @@ struct ServerModuleTests {
         #expect(module.timer.timerConfig["OnUnitActiveSec"] == "30s")
         #expect(module.timer.timerConfig["Unit"] == "fleet-review.service")
         #expect(module.reviewOptions["interval"] == "1min")
+        // Freeze protection: the same refresh as `fleet install-units` writes (ServerUnits.refreshEvery).
+        #expect(
+            module.refresh.serviceConfig["ExecStart"]
+                == "/stub/fleet/bin/fleet publish --repo '/var/lib/fleet/repo' --refresh")
+        #expect(module.refreshTimer.wantedBy == ["timers.target"])
+        #expect(module.refreshTimer.timerConfig["OnUnitActiveSec"] == ServerUnits.refreshEvery)
+        #expect(module.refreshTimer.timerConfig["Unit"] == "fleet-refresh.service")
         // The interval pattern is one the Swift side accepts too (the same units on both kinds of server).
         #expect(module.reviewOptions["pattern"] == "[1-9][0-9]*(s|min|h)")
     }

@@ -13,7 +13,8 @@ import Testing
 struct ServerUnitsTests {
     static let allUnits = [
         ServerUnits.sshdServiceName, ServerUnits.publishServiceName, ServerUnits.publishTimerName,
-        ServerUnits.reviewServiceName, ServerUnits.reviewTimerName,
+        ServerUnits.reviewServiceName, ServerUnits.reviewTimerName, ServerUnits.refreshServiceName,
+        ServerUnits.refreshTimerName,
     ]
 
     /// `fleet install-units` on a fixture fleet, with the built fleet as the units' binary.
@@ -33,7 +34,7 @@ struct ServerUnitsTests {
         #expect(
             output.standardOutput.contains(
                 "Next: systemctl daemon-reload && systemctl enable --now fleet-sshd.service fleet-publish.timer "
-                    + "fleet-review.timer"), "\(output.standardOutput)")
+                    + "fleet-review.timer fleet-refresh.timer"), "\(output.standardOutput)")
         let verified = try await Command.run(
             "/usr/bin/systemd-analyze", ["verify"] + Self.allUnits.map { units + "/" + $0 })
         let complaints = (verified.standardOutput + verified.standardError).split(separator: "\n").filter {
@@ -51,6 +52,15 @@ struct ServerUnitsTests {
         #expect(review.contains("Environment=FLEET_CHROOT_ROOT=\(fixture.chrootRoot)\n"))
         let timer = try String(contentsOfFile: units + "/" + ServerUnits.reviewTimerName, encoding: .utf8)
         #expect(timer.contains("OnUnitActiveSec=30s\n") && timer.contains("Unit=fleet-review.service\n"))
+        // Freeze protection: the refresh re-signs what is due at least every quarter hour, whatever else runs.
+        let refresh = try String(contentsOfFile: units + "/" + ServerUnits.refreshServiceName, encoding: .utf8)
+        #expect(
+            refresh.contains(
+                "ExecStart=\(FleetFixture.executable("fleet")) publish --repo \(fixture.repository) --refresh\n"),
+            "\(refresh)")
+        let refreshTimer = try String(contentsOfFile: units + "/" + ServerUnits.refreshTimerName, encoding: .utf8)
+        #expect(
+            refreshTimer.contains("OnUnitActiveSec=15min\n") && refreshTimer.contains("Unit=fleet-refresh.service\n"))
 
         // The check can fail: a unit with a directive systemd does not know is reported.
         try FileIO.writeAtomically(
@@ -118,7 +128,9 @@ struct ServerUnitsTests {
         #expect(output.exitCode == 0, "\(output.standardError)")
         let written = [ServerUnits.updateServiceName, ServerUnits.updateTimerName]
         #expect(Set(try FileIO.listDirectory(units)).isSuperset(of: written))
-        #expect(output.standardOutput.contains("fleet-review.timer fleet-update.timer"), "\(output.standardOutput)")
+        #expect(
+            output.standardOutput.contains("fleet-review.timer fleet-refresh.timer fleet-update.timer"),
+            "\(output.standardOutput)")
         let verified = try await Command.run("/usr/bin/systemd-analyze", ["verify"] + written.map { units + "/" + $0 })
         let complaints = (verified.standardOutput + verified.standardError).split(separator: "\n").filter {
             $0.contains(units) || $0.contains("fleet")
