@@ -292,7 +292,9 @@ in
       (entry: {
         name = entry.user;
         value = {
-          isSystemUser = true;
+          # Not isSystemUser: NixOS gives system users IDs from 400-999, too few for a fleet of a thousand
+          # hosts. A normal user's ID comes from 1000-29999; its home, shell and password are set below.
+          isNormalUser = true;
           group = entry.user;
           # fleet setup adopts only users with exactly this comment.
           description = "fleet host ${entry.host}";

@@ -139,6 +139,15 @@ public struct ServerProvisioner {
         return outcome
     }
 
+    /// Where host users' IDs come from: useradd's system allocation (top down, no subordinate IDs, no aging)
+    /// moved to 10000–59999. Debian's own system range, 100–999, holds fewer than 900 accounts: a fleet of a
+    /// thousand hosts would exhaust it ("Can't get unique GID") and leave none for packages that add a user.
+    static let hostIDRange = [
+        "-K", "SYS_UID_MIN=\(hostIDs.lowerBound)", "-K", "SYS_UID_MAX=\(hostIDs.upperBound)",
+        "-K", "SYS_GID_MIN=\(hostIDs.lowerBound)", "-K", "SYS_GID_MAX=\(hostIDs.upperBound)",
+    ]
+    public static let hostIDs = 10000...59999
+
     func ensureUser(_ host: HostConfiguration, outcome: inout HostOutcome) async throws -> Accounts.User {
         if let existing = Accounts.user(named: host.unixUser) {
             guard existing.comment == Self.comment(for: host) else {
@@ -151,8 +160,7 @@ public struct ServerProvisioner {
                 "useradd",
                 [
                     "--system", "--no-create-home", "--home-dir", "/", "--shell", "/usr/sbin/nologin", "--user-group",
-                    "--comment", Self.comment(for: host), host.unixUser,
-                ])
+                ] + Self.hostIDRange + ["--comment", Self.comment(for: host), host.unixUser])
             outcome.status = "created"
             outcome.actions.append("created user \(host.unixUser)")
         }

@@ -10,7 +10,7 @@ import Testing
 /// Host-local overlays: `fleet-client overlay add|remove|list`, a system built as the fleet's configuration
 /// extended with the overlays' modules, kept on top of new generations, and refused when hostile.
 ///
-/// Host names `ovlhost`, `ovlbase` and `ovlplain` are this suite's alone.
+/// Host names `ovlhost`, `ovlbase`, `ovlplain` and `ovlinput` are this suite's alone.
 @Suite(.serialized) struct OverlayTests: ClientRunSuite {
     static let overlayLine = "a line from the local overlay"
 
@@ -142,6 +142,46 @@ import Testing
         let motd = try Self.motd(of: system)
         #expect(motd.contains("from a plain module") && motd.contains(Self.overlayLine) && motd.contains("ovlplain"))
         #expect(try fleet.lastReport("ovlplain")?.overlays?.map(\.name) == ["plain", "site"])
+    }
+
+    /// An overlay's flake inputs stay its own: its module uses a value of its own input (a local flake standing in
+    /// for another nixpkgs revision), and the base's lock file and system never see that input.
+    @Test func anOverlaysOwnInputIsUsedAndTheBaseDoesNotSeeIt() async throws {
+        let fleet = try await ClientFleet.start(hosts: ["ovlinput"])
+        defer { fleet.stop() }
+        let checkout = try TestDirectory.makeTemporary()
+        defer { checkout.remove() }
+        #expect(try await fleet.client("ovlinput").exitCode == Self.applied)
+        let tree = fleet.stateDirectory("ovlinput") + "/current/tree"
+        let baseLock = try? FileIO.read(tree + "/flake.lock")
+
+        try checkout.makeDirectory("other-nixpkgs")
+        try checkout.writeFile(
+            "other-nixpkgs/flake.nix", text: "{ outputs = { self }: { lib.release = \"other-nixpkgs-99.11\"; }; }\n")
+        try checkout.makeDirectory("job")
+        try checkout.writeFile(
+            "job/flake.nix",
+            text: """
+                {
+                  inputs.othernixpkgs.url = "path:\(checkout.path("other-nixpkgs"))";
+                  outputs = { self, othernixpkgs }: {
+                    nixosModules.default = { motd = [ "built with ${othernixpkgs.lib.release}" ]; };
+                  };
+                }
+
+                """)
+        let added = try await fleet.client("ovlinput", ["overlay", "add", "job", checkout.path("job"), "--apply"])
+        #expect(added.exitCode == Self.applied, "\(added.standardOutput)\(added.standardError)")
+        let system = try #require(try fleet.state("ovlinput").applied?.system)
+        #expect(try Self.motd(of: system).contains("built with other-nixpkgs-99.11"))
+        #expect(try Self.motd(of: system).contains("ovlinput"), "the fleet's modules stay")
+
+        // The base: its lock file is byte for byte what was published, and its own system knows nothing of it.
+        #expect((try? FileIO.read(tree + "/flake.lock")) == baseLock)
+        if let baseLock { #expect(!String(decoding: baseLock, as: UTF8.self).contains("othernixpkgs")) }
+        let base = try await Self.baseToplevel(fleet, "ovlinput")
+        #expect(base != system)
+        #expect(try !Self.motd(of: base).contains("other-nixpkgs"))
     }
 
     /// Everything under the state directory, with sizes, and the record's bytes: what a refusal must not change.

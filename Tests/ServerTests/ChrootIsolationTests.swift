@@ -4,6 +4,7 @@ import FleetProtocol
 import FleetTestSupport
 import Foundation
 import Publishing
+import ServerSetup
 import ServerStore
 import Testing
 
@@ -191,6 +192,8 @@ struct ChrootIsolationTests {
         #expect(report.hosts.map(\.status) == ["unchanged", "unchanged"])
         let user = try #require(Accounts.user(named: server.prefix + "a"))
         #expect(user.shell == "/usr/sbin/nologin" && user.home == "/")
+        // Not from Debian's system range, 100-999: a thousand hosts would exhaust it.
+        #expect(ServerProvisioner.hostIDs.contains(Int(user.uid)) && ServerProvisioner.hostIDs.contains(Int(user.gid)))
         let layout = try server.fixture.layout("a")
         #expect(try FileStatus.of(layout.logs)?.owner == user.uid)
         #expect(try FileStatus.of(layout.snapshots)?.group == user.gid)
