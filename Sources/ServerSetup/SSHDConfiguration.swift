@@ -27,6 +27,12 @@ public struct SSHDConfiguration: Sendable {
 
     public static func authorizedKeysDirectory(stateDirectory: String) -> String { stateDirectory + "/authorized_keys" }
 
+    /// `<state_dir>/chroots/<user>`: a root-owned link per host user to its chroot, made by `fleet setup`, so
+    /// that one `Match` block serves every host (`ChrootDirectory …/%u`). sshd parses its whole configuration
+    /// for every connection: a block per host cost 0.2 s of CPU per poll at 10,000 hosts, and an `AllowUsers`
+    /// line naming them all 0.3 s more (and 440 MB), against 0.01 s for one block with the users in its pattern.
+    public static func chrootLinksDirectory(stateDirectory: String) -> String { stateDirectory + "/chroots" }
+
     /// Hosts left out of the configuration: without a key nobody can log in as them, and `fleet setup` makes no
     /// user for them, so a Match block would only name a user that does not exist.
     public static func skippedHosts(_ configuration: FleetConfiguration) -> [HostConfiguration] {
@@ -123,7 +129,10 @@ public struct SSHDConfiguration: Sendable {
                 "KbdInteractiveAuthentication no",
                 "AuthenticationMethods publickey",
                 "StrictModes yes",
-                users.isEmpty ? "DenyUsers *" : "AllowUsers \(users.joined(separator: " "))",
+                // Nobody outside the hosts' Match block has a key file, so nobody else can log in. Not an
+                // AllowUsers list of every host user: sshd parses it for each connection, quadratically.
+                "AuthorizedKeysFile none",
+                users.isEmpty ? "DenyUsers *" : "AllowUsers \(server.userPrefix)*",
                 "DisableForwarding yes",
                 "PermitTTY no",
                 "PermitUserRC no",
@@ -140,28 +149,28 @@ public struct SSHDConfiguration: Sendable {
                 "# For bursts of polls, its global section should say: MaxStartups \(sizing.start):\(sizing.rate):\(sizing.full) "
                     + "and LoginGraceTime \(sizing.loginGraceSeconds) (\(sizing.hosts) hosts, \(sizing.cores) cores).")
         }
-        for host in hosts {
-            lines += [
-                "",
-                "# host \(host.name)",
-                "Match User \(host.unixUser)",
-                "    ChrootDirectory \(server.chrootRoot)/\(host.name)",
-                "    ForceCommand \(sftpCommand)",
-                "    AuthorizedKeysFile \(authorizedKeysDirectory(stateDirectory: server.stateDirectory))/%u",
-                "    PasswordAuthentication no",
-                "    KbdInteractiveAuthentication no",
-                "    PermitTTY no",
-                "    DisableForwarding yes",
-                "    AllowTcpForwarding no",
-                "    AllowAgentForwarding no",
-                "    AllowStreamLocalForwarding no",
-                "    X11Forwarding no",
-                "    PermitTunnel no",
-                "    PermitUserRC no",
-                "    PermitOpen none",
-                "    PermitListen none",
-            ]
-        }
+        guard !users.isEmpty else { return lines.joined(separator: "\n") + "\n" }
+        lines += [
+            "",
+            "# The \(users.count) host user\(users.count == 1 ? "" : "s") of \(commentSafe(configuration.file)), each chrooted through its link "
+                + "\(chrootLinksDirectory(stateDirectory: server.stateDirectory))/<user> (made by fleet setup).",
+            "Match User \(users.joined(separator: ","))",
+            "    ChrootDirectory \(chrootLinksDirectory(stateDirectory: server.stateDirectory))/%u",
+            "    ForceCommand \(sftpCommand)",
+            "    AuthorizedKeysFile \(authorizedKeysDirectory(stateDirectory: server.stateDirectory))/%u",
+            "    PasswordAuthentication no",
+            "    KbdInteractiveAuthentication no",
+            "    PermitTTY no",
+            "    DisableForwarding yes",
+            "    AllowTcpForwarding no",
+            "    AllowAgentForwarding no",
+            "    AllowStreamLocalForwarding no",
+            "    X11Forwarding no",
+            "    PermitTunnel no",
+            "    PermitUserRC no",
+            "    PermitOpen none",
+            "    PermitListen none",
+        ]
         return lines.joined(separator: "\n") + "\n"
     }
 

@@ -42,10 +42,15 @@ public struct ServerProvisioner {
         try PathSafety.check(keysDirectory)
         try FileIO.createDirectories(server.stateDirectory)
         try FileIO.ensureDirectory(keysDirectory, mode: 0o755, owner: 0, group: 0)
+        let linksDirectory = SSHDConfiguration.chrootLinksDirectory(stateDirectory: server.stateDirectory)
+        try FileIO.ensureDirectory(linksDirectory, mode: 0o755, owner: 0, group: 0)
+        try PathSafety.check(linksDirectory)
 
         var outcomes: [HostOutcome] = []
         for host in configuration.hosts {
-            outcomes.append(await provision(host, keysDirectory: keysDirectory))
+            var outcome = await provision(host, keysDirectory: keysDirectory)
+            if outcome.status != "refused" { linkChroot(of: host, in: linksDirectory, outcome: &outcome) }
+            outcomes.append(outcome)
         }
         var warnings: [String] = []
         let wanted = Set(configuration.hosts.map(\.unixUser))
@@ -54,6 +59,9 @@ public struct ServerProvisioner {
             warnings.append(
                 "removed the authorized key of \(name), which is no longer in the inventory (its Unix user and chroot data are kept: `userdel \(name)` when it is gone for good)"
             )
+        }
+        for name in try FileIO.listDirectory(linksDirectory).sorted() where !wanted.contains(name) {
+            try FileIO.removeTree(linksDirectory + "/" + name)
         }
         if let warning = try auditLoggingWarning(outcomes) { warnings.append(warning) }
         warnings += try checkOneFilesystem(pool: pool, outcomes: &outcomes)
@@ -107,6 +115,22 @@ public struct ServerProvisioner {
             }
         }
         return warnings
+    }
+
+    /// `<state_dir>/chroots/<user>` → the host's chroot: what the sshd configuration's one Match block chroots
+    /// the user into (`ChrootDirectory …/%u`). sshd checks every component of that path and follows the link.
+    func linkChroot(of host: HostConfiguration, in linksDirectory: String, outcome: inout HostOutcome) {
+        let link = linksDirectory + "/" + host.unixUser
+        let target = ChrootLayout(root: configuration.server.chrootRoot, host: host.name).directory
+        do {
+            guard (try? FileIO.readLink(link)) != target else { return }
+            try FileIO.replaceSymlink(link, pointingTo: target)
+            outcome.actions.append("linked \(link) to \(target)")
+            if outcome.status == "unchanged" { outcome.status = "updated" }
+        } catch {
+            outcome.status = "refused"
+            outcome.problem = "cannot link \(link) to \(target): \(error)"
+        }
     }
 
     func provision(_ host: HostConfiguration, keysDirectory: String) async -> HostOutcome {
