@@ -210,6 +210,35 @@ struct ChrootIsolationTests {
         #expect(try FileStatus.of(unsafeRoot) == nil)
     }
 
+    /// sshd chroots each host user through `<state_dir>/chroots/<user>`: a link pointed elsewhere (at `/`) is put
+    /// back by setup before anyone can log in through it, a stale one goes, and a directory in its place is refused.
+    @Test func chrootLinksPointedElsewhereArePutBackAndStaleOnesRemoved() async throws {
+        let server = try await Server.start()
+        defer { server.stop() }
+        let links = server.fixture.stateDirectory + "/chroots/"
+        let layout = try server.fixture.layout("a")
+        #expect(try FileIO.readLink(links + server.prefix + "a") == layout.directory)
+        try FileIO.replaceSymlink(links + server.prefix + "a", pointingTo: "/")
+        try FileIO.replaceSymlink(links + server.prefix + "gone", pointingTo: "/")
+        var output = try await server.fixture.fleet(["setup"])
+        #expect(output.exitCode == 0, "\(output.standardError)")
+        #expect(try FileIO.readLink(links + server.prefix + "a") == layout.directory)
+        #expect(try FileStatus.of(links + server.prefix + "gone") == nil)
+        output = try await server.sftp(as: "a", key: "a", "ls /snapshots")
+        #expect(output.exitCode == 0 && output.standardOutput.contains("1.tar.zst"), "\(output.standardError)")
+
+        try FileIO.removeFile(links + server.prefix + "b")
+        try FileIO.ensureDirectory(links + server.prefix + "b", mode: 0o755, owner: 0, group: 0)
+        output = try await server.fixture.fleet(["setup"])
+        #expect(output.exitCode != 0)
+        #expect(
+            (output.standardOutput + output.standardError).contains("cannot link \(links)\(server.prefix)b"),
+            "\(output.standardOutput)\(output.standardError)")
+        output = try await server.sftp(as: "b", key: "b", "ls /snapshots")
+        #expect(output.exitCode != 0, "a directory that is not the chroot is never served")
+        #expect(try FileStatus.of(layout.snapshot(1)) != nil, "nothing of a's chroot was lost")
+    }
+
     @Test func eachHostsSFTPRequestsReachARealRsyslogThroughItsChroot() async throws {
         let server = try await Server.start()
         defer { server.stop() }
