@@ -230,11 +230,11 @@ public struct Publisher {
             guard !dryRun else { return result }
             // The rollout reached its ring, and a killed publish or step did not write its manifest: now.
             if rollout.hasReached(host.name) {
-                try FileIO.writeAtomically(
-                    Self.fresh(
-                        try rollout.store.host(host.name.value)?.manifest ?? [], signingKey: signingKey,
-                        ttlSeconds: configuration.server.manifestTTLSeconds, now: now),
-                    to: layout.manifest, mode: 0o644, owner: 0, group: 0)
+                let fresh = Self.fresh(
+                    try rollout.store.host(host.name.value)?.manifest ?? [], signingKey: signingKey,
+                    ttlSeconds: configuration.server.manifestTTLSeconds, now: now)
+                if let problem = fresh.problem { result.warnings.append("\(host.name): \(problem)") }
+                try FileIO.writeAtomically(fresh.manifest, to: layout.manifest, mode: 0o644, owner: 0, group: 0)
                 try rollout.store.markDelivered(host.name.value, generation: staged.generation, run: rollout.run)
                 (result.status, result.generation, result.reason) = (.published, staged.generation, nil)
                 result.sourceCommit = staged.sourceCommit
@@ -391,10 +391,19 @@ public struct Publisher {
     }
 
     /// A staged manifest about to be written into a chroot, re-signed first when it is due (it was signed when
-    /// it was staged, which may be days before its ring is reached); as it is when it cannot be.
-    static func fresh(_ staged: [UInt8], signingKey: SigningKey, ttlSeconds: Int, now: Date) -> [UInt8] {
+    /// it was staged, which may be days before its ring is reached). When it cannot be, it is written as it is
+    /// (the host then refuses it as stale or unsigned, which `fleet status` shows) and `problem` says why.
+    static func fresh(_ staged: [UInt8], signingKey: SigningKey, ttlSeconds: Int, now: Date) -> (
+        manifest: [UInt8], problem: String?
+    ) {
         let renewal = ManifestRenewal(signingKey: signingKey, ttlSeconds: ttlSeconds, now: now)
-        return ((try? renewal.renewed(staged)) ?? nil) ?? staged
+        do {
+            return (try renewal.renewed(staged) ?? staged, nil)
+        } catch {
+            return (
+                staged, "its staged manifest could not be re-signed (\(error)); `fleet publish --refresh` tries again"
+            )
+        }
     }
 
     /// What `--dry-run` says of a changed host. Without the build gate it would be published. With it, only a

@@ -272,7 +272,9 @@ public struct RolloutController {
                 }
                 switch signingKey {
                 case .success(let key):
-                    manifest = Publisher.fresh(manifest, signingKey: key, ttlSeconds: ttl, now: now)
+                    let fresh = Publisher.fresh(manifest, signingKey: key, ttlSeconds: ttl, now: now)
+                    manifest = fresh.manifest
+                    if let problem = fresh.problem { outcome.notes.append("\(row.host): \(problem)") }
                 case .failure(let error):
                     outcome.notes.append(
                         "\(row.host): its staged manifest expires at \(staged.expiresAt ?? "no time") and could not be "
