@@ -28,7 +28,8 @@ extension ClientConfiguration {
     public static let mirrorLimit = 16
     static let mirrorKeys = ["name", "address", "port", "host_key"]
 
-    static func parseMirrors(_ value: (any TOMLValueConvertible)?, primary: (address: String?, port: Int),
+    static func parseMirrors(
+        _ value: (any TOMLValueConvertible)?, primary: (address: String?, port: Int),
         _ reader: inout TOMLReader
     ) -> [Mirror] {
         guard let value else { return [] }

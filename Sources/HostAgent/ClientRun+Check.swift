@@ -39,11 +39,11 @@ extension ClientRun {
             if connectOnly {
                 return .use(
                     .next(
-                    RunResult(
-                        outcome: .unchanged,
-                        reason:
-                            "connected and authenticated as \(connection.endpoint.user)@\(connection.endpoint.server) (host key \(connection.hostKeyFingerprint))"
-                    )))
+                        RunResult(
+                            outcome: .unchanged,
+                            reason:
+                                "connected and authenticated as \(connection.endpoint.user)@\(connection.endpoint.server) (host key \(connection.hostKeyFingerprint))"
+                        )))
             }
             let manifest: Manifest
             switch await manifests.fetch(
@@ -81,7 +81,8 @@ extension ClientRun {
             result.reason += " [server: \(server.label)]"
         }
         if checked.server != nil, !checked.unreported, !checked.skipped.isEmpty {
-            result.reason += " [passed over: " + checked.skipped.map { "\($0.name): \($0.reason)" }.joined(separator: "; ") + "]"
+            result.reason +=
+                " [passed over: " + checked.skipped.map { "\($0.name): \($0.reason)" }.joined(separator: "; ") + "]"
         }
         return result
     }

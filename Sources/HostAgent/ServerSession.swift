@@ -186,7 +186,8 @@ struct ServerSession {
             var result = skip.result
             let others = skipped(besides: skip.index)
             if !others.isEmpty {
-                result.reason += " (from \(servers[skip.index].name); also passed over: "
+                result.reason +=
+                    " (from \(servers[skip.index].name); also passed over: "
                     + others.map { "\($0.name): \($0.reason)" }.joined(separator: "; ") + ")"
             }
             return FailoverOutcome(step: .done(result), server: servers[skip.index], skipped: others, unreported: true)
@@ -198,11 +199,13 @@ struct ServerSession {
             result = self.result(ofConnecting: lastConnectError)
         } else {
             result = RunResult(
-                outcome: .unreachable, reason: "no server could be reached. Nothing was changed; the next run tries again.")
+                outcome: .unreachable,
+                reason: "no server could be reached. Nothing was changed; the next run tries again.")
         }
         result.connectAttempts = attempts
         if servers.count > 1 {
-            result.reason += " Servers: " + skipped(besides: nil).map { "\($0.name): \($0.reason)" }.joined(separator: "; ")
+            result.reason +=
+                " Servers: " + skipped(besides: nil).map { "\($0.name): \($0.reason)" }.joined(separator: "; ")
         }
         if attempts > 1 { result.reason += " (\(attempts) attempts over \(elapsed) s)" }
         return FailoverOutcome(step: .done(result), server: nil, skipped: skipped(besides: nil))

@@ -6,8 +6,10 @@ import Testing
 /// name, with the whole file refused (nothing half-read is used).
 @Suite("client.toml mirrors ([[servers]])")
 struct ClientConfigurationMirrorsTests {
-    static let serverKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl root@server"
-    static let mirrorKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIILTEF70tWzpxhFn+ak9N9dF5yoLScet3pjErEXYg9/X root@mirror"
+    static let serverKey =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl root@server"
+    static let mirrorKey =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIILTEF70tWzpxhFn+ak9N9dF5yoLScet3pjErEXYg9/X root@mirror"
 
     static func base() throws -> String {
         let fleetKey = try SigningKey(generatingWithName: "fleet-1").publicKey.nixFormat
@@ -64,19 +66,22 @@ struct ClientConfigurationMirrorsTests {
         ("Mirror-A", "is not a server name"), ("", "is not a server name"), ("-a", "is not a server name"),
         ("a b", "is not a server name"), ("a\nb", "is not a server name"), ("../etc", "is not a server name"),
         (String(repeating: "a", count: 64), "is not a server name"),
-        (String(repeating: "x", count: 5000), "… (5000 bytes)"), ("primary", "\"primary\" is reserved"),
+        (String(repeating: "x", count: 300), "… (300 bytes)"), ("primary", "\"primary\" is reserved"),
     ])
     func badNamesAreRefused(name: String, expected: String) throws {
         let escaped = name.replacingOccurrences(of: "\n", with: "\\n")
         let problems = try Self.problems(try Self.base() + Self.mirror(escaped))
-        #expect(problems.contains { $0.contains("[[servers]] #1 key \"name\"") && $0.contains(expected) }, "\(problems)")
+        #expect(
+            problems.contains { $0.contains("[[servers]] #1 key \"name\"") && $0.contains(expected) }, "\(problems)")
         #expect(problems.allSatisfy { $0.utf8.count < 600 }, "a hostile name is not echoed whole")
     }
 
     @Test func duplicateNamesAndAddressesAreRefused() throws {
         var problems = try Self.problems(
-            try Self.base() + Self.mirror("a", address: "one.example.org") + Self.mirror("a", address: "two.example.org"))
-        #expect(problems.contains { $0.contains("[[servers]] #2 key \"name\": \"a\" is the name of an earlier mirror") })
+            try Self.base() + Self.mirror("a", address: "one.example.org")
+                + Self.mirror("a", address: "two.example.org"))
+        #expect(
+            problems.contains { $0.contains("[[servers]] #2 key \"name\": \"a\" is the name of an earlier mirror") })
         problems = try Self.problems(try Self.base() + Self.mirror("a") + Self.mirror("b"))
         #expect(problems.contains { $0.contains("[[servers]] #2 (b): mirror.example.org port 22 is already") })
         problems = try Self.problems(try Self.base() + Self.mirror("a", address: "FLEET.example.org"))
@@ -85,7 +90,7 @@ struct ClientConfigurationMirrorsTests {
 
     @Test func badAddressesPortsAndKeysAreRefused() throws {
         let cases: [(String, String)] = [
-            (Self.mirror("a", address: "evil host\nProxyCommand x"), "key \"address\""),
+            (Self.mirror("a", address: "evil host\\nProxyCommand x"), "key \"address\""),
             (Self.mirror("a", address: "[::1]"), "key \"address\""),
             (Self.mirror("a", port: 0), "key \"port\": expected an integer in 1...65535"),
             (Self.mirror("a", port: 65536), "key \"port\": expected an integer in 1...65535"),

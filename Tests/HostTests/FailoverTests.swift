@@ -72,7 +72,10 @@ struct FailoverTests: ClientRunSuite {
         try Self.takeThePrimaryDown(fleet, host)
         try Self.addMirrors(
             fleet, host,
-            [("old", old.sshd.port, old.sshd.hostPublicKey), ("current", current.sshd.port, current.sshd.hostPublicKey)]
+            [
+                ("old", old.sshd.port, old.sshd.hostPublicKey),
+                ("current", current.sshd.port, current.sshd.hostPublicKey),
+            ]
         )
         let oldUploads = try old.uploaded(host)
         var output = try await fleet.client(host)
@@ -99,7 +102,9 @@ struct FailoverTests: ClientRunSuite {
         #expect(try fleet.state(host).lastSeen?.generation == second)
         let report = try #require(try old.lastReport(host))
         #expect(report.state == .refused && report.server == "old", "\(report)")
-        #expect(report.skippedServers?.map(\.name) == ["primary", "current"], "\(String(describing: report.skippedServers))")
+        #expect(
+            report.skippedServers?.map(\.name) == ["primary", "current"], "\(String(describing: report.skippedServers))"
+        )
     }
 
     @Test func aMirrorWithAnExpiredManifestIsSkippedAndTheNextOneServes() async throws {
@@ -159,7 +164,10 @@ struct FailoverTests: ClientRunSuite {
         // The impostor serves the same files, but not under the key pinned for it.
         try Self.addMirrors(
             fleet, host,
-            [("impostor", impostor.sshd.port, stranger.publicKeyLine), ("honest", honest.sshd.port, honest.sshd.hostPublicKey)]
+            [
+                ("impostor", impostor.sshd.port, stranger.publicKeyLine),
+                ("honest", honest.sshd.port, honest.sshd.hostPublicKey),
+            ]
         )
         var output = try await fleet.client(host)
         #expect(output.exitCode == Self.applied, "\(output.standardError)")
