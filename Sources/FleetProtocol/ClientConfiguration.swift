@@ -17,8 +17,9 @@ public struct ClientConfiguration: Sendable, Equatable {
         public var connectTimeoutSeconds: Int
         /// A transfer that makes no progress for this long is abandoned.
         public var ioTimeoutSeconds: Int
-        /// How long a run keeps retrying a server it cannot connect to (refused, reset or timed out before
-        /// authentication), with jittered exponential back-off; 0: one attempt.
+        /// How long a run keeps retrying servers it cannot connect to (refused, reset or timed out before
+        /// authentication), with jittered exponential back-off; 0: one attempt. One budget for `[server]` and the
+        /// mirrors together (``ClientConfiguration/mirrors``).
         public var connectRetrySeconds: Int = 180
 
         public init(
@@ -256,7 +257,8 @@ public struct ClientConfiguration: Sendable, Equatable {
             "host_key = \(tomlString(server.hostKey.description))",
             "connect_timeout_seconds = \(server.connectTimeoutSeconds)",
             "io_timeout_seconds = \(server.ioTimeoutSeconds)",
-            "# A server that cannot be reached is tried again for this long (jittered back-off; 0: once).",
+            "# Servers that cannot be reached ([server] and any [[servers]] mirrors) are tried again for this long,",
+            "# all within this one budget (jittered back-off; 0: once).",
             "connect_retry_seconds = \(server.connectRetrySeconds)",
         ]
         lines += renderedMirrors()

@@ -43,6 +43,12 @@ struct FailoverTests: ClientRunSuite {
         #expect(try mirror.uploaded(host).contains(UploadName.confirmationName))
         #expect(try fleet.uploaded(host) == primaryUploads)
 
+        let check = try await fleet.client(host, ["check"])
+        #expect(check.exitCode == 0, "\(check.standardError)")
+        #expect(
+            check.standardError.contains("[server: mirror-a (")
+                && check.standardError.contains("[passed over: primary: unreachable"),
+            "\(check.standardError)")
         let status = try await fleet.client(host, ["status"])
         #expect(status.standardOutput.contains("served by mirror-a"), "\(status.standardOutput)")
 
@@ -190,6 +196,38 @@ struct FailoverTests: ClientRunSuite {
         #expect(output.standardError.contains("impostor: wrong host key"), "\(output.standardError)")
         #expect(!output.standardError.contains("attempt 2"), "trying again cannot change a host key")
         #expect(fleet.activations(host) == activations)
+    }
+
+    @Test func aSwitchIsConfirmedByAnotherServerWhenTheOneThatServedItStopsAnswering() async throws {
+        let host = "fo-confirm"
+        let fleet = try await ClientFleet.start(hosts: [host])
+        defer { fleet.stop() }
+        let mirror = try await MirrorServer.start(copying: fleet)
+        defer { mirror.stop() }
+        try Self.addMirrors(fleet, host, [("mirror-a", mirror.sshd.port, mirror.sshd.hostPublicKey)])
+        // The primary hangs (its connections time out), so the mirror serves; the activation then stops the
+        // mirror and wakes the primary: only the primary can confirm within the window.
+        try fleet.clients.writeFile(
+            "failover-hook.sh",
+            text: """
+                #!/bin/sh
+                [ "$1" = test ] || exit 0
+                kill -STOP \(mirror.sshd.pid)
+                kill -CONT \(fleet.sshd.pid)
+                exit 0
+
+                """, mode: 0o755)
+        kill(fleet.sshd.pid, SIGSTOP)
+        defer { kill(fleet.sshd.pid, SIGCONT) }
+        let output = try await fleet.client(
+            host, environment: ["FLEET_ACTIVATION_HOOK": fleet.clients.path("failover-hook.sh")])
+        #expect(output.exitCode == Self.applied, "\(output.standardError)")
+        #expect(output.standardError.contains("served by mirror mirror-a"), "\(output.standardError)")
+        #expect(
+            output.standardError.contains("reached 127.0.0.1:\(fleet.sshd.port) instead"), "\(output.standardError)")
+        #expect(try fleet.uploaded(host).contains(UploadName.confirmationName))
+        #expect(try !mirror.uploaded(host).contains(UploadName.confirmationName))
+        #expect(try fleet.state(host).applied?.generation == (try fleet.manifest(host).generation))
     }
 
     // MARK: - Helpers
