@@ -393,6 +393,32 @@ in
               };
             });
           };
+          servers = mkOption {
+            description = ''
+              `[[servers]]`: mirrors of the fleet server, tried in this order when `[server]` cannot be reached
+              or serves no usable manifest (stale, older than one seen, not verifying). The user, identity file
+              and timeouts are `[server]`'s; each mirror's host key is pinned like the server's.
+            '';
+            default = [ ];
+            example = literalExpression ''
+              [ { name = "mirror-a"; address = "mirror-a.example.org"; host_key = "ssh-ed25519 AAAAC3Nza… root@mirror-a"; } ]
+            '';
+            type = types.listOf (types.submodule {
+              freeformType = toml.type;
+              options = {
+                name = mkOption {
+                  type = types.addCheck (types.strMatching shared.hostNamePattern) (name: name != "primary");
+                  description = "Named in logs and reports; host-name rules, unique, not `primary`.";
+                };
+                address = mkOption { type = types.str; description = "The mirror's address."; };
+                port = mkOption { type = types.port; default = 22; description = "The mirror's SSH port."; };
+                host_key = mkOption {
+                  type = types.strMatching "[a-z0-9@.-]+ [A-Za-z0-9+/]+=*( [^[:cntrl:]]*)?";
+                  description = "The mirror's SSH host key, one OpenSSH public key line, pinned.";
+                };
+              };
+            });
+          };
           reboot = mkOption {
             description = ''
               The `[reboot]` table: whether fleet-client reboots the machine when a new generation needs it

@@ -32,6 +32,7 @@ rec {
     # Arrays of tables ([[health_checks]]): the keys of each element.
     tableArrays = {
       health_checks = [ "name" "command" "timeout_seconds" ];
+      servers = [ "name" "address" "port" "host_key" ];
     };
   };
 

@@ -78,6 +78,8 @@ public struct ClientState: Codable, Sendable, Equatable {
     /// Connection attempts that failed since the server was last reached (retries within runs and runs that never
     /// got through): the next heartbeat or report tells the server, which shows it.
     public var failedConnectAttempts: Int?
+    /// The server the last run's manifest came from: `primary` or a `[[servers]]` mirror's name (nil: none).
+    public var lastServer: String?
     /// Why the machine needs a reboot to run its profile's system, when it does.
     public var rebootNeeded: String?
     /// The system the client last rebooted the machine for (never twice for the same one).
@@ -181,7 +183,7 @@ public struct ClientState: Codable, Sendable, Equatable {
         get {
             LastRunRecord(
                 lastResult: lastResult, lastReason: lastReason, lastRunAt: lastRunAt, lastContactAt: lastContactAt,
-                failedConnectAttempts: failedConnectAttempts)
+                failedConnectAttempts: failedConnectAttempts, lastServer: lastServer)
         }
         set {
             lastResult = newValue.lastResult
@@ -189,6 +191,7 @@ public struct ClientState: Codable, Sendable, Equatable {
             lastRunAt = newValue.lastRunAt
             lastContactAt = newValue.lastContactAt
             failedConnectAttempts = newValue.failedConnectAttempts
+            lastServer = newValue.lastServer
         }
     }
 }

@@ -9,6 +9,7 @@ struct LastRunRecord: Codable, Equatable {
     var lastRunAt: String?
     var lastContactAt: String?
     var failedConnectAttempts: Int?
+    var lastServer: String?
 
     static let fileName = "last-run.json"
 

@@ -17,8 +17,9 @@ public struct ClientConfiguration: Sendable, Equatable {
         public var connectTimeoutSeconds: Int
         /// A transfer that makes no progress for this long is abandoned.
         public var ioTimeoutSeconds: Int
-        /// How long a run keeps retrying a server it cannot connect to (refused, reset or timed out before
-        /// authentication), with jittered exponential back-off; 0: one attempt.
+        /// How long a run keeps retrying servers it cannot connect to (refused, reset or timed out before
+        /// authentication), with jittered exponential back-off; 0: one attempt. One budget for `[server]` and the
+        /// mirrors together (``ClientConfiguration/mirrors``).
         public var connectRetrySeconds: Int = 180
 
         public init(
@@ -46,6 +47,8 @@ public struct ClientConfiguration: Sendable, Equatable {
 
     public var host: HostName
     public var server: Server
+    /// `[[servers]]`: mirrors tried in this order after ``server`` (see ``Mirror``).
+    public var mirrors: [Mirror]
     /// The fleet's manifest-signing public key, `name:base64` (the server's `signing.pub`).
     public var fleetPublicKey: VerifyingKey
     /// The SSH private key the host logs in with.
@@ -75,8 +78,9 @@ public struct ClientConfiguration: Sendable, Equatable {
         logLimitBytes: Int = 4 << 20, keepGenerations: Int = 2, rollback: Rollback = Rollback(),
         healthChecks: [HealthCheck] = [], reboot: Reboot = Reboot(),
         pollIntervalSeconds: Int = defaultPollIntervalSeconds, timeouts: Timeouts = Timeouts(),
-        overlays: Overlays = Overlays()
+        overlays: Overlays = Overlays(), mirrors: [Mirror] = []
     ) {
+        self.mirrors = mirrors
         self.timeouts = timeouts
         self.overlays = overlays
         self.host = host
@@ -98,14 +102,14 @@ public struct ClientConfiguration: Sendable, Equatable {
     public static var knownKeys: [String: [String]] {
         [
             "": topKeys, "server": serverKeys, "rollback": rollbackKeys, "reboot": rebootKeys, "timeouts": timeoutKeys,
-            "overlays": overlayKeys, "health_checks": healthCheckKeys,
+            "overlays": overlayKeys, "health_checks": healthCheckKeys, "servers": mirrorKeys,
         ]
     }
 
     static let topKeys = [
         "host", "fleet_public_key", "identity_file", "state_dir", "profile", "operation", "log_limit_bytes",
         "keep_generations", "poll_interval_seconds", "server", "rollback", "health_checks", "reboot", "timeouts",
-        "overlays",
+        "overlays", "servers",
     ]
     static let serverKeys = [
         "address", "port", "user", "host_key", "connect_timeout_seconds", "io_timeout_seconds", "connect_retry_seconds",
@@ -184,6 +188,7 @@ public struct ClientConfiguration: Sendable, Equatable {
         let reboot = parseReboot(reader.table(table, "reboot", in: "the top level"), &reader)
         let timeouts = parseTimeouts(reader.table(table, "timeouts", in: "the top level"), &reader)
         let overlays = parseOverlays(reader.table(table, "overlays", in: "the top level"), &reader)
+        let mirrors = parseMirrors(table["servers"], primary: (address, port), &reader)
 
         guard reader.problems.isEmpty, let host, let fleetKey, let address, let user, let hostKey else {
             throw ConfigurationError(reader.problems)
@@ -197,7 +202,7 @@ public struct ClientConfiguration: Sendable, Equatable {
             operation: operation, logLimitBytes: logLimit ?? 4 << 20, keepGenerations: keep ?? 2, rollback: rollback,
             healthChecks: healthChecks, reboot: reboot,
             pollIntervalSeconds: pollInterval ?? defaultPollIntervalSeconds, timeouts: timeouts,
-            overlays: overlays)
+            overlays: overlays, mirrors: mirrors)
     }
 
     private static func required(_ reader: inout TOMLReader, _ table: TOMLTable, _ key: String, in context: String)
@@ -252,9 +257,11 @@ public struct ClientConfiguration: Sendable, Equatable {
             "host_key = \(tomlString(server.hostKey.description))",
             "connect_timeout_seconds = \(server.connectTimeoutSeconds)",
             "io_timeout_seconds = \(server.ioTimeoutSeconds)",
-            "# A server that cannot be reached is tried again for this long (jittered back-off; 0: once).",
+            "# Servers that cannot be reached ([server] and any [[servers]] mirrors) are tried again for this long,",
+            "# all within this one budget (jittered back-off; 0: once).",
             "connect_retry_seconds = \(server.connectRetrySeconds)",
         ]
+        lines += renderedMirrors()
         lines += renderedSafety()
         lines += renderedTimeouts()
         lines += renderedOverlays()

@@ -64,6 +64,20 @@ public struct RunReport: Codable, Sendable, Equatable {
         }
     }
 
+    /// A server of client.toml (`[server]` or a `[[servers]]` mirror) that a run passed over, and why in a few
+    /// words: unreachable, a host key other than the pinned one, or a manifest it could not use (stale, older
+    /// than one already seen, not verifying, missing).
+    public struct SkippedServer: Codable, Sendable, Equatable {
+        /// `primary` or the mirror's name.
+        public var name: String
+        public var reason: String
+
+        public init(name: String, reason: String) {
+            self.name = name
+            self.reason = reason
+        }
+    }
+
     /// Exit statuses of the commands that ran, when they ran.
     public struct ExitCodes: Codable, Sendable, Equatable {
         public var build: Int32?
@@ -108,6 +122,11 @@ public struct RunReport: Codable, Sendable, Equatable {
     /// The host-local overlays the run built on top of the fleet's system, by name; absent without overlays and
     /// in reports of clients before them.
     public var overlays: [Overlay]?
+    /// The server the run's manifest came from and its uploads go to: `primary` (`[server]`) or a mirror's name
+    /// (`[[servers]]`). Absent in reports of clients before mirrors, and of runs that reached no server.
+    public var server: String?
+    /// Servers the run passed over before (or instead of) ``server``, in the order it tried them; absent when none.
+    public var skippedServers: [SkippedServer]?
 
     public init(host: String, state: RunOutcome, startedAt: String, finishedAt: String) {
         self.host = host
@@ -146,6 +165,10 @@ public struct Heartbeat: Codable, Sendable, Equatable {
     public var failedConnectAttempts: Int?
     /// The host-local overlays the applied system was built with, as in ``RunReport/overlays``; absent without.
     public var overlays: [RunReport.Overlay]?
+    /// As in ``RunReport/server``.
+    public var server: String?
+    /// As in ``RunReport/skippedServers``.
+    public var skippedServers: [RunReport.SkippedServer]?
 
     public init(
         host: String, at: String, appliedGeneration: UInt64?, seenGeneration: UInt64?, failedGeneration: UInt64?,

@@ -16,6 +16,8 @@ import SFTPTransport
 struct Activation {
     let configuration: ClientConfiguration
     let endpoint: SSHEndpoint
+    /// The other servers of client.toml, which confirm as well when ``endpoint`` cannot (see ``Confirmation``).
+    var otherEndpoints: [SSHEndpoint] = []
     let stateDirectory: StateDirectory
     let log: RunLog
     /// What time it is (timestamps, deadlines, durations): the system's, or a test's.
@@ -244,7 +246,8 @@ struct Activation {
         log.phase(
             "confirming generation \(pending.generation): a new SSH connection and \(configuration.healthChecks.count) health check(s), until \(UTCTime.iso(deadline))"
         )
-        let confirmation = Confirmation(configuration: configuration, endpoint: endpoint, log: log, clock: clock)
+        let confirmation = Confirmation(
+            configuration: configuration, endpoint: endpoint, otherEndpoints: otherEndpoints, log: log, clock: clock)
         var failure = await confirmation.confirm(generation: pending.generation, deadline: deadline)
         if failure == nil && pending.operation == Operation.switch.rawValue {
             do {

@@ -33,14 +33,17 @@ extension ClientRun {
         // On any result but an extraction, the directory made above goes again: it is empty then.
         var extracted = false
         defer { if let target, !extracted { try? FileIO.removeEmptyDirectory(target) } }
-        let checked = await session.withConnection(openingSFTP: !connectOnly) { connection -> Step<RunResult> in
+        // The servers in a run's order: the summary names the one that served, and those passed over.
+        let checked = await session.withFailover(openingSFTP: !connectOnly) {
+            connection, contact -> ServerVerdict<RunResult> in
             if connectOnly {
-                return .next(
-                    RunResult(
-                        outcome: .unchanged,
-                        reason:
-                            "connected and authenticated as \(connection.endpoint.user)@\(connection.endpoint.server) (host key \(connection.hostKeyFingerprint))"
-                    ))
+                return .use(
+                    .next(
+                        RunResult(
+                            outcome: .unchanged,
+                            reason:
+                                "connected and authenticated as \(connection.endpoint.user)@\(connection.endpoint.server) (host key \(connection.hostKeyFingerprint))"
+                        )))
             }
             let manifest: Manifest
             switch await manifests.fetch(
@@ -48,7 +51,7 @@ extension ClientRun {
                 now: clock.now())
             {
             case .next(let verified): manifest = verified
-            case .done(let result): return .done(result)
+            case .done(let result): return contact.canSkip ? .skip(result) : .use(.done(result))
             }
             var summary =
                 "generation \(manifest.generation) verifies (commit \(manifest.sourceCommit), published \(manifest.publishedAt), operation \(manifest.operation))"
@@ -65,13 +68,22 @@ extension ClientRun {
                     extracted = true
                     summary += "; its snapshot is extracted into \(directory)"
                 case .done(let result):
-                    return .done(result)
+                    return .use(.done(result))
                 }
             }
-            return .next(RunResult(outcome: .unchanged, reason: summary, generation: manifest.generation))
+            return .use(.next(RunResult(outcome: .unchanged, reason: summary, generation: manifest.generation)))
         }
-        switch checked {
-        case .next(let result), .done(let result): return result
+        var result: RunResult
+        switch checked.step {
+        case .next(let checkedResult), .done(let checkedResult): result = checkedResult
         }
+        if let server = checked.server, !configuration.mirrors.isEmpty {
+            result.reason += " [server: \(server.label)]"
+        }
+        if checked.server != nil, !checked.unreported, !checked.skipped.isEmpty {
+            result.reason +=
+                " [passed over: " + checked.skipped.map { "\($0.name): \($0.reason)" }.joined(separator: "; ") + "]"
+        }
+        return result
     }
 }

@@ -28,15 +28,22 @@ public struct ClientRun: Sendable {
     var session: ServerSession { ServerSession(configuration: configuration, log: log) }
     var manifests: ManifestFetch { ManifestFetch(configuration: configuration, log: log) }
     var snapshots: SnapshotFetch { SnapshotFetch(log: log, clock: clock) }
-    var activation: Activation {
+    var activation: Activation { activation(via: session.endpoint) }
+    var reporter: RunReporter { reporter(via: session.endpoint) }
+
+    /// Activation whose confirmation connects to `endpoint` (the server the manifest came from), or failing
+    /// that to client.toml's other servers in order.
+    func activation(via endpoint: SSHEndpoint) -> Activation {
         Activation(
-            configuration: configuration, endpoint: session.endpoint, stateDirectory: stateDirectory, log: log,
-            clock: clock)
+            configuration: configuration, endpoint: endpoint,
+            otherEndpoints: session.servers.map(\.endpoint).filter { $0 != endpoint }, stateDirectory: stateDirectory,
+            log: log, clock: clock)
     }
-    var reporter: RunReporter {
+
+    /// A reporter whose new connections go to `endpoint`: the server the manifest came from.
+    func reporter(via endpoint: SSHEndpoint) -> RunReporter {
         RunReporter(
-            configuration: configuration, endpoint: session.endpoint, stateDirectory: stateDirectory, log: log,
-            clock: clock)
+            configuration: configuration, endpoint: endpoint, stateDirectory: stateDirectory, log: log, clock: clock)
     }
     var rebooter: Rebooter { Rebooter(configuration: configuration, log: log, clock: clock) }
 
@@ -87,6 +94,7 @@ public struct ClientRun: Sendable {
         attempt.state.lastResult = result.outcome
         attempt.state.lastReason = result.reason
         attempt.state.lastRunAt = UTCTime.iso(clock.now())
+        attempt.state.lastServer = attempt.server
         attempt.state.rebootNeeded = rebooter.reason()
         do {
             try attempt.state.save(stateDirectory: stateDirectory.path, replacing: loaded)
@@ -101,22 +109,33 @@ public struct ClientRun: Sendable {
         return (attempt, result, true)
     }
 
-    /// Fetches over the poll's connection; then, with the connection closed, builds, activates and confirms,
-    /// and reports over a new one.
+    /// Fetches over the poll's connection to the first server (`[server]`, then the mirrors) that serves a usable
+    /// manifest; then, with the connection closed, builds, activates and confirms, and reports over a new
+    /// connection to that same server.
     private func poll(_ attempt: inout RunAttempt) async -> RunResult {
-        let polled = await session.withConnection { connection, tries in
-            attempt.connectAttempts = tries
+        let failedBefore = attempt.state.failedConnectAttempts ?? 0
+        let polled = await session.withFailover { connection, contact in
+            attempt.connectAttempts = contact.attempts
             // Reached: what failed before is told to the server now, and forgotten.
-            attempt.failedConnectAttempts = (attempt.state.failedConnectAttempts ?? 0) + tries - 1
+            attempt.failedConnectAttempts = failedBefore + contact.failedAttempts
             attempt.state.failedConnectAttempts = nil
-            return await fetch(over: connection, &attempt)
+            attempt.server = contact.server.name
+            attempt.skippedServers = contact.skipped.isEmpty ? nil : contact.skipped
+            return await fetch(over: connection, canSkip: contact.canSkip, &attempt)
         }
-        switch polled {
+        attempt.skippedServers = polled.skipped.isEmpty ? nil : polled.skipped
+        attempt.server = polled.server?.name
+        let served = polled.server?.endpoint ?? session.endpoint
+        if let server = polled.server, server.name != ClientConfiguration.primaryName {
+            log.phase("served by mirror \(server.label)")
+        }
+        switch polled.step {
         case .done(let result):
+            if polled.unreported { await reporter(via: served).reportAndHeartbeatOverNewConnection(result, &attempt) }
             return result
         case .next(let (manifest, tree)):
-            let result = await activation.apply(manifest, tree: tree, &attempt)
-            await reporter.reportOverNewConnection(result, &attempt)
+            let result = await activation(via: served).apply(manifest, tree: tree, &attempt)
+            await reporter(via: served).reportOverNewConnection(result, &attempt)
             return result
         }
     }
@@ -125,8 +144,11 @@ public struct ClientRun: Sendable {
     ///
     /// - Returns: the verified manifest and its extracted generation directory when there is something to
     ///   apply; otherwise the run's result (already reported, or a heartbeat written).
-    private func fetch(over connection: SFTPConnection, _ attempt: inout RunAttempt) async
-        -> Step<(Manifest, String)>
+    ///
+    /// - Parameter canSkip: whether another server remains: a manifest this server serves but the host cannot
+    ///   use (none, stale, older than seen, not verifying) is then passed over without a word to this server.
+    private func fetch(over connection: SFTPConnection, canSkip: Bool, _ attempt: inout RunAttempt) async
+        -> ServerVerdict<(Manifest, String)>
     {
         attempt.state.lastContactAt = UTCTime.iso(clock.now())
         await reporter.flushOutbox(over: connection)
@@ -138,9 +160,10 @@ public struct ClientRun: Sendable {
         {
         case .next(let verified): manifest = verified
         case .done(let refusal):
+            if canSkip { return .skip(refusal) }
             if refusal.outcome != .unchanged { await reporter.report(refusal, &attempt, over: connection) }
             await reporter.heartbeat(attempt, over: connection, result: refusal)
-            return .done(refusal)
+            return .use(.done(refusal))
         }
         attempt.state.lastSeen = ManifestPolicy.Seen(manifest)
         if manifest.expiresAt != nil { attempt.state.manifestsExpire = true }
@@ -150,14 +173,14 @@ public struct ClientRun: Sendable {
         do { overlays = try OverlayStore(stateDirectory: stateDirectory.path).load() } catch {
             let failure = RunResult.localFailure(error.description, generation: manifest.generation)
             await reporter.heartbeat(attempt, over: connection, result: failure)
-            return .done(failure)
+            return .use(.done(failure))
         }
         if let nothingToDo = RunDecision.nothingToDo(
             manifest, state: attempt.state, overlays: OverlayStore.setDigest(overlays),
             protectPolicy: configuration.overlays.protectPolicy)
         {
             await reporter.heartbeat(attempt, over: connection, result: nothingToDo)
-            return .done(nothingToDo)
+            return .use(.done(nothingToDo))
         }
 
         // Something new: fetch it while connected; the build runs after the connection is closed.
@@ -168,15 +191,15 @@ public struct ClientRun: Sendable {
         switch fetched {
         case .done(let refusal):
             await reporter.report(refusal, &attempt, over: connection)
-            return .done(refusal)
+            return .use(.done(refusal))
         case .next(let tree):
             if let failure = await snapshots.mirrorCache(
                 of: manifest, into: stateDirectory, over: connection, report: &attempt.report)
             {
                 await reporter.report(failure, &attempt, over: connection)
-                return .done(failure)
+                return .use(.done(failure))
             }
-            return .next((manifest, tree))
+            return .use(.next((manifest, tree)))
         }
     }
 }

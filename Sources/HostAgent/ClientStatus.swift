@@ -28,7 +28,8 @@ public struct ClientStatus: Encodable, Sendable {
             )
         }
         lines.append(
-            "last run:     " + (state.lastResult.map { "\($0.rawValue) at \(state.lastRunAt ?? "?")" } ?? "never"))
+            "last run:     " + (state.lastResult.map { "\($0.rawValue) at \(state.lastRunAt ?? "?")" } ?? "never")
+                + (state.lastServer.map { ", served by \($0)" } ?? ""))
         if let reason = state.lastReason { lines.append("              \(reason)") }
         lines.append("last contact: \(state.lastContactAt ?? "never")")
         if let reboot = state.rebootNeeded { lines.append("reboot:       needed: \(reboot)") }

@@ -11,6 +11,9 @@ import SFTPTransport
 struct Confirmation {
     let configuration: ClientConfiguration
     let endpoint: SSHEndpoint
+    /// client.toml's other servers (`[server]` and the mirrors but ``endpoint``), tried in order when
+    /// ``endpoint`` cannot be reached or written to: any of them proves this machine can still reach the fleet.
+    var otherEndpoints: [SSHEndpoint] = []
     let log: RunLog
     /// What time it is (timestamps, deadlines, durations): the system's, or a test's.
     var clock: WallClock = .system
@@ -46,7 +49,21 @@ struct Confirmation {
     }
 
     private func tryOnce(generation: UInt64, deadline: Date) async -> String? {
-        var endpoint = self.endpoint
+        var firstFailure: String?
+        for (index, endpoint) in ([endpoint] + otherEndpoints).enumerated() {
+            if index > 0 && deadline.timeIntervalSinceNow <= 0 { break }
+            guard let failure = await writeNote(generation: generation, to: endpoint, deadline: deadline) else {
+                if index > 0 { log.phase("reached \(endpoint.server) instead") }
+                return await runHealthChecks(deadline: deadline)
+            }
+            firstFailure = firstFailure ?? failure
+        }
+        return firstFailure
+    }
+
+    /// Writes `logs/confirmation.json` over a new connection to `endpoint`; nil when done, else why not.
+    private func writeNote(generation: UInt64, to endpoint: SSHEndpoint, deadline: Date) async -> String? {
+        var endpoint = endpoint
         let remaining = max(1, Int(deadline.timeIntervalSinceNow.rounded(.up)))
         endpoint.connectTimeout = .seconds(min(configuration.server.connectTimeoutSeconds, remaining))
         endpoint.ioTimeout = .seconds(min(configuration.server.ioTimeoutSeconds, max(remaining, 5)))
@@ -65,6 +82,11 @@ struct Confirmation {
                 ? "the server could not be written to: \(error)"
                 : "the server could not be reached over a new SSH connection: \(error)"
         }
+        return nil
+    }
+
+    /// Runs the health checks within the window; nil when all pass, else the first failure.
+    private func runHealthChecks(deadline: Date) async -> String? {
         for check in configuration.healthChecks {
             // A check may not outlive the window; when the window is what stops it, the message says so.
             let remaining = max(1, deadline.timeIntervalSinceNow)

@@ -46,11 +46,11 @@ struct ManifestFetch {
         if let reason = ManifestPolicy.staleness(
             of: manifest, now: Int64(now.timeIntervalSince1970), expiryRequired: expiryRequired)
         {
-            let server = configuration.server
+            let server = connection.endpoint
             return .done(
                 RunResult(
                     outcome: .stale,
-                    reason: reason + " (server \(server.address) port \(server.port)); nothing was applied, "
+                    reason: reason + " (server \(server.host) port \(server.port)); nothing was applied, "
                         + "generation \(manifest.generation) is not taken as seen",
                     generation: manifest.generation))
         }

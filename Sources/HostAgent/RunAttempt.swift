@@ -13,4 +13,8 @@ struct RunAttempt {
     /// Connection attempts that failed since the server was last reached, this run's included; told to the server
     /// in this run's heartbeat and report.
     var failedConnectAttempts: Int?
+    /// The server this run's manifest came from and its uploads go to (`primary` or a mirror's name).
+    var server: String?
+    /// The servers this run passed over, with why; nil when none.
+    var skippedServers: [RunReport.SkippedServer]?
 }

@@ -77,6 +77,24 @@ struct RunReporter {
         }
     }
 
+    /// Uploads the report (unless the result is `unchanged`) and the heartbeat of a run over a new connection: a
+    /// refusal by a server the run passed over, once no other server served a usable manifest either.
+    func reportAndHeartbeatOverNewConnection(_ result: RunResult, _ attempt: inout RunAttempt) async {
+        do {
+            let connection = try await SFTPConnection.connect(to: endpoint)
+            if result.outcome != .unchanged { await report(result, &attempt, over: connection) }
+            await heartbeat(attempt, over: connection, result: result)
+            await connection.close()
+        } catch {
+            if result.outcome != .unchanged {
+                let files = reportFiles(result, &attempt)
+                keep(files, because: error)
+            } else {
+                log.phase("could not write the heartbeat: \(error)")
+            }
+        }
+    }
+
     /// Replaces `logs/heartbeat.json`: the cheap sign of life of a poll with nothing to do.
     func heartbeat(_ attempt: RunAttempt, over connection: SFTPConnection, result: RunResult) async {
         var beat = Heartbeat(
@@ -90,6 +108,8 @@ struct RunReporter {
         beat.pollIntervalSeconds = configuration.pollIntervalSeconds
         beat.failedConnectAttempts = attempt.failedConnectAttempts
         beat.overlays = appliedOverlays(attempt.state.applied?.overlays)
+        beat.server = attempt.server
+        beat.skippedServers = attempt.skippedServers
         do {
             try await Self.upload(name: UploadName.heartbeatName, bytes: beat.encoded(), over: connection)
         } catch {
@@ -141,6 +161,8 @@ struct RunReporter {
         report.clientVersion = FleetVersion.current.description
         report.connectAttempts = report.connectAttempts ?? attempt.connectAttempts
         report.failedConnectAttempts = report.failedConnectAttempts ?? attempt.failedConnectAttempts
+        report.server = attempt.server ?? report.server
+        report.skippedServers = attempt.skippedServers ?? report.skippedServers
         attempt.report = report
         return [(logName, log.contents()), (UploadName.reportName(stem: stem), report.encoded())]
     }

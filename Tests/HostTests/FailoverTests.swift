@@ -1,0 +1,315 @@
+import ClientStateStore
+import CommandRunner
+import FleetFiles
+import FleetProtocol
+import FleetTestSupport
+import Foundation
+import Publishing
+import ServerStore
+import Testing
+
+/// Failover across client.toml's servers, with real sshd instances on 127.0.0.1, each serving its own copy of the
+/// chroot root (a mirror, as rsync would leave it) under a host key of its own, and the real client: a primary
+/// that is down, a mirror with an older generation, one with an expired manifest and one with the wrong host key
+/// are each passed over, the run says which server served it and which it skipped and why, and its uploads go to
+/// the server that served it.
+@Suite("Failover across servers", .serialized)
+struct FailoverTests: ClientRunSuite {
+    static var stale: Int32 { RunOutcome.stale.exitStatus }
+
+    @Test func withThePrimaryDownTheHostAppliesFromAMirrorAndReportsToIt() async throws {
+        let host = "fo-down"
+        let fleet = try await ClientFleet.start(hosts: [host])
+        defer { fleet.stop() }
+        let mirror = try await MirrorServer.start(copying: fleet)
+        defer { mirror.stop() }
+        let primaryUploads = try fleet.uploaded(host)
+        try Self.takeThePrimaryDown(fleet, host)
+        try Self.addMirrors(fleet, host, [("mirror-a", mirror.sshd.port, mirror.sshd.hostPublicKey)])
+
+        let output = try await fleet.client(host)
+        #expect(output.exitCode == Self.applied, "\(output.standardError)")
+        #expect(output.standardError.contains("served by mirror mirror-a"), "\(output.standardError)")
+        let manifest = try fleet.manifest(host)
+        #expect(try fleet.state(host).applied?.generation == manifest.generation)
+        #expect(try fleet.state(host).lastServer == "mirror-a")
+        #expect(!fleet.activations(host).isEmpty)
+
+        // The report, the log and the confirmation went to the mirror; the primary got nothing.
+        let report = try #require(try mirror.lastReport(host))
+        #expect(report.state == .applied && report.server == "mirror-a")
+        let skipped = try #require(report.skippedServers)
+        #expect(skipped.map(\.name) == ["primary"] && skipped[0].reason.hasPrefix("unreachable"), "\(skipped)")
+        #expect(try mirror.uploaded(host).contains(UploadName.confirmationName))
+        #expect(try fleet.uploaded(host) == primaryUploads)
+
+        let check = try await fleet.client(host, ["check"])
+        #expect(check.exitCode == 0, "\(check.standardError)")
+        #expect(
+            check.standardError.contains("[server: mirror-a (")
+                && check.standardError.contains("[passed over: primary: unreachable"),
+            "\(check.standardError)")
+        let status = try await fleet.client(host, ["status"])
+        #expect(status.standardOutput.contains("served by mirror-a"), "\(status.standardOutput)")
+
+        // The primary is back: it serves again, and the heartbeat says so, with nothing skipped.
+        try Self.bringThePrimaryBack(fleet, host)
+        #expect(try await fleet.client(host).exitCode == Self.unchanged)
+        let beat = try Self.heartbeat(try fleet.layout(host).logs)
+        #expect(beat.server == "primary" && beat.skippedServers == nil, "\(beat)")
+        #expect(try fleet.state(host).lastServer == "primary")
+    }
+
+    @Test func aMirrorWithAnOlderGenerationIsSkippedLikeADowngrade() async throws {
+        let host = "fo-older"
+        let fleet = try await ClientFleet.start(hosts: [host])
+        defer { fleet.stop() }
+        #expect(try await fleet.client(host).exitCode == Self.applied)
+        let old = try await MirrorServer.start(copying: fleet)
+        defer { old.stop() }
+        try fleet.fixture.write("hosts/\(host)/configuration.nix", "{ motd = [ \"second\" ]; }\n")
+        try await fleet.publish()
+        let second = try fleet.manifest(host).generation
+        #expect(try await fleet.client(host).exitCode == Self.applied)
+        let current = try await MirrorServer.start(copying: fleet)
+        defer { current.stop() }
+        let activations = fleet.activations(host)
+
+        try Self.takeThePrimaryDown(fleet, host)
+        try Self.addMirrors(
+            fleet, host,
+            [
+                ("old", old.sshd.port, old.sshd.hostPublicKey),
+                ("current", current.sshd.port, current.sshd.hostPublicKey),
+            ]
+        )
+        let oldUploads = try old.uploaded(host)
+        var output = try await fleet.client(host)
+        #expect(output.exitCode == Self.unchanged, "\(output.standardError)")
+        #expect(fleet.activations(host) == activations, "nothing applied: generation \(second) is")
+        #expect(try fleet.state(host).lastSeen?.generation == second)
+        let beat = try Self.heartbeat(try current.logs(host))
+        #expect(beat.server == "current", "\(beat)")
+        let skipped = try #require(beat.skippedServers)
+        #expect(skipped.map(\.name) == ["primary", "old"], "\(skipped)")
+        #expect(skipped[1].reason.contains("lower than generation \(second) already seen"), "\(skipped)")
+        #expect(try old.uploaded(host) == oldUploads, "nothing was uploaded to the skipped mirror")
+
+        // Only the old mirror left: no server serves a usable manifest, so the outcome is today's downgrade
+        // refusal, reported to the mirror that served it; the host keeps what it runs.
+        let gone = try LoopbackPort.free()
+        try fleet.editClientConfiguration(host) { text in
+            text.replacingOccurrences(of: "port = \(current.sshd.port)\n", with: "port = \(gone)\n")
+        }
+        output = try await fleet.client(host)
+        #expect(output.exitCode == Self.refused, "\(output.standardError)")
+        #expect(output.standardError.contains("a downgrade or a replayed old manifest"), "\(output.standardError)")
+        #expect(fleet.activations(host) == activations)
+        #expect(try fleet.state(host).lastSeen?.generation == second)
+        let report = try #require(try old.lastReport(host))
+        #expect(report.state == .refused && report.server == "old", "\(report)")
+        #expect(
+            report.skippedServers?.map(\.name) == ["primary", "current"], "\(String(describing: report.skippedServers))"
+        )
+    }
+
+    @Test func aMirrorWithAnExpiredManifestIsSkippedAndTheNextOneServes() async throws {
+        let host = "fo-expired"
+        let fleet = try await ClientFleet.start(hosts: [host])
+        defer { fleet.stop() }
+        #expect(try await fleet.client(host).exitCode == Self.applied)
+        let frozen = try await MirrorServer.start(copying: fleet)
+        defer { frozen.stop() }
+        let fresh = try await MirrorServer.start(copying: fleet)
+        defer { fresh.stop() }
+        var expired = try fleet.manifest(host)
+        expired.expiresAt = UTCTime.iso(Date().addingTimeInterval(-3600))
+        try frozen.plantManifest(host, expired, fleet: fleet)
+        let activations = fleet.activations(host)
+
+        try Self.takeThePrimaryDown(fleet, host)
+        try Self.addMirrors(
+            fleet, host,
+            [
+                ("frozen", frozen.sshd.port, frozen.sshd.hostPublicKey),
+                ("fresh", fresh.sshd.port, fresh.sshd.hostPublicKey),
+            ])
+        var output = try await fleet.client(host)
+        #expect(output.exitCode == Self.unchanged, "\(output.standardError)")
+        #expect(output.standardError.contains("frozen is skipped for this run"), "\(output.standardError)")
+        let beat = try Self.heartbeat(try fresh.logs(host))
+        #expect(beat.server == "fresh" && beat.lastResult == .unchanged, "\(beat)")
+        let skipped = try #require(beat.skippedServers)
+        #expect(skipped.map(\.name) == ["primary", "frozen"], "\(skipped)")
+        #expect(skipped[1].reason.hasPrefix("stale manifest:") && skipped[1].reason.contains("expired at"))
+        #expect(skipped.allSatisfy { $0.reason.count <= 200 })
+
+        // The fresh mirror gone too: the frozen one's manifest is all there is, and the outcome is stale.
+        let gone = try LoopbackPort.free()
+        try fleet.editClientConfiguration(host) { text in
+            text.replacingOccurrences(of: "port = \(fresh.sshd.port)\n", with: "port = \(gone)\n")
+        }
+        output = try await fleet.client(host)
+        #expect(output.exitCode == Self.stale, "\(output.standardError)")
+        #expect(output.standardError.contains("(server 127.0.0.1 port \(frozen.sshd.port))"), "\(output.standardError)")
+        #expect(fleet.activations(host) == activations)
+        #expect(try frozen.lastReport(host)?.state == .stale)
+    }
+
+    @Test func aMirrorWithTheWrongHostKeyIsSkippedNeverTrustedAndNamed() async throws {
+        let host = "fo-hostkey"
+        let fleet = try await ClientFleet.start(hosts: [host])
+        defer { fleet.stop() }
+        let impostor = try await MirrorServer.start(copying: fleet)
+        defer { impostor.stop() }
+        let honest = try await MirrorServer.start(copying: fleet)
+        defer { honest.stop() }
+        let stranger = try KeyPair.generate(at: fleet.clients.path("stranger"), comment: "stranger", type: "ed25519")
+
+        try Self.takeThePrimaryDown(fleet, host)
+        // The impostor serves the same files, but not under the key pinned for it.
+        try Self.addMirrors(
+            fleet, host,
+            [
+                ("impostor", impostor.sshd.port, stranger.publicKeyLine),
+                ("honest", honest.sshd.port, honest.sshd.hostPublicKey),
+            ]
+        )
+        var output = try await fleet.client(host)
+        #expect(output.exitCode == Self.applied, "\(output.standardError)")
+        let report = try #require(try honest.lastReport(host))
+        #expect(report.server == "honest")
+        let skipped = try #require(report.skippedServers)
+        #expect(skipped.map(\.name) == ["primary", "impostor"], "\(skipped)")
+        #expect(skipped[1].reason.hasPrefix("wrong host key, not trusted"), "\(skipped)")
+        #expect(try impostor.uploaded(host).isEmpty, "nothing was sent to it")
+        #expect(!impostor.sshd.logText().contains("Accepted publickey"), "the client never authenticated to it")
+
+        // No other server: the run is refused (not merely unreachable), naming the impostor, and nothing changed.
+        let activations = fleet.activations(host)
+        let gone = try LoopbackPort.free()
+        try fleet.editClientConfiguration(host) { text in
+            text.replacingOccurrences(of: "port = \(honest.sshd.port)\n", with: "port = \(gone)\n")
+        }
+        output = try await fleet.client(host)
+        #expect(output.exitCode == Self.refused, "\(output.standardError)")
+        #expect(output.standardError.contains("impostor: wrong host key"), "\(output.standardError)")
+        #expect(!output.standardError.contains("attempt 2"), "trying again cannot change a host key")
+        #expect(fleet.activations(host) == activations)
+    }
+
+    @Test func aSwitchIsConfirmedByAnotherServerWhenTheOneThatServedItStopsAnswering() async throws {
+        let host = "fo-confirm"
+        let fleet = try await ClientFleet.start(hosts: [host])
+        defer { fleet.stop() }
+        let mirror = try await MirrorServer.start(copying: fleet)
+        defer { mirror.stop() }
+        try Self.addMirrors(fleet, host, [("mirror-a", mirror.sshd.port, mirror.sshd.hostPublicKey)])
+        // The primary hangs (its connections time out), so the mirror serves; the activation then stops the
+        // mirror and wakes the primary: only the primary can confirm within the window.
+        try fleet.clients.writeFile(
+            "failover-hook.sh",
+            text: """
+                #!/bin/sh
+                [ "$1" = test ] || exit 0
+                kill -STOP \(mirror.sshd.pid)
+                kill -CONT \(fleet.sshd.pid)
+                exit 0
+
+                """, mode: 0o755)
+        kill(fleet.sshd.pid, SIGSTOP)
+        defer { kill(fleet.sshd.pid, SIGCONT) }
+        let output = try await fleet.client(
+            host, environment: ["FLEET_ACTIVATION_HOOK": fleet.clients.path("failover-hook.sh")])
+        #expect(output.exitCode == Self.applied, "\(output.standardError)")
+        #expect(output.standardError.contains("served by mirror mirror-a"), "\(output.standardError)")
+        #expect(
+            output.standardError.contains("reached 127.0.0.1:\(fleet.sshd.port) instead"), "\(output.standardError)")
+        #expect(try fleet.uploaded(host).contains(UploadName.confirmationName))
+        #expect(try !mirror.uploaded(host).contains(UploadName.confirmationName))
+        #expect(try fleet.state(host).applied?.generation == (try fleet.manifest(host).generation))
+    }
+
+    // MARK: - Helpers
+
+    /// Points `[server]` at a port nothing listens on: connections are refused at once.
+    static func takeThePrimaryDown(_ fleet: ClientFleet, _ host: String) throws {
+        let free = try LoopbackPort.free()
+        try fleet.editClientConfiguration(host) { text in
+            text.replacingOccurrences(of: "port = \(fleet.sshd.port)\n", with: "port = \(free)\n")
+                .replacingOccurrences(of: "\nport = ", with: "\n# primary down\nport = ")
+        }
+    }
+
+    static func bringThePrimaryBack(_ fleet: ClientFleet, _ host: String) throws {
+        try fleet.editClientConfiguration(host) { text in
+            let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            return zip(lines, [""] + lines).map { line, previous in
+                previous == "# primary down" ? "port = \(fleet.sshd.port)" : line
+            }.joined(separator: "\n")
+        }
+    }
+
+    static func addMirrors(_ fleet: ClientFleet, _ host: String, _ mirrors: [(String, Int, String)]) throws {
+        try fleet.editClientConfiguration(host) { text in
+            text
+                + mirrors.map { name, port, key in
+                    "\n[[servers]]\nname = \"\(name)\"\naddress = \"127.0.0.1\"\nport = \(port)\nhost_key = \"\(key)\"\n"
+                }.joined()
+        }
+    }
+
+    static func heartbeat(_ logs: String) throws -> Heartbeat {
+        try JSONDecoder().decode(Heartbeat.self, from: Data(try FileIO.read(logs + "/heartbeat.json")))
+    }
+}
+
+/// A mirror of a ``ClientFleet``'s server: a copy of its chroot root (what rsync would leave) served by an sshd of
+/// its own, with the same users and authorized keys and a host key of its own.
+struct MirrorServer {
+    let directory: TestDirectory
+    let sshd: TestSSHD
+    var chrootRoot: String { directory.path("chroot") }
+
+    static func start(copying fleet: ClientFleet) async throws -> MirrorServer {
+        let directory = try TestDirectory.makeRootOwned()
+        do {
+            let root = directory.path("chroot")
+            let copy = try await Command.run("/usr/bin/cp", ["-a", fleet.fixture.chrootRoot, root])
+            guard copy.exitCode == 0 else { throw TestSupportError("cp -a: \(copy.standardError)") }
+            let config = try String(contentsOfFile: fleet.sshd.configPath, encoding: .utf8)
+            let body = config.split(separator: "\n", omittingEmptySubsequences: false)
+                .filter { !$0.hasPrefix("ListenAddress") && !$0.hasPrefix("HostKey") && !$0.hasPrefix("PidFile") }
+                .joined(separator: "\n")
+                .replacingOccurrences(
+                    of: "ChrootDirectory \(fleet.fixture.chrootRoot)/", with: "ChrootDirectory \(root)/")
+            return MirrorServer(directory: directory, sshd: try TestSSHD.start(configBody: body))
+        } catch {
+            directory.remove()
+            throw error
+        }
+    }
+
+    func stop() {
+        sshd.stop()
+        directory.remove()
+    }
+
+    func logs(_ host: String) throws -> String { ChrootLayout(root: chrootRoot, host: try HostName(host)).logs }
+
+    func uploaded(_ host: String) throws -> [String] { try FileIO.listDirectory(try logs(host)).sorted() }
+
+    func lastReport(_ host: String) throws -> RunReport? {
+        guard let name = try uploaded(host).filter({ $0.hasPrefix("report-") }).last else { return nil }
+        return try JSONDecoder().decode(RunReport.self, from: Data(try FileIO.read(try logs(host) + "/" + name)))
+    }
+
+    /// Signs `manifest` with the fleet's key and puts it in this mirror's chroot, as the publisher would.
+    func plantManifest(_ host: String, _ manifest: Manifest, fleet: ClientFleet) throws {
+        let path = ChrootLayout(root: chrootRoot, host: try HostName(host)).manifest
+        _ = unlink(path)
+        try FileIO.writeAtomically(
+            try manifest.signed(with: try SigningKeyFile.load(stateDirectory: fleet.fixture.stateDirectory)), to: path,
+            mode: 0o644, owner: 0, group: Accounts.groupID(named: fleet.prefix + host) ?? 0)
+    }
+}
