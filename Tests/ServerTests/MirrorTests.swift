@@ -126,8 +126,22 @@ struct MirrorTests {
         let logs = try mirror.mirrorLogs(mirror.ownedHost)
         try FileIO.writeAtomically(Array("uploaded on the mirror\n".utf8), to: logs + "/heartbeat.json", mode: 0o640)
 
+        // A NAR in the pool, hard-linked into the host's cache/ as CachePool does it.
+        let pool = ChrootLayout.cachePool(root: mirror.fixture.chrootRoot)
+        try FileIO.createDirectories(pool + "/nar", mode: 0o700)
+        try FileIO.writeAtomically(Array("a nar\n".utf8), to: pool + "/nar/abc.nar")
+        let view = try mirror.fixture.layout(mirror.ownedHost).cache + "/nar"
+        try FileIO.createDirectories(view)
+        #expect(link(pool + "/nar/abc.nar", view + "/abc.nar") == 0)
+
         let pushed = try await mirror.fixture.fleet(["mirror", "push", "--json"])
         #expect(pushed.exitCode == 0, "\(pushed.standardOutput)\(pushed.standardError)")
+        // The mirror keeps one file, linked from the pool and the host's view.
+        let mirroredPool = try #require(
+            try FileStatus.of(ChrootLayout.cachePool(root: mirror.mirrorRoot) + "/nar/abc.nar"))
+        let mirroredView = try #require(
+            try FileStatus.of(try mirror.mirrorLayout(mirror.ownedHost).cache + "/nar/abc.nar"))
+        #expect(mirroredPool.inode == mirroredView.inode && mirroredPool.linkCount == 2)
         let results = try JSONDecoder().decode([Results].self, from: Data(pushed.standardOutput.utf8))
         #expect(results.map(\.mirror) == ["mirror-a"] && results[0].succeeded)
         #expect(results[0].passes == ["groups", "data", "manifests", "cleanup"])
@@ -197,6 +211,17 @@ struct MirrorTests {
         let whole = try await mirror.fixture.fleet(["mirror", "push", "mirror-a"])
         #expect(whole.exitCode == 0 && whole.standardOutput.contains("mirror-a: pushed in"), "\(whole.standardOutput)")
         #expect(try mirror.mirrorManifest(mirror.otherHost).generation == 2)
+
+        // [server] push_mirrors = true: a publish that changed something pushes, one that changed nothing does not.
+        let toml = String(decoding: try FileIO.read(mirror.fixture.repository + "/fleet.toml"), as: UTF8.self)
+        try mirror.fixture.write(
+            "fleet.toml", toml.replacingOccurrences(of: "[server]\n", with: "[server]\npush_mirrors = true\n"))
+        try mirror.change(mirror.otherHost, "three")
+        let changed = try await mirror.fixture.fleet(["publish"])
+        #expect(changed.exitCode == 0 && changed.standardError.contains("mirror-a: pushed in"), "\(changed)")
+        #expect(try mirror.mirrorManifest(mirror.otherHost).generation == 3)
+        let unchanged = try await mirror.fixture.fleet(["publish"])
+        #expect(unchanged.exitCode == 0 && !unchanged.standardError.contains("mirror-a"), "\(unchanged)")
     }
 
     @Test func aMirrorLackingAHostsGroupIsNotPushedTo() async throws {
