@@ -104,6 +104,12 @@ let package = Package(
             dependencies: ["Inventory", "ServerStore", "FleetHooks", "FleetProtocol", "FleetFiles", "SQLiteKit"],
             swiftSettings: strictSettings
         ),
+        // Replication to [[mirrors]]: rsync over SSH out (chroots), and back (the hosts' logs, for the review).
+        .target(
+            name: "Mirroring",
+            dependencies: ["Inventory", "ServerStore", "FleetReview", "FleetProtocol", "FleetFiles", "CommandRunner"],
+            swiftSettings: strictSettings
+        ),
         .target(
             name: "ServerSetup",
             dependencies: [
@@ -116,7 +122,7 @@ let package = Package(
             dependencies: [
                 "Publishing", "ServerSetup", "BuildGate", "Inventory", "ServerStore", "FleetProtocol", "FleetFiles",
                 "NixKit",
-                "FleetReview", "FleetHooks", "CommandRunner", "SystemdUnitFiles",
+                "FleetReview", "FleetHooks", "CommandRunner", "SystemdUnitFiles", "Mirroring",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings,
@@ -179,7 +185,7 @@ let package = Package(
                 "FleetTestSupport", "Inventory", "ServerStore", "Publishing", "ServerSetup", "FleetProtocol",
                 "ArchiveKit",
                 "SQLiteKit", "FleetFiles", "CommandRunner", "BuildGate", "FleetHooks", "FleetReview",
-                "SystemdUnitFiles",
+                "SystemdUnitFiles", "Mirroring",
             ],
             swiftSettings: strictSettings
         ),

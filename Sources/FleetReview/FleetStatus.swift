@@ -40,14 +40,15 @@ struct FleetStatus {
             }
             return try row(
                 host: host, published: published[name]?.shown, heartbeat: heartbeats[name], report: reports[name],
-                lastSeen: hostRows[name]?.lastSeen, warnings: warnings, warningCount: count, now: now)
+                lastSeen: hostRows[name]?.lastSeen, lastSeenVia: hostRows[name]?.lastSeenVia, warnings: warnings,
+                warningCount: count, now: now)
         }
     }
 
     func row(
         host: HostConfiguration, published: UInt64?, heartbeat: ReviewStore.HeartbeatRow?,
         report: ReviewStore.ReportRow?,
-        lastSeen: Int64?, warnings: [String], warningCount: Int, now: Int64
+        lastSeen: Int64?, lastSeenVia: String? = nil, warnings: [String], warningCount: Int, now: Int64
     ) throws -> HostStatus {
         let name = host.name.value
         let interval = DeclaredPollInterval.judging(host, heartbeat: heartbeat, report: report)
@@ -60,6 +61,7 @@ struct FleetStatus {
         let age = max(0, (now - lastSeen) / ReviewTime.nanosecondsPerSecond)
         status.lastSeen = UTCTime.iso(nanoseconds: lastSeen)
         status.lastSeenSecondsAgo = age
+        status.lastSeenVia = lastSeenVia
 
         // What the newest word from the host says, by the time the server received it, whatever its kind: the
         // generation it runs is the one it stated then (a report's own, never an older heartbeat's).

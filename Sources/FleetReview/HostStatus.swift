@@ -38,6 +38,8 @@ public struct HostStatus: Codable, Sendable, Equatable {
     /// When the server last received a valid report, log, heartbeat or confirmation from it (UTC).
     public var lastSeen: String?
     public var lastSeenSecondsAgo: Int64?
+    /// The mirror through which it was last seen (`fleet mirror pull-logs`); nil: this server.
+    public var lastSeenVia: String?
     /// Whether it said a reboot is needed to run its system (nil: it did not say).
     public var rebootNeeded: Bool?
     /// Why it failed, rolled back or is silent (host-written text: print it with ``TerminalText``).

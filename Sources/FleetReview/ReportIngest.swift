@@ -52,20 +52,30 @@ struct ReportIngest {
     let limits: IngestLimits
 
     /// Ingests `hosts`. `published` is the highest generation published to each host (0 or absent: none).
-    func run(hosts: [HostConfiguration], published: [String: UInt64]) throws -> IngestSummary {
+    /// `mirrors`: copies of mirrors' `logs/` pulled by `fleet mirror pull-logs`, read after each host's own with
+    /// the same rules (each kept apart in the bookkeeping, never pruned: the next pull would bring files back).
+    func run(hosts: [HostConfiguration], published: [String: UInt64], mirrors: [MirrorLogs] = []) throws
+        -> IngestSummary
+    {
         var summary = IngestSummary()
         let hostRows = try store.hostRows()
         let replaced = try store.replacedFiles()
         for host in hosts {
             summary.hostsListed += 1
-            var work = HostIngest(
-                host: host, store: store, limits: limits, keep: configuration.server.logsKeep,
-                history: configuration.server.reportHistory,
-                validator: UploadValidator(
-                    host: host.name, publishedGeneration: published[host.name.value] ?? 0, limits: limits),
-                row: hostRows[host.name.value], replaced: replaced[host.name.value] ?? [:])
-            let layout = ChrootLayout(root: configuration.server.chrootRoot, host: host.name)
-            try work.run(logs: layout.logs, summary: &summary)
+            let sources =
+                [(mirror: String?.none, root: configuration.server.chrootRoot)]
+                + mirrors.map { (mirror: Optional($0.mirror), root: $0.root) }
+            for source in sources {
+                let key = ReviewStore.bookkeepingKey(host: host.name.value, mirror: source.mirror)
+                var work = HostIngest(
+                    host: host, store: store, limits: limits, keep: configuration.server.logsKeep,
+                    history: configuration.server.reportHistory,
+                    validator: UploadValidator(
+                        host: host.name, publishedGeneration: published[host.name.value] ?? 0, limits: limits),
+                    row: hostRows[key], replaced: replaced[key] ?? [:], mirror: source.mirror)
+                let layout = ChrootLayout(root: source.root, host: host.name)
+                try work.run(logs: layout.logs, summary: &summary)
+            }
         }
         return summary
     }
@@ -81,13 +91,16 @@ struct HostIngest {
     let validator: UploadValidator
     let row: ReviewStore.HostRow?
     let replaced: [String: ReviewStore.BookkeptFile]
+    /// The mirror these `logs/` were pulled from; nil: the host's chroot on this server.
+    let mirror: String?
 
     private var warnings: [String] = []
     private var lastSeen: Int64?
 
     init(
         host: HostConfiguration, store: ReviewStore, limits: IngestLimits, keep: Int, history: Int,
-        validator: UploadValidator, row: ReviewStore.HostRow?, replaced: [String: ReviewStore.BookkeptFile]
+        validator: UploadValidator, row: ReviewStore.HostRow?, replaced: [String: ReviewStore.BookkeptFile],
+        mirror: String? = nil
     ) {
         self.host = host
         self.store = store
@@ -97,12 +110,21 @@ struct HostIngest {
         self.validator = validator
         self.row = row
         self.replaced = replaced
+        self.mirror = mirror
     }
 
     var name: String { host.name.value }
+    /// Whose `ingest_files` and listing digest these are: the host's, or `<host>@<mirror>`.
+    var key: String { ReviewStore.bookkeepingKey(host: name, mirror: mirror) }
 
     mutating func run(logs path: String, summary: inout IngestSummary) throws {
-        defer { if !warnings.isEmpty { summary.warnings[name, default: []] += warnings } }
+        defer {
+            if !warnings.isEmpty {
+                summary.warnings[name, default: []] += warnings.map { line in
+                    mirror.map { "mirror \($0): " + line } ?? line
+                }
+            }
+        }
         let opened: DirectoryHandle?
         do throws(FileRefusal) {
             opened = try DirectoryHandle.open(path)
@@ -117,8 +139,8 @@ struct HostIngest {
             // No logs/ (never set up, or removed): nothing bookkept can still be there.
             if row?.listingDigest != nil || !replaced.isEmpty {
                 try store.database.transaction {
-                    try store.forget(host: name, names: Array(try store.bookkeptFiles(host: name).keys))
-                    try store.saveListing(host: name, digest: nil, lastSeen: nil)
+                    try store.forget(host: key, names: Array(try store.bookkeptFiles(host: key).keys))
+                    try store.saveListing(host: key, digest: nil, lastSeen: nil)
                 }
             }
             return
@@ -169,7 +191,8 @@ struct HostIngest {
                 try examineReplaced(replacedWork, in: directory, summary: &summary)
             }
         }
-        if let pruneCandidates, !pruneCandidates.isEmpty {
+        // A mirror's copy is not pruned: the next pull would only bring the files back.
+        if mirror == nil, let pruneCandidates, !pruneCandidates.isEmpty {
             var pruned: [String] = []
             for candidate in pruneCandidates
             where directory.removeFile(candidate.name, ifStill: { $0.identity.recorded == candidate.identity }) {
@@ -179,10 +202,16 @@ struct HostIngest {
             if !pruned.isEmpty {
                 let gone = Set(pruned)
                 finalDigest = Self.digest(try currentlyKnown(writtenOnce).filter { !gone.contains($0) })
-                try store.database.transaction { try store.forget(host: name, names: pruned) }
+                try store.database.transaction { try store.forget(host: key, names: pruned) }
             }
         }
-        if finalDigest != row?.listingDigest || lastSeen != nil {
+        if let mirror {
+            // The listing is the mirror copy's; being seen is the host's, wherever it was.
+            if finalDigest != row?.listingDigest {
+                try store.saveListing(host: key, digest: finalDigest, lastSeen: nil)
+            }
+            if let lastSeen { try store.saveLastSeen(host: name, lastSeen, via: mirror) }
+        } else if finalDigest != row?.listingDigest || lastSeen != nil {
             try store.saveListing(host: name, digest: finalDigest, lastSeen: lastSeen)
         }
     }
@@ -191,10 +220,10 @@ struct HostIngest {
     private mutating func examineNew(
         _ present: [String], in directory: DirectoryHandle, summary: inout IngestSummary, digest: inout String
     ) throws -> [(name: String, identity: FileIdentity)] {
-        var known = try store.bookkeptFiles(host: name).filter { UploadName($0.key).isWrittenOnce }
+        var known = try store.bookkeptFiles(host: key).filter { UploadName($0.key).isWrittenOnce }
         let presentSet = Set(present)
         let vanished = known.keys.filter { !presentSet.contains($0) }
-        try store.forget(host: name, names: vanished)
+        try store.forget(host: key, names: vanished)
         for gone in vanished { known[gone] = nil }
 
         // Oldest first, and a run's log before its report.
@@ -206,7 +235,7 @@ struct HostIngest {
         var ingestedAny = false
         for entry in new.prefix(limits.newFilesPerRun) {
             guard let file = examine(entry, in: directory, summary: &summary) else { continue }
-            try store.bookkeep(host: name, name: entry, file)
+            try store.bookkeep(host: key, name: entry, file)
             known[entry] = file
             if file.ingested { ingestedAny = true }
         }
@@ -226,7 +255,7 @@ struct HostIngest {
     }
 
     private func currentlyKnown(_ present: [String]) throws -> [String] {
-        let known = try store.bookkeptFiles(host: name)
+        let known = try store.bookkeptFiles(host: key)
         return present.filter { known[$0] != nil }
     }
 
@@ -316,7 +345,7 @@ struct HostIngest {
     ) throws {
         for (entry, present) in work {
             guard present else {
-                try store.forget(host: name, names: [entry])
+                try store.forget(host: key, names: [entry])
                 continue
             }
             let read: UploadedFile
@@ -325,7 +354,7 @@ struct HostIngest {
                 read = UploadedFile(bytes: whole.bytes, identity: whole.status.identity.recorded)
             } catch {
                 if let file = refused(entry, error, summary: &summary) {
-                    try store.bookkeep(host: name, name: entry, file)
+                    try store.bookkeep(host: key, name: entry, file)
                 }
                 continue
             }
@@ -341,7 +370,10 @@ struct HostIngest {
                         file = rejected(problem, read.identity, summary: &summary)
                         break
                     }
-                    try store.saveHeartbeat(host: name, received: received, beat, json: read.bytes)
+                    // A mirror's copy may be older than the heartbeat already kept (from here or another mirror).
+                    var newer = true
+                    if mirror != nil, let kept = try store.heartbeat(host: name) { newer = kept.received < received }
+                    if newer { try store.saveHeartbeat(host: name, received: received, beat, json: read.bytes) }
                     summary.heartbeats += 1
                     seen(read.identity)
                     file = .init(identity: read.identity, ingested: true, warning: nil)
@@ -357,7 +389,7 @@ struct HostIngest {
                     file = rejected(problem, read.identity, summary: &summary)
                 }
             }
-            try store.bookkeep(host: name, name: entry, file)
+            try store.bookkeep(host: key, name: entry, file)
         }
     }
 

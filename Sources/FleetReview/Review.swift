@@ -60,14 +60,17 @@ public final class Review {
     /// Ingests the hosts' new uploads, computes their status, announces what changed.
     ///
     /// - Parameter now: the time statuses are computed at (nanoseconds since the epoch); tests move it.
-    public func refresh(_ hosts: [HostConfiguration], now: Int64? = nil) async throws(ReviewError) -> Snapshot {
+    /// - Parameter mirrors: mirrors' `logs/` pulled here (`fleet mirror pull-logs`), ingested after the hosts' own.
+    public func refresh(_ hosts: [HostConfiguration], now: Int64? = nil, mirrors: [MirrorLogs] = [])
+        async throws(ReviewError) -> Snapshot
+    {
         let snapshot: Snapshot
         do {
             let lockPath = configuration.server.stateDirectory + "/" + Self.lockName
             let locked = try FileLock.withLock(lockPath, wait: true) { () throws -> Snapshot in
                 let published = try publishedGenerations(hosts)
                 let ingest = try ReportIngest(configuration: configuration, store: store, limits: limits)
-                    .run(hosts: hosts, published: published.mapValues(\.highest))
+                    .run(hosts: hosts, published: published.mapValues(\.highest), mirrors: mirrors)
                 let at = now ?? ReviewTime.now()
                 let hostRows = try store.hostRows()
                 var rows = try FleetStatus(store: store).rows(

@@ -86,6 +86,11 @@ final class ReviewStore {
         ALTER TABLE reports ADD COLUMN client_version TEXT;
         ALTER TABLE heartbeats ADD COLUMN client_version TEXT;
         """,
+        // 3: through which mirror the host was last seen (NULL: this server). Rows keyed `<host>@<mirror>` keep a
+        // mirror's pulled listing apart from the host's own `logs/`.
+        """
+        ALTER TABLE review_hosts ADD COLUMN last_seen_via TEXT;
+        """,
     ]
 
     init(_ database: StateDatabase) throws {
@@ -106,6 +111,8 @@ final class ReviewStore {
     struct HostRow: Equatable {
         var listingDigest: String?
         var lastSeen: Int64?
+        /// The mirror it was last seen through; nil: this server.
+        var lastSeenVia: String?
         var announcedApplied: UInt64?
         var announcedFailure: String?
         var announcedSilent: Bool
@@ -117,6 +124,7 @@ final class ReviewStore {
             guard let host = row["host"].text else { continue }
             rows[host] = HostRow(
                 listingDigest: row["listing_digest"].text, lastSeen: row["last_seen_ns"].integer,
+                lastSeenVia: row["last_seen_via"].text,
                 announcedApplied: Generation.stored(row["announced_applied"].integer),
                 announcedFailure: row["announced_failure"].text,
                 announcedSilent: (row["announced_silent"].integer ?? 0) != 0)
@@ -129,9 +137,29 @@ final class ReviewStore {
             """
             INSERT INTO review_hosts (host, listing_digest, last_seen_ns) VALUES (?, ?, ?)
             ON CONFLICT(host) DO UPDATE SET listing_digest = excluded.listing_digest,
+                last_seen_via = CASE WHEN excluded.last_seen_ns > coalesce(last_seen_ns, excluded.last_seen_ns - 1)
+                    THEN NULL ELSE last_seen_via END,
                 last_seen_ns = max(coalesce(last_seen_ns, excluded.last_seen_ns),
                     coalesce(excluded.last_seen_ns, last_seen_ns))
             """, [.text(host), digest.map { .text($0) } ?? .null, lastSeen.map { .integer($0) } ?? .null])
+    }
+
+    /// A host heard from through a mirror (`via`): its last-seen time moves forward, and says through which.
+    func saveLastSeen(host: String, _ lastSeen: Int64, via mirror: String) throws {
+        try database.query(
+            """
+            INSERT INTO review_hosts (host, last_seen_ns, last_seen_via) VALUES (?, ?, ?)
+            ON CONFLICT(host) DO UPDATE SET
+                last_seen_via = CASE WHEN excluded.last_seen_ns > coalesce(last_seen_ns, excluded.last_seen_ns - 1)
+                    THEN excluded.last_seen_via ELSE last_seen_via END,
+                last_seen_ns = max(coalesce(last_seen_ns, excluded.last_seen_ns), excluded.last_seen_ns)
+            """, [.text(host), .integer(lastSeen), .text(mirror)])
+    }
+
+    /// The bookkeeping key of a host's `logs/` as pulled from a mirror: `@` is in no host or mirror name, so it
+    /// is never a host's own key.
+    static func bookkeepingKey(host: String, mirror: String?) -> String {
+        mirror.map { host + "@" + $0 } ?? host
     }
 
     func saveAnnounced(host: String, applied: UInt64?, failure: String?, silent: Bool) throws {
@@ -205,10 +233,14 @@ final class ReviewStore {
         for row in try database.query(
             "SELECT host, name, warning FROM ingest_files WHERE warning IS NOT NULL ORDER BY host, name")
         {
-            guard let host = row["host"].text, let name = row["name"].text, let warning = row["warning"].text else {
+            guard let key = row["host"].text, let name = row["name"].text, let warning = row["warning"].text else {
                 continue
             }
-            result[host, default: []].append((name, warning))
+            // A mirror's refusals are the host's too, named with the mirror.
+            let parts = key.split(separator: "@", maxSplits: 1)
+            let host = String(parts[0])
+            let shown = parts.count == 2 ? "\(name) (on mirror \(parts[1]))" : name
+            result[host, default: []].append((shown, warning))
         }
         return result
     }

@@ -3,6 +3,7 @@ import FleetFiles
 import FleetProtocol
 import Foundation
 import Inventory
+import Mirroring
 import Publishing
 import ServerStore
 
@@ -17,7 +18,8 @@ extension Fleet {
                 say would-publish or would-fail, which exits 1 too). --json shows each host's toplevel: the one \
                 built, or for an unchanged host the one its manifest names. Every publish re-signs manifests whose \
                 expiry (manifest_ttl_seconds) is less than half the TTL away; --refresh does only that (no tree \
-                resolution, no build, no new generation), for a timer.
+                resolution, no build, no new generation), for a timer. With --mirrors (or [server] push_mirrors = \
+                true, when something was published or re-signed), `fleet mirror push` follows under the same lock.
                 """)
 
         @OptionGroup var global: GlobalOptions
@@ -58,10 +60,19 @@ extension Fleet {
                     + "generation, new expiry): no tree resolution, no build. With --dry-run, say which are due."))
         var refresh = false
 
+        @Flag(
+            help: ArgumentHelp(
+                "Then push the chroots to every [[mirrors]] (as `fleet mirror push`), whether or not something "
+                    + "changed; [server] push_mirrors = true does it after every publish that changed something."))
+        var mirrors = false
+
         @Flag(help: "Print JSON for scripts.")
         var json = false
 
         func validate() throws {
+            if mirrors && dryRun {
+                throw ValidationError("--dry-run writes nothing, so pushes nothing: drop --mirrors")
+            }
             if let minGeneration, let problem = Generation.problem(with: minGeneration, "--min-generation") {
                 throw ValidationError(problem)
             }
@@ -89,9 +100,11 @@ extension Fleet {
                 let results = ManifestRenewal.refresh(
                     selected, configuration: configuration, signingKey: key, now: WallClock.system.now(),
                     dryRun: dryRun)
+                // Re-signed manifests reach the mirrors too, or theirs would expire.
+                let pushed = await pushToMirrors(configuration, changed: results.contains(where: \.resigned))
                 withExtendedLifetime(lock) {}
                 if json { try printJSON(results) } else { print(render(results)) }
-                if results.contains(where: { $0.problem != nil }) { throw ExitCode(1) }
+                if results.contains(where: { $0.problem != nil }) || !pushed { throw ExitCode(1) }
                 return
             }
             let lock = dryRun ? nil : try Publisher.lock(stateDirectory: stateDirectory)
@@ -113,6 +126,13 @@ extension Fleet {
             }
             if showProgress { FileHandle.standardError.write(Data("\r\u{1b}[K".utf8)) }
             for warning in outcome.warnings { printError("warning: \(warning)") }
+            // Under the publish lock: no publish may change the chroots between the push's passes.
+            let pushed =
+                dryRun
+                ? true
+                : await pushToMirrors(
+                    configuration,
+                    changed: outcome.results.contains { $0.status == .published || $0.resigned == true })
             withExtendedLifetime(lock) {}
             // `published` and `build-failed` for fleet.toml's hooks, once the publish is done (none for a dry
             // run): a hook never holds a host back, and a failing one is only logged.
@@ -122,7 +142,21 @@ extension Fleet {
             } else {
                 print(render(outcome.results))
             }
-            if outcome.hasFailures { throw ExitCode(1) }
+            if outcome.hasFailures || !pushed { throw ExitCode(1) }
+        }
+
+        /// Pushes to every mirror when asked (`--mirrors`, or `push_mirrors` and something `changed`), one line per
+        /// mirror on standard error (standard output is the publish's table or JSON). False when a push failed.
+        func pushToMirrors(_ configuration: FleetConfiguration, changed: Bool) async -> Bool {
+            guard !dryRun, mirrors || (configuration.server.pushMirrors && changed) else { return true }
+            guard !configuration.mirrors.isEmpty else {
+                if mirrors { printError("warning: --mirrors: \(configuration.file) has no [[mirrors]]") }
+                return true
+            }
+            let results = await MirrorPush(configuration: configuration).push(configuration.mirrors) { result in
+                printError(Mirror.line(result))
+            }
+            return results.allSatisfy(\.succeeded)
         }
 
         /// The refresh's table and the line a timer's journal keeps: how many manifests were re-signed.

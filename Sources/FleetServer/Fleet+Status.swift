@@ -4,6 +4,7 @@ import FleetProtocol
 import FleetReview
 import Foundation
 import Inventory
+import Mirroring
 import Publishing
 import ServerStore
 
@@ -32,6 +33,12 @@ extension Fleet {
 
         @Flag(help: "Print JSON for scripts.")
         var json = false
+
+        @Flag(
+            help: ArgumentHelp(
+                "First bring every [[mirrors]]' logs/ back (as `fleet mirror pull-logs`) and ingest them too; a "
+                    + "mirror that cannot be reached is named on standard error and the exit status is 1."))
+        var mirrors = false
 
         @Flag(help: "Keep polling, and redraw when something changes (Ctrl-C stops).")
         var watch = false
@@ -63,8 +70,20 @@ extension Fleet {
             let configuration = try global.loadConfiguration()
             let review = try Review(configuration: configuration)
             let selected = try review.hosts(hosts, roles: roles)
+            var mirrorFailed = false
+            /// One refresh: with --mirrors, the mirrors' logs are pulled and ingested first.
+            func refresh() async throws -> Review.Snapshot {
+                guard mirrors else { return try await review.refresh(selected) }
+                let (results, snapshot) = try await Mirror.pullAndReview(
+                    review, try Mirror.select([], in: configuration), hosts: selected
+                ) { result in
+                    if !result.succeeded { printError(Mirror.line(result)) }
+                }
+                if results.contains(where: { !$0.succeeded }) { mirrorFailed = true }
+                return snapshot
+            }
             guard watch else {
-                let snapshot = try await review.refresh(selected)
+                let snapshot = try await refresh()
                 // The rollout is judged on every host, so only a status of all of them steps it.
                 let rollout =
                     hosts.isEmpty && roles.isEmpty
@@ -77,13 +96,14 @@ extension Fleet {
                 } else {
                     print(Self.render(snapshot.hosts) + (rollout.map { Self.render($0.report, notes: $0.notes) } ?? ""))
                 }
+                if mirrorFailed { throw ExitCode(1) }
                 return
             }
             let redrawInPlace = !json && FileIO.isTerminal(FileHandle.standardOutput.fileDescriptor)
             var shown: String?
             var polls = 0
             while true {
-                let snapshot = try await review.refresh(selected)
+                let snapshot = try await refresh()
                 let rollout =
                     hosts.isEmpty && roles.isEmpty
                     ? try await RolloutHealthMapping.advance(configuration, statuses: snapshot.hosts) : nil
@@ -146,7 +166,8 @@ extension Fleet {
                 table.add(
                     row.host, row.stateWords, row.publishedGeneration.map(String.init) ?? "-",
                     row.appliedGeneration.map(String.init) ?? "-",
-                    row.lastSeenSecondsAgo.map { ReviewTime.age(seconds: $0) } ?? "never",
+                    (row.lastSeenSecondsAgo.map { ReviewTime.age(seconds: $0) } ?? "never")
+                        + (row.lastSeenVia.map { " (via \($0))" } ?? ""),
                     row.rebootNeeded.map { $0 ? "yes" : "no" } ?? "-", String(row.warningCount),
                     row.reason.map { TerminalText.line($0, limit: 100) } ?? "")
             }

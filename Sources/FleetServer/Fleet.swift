@@ -18,7 +18,7 @@ struct Fleet: AsyncParsableCommand {
             SyslogConfig.self,
             Setup.self,
             ClientConfig.self,
-            Status.self, Logs.self, Metrics.self, ReviewCommand.self, InstallUnits.self, Rollout.self,
+            Status.self, Logs.self, Metrics.self, ReviewCommand.self, InstallUnits.self, Rollout.self, Mirror.self,
         ]
     )
 }

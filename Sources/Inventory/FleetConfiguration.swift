@@ -30,6 +30,8 @@ public struct FleetConfiguration: Sendable {
         /// Ingested report and log files left per host in its chroot's `logs/` (each kind); `fleet status` deletes
         /// older ones it has ingested, so a host cannot fill the server's disk with old reports.
         public var logsKeep: Int = 20
+        /// Whether every publish that changed something (or re-signed a manifest) pushes to `[[mirrors]]` after.
+        public var pushMirrors = false
     }
 
     public let server: Server
@@ -45,6 +47,10 @@ public struct FleetConfiguration: Sendable {
     public let file: String
     /// `[[rollout.rings]]`: the order in which a new generation reaches the hosts (see ``RolloutConfiguration``).
     public internal(set) var rollout = RolloutConfiguration()
+    /// `[[mirrors]]`: servers that serve copies of the chroots (see ``MirrorConfiguration``), in file order.
+    public internal(set) var mirrors: [MirrorConfiguration] = []
+
+    public func mirror(named name: String) -> MirrorConfiguration? { mirrors.first { $0.name == name } }
 
     public static let fileName = "fleet.toml"
 
@@ -52,7 +58,7 @@ public struct FleetConfiguration: Sendable {
 
     static let serverKeys = [
         "address", "port", "host_key", "chroot_root", "state_dir", "snapshot_grace_seconds", "user_prefix",
-        "report_history", "logs_keep", "manifest_ttl_seconds",
+        "report_history", "logs_keep", "manifest_ttl_seconds", "push_mirrors",
     ]
     /// A week: a server whose refresh timer stopped leaves its hosts a few days to be noticed.
     public static let defaultManifestTTLSeconds = 7 * 86400
@@ -66,7 +72,7 @@ public struct FleetConfiguration: Sendable {
     static let defaultKeys = [
         "operation", "build", "cache", "poll_interval_seconds", "silent_after_intervals", "roles",
     ]
-    static let topKeys = ["server", "defaults", "hosts", "hooks", "roles", "rollout"]
+    static let topKeys = ["server", "defaults", "hosts", "hooks", "roles", "rollout", "mirrors"]
     static let hookKeys = ["command", "events", "timeout_seconds"]
     /// How often hosts poll, at most a week; `fleet status` calls a host silent after `silent_after_intervals` of them.
     static let pollIntervalRange = 1...(7 * 86400)
@@ -118,6 +124,7 @@ public struct FleetConfiguration: Sendable {
         server.manifestTTLSeconds =
             reader.integer(serverTable, "manifest_ttl_seconds", in: "[server]", range: manifestTTLRange)
             ?? defaultManifestTTLSeconds
+        server.pushMirrors = reader.bool(serverTable, "push_mirrors", in: "[server]") ?? false
         if let line = reader.string(serverTable, "host_key", in: "[server]") {
             do { server.hostKey = try SSHPublicKey(line) } catch {
                 reader.problem("[server] key \"host_key\": \(error)")
@@ -220,10 +227,12 @@ public struct FleetConfiguration: Sendable {
         }
         let hooks = parseHooks(table["hooks"], &reader)
         let rollout = RolloutConfiguration.parse(table["rollout"], hosts: hosts.map(\.name), &reader)
+        let mirrors = MirrorConfiguration.parse(table["mirrors"], &reader)
         if !reader.problems.isEmpty { throw InventoryError(reader.problems) }
         var configuration = FleetConfiguration(
             server: server, hosts: hosts, hooks: hooks, repository: repository, file: file, rollout: rollout)
         configuration.roles = roles
+        configuration.mirrors = mirrors
         return configuration
     }
 
@@ -288,6 +297,7 @@ public struct FleetConfiguration: Sendable {
         var configuration = FleetConfiguration(
             server: server, hosts: hosts, hooks: hooks, repository: repository, file: file, rollout: rollout)
         configuration.roles = roles
+        configuration.mirrors = mirrors
         return configuration
     }
 

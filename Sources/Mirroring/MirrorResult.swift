@@ -1,0 +1,21 @@
+/// What `fleet mirror push` or `pull-logs` did with one mirror (one line of the table, one object of `--json`).
+public struct MirrorResult: Sendable, Equatable, Codable {
+    public var mirror: String
+    /// `push` or `pull-logs`.
+    public var action: String
+    public var succeeded: Bool
+    /// Why it failed: the mirror, what failed and the fix.
+    public var error: String?
+    /// The rsync passes that completed, in order (push: `groups`, `data`, `manifests`, `cleanup`; pull: `logs`).
+    public var passes: [String]
+    public var seconds: Double
+
+    public init(mirror: String, action: String, succeeded: Bool, error: String?, passes: [String], seconds: Double) {
+        self.mirror = mirror
+        self.action = action
+        self.succeeded = succeeded
+        self.error = error
+        self.passes = passes
+        self.seconds = seconds
+    }
+}
