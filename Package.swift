@@ -32,6 +32,8 @@ let package = Package(
         .systemLibrary(name: "CLibSSH", pkgConfig: "libssh", providers: [.apt(["libssh-dev"])]),
         .systemLibrary(name: "CLibArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        // quotactl_fd(2) for the hosts' disk quotas (glibc's and the kernel's headers; wrapped by FleetFiles).
+        .systemLibrary(name: "CQuota"),
 
         // Wrappers: the only modules that see C.
         .target(name: "SFTPTransport", dependencies: ["CLibSSH"], swiftSettings: strictSettings),
@@ -43,6 +45,7 @@ let package = Package(
         .target(
             name: "FleetFiles",
             dependencies: [
+                "CQuota",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

@@ -32,6 +32,8 @@ public struct FleetConfiguration: Sendable {
         public var logsKeep: Int = 20
         /// Whether every publish that changed something (or re-signed a manifest) pushes to `[[mirrors]]` after.
         public var pushMirrors = false
+        /// Each host's disk quota on the chroots' filesystem (`quota_mib`, `quota_inodes`; see ``HostQuota``).
+        public var quotas = QuotaConfiguration()
     }
 
     public let server: Server
@@ -56,19 +58,21 @@ public struct FleetConfiguration: Sendable {
 
     public func host(named name: String) -> HostConfiguration? { hosts.first { $0.name.value == name } }
 
-    static let serverKeys = [
-        "address", "port", "host_key", "chroot_root", "state_dir", "snapshot_grace_seconds", "user_prefix",
-        "report_history", "logs_keep", "manifest_ttl_seconds", "push_mirrors",
-    ]
+    static let serverKeys =
+        [
+            "address", "port", "host_key", "chroot_root", "state_dir", "snapshot_grace_seconds", "user_prefix",
+            "report_history", "logs_keep", "manifest_ttl_seconds", "push_mirrors",
+        ] + QuotaConfiguration.keys
     /// A week: a server whose refresh timer stopped leaves its hosts a few days to be noticed.
     public static let defaultManifestTTLSeconds = 7 * 86400
     /// At least an hour (clocks drift, refreshes run at most every quarter of it), at most a year (an expiry
     /// further away protects from nothing).
     public static let manifestTTLRange = 3600...(365 * 86400)
-    static let hostKeys = [
-        "key", "key_file", "attribute", "operation", "build", "cache", "poll_interval_seconds",
-        "silent_after_intervals", "roles",
-    ]
+    static let hostKeys =
+        [
+            "key", "key_file", "attribute", "operation", "build", "cache", "poll_interval_seconds",
+            "silent_after_intervals", "roles",
+        ] + QuotaConfiguration.keys
     static let defaultKeys = [
         "operation", "build", "cache", "poll_interval_seconds", "silent_after_intervals", "roles",
     ]
@@ -125,6 +129,7 @@ public struct FleetConfiguration: Sendable {
             reader.integer(serverTable, "manifest_ttl_seconds", in: "[server]", range: manifestTTLRange)
             ?? defaultManifestTTLSeconds
         server.pushMirrors = reader.bool(serverTable, "push_mirrors", in: "[server]") ?? false
+        server.quotas = parseQuotas(server: serverTable, hosts: table["hosts"]?.table, &reader)
         if let line = reader.string(serverTable, "host_key", in: "[server]") {
             do { server.hostKey = try SSHPublicKey(line) } catch {
                 reader.problem("[server] key \"host_key\": \(error)")

@@ -85,8 +85,12 @@ extension SFTPClient {
 
     private func statusError(_ status: UInt32, message: String, _ operation: String, path: String) -> SSHError {
         let (code, phrase) = Self.describe(status: Int(status))
+        // OpenSSH's sftp-server has no status for ENOSPC or EDQUOT: a write's plain failure is most likely one.
+        let hint =
+            operation == "write" && status == UInt32(SSH_FX_FAILURE)
+            ? "; the server's disk, or this user's disk quota there, may be full" : ""
         return error(
-            code, operation, path: path, detail: "\(phrase) (SFTP status \(status); server: \(message))",
+            code, operation, path: path, detail: "\(phrase) (SFTP status \(status); server: \(message))\(hint)",
             status: Int(status))
     }
 

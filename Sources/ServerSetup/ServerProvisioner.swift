@@ -1,5 +1,5 @@
 import CommandRunner
-import FleetFiles
+public import FleetFiles
 import FleetProtocol
 public import Inventory
 import ServerStore
@@ -14,11 +14,15 @@ public struct ServerProvisioner {
         public var status: String
         public var actions: [String]
         public var problem: String?
+        /// The host's disk quota on the chroots' filesystem and what it uses; nil where quotas are off.
+        public var quota: UserQuota?
     }
 
     public struct Report: Codable, Sendable {
         public var hosts: [HostOutcome]
         public var warnings: [String]
+        /// Whether the chroots' filesystem enforces the hosts' disk quotas (see ``QuotaProvisioner``).
+        public var quotasEnforced = false
         public var succeeded: Bool { hosts.allSatisfy { $0.status != "refused" } }
     }
 
@@ -65,7 +69,8 @@ public struct ServerProvisioner {
         }
         if let warning = try auditLoggingWarning(outcomes) { warnings.append(warning) }
         warnings += try checkOneFilesystem(pool: pool, outcomes: &outcomes)
-        return Report(hosts: outcomes, warnings: warnings)
+        let quotas = await QuotaProvisioner(configuration: configuration).run(outcomes: &outcomes)
+        return Report(hosts: outcomes, warnings: warnings + quotas.warnings, quotasEnforced: quotas.enforced)
     }
 
     /// Names the set-up hosts whose chroot has no syslog socket at `dev/log`, so their SFTP requests go
