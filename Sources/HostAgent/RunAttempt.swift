@@ -13,4 +13,7 @@ struct RunAttempt {
     /// Connection attempts that failed since the server was last reached, this run's included; told to the server
     /// in this run's heartbeat and report.
     var failedConnectAttempts: Int?
+    /// The heartbeat written and closed under its temporary name while the manifest was read, for
+    /// ``RunReporter/heartbeat(_:over:result:)`` to rename into place if it is still the right one.
+    var heartbeatDraft: Heartbeat?
 }
