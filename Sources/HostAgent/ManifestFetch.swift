@@ -46,7 +46,9 @@ struct ManifestFetch {
     }
 
     /// The manifest read (or the failure to read it), verified and checked against the policy.
-    private func accept(_ read: Result<[UInt8], SSHError>, lastSeen: ManifestPolicy.Seen?, expiryRequired: Bool, now: Date)
+    private func accept(
+        _ read: Result<[UInt8], SSHError>, lastSeen: ManifestPolicy.Seen?, expiryRequired: Bool, now: Date
+    )
         -> Step<Manifest>
     {
         let bytes: [UInt8]

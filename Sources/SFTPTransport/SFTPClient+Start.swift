@@ -84,7 +84,8 @@ extension SFTPClient {
             guard number == Self.sftpVersion else {
                 throw error(
                     .sftpFailure, "start SFTP",
-                    detail: "the server speaks SFTP version \(number), and this client only version \(Self.sftpVersion)")
+                    detail: "the server speaks SFTP version \(number), and this client only version \(Self.sftpVersion)"
+                )
             }
             var extensions: [String: String] = [:]
             while let name = version.string() {

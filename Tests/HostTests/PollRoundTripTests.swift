@@ -46,7 +46,8 @@ struct PollRoundTripTests: ClientRunSuite {
         output = try await fleet.client(host)
         #expect(output.exitCode == Self.unchanged, "a heartbeat is no reason to fail the poll: \(output.standardError)")
         #expect(
-            output.standardError.contains("could not write the heartbeat: Could not write /logs/.fleet-tmp-heartbeat.json"),
+            output.standardError.contains(
+                "could not write the heartbeat: Could not write /logs/.fleet-tmp-heartbeat.json"),
             "\(output.standardError)")
         #expect(try FileIO.read(logs + "/heartbeat.json") == previous, "the previous heartbeat is kept")
         try FileIO.removeEmptyDirectory(blocker)

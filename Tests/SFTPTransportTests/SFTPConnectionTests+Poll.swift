@@ -50,7 +50,9 @@ struct PipelinedPollTests {
         let connection = try await server.connect()
 
         // No such file: the read fails as readFile fails; the write is done.
-        let missing = await #expect(throws: SSHError.self) { try await connection.readFile("/data/manifest", limit: 1024) }
+        let missing = await #expect(throws: SSHError.self) {
+            try await connection.readFile("/data/manifest", limit: 1024)
+        }
         var done = await connection.readFile("/data/manifest", limit: 1024, whileWriting: Self.beat, to: "/logs/.tmp-a")
         #expect(Self.error(done.read)?.code == .noSuchFile)
         #expect(Self.error(done.read)?.description == missing?.description, "\(String(describing: done.read))")
@@ -67,7 +69,8 @@ struct PipelinedPollTests {
         let small = randomBytes(500)
         try server.publish("manifest", small)
         try server.root.writeFile("chroot/logs/beat.json", text: "old", mode: 0o644)
-        try server.root.makeDirectory("chroot/logs/.tmp-dir", mode: 0o750, owner: server.user.uid, group: server.user.gid)
+        try server.root.makeDirectory(
+            "chroot/logs/.tmp-dir", mode: 0o750, owner: server.user.uid, group: server.user.gid)
         let single = await #expect(throws: SSHError.self) {
             try await connection.writeFile("/logs/.tmp-dir", bytes: Self.beat)
         }
