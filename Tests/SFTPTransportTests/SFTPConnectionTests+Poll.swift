@@ -150,6 +150,82 @@ struct PipelinedPollTests {
         await connection.close()
     }
 
+    /// A server whose answer to `INIT` lies (another version, a cut extension list, not a `VERSION` at all) fails
+    /// the first call with a clear error, and every later call the same way.
+    @Test func aLyingVersionIsRefusedWithAClearError() async throws {
+        let root = try TestDirectory.makeRootOwned()
+        defer { root.remove() }
+        let scratch = try TestDirectory.makeTemporary()
+        defer { scratch.remove() }
+        let user = try TestUser.create(prefix: "fversion", shell: "/bin/sh")
+        defer { user.remove() }
+        let key = try KeyPair.generate(at: scratch.path("client_key"), comment: "client")
+        try root.makeDirectory("keys")
+        try root.writeFile("keys/\(user.name)", text: key.publicKeyLine + "\n")
+        try root.writeFile("liar.py", text: Self.versionLiar, mode: 0o644)
+        try root.writeFile("mode", text: "v4\n", mode: 0o644)
+        let sshd = try TestSSHD.start(
+            configBody: """
+                UsePAM no
+                PubkeyAuthentication yes
+                PasswordAuthentication no
+                AuthenticationMethods publickey
+                AuthorizedKeysFile \(root.path("keys"))/%u
+                AllowUsers \(user.name)
+                Subsystem sftp internal-sftp
+                Match User \(user.name)
+                    ForceCommand /usr/bin/python3 -u \(root.path("liar.py")) \(root.path("mode"))
+                    PermitTTY no
+                    DisableForwarding yes
+
+                """)
+        defer { sshd.stop() }
+        let endpoint = SSHEndpoint(
+            host: "127.0.0.1", port: sshd.port, user: user.name, identityFile: key.privateKeyPath,
+            pinnedHostKey: sshd.hostPublicKey, connectTimeout: .seconds(10), ioTimeout: .seconds(60))
+
+        let lies: [(mode: String, code: SSHError.Code, says: String)] = [
+            ("v4", .sftpFailure, "the server speaks SFTP version 4, and this client only version 3"),
+            ("cut", .connectionLost, "the server's VERSION is cut short"),
+            ("status", .connectionLost, "did not answer SFTP's INIT with its VERSION"),
+        ]
+        for (mode, code, says) in lies {
+            try root.writeFile("mode", text: mode + "\n", mode: 0o644)
+            let connection = try await SFTPConnection.connect(to: endpoint)
+            let done = await connection.readFile("/manifest", limit: 1024, whileWriting: Self.beat, to: "/.tmp")
+            let refused = Self.error(done.read)
+            #expect(
+                refused?.code == code && refused?.operation == "start SFTP", "\(mode): \(String(describing: refused))")
+            #expect(refused?.description.contains(says) == true, "\(mode): \(String(describing: refused))")
+            #expect(done.writeError?.description == refused?.description)
+            // libssh's own calls wait for the start too, and report the same.
+            let again = await #expect(throws: SSHError.self) { try await connection.attributes("/manifest") }
+            #expect(again?.description == refused?.description, "\(mode)")
+            await connection.close()
+        }
+    }
+
+    /// Answers `INIT` as the mode file says, then reads on until the client goes.
+    static let versionLiar = #"""
+        import struct, sys
+        mode = open(sys.argv[1]).read().strip()
+        stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+        length, = struct.unpack(">I", stdin.read(4))
+        stdin.read(length)
+        def string(b):
+            return struct.pack(">I", len(b)) + b
+        if mode == "v4":
+            payload = struct.pack(">BI", 2, 4)
+        elif mode == "cut":
+            payload = struct.pack(">BI", 2, 3) + string(b"posix-rename@openssh.com")
+        else:
+            payload = struct.pack(">BII", 101, 0, 4) + string(b"no") + string(b"")
+        stdout.write(struct.pack(">I", len(payload)) + payload)
+        stdout.flush()
+        while stdin.read(4096):
+            pass
+        """#
+
     static func error(_ result: Result<[UInt8], SSHError>) -> SSHError? {
         if case .failure(let error) = result { return error }
         return nil
