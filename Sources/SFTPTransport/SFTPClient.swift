@@ -187,7 +187,7 @@ final class SFTPClient {
         return rawRequestID
     }
 
-    /// The SFTP session, once its start is complete (reading the server's replies to it if they are pending).
+    /// The SFTP session, once its start is complete (sending `INIT` and reading `VERSION` if that is still pending).
     func requireSFTP(_ operation: String, _ path: String?) throws(SSHError) -> sftp_session {
         let sftp = try requireChannel(operation, path).sftp
         try finishStartingSFTP()
