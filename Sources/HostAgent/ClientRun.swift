@@ -154,10 +154,12 @@ public struct ClientRun: Sendable {
         await reporter.flushOutbox(over: connection)
 
         let manifest: Manifest
-        switch await manifests.fetch(
+        let manifestRead = await manifests.fetch(
             over: connection, lastSeen: attempt.state.lastSeen,
-            expiryRequired: attempt.state.manifestsExpire ?? false, now: clock.now())
-        {
+            expiryRequired: attempt.state.manifestsExpire ?? false, now: clock.now(),
+            writingAhead: reporter.heartbeatDraft(attempt))
+        attempt.heartbeatDraft = manifestRead.written
+        switch manifestRead.step {
         case .next(let verified): manifest = verified
         case .done(let refusal):
             if canSkip { return .skip(refusal) }
@@ -184,6 +186,7 @@ public struct ClientRun: Sendable {
         }
 
         // Something new: fetch it while connected; the build runs after the connection is closed.
+        await reporter.discardHeartbeatDraft(&attempt, over: connection)
         var report = reporter.startReport(for: manifest, attempt)
         let placement = SnapshotFetch.Placement.generation(stateDirectory.generation(manifest.generation))
         let fetched = await snapshots.fetch(manifest, over: connection, into: placement, report: &report)

@@ -15,10 +15,48 @@ struct ManifestFetch {
         over connection: SFTPConnection, lastSeen: ManifestPolicy.Seen?, expiryRequired: Bool, now: Date
     ) async -> Step<Manifest> {
         log.phase("reading the manifest")
-        let bytes: [UInt8]
+        let read: Result<[UInt8], SSHError>
         do {
-            bytes = try await connection.readFile(ChrootPaths.manifest, limit: Manifest.sizeLimit)
+            read = .success(try await connection.readFile(ChrootPaths.manifest, limit: Manifest.sizeLimit))
         } catch {
+            read = .failure(error)
+        }
+        return accept(read, from: connection.endpoint, lastSeen: lastSeen, expiryRequired: expiryRequired, now: now)
+    }
+
+    /// ``fetch(over:lastSeen:expiryRequired:now:)`` that writes `heartbeat` under its temporary name in the same
+    /// round trips (the heartbeat a poll with nothing new writes: ``RunReporter/heartbeatDraft(_:)``). Nothing is
+    /// renamed here: ``RunReporter/heartbeat(_:over:result:)`` does that once it knows the draft is right.
+    ///
+    /// - Returns: the step, and `heartbeat` when it was written and closed (else nil: the heartbeat is then
+    ///   written the long way, and its failure reported there).
+    func fetch(
+        over connection: SFTPConnection, lastSeen: ManifestPolicy.Seen?, expiryRequired: Bool, now: Date,
+        writingAhead heartbeat: Heartbeat?
+    ) async -> (step: Step<Manifest>, written: Heartbeat?) {
+        guard let heartbeat else {
+            return (await fetch(over: connection, lastSeen: lastSeen, expiryRequired: expiryRequired, now: now), nil)
+        }
+        log.phase("reading the manifest")
+        let done = await connection.readFile(
+            ChrootPaths.manifest, limit: Manifest.sizeLimit, whileWriting: heartbeat.encoded(),
+            to: ChrootPaths.uploadInProgress(UploadName.heartbeatName))
+        let step = accept(
+            done.read, from: connection.endpoint, lastSeen: lastSeen, expiryRequired: expiryRequired, now: now)
+        return (step, done.writeError == nil ? heartbeat : nil)
+    }
+
+    /// The manifest read (or the failure to read it), verified and checked against the policy.
+    private func accept(
+        _ read: Result<[UInt8], SSHError>, from server: SSHEndpoint, lastSeen: ManifestPolicy.Seen?,
+        expiryRequired: Bool, now: Date
+    )
+        -> Step<Manifest>
+    {
+        let bytes: [UInt8]
+        switch read {
+        case .success(let read): bytes = read
+        case .failure(let error):
             if error.code == .noSuchFile {
                 return .done(
                     RunResult(
@@ -46,7 +84,6 @@ struct ManifestFetch {
         if let reason = ManifestPolicy.staleness(
             of: manifest, now: Int64(now.timeIntervalSince1970), expiryRequired: expiryRequired)
         {
-            let server = connection.endpoint
             return .done(
                 RunResult(
                     outcome: .stale,

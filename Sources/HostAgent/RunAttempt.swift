@@ -17,4 +17,7 @@ struct RunAttempt {
     var server: String?
     /// The servers this run passed over, with why; nil when none.
     var skippedServers: [RunReport.SkippedServer]?
+    /// The heartbeat written and closed under its temporary name while the manifest was read, for
+    /// ``RunReporter/heartbeat(_:over:result:)`` to rename into place if it is still the right one.
+    var heartbeatDraft: Heartbeat?
 }

@@ -96,9 +96,47 @@ struct RunReporter {
     }
 
     /// Replaces `logs/heartbeat.json`: the cheap sign of life of a poll with nothing to do.
+    ///
+    /// When the heartbeat drafted before the manifest was read (``heartbeatDraft(_:)``) is in `attempt`, written
+    /// and closed under the temporary name, and is still this result's heartbeat, only its rename is left: one
+    /// round trip instead of three. Otherwise the right one is written and renamed as any upload.
     func heartbeat(_ attempt: RunAttempt, over connection: SFTPConnection, result: RunResult) async {
+        let name = UploadName.heartbeatName
+        do {
+            if let draft = attempt.heartbeatDraft, makeHeartbeat(attempt, result: result, at: draft.at) == draft {
+                try await connection.rename(from: ChrootPaths.uploadInProgress(name), to: ChrootPaths.upload(name))
+            } else {
+                let beat = makeHeartbeat(attempt, result: result, at: UTCTime.iso(clock.now()))
+                try await Self.upload(name: name, bytes: beat.encoded(), over: connection)
+            }
+        } catch {
+            log.phase("could not write the heartbeat: \(error)")
+        }
+    }
+
+    /// The heartbeat this poll writes when its result is the last run's again, as it is on every poll while
+    /// nothing changes: known before the manifest is read, so it can be written in the same round trips (see
+    /// ``ManifestFetch/fetch(over:lastSeen:expiryRequired:now:writingAhead:)``). Nil when no run finished before.
+    func heartbeatDraft(_ attempt: RunAttempt) -> Heartbeat? {
+        guard let outcome = attempt.state.lastResult, let reason = attempt.state.lastReason else { return nil }
+        return makeHeartbeat(attempt, result: RunResult(outcome: outcome, reason: reason), at: UTCTime.iso(clock.now()))
+    }
+
+    /// Removes the drafted heartbeat when the poll writes none (it found something to apply, and reports instead),
+    /// so that no unfinished upload stays in `logs/`. One round trip, on a poll that downloads anyway.
+    func discardHeartbeatDraft(_ attempt: inout RunAttempt, over connection: SFTPConnection) async {
+        guard attempt.heartbeatDraft != nil else { return }
+        attempt.heartbeatDraft = nil
+        do {
+            try await connection.remove(ChrootPaths.uploadInProgress(UploadName.heartbeatName))
+        } catch {
+            log.phase("could not remove the unused heartbeat draft: \(error)")
+        }
+    }
+
+    private func makeHeartbeat(_ attempt: RunAttempt, result: RunResult, at time: String) -> Heartbeat {
         var beat = Heartbeat(
-            host: configuration.host.value, at: UTCTime.iso(clock.now()),
+            host: configuration.host.value, at: time,
             appliedGeneration: attempt.state.applied?.generation,
             seenGeneration: attempt.state.lastSeen?.generation, failedGeneration: attempt.state.failed?.generation,
             lastResult: result.outcome, reason: result.reason,
@@ -110,11 +148,7 @@ struct RunReporter {
         beat.overlays = appliedOverlays(attempt.state.applied?.overlays)
         beat.server = attempt.server
         beat.skippedServers = attempt.skippedServers
-        do {
-            try await Self.upload(name: UploadName.heartbeatName, bytes: beat.encoded(), over: connection)
-        } catch {
-            log.phase("could not write the heartbeat: \(error)")
-        }
+        return beat
     }
 
     /// The overlays the applied system was built with, by name: the recorded ones when their set is the applied

@@ -50,8 +50,8 @@ extension SFTPClient {
 
     /// Whether the server offers an SFTP protocol extension, such as `posix-rename@openssh.com`.
     func supportsExtension(_ name: String, version: String) throws(SSHError) -> Bool {
-        let sftp = try requireSFTP("query", name)
-        return sftp_extension_supported(sftp, name, version) == 1
+        _ = try requireSFTP("query", name)
+        return serverExtensions[name] == version
     }
 }
 

@@ -13,7 +13,7 @@ extension SFTPClient {
     func rename(from source: String, to target: String) throws(SSHError) {
         let sftp = try requireSFTP("rename", source)
         let what = "\(source) to \(target)"
-        guard sftp_extension_supported(sftp, Self.posixRename, "1") == 1 else {
+        guard serverExtensions[Self.posixRename] == "1" else {
             guard sftp_rename(sftp, source, target) == SSH_OK else { throw failure("rename", path: what) }
             return
         }

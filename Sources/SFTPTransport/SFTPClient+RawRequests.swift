@@ -6,7 +6,7 @@ internal import CLibSSH
 /// libssh 0.10 waits for each reply before it sends the next request, so over a link with latency every
 /// request is a round trip. Reading the manifest (open, fstat, read, close) and replacing the heartbeat (open,
 /// write, close, rename) are most of a no-change poll; sent here, they cost two round trips and three
-/// instead of four and four. This is safe because this client runs one operation at a time, libssh has no
+/// instead of four and four, and together (`SFTPClient+Poll.swift`) three. This is safe because this client runs one operation at a time, libssh has no
 /// request of its own outstanding between operations, and libssh 0.10 reads each reply exactly (a 4-byte
 /// length, then that many bytes), so the channel is at a packet boundary before and after. A reply that does
 /// not line up closes the connection rather than leaving libssh to misread it.
@@ -31,12 +31,15 @@ extension SFTPClient {
 
     /// Sends `requests` (each a packet type and the body after the request id) back to back, then reads one
     /// reply per request and returns them in request order.
+    ///
+    /// On a new connection SFTP's `INIT` goes first, and its `VERSION` is read first (see
+    /// `SFTPClient+Start.swift`): the first requests share the start's round trip.
     func exchange(_ requests: [(PacketType, [UInt8])], operation: String, path: String) throws(SSHError)
         -> [RawReply]
     {
-        let sftp = try requireSFTP(operation, path)
+        let channel = try requireChannel(operation, path).channel
         var ids: [UInt32] = []
-        var packets: [UInt8] = []
+        var packets: [UInt8] = versionPending ? Self.initPacket : []
         for (type, body) in requests {
             let id = nextRawRequestID()
             ids.append(id)
@@ -46,9 +49,16 @@ extension SFTPClient {
             packets.appendBigEndian(UInt32(payload.count))
             packets += payload
         }
-        let channel = sftp.pointee.channel
         let written = packets.withUnsafeBytes { ssh_channel_write(channel, $0.baseAddress, UInt32($0.count)) }
-        guard written == packets.count else { throw transportFailure(operation, path: path) }
+        guard written == packets.count else {
+            let failure = versionPending ? transportFailure("start SFTP") : transportFailure(operation, path: path)
+            if versionPending {
+                startFailure = failure
+                close()
+            }
+            throw failure
+        }
+        try readVersion()
 
         var replies: [UInt32: RawReply] = [:]
         while replies.count < ids.count {
@@ -99,7 +109,7 @@ extension SFTPClient {
     }
 
     /// Reads one SFTP packet's payload (after its length) straight from the channel.
-    func readPacket(_ channel: ssh_channel?, operation: String, path: String) throws(SSHError) -> [UInt8] {
+    func readPacket(_ channel: ssh_channel?, operation: String, path: String?) throws(SSHError) -> [UInt8] {
         var header = [UInt8](repeating: 0, count: 4)
         try readExactly(channel, into: &header, operation: operation, path: path)
         let length = header.reduce(0) { $0 << 8 | Int($1) }
@@ -113,14 +123,20 @@ extension SFTPClient {
         return payload
     }
 
-    private func readExactly(_ channel: ssh_channel?, into buffer: inout [UInt8], operation: String, path: String)
+    private func readExactly(_ channel: ssh_channel?, into buffer: inout [UInt8], operation: String, path: String?)
         throws(SSHError)
     {
         var filled = 0
         while filled < buffer.count {
             let wanted = UInt32(buffer.count - filled)
             let count = buffer.withUnsafeMutableBytes { ssh_channel_read(channel, $0.baseAddress! + filled, wanted, 0) }
-            // Zero is end of file: the server closed the channel. Neither case leaves a fresh SFTP status.
+            // Zero is end of file (the server closed the channel) or libssh's own timeout. Neither case leaves a
+            // fresh SFTP status.
+            if count == 0, ssh_channel_is_eof(channel) != 0 {
+                throw error(
+                    from: watchdog.trip, otherwise: .connectionLost, operation, path: path,
+                    detail: "the server closed the SFTP channel")
+            }
             guard count > 0 else { throw transportFailure(operation, path: path) }
             filled += Int(count)
         }

@@ -13,18 +13,36 @@ extension SFTPClient {
     ///   reads short) or the server did not say the file's type: the caller reads it the long way. The handle
     ///   is closed either way.
     func readSmallFile(_ path: String, limit: Int) throws(SSHError) -> [UInt8]? {
+        let opened = try exchange([(.open, Self.openForReading(path))], operation: "read", path: path)[0]
+        let handle = try self.handle(from: opened, "read", path: path)
+        let replies = try exchange(Self.smallReadRequests(handle, limit: limit), operation: "read", path: path)
+        return try smallReadResult(replies[...], path, limit: limit)
+    }
+
+    /// The body of an `OPEN` for reading.
+    static func openForReading(_ path: String) -> [UInt8] {
         var open: [UInt8] = []
         open.appendString(Array(path.utf8))
         open.appendBigEndian(Self.openRead)
         open.appendBigEndian(UInt32(0))  // no attributes
-        let handle = try openHandle(open, "read", path: path)
+        return open
+    }
+
+    /// `FSTAT`, one `READ` of `limit` + 1 bytes (so that a file over the limit shows) and `CLOSE` of a handle.
+    static func smallReadRequests(_ handle: [UInt8], limit: Int) -> [(PacketType, [UInt8])] {
         var read = handle
         read.appendBigEndian(UInt64(0))
         read.appendBigEndian(UInt32(limit + 1))
-        let replies = try exchange([(.fstat, handle), (.read, read), (.close, handle)], operation: "read", path: path)
+        return [(.fstat, handle), (.read, read), (.close, handle)]
+    }
 
-        guard replies[0].type == PacketType.attributes.rawValue else { throw refusal(replies[0], "read", path: path) }
-        var attributes = replies[0].reader
+    /// The file the replies to ``smallReadRequests(_:limit:)`` bring, or nil when the caller has to read it the
+    /// long way (see ``readSmallFile(_:limit:)``).
+    func smallReadResult(_ replies: ArraySlice<RawReply>, _ path: String, limit: Int) throws(SSHError) -> [UInt8]? {
+        let stat = replies[replies.startIndex]
+        let read = replies[replies.startIndex + 1]
+        guard stat.type == PacketType.attributes.rawValue else { throw refusal(stat, "read", path: path) }
+        var attributes = stat.reader
         guard let (kind, size) = Self.kindAndSize(&attributes) else {
             throw error(.sftpFailure, "read", path: path, detail: "the server sent attributes it cannot be read from")
         }
@@ -40,8 +58,8 @@ extension SFTPClient {
             throw error(.limitExceeded, "read", path: path, detail: "it is \(size) bytes, over the limit of \(limit)")
         }
         let bytes: [UInt8]
-        var data = replies[1].reader
-        if replies[1].type == PacketType.data.rawValue, let received = data.data() {
+        var data = read.reader
+        if read.type == PacketType.data.rawValue, let received = data.data() {
             guard received.count <= limit + 1 else {
                 throw error(
                     .sftpFailure, "read", path: path,
@@ -49,9 +67,9 @@ extension SFTPClient {
             }
             bytes = received
         } else {
-            var status = replies[1].reader
-            guard replies[1].type == PacketType.status.rawValue, status.uint32() == UInt32(SSH_FX_EOF) else {
-                throw refusal(replies[1], "read", path: path)
+            var status = read.reader
+            guard read.type == PacketType.status.rawValue, status.uint32() == UInt32(SSH_FX_EOF) else {
+                throw refusal(read, "read", path: path)
             }
             bytes = []
         }
@@ -70,16 +88,28 @@ extension SFTPClient {
     /// Creates or truncates `path` (mode 0640 before the server's umask) and writes `bytes` to it in two round
     /// trips: `OPEN`, then every `WRITE` and the `CLOSE` at once.
     func writeFile(_ path: String, bytes: [UInt8]) throws(SSHError) {
+        let opened = try exchange([(.open, Self.openForWriting(path))], operation: "write", path: path)[0]
+        let handle = try self.handle(from: opened, "write", path: path)
+        let replies = try exchange(Self.writeRequests(handle, bytes), operation: "write", path: path)
+        for reply in replies { try expectOK(reply, "write", path: path) }
+    }
+
+    /// The body of an `OPEN` that creates or truncates a file for writing, mode 0640 before the server's umask.
+    static func openForWriting(_ path: String) -> [UInt8] {
         var open: [UInt8] = []
         open.appendString(Array(path.utf8))
         open.appendBigEndian(Self.openWriteCreateTruncate)
         open.appendBigEndian(Self.attributesPermissions)
         open.appendBigEndian(UInt32(0o640))  // less the server's umask
-        let handle = try openHandle(open, "write", path: path)
+        return open
+    }
+
+    /// Every `WRITE` of `bytes` (in ``writeChunk`` pieces) and the `CLOSE` of a handle.
+    static func writeRequests(_ handle: [UInt8], _ bytes: [UInt8]) -> [(PacketType, [UInt8])] {
         var requests: [(PacketType, [UInt8])] = []
         var offset = 0
         while offset < bytes.count {
-            let end = min(offset + Self.writeChunk, bytes.count)
+            let end = min(offset + writeChunk, bytes.count)
             var write = handle
             write.appendBigEndian(UInt64(offset))
             write.appendString(Array(bytes[offset..<end]))
@@ -87,13 +117,11 @@ extension SFTPClient {
             offset = end
         }
         requests.append((.close, handle))
-        let replies = try exchange(requests, operation: "write", path: path)
-        for reply in replies { try expectOK(reply, "write", path: path) }
+        return requests
     }
 
-    /// Sends an `OPEN` and returns its handle as an SSH string, ready to start the next requests' bodies.
-    private func openHandle(_ body: [UInt8], _ operation: String, path: String) throws(SSHError) -> [UInt8] {
-        let reply = try exchange([(.open, body)], operation: operation, path: path)[0]
+    /// The handle an `OPEN` reply brings, as an SSH string ready to start the next requests' bodies.
+    func handle(from reply: RawReply, _ operation: String, path: String) throws(SSHError) -> [UInt8] {
         var reader = reply.reader
         guard reply.type == PacketType.handle.rawValue, let handle = reader.data() else {
             throw refusal(reply, operation, path: path)

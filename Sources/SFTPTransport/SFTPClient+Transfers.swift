@@ -6,6 +6,11 @@ extension SFTPClient {
     func readFile(_ path: String, limit: Int) throws(SSHError) -> [UInt8] {
         // A file that fits one read request (a manifest) takes two round trips instead of four.
         if limit < Int(readRequestSize), let bytes = try readSmallFile(path, limit: limit) { return bytes }
+        return try readFileWithLibSSH(path, limit: limit)
+    }
+
+    /// Reads a whole file through libssh's calls: open, fstat, reads in flight, close (four round trips or more).
+    func readFileWithLibSSH(_ path: String, limit: Int) throws(SSHError) -> [UInt8] {
         let file = try open(path, "read", flags: O_RDONLY)
         defer { sftp_close(file) }
         let size = try size(of: file, path, "read")

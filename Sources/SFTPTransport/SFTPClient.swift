@@ -11,7 +11,13 @@ final class SFTPClient {
     /// The length of each read request in a pipelined transfer.
     let readRequestSize: UInt32
     private(set) var session: OpaquePointer?
-    private(set) var sftp: sftp_session?
+    var sftp: sftp_session?
+    /// SFTP's `INIT` is still to be sent, or its `VERSION` to be read (see `SFTPClient+Start.swift`).
+    var versionPending = false
+    /// Why SFTP could not be started: every later call reports it.
+    var startFailure: SSHError?
+    /// The extensions the server's `VERSION` offered, by name, with their data (posix-rename@openssh.com: "1").
+    var serverExtensions: [String: String] = [:]
     private(set) var hostKeyFingerprint = ""
     /// The id of the last request sent past libssh (see `SFTPClient+RawRequests.swift`): libssh numbers its own
     /// upward from 1, so this range cannot meet one of them.
@@ -136,25 +142,6 @@ final class SFTPClient {
         }
     }
 
-    /// Opens the session channel, starts the `sftp` subsystem on it and negotiates the SFTP version.
-    ///
-    /// `sftp_new` would open the channel itself; it is opened here instead so that the reply is not held
-    /// back by a delayed ACK (see ``openChannel(_:)``).
-    private func startSFTP(_ session: OpaquePointer) throws(SSHError) {
-        guard let channel = ssh_channel_new(session) else { throw failure("open the SFTP channel") }
-        guard openChannel(channel), ssh_channel_request_sftp(channel) == SSH_OK else {
-            let error = failure("start SFTP")
-            ssh_channel_free(channel)
-            throw error
-        }
-        guard let sftp = sftp_new_channel(session, channel) else {
-            ssh_channel_free(channel)
-            throw failure("start SFTP")
-        }
-        self.sftp = sftp  // owns the channel from here on: sftp_free frees it
-        guard sftp_init(sftp) == SSH_OK else { throw failure("start SFTP") }
-    }
-
     /// Sends `CHANNEL_OPEN`, then asks the kernel to acknowledge what arrives next at once, then waits.
     ///
     /// Right after authentication OpenSSH's sshd sends an unrequested `hostkeys-00@openssh.com` message, and
@@ -163,7 +150,7 @@ final class SFTPClient {
     /// for that ACK: 40 ms on every poll, most of a poll's cost on a LAN. `TCP_QUICKACK` is not sticky (the
     /// kernel drops it again when the client sends), so it is set after the send: the open is started
     /// without blocking, the flag set, and the wait finished blocking. Measured in `bench/README.md`.
-    private func openChannel(_ channel: ssh_channel) -> Bool {
+    func openChannel(_ channel: ssh_channel) -> Bool {
         guard let session else { return false }
         ssh_set_blocking(session, 0)
         var outcome = ssh_channel_open_session(channel)
@@ -181,6 +168,7 @@ final class SFTPClient {
     /// Releases everything; the socket is forgotten by the watchdog first, so it cannot shut down a reused fd.
     func close() {
         watchdog.attach(socket: nil)
+        versionPending = false
         if let sftp {
             sftp_free(sftp)
             self.sftp = nil
@@ -199,11 +187,23 @@ final class SFTPClient {
         return rawRequestID
     }
 
-    func requireSFTP(_ operation: String, _ path: String) throws(SSHError) -> sftp_session {
-        guard let sftp else {
+    /// The SFTP session, once its start is complete (sending `INIT` and reading `VERSION` if that is still pending).
+    func requireSFTP(_ operation: String, _ path: String?) throws(SSHError) -> sftp_session {
+        let sftp = try requireChannel(operation, path).sftp
+        try finishStartingSFTP()
+        return sftp
+    }
+
+    /// The SFTP session and its channel, possibly before the server's replies to its start were read: for
+    /// requests written straight onto the channel, which may follow the start without waiting for it.
+    func requireChannel(_ operation: String, _ path: String?) throws(SSHError) -> (
+        sftp: sftp_session, channel: ssh_channel
+    ) {
+        if let startFailure { throw startFailure }
+        guard let sftp, let channel = sftp.pointee.channel else {
             throw error(.notConnected, operation, path: path, detail: "the connection is closed or has no SFTP session")
         }
-        return sftp
+        return (sftp, channel)
     }
 
     func open(_ path: String, _ operation: String, flags: Int32, mode: mode_t = 0) throws(SSHError)

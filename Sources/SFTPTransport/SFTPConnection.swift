@@ -30,7 +30,10 @@ public final class SFTPConnection: @unchecked Sendable {
     /// Connects, verifies the server's host key against the pinned key, authenticates, and starts SFTP.
     ///
     /// The host key is checked before authenticating, so a server with another key never sees a signature
-    /// from the identity.
+    /// from the identity. Starting SFTP opens the channel and starts the `sftp` subsystem (a server that refuses it
+    /// fails the connect, with ``SSHError/Code/connectionLost`` and the operation "start SFTP"); SFTP's `INIT`
+    /// goes out with the first SFTP call's requests, which saves its round trip. A server whose SFTP ends or
+    /// misbehaves before answering `INIT` fails that call, and every call after it, the same way.
     ///
     /// - Parameter openingSFTP: false stops after authentication (a baseline for measuring the SFTP cost);
     ///   the SFTP methods of such a connection throw ``SSHError/Code/notConnected``.
