@@ -91,14 +91,29 @@ extension Fleet {
                         + "host's timer takes \(range.lowerBound)…\(range.upperBound) s: set poll_interval_seconds "
                         + "(in [hosts.\(selected.name)] or [defaults]) within that")
             }
+            let primary = ClientConfiguration.Server(
+                address: serverAddress ?? configuration.server.address, port: port ?? configuration.server.port,
+                user: selected.unixUser, hostKey: hostKey)
+            // fleet.toml's [[mirrors]] become client.toml's [[servers]], in order: the host fails over to them.
+            guard configuration.mirrors.count <= ClientConfiguration.mirrorLimit else {
+                throw CommandFailure(
+                    "\(configuration.file): \(configuration.mirrors.count) [[mirrors]], but a client.toml takes at most "
+                        + "\(ClientConfiguration.mirrorLimit) servers besides [server]: remove some")
+            }
+            var mirrors: [ClientConfiguration.Mirror] = []
+            for mirror in configuration.mirrors {
+                if mirror.address == primary.address && mirror.port == primary.port {
+                    throw CommandFailure(
+                        "\(configuration.file): mirror \(mirror.name) has the address and port of the server the host "
+                            + "connects to first (\(primary.address) port \(primary.port)): give the mirror its own")
+                }
+                mirrors.append(
+                    .init(name: mirror.name, address: mirror.address, port: mirror.port, hostKey: mirror.hostKey))
+            }
             let client = ClientConfiguration(
-                host: selected.name,
-                server: .init(
-                    address: serverAddress ?? configuration.server.address, port: port ?? configuration.server.port,
-                    user: selected.unixUser,
-                    hostKey: hostKey),
+                host: selected.name, server: primary,
                 fleetPublicKey: fleetKey, identityFile: identityFile, stateDirectory: clientStateDir, profile: profile,
-                pollIntervalSeconds: selected.pollIntervalSeconds)
+                pollIntervalSeconds: selected.pollIntervalSeconds, mirrors: mirrors)
             let text = client.rendered()
             // What is printed must parse back the same: the client reads it with the same code.
             guard (try? ClientConfiguration.parse(text, file: "client.toml")) == client else {

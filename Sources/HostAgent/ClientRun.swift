@@ -162,7 +162,11 @@ public struct ClientRun: Sendable {
         switch manifestRead.step {
         case .next(let verified): manifest = verified
         case .done(let refusal):
-            if canSkip { return .skip(refusal) }
+            if canSkip {
+                // Passed over: nothing of this run stays on that server, the heartbeat drafted ahead included.
+                await reporter.discardHeartbeatDraft(&attempt, over: connection)
+                return .skip(refusal)
+            }
             if refusal.outcome != .unchanged { await reporter.report(refusal, &attempt, over: connection) }
             await reporter.heartbeat(attempt, over: connection, result: refusal)
             return .use(.done(refusal))

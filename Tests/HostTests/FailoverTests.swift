@@ -277,12 +277,23 @@ struct MirrorServer {
             let root = directory.path("chroot")
             let copy = try await Command.run("/usr/bin/cp", ["-a", fleet.fixture.chrootRoot, root])
             guard copy.exitCode == 0 else { throw TestSupportError("cp -a: \(copy.standardError)") }
+            // The chroot links `fleet setup` makes on a mirror: each host user to its chroot in the copy.
+            let primaryLinks = fleet.fixture.stateDirectory + "/chroots"
+            let links = directory.path("chroots")
+            try FileIO.ensureDirectory(links, mode: 0o755, owner: 0, group: 0)
+            for user in try FileIO.listDirectory(primaryLinks) {
+                let target = try FileIO.readLink(primaryLinks + "/" + user)
+                try FileIO.replaceSymlink(
+                    links + "/" + user, pointingTo: root + target.dropFirst(fleet.fixture.chrootRoot.count))
+            }
             let config = try String(contentsOfFile: fleet.sshd.configPath, encoding: .utf8)
             let body = config.split(separator: "\n", omittingEmptySubsequences: false)
                 .filter { !$0.hasPrefix("ListenAddress") && !$0.hasPrefix("HostKey") && !$0.hasPrefix("PidFile") }
                 .joined(separator: "\n")
-                .replacingOccurrences(
-                    of: "ChrootDirectory \(fleet.fixture.chrootRoot)/", with: "ChrootDirectory \(root)/")
+                .replacingOccurrences(of: "ChrootDirectory \(primaryLinks)/", with: "ChrootDirectory \(links)/")
+            guard body.contains("ChrootDirectory \(links)/%u") else {
+                throw TestSupportError("the mirror's sshd configuration does not chroot into the copy")
+            }
             return MirrorServer(directory: directory, sshd: try TestSSHD.start(configBody: body))
         } catch {
             directory.remove()

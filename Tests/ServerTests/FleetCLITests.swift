@@ -287,3 +287,47 @@ extension FleetCLITests {
         #expect(output.exitCode == 64, "\(output.standardError)")
     }
 }
+
+extension FleetCLITests {
+    // MARK: client-config lists fleet.toml's mirrors
+
+    /// fleet.toml's `[[mirrors]]` become client.toml's `[[servers]]`, in order, so each host fails over to them;
+    /// a mirror at the address and port the host connects to first is refused by name.
+    @Test func clientConfigListsTheMirrorsInOrderAndRefusesOneAtThePrimarysAddress() async throws {
+        func mirror(_ name: String, _ address: String) -> String {
+            """
+            [[mirrors]]
+            name = "\(name)"
+            address = "\(address)"
+            port = 2222
+            host_key = "\(FleetConfigurationTests.keyA)"
+            push_to = "root@\(address):/srv/fleet"
+
+            """
+        }
+        let fixture = try FleetFixture(
+            hosts: ["a"], extraToml: mirror("mirror-b", "b.example.org") + mirror("mirror-a", "a.example.org"))
+        defer { fixture.remove() }
+        let key = try KeyPair.generate(at: fixture.directory.path("host_key"), comment: "root@server")
+        var output = try await fixture.fleet([
+            "client-config", "a", "--server-address", "fleet.example.org", "--host-public-key",
+            key.privateKeyPath + ".pub",
+        ])
+        #expect(output.exitCode == 0, "\(output.standardError)")
+        let client = try ClientConfiguration.parse(output.standardOutput, file: "client.toml")
+        #expect(client.mirrors.map(\.name) == ["mirror-b", "mirror-a"])
+        #expect(client.mirrors.map(\.address) == ["b.example.org", "a.example.org"])
+        #expect(
+            client.mirrors.allSatisfy {
+                $0.port == 2222 && $0.hostKey == (try? SSHPublicKey(FleetConfigurationTests.keyA))
+            })
+
+        output = try await fixture.fleet([
+            "client-config", "a", "--server-address", "b.example.org", "--port", "2222", "--host-public-key",
+            key.privateKeyPath + ".pub",
+        ])
+        #expect(output.exitCode != 0)
+        #expect(output.standardError.contains("mirror mirror-b has the address and port"), "\(output.standardError)")
+        #expect(!output.standardOutput.contains("[server]"), "nothing half-made is printed")
+    }
+}
