@@ -56,6 +56,7 @@ struct UploadValidator {
                 ("connectAttempts", report.connectAttempts), ("failedConnectAttempts", report.failedConnectAttempts),
             ])
             ?? OverlayList.problem(report.overlays)
+            ?? ServerList.problem(server: report.server, skipped: report.skippedServers)
         {
             return .invalid(problem)
         }
@@ -105,6 +106,7 @@ struct UploadValidator {
             ?? checkPollInterval(beat.pollIntervalSeconds)
             ?? checkAttempts([("failedConnectAttempts", beat.failedConnectAttempts)])
             ?? OverlayList.problem(beat.overlays)
+            ?? ServerList.problem(server: beat.server, skipped: beat.skippedServers)
         {
             return .invalid(problem)
         }

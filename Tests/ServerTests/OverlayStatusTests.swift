@@ -87,6 +87,58 @@ struct OverlayStatusTests {
     }
 }
 
+/// Which server served a run and which were passed over (client.toml `[[servers]]`) are the host's word: a
+/// hostile name or reason refuses the upload, and nothing of it reaches `fleet status`.
+@Suite struct ServerListIngestTests {
+    @Test func hostileServerNamesAndReasonsAreRefused() async throws {
+        let review = try await ReviewFixture(hosts: ["sl-hostile"])
+        defer { review.remove() }
+        let skip = { (name: String, reason: String) in [RunReport.SkippedServer(name: name, reason: reason)] }
+        let hostile: [(String?, [RunReport.SkippedServer]?)] = [
+            ("mirror\u{1b}]0;pwned\u{07}", nil),
+            ("a\nsl-hostile: up to date", nil),
+            (String(repeating: "m", count: 100_000), nil),
+            ("primary", skip("../etc", "stale")),
+            ("primary", skip("mirror-a", "stale\n\u{1b}[2J")),
+            ("primary", skip("mirror-a", String(repeating: "r", count: 201))),
+            ("primary", (0...16).map { RunReport.SkippedServer(name: "m\($0)", reason: "down") }),
+        ]
+        for (index, (server, skipped)) in hostile.enumerated() {
+            try review.plantReport("sl-hostile", index, withLog: false) {
+                $0.server = server
+                $0.skippedServers = skipped
+            }
+        }
+        var beat = Heartbeat(
+            host: "sl-hostile", at: "2026-11-22T02:00:00Z", appliedGeneration: 1, seenGeneration: 1,
+            failedGeneration: nil, lastResult: .unchanged, reason: nil, rebootNeeded: false)
+        beat.server = "x\u{1b}[2J"
+        try FileIO.writeAtomically(beat.encoded(), to: review.logs("sl-hostile") + "/heartbeat.json", mode: 0o640)
+
+        let snapshot = try await review.refresh()
+        let status = try review.status(snapshot, "sl-hostile")
+        #expect(snapshot.ingest.reports == 0 && snapshot.ingest.heartbeats == 0, "\(snapshot.ingest)")
+        #expect(snapshot.ingest.refused == hostile.count + 1, "\(snapshot.ingest)")
+        #expect(status.state == .neverSeen)
+        #expect(status.warnings.allSatisfy { !$0.contains("\u{1b}") && !$0.contains("\n") && $0.count < 400 })
+        let output = try await review.fixture.fleet(["status"])
+        #expect(!output.standardOutput.contains("\u{1b}") && !output.standardOutput.contains("pwned\u{07}"))
+    }
+
+    @Test func anHonestServerListIsAccepted() async throws {
+        let review = try await ReviewFixture(hosts: ["sl-honest"])
+        defer { review.remove() }
+        var beat = Heartbeat(
+            host: "sl-honest", at: "2026-11-22T02:00:00Z", appliedGeneration: 1, seenGeneration: 1,
+            failedGeneration: nil, lastResult: .unchanged, reason: nil, rebootNeeded: false)
+        beat.server = "mirror-a"
+        beat.skippedServers = [.init(name: "primary", reason: "could not connect: Connection refused")]
+        try FileIO.writeAtomically(beat.encoded(), to: review.logs("sl-honest") + "/heartbeat.json", mode: 0o640)
+        let snapshot = try await review.refresh()
+        #expect(snapshot.ingest.heartbeats == 1 && snapshot.ingest.refused == 0, "\(snapshot.ingest)")
+    }
+}
+
 /// The cap ``FleetReview`` puts on a stated list (internal there): fleet-client states far fewer.
 enum OverlayListLimit {
     static let value = 64
