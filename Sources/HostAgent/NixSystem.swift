@@ -86,17 +86,7 @@ struct NixSystem {
                 reason: "\(executable) exited with status \(output.exitCode)\(Nix.cause(ofFailure: output.tail))",
                 exitCode: output.exitCode, systemError: Self.machineError(in: output.tail))
         }
-        do {
-            let system = try FileIO.readLink(gcRoot)
-            guard system.hasPrefix("/nix/store/") else {
-                throw Failure(step: "build", reason: "the build result \(system) is not a store path", exitCode: nil)
-            }
-            return system
-        } catch let failure as Failure {
-            throw failure
-        } catch {
-            throw Failure(step: "build", reason: "no build result at \(gcRoot): \(error)", exitCode: nil)
-        }
+        return try Self.builtSystem(at: gcRoot)
     }
 
     /// Builds the tree's `nixosConfigurations.<attribute>` extended with the host-local overlays' modules
@@ -154,17 +144,7 @@ struct NixSystem {
                     + " (the overlay may not evaluate against this generation; `fleet-client overlay remove` it)",
                 exitCode: output.exitCode, systemError: Self.machineError(in: output.tail))
         }
-        do {
-            let system = try FileIO.readLink(gcRoot)
-            guard system.hasPrefix("/nix/store/") else {
-                throw Failure(step: "build", reason: "the build result \(system) is not a store path", exitCode: nil)
-            }
-            return system
-        } catch let failure as Failure {
-            throw failure
-        } catch {
-            throw Failure(step: "build", reason: "no build result at \(gcRoot): \(error)", exitCode: nil)
-        }
+        return try Self.builtSystem(at: gcRoot)
     }
 
     /// The wrapper flake: `base` is the tree, `overlay-<name>` each overlay (`flake = false` for a plain
@@ -452,5 +432,21 @@ extension FileIO {
         do { try createDirectories(path) } catch {
             throw NixSystem.Failure(step: step, reason: "cannot create \(path): \(error)", exitCode: nil)
         }
+    }
+}
+
+extension NixSystem {
+    /// The store path a build left at its GC root `gcRoot` (a link `nix build --out-link` wrote).
+    static func builtSystem(at gcRoot: String) throws(Failure) -> String {
+        let system: String
+        do {
+            system = try FileIO.readLink(gcRoot)
+        } catch {
+            throw Failure(step: "build", reason: "no build result at \(gcRoot): \(error)", exitCode: nil)
+        }
+        guard system.hasPrefix("/nix/store/") else {
+            throw Failure(step: "build", reason: "the build result \(system) is not a store path", exitCode: nil)
+        }
+        return system
     }
 }
