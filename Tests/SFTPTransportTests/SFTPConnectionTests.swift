@@ -277,6 +277,9 @@ struct SFTPConnectionTests {
         let server = try ChrootedSFTPServer.start()
         defer { server.stop() }
         let connection = try await SFTPConnection.connect(to: server.endpoint(ioTimeout: .seconds(1)))
+        // Established: SFTP's INIT goes out with the first request, so one request has been answered before the
+        // session stalls (otherwise, on a loaded machine, sshd may still be starting the session when stopped).
+        _ = try await connection.attributes("/")
         let sessions = server.sshd.sessionProcessIDs()
         #expect(!sessions.isEmpty)
         for session in sessions { kill(session, SIGSTOP) }
