@@ -182,7 +182,9 @@ struct UpdatePageTests {
         let started = try first.json()
         let command = page.startCommand.joined(separator: " ")
         #expect(started["message"] as? String == "Run 1 requested (\(command)).")
-        #expect((started["run"] as? [String: Any])?["phase"] as? String == "running")
+        // The run fails at once (no server): on a loaded machine it may have finished before the answer is made.
+        let phase = (started["run"] as? [String: Any])?["phase"] as? String
+        #expect(phase == "running" || phase == "finished", "\(started)")
         let run = try await page.waitForFinishedRun()
         #expect(run["outcome"] as? String == "unreachable" && run["exitStatus"] as? Int == 13)
 
