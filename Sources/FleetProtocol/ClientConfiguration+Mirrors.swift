@@ -45,12 +45,7 @@ extension ClientConfiguration {
         var names: Set<String> = []
         var endpoints: [String: String] = [:]
         if let address = primary.address { endpoints[endpointKey(address, primary.port)] = "[server]" }
-        for (index, element) in array.enumerated() {
-            let context = "[[servers]] #\(index + 1)"
-            guard let table = element.table else {
-                reader.problem("\(context) must be a table")
-                continue
-            }
+        for (_, context, table) in reader.tables(of: array, named: "[[servers]]") {
             reader.checkKeys(table, allowed: mirrorKeys, in: context)
             var name: String?
             if table["name"] == nil {

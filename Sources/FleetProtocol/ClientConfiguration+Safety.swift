@@ -79,12 +79,7 @@ extension ClientConfiguration {
             return []
         }
         var checks: [HealthCheck] = []
-        for (index, element) in array.enumerated() {
-            let context = "[[health_checks]] #\(index + 1)"
-            guard let table = element.table else {
-                reader.problem("\(context) must be a table")
-                continue
-            }
+        for (index, context, table) in reader.tables(of: array, named: "[[health_checks]]") {
             reader.checkKeys(table, allowed: healthCheckKeys, in: context)
             let name = reader.string(table, "name", in: context) ?? "check \(index + 1)"
             let command = reader.command(table, in: context)

@@ -65,6 +65,23 @@ public struct TOMLReader {
         }
     }
 
+    /// The tables of an array of tables (`[[name]]`), each with its context for messages (`[[name]] #1`) and its
+    /// index; an element that is not a table is a problem and left out.
+    public mutating func tables(of array: TOMLArray, named name: String) -> [(
+        index: Int, context: String, table: TOMLTable
+    )] {
+        var tables: [(index: Int, context: String, table: TOMLTable)] = []
+        for (index, element) in array.enumerated() {
+            let context = "\(name) #\(index + 1)"
+            guard let table = element.table else {
+                problem("\(context) must be a table")
+                continue
+            }
+            tables.append((index, context, table))
+        }
+        return tables
+    }
+
     public mutating func table(_ table: TOMLTable, _ key: String, in context: String) -> TOMLTable? {
         guard let value = table[key] else { return nil }
         guard let result = value.table else {

@@ -251,12 +251,7 @@ public struct FleetConfiguration: Sendable {
         }
         var hooks: [HookConfiguration] = []
         let known = HookEventKind.allCases.map(\.rawValue)
-        for (index, element) in array.enumerated() {
-            let context = "[[hooks]] #\(index + 1)"
-            guard let table = element.table else {
-                reader.problem("\(context) must be a table")
-                continue
-            }
+        for (_, context, table) in reader.tables(of: array, named: "[[hooks]]") {
             reader.checkKeys(table, allowed: hookKeys, in: context)
             let command = reader.command(table, in: context)
             var events = HookEventKind.allCases

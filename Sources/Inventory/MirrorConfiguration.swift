@@ -183,12 +183,8 @@ public struct MirrorConfiguration: Sendable, Equatable {
         }
         var mirrors: [MirrorConfiguration] = []
         var names: Set<String> = []
-        for (index, element) in array.enumerated() {
-            var context = "[[mirrors]] #\(index + 1)"
-            guard let table = element.table else {
-                reader.problem("\(context) must be a table")
-                continue
-            }
+        for (_, itemContext, table) in reader.tables(of: array, named: "[[mirrors]]") {
+            var context = itemContext
             let name = reader.string(table, "name", in: context)
             if let name { context += " (\(quoted(String(name.prefix(64)))))" }
             reader.checkKeys(table, allowed: keys, in: context)

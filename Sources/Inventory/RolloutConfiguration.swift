@@ -89,12 +89,8 @@ public struct RolloutConfiguration: Sendable, Equatable {
         var rings: [Ring] = []
         var ringOf: [HostName: String] = [:]
         var names: Set<String> = []
-        for (index, element) in array.enumerated() {
-            var context = "[[rollout.rings]] #\(index + 1)"
-            guard let ringTable = element.table else {
-                reader.problem("\(context) must be a table")
-                continue
-            }
+        for (_, itemContext, ringTable) in reader.tables(of: array, named: "[[rollout.rings]]") {
+            var context = itemContext
             let name = reader.string(ringTable, "name", in: context)
             if let name { context += " (\(quoted(name)))" }
             reader.checkKeys(ringTable, allowed: ringKeys, in: context)
