@@ -173,8 +173,12 @@ public struct MirrorConfiguration: Sendable, Equatable {
         return nil
     }
 
-    /// Reads `[[mirrors]]`; every problem is recorded in `reader`, naming fleet.toml and the mirror.
-    static func parse(_ value: (any TOMLValueConvertible)?, _ reader: inout TOMLReader) -> [MirrorConfiguration] {
+    /// Reads `[[mirrors]]`; every problem is recorded in `reader`, naming fleet.toml and the mirror. `primary` is
+    /// `[server]`'s address and port: no mirror may be there, and no two mirrors at one address and port (hosts
+    /// would ask one server twice, and `fleet client-config` would refuse the first only later, per host).
+    static func parse(
+        _ value: (any TOMLValueConvertible)?, primary: (address: String, port: Int), _ reader: inout TOMLReader
+    ) -> [MirrorConfiguration] {
         guard let value else { return [] }
         guard let array = value.array else {
             reader.problem(
@@ -183,6 +187,7 @@ public struct MirrorConfiguration: Sendable, Equatable {
         }
         var mirrors: [MirrorConfiguration] = []
         var names: Set<String> = []
+        var endpoints = [endpointKey(primary.address, primary.port): "[server]"]
         for (_, itemContext, table) in reader.tables(of: array, named: "[[mirrors]]") {
             var context = itemContext
             let name = reader.string(table, "name", in: context)
@@ -250,6 +255,20 @@ public struct MirrorConfiguration: Sendable, Equatable {
                 reader.problem("\(context) key \"ssh_options\": \(problem)")
                 valid = false
             }
+            // Only an entry otherwise valid: a copied entry is refused once, for its name.
+            if valid, let address {
+                let port = port ?? 22
+                if let earlier = endpoints.updateValue(context, forKey: endpointKey(address, port)) {
+                    let fix =
+                        earlier == "[server]"
+                        ? "a mirror must be another server than the one hosts connect to first: give it its own "
+                            + "address or port, or remove it"
+                        : "hosts would ask one server twice: give each mirror its own address or port, or remove one"
+                    reader.problem(
+                        "\(context): \(address) port \(port) is already \(earlier)'s address and port; \(fix)")
+                    valid = false
+                }
+            }
             if valid, let name, let address, let hostKey, let pushTo {
                 mirrors.append(
                     MirrorConfiguration(
@@ -259,6 +278,11 @@ public struct MirrorConfiguration: Sendable, Equatable {
         }
         return mirrors
     }
+}
+
+extension MirrorConfiguration {
+    /// One server's address and port, compared as hosts would reach it (host names are case-insensitive).
+    static func endpointKey(_ address: String, _ port: Int) -> String { "\(address.lowercased()) \(port)" }
 }
 
 /// Why a `[[mirrors]]` value was refused.

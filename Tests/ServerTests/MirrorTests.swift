@@ -245,9 +245,12 @@ struct MirrorTests {
         let mirror = try await MirrorFixture { sshd, key in
             MirrorFixture.mirrorTable(
                 name: "mirror-down", sshd: sshd, key: key, root: "/var/lib/fleet-test/none", port: closed)
+                // The push reaches mirror-a's sshd (ssh_options -p); hosts are given another port, as fleet.toml
+                // refuses two mirrors at one address and port.
                 + MirrorFixture.mirrorTable(
                     name: "mirror-spoof", sshd: sshd, key: key, root: "/var/lib/fleet-test/none",
-                    hostKey: KeyPair.publicLine(forHost: "someone-else"))
+                    hostKey: KeyPair.publicLine(forHost: "someone-else")
+                ).replacingOccurrences(of: "port = \(sshd.port)\n", with: "port = 1\n")
         }
         defer { mirror.remove() }
         let output = try await mirror.fixture.fleet(["mirror", "push"])
