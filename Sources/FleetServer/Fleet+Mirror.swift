@@ -57,7 +57,8 @@ extension Fleet {
                 discussion: """
                     Copies each host's logs/ from each mirror into <state_dir>/mirrors/<name>/pulled/ with rsync \
                     over SSH, then ingests them with the rules for untrusted uploads (a host seen through any mirror \
-                    is seen). `fleet status --mirrors` does the same before its table.
+                    is seen). Files over 16 MiB are left on the mirror, each named in a warning with its size. \
+                    `fleet status --mirrors` does the same before its table.
                     """)
 
             @OptionGroup var global: GlobalOptions
@@ -79,7 +80,10 @@ extension Fleet {
                 let (results, snapshot) = try await Mirror.pullAndReview(
                     try Review(configuration: configuration), selected, hosts: configuration.hosts
                 ) { result in
-                    if !json { print(Mirror.line(result)) }
+                    if !json {
+                        print(Mirror.line(result))
+                        for warning in result.warnings { print("warning: \(warning)") }
+                    }
                 }
                 if json {
                     try printJSON(Output(mirrors: results, ingest: snapshot.ingest))

@@ -78,6 +78,7 @@ extension Fleet {
                     review, try Mirror.select([], in: configuration), hosts: selected
                 ) { result in
                     if !result.succeeded { printError(Mirror.line(result)) }
+                    for warning in result.warnings { printError("warning: \(warning)") }
                 }
                 if results.contains(where: { !$0.succeeded }) { mirrorFailed = true }
                 return snapshot

@@ -9,13 +9,20 @@ public struct MirrorResult: Sendable, Equatable, Codable {
     /// The rsync passes that completed, in order (push: `groups`, `data`, `manifests`, `cleanup`; pull: `logs`).
     public var passes: [String]
     public var seconds: Double
+    /// What succeeded but needs a look: files on the mirror that were left there (pull-logs: over the size limit),
+    /// each naming the mirror, the host, the file and why.
+    public var warnings: [String]
 
-    public init(mirror: String, action: String, succeeded: Bool, error: String?, passes: [String], seconds: Double) {
+    public init(
+        mirror: String, action: String, succeeded: Bool, error: String?, passes: [String], seconds: Double,
+        warnings: [String] = []
+    ) {
         self.mirror = mirror
         self.action = action
         self.succeeded = succeeded
         self.error = error
         self.passes = passes
         self.seconds = seconds
+        self.warnings = warnings
     }
 }

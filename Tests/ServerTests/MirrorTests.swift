@@ -338,6 +338,65 @@ struct MirrorTests {
         #expect(try FileIO.listDirectory(ownedLogs).count == 3)
     }
 
+    @Test func pulledFilesOverTheLimitAreNamedWithTheirSizeAndNeitherCopiedNorIngested() async throws {
+        let mirror = try await MirrorFixture()
+        defer { mirror.remove() }
+        let owned = mirror.ownedHost
+        let logs = try mirror.mirrorLogs(owned)
+        try Self.plantReport(in: logs, host: owned, index: 1)
+        let limit = MirrorLogPull.largestFileBytes
+        // Sparse files: one byte over the limit, and one exactly at it (which is pulled).
+        func plant(_ name: String, size: Int) throws {
+            let fd = open(logs + "/" + name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
+            #expect(fd >= 0 && ftruncate(fd, off_t(size)) == 0)
+            close(fd)
+        }
+        let over = "report-\(ReviewFixture.stem(2))-g1.json"
+        try plant(over, size: limit + 1)
+        let atLimit = "log-\(ReviewFixture.stem(3))-g1.txt"
+        try plant(atLimit, size: limit)
+
+        let pulled = try await mirror.fixture.fleet(["mirror", "pull-logs", "--json"])
+        #expect(pulled.exitCode == 0, "\(pulled.standardOutput)\(pulled.standardError)")
+        struct Pulled: Decodable {
+            var mirror: String
+            var succeeded: Bool
+            var warnings: [String]
+        }
+        struct Output: Decodable {
+            var mirrors: [Pulled]
+            var ingest: IngestSummary
+        }
+        let output = try JSONDecoder().decode(Output.self, from: Data(pulled.standardOutput.utf8))
+        let warnings = output.mirrors.first?.warnings ?? []
+        #expect(output.mirrors.map(\.succeeded) == [true] && warnings.count == 1, "\(warnings)")
+        let warning = warnings.first ?? ""
+        for part in [
+            "mirror mirror-a: host \(owned)'s file logs/\"\(over)\" is \(limit + 1) bytes",
+            "over the \(limit) bytes (16 MiB) pull-logs copies: it was not pulled or ingested",
+            "\(mirror.mirrorRoot)/\(owned)/logs/",
+        ] {
+            #expect(warning.contains(part), "\(part): \(warning)")
+        }
+        #expect(output.ingest.reports == 1, "\(output.ingest)")
+        let pulledLogs =
+            MirrorLogPull.pulledRoot(stateDirectory: mirror.fixture.stateDirectory, mirror: "mirror-a") + "/" + owned
+            + "/logs/"
+        #expect(try FileStatus.of(pulledLogs + over) == nil, "not copied")
+        #expect(try FileStatus.of(pulledLogs + atLimit)?.size == Int64(limit), "the limit itself is pulled")
+        #expect(try FileStatus.of(logs + "/" + over)?.size == Int64(limit + 1), "left on the mirror")
+
+        // Said again on every pull, in the table's words too.
+        let again = try await mirror.fixture.fleet(["mirror", "pull-logs"])
+        #expect(again.exitCode == 0, "\(again.standardError)")
+        #expect(
+            again.standardOutput.contains("warning: mirror mirror-a: host \(owned)'s file logs/\"\(over)\""),
+            "\(again.standardOutput)")
+        let status = try await mirror.fixture.fleet(["status", "--mirrors"])
+        #expect(
+            status.standardError.contains("warning: mirror mirror-a: host \(owned)'s file"), "\(status.standardError)")
+    }
+
     /// A report (and its log) as fleet-client writes it, into `directory`; returns the report's name.
     @discardableResult
     static func plantReport(in directory: String, host: String, index: Int, withLog: Bool = true) throws -> String {
