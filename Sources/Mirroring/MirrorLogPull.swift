@@ -89,6 +89,46 @@ public struct MirrorLogPull: Sendable {
         return (logs, await oversizeWarnings(skipped, transport: transport, filter: filter))
     }
 
+    /// Deletes on the mirror the reports and logs the ingest of its pulled copy found beyond `[server] logs_keep`
+    /// (``FleetReview/IngestSummary/mirrorPrunable``: ingested, oldest first, as the server prunes its own), so
+    /// that a mirror's `logs/` are bounded like this server's; the next pull drops them from the copy.
+    ///
+    /// rsync deletes each listed file on the mirror only once it is the same as the pulled copy (size and time,
+    /// which hosts cannot set) or has been copied again: nothing that was not pulled is deleted, nor anything not
+    /// listed. A listed file already gone from the mirror (the host removed it) is no error, and is not counted.
+    /// - Returns: how many files rsync says it deleted there, and a warning when it failed or deleted fewer than
+    ///   listed (those stay; a later pull with new files tries again).
+    public func prune(_ mirror: MirrorConfiguration, paths: [String]) async -> (deleted: Int, warning: String?) {
+        guard !paths.isEmpty else { return (0, nil) }
+        let transport = MirrorTransport(mirror: mirror, stateDirectory: configuration.server.stateDirectory)
+        let destination = Self.pulledRoot(stateDirectory: configuration.server.stateDirectory, mirror: mirror.name)
+        let output: CommandOutput
+        do throws(MirrorError) {
+            try transport.prepare()
+            let list = try transport.writeFilter("prune.list", rules: paths)
+            output = try await transport.rsync(
+                [
+                    "--times", "--no-perms", "--no-owner", "--no-group", "--no-devices", "--no-specials", "--links",
+                    "--munge-links", "--max-size=\(Self.largestFileBytes)", "--remove-source-files",
+                    // Says "sender removed <path>" for each file deleted on the mirror, on standard output.
+                    "--info=remove1", "--files-from=\(list)",
+                    transport.mirror.pushTo.remote(transport.mirror.pushTo.path + "/"), destination + "/",
+                ], pass: "prune", alsoSuccessful: [23])
+        } catch {
+            return (0, "\(error.description) (the \(paths.count) old reports and logs stay on the mirror)")
+        }
+        let deleted = output.standardOutput.split(separator: "\n").filter { $0.hasPrefix("sender removed ") }.count
+        let gone = output.standardError.split(separator: "\n").filter {
+            $0.contains("link_stat") && $0.contains("No such file or directory")
+        }.count
+        guard deleted + gone < paths.count else { return (deleted, nil) }
+        return (
+            deleted,
+            "mirror \(mirror.name): \(paths.count - deleted) of \(paths.count) old reports and logs to delete there "
+                + "(ingested, beyond [server] logs_keep) were not deleted: \(MirrorTransport.lastLines(output.standardError))"
+        )
+    }
+
     static let overMaxSizeSuffix = " is over max-size"
 
     /// The paths rsync said it left out for their size (`<host>/logs/<name>`, as rsync prints them: characters

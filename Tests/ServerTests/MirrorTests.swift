@@ -332,7 +332,7 @@ struct MirrorTests {
             + "/" + other + "/logs/" + linked
         #expect(try FileStatus.of(pulledLink)?.kind != .regular)
 
-        // A second pull with nothing new reads nothing again; the mirror's files are never pruned.
+        // A second pull with nothing new reads nothing again; fewer than logs_keep, nothing is pruned.
         let again = try await mirror.fixture.fleet(["status", "--mirrors", "--json"])
         #expect(again.exitCode == 0, "\(again.standardError)")
         #expect(try FileIO.listDirectory(ownedLogs).count == 3)
@@ -395,6 +395,61 @@ struct MirrorTests {
         let status = try await mirror.fixture.fleet(["status", "--mirrors"])
         #expect(
             status.standardError.contains("warning: mirror mirror-a: host \(owned)'s file"), "\(status.standardError)")
+    }
+
+    @Test func pullLogsDeletesOnTheMirrorWhatWasIngestedBeyondLogsKeep() async throws {
+        let mirror = try await MirrorFixture()
+        defer { mirror.remove() }
+        let toml = String(decoding: try FileIO.read(mirror.fixture.repository + "/fleet.toml"), as: UTF8.self)
+        try mirror.fixture.write(
+            "fleet.toml", toml.replacingOccurrences(of: "[server]\n", with: "[server]\nlogs_keep = 2\n"))
+        let owned = mirror.ownedHost
+        let logs = try mirror.mirrorLogs(owned)
+        for index in 1...4 { try Self.plantReport(in: logs, host: owned, index: index) }
+        // Refused by the ingest: it stays, older than all of them.
+        let refused = "report-\(ReviewFixture.stem(0))-g1.json"
+        try FileIO.writeAtomically(Array("not a report".utf8), to: logs + "/" + refused)
+        func kept(_ indices: [Int]) -> [String] {
+            ([refused]
+                + indices.flatMap {
+                    ["log-\(ReviewFixture.stem($0))-g1.txt", "report-\(ReviewFixture.stem($0))-g1.json"]
+                }).sorted()
+        }
+        struct Pulled: Decodable {
+            var passes: [String]
+            var pruned: Int
+        }
+        struct Output: Decodable {
+            var mirrors: [Pulled]
+            var ingest: IngestSummary
+        }
+        func pull() async throws -> Output {
+            let pulled = try await mirror.fixture.fleet(["mirror", "pull-logs", "--json"])
+            #expect(pulled.exitCode == 0, "\(pulled.standardOutput)\(pulled.standardError)")
+            return try JSONDecoder().decode(Output.self, from: Data(pulled.standardOutput.utf8))
+        }
+
+        var output = try await pull()
+        #expect(output.ingest.reports == 4 && output.ingest.refused == 1, "\(output.ingest)")
+        #expect(output.mirrors.map(\.passes) == [["logs", "prune"]] && output.mirrors.map(\.pruned) == [4])
+        #expect(try FileIO.listDirectory(logs).sorted() == kept([3, 4]))
+        // The next pull drops the copies and deletes nothing more; the status keeps all four reports.
+        output = try await pull()
+        #expect(output.mirrors.map(\.pruned) == [0] && output.ingest.reports == 0, "\(output)")
+        #expect(try FileIO.listDirectory(logs).sorted() == kept([3, 4]))
+        let copy =
+            MirrorLogPull.pulledRoot(stateDirectory: mirror.fixture.stateDirectory, mirror: "mirror-a") + "/" + owned
+            + "/logs"
+        #expect(try FileIO.listDirectory(copy).sorted() == kept([3, 4]))
+        let history = try await mirror.fixture.fleet(["logs", owned, "--last", "10", "--json"])
+        #expect(history.standardOutput.contains("report-\(ReviewFixture.stem(1))-g1.json"), "\(history.standardOutput)")
+
+        try Self.plantReport(in: logs, host: owned, index: 5)
+        let human = try await mirror.fixture.fleet(["mirror", "pull-logs"])
+        #expect(
+            human.standardOutput.contains("(deleted 2 old reports and logs there, beyond logs_keep)"),
+            "\(human.standardOutput)")
+        #expect(try FileIO.listDirectory(logs).sorted() == kept([4, 5]))
     }
 
     /// A report (and its log) as fleet-client writes it, into `directory`; returns the report's name.
