@@ -77,6 +77,7 @@ struct FleetStatus {
             status.appliedGeneration = report.appliedGeneration
             // A report about a run that applied nothing states what it tried; the heartbeat what runs.
             status.overlays = report.state == .applied ? OverlayList.read(json: report.json) : heartbeat?.overlays
+            (status.server, status.skippedServers) = ServerList.read(json: report.json)
             switch report.state {
             case .applied:
                 break
@@ -99,6 +100,7 @@ struct FleetStatus {
             status.rebootNeeded = heartbeat.rebootNeeded
             status.appliedGeneration = heartbeat.appliedGeneration
             status.overlays = heartbeat.overlays
+            (status.server, status.skippedServers) = (heartbeat.server, heartbeat.skippedServers)
             if heartbeat.lastResult == .stale {
                 (isStale, staleReason) = (true, heartbeat.reason)
             } else if heartbeat.lastResult == .refused {

@@ -78,6 +78,14 @@ public struct HostStatus: Codable, Sendable, Equatable {
         return "\(state.words) (+\(count) overlay\(count == 1 ? "" : "s"))"
     }
 
+    /// The server its newest report or heartbeat says served that run: `primary` (this server) or a mirror's
+    /// name (client.toml `[[servers]]`); nil when it states none (a client before mirrors, a run that reached
+    /// no server). Not ``lastSeenVia``, which is where this server found the upload.
+    public var server: String?
+    /// The servers that run passed over, in the order it tried them, with why (host-written: print with
+    /// ``TerminalText``); nil when none.
+    public var skippedServers: [RunReport.SkippedServer]?
+
     /// Whether its newest report or heartbeat says it was served a stale manifest (shown as the state unless it
     /// is silent; ``reason`` says which, when it expired and which server served it).
     public var staleManifest: Bool = false

@@ -18,6 +18,9 @@ public struct IngestSummary: Sendable, Equatable, Codable {
     public var refused = 0
     /// Ingested files deleted from `logs/` (beyond `logs_keep`).
     public var pruned = 0
+    /// The same for the mirrors' pulled copies, which are not deleted here but on the mirror (`fleet mirror
+    /// pull-logs` does it, and the next pull then drops the copies): mirror → `<host>/logs/<name>`.
+    public var mirrorPrunable: [String: [String]] = [:]
     /// Warnings of this run that are not kept in state.db: names fleet-client does not write, a flooded or
     /// unreadable `logs/`, files that could not be read now. Host → lines.
     public var warnings: [String: [String]] = [:]
@@ -53,7 +56,8 @@ struct ReportIngest {
 
     /// Ingests `hosts`. `published` is the highest generation published to each host (0 or absent: none).
     /// `mirrors`: copies of mirrors' `logs/` pulled by `fleet mirror pull-logs`, read after each host's own with
-    /// the same rules (each kept apart in the bookkeeping, never pruned: the next pull would bring files back).
+    /// the same rules (each kept apart in the bookkeeping; what would be pruned is named in
+    /// ``IngestSummary/mirrorPrunable``, to be deleted on the mirror, since the next pull would bring it back).
     func run(hosts: [HostConfiguration], published: [String: UInt64], mirrors: [MirrorLogs] = []) throws
         -> IngestSummary
     {
@@ -191,7 +195,11 @@ struct HostIngest {
                 try examineReplaced(replacedWork, in: directory, summary: &summary)
             }
         }
-        // A mirror's copy is not pruned: the next pull would only bring the files back.
+        // A mirror's copy is not pruned here (the next pull would only bring the files back): it is named for
+        // `fleet mirror pull-logs` to delete on the mirror.
+        if let mirror, let pruneCandidates, !pruneCandidates.isEmpty {
+            summary.mirrorPrunable[mirror, default: []] += pruneCandidates.map { "\(name)/logs/\($0.name)" }
+        }
         if mirror == nil, let pruneCandidates, !pruneCandidates.isEmpty {
             var pruned: [String] = []
             for candidate in pruneCandidates

@@ -342,6 +342,9 @@ final class ReviewStore {
         var failedConnectAttempts: Int? = nil
         /// The host-local overlays it states (``OverlayList``), nil when none.
         var overlays: [RunReport.Overlay]? = nil
+        /// The server that served its run and those it passed over (``ServerList``), nil when it states none.
+        var server: String? = nil
+        var skippedServers: [RunReport.SkippedServer]? = nil
     }
 
     func heartbeats() throws -> [String: HeartbeatRow] {
@@ -358,7 +361,8 @@ final class ReviewStore {
     }
 
     private static func heartbeat(_ row: SQLiteRow) -> HeartbeatRow {
-        HeartbeatRow(
+        let servers = ServerList.read(json: row["json"].text)
+        return HeartbeatRow(
             received: row["received_ns"].integer ?? 0, at: row["at"].text ?? "",
             appliedGeneration: Generation.stored(row["applied_generation"].integer),
             seenGeneration: Generation.stored(row["seen_generation"].integer),
@@ -368,7 +372,8 @@ final class ReviewStore {
             pollIntervalSeconds: DeclaredPollInterval.read(json: row["json"].text),
             clientVersion: row["client_version"].text,
             failedConnectAttempts: ConnectAttempts.failed(json: row["json"].text),
-            overlays: OverlayList.read(json: row["json"].text))
+            overlays: OverlayList.read(json: row["json"].text), server: servers.server,
+            skippedServers: servers.skipped)
     }
 
     /// The newest report of every host, by the time the server received it (then by ingest order).

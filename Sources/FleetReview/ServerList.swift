@@ -1,7 +1,9 @@
 import FleetProtocol
+import Foundation
 
 /// Which server served a host's run and which it passed over (client.toml `[[servers]]`), as its reports and
-/// heartbeats state them: untrusted strings, checked at ingest like ``OverlayList`` before any of it is kept.
+/// heartbeats state them: untrusted strings, checked at ingest like ``OverlayList`` before any of it is kept,
+/// and read back from the JSON kept in state.db for `fleet status` (no column; older uploads say nothing).
 enum ServerList {
     /// client.toml takes `[server]` and 16 mirrors, so a run passes over at most 16.
     static let limit = 16
@@ -34,5 +36,19 @@ enum ServerList {
 
     static func isName(_ name: String) -> Bool {
         name == ClientConfiguration.primaryName || (try? HostName(name)) != nil
+    }
+
+    private struct Fields: Decodable {
+        var server: String?
+        var skippedServers: [RunReport.SkippedServer]?
+    }
+
+    /// The server and the servers passed over that a stored document states: nil for what it does not state (or
+    /// what would not pass ``problem(server:skipped:)``), an empty skipped list as nil.
+    static func read(json: String?) -> (server: String?, skipped: [RunReport.SkippedServer]?) {
+        guard let json, let fields = try? JSONDecoder().decode(Fields.self, from: Data(json.utf8)),
+            problem(server: fields.server, skipped: fields.skippedServers) == nil
+        else { return (nil, nil) }
+        return (fields.server, fields.skippedServers.flatMap { $0.isEmpty ? nil : $0 })
     }
 }

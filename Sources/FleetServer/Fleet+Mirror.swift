@@ -57,7 +57,9 @@ extension Fleet {
                 discussion: """
                     Copies each host's logs/ from each mirror into <state_dir>/mirrors/<name>/pulled/ with rsync \
                     over SSH, then ingests them with the rules for untrusted uploads (a host seen through any mirror \
-                    is seen). `fleet status --mirrors` does the same before its table.
+                    is seen). Files over 16 MiB are left on the mirror, each named in a warning with its size. \
+                    Then the ingested reports and logs beyond [server] logs_keep are deleted on the mirror, as this \
+                    server prunes its own. `fleet status --mirrors` does the same before its table.
                     """)
 
             @OptionGroup var global: GlobalOptions
@@ -79,7 +81,10 @@ extension Fleet {
                 let (results, snapshot) = try await Mirror.pullAndReview(
                     try Review(configuration: configuration), selected, hosts: configuration.hosts
                 ) { result in
-                    if !json { print(Mirror.line(result)) }
+                    if !json {
+                        print(Mirror.line(result))
+                        for warning in result.warnings { print("warning: \(warning)") }
+                    }
                 }
                 if json {
                     try printJSON(Output(mirrors: results, ingest: snapshot.ingest))
@@ -120,15 +125,32 @@ extension Fleet {
                 throw CommandFailure("cannot take \(lockPath)")
             }
             defer { withExtendedLifetime(lock) {} }
-            let pulled = await MirrorLogPull(configuration: configuration).pull(mirrors, progress: progress)
+            let puller = MirrorLogPull(configuration: configuration)
+            // Progress waits for the prune, which follows the ingest of every mirror's copy.
+            let pulled = await puller.pull(mirrors)
+            var results = pulled.results
             let snapshot = try await review.refresh(hosts, mirrors: pulled.logs)
-            return (pulled.results, snapshot)
+            for index in results.indices where results[index].succeeded {
+                guard let mirror = configuration.mirror(named: results[index].mirror),
+                    let paths = snapshot.ingest.mirrorPrunable[mirror.name]
+                else { continue }
+                let (deleted, warning) = await puller.prune(mirror, paths: paths)
+                if let warning { results[index].warnings.append(warning) }
+                if deleted > 0 { results[index].passes.append("prune") }
+                results[index].pruned = deleted
+            }
+            for result in results { progress(result) }
+            return (results, snapshot)
         }
 
         /// `mirror-a: pushed in 1.2 s` or `mirror-a: FAILED: …`.
         static func line(_ result: MirrorResult) -> String {
             let verb = result.action == "push" ? "pushed" : "pulled logs"
-            if result.succeeded { return "\(result.mirror): \(verb) in \(String(format: "%.1f", result.seconds)) s" }
+            if result.succeeded {
+                let pruned =
+                    result.pruned > 0 ? " (deleted \(result.pruned) old reports and logs there, beyond logs_keep)" : ""
+                return "\(result.mirror): \(verb) in \(String(format: "%.1f", result.seconds)) s\(pruned)"
+            }
             return "\(result.mirror): FAILED: \(result.error ?? "unknown error")"
         }
     }

@@ -78,6 +78,7 @@ extension Fleet {
                     review, try Mirror.select([], in: configuration), hosts: selected
                 ) { result in
                     if !result.succeeded { printError(Mirror.line(result)) }
+                    for warning in result.warnings { printError("warning: \(warning)") }
                 }
                 if results.contains(where: { !$0.succeeded }) { mirrorFailed = true }
                 return snapshot
@@ -155,6 +156,17 @@ extension Fleet {
             return line
         }
 
+        /// After the last-seen age: ` (via mirror-a)` when the upload was pulled from a mirror, and the server that
+        /// served the run when it is a mirror other than that one (` (served by mirror-b)`); nothing for this server.
+        static func via(_ row: HostStatus) -> String {
+            var parts: [String] = []
+            if let via = row.lastSeenVia { parts.append("via \(via)") }
+            if let server = row.server, server != ClientConfiguration.primaryName, server != row.lastSeenVia {
+                parts.append("served by \(TerminalText.line(server, limit: 64))")
+            }
+            return parts.isEmpty ? "" : " (" + parts.joined(separator: ", ") + ")"
+        }
+
         static func seconds(_ value: Double) -> String {
             value == value.rounded() ? "\(Int(value)) s" : "\(value) s"
         }
@@ -166,8 +178,7 @@ extension Fleet {
                 table.add(
                     row.host, row.stateWords, row.publishedGeneration.map(String.init) ?? "-",
                     row.appliedGeneration.map(String.init) ?? "-",
-                    (row.lastSeenSecondsAgo.map { ReviewTime.age(seconds: $0) } ?? "never")
-                        + (row.lastSeenVia.map { " (via \($0))" } ?? ""),
+                    (row.lastSeenSecondsAgo.map { ReviewTime.age(seconds: $0) } ?? "never") + Self.via(row),
                     row.rebootNeeded.map { $0 ? "yes" : "no" } ?? "-", String(row.warningCount),
                     row.reason.map { TerminalText.line($0, limit: 100) } ?? "")
             }
@@ -196,6 +207,14 @@ extension Fleet {
                 text +=
                     "\n\nhosts that reached the server only after failed connection attempts (a busy sshd or network):"
                 for (host, count) in retried { text += "\n  \(host): \(count) failed since it last got through" }
+            }
+            let passedOver = rows.compactMap { row in row.skippedServers.map { (row.host, $0) } }
+            if !passedOver.isEmpty {
+                text += "\n\nservers passed over by the newest run (client.toml [server] and [[servers]]), and why:"
+                for (host, skipped) in passedOver {
+                    let reasons = skipped.map { "\($0.name): \($0.reason)" }.joined(separator: "; ")
+                    text += "\n  \(host): \(TerminalText.line(reasons, limit: 400))"
+                }
             }
             let behind = rows.compactMap { row in row.clientWarning.map { (row.host, $0) } }
             if !behind.isEmpty {

@@ -140,7 +140,7 @@ public struct ClientRun: Sendable {
         }
     }
 
-    /// The part of a run that needs the poll's connection: outbox, manifest, decision, snapshot and cache.
+    /// The part of a run that needs the poll's connection: manifest, outbox, decision, snapshot and cache.
     ///
     /// - Returns: the verified manifest and its extracted generation directory when there is something to
     ///   apply; otherwise the run's result (already reported, or a heartbeat written).
@@ -151,7 +151,6 @@ public struct ClientRun: Sendable {
         -> ServerVerdict<(Manifest, String)>
     {
         attempt.state.lastContactAt = UTCTime.iso(clock.now())
-        await reporter.flushOutbox(over: connection)
 
         let manifest: Manifest
         let manifestRead = await manifests.fetch(
@@ -167,10 +166,15 @@ public struct ClientRun: Sendable {
                 await reporter.discardHeartbeatDraft(&attempt, over: connection)
                 return .skip(refusal)
             }
+            // No other server left: this one's answer stands, and it gets what earlier runs kept, then this one's.
+            await reporter.flushOutbox(over: connection)
             if refusal.outcome != .unchanged { await reporter.report(refusal, &attempt, over: connection) }
             await reporter.heartbeat(attempt, over: connection, result: refusal)
             return .use(.done(refusal))
         }
+        // The server is accepted (its manifest is usable): only now does it get the reports earlier runs kept. A
+        // server passed over gets nothing of this host, not even those.
+        await reporter.flushOutbox(over: connection)
         attempt.state.lastSeen = ManifestPolicy.Seen(manifest)
         if manifest.expiresAt != nil { attempt.state.manifestsExpire = true }
 

@@ -232,7 +232,8 @@ public struct FleetConfiguration: Sendable {
         }
         let hooks = parseHooks(table["hooks"], &reader)
         let rollout = RolloutConfiguration.parse(table["rollout"], hosts: hosts.map(\.name), &reader)
-        let mirrors = MirrorConfiguration.parse(table["mirrors"], &reader)
+        let mirrors = MirrorConfiguration.parse(
+            table["mirrors"], primary: (server.address, server.port), &reader)
         if !reader.problems.isEmpty { throw InventoryError(reader.problems) }
         var configuration = FleetConfiguration(
             server: server, hosts: hosts, hooks: hooks, repository: repository, file: file, rollout: rollout)

@@ -88,8 +88,8 @@ public struct MirrorConfiguration: Sendable, Equatable {
     }
 
     /// The name no mirror may have: the server itself, where it is shown beside mirrors.
-    public static let primaryName = "primary"
-    static let keys = ["name", "address", "port", "host_key", "push_to", "ssh_options"]
+    public static let primaryName = MirrorEntry.primaryName
+    static let keys = MirrorEntry.keys + ["push_to", "ssh_options"]
 
     /// ssh's `-o` options allowed in `ssh_options`: how to reach and log in to the mirror. Everything else is
     /// refused: what runs a program (`ProxyCommand`, `LocalCommand`, `KnownHostsCommand`, …), forwards something,
@@ -173,88 +173,49 @@ public struct MirrorConfiguration: Sendable, Equatable {
         return nil
     }
 
-    /// Reads `[[mirrors]]`; every problem is recorded in `reader`, naming fleet.toml and the mirror.
-    static func parse(_ value: (any TOMLValueConvertible)?, _ reader: inout TOMLReader) -> [MirrorConfiguration] {
+    /// Reads `[[mirrors]]`; every problem is recorded in `reader`, naming fleet.toml and the mirror. `primary` is
+    /// `[server]`'s address and port: no mirror may be there, and no two mirrors at one address and port (hosts
+    /// would ask one server twice, and `fleet client-config` would refuse the first only later, per host).
+    static func parse(
+        _ value: (any TOMLValueConvertible)?, primary: (address: String, port: Int), _ reader: inout TOMLReader
+    ) -> [MirrorConfiguration] {
         guard let value else { return [] }
         guard let array = value.array else {
             reader.problem(
                 "\"mirrors\" must be an array of tables: [[mirrors]] with name, address, port, host_key, push_to")
             return []
         }
+        var entries = MirrorEntry.Reader(primary: primary)
         var mirrors: [MirrorConfiguration] = []
-        var names: Set<String> = []
-        for (_, itemContext, table) in reader.tables(of: array, named: "[[mirrors]]") {
-            var context = itemContext
-            let name = reader.string(table, "name", in: context)
-            if let name { context += " (\(quoted(String(name.prefix(64)))))" }
+        for (_, context, table) in reader.tables(of: array, named: "[[mirrors]]") {
             reader.checkKeys(table, allowed: keys, in: context)
-            var valid = true
-            func missing(_ key: String, _ example: String) {
-                reader.problem("\(context): missing key \(quoted(key)), e.g. \(key) = \(example)")
-                valid = false
-            }
-            if let name {
-                if !HostName.isValid(name) {
-                    reader.problem("\(context) key \"name\": \(quoted(name)) must match \(HostName.rule)")
-                    valid = false
-                } else if name == primaryName {
-                    reader.problem(
-                        "\(context) key \"name\": \(quoted(name)) stands for this server in fleet's output; choose another"
-                    )
-                    valid = false
-                } else if !names.insert(name).inserted {
-                    reader.problem("\(context) key \"name\": another mirror is already named \(quoted(name))")
-                    valid = false
-                }
-            } else if table["name"] == nil {
-                missing("name", "\"mirror-a\"")
-            } else {
-                valid = false
-            }
-            let address = reader.string(table, "address", in: context)
-            if let address, let why = ServerAddress.problem(address) {
-                reader.problem("\(context) key \"address\": \(why)")
-                valid = false
-            } else if address == nil {
-                if table["address"] == nil { missing("address", "\"mirror-a.example.org\"") } else { valid = false }
-            }
-            let port = reader.integer(table, "port", in: context, range: 1...65535)
-            if port == nil && table["port"] != nil { valid = false }
-            var hostKey: SSHPublicKey?
-            if let line = reader.string(table, "host_key", in: context) {
-                do { hostKey = try SSHPublicKey(line) } catch {
-                    reader.problem("\(context) key \"host_key\": \(error)")
-                    valid = false
-                }
-            } else if table["host_key"] == nil {
-                missing("host_key", "\"ssh-ed25519 AAAA…\" (the mirror's /etc/ssh/ssh_host_ed25519_key.pub)")
-            } else {
-                valid = false
-            }
+            // name, address, port and host_key by the rules client.toml's [[servers]] follows.
+            let (label, entry) = entries.read(table, context: context, &reader)
             var pushTo: PushDestination?
-            if let text = reader.string(table, "push_to", in: context) {
+            if table["push_to"] == nil {
+                reader.problem(
+                    MirrorEntry.missing(
+                        "push_to", in: label, what: "the mirror's chroot root, for rsync over SSH",
+                        example: "\"root@mirror-a.example.org:/srv/fleet\""))
+            } else if let text = reader.string(table, "push_to", in: label) {
                 switch PushDestination.parse(text) {
                 case .success(let destination): pushTo = destination
-                case .failure(let problem):
-                    reader.problem("\(context) key \"push_to\": \(problem)")
-                    valid = false
+                case .failure(let problem): reader.problem("\(label) key \"push_to\": \(problem)")
                 }
-            } else if table["push_to"] == nil {
-                missing("push_to", "\"root@mirror-a.example.org:/srv/fleet\"")
-            } else {
-                valid = false
             }
-            let options = reader.stringArray(table, "ssh_options", in: context)
-            if options == nil && table["ssh_options"] != nil { valid = false }
-            if let options, let problem = sshOptionProblem(options) {
-                reader.problem("\(context) key \"ssh_options\": \(problem)")
-                valid = false
+            var options: [String]? = []
+            if table["ssh_options"] != nil {
+                options = reader.stringArray(table, "ssh_options", in: label)
+                if let given = options, let problem = sshOptionProblem(given) {
+                    reader.problem("\(label) key \"ssh_options\": \(problem)")
+                    options = nil
+                }
             }
-            if valid, let name, let address, let hostKey, let pushTo {
+            if let entry, let pushTo, let options {
                 mirrors.append(
                     MirrorConfiguration(
-                        name: name, address: address, port: port ?? 22, hostKey: hostKey, pushTo: pushTo,
-                        sshOptions: options ?? []))
+                        name: entry.name, address: entry.address, port: entry.port, hostKey: entry.hostKey,
+                        pushTo: pushTo, sshOptions: options))
             }
         }
         return mirrors

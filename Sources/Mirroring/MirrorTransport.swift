@@ -59,9 +59,13 @@ struct MirrorTransport {
         return path
     }
 
-    /// Runs rsync with `arguments` (before them: `-e`, the I/O timeout). Status 24 (files vanished while being
-    /// sent: a publish's temporary files) is success; anything else is an error naming the mirror and the fix.
-    func rsync(_ arguments: [String], pass: String) async throws(MirrorError) {
+    /// Runs rsync with `arguments` (before them: `-e`, the I/O timeout) and returns what it said. Status 24 (files
+    /// vanished while being sent: a publish's temporary files) is success; anything else is an error naming the
+    /// mirror and the fix.
+    @discardableResult
+    func rsync(_ arguments: [String], pass: String, alsoSuccessful: Set<Int32> = []) async throws(MirrorError)
+        -> CommandOutput
+    {
         let full = ["-e", sshCommand, "--timeout=\(Self.ioTimeoutSeconds)"] + arguments
         let output: CommandOutput
         do {
@@ -69,7 +73,9 @@ struct MirrorTransport {
         } catch {
             throw MirrorError("mirror \(mirror.name): cannot run rsync (\(error)); install rsync on this server")
         }
-        guard output.exitCode != 0 && output.exitCode != 24 else { return }
+        guard output.exitCode != 0 && output.exitCode != 24 && !alsoSuccessful.contains(output.exitCode) else {
+            return output
+        }
         throw MirrorError(
             "mirror \(mirror.name) (\(mirror.pushTo)): the \(pass) pass failed, rsync exited with status "
                 + "\(output.exitCode): \(Self.lastLines(output.standardError)); \(fix(for: output))")

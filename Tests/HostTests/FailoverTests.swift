@@ -230,6 +230,49 @@ struct FailoverTests: ClientRunSuite {
         #expect(try fleet.state(host).applied?.generation == (try fleet.manifest(host).generation))
     }
 
+    @Test func theOutboxGoesOnlyToTheServerThatIsAcceptedNeverToOneSkipped() async throws {
+        let host = "fo-outbox"
+        let fleet = try await ClientFleet.start(hosts: [host])
+        defer { fleet.stop() }
+        #expect(try await fleet.client(host).exitCode == Self.applied)
+        let frozen = try await MirrorServer.start(copying: fleet)
+        defer { frozen.stop() }
+        let fresh = try await MirrorServer.start(copying: fleet)
+        defer { fresh.stop() }
+        var expired = try fleet.manifest(host)
+        expired.expiresAt = UTCTime.iso(Date().addingTimeInterval(-3600))
+        try frozen.plantManifest(host, expired, fleet: fleet)
+        // What an earlier run could not upload, waiting for the next contact.
+        let outbox = fleet.stateDirectory(host) + "/outbox"
+        try FileIO.ensureDirectory(outbox, mode: 0o700)
+        let stem = "20261122T010000000Z-g1"
+        var kept = RunReport(
+            host: host, state: .failed, startedAt: "2026-11-22T01:00:00Z", finishedAt: "2026-11-22T01:00:30Z")
+        kept.generation = 1
+        kept.reason = "kept in the outbox"
+        kept.log = "log-\(stem).txt"
+        try FileIO.writeAtomically(Array("a log kept\n".utf8), to: outbox + "/log-\(stem).txt", mode: 0o600)
+        try FileIO.writeAtomically(kept.encoded(), to: outbox + "/report-\(stem).json", mode: 0o600)
+
+        try Self.takeThePrimaryDown(fleet, host)
+        try Self.addMirrors(
+            fleet, host,
+            [
+                ("frozen", frozen.sshd.port, frozen.sshd.hostPublicKey),
+                ("fresh", fresh.sshd.port, fresh.sshd.hostPublicKey),
+            ])
+        let frozenUploads = try frozen.uploaded(host)
+        let freshUploads = try fresh.uploaded(host)
+        let output = try await fleet.client(host)
+        #expect(output.exitCode == Self.unchanged, "\(output.standardError)")
+        #expect(output.standardError.contains("frozen is skipped for this run"), "\(output.standardError)")
+        // The frozen mirror was reached first and passed over: it got nothing, the kept report included.
+        #expect(try frozen.uploaded(host) == frozenUploads)
+        let arrived = Set(try fresh.uploaded(host)).subtracting(freshUploads)
+        #expect(arrived.isSuperset(of: ["log-\(stem).txt", "report-\(stem).json"]), "\(arrived)")
+        #expect(try FileIO.listDirectory(outbox).isEmpty)
+    }
+
     // MARK: - Helpers
 
     /// Points `[server]` at a port nothing listens on: connections are refused at once.

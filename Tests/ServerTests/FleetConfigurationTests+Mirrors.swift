@@ -61,6 +61,45 @@ extension FleetConfigurationTests {
         #expect(notArray.count == 1 && notArray[0].contains("array of tables"), "\(notArray)")
     }
 
+    @Test func twoMirrorsAtOneAddressAndPortOrOneAtTheServersAreRefused() throws {
+        // A copied entry renamed: the same server twice, named by both entries, with the fix.
+        var found = try problems(Self.mirror() + Self.mirror(name: "mirror-b"))
+        #expect(found.count == 1, "\(found)")
+        for part in [
+            "fleet.toml: [[mirrors]] #2 (", "mirror-b", "): mirror-a.example.org port 22 is already [[mirrors]] #1 (",
+            "mirror-a",
+            ")'s address and port; hosts would ask one server twice: give each mirror its own address or "
+                + "port, or remove one",
+        ] {
+            #expect(found.first?.contains(part) == true, "\(part): \(found)")
+        }
+        // Host names compare without case, and the default port is the port.
+        found = try problems(
+            Self.mirror()
+                + Self.mirror(name: "mirror-b", extra: "port = 22").replacingOccurrences(
+                    of: "address = \"mirror-a.example.org\"", with: "address = \"MIRROR-A.example.org\""))
+        #expect(found.count == 1 && found[0].contains("MIRROR-A.example.org port 22 is already"), "\(found)")
+        #expect(try parse(Self.mirror() + Self.mirror(name: "mirror-b", extra: "port = 2222")).mirrors.count == 2)
+
+        // At [server]'s address and port, given or by default (localhost, 22).
+        found = try problems("[server]\naddress = \"mirror-a.example.org\"\n" + Self.mirror())
+        #expect(found.count == 1, "\(found)")
+        for part in [
+            "fleet.toml: [[mirrors]] #1 (", "mirror-a",
+            "): mirror-a.example.org port 22 is already [server]'s address "
+                + "and port; a mirror must be another server than the one hosts connect to first: give it its own "
+                + "address or port, or remove it",
+        ] {
+            #expect(found.first?.contains(part) == true, "\(part): \(found)")
+        }
+        found = try problems(
+            Self.mirror().replacingOccurrences(
+                of: "address = \"mirror-a.example.org\"", with: "address = \"localhost\""))
+        #expect(found.count == 1 && found[0].contains("localhost port 22 is already [server]'s"), "\(found)")
+        #expect(
+            try parse("[server]\naddress = \"mirror-a.example.org\"\nport = 2200\n" + Self.mirror()).mirrors.count == 1)
+    }
+
     @Test(arguments: [
         ("ssh-ed25519 not-base64!", "host_key"), ("", "host_key"),
         ("ssh-ed25519 AAAA\\nssh-ed25519 BBBB", "host_key"),

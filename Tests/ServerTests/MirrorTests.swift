@@ -245,9 +245,12 @@ struct MirrorTests {
         let mirror = try await MirrorFixture { sshd, key in
             MirrorFixture.mirrorTable(
                 name: "mirror-down", sshd: sshd, key: key, root: "/var/lib/fleet-test/none", port: closed)
+                // The push reaches mirror-a's sshd (ssh_options -p); hosts are given another port, as fleet.toml
+                // refuses two mirrors at one address and port.
                 + MirrorFixture.mirrorTable(
                     name: "mirror-spoof", sshd: sshd, key: key, root: "/var/lib/fleet-test/none",
-                    hostKey: KeyPair.publicLine(forHost: "someone-else"))
+                    hostKey: KeyPair.publicLine(forHost: "someone-else")
+                ).replacingOccurrences(of: "port = \(sshd.port)\n", with: "port = 1\n")
         }
         defer { mirror.remove() }
         let output = try await mirror.fixture.fleet(["mirror", "push"])
@@ -329,10 +332,124 @@ struct MirrorTests {
             + "/" + other + "/logs/" + linked
         #expect(try FileStatus.of(pulledLink)?.kind != .regular)
 
-        // A second pull with nothing new reads nothing again; the mirror's files are never pruned.
+        // A second pull with nothing new reads nothing again; fewer than logs_keep, nothing is pruned.
         let again = try await mirror.fixture.fleet(["status", "--mirrors", "--json"])
         #expect(again.exitCode == 0, "\(again.standardError)")
         #expect(try FileIO.listDirectory(ownedLogs).count == 3)
+    }
+
+    @Test func pulledFilesOverTheLimitAreNamedWithTheirSizeAndNeitherCopiedNorIngested() async throws {
+        let mirror = try await MirrorFixture()
+        defer { mirror.remove() }
+        let owned = mirror.ownedHost
+        let logs = try mirror.mirrorLogs(owned)
+        try Self.plantReport(in: logs, host: owned, index: 1)
+        let limit = MirrorLogPull.largestFileBytes
+        // Sparse files: one byte over the limit, and one exactly at it (which is pulled).
+        func plant(_ name: String, size: Int) throws {
+            let fd = open(logs + "/" + name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
+            #expect(fd >= 0 && ftruncate(fd, off_t(size)) == 0)
+            close(fd)
+        }
+        let over = "report-\(ReviewFixture.stem(2))-g1.json"
+        try plant(over, size: limit + 1)
+        let atLimit = "log-\(ReviewFixture.stem(3))-g1.txt"
+        try plant(atLimit, size: limit)
+
+        let pulled = try await mirror.fixture.fleet(["mirror", "pull-logs", "--json"])
+        #expect(pulled.exitCode == 0, "\(pulled.standardOutput)\(pulled.standardError)")
+        struct Pulled: Decodable {
+            var mirror: String
+            var succeeded: Bool
+            var warnings: [String]
+        }
+        struct Output: Decodable {
+            var mirrors: [Pulled]
+            var ingest: IngestSummary
+        }
+        let output = try JSONDecoder().decode(Output.self, from: Data(pulled.standardOutput.utf8))
+        let warnings = output.mirrors.first?.warnings ?? []
+        #expect(output.mirrors.map(\.succeeded) == [true] && warnings.count == 1, "\(warnings)")
+        let warning = warnings.first ?? ""
+        for part in [
+            "mirror mirror-a: host \(owned)'s file logs/\"\(over)\" is \(limit + 1) bytes",
+            "over the \(limit) bytes (16 MiB) pull-logs copies: it was not pulled or ingested",
+            "\(mirror.mirrorRoot)/\(owned)/logs/",
+        ] {
+            #expect(warning.contains(part), "\(part): \(warning)")
+        }
+        #expect(output.ingest.reports == 1, "\(output.ingest)")
+        let pulledLogs =
+            MirrorLogPull.pulledRoot(stateDirectory: mirror.fixture.stateDirectory, mirror: "mirror-a") + "/" + owned
+            + "/logs/"
+        #expect(try FileStatus.of(pulledLogs + over) == nil, "not copied")
+        #expect(try FileStatus.of(pulledLogs + atLimit)?.size == Int64(limit), "the limit itself is pulled")
+        #expect(try FileStatus.of(logs + "/" + over)?.size == Int64(limit + 1), "left on the mirror")
+
+        // Said again on every pull, in the table's words too.
+        let again = try await mirror.fixture.fleet(["mirror", "pull-logs"])
+        #expect(again.exitCode == 0, "\(again.standardError)")
+        #expect(
+            again.standardOutput.contains("warning: mirror mirror-a: host \(owned)'s file logs/\"\(over)\""),
+            "\(again.standardOutput)")
+        let status = try await mirror.fixture.fleet(["status", "--mirrors"])
+        #expect(
+            status.standardError.contains("warning: mirror mirror-a: host \(owned)'s file"), "\(status.standardError)")
+    }
+
+    @Test func pullLogsDeletesOnTheMirrorWhatWasIngestedBeyondLogsKeep() async throws {
+        let mirror = try await MirrorFixture()
+        defer { mirror.remove() }
+        let toml = String(decoding: try FileIO.read(mirror.fixture.repository + "/fleet.toml"), as: UTF8.self)
+        try mirror.fixture.write(
+            "fleet.toml", toml.replacingOccurrences(of: "[server]\n", with: "[server]\nlogs_keep = 2\n"))
+        let owned = mirror.ownedHost
+        let logs = try mirror.mirrorLogs(owned)
+        for index in 1...4 { try Self.plantReport(in: logs, host: owned, index: index) }
+        // Refused by the ingest: it stays, older than all of them.
+        let refused = "report-\(ReviewFixture.stem(0))-g1.json"
+        try FileIO.writeAtomically(Array("not a report".utf8), to: logs + "/" + refused)
+        func kept(_ indices: [Int]) -> [String] {
+            ([refused]
+                + indices.flatMap {
+                    ["log-\(ReviewFixture.stem($0))-g1.txt", "report-\(ReviewFixture.stem($0))-g1.json"]
+                }).sorted()
+        }
+        struct Pulled: Decodable {
+            var passes: [String]
+            var pruned: Int
+        }
+        struct Output: Decodable {
+            var mirrors: [Pulled]
+            var ingest: IngestSummary
+        }
+        func pull() async throws -> Output {
+            let pulled = try await mirror.fixture.fleet(["mirror", "pull-logs", "--json"])
+            #expect(pulled.exitCode == 0, "\(pulled.standardOutput)\(pulled.standardError)")
+            return try JSONDecoder().decode(Output.self, from: Data(pulled.standardOutput.utf8))
+        }
+
+        var output = try await pull()
+        #expect(output.ingest.reports == 4 && output.ingest.refused == 1, "\(output.ingest)")
+        #expect(output.mirrors.map(\.passes) == [["logs", "prune"]] && output.mirrors.map(\.pruned) == [4])
+        #expect(try FileIO.listDirectory(logs).sorted() == kept([3, 4]))
+        // The next pull drops the copies and deletes nothing more; the status keeps all four reports.
+        output = try await pull()
+        #expect(output.mirrors.map(\.pruned) == [0] && output.ingest.reports == 0, "\(output)")
+        #expect(try FileIO.listDirectory(logs).sorted() == kept([3, 4]))
+        let copy =
+            MirrorLogPull.pulledRoot(stateDirectory: mirror.fixture.stateDirectory, mirror: "mirror-a") + "/" + owned
+            + "/logs"
+        #expect(try FileIO.listDirectory(copy).sorted() == kept([3, 4]))
+        let history = try await mirror.fixture.fleet(["logs", owned, "--last", "10", "--json"])
+        #expect(history.standardOutput.contains("report-\(ReviewFixture.stem(1))-g1.json"), "\(history.standardOutput)")
+
+        try Self.plantReport(in: logs, host: owned, index: 5)
+        let human = try await mirror.fixture.fleet(["mirror", "pull-logs"])
+        #expect(
+            human.standardOutput.contains("(deleted 2 old reports and logs there, beyond logs_keep)"),
+            "\(human.standardOutput)")
+        #expect(try FileIO.listDirectory(logs).sorted() == kept([4, 5]))
     }
 
     /// A report (and its log) as fleet-client writes it, into `directory`; returns the report's name.
