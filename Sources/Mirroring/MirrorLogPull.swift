@@ -10,8 +10,9 @@ public import Inventory
 /// The copy is made as untrusted as the original: only `<host>/logs/*` of hosts in fleet.toml, symbolic links
 /// kept as links (so that the ingest refuses them, with the warning an upload here would get), no devices or
 /// special files, no owners (everything is root's, in a root 0700 directory), files over
-/// ``largestFileBytes`` not copied at all (each named in a warning with its size). Modification times are kept: they are when the mirror's sshd received
-/// each file, which the ingest takes as the time it was received. Files gone from the mirror are deleted here.
+/// ``largestFileBytes`` not copied at all (each named in a warning with its size). Modification times are kept:
+/// they are when the mirror's sshd received each file, which the ingest takes as the time it was received. Files
+/// gone from the mirror are deleted here.
 public struct MirrorLogPull: Sendable {
     /// No report or heartbeat is near this; of a log the ingest keeps 1 MiB (its first and last bytes).
     public static let largestFileBytes = 16 << 20
