@@ -167,8 +167,46 @@ struct QuotaTests {
         #expect(quiet.hosts.map(\.status) == ["unchanged", "unchanged"])
     }
 
-    /// Needs a kernel with ext4 quotas (this test's own machine, a Firecracker kernel without CONFIG_QFMT_V2,
-    /// has none, so here it is skipped: the probe mounts one to find out).
+    /// ext4's quota feature without the mount option usrquota: the kernel counts each user's use but enforces
+    /// nothing. Setup still sets the limits (they hold once it is remounted) and says, once, what is missing.
+    /// Needs a kernel with ext4 quotas, like the next test.
+    @Test(.enabled("the kernel mounts ext4 with user quotas") { try kernelMountsExt4WithQuotas() })
+    func quotasCountedButNotEnforcedAreSetAndNamedInOneWarning() async throws {
+        let prefix = Self.uniquePrefix()
+        let fixture = try FleetFixture(
+            hosts: ["a"], rootOwned: true, serverToml: "user_prefix = \"\(prefix)\"\nquota_mib = 16\nquota_inodes = 200"
+        )
+        defer {
+            Self.removeUsers(prefix: prefix, hosts: ["a"])
+            fixture.remove()
+        }
+        let filesystem = try LoopFilesystem.ext4(
+            at: fixture.chrootRoot, mkfsOptions: ["-O", "quota", "-E", "quotatype=usrquota"])
+        defer { filesystem.unmount() }
+
+        for round in 1...2 {
+            let report = try await Self.setup(fixture)
+            #expect(!report.quotasEnforced)
+            #expect(report.hosts.map { $0.quota?.byteLimit } == [16 << 20])
+            #expect(report.hosts.map { $0.quota?.inodeLimit } == [200])
+            #expect(report.hosts.map(\.status) == [round == 1 ? "created" : "unchanged"])
+            let warnings = report.warnings.filter { $0.contains("quota") }
+            #expect(warnings.count == 1, "\(report.warnings)")
+            let warning = try #require(warnings.first)
+            #expect(warning.contains("user quotas are counted but not enforced on ext4 /dev/loop"), "\(warning)")
+            #expect(warning.contains("mounted at \(fixture.chrootRoot)"), "\(warning)")
+            #expect(warning.contains("mounted with the option usrquota"), "\(warning)")
+        }
+        // The kernel's own record agrees with the report.
+        let uid = try #require(Accounts.user(named: prefix + "a")?.uid)
+        let quota = try UserQuota.of(uid: uid, onFilesystemAt: fixture.chrootRoot)
+        #expect(quota.byteLimit == 16 << 20 && quota.inodeLimit == 200, "\(quota)")
+        #expect(quota.inodesUsed >= 1, "the host's logs/ counts against its quota: \(quota)")
+    }
+
+    /// Needs a kernel with ext4 quotas: this machine's Firecracker kernel, without CONFIG_QFMT_V2, has none, so
+    /// the main suite skips it (the probe mounts one to find out) and scripts/test runs this suite again in a guest
+    /// on Debian 12's kernel (scripts/run-in-vm).
     @Test(.enabled("the kernel mounts ext4 with user quotas") { try kernelMountsExt4WithQuotas() })
     func aHostThatFillsItsQuotaFailsOnlyItsOwnUploads() async throws {
         let prefix = Self.uniquePrefix()
