@@ -154,10 +154,12 @@ public struct ClientRun: Sendable {
         await reporter.flushOutbox(over: connection)
 
         let manifest: Manifest
+        let draft = reporter.heartbeatDraft(attempt)
+        let slot = RunReporter.heartbeatSlot(attempt)
         let manifestRead = await manifests.fetch(
             over: connection, lastSeen: attempt.state.lastSeen,
-            expiryRequired: attempt.state.manifestsExpire ?? false, now: clock.now(),
-            writingAhead: reporter.heartbeatDraft(attempt))
+            expiryRequired: attempt.state.manifestsExpire ?? false, now: clock.now(), writingAhead: draft, into: slot)
+        attempt.draftedSlot = draft == nil ? nil : slot
         attempt.heartbeatDraft = manifestRead.written
         switch manifestRead.step {
         case .next(let verified): manifest = verified
@@ -168,7 +170,7 @@ public struct ClientRun: Sendable {
                 return .skip(refusal)
             }
             if refusal.outcome != .unchanged { await reporter.report(refusal, &attempt, over: connection) }
-            await reporter.heartbeat(attempt, over: connection, result: refusal)
+            await reporter.heartbeat(&attempt, over: connection, result: refusal)
             return .use(.done(refusal))
         }
         attempt.state.lastSeen = ManifestPolicy.Seen(manifest)
@@ -178,14 +180,14 @@ public struct ClientRun: Sendable {
         let overlays: [Overlay]
         do { overlays = try OverlayStore(stateDirectory: stateDirectory.path).load() } catch {
             let failure = RunResult.localFailure(error.description, generation: manifest.generation)
-            await reporter.heartbeat(attempt, over: connection, result: failure)
+            await reporter.heartbeat(&attempt, over: connection, result: failure)
             return .use(.done(failure))
         }
         if let nothingToDo = RunDecision.nothingToDo(
             manifest, state: attempt.state, overlays: OverlayStore.setDigest(overlays),
             protectPolicy: configuration.overlays.protectPolicy)
         {
-            await reporter.heartbeat(attempt, over: connection, result: nothingToDo)
+            await reporter.heartbeat(&attempt, over: connection, result: nothingToDo)
             return .use(.done(nothingToDo))
         }
 
