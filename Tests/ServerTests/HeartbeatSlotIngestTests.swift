@@ -22,6 +22,20 @@ struct HeartbeatSlotIngestTests {
     static let slotA = HeartbeatSlot.a.fileName
     static let slotB = HeartbeatSlot.b.fileName
 
+    @Test func onlyTheSlotsAndHeartbeatJSONAreHeartbeats() {
+        for name in ["heartbeat-a.json", "heartbeat-b.json", "heartbeat.json"] {
+            #expect(UploadName(name) == .heartbeat, "\(name)")
+        }
+        for name in [
+            "heartbeat-c.json", "heartbeat-A.json", "heartbeat-.json", "heartbeat-ab.json", "heartbeat-a.jso",
+            "heartbeat-a.json.tmp", "heartbeat-a",
+        ] {
+            #expect(UploadName(name) == .invalid, "\(name)")
+        }
+        #expect(HeartbeatSlot.a.other == .b && HeartbeatSlot.b.other == .a)
+        #expect(UploadName.heartbeatNames == ["heartbeat-a.json", "heartbeat-b.json", "heartbeat.json"])
+    }
+
     @Test func theNewestSlotIsTheHostsHeartbeatAndAnOlderOneNeverReplacesIt() async throws {
         let review = try await ReviewFixture(hosts: ["a"])
         defer { review.remove() }
