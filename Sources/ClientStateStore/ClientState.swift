@@ -80,6 +80,10 @@ public struct ClientState: Codable, Sendable, Equatable {
     public var failedConnectAttempts: Int?
     /// The server the last run's manifest came from: `primary` or a `[[servers]]` mirror's name (nil: none).
     public var lastServer: String?
+    /// Per server (`primary` or a mirror's name), the heartbeat slot that holds the last heartbeat written there
+    /// whole: the next poll of that server writes the other one, so a failed write never spoils it. Absent: none
+    /// yet, slot a next.
+    public var heartbeatSlots: [String: HeartbeatSlot]?
     /// Why the machine needs a reboot to run its profile's system, when it does.
     public var rebootNeeded: String?
     /// The system the client last rebooted the machine for (never twice for the same one).
@@ -183,7 +187,7 @@ public struct ClientState: Codable, Sendable, Equatable {
         get {
             LastRunRecord(
                 lastResult: lastResult, lastReason: lastReason, lastRunAt: lastRunAt, lastContactAt: lastContactAt,
-                failedConnectAttempts: failedConnectAttempts, lastServer: lastServer)
+                failedConnectAttempts: failedConnectAttempts, lastServer: lastServer, heartbeatSlots: heartbeatSlots)
         }
         set {
             lastResult = newValue.lastResult
@@ -192,6 +196,7 @@ public struct ClientState: Codable, Sendable, Equatable {
             lastContactAt = newValue.lastContactAt
             failedConnectAttempts = newValue.failedConnectAttempts
             lastServer = newValue.lastServer
+            heartbeatSlots = newValue.heartbeatSlots
         }
     }
 }

@@ -10,6 +10,9 @@ struct LastRunRecord: Codable, Equatable {
     var lastContactAt: String?
     var failedConnectAttempts: Int?
     var lastServer: String?
+    /// Changes on every poll that writes a heartbeat: kept here, so that it costs no fsync. Lost with this file,
+    /// the next poll may write the slot holding the last good heartbeat; the other then holds an older one.
+    var heartbeatSlots: [String: HeartbeatSlot]?
 
     static let fileName = "last-run.json"
 

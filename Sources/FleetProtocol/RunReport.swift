@@ -143,7 +143,8 @@ public struct RunReport: Codable, Sendable, Equatable {
     }
 }
 
-/// Written on every poll to `logs/heartbeat.json` (replaced by rename), so the server sees a quiet host is alive.
+/// Written on every poll into one of the two slots in `logs/` (``HeartbeatSlot``; older fleet-clients replace
+/// `heartbeat.json` by rename), so the server sees a quiet host is alive.
 public struct Heartbeat: Codable, Sendable, Equatable {
     public var format = RunReport.currentFormat
     public var host: String

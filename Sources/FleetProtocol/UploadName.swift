@@ -3,7 +3,11 @@
 ///
 /// - `report-<time>[-g<generation>].json` and `log-<time>[-g<generation>].txt`: one run's report and full log,
 ///   written once (uploaded under a temporary name and renamed), so a name that was read is never read again.
-/// - `heartbeat.json`, `confirmation.json`: replaced by rename on every poll or confirmation.
+/// - `heartbeat-a.json`, `heartbeat-b.json`: the heartbeat's two slots (``HeartbeatSlot``), written in place in
+///   turn, each poll into the slot that does not hold the client's last good heartbeat. A slot being written
+///   reads as empty or as a prefix of a JSON object; the other slot still holds the previous heartbeat.
+/// - `heartbeat.json`: the heartbeat of a fleet-client from before the slots, replaced by rename on every poll.
+/// - `confirmation.json`: replaced by rename on every confirmation.
 /// - `.fleet-tmp-…`: an upload in progress.
 ///
 /// `<time>` is `YYYYMMDDTHHMMSSmmmZ` (UTC, milliseconds): names of one kind sort by time.
@@ -15,7 +19,11 @@ public enum UploadName: Equatable, Sendable {
     case temporary
     case invalid
 
+    /// The heartbeat of a fleet-client from before ``HeartbeatSlot`` (still ingested, and still read by a
+    /// publish that recovers generations).
     public static let heartbeatName = "heartbeat.json"
+    /// Every name a heartbeat comes under: both slots, then the older clients' name.
+    public static let heartbeatNames = HeartbeatSlot.allCases.map(\.fileName) + [heartbeatName]
     public static let confirmationName = "confirmation.json"
     public static let temporaryPrefix = ".fleet-tmp-"
 
@@ -45,7 +53,7 @@ public enum UploadName: Equatable, Sendable {
         case UInt8(ascii: "l"):
             if let match = parse(bytes, prefix: "log-", suffix: ".txt") { return .log(generation: match.generation) }
         case UInt8(ascii: "h"):
-            if bytes.elementsEqual(heartbeatName.utf8) { return .heartbeat }
+            if bytes.elementsEqual(heartbeatName.utf8) || HeartbeatSlot(fileName: bytes) != nil { return .heartbeat }
         case UInt8(ascii: "c"):
             if bytes.elementsEqual(confirmationName.utf8) { return .confirmation }
         case UInt8(ascii: "."):
@@ -104,5 +112,34 @@ public enum UploadName: Equatable, Sendable {
             generation = sum
         }
         return Match(generation: generation)
+    }
+}
+
+/// One of the two files in `logs/` a fleet-client writes its heartbeat into, in place and in turn.
+///
+/// Writing in place saves the rename a temporary name needs (one round trip of every poll). What the rename
+/// guaranteed, that a failed or interrupted write never spoils the last good heartbeat, the alternation keeps:
+/// each poll writes the slot that does not hold the last heartbeat written whole (the client remembers it), so
+/// a write can only spoil the slot that is being written.
+public enum HeartbeatSlot: String, Codable, Sendable, CaseIterable {
+    case a
+    case b
+
+    /// `heartbeat-a.json` or `heartbeat-b.json`.
+    public var fileName: String { "heartbeat-\(rawValue).json" }
+
+    /// The slot written after this one.
+    public var other: HeartbeatSlot { self == .a ? .b : .a }
+
+    /// The slot named `bytes`, if they are one's file name. Allocates nothing (see ``UploadName``).
+    init?(fileName bytes: UnsafeBufferPointer<UInt8>) {
+        guard bytes.count == 16, bytes.starts(with: "heartbeat-".utf8), bytes[11...].elementsEqual(".json".utf8) else {
+            return nil
+        }
+        switch bytes[10] {
+        case UInt8(ascii: "a"): self = .a
+        case UInt8(ascii: "b"): self = .b
+        default: return nil
+        }
     }
 }

@@ -3,7 +3,7 @@
 public struct IngestLimits: Sendable, Equatable {
     /// A report larger than this is refused unread (fleet-client's are a few KiB).
     public var reportBytes = 256 << 10
-    /// `heartbeat.json` and `confirmation.json` (a few hundred bytes).
+    /// The heartbeats and `confirmation.json` (a few hundred bytes).
     public var smallFileBytes = 16 << 10
     /// What is kept of a log: its first and last bytes (the start says what was tried, the end how it failed),
     /// read with `pread`, never the middle of a larger file.

@@ -35,8 +35,10 @@ public struct IngestSummary: Sendable, Equatable, Codable {
 /// still present, and `review_hosts.listing_digest` a SHA-256 of those names in listing order. A host whose
 /// `logs/` lists the same report and log names as last time costs one directory listing and one hash, and no
 /// query of its own (if only the order changed, the names are compared with `ingest_files`: slower, still right);
-/// `heartbeat.json` and `confirmation.json`, replaced by rename, are read again only when `lstat` shows another
-/// inode, size or mtime.
+/// the heartbeat slots (``HeartbeatSlot``, written in place), an older client's `heartbeat.json` and
+/// `confirmation.json` (replaced by rename) are read again only when `lstat` shows another inode, size or mtime.
+/// Of the heartbeats, the newest valid one by mtime is kept: a slot read later that is older than the kept
+/// heartbeat never replaces it.
 ///
 /// **Bounded.** After ingesting, the oldest ingested reports and logs beyond `[server] logs_keep` (each kind)
 /// are deleted from `logs/`, if they are still the very file that was read (same inode, size, mtime). Nothing
@@ -330,13 +332,13 @@ struct HostIngest {
         return UploadedFile(bytes: read.head + Array(note.utf8) + last, identity: identity)
     }
 
-    /// Which of `heartbeat.json` and `confirmation.json` were replaced (or removed) since they were read: one
+    /// Which of the heartbeats and `confirmation.json` were written (or removed) since they were read: one
     /// `lstat` each, no open.
     private func replacedToExamine(_ present: [String], in directory: DirectoryHandle) -> [(
         name: String, present: Bool
     )] {
         var work: [(name: String, present: Bool)] = []
-        for entry in [UploadName.heartbeatName, UploadName.confirmationName] {
+        for entry in UploadName.heartbeatNames + [UploadName.confirmationName] {
             guard present.contains(entry), let current = directory.status(of: entry) else {
                 if replaced[entry] != nil { work.append((entry, false)) }
                 continue
@@ -347,7 +349,14 @@ struct HostIngest {
         return work
     }
 
-    /// `heartbeat.json` and `confirmation.json`: read again only when they were replaced.
+    /// The heartbeats and `confirmation.json`: read again only when they changed.
+    ///
+    /// A heartbeat slot that is empty or the start of a JSON object that does not parse was caught while being
+    /// written, or its write was interrupted. That is no alarm: the host's other slot holds its previous heartbeat,
+    /// and its next poll writes this slot again (its client did not record it as written). So it is bookkept
+    /// without a warning (nothing sticks in `fleet status`), not counted as refused, and read again once it
+    /// changes, which finishing the write does (size and mtime). A host that stops polling shows as silent: that
+    /// is the alarm that matters. Any other invalid heartbeat is refused with a warning, as before.
     private mutating func examineReplaced(
         _ work: [(name: String, present: Bool)], in directory: DirectoryHandle, summary: inout IngestSummary
     ) throws {
@@ -369,7 +378,12 @@ struct HostIngest {
             let file: ReviewStore.BookkeptFile
             summary.filesRead += 1
             summary.bytesRead += Int64(read.bytes.count)
-            if entry == UploadName.heartbeatName {
+            if UploadName(entry) == .heartbeat {
+                if entry != UploadName.heartbeatName, UploadValidator.isUnfinishedHeartbeat(read.bytes) {
+                    try store.bookkeep(
+                        host: key, name: entry, .init(identity: read.identity, ingested: false, warning: nil))
+                    continue
+                }
                 let received = read.identity.modifiedNanosecondsSinceEpoch
                 let previous = try store.previousWord(host: name, before: received)
                 switch validator.heartbeat(read.bytes, received: received, previous: previous) {
@@ -378,9 +392,12 @@ struct HostIngest {
                         file = rejected(problem, read.identity, summary: &summary)
                         break
                     }
-                    // A mirror's copy may be older than the heartbeat already kept (from here or another mirror).
+                    // The other slot, an older client's heartbeat.json, or a mirror's copy may be older than the
+                    // heartbeat already kept. A tie goes to this read: mtimes are as coarse as the kernel's clock
+                    // tick, and a slot written twice within one (a wrong draft, then the right heartbeat) must
+                    // end as the second.
                     var newer = true
-                    if mirror != nil, let kept = try store.heartbeat(host: name) { newer = kept.received < received }
+                    if let kept = try store.heartbeat(host: name) { newer = kept.received <= received }
                     if newer { try store.saveHeartbeat(host: name, received: received, beat, json: read.bytes) }
                     summary.heartbeats += 1
                     seen(read.identity)

@@ -176,12 +176,14 @@ final class ReviewStore {
             ])
     }
 
-    /// Bookkept `heartbeat.json` and `confirmation.json` of every host: host → name → file.
+    /// Bookkept heartbeats (both slots and `heartbeat.json`) and `confirmation.json` of every host: host → name →
+    /// file.
     func replacedFiles() throws -> [String: [String: BookkeptFile]] {
         var result: [String: [String: BookkeptFile]] = [:]
+        let names = UploadName.heartbeatNames + [UploadName.confirmationName]
         let rows = try database.query(
-            "SELECT * FROM ingest_files WHERE name IN (?, ?)",
-            [.text(UploadName.heartbeatName), .text(UploadName.confirmationName)])
+            "SELECT * FROM ingest_files WHERE name IN (\(names.map { _ in "?" }.joined(separator: ", ")))",
+            names.map { .text($0) })
         for row in rows {
             guard let host = row["host"].text, let name = row["name"].text else { continue }
             result[host, default: [:]][name] = Self.bookkept(row)

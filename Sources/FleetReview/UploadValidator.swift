@@ -119,6 +119,14 @@ struct UploadValidator {
         return .valid(beat)
     }
 
+    /// Whether a heartbeat slot's bytes may be a write caught half way (see ``HeartbeatSlot``): empty, or the
+    /// start of a JSON object that does not parse, as every prefix of one does not. fleet-client's heartbeat starts
+    /// with `{`, so anything else is not a write in progress.
+    static func isUnfinishedHeartbeat(_ bytes: [UInt8]) -> Bool {
+        guard let first = bytes.first else { return true }
+        return first == UInt8(ascii: "{") && (try? JSONSerialization.jsonObject(with: Data(bytes))) == nil
+    }
+
     func confirmation(_ bytes: [UInt8]) -> Checked<ConfirmationNote> {
         let note: ConfirmationNote
         switch decode(ConfirmationNote.self, bytes, what: "confirmation") {

@@ -153,10 +153,12 @@ public struct ClientRun: Sendable {
         attempt.state.lastContactAt = UTCTime.iso(clock.now())
 
         let manifest: Manifest
+        let draft = reporter.heartbeatDraft(attempt)
+        let slot = RunReporter.heartbeatSlot(attempt)
         let manifestRead = await manifests.fetch(
             over: connection, lastSeen: attempt.state.lastSeen,
-            expiryRequired: attempt.state.manifestsExpire ?? false, now: clock.now(),
-            writingAhead: reporter.heartbeatDraft(attempt))
+            expiryRequired: attempt.state.manifestsExpire ?? false, now: clock.now(), writingAhead: draft, into: slot)
+        attempt.draftedSlot = draft == nil ? nil : slot
         attempt.heartbeatDraft = manifestRead.written
         switch manifestRead.step {
         case .next(let verified): manifest = verified
@@ -169,7 +171,7 @@ public struct ClientRun: Sendable {
             // No other server left: this one's answer stands, and it gets what earlier runs kept, then this one's.
             await reporter.flushOutbox(over: connection)
             if refusal.outcome != .unchanged { await reporter.report(refusal, &attempt, over: connection) }
-            await reporter.heartbeat(attempt, over: connection, result: refusal)
+            await reporter.heartbeat(&attempt, over: connection, result: refusal)
             return .use(.done(refusal))
         }
         // The server is accepted (its manifest is usable): only now does it get the reports earlier runs kept. A
@@ -182,14 +184,14 @@ public struct ClientRun: Sendable {
         let overlays: [Overlay]
         do { overlays = try OverlayStore(stateDirectory: stateDirectory.path).load() } catch {
             let failure = RunResult.localFailure(error.description, generation: manifest.generation)
-            await reporter.heartbeat(attempt, over: connection, result: failure)
+            await reporter.heartbeat(&attempt, over: connection, result: failure)
             return .use(.done(failure))
         }
         if let nothingToDo = RunDecision.nothingToDo(
             manifest, state: attempt.state, overlays: OverlayStore.setDigest(overlays),
             protectPolicy: configuration.overlays.protectPolicy)
         {
-            await reporter.heartbeat(attempt, over: connection, result: nothingToDo)
+            await reporter.heartbeat(&attempt, over: connection, result: nothingToDo)
             return .use(.done(nothingToDo))
         }
 

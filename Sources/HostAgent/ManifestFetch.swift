@@ -24,15 +24,15 @@ struct ManifestFetch {
         return accept(read, from: connection.endpoint, lastSeen: lastSeen, expiryRequired: expiryRequired, now: now)
     }
 
-    /// ``fetch(over:lastSeen:expiryRequired:now:)`` that writes `heartbeat` under its temporary name in the same
-    /// round trips (the heartbeat a poll with nothing new writes: ``RunReporter/heartbeatDraft(_:)``). Nothing is
-    /// renamed here: ``RunReporter/heartbeat(_:over:result:)`` does that once it knows the draft is right.
+    /// ``fetch(over:lastSeen:expiryRequired:now:)`` that writes `heartbeat` into its slot in `logs/`, in place,
+    /// in the same round trips (the heartbeat a poll with nothing new writes: ``RunReporter/heartbeatDraft(_:)``).
+    /// Whether it stays there is for ``RunReporter/heartbeat(_:over:result:)`` to decide once the manifest is read.
     ///
     /// - Returns: the step, and `heartbeat` when it was written and closed (else nil: the heartbeat is then
     ///   written the long way, and its failure reported there).
     func fetch(
         over connection: SFTPConnection, lastSeen: ManifestPolicy.Seen?, expiryRequired: Bool, now: Date,
-        writingAhead heartbeat: Heartbeat?
+        writingAhead heartbeat: Heartbeat?, into slot: HeartbeatSlot
     ) async -> (step: Step<Manifest>, written: Heartbeat?) {
         guard let heartbeat else {
             return (await fetch(over: connection, lastSeen: lastSeen, expiryRequired: expiryRequired, now: now), nil)
@@ -40,7 +40,7 @@ struct ManifestFetch {
         log.phase("reading the manifest")
         let done = await connection.readFile(
             ChrootPaths.manifest, limit: Manifest.sizeLimit, whileWriting: heartbeat.encoded(),
-            to: ChrootPaths.uploadInProgress(UploadName.heartbeatName))
+            to: ChrootPaths.upload(slot.fileName))
         let step = accept(
             done.read, from: connection.endpoint, lastSeen: lastSeen, expiryRequired: expiryRequired, now: now)
         return (step, done.writeError == nil ? heartbeat : nil)

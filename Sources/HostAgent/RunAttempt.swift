@@ -17,7 +17,10 @@ struct RunAttempt {
     var server: String?
     /// The servers this run passed over, with why; nil when none.
     var skippedServers: [RunReport.SkippedServer]?
-    /// The heartbeat written and closed under its temporary name while the manifest was read, for
-    /// ``RunReporter/heartbeat(_:over:result:)`` to rename into place if it is still the right one.
+    /// The heartbeat slot a draft was sent to while the manifest was read (written whole or not): a poll that
+    /// writes no heartbeat removes it (``RunReporter/discardHeartbeatDraft(_:over:)``).
+    var draftedSlot: HeartbeatSlot?
+    /// The draft, when it was written and closed into ``draftedSlot``: ``RunReporter/heartbeat(_:over:result:)``
+    /// leaves it there if it is still the right heartbeat.
     var heartbeatDraft: Heartbeat?
 }

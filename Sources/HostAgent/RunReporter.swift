@@ -5,8 +5,10 @@ import Foundation
 import SFTPTransport
 
 /// Step 7 of a run, and the poll's sign of life: builds the report, the log and the heartbeat, and uploads them
-/// into the chroot's `logs/`, each under a temporary name then renamed, so the server never reads half a file.
-/// What cannot be uploaded now waits in the ``ReportOutbox`` and goes first on the next contact.
+/// into the chroot's `logs/`. The report and log go under a temporary name then renamed, so the server never
+/// reads half of one; what cannot be uploaded now waits in the ``ReportOutbox`` and goes first on the next
+/// contact. The heartbeat is written in place into one of two slots in turn (``HeartbeatSlot``): the server may
+/// read half of one, and still has the other.
 struct RunReporter {
     let configuration: ClientConfiguration
     let endpoint: SSHEndpoint
@@ -83,7 +85,7 @@ struct RunReporter {
         do {
             let connection = try await SFTPConnection.connect(to: endpoint)
             if result.outcome != .unchanged { await report(result, &attempt, over: connection) }
-            await heartbeat(attempt, over: connection, result: result)
+            await heartbeat(&attempt, over: connection, result: result)
             await connection.close()
         } catch {
             if result.outcome != .unchanged {
@@ -95,40 +97,57 @@ struct RunReporter {
         }
     }
 
-    /// Replaces `logs/heartbeat.json`: the cheap sign of life of a poll with nothing to do.
+    /// Writes the heartbeat into this server's next slot (``heartbeatSlot(_:)``): the cheap sign of life of a
+    /// poll with nothing to do. Once it is there whole, the state records that slot as the good one.
     ///
-    /// When the heartbeat drafted before the manifest was read (``heartbeatDraft(_:)``) is in `attempt`, written
-    /// and closed under the temporary name, and is still this result's heartbeat, only its rename is left: one
-    /// round trip instead of three. Otherwise the right one is written and renamed as any upload.
-    func heartbeat(_ attempt: RunAttempt, over connection: SFTPConnection, result: RunResult) async {
-        let name = UploadName.heartbeatName
-        do {
-            if let draft = attempt.heartbeatDraft, makeHeartbeat(attempt, result: result, at: draft.at) == draft {
-                try await connection.rename(from: ChrootPaths.uploadInProgress(name), to: ChrootPaths.upload(name))
-            } else {
-                let beat = makeHeartbeat(attempt, result: result, at: UTCTime.iso(clock.now()))
-                try await Self.upload(name: name, bytes: beat.encoded(), over: connection)
+    /// When the heartbeat drafted before the manifest was read (``heartbeatDraft(_:)``) was written whole into the
+    /// slot and is still this result's heartbeat, nothing is left to do. Otherwise the right one is written into
+    /// the same slot, in place (two round trips).
+    func heartbeat(_ attempt: inout RunAttempt, over connection: SFTPConnection, result: RunResult) async {
+        let slot = Self.heartbeatSlot(attempt)
+        let draftIsRight = attempt.heartbeatDraft.map { makeHeartbeat(attempt, result: result, at: $0.at) == $0 }
+        if draftIsRight != true {
+            let beat = makeHeartbeat(attempt, result: result, at: UTCTime.iso(clock.now()))
+            do {
+                try await connection.writeFile(ChrootPaths.upload(slot.fileName), bytes: beat.encoded())
+            } catch {
+                log.phase("could not write the heartbeat: \(error)")
+                return
             }
-        } catch {
-            log.phase("could not write the heartbeat: \(error)")
         }
+        attempt.state.heartbeatSlots = (attempt.state.heartbeatSlots ?? [:]).merging(
+            [Self.serverName(attempt): slot], uniquingKeysWith: { $1 })
+    }
+
+    /// The slot this run writes its heartbeat into on the server it talks to: the one that does not hold the
+    /// last heartbeat written whole there, so a failed write spoils nothing that was good. Slot a at first.
+    static func heartbeatSlot(_ attempt: RunAttempt) -> HeartbeatSlot {
+        attempt.state.heartbeatSlots?[serverName(attempt)]?.other ?? .a
+    }
+
+    private static func serverName(_ attempt: RunAttempt) -> String {
+        attempt.server ?? ClientConfiguration.primaryName
     }
 
     /// The heartbeat this poll writes when its result is the last run's again, as it is on every poll while
     /// nothing changes: known before the manifest is read, so it can be written in the same round trips (see
-    /// ``ManifestFetch/fetch(over:lastSeen:expiryRequired:now:writingAhead:)``). Nil when no run finished before.
+    /// ``ManifestFetch/fetch(over:lastSeen:expiryRequired:now:writingAhead:into:)``). Nil when no run finished
+    /// before.
     func heartbeatDraft(_ attempt: RunAttempt) -> Heartbeat? {
         guard let outcome = attempt.state.lastResult, let reason = attempt.state.lastReason else { return nil }
         return makeHeartbeat(attempt, result: RunResult(outcome: outcome, reason: reason), at: UTCTime.iso(clock.now()))
     }
 
-    /// Removes the drafted heartbeat when the poll writes none (it found something to apply, and reports instead),
-    /// so that no unfinished upload stays in `logs/`. One round trip, on a poll that downloads anyway.
+    /// Removes the slot a draft was sent to when the poll writes no heartbeat (it found something to apply, and
+    /// reports instead; or it passes this server over): a heartbeat is only ever one a poll with nothing new
+    /// writes, or the right one written after it. The other slot keeps the last good heartbeat. One round trip,
+    /// on a poll that downloads anyway.
     func discardHeartbeatDraft(_ attempt: inout RunAttempt, over connection: SFTPConnection) async {
-        guard attempt.heartbeatDraft != nil else { return }
+        guard let slot = attempt.draftedSlot else { return }
+        attempt.draftedSlot = nil
         attempt.heartbeatDraft = nil
         do {
-            try await connection.remove(ChrootPaths.uploadInProgress(UploadName.heartbeatName))
+            try await connection.remove(ChrootPaths.upload(slot.fileName))
         } catch {
             log.phase("could not remove the unused heartbeat draft: \(error)")
         }

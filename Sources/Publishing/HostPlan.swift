@@ -16,7 +16,7 @@ struct HostPlan: Sendable {
     /// Why the manifest could not be used, if it could not.
     let warnings: [String]
     let resolution: Resolution
-    /// The highest generation the host itself says it has seen, applied or failed (its `logs/heartbeat.json`).
+    /// The highest generation the host itself says it has seen, applied or failed (its heartbeats in `logs/`).
     /// Above the manifest's, the server's state was lost or restored from an older backup: the next generation
     /// must be above it, or the host refuses it as a downgrade.
     let reportedGeneration: UInt64?
@@ -79,15 +79,20 @@ struct HostPlan: Sendable {
     /// A heartbeat is a few hundred bytes; anything larger is not one.
     static let heartbeatLimit = 64 << 10
 
-    /// The highest valid generation in the host's heartbeat, if it has one naming this host. The file is the
-    /// host's upload, so nothing in it is trusted but the number, and that only raises this host's generations.
+    /// The highest valid generation in the host's heartbeats naming this host: both slots and an older client's
+    /// `heartbeat.json` (a slot being written, or spoiled, does not decode and is passed over). The files are the
+    /// host's uploads, so nothing in them is trusted but the numbers, and those only raise this host's generations.
     static func reportedGeneration(_ layout: ChrootLayout) -> UInt64? {
-        let path = layout.logs + "/" + UploadName.heartbeatName
-        guard let bytes = try? FileIO.readNoFollow(path, limit: heartbeatLimit),
-            let beat = try? JSONDecoder().decode(Heartbeat.self, from: Data(bytes)), beat.host == layout.host.value
-        else { return nil }
-        return [beat.appliedGeneration, beat.seenGeneration, beat.failedGeneration].compactMap { $0 }
-            .filter(Generation.isValid).max()
+        var highest: UInt64?
+        for name in UploadName.heartbeatNames {
+            guard let bytes = try? FileIO.readNoFollow(layout.logs + "/" + name, limit: heartbeatLimit),
+                let beat = try? JSONDecoder().decode(Heartbeat.self, from: Data(bytes)), beat.host == layout.host.value,
+                let generation = [beat.appliedGeneration, beat.seenGeneration, beat.failedGeneration].compactMap({ $0 })
+                    .filter(Generation.isValid).max()
+            else { continue }
+            highest = max(highest ?? generation, generation)
+        }
+        return highest
     }
 
     /// Roles whose modules would be published and never imported: almost certainly a flake that was not told.

@@ -1,11 +1,9 @@
-/// A poll's reading and writing in the same round trips: the manifest is read while the heartbeat is written
-/// under its temporary name.
+/// A poll's reading and writing in the same round trips: the manifest is read while the heartbeat is written.
 ///
 /// Both opens go out together (on a new connection, together with the SFTP start: see `SFTPClient+Start.swift`),
 /// then the manifest's `FSTAT`, `READ` and `CLOSE` together with the heartbeat's `WRITE`s and `CLOSE`. Two round
-/// trips for what takes four on their own. The rename that puts the heartbeat in place is left to the caller:
-/// it is sent only once the write and close succeeded, and only if the caller still wants that heartbeat after
-/// reading the manifest.
+/// trips for what takes four on their own. The file is written in place (created or truncated): a caller that
+/// must never show half a file writes a temporary name and renames it once the write and close succeeded.
 extension SFTPClient {
     /// What ``readFile(_:limit:whileWriting:to:)`` did: each half fails or succeeds on its own.
     struct ReadAndWrite: Sendable {

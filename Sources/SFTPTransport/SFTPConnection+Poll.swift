@@ -13,8 +13,10 @@ extension SFTPConnection {
     /// ``writeFile(_:bytes:)`` does, with the requests of both in the same round trips: two for a file that fits
     /// one read request, and on a new connection the first of them is shared with the start of SFTP.
     ///
-    /// Nothing is renamed: a caller that writes a temporary name renames it (``rename(from:to:)``) once
-    /// ``ReadAndWrite/writeError`` is nil, so a failed write never replaces anything.
+    /// `writtenPath` is created or truncated and written in place, as ``writeFile(_:bytes:)`` does: a reader may
+    /// see it empty or half written. A caller that must avoid that writes a temporary name and renames it
+    /// (``rename(from:to:)``) once ``ReadAndWrite/writeError`` is nil; fleet-client's heartbeat instead alternates
+    /// between two slots, so the other still holds the previous one.
     public func readFile(_ path: String, limit: Int, whileWriting bytes: [UInt8], to writtenPath: String) async
         -> ReadAndWrite
     {

@@ -67,8 +67,7 @@ struct ClientRunTests: ClientRunSuite {
             #expect(output.exitCode == Self.unchanged, "\(host): \(output.standardError)")
             #expect(!output.standardError.contains("building"))
             #expect(fleet.activations(host).count == (host == "gamma" ? 1 : 2))
-            let beat = try JSONDecoder().decode(
-                Heartbeat.self, from: Data(try FileIO.read(try fleet.layout(host).logs + "/heartbeat.json")))
+            let beat = try HeartbeatFiles.heartbeat(in: try fleet.layout(host).logs)
             #expect(beat.appliedGeneration == 1 && beat.lastResult == .unchanged && beat.host == host)
         }
 

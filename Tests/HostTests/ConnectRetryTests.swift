@@ -45,8 +45,7 @@ struct ConnectRetryTests {
         #expect(output.exitCode == RunOutcome.unchanged.exitStatus, "\(output.standardError)")
         #expect(output.standardError.contains("Trying again in"), "\(output.standardError)")
         #expect(try fleet.state("retryhost").failedConnectAttempts == nil, "forgotten once told")
-        let beat = try JSONDecoder().decode(
-            Heartbeat.self, from: Data(try FileIO.read(try fleet.layout("retryhost").logs + "/heartbeat.json")))
+        let beat = try HeartbeatFiles.heartbeat(in: try fleet.layout("retryhost").logs)
         let told = try #require(beat.failedConnectAttempts)
         #expect(told > failedFirst, "the earlier run's and this run's failed attempts: \(told)")
 
@@ -60,8 +59,7 @@ struct ConnectRetryTests {
         output = try await fleet.client("retryhost")
         #expect(output.exitCode == RunOutcome.unchanged.exitStatus)
         #expect(!output.standardError.contains("Trying again"))
-        let next = try JSONDecoder().decode(
-            Heartbeat.self, from: Data(try FileIO.read(try fleet.layout("retryhost").logs + "/heartbeat.json")))
+        let next = try HeartbeatFiles.heartbeat(in: try fleet.layout("retryhost").logs)
         #expect(next.failedConnectAttempts == 0)
     }
 

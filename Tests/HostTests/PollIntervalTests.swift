@@ -155,8 +155,7 @@ extension ClientRunTests {
         #expect(try fleet.lastReport("alpha")?.pollIntervalSeconds == 3600)
         output = try await fleet.client("alpha")
         #expect(output.exitCode == Self.unchanged, "\(output.standardOutput)\(output.standardError)")
-        let beat = try JSONDecoder().decode(
-            Heartbeat.self, from: Data(try FileIO.read(try fleet.layout("alpha").logs + "/heartbeat.json")))
+        let beat = try HeartbeatFiles.heartbeat(in: try fleet.layout("alpha").logs)
         #expect(beat.pollIntervalSeconds == 3600)
         output = try await fleet.fixture.fleet(["status", "--json"])
         struct Output: Decodable { var hosts: [HostStatus] }

@@ -34,6 +34,15 @@ struct PipelinedPollTests {
         #expect(FileManager.default.contents(atPath: server.chroot + "/logs/beat.json") == Data(second))
         #expect(FileManager.default.contents(atPath: server.chroot + "/logs/.tmp-beat") == nil)
 
+        // Written in place over a longer file (a heartbeat slot): truncated first, no tail of the old one left.
+        try server.root.writeFile(
+            "chroot/logs/slot.json", Array(repeating: UInt8(ascii: "x"), count: 5000), mode: 0o640,
+            owner: server.user.uid, group: server.user.gid)
+        done = await connection.readFile(
+            "/data/manifest", limit: 64 << 10, whileWriting: Self.beat, to: "/logs/slot.json")
+        #expect(try done.read.get() == manifest && done.writeError == nil)
+        #expect(FileManager.default.contents(atPath: server.chroot + "/logs/slot.json") == Data(Self.beat))
+
         // An empty file and a file of exactly the limit.
         try server.publish("empty", [])
         done = await connection.readFile("/data/empty", limit: 1024, whileWriting: [], to: "/logs/.tmp-empty")
