@@ -121,22 +121,12 @@ struct FailoverTests: ClientRunSuite {
         let fleet = try await ClientFleet.start(hosts: [host])
         defer { fleet.stop() }
         #expect(try await fleet.client(host).exitCode == Self.applied)
-        let frozen = try await MirrorServer.start(copying: fleet)
-        defer { frozen.stop() }
-        let fresh = try await MirrorServer.start(copying: fleet)
-        defer { fresh.stop() }
-        var expired = try fleet.manifest(host)
-        expired.expiresAt = UTCTime.iso(Date().addingTimeInterval(-3600))
-        try frozen.plantManifest(host, expired, fleet: fleet)
+        let mirrors = try await Self.frozenAndFreshMirrors(fleet, host)
+        defer { mirrors.stop() }
+        let (frozen, fresh) = (mirrors.frozen, mirrors.fresh)
         let activations = fleet.activations(host)
 
-        try Self.takeThePrimaryDown(fleet, host)
-        try Self.addMirrors(
-            fleet, host,
-            [
-                ("frozen", frozen.sshd.port, frozen.sshd.hostPublicKey),
-                ("fresh", fresh.sshd.port, fresh.sshd.hostPublicKey),
-            ])
+        try mirrors.failOver(fleet, host)
         var output = try await fleet.client(host)
         #expect(output.exitCode == Self.unchanged, "\(output.standardError)")
         #expect(output.standardError.contains("frozen is skipped for this run"), "\(output.standardError)")
@@ -238,13 +228,9 @@ struct FailoverTests: ClientRunSuite {
         let fleet = try await ClientFleet.start(hosts: [host])
         defer { fleet.stop() }
         #expect(try await fleet.client(host).exitCode == Self.applied)
-        let frozen = try await MirrorServer.start(copying: fleet)
-        defer { frozen.stop() }
-        let fresh = try await MirrorServer.start(copying: fleet)
-        defer { fresh.stop() }
-        var expired = try fleet.manifest(host)
-        expired.expiresAt = UTCTime.iso(Date().addingTimeInterval(-3600))
-        try frozen.plantManifest(host, expired, fleet: fleet)
+        let mirrors = try await Self.frozenAndFreshMirrors(fleet, host)
+        defer { mirrors.stop() }
+        let (frozen, fresh) = (mirrors.frozen, mirrors.fresh)
         // What an earlier run could not upload, waiting for the next contact.
         let outbox = fleet.stateDirectory(host) + "/outbox"
         try FileIO.ensureDirectory(outbox, mode: 0o700)
@@ -257,13 +243,7 @@ struct FailoverTests: ClientRunSuite {
         try FileIO.writeAtomically(Array("a log kept\n".utf8), to: outbox + "/log-\(stem).txt", mode: 0o600)
         try FileIO.writeAtomically(kept.encoded(), to: outbox + "/report-\(stem).json", mode: 0o600)
 
-        try Self.takeThePrimaryDown(fleet, host)
-        try Self.addMirrors(
-            fleet, host,
-            [
-                ("frozen", frozen.sshd.port, frozen.sshd.hostPublicKey),
-                ("fresh", fresh.sshd.port, fresh.sshd.hostPublicKey),
-            ])
+        try mirrors.failOver(fleet, host)
         let frozenUploads = try frozen.uploaded(host)
         let freshUploads = try fresh.uploaded(host)
         let output = try await fleet.client(host)
@@ -279,6 +259,48 @@ struct FailoverTests: ClientRunSuite {
     // MARK: - Helpers
 
     /// Points `[server]` at a port nothing listens on: connections are refused at once.
+    /// Two mirrors copied from `fleet`: "frozen" serves `host` a manifest that expired an hour ago, "fresh" the
+    /// current one.
+    struct FrozenAndFresh {
+        let frozen: MirrorServer
+        let fresh: MirrorServer
+
+        func stop() {
+            frozen.stop()
+            fresh.stop()
+        }
+
+        /// The primary down, and both mirrors in `host`'s client.toml, frozen first.
+        func failOver(_ fleet: ClientFleet, _ host: String) throws {
+            try FailoverTests.takeThePrimaryDown(fleet, host)
+            try FailoverTests.addMirrors(
+                fleet, host,
+                [
+                    ("frozen", frozen.sshd.port, frozen.sshd.hostPublicKey),
+                    ("fresh", fresh.sshd.port, fresh.sshd.hostPublicKey),
+                ])
+        }
+    }
+
+    static func frozenAndFreshMirrors(_ fleet: ClientFleet, _ host: String) async throws -> FrozenAndFresh {
+        let frozen = try await MirrorServer.start(copying: fleet)
+        let fresh: MirrorServer
+        do { fresh = try await MirrorServer.start(copying: fleet) } catch {
+            frozen.stop()
+            throw error
+        }
+        let mirrors = FrozenAndFresh(frozen: frozen, fresh: fresh)
+        do {
+            var expired = try fleet.manifest(host)
+            expired.expiresAt = UTCTime.iso(Date().addingTimeInterval(-3600))
+            try frozen.plantManifest(host, expired, fleet: fleet)
+        } catch {
+            mirrors.stop()
+            throw error
+        }
+        return mirrors
+    }
+
     static func takeThePrimaryDown(_ fleet: ClientFleet, _ host: String) throws {
         let free = try LoopbackPort.free()
         try fleet.editClientConfiguration(host) { text in
