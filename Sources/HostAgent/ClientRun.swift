@@ -146,7 +146,8 @@ public struct ClientRun: Sendable {
     ///   apply; otherwise the run's result (already reported, or a heartbeat written).
     ///
     /// - Parameter canSkip: whether another server remains: a manifest this server serves but the host cannot
-    ///   use (none, stale, older than seen, not verifying) is then passed over without a word to this server.
+    ///   use (none, stale, older than seen, not verifying) is then passed over without a word to this server, and
+    ///   so is a server whose snapshot or cache does not match its manifest (``isTheServers(_:)``).
     private func fetch(over connection: SFTPConnection, canSkip: Bool, _ attempt: inout RunAttempt) async
         -> ServerVerdict<(Manifest, String)>
     {
@@ -203,16 +204,27 @@ public struct ClientRun: Sendable {
         attempt.report = report
         switch fetched {
         case .done(let refusal):
+            if canSkip, Self.isTheServers(refusal) {
+                return .skip(refusal, why: "snapshot of generation \(manifest.generation) unusable: \(refusal.reason)")
+            }
             await reporter.report(refusal, &attempt, over: connection)
             return .use(.done(refusal))
         case .next(let tree):
             if let failure = await snapshots.mirrorCache(
                 of: manifest, into: stateDirectory, over: connection, report: &attempt.report)
             {
+                if canSkip, Self.isTheServers(failure) {
+                    return .skip(failure, why: "cache of generation \(manifest.generation) unusable: \(failure.reason)")
+                }
                 await reporter.report(failure, &attempt, over: connection)
                 return .use(.done(failure))
             }
             return .use(.next((manifest, tree)))
         }
     }
+
+    /// Whether a failed download is this server's doing (a snapshot or cache file that does not match its signed
+    /// manifest, is missing, or broke off), not this host's (out of space, an unwritable state directory): then
+    /// another server may serve the same generation intact, and the run tries it before giving up.
+    static func isTheServers(_ failure: RunResult) -> Bool { failure.outcome != .localFailure }
 }

@@ -16,9 +16,10 @@ struct ServerCandidate: Sendable, Equatable {
 enum ServerVerdict<Value> {
     /// This server's answer stands: the run goes on with it, or ends with this result (already reported to it).
     case use(Step<Value>)
-    /// Pass over this server (it serves no usable manifest) and try the next; the result is the run's should no
-    /// other server serve a usable one. Nothing was uploaded to this server for it.
-    case skip(RunResult)
+    /// Pass over this server (it serves no usable manifest, or a snapshot or cache that does not match it) and try
+    /// the next; the result is the run's should no other server serve a usable one. Nothing of this run was
+    /// uploaded to this server. `why` is the few words `skippedServers` shows (default: ``ServerSession/skipReason(_:)``).
+    case skip(RunResult, why: String? = nil)
 }
 
 /// What the body of ``ServerSession/withFailover(openingSFTP:_:)`` is told about the server it reached.
@@ -161,8 +162,8 @@ struct ServerSession {
                 case .use(let step):
                     passedOver[index] = nil
                     return FailoverOutcome(step: step, server: server, skipped: skipped(besides: index))
-                case .skip(let result):
-                    passedOver[index] = Self.brief(Self.skipReason(result))
+                case .skip(let result, let why):
+                    passedOver[index] = Self.brief(why ?? Self.skipReason(result))
                     lastSkip = (index, result)
                     log.phase("\(server.name) is skipped for this run: \(result.reason)")
                 }

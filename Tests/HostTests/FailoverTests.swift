@@ -149,6 +149,56 @@ struct FailoverTests: ClientRunSuite {
         #expect(try frozen.lastReport(host)?.state == .stale)
     }
 
+    @Test func aServerWhoseSnapshotDoesNotMatchItsManifestIsPassedOverForAMirrorServingItIntact() async throws {
+        let host = "fo-badsnap"
+        let fleet = try await ClientFleet.start(hosts: [host])
+        defer { fleet.stop() }
+        #expect(try await fleet.client(host).exitCode == Self.applied)
+        try fleet.fixture.write("hosts/\(host)/configuration.nix", "{ motd = [ \"second\" ]; }\n")
+        try await fleet.publish()
+        let manifest = try fleet.manifest(host)
+        let mirror = try await MirrorServer.start(copying: fleet)
+        defer { mirror.stop() }
+        try Self.addMirrors(fleet, host, [("mirror-a", mirror.sshd.port, mirror.sshd.hostPublicKey)])
+        // The primary's snapshot of the new generation is damaged in place: same size, one byte flipped.
+        let snapshot = try fleet.layout(host).directory + manifest.snapshot.path
+        var bytes = try FileIO.read(snapshot)
+        bytes[bytes.count / 2] ^= 0xFF
+        try fleet.plant(host, manifest.snapshot.path, bytes)
+        let primaryUploads = try fleet.uploaded(host)
+
+        let output = try await fleet.client(host)
+        #expect(output.exitCode == Self.applied, "\(output.standardError)")
+        #expect(output.standardError.contains("primary is skipped for this run"), "\(output.standardError)")
+        #expect(try fleet.state(host).applied?.generation == manifest.generation)
+        let report = try #require(try mirror.lastReport(host))
+        #expect(report.state == .applied && report.server == "mirror-a", "\(report)")
+        let skipped = try #require(report.skippedServers)
+        #expect(skipped.map(\.name) == ["primary"], "\(skipped)")
+        #expect(
+            skipped[0].reason.hasPrefix(
+                "snapshot of generation \(manifest.generation) unusable: the snapshot's sha256"),
+            "\(skipped)")
+        // The primary got nothing of this run: no report, no log, no heartbeat.
+        let notHeartbeats = { (names: [String]) in names.filter { UploadName($0) != .heartbeat } }
+        #expect(try notHeartbeats(fleet.uploaded(host)) == notHeartbeats(primaryUploads))
+
+        // With no other server to try, the damaged snapshot is refused and reported to the primary, as before.
+        try fleet.editClientConfiguration(host) { text in
+            String(text[..<(text.range(of: "\n[[servers]]")?.lowerBound ?? text.endIndex)]) + "\n"
+        }
+        try fleet.fixture.write("hosts/\(host)/configuration.nix", "{ motd = [ \"third\" ]; }\n")
+        try await fleet.publish()
+        let third = try fleet.manifest(host)
+        var damaged = try FileIO.read(try fleet.layout(host).directory + third.snapshot.path)
+        damaged[damaged.count / 2] ^= 0xFF
+        try fleet.plant(host, third.snapshot.path, damaged)
+        let refused = try await fleet.client(host)
+        #expect(refused.exitCode == RunOutcome.refused.exitStatus, "\(refused.standardError)")
+        #expect(try fleet.lastReport(host)?.state == .refused)
+        #expect(try fleet.state(host).applied?.generation == manifest.generation)
+    }
+
     @Test func aMirrorWithTheWrongHostKeyIsSkippedNeverTrustedAndNamed() async throws {
         let host = "fo-hostkey"
         let fleet = try await ClientFleet.start(hosts: [host])
