@@ -9,7 +9,7 @@ public import Inventory
 /// ```
 ///
 /// - `event`: one of ``HookEventKind``'s names (`published`, `build-failed`, `host-applied`, `host-failed`,
-///   `host-rolled-back`, `host-silent`, `update-published`, `update-failed`, `rollout-halted`, `rollout-promoted`);
+///   `host-rolled-back`, `host-silent`, `host-stale`, `update-published`, `update-failed`, `rollout-halted`, `rollout-promoted`);
 ///   also in the hook's environment as `FLEET_EVENT`. `rollout-promoted` has no host; its `details.ring` names the
 ///   ring that got the generations.
 /// - `host`: the host it is about (also `FLEET_HOST`), absent for the update events, which name their hosts in

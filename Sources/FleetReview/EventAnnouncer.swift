@@ -8,11 +8,15 @@ import ServerStore
 /// `review_hosts` remembers, per host, the last generation announced as applied, the last failure announced
 /// (state and generation) and whether the host was announced silent. So `host-applied` fires once per applied
 /// generation, `host-failed`/`host-rolled-back` once per failed generation, `host-silent` once per silence (again
-/// only after the host was heard from in between), however often `fleet status` runs. A host whose first
+/// only after the host was heard from in between), `host-stale` once per time a host is found served a stale
+/// manifest (again only after it was up to date, pending or failed in between), however often `fleet status` runs. A host whose first
 /// status is computed fires what it is in (e.g. `host-applied` for its current generation), once.
 struct EventAnnouncer {
     let store: ReviewStore
     let stateStore: StateStore
+
+    /// What `announced_failure` holds while a host's stale manifest was announced (failures hold `state:generation`).
+    static let staleMarker = "stale-manifest"
 
     func announce(_ rows: [HostStatus], hostRows: [String: ReviewStore.HostRow], now: Int64) throws -> [HookEvent] {
         let at = UTCTime.iso(nanoseconds: now)
@@ -26,6 +30,7 @@ struct EventAnnouncer {
             switch row.state {
             case .upToDate:
                 silent = false
+                if failure == Self.staleMarker { failure = nil }
                 if let generation = row.appliedGeneration, generation != applied {
                     var details: [String: String] = [:]
                     if let applied { details["previousGeneration"] = String(applied) }
@@ -53,8 +58,23 @@ struct EventAnnouncer {
                         details: ["lastSeen": row.lastSeen ?? "", "silentAfterSeconds": String(row.silentAfterSeconds)])
                     silent = true
                 }
-            case .pending, .staleManifest:
+            case .staleManifest:
                 silent = false
+                // Kept where the last failure announced is: a host stale again after it was up to date (or
+                // failed) is announced again, one that stays stale only once.
+                if failure != Self.staleMarker {
+                    var details: [String: String] = [:]
+                    if let current = row.appliedGeneration { details["appliedGeneration"] = String(current) }
+                    if let report = row.lastReport { details["report"] = report }
+                    if let server = row.server { details["server"] = server }
+                    event = HookEvent(
+                        .hostStale, host: row.host, generation: row.appliedGeneration, at: at, reason: row.reason,
+                        details: details)
+                    failure = Self.staleMarker
+                }
+            case .pending:
+                silent = false
+                if failure == Self.staleMarker { failure = nil }
             case .neverSeen, .buildFailed:
                 // `build-failed` was announced by the publish that found it (and status marks it after this).
                 break
@@ -86,6 +106,7 @@ extension HookEventKind {
         case .hostFailed: .hostFailed
         case .hostRolledBack: .hostRolledBack
         case .hostSilent: .hostSilent
+        case .hostStale: .hostStale
         case .updatePublished: .updatePublished
         case .updateFailed: .updateFailed
         case .rolloutHalted: .rolloutHalted

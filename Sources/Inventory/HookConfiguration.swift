@@ -13,6 +13,9 @@ public enum HookEventKind: String, Sendable, CaseIterable, Codable, Hashable {
     case hostRolledBack = "host-rolled-back"
     /// A host has not been heard from for longer than its silence limit.
     case hostSilent = "host-silent"
+    /// A host was served a manifest past its expiry (a stale mirror, or a replay in the path) and applies nothing
+    /// until it gets a fresh one: `fleet publish --refresh` re-signs, `fleet mirror push` updates a mirror.
+    case hostStale = "host-stale"
     /// `fleet update` published the hosts that built with new flake inputs.
     case updatePublished = "update-published"
     /// `fleet update` found hosts that did not build with new flake inputs (all or nothing: nothing changed).

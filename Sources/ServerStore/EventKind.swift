@@ -20,6 +20,7 @@ public enum EventKind: String, Sendable, CaseIterable, Codable {
     case hostFailed = "host-failed"
     case hostRolledBack = "host-rolled-back"
     case hostSilent = "host-silent"
+    case hostStale = "host-stale"
     /// `fleet update` published the hosts that built with new flake inputs (detail: hosts, inputs, commit).
     case updatePublished = "update-published"
     /// `fleet update` found hosts that did not build with new flake inputs (detail: hosts, reason).

@@ -149,6 +149,41 @@ struct FleetStatusTests {
         #expect(kinds.sorted() == ["host-applied", "host-applied", "host-failed", "host-rolled-back", "host-silent"])
     }
 
+    @Test func aHostServedAStaleManifestIsAnnouncedOnceEachTimeItIsFoundStale() async throws {
+        let directory = try TestDirectory.makeTemporary()
+        defer { directory.remove() }
+        let all = directory.path("stale.log")
+        let review = try await ReviewFixture(hosts: ["s"], defaults: "poll_interval_seconds = 60")
+        defer { review.remove() }
+        try review.fixture.write(
+            "fleet.toml",
+            try String(contentsOfFile: review.fixture.repository + "/fleet.toml", encoding: .utf8)
+                + Self.recordingHook(review, file: all, events: "[\"host-stale\"]"))
+        let reason =
+            "the manifest for s expired at 2026-11-20T00:00:00Z (server 192.0.2.7 port 22); nothing was applied"
+        let first = try review.plantReport("s", 0, state: .stale, reason: reason)
+        try review.age("s", first, secondsAgo: 120)
+        for _ in 0..<3 { #expect(try await review.fixture.fleet(["status"]).exitCode == 0) }
+        var seen = Self.lines(all)
+        #expect(seen.count == 1, "\(seen)")
+        let line = try #require(seen.first)
+        let event = try JSONDecoder().decode(HookEvent.self, from: Data(line.dropFirst("host-stale s ".count).utf8))
+        #expect(event.event == .hostStale && event.host == "s" && event.reason == reason, "\(event)")
+        #expect(event.details["report"] == first, "\(event.details)")
+
+        // Up to date again: nothing; stale again later: announced again, once.
+        let applied = try review.plantReport("s", 1)
+        try review.age("s", applied, secondsAgo: 60)
+        for _ in 0..<2 { #expect(try await review.fixture.fleet(["status"]).exitCode == 0) }
+        #expect(Self.lines(all).count == 1)
+        try review.plantReport("s", 2, state: .stale, reason: reason)
+        for _ in 0..<2 { #expect(try await review.fixture.fleet(["status"]).exitCode == 0) }
+        seen = Self.lines(all)
+        #expect(seen.count == 2 && seen.allSatisfy { $0.hasPrefix("host-stale s {") }, "\(seen)")
+        let store = try StateStore(stateDirectory: review.fixture.stateDirectory)
+        #expect(try store.events().map(\.kind).filter { $0 == "host-stale" }.count == 2)
+    }
+
     @Test func aFailingOrHangingHookIsLoggedAndHoldsNothingUp() async throws {
         let review = try await ReviewFixture(
             hosts: ["a", "b", "c"],
