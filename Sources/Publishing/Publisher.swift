@@ -222,7 +222,8 @@ public struct Publisher {
         }
         // A generation of this very tree waits for the host's ring: nothing new to publish.
         if let rollout, let staged = rollout.stagedManifest(of: host.name.value), staged.contentDigest == digest,
-            (try? FileStatus.of(layout.snapshot(staged.generation)))?.size == staged.snapshot.size
+            try stagedSnapshotIsIntact(
+                staged, tree: tree, layout: layout, verify: options.verifySnapshots, dryRun: dryRun, result: &result)
         {
             result.status = .staged
             result.generation = current?.generation
@@ -482,6 +483,38 @@ public struct Publisher {
                 ))
         }
         return .success(highest + 1)
+    }
+
+    /// Whether the snapshot of a generation staged for a later ring is in the chroot and matches its staged
+    /// manifest, hashed as the current one is (by the digest cache, or read whole with `--verify`), so that no ring
+    /// is ever given a snapshot its hosts refuse. A damaged one is written again from the same tree when that gives
+    /// the same bytes; when it does not, the staged generation is given up and a new one takes its place.
+    private func stagedSnapshotIsIntact(
+        _ staged: Manifest, tree: ResolvedTree, layout: ChrootLayout, verify: Bool, dryRun: Bool,
+        result: inout PublishResult
+    ) throws -> Bool {
+        let path = layout.snapshot(staged.generation)
+        guard let status = try? FileStatus.of(path), status.kind == .regular, status.size == staged.snapshot.size
+        else { return false }
+        let sha256 = verify ? HostPlan.sha256(of: path) : try? resolver.digests.digest(of: path, status: status)
+        guard sha256 != staged.snapshot.sha256 else { return true }
+        let snapshot = ChrootLayout.snapshotPathInChroot(staged.generation) + " (staged for a later ring)"
+        if dryRun {
+            result.warnings.append("\(snapshot) does not match its manifest (damaged): a publish writes it again")
+            return true
+        }
+        if try rewriteSnapshot(tree, of: staged, layout: layout) {
+            result.warnings.append(
+                "\(snapshot) did not match its manifest (damaged on disk); written again from the same tree")
+            try store.recordEvent(
+                host: layout.host, kind: .snapshotRepaired,
+                detail: ["snapshot": ChrootLayout.snapshotPathInChroot(staged.generation), "staged": "true"])
+            return true
+        }
+        result.warnings.append(
+            "\(snapshot) did not match its manifest (damaged on disk), and the same tree no longer gives the same "
+                + "bytes: a new generation takes its place")
+        return false
     }
 
     /// Writes the snapshot of `manifest`'s generation again from `tree` (its content digest is the manifest's),

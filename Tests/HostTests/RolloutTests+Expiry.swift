@@ -1,9 +1,11 @@
 import CommandRunner
+import FleetFiles
 import FleetProtocol
 import FleetTestSupport
 import Foundation
 import Publishing
 import SQLiteKit
+import ServerStore
 import Testing
 
 /// Freeze protection in a rollout: a manifest is staged when it is published and delivered when its ring is
@@ -39,6 +41,38 @@ extension RolloutTests {
         let delivered = try fixture.verifiedManifest("ringwave")
         #expect(delivered.generation == staged.generation && delivered.contentDigest == staged.contentDigest)
         #expect(try #require(delivered.expirySeconds) > now + 6 * 86400, "\(delivered.expiresAt ?? "none")")
+        #expect(try await fleet.client("ringwave").exitCode == Self.applied)
+    }
+
+    /// A staged generation's snapshot damaged on disk (same size) while it waits for its ring: the next publish
+    /// finds it and writes it again from the same tree, so the ring's hosts never get a snapshot they refuse.
+    @Test func aDamagedStagedSnapshotIsWrittenAgainBeforeItsRingIsReached() async throws {
+        let (fleet, _) = try await Self.startWithRings()
+        defer { fleet.stop() }
+        let fixture = fleet.fixture
+        try fixture.write("common/base.nix", "{ motd = [ \"rollout damage\" ]; }\n")
+        #expect(try await ClientBuildTests.publishJSON(fixture).0 == 0)
+        #expect(try Self.generation(fixture, "ringwave") == 1, "generation 2 is staged for the wave")
+        let path = try fixture.layout("ringwave").directory + ChrootLayout.snapshotPathInChroot(2)
+        let original = try FileIO.read(path)
+        var damaged = original
+        damaged[damaged.count / 2] ^= 0xFF
+        try RecoveryTests.overwriteInPlace(path, damaged)
+
+        let (status, rows) = try await ClientBuildTests.publishJSON(fixture, ["--verify"])
+        #expect(status == 0, "\(rows)")
+        let wave = try #require(rows.first { $0["host"] as? String == "ringwave" })
+        #expect(wave["status"] as? String == "staged", "\(wave)")
+        let warnings = (wave["warnings"] as? [String]) ?? []
+        #expect(
+            warnings.contains { $0.contains("(staged for a later ring) did not match its manifest") }, "\(warnings)")
+        #expect(try FileIO.read(path) == original)
+        let store = try StateStore(stateDirectory: fixture.stateDirectory)
+        #expect(try store.events(host: try HostName("ringwave")).contains { $0.kind == "snapshot-repaired" })
+
+        let step = try await Self.rollout(fixture, ["promote", "wave"])
+        #expect(step.exitCode == 0, "\(step)")
+        #expect(try Self.generation(fixture, "ringwave") == 2)
         #expect(try await fleet.client("ringwave").exitCode == Self.applied)
     }
 }
