@@ -5,6 +5,7 @@ import FleetProtocol
 import FleetReview
 import Foundation
 import Inventory
+import Mirroring
 import Publishing
 import ServerStore
 
@@ -111,12 +112,16 @@ extension Fleet {
             let report = try controller.report(health: health, now: now)
             withExtendedLifetime(lock) {}
             await HookRunner(configuration).fire(outcome.events)
+            let pushed = await RolloutHealthMapping.pushToMirrors(after: outcome, configuration) {
+                printError($0)
+            }
             if json {
                 try printJSON(
                     Output(rollout: report, notes: outcome.notes, events: outcome.events.map(\.event.rawValue)))
             } else {
                 print(render(report, notes: outcome.notes))
             }
+            if !pushed { throw ExitCode(1) }
         }
 
         /// The rings, the hosts of the rollout, and what it waits for.
@@ -199,6 +204,22 @@ enum RolloutHealthMapping {
         let report = try controller.report(health: health, now: now)
         withExtendedLifetime(lock) {}
         await HookRunner(configuration).fire(outcome.events)
-        return (report, outcome.notes)
+        var notes = outcome.notes
+        _ = await pushToMirrors(after: outcome, configuration) { notes.append($0) }
+        return (report, notes)
+    }
+
+    /// A rollout step that gave a ring its generation (or returned hosts) changed what hosts fetch: with
+    /// `[server] push_mirrors`, the mirrors get it now, as after a publish, not at the next push. One line per
+    /// mirror to `say`; false when a push failed.
+    static func pushToMirrors(
+        after outcome: RolloutController.Outcome, _ configuration: FleetConfiguration, say: (String) -> Void
+    ) async -> Bool {
+        guard outcome.changedChroots, configuration.server.pushMirrors, !configuration.mirrors.isEmpty else {
+            return true
+        }
+        let results = await MirrorPush(configuration: configuration).push(configuration.mirrors) { _ in }
+        for result in results { say(Fleet.Mirror.line(result)) }
+        return results.allSatisfy(\.succeeded)
     }
 }

@@ -21,6 +21,9 @@ public struct RolloutController {
     public struct Outcome: Sendable {
         public var events: [HookEvent] = []
         public var notes: [String] = []
+        /// Whether a manifest may have been written into a host's chroot (a ring promoted, a host returned by an
+        /// abort): what mirrors serve then changed too (`[server] push_mirrors`).
+        public var changedChroots = false
     }
 
     public init(configuration: FleetConfiguration, store: StateStore) throws {
@@ -179,6 +182,7 @@ public struct RolloutController {
                 outcome.notes.append("\(row.host): never had generation \(row.generation); it keeps what it has")
                 continue
             }
+            outcome.changedChroots = true
             guard let note = try revert(row, signingKey: signingKey, now: now) else { continue }
             outcome.notes.append(note)
         }
@@ -283,6 +287,7 @@ public struct RolloutController {
                 }
             }
             try FileIO.writeAtomically(manifest, to: layout.manifest, mode: 0o644, owner: 0, group: 0)
+            outcome.changedChroots = true
             FaultPoint.delivered.trigger(host: row.host)
             try rollout.markDelivered(row.host, generation: row.generation)
         }

@@ -224,6 +224,33 @@ struct MirrorTests {
         #expect(unchanged.exitCode == 0 && !unchanged.standardError.contains("mirror-a"), "\(unchanged)")
     }
 
+    /// With `push_mirrors`, a rollout step that gives a ring its generation pushes as a publish does: the mirrors
+    /// never serve a ring what the primary has not given it, nor lag behind it until the next publish.
+    @Test func aPromotedRingReachesTheMirrorsWithPushMirrors() async throws {
+        let mirror = try await MirrorFixture()
+        defer { mirror.remove() }
+        var toml = String(decoding: try FileIO.read(mirror.fixture.repository + "/fleet.toml"), as: UTF8.self)
+        toml = toml.replacingOccurrences(of: "[server]\n", with: "[server]\npush_mirrors = true\n")
+        toml += "\n[[rollout.rings]]\nname = \"canary\"\nhosts = [\"\(mirror.ownedHost)\"]\n"
+        try mirror.fixture.write("fleet.toml", toml)
+        try mirror.change(mirror.ownedHost, "two")
+        try mirror.change(mirror.otherHost, "two")
+        let published = try await mirror.fixture.fleet(["publish"])
+        #expect(published.exitCode == 0 && published.standardError.contains("mirror-a: pushed in"), "\(published)")
+        #expect(try mirror.mirrorManifest(mirror.ownedHost).generation == 2, "the canary ring has it at once")
+        #expect(try mirror.mirrorManifest(mirror.otherHost).generation == 1, "staged for the rest ring")
+
+        let step = try await mirror.fixture.fleet(["rollout", "promote", "rest"])
+        #expect(step.exitCode == 0, "\(step.standardOutput)\(step.standardError)")
+        #expect(step.standardError.contains("mirror-a: pushed in"), "\(step.standardError)")
+        #expect(try mirror.fixture.verifiedManifest(mirror.otherHost).generation == 2)
+        #expect(try mirror.mirrorManifest(mirror.otherHost).generation == 2)
+
+        // A step that changes no chroot pushes nothing.
+        let status = try await mirror.fixture.fleet(["rollout", "status"])
+        #expect(status.exitCode == 0 && !status.standardError.contains("mirror-a"), "\(status.standardError)")
+    }
+
     @Test func aMirrorLackingAHostsGroupIsNotPushedTo() async throws {
         let mirror = try await MirrorFixture()
         defer { mirror.remove() }
