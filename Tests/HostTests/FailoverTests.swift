@@ -100,10 +100,7 @@ struct FailoverTests: ClientRunSuite {
 
         // Only the old mirror left: no server serves a usable manifest, so the outcome is today's downgrade
         // refusal, reported to the mirror that served it; the host keeps what it runs.
-        let gone = try LoopbackPort.free()
-        try fleet.editClientConfiguration(host) { text in
-            text.replacingOccurrences(of: "port = \(current.sshd.port)\n", with: "port = \(gone)\n")
-        }
+        try Self.takeAMirrorDown(fleet, host, port: current.sshd.port)
         output = try await fleet.client(host)
         #expect(output.exitCode == Self.refused, "\(output.standardError)")
         #expect(output.standardError.contains("a downgrade or a replayed old manifest"), "\(output.standardError)")
@@ -138,10 +135,7 @@ struct FailoverTests: ClientRunSuite {
         #expect(skipped.allSatisfy { $0.reason.count <= 200 })
 
         // The fresh mirror gone too: the frozen one's manifest is all there is, and the outcome is stale.
-        let gone = try LoopbackPort.free()
-        try fleet.editClientConfiguration(host) { text in
-            text.replacingOccurrences(of: "port = \(fresh.sshd.port)\n", with: "port = \(gone)\n")
-        }
+        try Self.takeAMirrorDown(fleet, host, port: fresh.sshd.port)
         output = try await fleet.client(host)
         #expect(output.exitCode == Self.stale, "\(output.standardError)")
         #expect(output.standardError.contains("(server 127.0.0.1 port \(frozen.sshd.port))"), "\(output.standardError)")
@@ -230,10 +224,7 @@ struct FailoverTests: ClientRunSuite {
 
         // No other server: the run is refused (not merely unreachable), naming the impostor, and nothing changed.
         let activations = fleet.activations(host)
-        let gone = try LoopbackPort.free()
-        try fleet.editClientConfiguration(host) { text in
-            text.replacingOccurrences(of: "port = \(honest.sshd.port)\n", with: "port = \(gone)\n")
-        }
+        try Self.takeAMirrorDown(fleet, host, port: honest.sshd.port)
         output = try await fleet.client(host)
         #expect(output.exitCode == Self.refused, "\(output.standardError)")
         #expect(output.standardError.contains("impostor: wrong host key"), "\(output.standardError)")
@@ -349,6 +340,14 @@ struct FailoverTests: ClientRunSuite {
             throw error
         }
         return mirrors
+    }
+
+    /// The mirror at `port` unreachable for `host`: its client.toml entry points at a port nothing listens on.
+    static func takeAMirrorDown(_ fleet: ClientFleet, _ host: String, port: Int) throws {
+        let gone = try LoopbackPort.free()
+        try fleet.editClientConfiguration(host) { text in
+            text.replacingOccurrences(of: "port = \(port)\n", with: "port = \(gone)\n")
+        }
     }
 
     static func takeThePrimaryDown(_ fleet: ClientFleet, _ host: String) throws {
