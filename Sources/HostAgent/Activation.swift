@@ -24,11 +24,7 @@ struct Activation {
     var clock: WallClock = .system
 
     private var secrets: SecretStore { SecretStore(stateDirectory: stateDirectory.path) }
-    private var system: NixSystem {
-        NixSystem(
-            profile: configuration.profile, log: log, outputDirectory: stateDirectory.path,
-            timeouts: configuration.timeouts)
-    }
+    private var system: NixSystem { NixSystem(configuration: configuration, stateDirectory: stateDirectory, log: log) }
 
     /// The journal a killed run left, if any.
     func pendingJournal() throws(ClientError) -> Journal? {
@@ -152,7 +148,11 @@ struct Activation {
         _ manifest: Manifest, tree generationDirectory: String, overlays: [Overlay], _ attempt: inout RunAttempt
     ) async throws(NixSystem.Failure) -> String {
         let buildStarted = clock.now()
-        defer { attempt.report?.durations.build = clock.now().timeIntervalSince(buildStarted) }
+        // Added to what the substitution while downloading waited for after the download, if it ran.
+        defer {
+            let before = attempt.report?.durations.build ?? 0
+            attempt.report?.durations.build = before + clock.now().timeIntervalSince(buildStarted)
+        }
         do throws(NixSystem.Failure) {
             let built: String
             if !overlays.isEmpty {

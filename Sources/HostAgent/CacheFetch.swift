@@ -32,11 +32,16 @@ struct CacheFetch {
     /// one batch, and at most this much waits on disk under temporary names.
     static let narBatchBytes: Int64 = 512 << 20
     static let narBatchFiles = 512
+    /// With ``substitution``, batches start small so that the substitution starts early, and stay small enough to
+    /// keep it busy: 16, 32, then 64 MiB.
+    static func substitutionBatchBytes(batch index: Int) -> Int64 { Int64(16 << 20) << Int64(min(index, 2)) }
 
     let localDirectory: String
     let log: RunLog
     /// What time it is (durations): the system's, or a test's.
     var clock: WallClock = .system
+    /// Substitutes each batch of NARs as it arrives, while the next downloads; nil: the download only fetches.
+    var substitution: SubstitutionWhileDownloading? = nil
 
     private var narDirectory: String { localDirectory + "/nar" }
 
@@ -78,19 +83,25 @@ struct CacheFetch {
             }
         }
 
-        // Only the missing paths' files may stay; then their NARs, many at once.
+        // Only the missing paths' files may stay; then their NARs, many at once, dependencies first.
         let needed = Set(missing.keys.map { Nix.hashPart(ofStorePath: $0)! + ".narinfo" })
         let neededNars = Set(missing.values.map(\.narFile))
         prune(keeping: needed, nars: neededNars)
-        let nars = try await downloadNars(of: Array(missing.values), over: connection)
+        let order = DependencyOrder.dependenciesFirst(missing.mapValues(\.referencedPaths)).map { ($0, missing[$0]!) }
+        let nars = try await downloadNars(of: order, over: connection)
         files += nars.files
         bytes += nars.bytes
 
         let closure = await closureSize(validRoots: validRoots, missing: missing.count)
         let transfer = RunReport.CacheTransfer(
             closurePaths: closure, missingPaths: missing.count, filesFetched: files, bytesFetched: bytes,
-            seconds: clock.now().timeIntervalSince(started))
+            seconds: nars.downloaded.timeIntervalSince(started))
         log.phase("binary cache: \(transfer.summary)")
+        if let substituted = nars.substituted, substituted.paths > 0 {
+            log.phase(
+                "substituted \(substituted.paths) of those paths into the Nix store in \(substituted.batches) batch(es) "
+                    + "while the download ran")
+        }
         if !missing.isEmpty {
             let names = missing.keys.map { String($0.dropFirst("/nix/store/".count + 33)) }.sorted()
             let shown = names.prefix(40).joined(separator: " ")
@@ -201,38 +212,82 @@ struct CacheFetch {
         return info
     }
 
-    /// The NARs of `infos` that the local cache does not hold yet, in batches.
-    private func downloadNars(of infos: [NarInfo], over connection: SFTPConnection) async throws(Failure)
-        -> (files: Int, bytes: Int64)
+    /// The NARs of `paths` (in dependencies-first order) that the local cache does not hold yet, in batches; with
+    /// ``substitution``, each batch's paths are substituted while the next batch downloads, and this returns once
+    /// the last is substituted too (or failed: the substitution of the toplevel says why).
+    ///
+    /// - Returns: files and bytes downloaded, when the last byte came, and what the substitution did.
+    private func downloadNars(of paths: [(path: String, info: NarInfo)], over connection: SFTPConnection)
+        async throws(Failure)
+        -> (files: Int, bytes: Int64, downloaded: Date, substituted: SubstitutionWhileDownloading.Summary?)
     {
-        var pending: [NarInfo] = []
-        var names: Set<String> = []
-        for info in infos where names.insert(info.narFile).inserted {
-            if (try? FileStatus.of(narDirectory + "/" + info.narFile)) ?? nil == nil { pending.append(info) }
+        guard let substitution else {
+            let counts = try await downloadNars(of: paths, over: connection, whenLocal: { _ in })
+            return (counts.files, counts.bytes, clock.now(), nil)
         }
-        if !pending.isEmpty {
-            let announced = pending.compactMap(\.fileSize).reduce(0, +)
+        let (batches, queue) = AsyncStream.makeStream(of: [String].self)
+        async let substituted = substitution.substitute(batches)
+        let counts: (files: Int, bytes: Int64)
+        do {
+            counts = try await downloadNars(of: paths, over: connection, whenLocal: { queue.yield($0) })
+        } catch {
+            queue.finish()
+            _ = await substituted
+            throw error
+        }
+        queue.finish()
+        let downloaded = clock.now()
+        return (counts.files, counts.bytes, downloaded, await substituted)
+    }
+
+    /// Downloads the NARs of `paths` in order and in batches, and hands each batch's store paths to `whenLocal`
+    /// once their files are in place (with the paths whose NARs an interrupted run left, as their turn comes).
+    private func downloadNars(
+        of paths: [(path: String, info: NarInfo)], over connection: SFTPConnection, whenLocal: ([String]) -> Void
+    ) async throws(Failure) -> (files: Int, bytes: Int64) {
+        // The NAR files to download (each once: identical contents share one); the others are in place already.
+        var toDownload: Set<String> = []
+        var announced: Int64 = 0
+        for (_, info) in paths where !toDownload.contains(info.narFile) {
+            guard (try? FileStatus.of(narDirectory + "/" + info.narFile)) ?? nil == nil else { continue }
+            toDownload.insert(info.narFile)
+            announced += info.fileSize ?? 0
+        }
+        let pending = toDownload.count
+        if pending > 0 {
             log.phase(
-                "downloading \(pending.count) NAR file(s) (\(String(format: "%.1f", Double(announced) / 1_000_000)) MB) "
+                "downloading \(pending) NAR file(s) (\(String(format: "%.1f", Double(announced) / 1_000_000)) MB) "
                     + "from the fleet's binary cache")
         }
         var files = 0
         var bytes: Int64 = 0
         var batch: [NarInfo] = []
         var batchBytes: Int64 = 0
-        for (index, info) in pending.enumerated() {
-            batch.append(info)
-            batchBytes += info.fileSize ?? (64 << 20)
-            guard index == pending.count - 1 || batch.count >= Self.narBatchFiles || batchBytes >= Self.narBatchBytes
-            else { continue }
-            bytes += try await download(
-                batch.map {
-                    (ChrootPaths.cacheFile($0.url), narDirectory + "/" + $0.narFile, Self.narLimit, $0.fileSize)
-                }, what: "NAR files", over: connection)
-            files += batch.count
-            log.progress("downloaded \(files) of \(pending.count) NAR files")
+        var batchPaths: [String] = []
+        var batchesDone = 0
+        for (index, (path, info)) in paths.enumerated() {
+            if toDownload.remove(info.narFile) != nil {
+                batch.append(info)
+                batchBytes += info.fileSize ?? (64 << 20)
+            }
+            batchPaths.append(path)
+            let limit = substitution == nil ? Self.narBatchBytes : Self.substitutionBatchBytes(batch: batchesDone)
+            guard index == paths.count - 1 || batch.count >= Self.narBatchFiles || batchBytes >= limit else {
+                continue
+            }
+            if !batch.isEmpty {
+                bytes += try await download(
+                    batch.map {
+                        (ChrootPaths.cacheFile($0.url), narDirectory + "/" + $0.narFile, Self.narLimit, $0.fileSize)
+                    }, what: "NAR files", over: connection)
+                files += batch.count
+                batchesDone += 1
+                log.progress("downloaded \(files) of \(pending) NAR files")
+            }
+            whenLocal(batchPaths)
             batch = []
             batchBytes = 0
+            batchPaths = []
         }
         return (files, bytes)
     }

@@ -210,8 +210,16 @@ public struct ClientRun: Sendable {
             await reporter.report(refusal, &attempt, over: connection)
             return .use(.done(refusal))
         case .next(let tree):
+            // Activation substitutes the toplevel from the cache only without overlays (with them it builds here),
+            // so only then does the closure go into the store as it arrives.
+            let substitution =
+                overlays.isEmpty
+                ? SubstitutionWhileDownloading(
+                    system: NixSystem(configuration: configuration, stateDirectory: stateDirectory, log: log),
+                    cache: stateDirectory.cache, trustedKey: configuration.fleetPublicKey.nixFormat, log: log) : nil
             if let failure = await snapshots.mirrorCache(
-                of: manifest, into: stateDirectory, over: connection, report: &attempt.report)
+                of: manifest, into: stateDirectory, over: connection, substitution: substitution,
+                report: &attempt.report)
             {
                 if canSkip, Self.isTheServers(failure) {
                     return .skip(failure, why: "cache of generation \(manifest.generation) unusable: \(failure.reason)")

@@ -204,15 +204,10 @@ struct NixSystem {
                 exitCode: nil)
         }
         try? FileManager.default.removeItem(atPath: gcRoot)
-        let version = try? await Command.run("nix-store", ["--version"])
-        let parallel = Substitution.options(
-            forVersion: version.flatMap { Substitution.version(fromVersionOutput: $0.standardOutput) })
         let output = try await runStreamed(
             "substitution", "nix-store",
-            [
-                "--realise", toplevel, "--add-root", gcRoot, "--option", "substituters", "file://" + cache,
-                "--option", "trusted-public-keys", trustedKey, "--option", "require-sigs", "true",
-            ] + parallel, timeout: timeouts.buildSeconds)
+            ["--realise", toplevel, "--add-root", gcRoot]
+                + (await substitutionOptions(cache: cache, trustedKey: trustedKey)), timeout: timeouts.buildSeconds)
         guard output.exitCode == 0 else {
             throw Failure(
                 step: "substitution",
@@ -221,6 +216,44 @@ struct NixSystem {
                 exitCode: output.exitCode, systemError: Self.machineError(in: output.tail))
         }
         CacheFetch.empty(cache)
+        // The toplevel's root holds the whole closure now; the batches' roots only held it until here.
+        try? FileIO.removeTree(Self.batchRoots(cache: cache))
+    }
+
+    /// Substitutes `paths` (output paths whose closures the local cache holds, or the store already does) from
+    /// the local cache, while the rest of the closure still downloads: the same options as ``realise(_:cache:
+    /// trustedKey:gcRoot:)``, so the same checks, with GC roots in ``batchRoots(cache:)`` (`batch-<number>`,
+    /// then Nix's `-2`, `-3`… for the other paths), so that a garbage collection cannot take them before the toplevel is realised.
+    func realiseBatch(_ paths: [String], number: Int, options: [String], cache: String) async throws(Failure) {
+        let roots = Self.batchRoots(cache: cache)
+        try FileIO.createDirectoriesOrFail(roots, step: "substitution")
+        let output = try await runStreamed(
+            "substitution-while-downloading", "nix-store",
+            ["--realise"] + paths + ["--add-root", roots + "/batch-\(number)"] + options,
+            timeout: timeouts.buildSeconds)
+        guard output.exitCode == 0 else {
+            throw Failure(
+                step: "substitution",
+                reason: "nix-store --realise of \(paths.count) path(s) from the fleet cache exited with status "
+                    + "\(output.exitCode)\(Nix.cause(ofFailure: output.tail))",
+                exitCode: output.exitCode, systemError: Self.machineError(in: output.tail))
+        }
+    }
+
+    /// Where ``realiseBatch(_:number:options:cache:)`` puts its GC roots: beside the local cache, removed with
+    /// what it held once the toplevel is realised, or by the next fetch.
+    static func batchRoots(cache: String) -> String { cache + "-roots" }
+
+    /// The options of a substitution from the local cache: it is the only substituter, the fleet key the only
+    /// trusted key, signatures are required, and several paths are substituted at once, as this Nix allows.
+    func substitutionOptions(cache: String, trustedKey: String) async -> [String] {
+        let version = try? await Command.run("nix-store", ["--version"])
+        let parallel = Substitution.options(
+            forVersion: version.flatMap { Substitution.version(fromVersionOutput: $0.standardOutput) })
+        return [
+            "--option", "substituters", "file://" + cache, "--option", "trusted-public-keys", trustedKey, "--option",
+            "require-sigs", "true",
+        ] + parallel
     }
 
     /// The profile's current generation, or nil when the profile does not exist yet.
@@ -436,6 +469,13 @@ extension FileIO {
 }
 
 extension NixSystem {
+    /// The machine's system profile, as client.toml names it, with the steps' output in the state directory.
+    init(configuration: ClientConfiguration, stateDirectory: StateDirectory, log: RunLog) {
+        self.init(
+            profile: configuration.profile, log: log, outputDirectory: stateDirectory.path,
+            timeouts: configuration.timeouts)
+    }
+
     /// The store path a build left at its GC root `gcRoot` (a link `nix build --out-link` wrote).
     static func builtSystem(at gcRoot: String) throws(Failure) -> String {
         let system: String

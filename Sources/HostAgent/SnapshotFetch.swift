@@ -144,21 +144,27 @@ struct SnapshotFetch {
 
     /// Fetches what this host's Nix store lacks of the manifest's toplevel's closure from the chroot's `cache/`
     /// into the local cache, when the manifest ships one; records what it cost in the report (`cache`, and in
-    /// `durations.download` with the snapshot).
+    /// `durations.download` with the snapshot). With `substitution`, the closure goes into the Nix store batch by
+    /// batch as it arrives; the wait for the last batch after the last byte counts as `durations.build`.
     ///
     /// - Returns: nil when there is nothing to fetch or it is fetched; else the run's result (failed, or a local
     ///   failure; either way the generation is not recorded as failed: the next run tries again).
     func mirrorCache(
         of manifest: Manifest, into directory: StateDirectory, over connection: SFTPConnection,
-        report: inout RunReport?
+        substitution: SubstitutionWhileDownloading? = nil, report: inout RunReport?
     ) async -> RunResult? {
         guard let toplevel = manifest.toplevel, manifest.hasCache else { return nil }
+        let started = clock.now()
         do {
-            let transfer = try await CacheFetch(localDirectory: directory.cache, log: log, clock: clock).fetch(
-                closureOf: toplevel, over: connection)
+            var fetch = CacheFetch(localDirectory: directory.cache, log: log, clock: clock)
+            fetch.substitution = substitution
+            let transfer = try await fetch.fetch(closureOf: toplevel, over: connection)
             report?.cache = transfer
             let snapshotSeconds = report?.durations.download ?? 0
             report?.durations.download = snapshotSeconds + transfer.seconds
+            if substitution != nil {
+                report?.durations.build = max(0, clock.now().timeIntervalSince(started) - transfer.seconds)
+            }
             return nil
         } catch {
             let reason = "generation \(manifest.generation): \(error)"

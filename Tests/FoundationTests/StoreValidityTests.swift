@@ -57,3 +57,42 @@ struct StoreValidityTests {
         }
     }
 }
+
+/// The order a host substitutes a closure in while the rest of it still downloads.
+@Suite("Dependencies-first order of store paths")
+struct DependencyOrderTests {
+    @Test func everyPathComesAfterEveryPathItRefersTo() {
+        // A closure of real shape: roots every path refers to, libraries on libraries, applications, a top.
+        var references: [String: [String]] = [:]
+        let roots = (0..<5).map { "/nix/store/root\($0)" }
+        for root in roots { references[root] = [root] }  // a self-reference, as many store paths have
+        let libraries = (0..<300).map { "/nix/store/lib\($0)" }
+        for (index, library) in libraries.enumerated() {
+            references[library] = roots + libraries[max(0, index - 4)..<index].reversed()
+        }
+        let applications = (0..<200).map { "/nix/store/app\($0)" }
+        for (index, application) in applications.enumerated() {
+            references[application] = [roots[index % 5], libraries[(index * 7) % 300], "/nix/store/already-valid"]
+        }
+        references["/nix/store/top"] = applications + ["/nix/store/top"]
+
+        let order = DependencyOrder.dependenciesFirst(references)
+        #expect(order.count == references.count && Set(order) == Set(references.keys), "each path once")
+        let position = Dictionary(uniqueKeysWithValues: order.enumerated().map { ($1, $0) })
+        for (path, refs) in references {
+            for reference in refs where reference != path && references[reference] != nil {
+                #expect(position[reference]! < position[path]!, "\(reference) before \(path)")
+            }
+        }
+        #expect(order.last == "/nix/store/top")
+        #expect(DependencyOrder.dependenciesFirst(references) == order, "the same order every time")
+    }
+
+    @Test func aDeepChainNeedsNoDeepStackAndAnEmptySetGivesNothing() {
+        let chain = (0..<100_000).map { "/nix/store/p\($0)" }
+        var references: [String: [String]] = [:]
+        for (index, path) in chain.enumerated() { references[path] = index == 0 ? [] : [chain[index - 1]] }
+        #expect(DependencyOrder.dependenciesFirst(references) == chain)
+        #expect(DependencyOrder.dependenciesFirst([:]).isEmpty)
+    }
+}

@@ -108,6 +108,7 @@ struct ClientCacheFetchTests: ClientRunSuite {
                     closurePaths: 4, missingPaths: 0, filesFetched: 0, bytesFetched: 0,
                     seconds: report.cache?.seconds ?? -1), "\(String(describing: report.cache))")
         #expect(output.standardError.contains("binary cache: fetched 0 of 4 paths (0.0 MB)"))
+        #expect(!output.standardError.contains("while the download ran"), "nothing to substitute early")
         #expect(Self.localCacheFiles(fleet, host).isEmpty)
 
         // An update changes b (and so the toplevel); a and c stay. The host lacks exactly the two new paths.
@@ -136,6 +137,23 @@ struct ClientCacheFetchTests: ClientRunSuite {
             output.standardError.split(separator: "\n").first { $0.contains("paths this host lacked: ") })
         #expect(lacked.hasSuffix("paths this host lacked: cachefetch-b nixos-system-\(host)-toy"), "\(lacked)")
         #expect(output.standardError.contains("binary cache: fetched 2 of 4 paths"))
+        // They went into the store as they arrived (one batch here), b before the toplevel that refers to it,
+        // with GC roots of their own until the toplevel's substitution rooted the whole closure.
+        #expect(
+            output.standardError.contains(
+                "substituted 2 of those paths into the Nix store in 1 batch(es) while the download ran"),
+            "\(output.standardError)")
+        let logDirectory = try fleet.layout(host).logs
+        let runLog = try #require(try fleet.uploaded(host).last { $0.hasPrefix("log-") })
+        let uploaded = try String(contentsOfFile: logDirectory + "/" + runLog, encoding: .utf8)
+        let batch = try #require(
+            uploaded.split(separator: "\n").first { $0.hasPrefix("--- nix-store --realise") && $0.contains("batch-1") })
+        let toplevelAt = try #require(batch.range(of: second)?.lowerBound)
+        #expect(try #require(batch.range(of: newB)?.lowerBound) < toplevelAt, "\(batch)")
+        #expect(try FileStatus.of(fleet.stateDirectory(host) + "/cache-roots") == nil, "the batches' roots are gone")
+        let timings = report.durations
+        #expect(
+            timings.build != nil && timings.build! >= 0 && timings.download! + timings.build! <= timings.total + 0.5)
 
         // After a successful apply nothing of the downloaded cache is left: it is in the Nix store.
         #expect(Self.localCacheFiles(fleet, host).isEmpty)
@@ -171,6 +189,11 @@ struct ClientCacheFetchTests: ClientRunSuite {
         let output = try await fleet.client(host)
         #expect(output.exitCode == Self.failed, "\(output.standardError)")
         #expect(output.standardError.contains("substitution failed"))
+        // The batch substituted while downloading failed first; the substitution after the download tried again
+        // and is what the run reports.
+        #expect(
+            output.standardError.contains("substituting while downloading stopped at batch 1: substitution failed"),
+            "\(output.standardError)")
         #expect(try FileStatus.of(toplevel) == nil, "neither substituted nor built")
         #expect(Self.localCacheFiles(fleet, host) == [hash + ".narinfo", narFile], "only the current closure's")
         let report = try #require(try fleet.lastReport(host))
