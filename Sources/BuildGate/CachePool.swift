@@ -1,5 +1,6 @@
 import CommandRunner
 import FleetFiles
+import FleetProtocol
 import Foundation
 import Glibc
 import NixKit
@@ -39,6 +40,7 @@ public struct CachePool: Sendable {
     public func add(closureOf toplevel: String, signingKeyFile: String) async throws(BinaryCache.Failure) {
         try ensure()
         try await copy(toplevel, signingKeyFile: signingKeyFile)
+        try keepOnlyFleetSignatures(closureOf: toplevel, signingKeyFile: signingKeyFile)
         let missing = try closure(of: toplevel).filter { entry in
             (try? FileStatus.of(narPath(entry.nar)))?.kind != .regular
         }
@@ -52,6 +54,34 @@ public struct CachePool: Sendable {
                 description: "the binary-cache pool has \(directory)/\(entry.narinfo) but not its NAR "
                     + "\(narPath(entry.nar)), even after copying \(toplevel) again; remove \(directory) and publish again"
             )
+        }
+    }
+
+    /// Reduces the signatures of the closure's narinfo files that no host links yet (those `nix copy` has just
+    /// written) to the fleet key's (``NarInfoSignatures``). A narinfo already linked is left as it is: a new inode
+    /// would be collected before the hosts that read the old one were linked to it.
+    func keepOnlyFleetSignatures(closureOf toplevel: String, signingKeyFile: String) throws(BinaryCache.Failure) {
+        let key: VerifyingKey
+        do {
+            let text = String(decoding: try FileIO.readNoFollow(signingKeyFile, limit: 64 << 10), as: UTF8.self)
+            key = try SigningKey(nixFormat: text).publicKey
+        } catch {
+            throw BinaryCache.Failure(description: "cannot read the fleet's signing key \(signingKeyFile): \(error)")
+        }
+        for entry in try closure(of: toplevel) {
+            let path = directory + "/" + entry.narinfo
+            do {
+                guard let status = try FileStatus.of(path), status.kind == .regular, status.linkCount == 1 else {
+                    continue
+                }
+                let text = String(decoding: try FileIO.readNoFollow(path, limit: Self.narInfoLimit), as: UTF8.self)
+                guard let reduced = try NarInfoSignatures.keepingOnly(key, in: text, name: path) else { continue }
+                try FileIO.writeAtomically(Array(reduced.utf8), to: path, mode: 0o644, owner: 0, group: 0)
+            } catch let error as BinaryCache.Failure {
+                throw error
+            } catch {
+                throw BinaryCache.Failure(description: "cannot rewrite the signatures of \(path): \(error)")
+            }
         }
     }
 

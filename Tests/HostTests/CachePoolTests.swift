@@ -128,6 +128,86 @@ struct CachePoolTests: ClientRunSuite {
         #expect(try FileIO.listDirectory(cache.directory).allSatisfy { !$0.hasPrefix(FileIO.temporaryPrefix) })
     }
 
+    @Test func thePoolKeepsOnlyTheFleetKeysSignatureOfPathsTheServersStoreSignedWithOthers() async throws {
+        let nonce = UUID().uuidString
+        let fixture = try Self.toyFleet(["psigs"], extraToml: "[defaults]\ncache = true")
+        defer { fixture.remove() }
+        try fixture.write("hosts/psigs/flake.nix", Self.flake(host: "psigs", nonce: nonce, withExtra: true))
+        #expect(try await fixture.fleet(["publish"]).exitCode == 0)
+        let toplevel = try #require(try fixture.verifiedManifest("psigs").toplevel)
+        let fleetKey = try VerifyingKey(
+            nixFormat: try String(
+                contentsOfFile: fixture.stateDirectory + "/" + SigningKeyFile.publicName, encoding: .utf8))
+
+        // The server's store signs the closure with two more keys: one by the fleet key's name (what a new
+        // `fleet init` makes) and another cache's.
+        let keys = try TestDirectory.makeTemporary()
+        defer { keys.remove() }
+        for name in [fleetKey.name, "other-cache-1"] {
+            let secret = try TestCommand.run(
+                "/usr/bin/nix", Nix.flakeFlags + ["key", "generate-secret", "--key-name", name])
+            try keys.writeFile(name, text: secret.standardOutput)
+            let sign = try TestCommand.run(
+                "/usr/bin/nix", Nix.flakeFlags + ["store", "sign", "--key-file", keys.path(name), "-r", toplevel])
+            #expect(sign.succeeded, "\(sign.standardError)")
+        }
+        let pathInfo = try TestCommand.run("/usr/bin/nix", Nix.flakeFlags + ["path-info", "--sigs", toplevel])
+        #expect(
+            pathInfo.standardOutput.contains(" \(fleetKey.name):")
+                && pathInfo.standardOutput.contains(" other-cache-1:"),
+            "\(pathInfo.standardOutput)")
+
+        // The next publish copies the closure into a pool that lacks it.
+        let pool = CachePool(chrootRoot: fixture.chrootRoot)
+        try FileIO.removeTree(pool.directory)
+        try FileIO.removeTree(try fixture.layout("psigs").cache)
+        try fixture.write("secrets/psigs/token", "a secret\n", mode: 0o600)
+        let output = try await fixture.fleet(["publish"])
+        #expect(output.exitCode == 0, "\(output.standardOutput)\(output.standardError)")
+        #expect(try fixture.verifiedManifest("psigs").generation == 2)
+
+        let hashes = try Self.storeClosure(of: toplevel).map { try Self.hash($0) }
+        #expect(pool.storePathHashes() == Set(hashes))
+        for hash in hashes {
+            let text = try String(contentsOfFile: pool.directory + "/\(hash).narinfo", encoding: .utf8)
+            let signatures = text.split(separator: "\n").filter { $0.hasPrefix("Sig: ") }
+            #expect(signatures.count == 1 && signatures[0].hasPrefix("Sig: \(fleetKey.name):"), "\(text)")
+        }
+        // Nix itself finds the one signature left the fleet key's, and not another key's of the same name.
+        func verify(trusting key: String) throws -> TestCommand.Output {
+            try TestCommand.run(
+                "/usr/bin/nix",
+                Nix.flakeFlags + [
+                    "store", "verify", "--store", "file://\(pool.directory)", "--no-contents", "-r", toplevel,
+                    "--option", "trusted-public-keys", key,
+                ])
+        }
+        let trusted = try verify(trusting: fleetKey.nixFormat)
+        #expect(trusted.succeeded, "\(trusted.standardError)")
+        let impostor = try await Command.run(
+            "/usr/bin/nix", Nix.flakeFlags + ["key", "convert-secret-to-public"],
+            input: String(decoding: try keys.readFile(fleetKey.name), as: UTF8.self))
+        #expect(
+            !(try verify(trusting: impostor.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines))).succeeded)
+
+        // Hostile narinfos: forged signatures by the fleet key's name are dropped; none of the fleet key's is
+        // refused, naming the file.
+        let narinfo = pool.directory + "/\(try Self.hash(toplevel)).narinfo"
+        let original = try String(contentsOfFile: narinfo, encoding: .utf8)
+        let forged = "Sig: \(fleetKey.name):" + Data(repeating: 7, count: 64).base64EncodedString() + "\n"
+        let other = "Sig: other-cache-1:" + Data(repeating: 9, count: 64).base64EncodedString() + "\n"
+        #expect(try NarInfoSignatures.keepingOnly(fleetKey, in: original + forged + other, name: narinfo) == original)
+        #expect(try NarInfoSignatures.keepingOnly(fleetKey, in: original, name: narinfo) == nil)
+        let unsigned = original.split(separator: "\n").filter { !$0.hasPrefix("Sig: ") }.joined(separator: "\n")
+        for hostile in [unsigned + "\n" + forged + other, unsigned + "\n" + other] {
+            #expect {
+                _ = try NarInfoSignatures.keepingOnly(fleetKey, in: hostile, name: narinfo)
+            } throws: { error in
+                "\(error)".contains(narinfo) && "\(error)".contains(fleetKey.name)
+            }
+        }
+    }
+
     @Test func collectionKeepsWhatAServedGenerationOfAnyHostNeedsAndRemovesTheRest() async throws {
         let nonce = UUID().uuidString
         let fixture = try Self.toyFleet(["pgc-a", "pgc-b"], extraToml: "[defaults]\ncache = true")
