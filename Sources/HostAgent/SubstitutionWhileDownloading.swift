@@ -24,23 +24,49 @@ struct SubstitutionWhileDownloading: Sendable {
         var failure: String?
     }
 
-    /// Substitutes each batch as it arrives until the stream ends. After a failure it only drains the stream:
-    /// the download goes on, and the substitution after it reports what is wrong.
+    /// Substitutes each batch as it arrives until the stream ends, ``concurrentBatches`` at a time. After a
+    /// failure it only drains the stream: the download goes on, and the substitution after it reports what is
+    /// wrong.
     func substitute(_ batches: AsyncStream<[String]>) async -> Summary {
-        var summary = Summary()
         let options = await system.substitutionOptions(cache: cache, trustedKey: trustedKey)
-        for await paths in batches where summary.failure == nil && !paths.isEmpty {
-            summary.batches += 1
-            do throws(NixSystem.Failure) {
-                try await system.realiseBatch(paths, number: summary.batches, options: options, cache: cache)
-                summary.paths += paths.count
-            } catch {
-                summary.failure = "batch \(summary.batches) (\(paths.count) path(s)): \(error)"
-                log.phase(
-                    "substituting while downloading stopped at batch \(summary.batches): \(error); the download "
-                        + "goes on, and the substitution after it tries the rest again")
+        return await withTaskGroup(of: (number: Int, paths: Int, failure: String?).self) { group in
+            var summary = Summary()
+            var running = 0
+            func record(_ done: (number: Int, paths: Int, failure: String?)) {
+                running -= 1
+                if let failure = done.failure, summary.failure == nil {
+                    summary.failure = "batch \(done.number) (\(done.paths) path(s)): \(failure)"
+                    log.phase(
+                        "substituting while downloading stopped at batch \(done.number): \(failure); the download "
+                            + "goes on, and the substitution after it tries the rest again")
+                } else if done.failure == nil {
+                    summary.paths += done.paths
+                }
             }
+            var started = 0
+            for await paths in batches where summary.failure == nil && !paths.isEmpty {
+                while running >= Self.concurrentBatches, let done = await group.next() { record(done) }
+                guard summary.failure == nil else { continue }
+                started += 1
+                running += 1
+                let number = started
+                group.addTask {
+                    do throws(NixSystem.Failure) {
+                        try await system.realiseBatch(paths, number: number, options: options, cache: cache)
+                        return (number, paths.count, nil)
+                    } catch {
+                        return (number, paths.count, "\(error)")
+                    }
+                }
+            }
+            while let done = await group.next() { record(done) }
+            summary.batches = started
+            return summary
         }
-        return summary
     }
+
+    /// Two `nix-store --realise` at once: one substitutes with about one core (it unpacks and hashes in one
+    /// thread), so a second uses the other core once the download no longer needs it. A batch that needs a path of
+    /// the one before it still in progress waits on Nix's lock of that path, or substitutes it itself.
+    static let concurrentBatches = 2
 }
