@@ -40,8 +40,9 @@ public struct CachePool: Sendable {
     public func add(closureOf toplevel: String, signingKeyFile: String) async throws(BinaryCache.Failure) {
         try ensure()
         try await copy(toplevel, signingKeyFile: signingKeyFile)
-        try keepOnlyFleetSignatures(closureOf: toplevel, signingKeyFile: signingKeyFile)
-        let missing = try closure(of: toplevel).filter { entry in
+        let entries = try closure(of: toplevel)
+        try keepOnlyFleetSignatures(of: entries, signingKeyFile: signingKeyFile)
+        let missing = entries.filter { entry in
             (try? FileStatus.of(narPath(entry.nar)))?.kind != .regular
         }
         guard !missing.isEmpty else { return }
@@ -60,7 +61,7 @@ public struct CachePool: Sendable {
     /// Reduces the signatures of the closure's narinfo files that no host links yet (those `nix copy` has just
     /// written) to the fleet key's (``NarInfoSignatures``). A narinfo already linked is left as it is: a new inode
     /// would be collected before the hosts that read the old one were linked to it.
-    func keepOnlyFleetSignatures(closureOf toplevel: String, signingKeyFile: String) throws(BinaryCache.Failure) {
+    func keepOnlyFleetSignatures(of entries: [Entry], signingKeyFile: String) throws(BinaryCache.Failure) {
         let key: VerifyingKey
         do {
             let text = String(decoding: try FileIO.readNoFollow(signingKeyFile, limit: 64 << 10), as: UTF8.self)
@@ -68,7 +69,7 @@ public struct CachePool: Sendable {
         } catch {
             throw BinaryCache.Failure(description: "cannot read the fleet's signing key \(signingKeyFile): \(error)")
         }
-        for entry in try closure(of: toplevel) {
+        for entry in entries {
             let path = directory + "/" + entry.narinfo
             do {
                 guard let status = try FileStatus.of(path), status.kind == .regular, status.linkCount == 1 else {
