@@ -53,16 +53,16 @@ public struct MirrorEntry: Sendable, Equatable {
             } else if let given = reader.string(table, "name", in: context) {
                 if !HostName.isValid(given) {
                     reader.problem(
-                        "\(context) key \"name\": \(MirrorEntry.shown(given)) is not a server name: it must match "
-                            + HostName.rule)
+                        "\(context) key \"name\": \(MirrorEntry.shown(given)) is not a server name (host-name rules: "
+                            + "\(HostName.rule))")
                 } else if given == MirrorEntry.primaryName {
                     reader.problem(
-                        "\(context) key \"name\": \"\(MirrorEntry.primaryName)\" is reserved: it stands for this "
-                            + "server ([server]) in fleet's output; give the mirror a name of its own")
+                        "\(context) key \"name\": \"\(MirrorEntry.primaryName)\" is reserved for this server "
+                            + "([server]) in fleet's output; give the mirror a name of its own")
                 } else if !names.insert(given).inserted {
                     reader.problem(
-                        "\(context) key \"name\": \(quoted(given)) is the name of an earlier mirror (another mirror is "
-                            + "already named \(quoted(given))); give each mirror its own name")
+                        "\(context) key \"name\": \(quoted(given)) is the name of an earlier mirror; give each "
+                            + "mirror its own name")
                 } else {
                     name = given
                 }
@@ -111,12 +111,12 @@ public struct MirrorEntry: Sendable, Equatable {
         static func endpointKey(_ address: String, _ port: Int) -> String { "\(address.lowercased()) \(port)" }
     }
 
-    /// The problem of a required key that is missing: `<label>: missing key "push_to" (the key "push_to" is
-    /// required: …), e.g. push_to = …`.
+    /// The problem of a required key that is missing, worded as this module's other required keys are:
+    /// `<label>: the key "push_to" is required (…), e.g. push_to = …`.
     public static func missing(_ key: String, in label: String, what: String, example: String = "\"mirror-a\"")
         -> String
     {
-        "\(label): missing key \(quoted(key)) (the key \(quoted(key)) is required: \(what)), e.g. \(key) = \(example)"
+        "\(label): the key \(quoted(key)) is required (\(what)), e.g. \(key) = \(example)"
     }
 
     /// A hostile value shown whole when short, cut when long, so that a message stays one readable line.

@@ -53,13 +53,11 @@ struct HostPlan: Sendable {
         var damaged = false
         if let manifest, manifest.contentDigest == digest {
             let path = layout.snapshot(manifest.generation)
-            if let snapshot = try? FileStatus.of(path), snapshot.size == manifest.snapshot.size {
-                let sha256 =
-                    verifySnapshots
-                    ? Self.sha256(of: path) : try? resolver.digests.digest(of: path, status: snapshot)
-                damaged = sha256 != manifest.snapshot.sha256
-                isUnchanged = !damaged && (reportedGeneration ?? 0) <= manifest.generation
-            }
+            let condition = SnapshotCondition.of(
+                path, status: try? FileStatus.of(path), signedBy: manifest, verify: verifySnapshots,
+                digests: resolver.digests)
+            damaged = condition == .damaged
+            isUnchanged = condition == .intact && (reportedGeneration ?? 0) <= manifest.generation
         }
         snapshotDamaged = damaged
         // Checked (by reading the host's .nix files) only for a host with roles that is about to be published: a

@@ -168,20 +168,12 @@ public struct Publisher {
         }
         result.files = tree.fileCount
         result.bytes = tree.byteCount
-        if let manifest = current, plan.snapshotDamaged {
-            let snapshot = ChrootLayout.snapshotPathInChroot(manifest.generation)
-            if dryRun {
-                result.warnings.append("\(snapshot) does not match its manifest (damaged): a publish writes it again")
-            } else if try rewriteSnapshot(tree, of: manifest, layout: layout) {
-                result.warnings.append(
-                    "\(snapshot) did not match its manifest (damaged on disk); written again from the same tree")
-                try store.recordEvent(host: host.name, kind: .snapshotRepaired, detail: ["snapshot": snapshot])
-                isUnchanged = (plan.reportedGeneration ?? 0) <= manifest.generation
-            } else {
-                result.warnings.append(
-                    "\(snapshot) did not match its manifest (damaged on disk), and the same tree no longer gives the "
-                        + "same bytes: publishing a new generation")
-            }
+        // Repaired, the current generation stands (unless the host reports a higher one); otherwise, and in a dry
+        // run, a new generation is published.
+        if let manifest = current, plan.snapshotDamaged,
+            try repairSnapshot(of: manifest, from: tree, layout: layout, staged: false, result: &result)
+        {
+            isUnchanged = (plan.reportedGeneration ?? 0) <= manifest.generation
         }
         if let reported = plan.reportedGeneration, reported > (current?.generation ?? 0) {
             result.warnings.append(
@@ -494,42 +486,15 @@ public struct Publisher {
         result: inout PublishResult
     ) throws -> Bool {
         let path = layout.snapshot(staged.generation)
-        guard let status = try? FileStatus.of(path), status.kind == .regular, status.size == staged.snapshot.size
-        else { return false }
-        let sha256 = verify ? HostPlan.sha256(of: path) : try? resolver.digests.digest(of: path, status: status)
-        guard sha256 != staged.snapshot.sha256 else { return true }
-        let snapshot = ChrootLayout.snapshotPathInChroot(staged.generation) + " (staged for a later ring)"
-        if dryRun {
-            result.warnings.append("\(snapshot) does not match its manifest (damaged): a publish writes it again")
-            return true
+        // Anything but a regular file is no staged snapshot: a new generation takes its place.
+        let status = (try? FileStatus.of(path)).flatMap { $0.kind == .regular ? $0 : nil }
+        switch SnapshotCondition.of(path, status: status, signedBy: staged, verify: verify, digests: resolver.digests) {
+        case .intact: return true
+        case .missing: return false
+        case .damaged:
+            // A dry run keeps the staged generation: the publish it previews writes the snapshot again.
+            return try repairSnapshot(of: staged, from: tree, layout: layout, staged: true, result: &result) || dryRun
         }
-        if try rewriteSnapshot(tree, of: staged, layout: layout) {
-            result.warnings.append(
-                "\(snapshot) did not match its manifest (damaged on disk); written again from the same tree")
-            try store.recordEvent(
-                host: layout.host, kind: .snapshotRepaired,
-                detail: ["snapshot": ChrootLayout.snapshotPathInChroot(staged.generation), "staged": "true"])
-            return true
-        }
-        result.warnings.append(
-            "\(snapshot) did not match its manifest (damaged on disk), and the same tree no longer gives the same "
-                + "bytes: a new generation takes its place")
-        return false
-    }
-
-    /// Writes the snapshot of `manifest`'s generation again from `tree` (its content digest is the manifest's),
-    /// replacing the damaged file only when the new bytes are exactly the ones the manifest signs: snapshots are
-    /// deterministic, so they are unless something outside the content (the archive writer) changed.
-    func rewriteSnapshot(_ tree: ResolvedTree, of manifest: Manifest, layout: ChrootLayout) throws -> Bool {
-        let path = layout.snapshot(manifest.generation)
-        let candidate = FileIO.temporaryPath(for: path + ".rewrite")
-        let written = try writeSnapshot(tree, to: candidate, host: layout.host)
-        guard written.sha256 == manifest.snapshot.sha256, written.size == manifest.snapshot.size else {
-            _ = try? FileIO.removeFile(candidate)
-            return false
-        }
-        try FileIO.renameDurably(candidate, to: path)
-        return true
     }
 
     /// Writes the snapshot under a temporary name, makes it durable, renames it into place.

@@ -39,8 +39,9 @@ extension FleetConfigurationTests {
     }
 
     @Test(arguments: [
-        ("Mirror", "must match"), ("-mirror", "must match"), ("primary", "stands for this server"),
-        ("a b", "must match"), ("mirror@x", "must match"),
+        ("Mirror", "is not a server name"), ("-mirror", "is not a server name"),
+        ("primary", "\"primary\" is reserved for this server"), ("a b", "is not a server name"),
+        ("mirror@x", "is not a server name"),
     ])
     func badMirrorNamesAreRefused(name: String, expected: String) throws {
         let found = try problems(Self.mirror(name: name))
@@ -49,11 +50,11 @@ extension FleetConfigurationTests {
 
     @Test func duplicateMirrorNamesAndMissingKeysAreRefused() throws {
         let found = try problems(Self.mirror() + Self.mirror())
-        #expect(found.count == 1 && found[0].contains("another mirror is already named \"mirror-a\""), "\(found)")
+        #expect(found.count == 1 && found[0].contains("\"mirror-a\" is the name of an earlier mirror"), "\(found)")
         let missing = try problems("[[mirrors]]\nname = \"m\"\n")
         #expect(missing.count == 3, "\(missing)")
         for key in ["address", "host_key", "push_to"] {
-            #expect(missing.contains { $0.contains("missing key \"\(key)\"") }, "\(missing)")
+            #expect(missing.contains { $0.contains("the key \"\(key)\" is required") }, "\(missing)")
         }
         let unknown = try problems(Self.mirror(extra: "proxy = \"x\""))
         #expect(unknown.count == 1 && unknown[0].contains("unknown key \"proxy\""), "\(unknown)")

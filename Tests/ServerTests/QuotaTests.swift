@@ -68,15 +68,29 @@ struct QuotaTests {
         return true
     }
 
-    /// Users of a prefix no other test uses, removed by `removeUsers`.
-    static func uniquePrefix() -> String {
-        "fq" + String(UUID().uuidString.lowercased().filter(\.isLetter).prefix(4)) + "-"
-    }
+    /// A fleet whose users carry a prefix no other test uses (`user_prefix`), so that the users `fleet setup` makes
+    /// are this test's alone; `remove()` deletes them, whatever the test did, and then the fixture.
+    struct PrefixedFleet {
+        let prefix: String
+        let fixture: FleetFixture
+        /// The hosts whose users `remove()` deletes: the fixture's, or those a test adds later.
+        let users: [String]
 
-    static func removeUsers(prefix: String, hosts: [String]) {
-        for host in hosts {
-            _ = try? TestCommand.run("/usr/sbin/userdel", [prefix + host])
-            _ = try? TestCommand.run("/usr/sbin/groupdel", [prefix + host])
+        /// `serverToml`: more lines for `[server]`, after `user_prefix`.
+        init(hosts: [String], serverToml: [String] = [], users: [String]? = nil) throws {
+            prefix = "fq" + String(UUID().uuidString.lowercased().filter(\.isLetter).prefix(4)) + "-"
+            fixture = try FleetFixture(
+                hosts: hosts, rootOwned: true,
+                serverToml: (["user_prefix = \"\(prefix)\""] + serverToml).joined(separator: "\n"))
+            self.users = users ?? hosts
+        }
+
+        func remove() {
+            for host in users {
+                _ = try? TestCommand.run("/usr/sbin/userdel", [prefix + host])
+                _ = try? TestCommand.run("/usr/sbin/groupdel", [prefix + host])
+            }
+            fixture.remove()
         }
     }
 
@@ -105,12 +119,9 @@ struct QuotaTests {
     }
 
     @Test func anExt4WithoutQuotasGetsOneWarningNamingItAndSetupStillSucceeds() async throws {
-        let prefix = Self.uniquePrefix()
-        let fixture = try FleetFixture(hosts: ["a", "b"], rootOwned: true, serverToml: "user_prefix = \"\(prefix)\"")
-        defer {
-            Self.removeUsers(prefix: prefix, hosts: ["a", "b"])
-            fixture.remove()
-        }
+        let fleet = try PrefixedFleet(hosts: ["a", "b"])
+        defer { fleet.remove() }
+        let (prefix, fixture) = (fleet.prefix, fleet.fixture)
         // Mounted with usrquota, but without the ext4 quota feature: nothing counts, nothing is enforced.
         let filesystem = try LoopFilesystem.ext4(at: fixture.chrootRoot, mountOptions: "usrquota")
         defer { filesystem.unmount() }
@@ -139,12 +150,9 @@ struct QuotaTests {
     }
 
     @Test func aFilesystemWithoutQuotaSupportIsNamedAndNoQuotaMeansNoWarning() async throws {
-        let prefix = Self.uniquePrefix()
-        let fixture = try FleetFixture(hosts: ["a", "b"], rootOwned: true, serverToml: "user_prefix = \"\(prefix)\"")
-        defer {
-            Self.removeUsers(prefix: prefix, hosts: ["a", "b"])
-            fixture.remove()
-        }
+        let fleet = try PrefixedFleet(hosts: ["a", "b"])
+        defer { fleet.remove() }
+        let fixture = fleet.fixture
         let filesystem = try LoopFilesystem.tmpfs(at: fixture.chrootRoot)
         defer { filesystem.unmount() }
 
@@ -172,14 +180,9 @@ struct QuotaTests {
     /// Needs a kernel with ext4 quotas, like the next test.
     @Test(.enabled("the kernel mounts ext4 with user quotas") { try kernelMountsExt4WithQuotas() })
     func quotasCountedButNotEnforcedAreSetAndNamedInOneWarning() async throws {
-        let prefix = Self.uniquePrefix()
-        let fixture = try FleetFixture(
-            hosts: ["a"], rootOwned: true, serverToml: "user_prefix = \"\(prefix)\"\nquota_mib = 16\nquota_inodes = 200"
-        )
-        defer {
-            Self.removeUsers(prefix: prefix, hosts: ["a"])
-            fixture.remove()
-        }
+        let fleet = try PrefixedFleet(hosts: ["a"], serverToml: ["quota_mib = 16", "quota_inodes = 200"])
+        defer { fleet.remove() }
+        let (prefix, fixture) = (fleet.prefix, fleet.fixture)
         let filesystem = try LoopFilesystem.ext4(
             at: fixture.chrootRoot, mkfsOptions: ["-O", "quota", "-E", "quotatype=usrquota"])
         defer { filesystem.unmount() }
@@ -209,16 +212,16 @@ struct QuotaTests {
     /// on Debian 12's kernel (scripts/run-in-vm).
     @Test(.enabled("the kernel mounts ext4 with user quotas") { try kernelMountsExt4WithQuotas() })
     func aHostThatFillsItsQuotaFailsOnlyItsOwnUploads() async throws {
-        let prefix = Self.uniquePrefix()
-        let fixture = try FleetFixture(
-            hosts: [], rootOwned: true, serverToml: "user_prefix = \"\(prefix)\"\nquota_mib = 16\nquota_inodes = 200")
+        // Its hosts are added below, with keys of their own to log in with; their users are removed all the same.
+        let fleet = try PrefixedFleet(
+            hosts: [], serverToml: ["quota_mib = 16", "quota_inodes = 200"], users: ["a", "b"])
+        let (prefix, fixture) = (fleet.prefix, fleet.fixture)
         let keyDirectory = try TestDirectory.makeTemporary()
         var sshd: TestSSHD?
         defer {
             sshd?.stop()
-            Self.removeUsers(prefix: prefix, hosts: ["a", "b"])
             keyDirectory.remove()
-            fixture.remove()
+            fleet.remove()
         }
         let filesystem = try LoopFilesystem.ext4(
             at: fixture.chrootRoot, mkfsOptions: ["-O", "quota", "-E", "quotatype=usrquota"], mountOptions: "usrquota")
