@@ -12,12 +12,14 @@ import SFTPTransport
 /// The closure is walked level by level from the toplevel: the local store is asked which paths of a level it
 /// lacks (one `nix-store --check-validity` per level), and only below those is the walk continued, because a
 /// valid path's whole closure is valid. A host whose store holds the toplevel fetches nothing. Each level's
-/// narinfos, then the NARs, are downloaded many at once over the one SFTP session. Names and sizes are checked
-/// before anything is written; signatures are Nix's business when it substitutes, with the fleet key as the
-/// only trusted key.
+/// narinfos are read into memory many at once over the one SFTP session, then the NARs downloaded in batches.
+/// A batch's narinfo files are written into the local cache only when the batch goes to Nix: a file made costs
+/// more than the bytes in it, and the walk is on the critical path. Names and sizes are checked before anything
+/// is written; signatures are Nix's business when it substitutes, with the fleet key as the only trusted key.
 ///
 /// What a failed or interrupted run fetched stays for the next try, but only while the closure needs it: at
-/// each fetch, files the current closure's missing paths do not need are removed first.
+/// each fetch, files the current closure's missing paths do not need are removed first, and narinfo files are
+/// always read again (they are small, and one cut by a crash is never trusted).
 struct CacheFetch {
     struct Failure: Error, CustomStringConvertible {
         let description: String
@@ -26,6 +28,11 @@ struct CacheFetch {
     }
 
     static let narinfoLimit: Int64 = 64 << 10
+    /// What the walk holds in memory of the narinfo files of the missing paths, in all (a real closure's are a few
+    /// MB): a server that sends more is refused rather than let the host run out of memory.
+    static let narinfosInMemoryLimit: Int64 = 256 << 20
+    /// narinfo files read at once: at most ``narinfoLimit`` times this (64 MiB) held beyond what was counted.
+    static let narinfosPerRead = 1_024
     static let narLimit: Int64 = 8 << 30
     static let maxPaths = 100_000
     /// NARs downloaded (and made durable) together: a batch is all or nothing, so an interruption loses at most
@@ -60,7 +67,7 @@ struct CacheFetch {
         // The walk: narinfos of the missing paths, level by level.
         var seen: Set<String> = [toplevel]
         var frontier = [toplevel]
-        var missing: [String: NarInfo] = [:]
+        var missing: [String: MissingPath] = [:]
         var validRoots: [String] = []
         var files = 0
         var bytes: Int64 = 0
@@ -68,13 +75,12 @@ struct CacheFetch {
             let invalid = try await invalidPaths(frontier)
             validRoots += frontier.filter { !invalid.contains($0) }
             let wanted = frontier.filter { invalid.contains($0) }
-            let fetched = try await narinfos(of: wanted, over: connection)
-            files += fetched.files
-            bytes += fetched.bytes
+            let fetched = try await narinfos(of: wanted, over: connection, closureOf: toplevel, inMemory: &bytes)
+            files += fetched.count
             frontier = []
-            for (path, info) in fetched.infos {
-                missing[path] = info
-                for reference in info.referencedPaths where seen.insert(reference).inserted {
+            for (path, found) in fetched {
+                missing[path] = found
+                for reference in found.info.referencedPaths where seen.insert(reference).inserted {
                     frontier.append(reference)
                 }
             }
@@ -83,11 +89,11 @@ struct CacheFetch {
             }
         }
 
-        // Only the missing paths' files may stay; then their NARs, many at once, dependencies first.
-        let needed = Set(missing.keys.map { Nix.hashPart(ofStorePath: $0)! + ".narinfo" })
-        let neededNars = Set(missing.values.map(\.narFile))
-        prune(keeping: needed, nars: neededNars)
-        let order = DependencyOrder.dependenciesFirst(missing.mapValues(\.referencedPaths)).map { ($0, missing[$0]!) }
+        // Only the missing paths' NARs may stay; then those, many at once, dependencies first.
+        prune(keepingNars: Set(missing.values.map(\.info.narFile)))
+        let order = DependencyOrder.dependenciesFirst(missing.mapValues(\.info.referencedPaths)).map {
+            ($0, missing[$0]!)
+        }
         let nars = try await downloadNars(of: order, over: connection)
         files += nars.files
         bytes += nars.bytes
@@ -163,42 +169,46 @@ struct CacheFetch {
         return invalid
     }
 
-    /// The narinfos of `paths`: those a run left in the local cache, and the rest downloaded together.
-    private func narinfos(of paths: [String], over connection: SFTPConnection) async throws(Failure)
-        -> (infos: [(String, NarInfo)], files: Int, bytes: Int64)
-    {
-        var infos: [(String, NarInfo)] = []
-        var downloads: [(path: String, name: String)] = []
-        for path in paths {
-            let name = Nix.hashPart(ofStorePath: path)! + ".narinfo"
-            // Kept by an interrupted run; one that does not parse (cut by a crash) is fetched again.
-            if let bytes = try? FileIO.readNoFollow(localDirectory + "/" + name, limit: Int(Self.narinfoLimit)),
-                let info = try? parse(bytes, name: name, path: path)
-            {
-                infos.append((path, info))
-            } else {
-                _ = try? FileIO.removeFile(localDirectory + "/" + name)
-                downloads.append((path, name))
-            }
-        }
-        guard !downloads.isEmpty else { return (infos, 0, 0) }
-        let bytes = try await download(
-            downloads.map { (ChrootPaths.cacheFile($0.name), localDirectory + "/" + $0.name, Self.narinfoLimit, nil) },
-            what: "narinfo files", over: connection)
-        for (path, name) in downloads {
-            let local = localDirectory + "/" + name
-            let info: NarInfo
+    /// A path the local store lacks: its narinfo file as the server sent it, and what it says.
+    struct MissingPath {
+        let path: String
+        let info: NarInfo
+        let narinfo: [UInt8]
+        /// The narinfo file's name in a cache: the path's hash part.
+        var narinfoName: String { Nix.hashPart(ofStorePath: path)! + ".narinfo" }
+    }
+
+    /// The narinfo files of `paths`, read into memory many at once and checked; `inMemory` counts the bytes the
+    /// walk holds, which may pass ``narinfosInMemoryLimit`` by at most one chunk before the walk is refused.
+    private func narinfos(
+        of paths: [String], over connection: SFTPConnection, closureOf toplevel: String, inMemory: inout Int64
+    ) async throws(Failure) -> [(String, MissingPath)] {
+        var found: [(String, MissingPath)] = []
+        for start in stride(from: 0, to: paths.count, by: Self.narinfosPerRead) {
+            let chunk = paths[start..<min(start + Self.narinfosPerRead, paths.count)]
+            let names = chunk.map { Nix.hashPart(ofStorePath: $0)! + ".narinfo" }
+            let contents: [String: [UInt8]]
             do {
-                info = try parse(FileIO.readNoFollow(local, limit: Int(Self.narinfoLimit)), name: name, path: path)
-            } catch let failure as Failure {
-                _ = try? FileIO.removeFile(local)
-                throw failure
+                contents = try await connection.readFiles(
+                    names.map(ChrootPaths.cacheFile), limit: Int(Self.narinfoLimit))
             } catch {
-                throw Failure(description: "cannot read \(local): \(error)", isLocal: true)
+                throw Failure(
+                    description: "cannot download \(chunk.count) narinfo files of the closure from the server's cache: "
+                        + "\(error)", isLocal: error.code == .localIO)
             }
-            infos.append((path, info))
+            for (path, name) in zip(chunk, names) {
+                let bytes = contents[ChrootPaths.cacheFile(name)] ?? []
+                inMemory += Int64(bytes.count)
+                found.append(
+                    (path, MissingPath(path: path, info: try parse(bytes, name: name, path: path), narinfo: bytes)))
+            }
+            guard inMemory <= Self.narinfosInMemoryLimit else {
+                throw Failure(
+                    description: "the narinfo files of the closure of \(toplevel) on the server's cache take more "
+                        + "than \(Self.narinfosInMemoryLimit >> 20) MiB: refused")
+            }
         }
-        return (infos, downloads.count, bytes)
+        return found
     }
 
     private func parse(_ bytes: [UInt8], name: String, path: String) throws(Failure) -> NarInfo {
@@ -217,7 +227,7 @@ struct CacheFetch {
     /// the last is substituted too (or failed: the substitution of the toplevel says why).
     ///
     /// - Returns: files and bytes downloaded, when the last byte came, and what the substitution did.
-    private func downloadNars(of paths: [(path: String, info: NarInfo)], over connection: SFTPConnection)
+    private func downloadNars(of paths: [(path: String, missing: MissingPath)], over connection: SFTPConnection)
         async throws(Failure)
         -> (files: Int, bytes: Int64, downloaded: Date, substituted: SubstitutionWhileDownloading.Summary?)
     {
@@ -225,7 +235,7 @@ struct CacheFetch {
             let counts = try await downloadNars(of: paths, over: connection, whenLocal: { _ in })
             return (counts.files, counts.bytes, clock.now(), nil)
         }
-        let (batches, queue) = AsyncStream.makeStream(of: [String].self)
+        let (batches, queue) = AsyncStream.makeStream(of: SubstitutionWhileDownloading.Batch.self)
         async let substituted = substitution.substitute(batches)
         let counts: (files: Int, bytes: Int64)
         do {
@@ -240,16 +250,25 @@ struct CacheFetch {
         return (counts.files, counts.bytes, downloaded, await substituted)
     }
 
-    /// Downloads the NARs of `paths` in order and in batches, and hands each batch's store paths to `whenLocal`
-    /// once their files are in place (with the paths whose NARs an interrupted run left, as their turn comes).
+    /// Downloads the NARs of `paths` in order and in batches, writes the batch's narinfo files, and hands the
+    /// batch to `whenLocal` once its files are in place (with the paths whose NARs an interrupted run left, as
+    /// their turn comes).
     private func downloadNars(
-        of paths: [(path: String, info: NarInfo)], over connection: SFTPConnection, whenLocal: ([String]) -> Void
+        of paths: [(path: String, missing: MissingPath)], over connection: SFTPConnection,
+        whenLocal: (SubstitutionWhileDownloading.Batch) -> Void
     ) async throws(Failure) -> (files: Int, bytes: Int64) {
         // The NAR files to download (each once: identical contents share one); the others are in place already.
         var toDownload: Set<String> = []
         var announced: Int64 = 0
-        for (_, info) in paths where !toDownload.contains(info.narFile) {
-            guard (try? FileStatus.of(narDirectory + "/" + info.narFile)) ?? nil == nil else { continue }
+        // Where each NAR file is needed first and last in `paths`: only a batch that holds all its paths may
+        // remove it once they are in the store.
+        var users: [String: ClosedRange<Int>] = [:]
+        for (index, (_, missing)) in paths.enumerated() {
+            let info = missing.info
+            users[info.narFile] = (users[info.narFile]?.lowerBound ?? index)...index
+            guard !toDownload.contains(info.narFile),
+                (try? FileStatus.of(narDirectory + "/" + info.narFile)) ?? nil == nil
+            else { continue }
             toDownload.insert(info.narFile)
             announced += info.fileSize ?? 0
         }
@@ -263,14 +282,14 @@ struct CacheFetch {
         var bytes: Int64 = 0
         var batch: [NarInfo] = []
         var batchBytes: Int64 = 0
-        var batchPaths: [String] = []
+        var batchStart = 0
         var batchesDone = 0
-        for (index, (path, info)) in paths.enumerated() {
+        for (index, (_, missing)) in paths.enumerated() {
+            let info = missing.info
             if toDownload.remove(info.narFile) != nil {
                 batch.append(info)
                 batchBytes += info.fileSize ?? (64 << 20)
             }
-            batchPaths.append(path)
             let limit = substitution == nil ? Self.narBatchBytes : Self.substitutionBatchBytes(batch: batchesDone)
             guard index == paths.count - 1 || batch.count >= Self.narBatchFiles || batchBytes >= limit else {
                 continue
@@ -284,12 +303,34 @@ struct CacheFetch {
                 batchesDone += 1
                 log.progress("downloaded \(files) of \(pending) NAR files")
             }
-            whenLocal(batchPaths)
+            let members = paths[batchStart...index].map(\.missing)
+            try writeNarinfos(of: members)
+            let own = members.map(\.info.narFile).filter {
+                users[$0]!.lowerBound >= batchStart && users[$0]!.upperBound <= index
+            }
+            whenLocal(
+                SubstitutionWhileDownloading.Batch(
+                    paths: members.map(\.path),
+                    files: members.map { localDirectory + "/" + $0.narinfoName }
+                        + Set(own).sorted().map { narDirectory + "/" + $0 }))
             batch = []
             batchBytes = 0
-            batchPaths = []
+            batchStart = index + 1
         }
         return (files, bytes)
+    }
+
+    /// Writes the narinfo files of `paths` into the local cache, as the server sent them, for Nix to read. They
+    /// are not made durable: no run reads them again (each walk reads the server's).
+    private func writeNarinfos(of paths: [MissingPath]) throws(Failure) {
+        for path in paths {
+            let local = localDirectory + "/" + path.narinfoName
+            do {
+                try FileIO.writeAtomically(path.narinfo, to: local, durable: false)
+            } catch {
+                throw Failure(description: "cannot write \(local): \(error)", isLocal: true)
+            }
+        }
     }
 
     /// Downloads `items` under temporary names (all or nothing, made durable together), then renames them into
@@ -324,17 +365,17 @@ struct CacheFetch {
         return bytes
     }
 
-    /// Removes every file of the local cache that the current fetch does not need: what earlier runs left.
-    private func prune(keeping narinfos: Set<String>, nars: Set<String>) {
+    /// Removes every file of the local cache that the current fetch does not need: what earlier runs left (their
+    /// narinfo files too: each fetch writes those it needs again).
+    private func prune(keepingNars nars: Set<String>) {
         var removed = 0
-        for name in (try? FileIO.listDirectory(localDirectory)) ?? []
-        where !Self.isSkeleton(name) && !narinfos.contains(name) {
+        for name in (try? FileIO.listDirectory(localDirectory)) ?? [] where !Self.isSkeleton(name) {
             if (try? FileIO.removeFile(localDirectory + "/" + name)) == true { removed += 1 }
         }
         for name in (try? FileIO.listDirectory(narDirectory)) ?? [] where !nars.contains(name) {
             if (try? FileIO.removeFile(narDirectory + "/" + name)) == true { removed += 1 }
         }
-        if removed > 0 { log.phase("removed \(removed) file(s) of earlier runs that this closure does not need") }
+        if removed > 0 { log.phase("removed \(removed) file(s) that earlier runs left") }
     }
 
     /// How many paths the closure has: the missing ones plus the closures of the valid paths the walk met (the

@@ -1,3 +1,4 @@
+import FleetFiles
 import NixKit
 
 /// Substitutes a closure into the Nix store batch by batch while the rest of it still downloads, so that
@@ -6,7 +7,8 @@ import NixKit
 ///
 /// ``CacheFetch`` downloads the NARs in dependencies-first order (``DependencyOrder``) and hands over each batch's
 /// store paths once their files are in place, so every path handed over has its whole closure either in the
-/// store or in the local cache. Batches are substituted one after another, each with the same options, checks
+/// store or in the local cache. Once a batch is in the store, the files only it needed are removed at once: the
+/// local cache never holds more than the batches in flight, and emptying it is not left for after the last one. Batches are substituted one after another, each with the same options, checks
 /// and trusted key as the substitution of the toplevel that follows the download
 /// (``NixSystem/realise(_:cache:trustedKey:gcRoot:)``), which stays the one that decides: whatever did not get
 /// into the store here (a batch that failed) it substitutes again, or fails with Nix's own message.
@@ -15,6 +17,13 @@ struct SubstitutionWhileDownloading: Sendable {
     let cache: String
     let trustedKey: String
     let log: RunLog
+
+    /// Store paths whose closures are in the store or the local cache, and the local cache's files that only they
+    /// need (their narinfo files, and the NAR files no path of another batch shares).
+    struct Batch: Sendable {
+        let paths: [String]
+        let files: [String]
+    }
 
     /// What the substitution did while the download ran.
     struct Summary: Sendable {
@@ -27,7 +36,7 @@ struct SubstitutionWhileDownloading: Sendable {
     /// Substitutes each batch as it arrives until the stream ends, ``concurrentBatches`` at a time. After a
     /// failure it only drains the stream: the download goes on, and the substitution after it reports what is
     /// wrong.
-    func substitute(_ batches: AsyncStream<[String]>) async -> Summary {
+    func substitute(_ batches: AsyncStream<Batch>) async -> Summary {
         let options = await system.substitutionOptions(cache: cache, trustedKey: trustedKey)
         return await withTaskGroup(of: (number: Int, paths: Int, failure: String?).self) { group in
             var summary = Summary()
@@ -44,7 +53,7 @@ struct SubstitutionWhileDownloading: Sendable {
                 }
             }
             var started = 0
-            for await paths in batches where summary.failure == nil && !paths.isEmpty {
+            for await batch in batches where summary.failure == nil && !batch.paths.isEmpty {
                 while running >= Self.concurrentBatches, let done = await group.next() { record(done) }
                 guard summary.failure == nil else { continue }
                 started += 1
@@ -52,11 +61,13 @@ struct SubstitutionWhileDownloading: Sendable {
                 let number = started
                 group.addTask {
                     do throws(NixSystem.Failure) {
-                        try await system.realiseBatch(paths, number: number, options: options, cache: cache)
-                        return (number, paths.count, nil)
+                        try await system.realiseBatch(batch.paths, number: number, options: options, cache: cache)
                     } catch {
-                        return (number, paths.count, "\(error)")
+                        return (number, batch.paths.count, "\(error)")
                     }
+                    // In the store now; a batch that failed keeps its files for the substitution after the download.
+                    for file in batch.files { _ = try? FileIO.removeFile(file) }
+                    return (number, batch.paths.count, nil)
                 }
             }
             while let done = await group.next() { record(done) }

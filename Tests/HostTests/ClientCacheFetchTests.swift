@@ -201,6 +201,44 @@ struct ClientCacheFetchTests: ClientRunSuite {
             report.cache?.missingPaths == 1 && report.cache?.filesFetched == 2, "\(String(describing: report.cache))")
     }
 
+    /// narinfo files come from the server, which the host does not trust with its memory or its store: one over
+    /// the size limit, or one that describes another path than its name says, stops the run before anything is
+    /// written or substituted, naming the file; once the server's file is right again the same host applies.
+    @Test func hostileNarinfoFilesAreRefusedNamingTheFileAndNothingIsWrittenOrSubstituted() async throws {
+        let host = "cfetchhostile"
+        let fleet = try await Self.start(host, nonce: UUID().uuidString)
+        defer { fleet.stop() }
+        let toplevel = try #require(try fleet.manifest(host).toplevel)
+        let paths = try Self.closure(of: toplevel)
+        let b = try #require(paths["cachefetch-b"])
+        let a = try #require(paths["cachefetch-a"])
+        let name = String(b.dropFirst("/nix/store/".count).prefix(32)) + ".narinfo"
+        let narinfo = try fleet.layout(host).cache + "/" + name
+        let original = try String(contentsOfFile: narinfo, encoding: .utf8)
+        try Self.forget([toplevel, b], fleet: fleet)
+
+        let oversized = original + "Padding: " + String(repeating: "x", count: 70 << 10) + "\n"
+        let describingAnother = original.replacingOccurrences(of: "StorePath: \(b)", with: "StorePath: \(a)")
+        #expect(describingAnother != original)
+        for (hostile, why) in [(oversized, "over the limit"), (describingAnother, "describes \(a), not \(b)")] {
+            // Replaced by rename: the pool's file, which the host's links, stays as it was.
+            try FileIO.writeAtomically(Array(hostile.utf8), to: narinfo, mode: 0o644)
+            let output = try await fleet.client(host)
+            #expect(output.exitCode == Self.failed, "\(output.standardError)")
+            #expect(
+                output.standardError.contains(name) && output.standardError.contains(why), "\(output.standardError)")
+            #expect(try FileStatus.of(toplevel) == nil && (try FileStatus.of(b)) == nil, "nothing substituted")
+            #expect(Self.localCacheFiles(fleet, host).isEmpty, "nothing written into the local cache")
+            #expect(try fleet.state(host).applied == nil)
+        }
+
+        try FileIO.writeAtomically(Array(original.utf8), to: narinfo, mode: 0o644)
+        let output = try await fleet.client(host)
+        #expect(output.exitCode == Self.applied, "\(output.standardError)")
+        #expect(try fleet.state(host).applied?.system == toplevel)
+        #expect(Self.localCacheFiles(fleet, host).isEmpty)
+    }
+
     /// Reports are read by servers and clients of other versions: a report without the cache object decodes
     /// (as nil), and one with it decodes where its fields are unknown.
     @Test func reportsWithAndWithoutTheCacheObjectDecode() throws {
