@@ -276,6 +276,24 @@ public enum FileIO {
         }
     }
 
+    /// Frees a regular file's data and keeps its name and inode (`ftruncate` to 0 bytes, never following a
+    /// link): false when nothing was there.
+    @discardableResult
+    public static func truncateToEmpty(_ path: String) throws(FileSystemError) -> Bool {
+        let descriptor: FileDescriptor
+        do {
+            descriptor = try Syscall.open(path, O_WRONLY | O_NOFOLLOW | O_NONBLOCK)
+        } catch {
+            if error == .noSuchFileOrDirectory { return false }
+            throw FileSystemError("open", path: path, code: error)
+        }
+        defer { Syscall.close(descriptor) }
+        _ = try FileSystemError.attempt("truncate", path: path) { () throws(Errno) in
+            try Syscall.retrying { ftruncate(descriptor.rawValue, 0) }
+        }
+        return true
+    }
+
     /// Removes a file, a link or a socket (not a directory): true when it was removed, false when nothing was
     /// there.
     @discardableResult

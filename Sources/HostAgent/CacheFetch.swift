@@ -266,9 +266,7 @@ struct CacheFetch {
         for (index, (_, missing)) in paths.enumerated() {
             let info = missing.info
             users[info.narFile] = (users[info.narFile]?.lowerBound ?? index)...index
-            guard !toDownload.contains(info.narFile),
-                (try? FileStatus.of(narDirectory + "/" + info.narFile)) ?? nil == nil
-            else { continue }
+            guard !toDownload.contains(info.narFile), !narIsInPlace(info) else { continue }
             toDownload.insert(info.narFile)
             announced += info.fileSize ?? 0
         }
@@ -310,14 +308,20 @@ struct CacheFetch {
             }
             whenLocal(
                 SubstitutionWhileDownloading.Batch(
-                    paths: members.map(\.path),
-                    files: members.map { localDirectory + "/" + $0.narinfoName }
-                        + Set(own).sorted().map { narDirectory + "/" + $0 }))
+                    paths: members.map(\.path), narFiles: Set(own).sorted().map { narDirectory + "/" + $0 }))
             batch = []
             batchBytes = 0
             batchStart = index + 1
         }
         return (files, bytes)
+    }
+
+    /// Whether an earlier run left `info`'s NAR file whole: a regular file of the size the narinfo says (one
+    /// emptied once its paths were in the store, or cut by a crash, is downloaded again).
+    private func narIsInPlace(_ info: NarInfo) -> Bool {
+        guard let status = (try? FileStatus.of(narDirectory + "/" + info.narFile)) ?? nil, status.kind == .regular
+        else { return false }
+        return info.fileSize.map { $0 == status.size } ?? (status.size > 0)
     }
 
     /// Writes the narinfo files of `paths` into the local cache, as the server sent them, for Nix to read. They

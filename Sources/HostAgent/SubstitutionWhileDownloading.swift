@@ -7,8 +7,11 @@ import NixKit
 ///
 /// ``CacheFetch`` downloads the NARs in dependencies-first order (``DependencyOrder``) and hands over each batch's
 /// store paths once their files are in place, so every path handed over has its whole closure either in the
-/// store or in the local cache. Once a batch is in the store, the files only it needed are removed at once: the
-/// local cache never holds more than the batches in flight, and emptying it is not left for after the last one. Batches are substituted one after another, each with the same options, checks
+/// store or in the local cache. Once a batch is in the store, the NAR files only it needed are emptied at once: the
+/// local cache never holds more than the batches in flight, and freeing it is not left for after the last one.
+/// They are truncated, not removed (``CacheFetch/empty(_:)`` removes the names at the end): on ext4 without a
+/// journal every file made in the seconds after an unlink skips the inodes freed recently, which Nix, making the
+/// closure's files meanwhile, would pay for. Batches are substituted one after another, each with the same options, checks
 /// and trusted key as the substitution of the toplevel that follows the download
 /// (``NixSystem/realise(_:cache:trustedKey:gcRoot:)``), which stays the one that decides: whatever did not get
 /// into the store here (a batch that failed) it substitutes again, or fails with Nix's own message.
@@ -18,11 +21,11 @@ struct SubstitutionWhileDownloading: Sendable {
     let trustedKey: String
     let log: RunLog
 
-    /// Store paths whose closures are in the store or the local cache, and the local cache's files that only they
-    /// need (their narinfo files, and the NAR files no path of another batch shares).
+    /// Store paths whose closures are in the store or the local cache, and the local cache's NAR files that only
+    /// they need (no path of another batch shares them).
     struct Batch: Sendable {
         let paths: [String]
-        let files: [String]
+        let narFiles: [String]
     }
 
     /// What the substitution did while the download ran.
@@ -66,7 +69,7 @@ struct SubstitutionWhileDownloading: Sendable {
                         return (number, batch.paths.count, "\(error)")
                     }
                     // In the store now; a batch that failed keeps its files for the substitution after the download.
-                    for file in batch.files { _ = try? FileIO.removeFile(file) }
+                    for file in batch.narFiles { _ = try? FileIO.truncateToEmpty(file) }
                     return (number, batch.paths.count, nil)
                 }
             }

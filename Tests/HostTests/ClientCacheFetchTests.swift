@@ -201,6 +201,44 @@ struct ClientCacheFetchTests: ClientRunSuite {
             report.cache?.missingPaths == 1 && report.cache?.filesFetched == 2, "\(String(describing: report.cache))")
     }
 
+    /// What an earlier run left is used only when whole: a NAR file of the size its narinfo says is not downloaded
+    /// again; one emptied (as a batch's are once its paths are in the store) or cut by a crash is.
+    @Test func aNarFileLeftWholeIsReusedAndOneEmptiedOrCutIsDownloadedAgain() async throws {
+        let host = "cfetchleft"
+        let fleet = try await Self.start(host, nonce: UUID().uuidString)
+        defer { fleet.stop() }
+        let toplevel = try #require(try fleet.manifest(host).toplevel)
+        let paths = try Self.closure(of: toplevel)
+        let a = try #require(paths["cachefetch-a"])
+        let b = try #require(paths["cachefetch-b"])
+        let serverCache = try fleet.layout(host).cache
+        func narFile(of path: String) throws -> String {
+            let narinfo = try String(
+                contentsOfFile: serverCache + "/" + path.dropFirst("/nix/store/".count).prefix(32) + ".narinfo",
+                encoding: .utf8)
+            return try #require(
+                narinfo.split(separator: "\n").first { $0.hasPrefix("URL: nar/") }.map { String($0.dropFirst(9)) })
+        }
+        try Self.forget([toplevel, a, b], fleet: fleet)
+
+        let local = fleet.stateDirectory(host) + "/cache/nar/"
+        try FileIO.createDirectories(local)
+        let whole = try FileIO.readNoFollow(serverCache + "/nar/" + narFile(of: a), limit: 1 << 20)
+        try FileIO.writeAtomically(whole, to: local + narFile(of: a))
+        try FileIO.writeAtomically([], to: local + narFile(of: b))
+        let cut = try FileIO.readNoFollow(serverCache + "/nar/" + narFile(of: toplevel), limit: 1 << 20)
+        try FileIO.writeAtomically(Array(cut.prefix(cut.count / 2)), to: local + narFile(of: toplevel))
+
+        let output = try await fleet.client(host)
+        #expect(output.exitCode == Self.applied, "\(output.standardError)")
+        #expect(try fleet.state(host).applied?.system == toplevel)
+        let cache = try #require(try fleet.lastReport(host)?.cache)
+        // Three narinfo files and two NARs: a's was whole.
+        #expect(cache.missingPaths == 3 && cache.filesFetched == 5, "\(cache)")
+        #expect(output.standardError.contains("downloading 2 NAR file(s)"), "\(output.standardError)")
+        #expect(Self.localCacheFiles(fleet, host).isEmpty)
+    }
+
     /// narinfo files come from the server, which the host does not trust with its memory or its store: one over
     /// the size limit, or one that describes another path than its name says, stops the run before anything is
     /// written or substituted, naming the file; once the server's file is right again the same host applies.
