@@ -308,7 +308,8 @@ struct CacheFetch {
             }
             whenLocal(
                 SubstitutionWhileDownloading.Batch(
-                    paths: members.map(\.path), narFiles: Set(own).sorted().map { narDirectory + "/" + $0 }))
+                    paths: members.map { ($0.path, $0.info.referencedPaths) },
+                    narFiles: Set(own).sorted().map { narDirectory + "/" + $0 }))
             batch = []
             batchBytes = 0
             batchStart = index + 1

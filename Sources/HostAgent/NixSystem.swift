@@ -220,10 +220,11 @@ struct NixSystem {
         try? FileIO.removeTree(Self.batchRoots(cache: cache))
     }
 
-    /// Substitutes `paths` (output paths whose closures the local cache holds, or the store already does) from
-    /// the local cache, while the rest of the closure still downloads: the same options as ``realise(_:cache:
-    /// trustedKey:gcRoot:)``, so the same checks, with GC roots in ``batchRoots(cache:)`` (`batch-<number>`,
-    /// then Nix's `-2`, `-3`… for the other paths), so that a garbage collection cannot take them before the toplevel is realised.
+    /// Substitutes `paths` and their closures (output paths whose closures the local cache holds, or the store
+    /// already does) from the local cache, while the rest of the closure still downloads: the same options as
+    /// ``realise(_:cache:trustedKey:gcRoot:)``, so the same checks, with GC roots in ``batchRoots(cache:)``
+    /// (`batch-<number>`, then Nix's `-2`, `-3`… for the other paths), so that a garbage collection cannot take
+    /// them or their closures before the toplevel is realised.
     func realiseBatch(_ paths: [String], number: Int, options: [String], cache: String) async throws(Failure) {
         let roots = Self.batchRoots(cache: cache)
         try FileIO.createDirectoriesOrFail(roots, step: "substitution")
