@@ -78,8 +78,8 @@ struct CacheFetch {
             let fetched = try await narinfos(of: wanted, over: connection, closureOf: toplevel, inMemory: &bytes)
             files += fetched.count
             frontier = []
-            for (path, found) in fetched {
-                missing[path] = found
+            for found in fetched {
+                missing[found.path] = found
                 for reference in found.info.referencedPaths where seen.insert(reference).inserted {
                     frontier.append(reference)
                 }
@@ -91,9 +91,7 @@ struct CacheFetch {
 
         // Only the missing paths' NARs may stay; then those, many at once, dependencies first.
         prune(keepingNars: Set(missing.values.map(\.info.narFile)))
-        let order = DependencyOrder.dependenciesFirst(missing.mapValues(\.info.referencedPaths)).map {
-            ($0, missing[$0]!)
-        }
+        let order = DependencyOrder.dependenciesFirst(missing.mapValues(\.info.referencedPaths)).map { missing[$0]! }
         let nars = try await downloadNars(of: order, over: connection)
         files += nars.files
         bytes += nars.bytes
@@ -175,18 +173,19 @@ struct CacheFetch {
         let info: NarInfo
         let narinfo: [UInt8]
         /// The narinfo file's name in a cache: the path's hash part.
-        var narinfoName: String { Nix.hashPart(ofStorePath: path)! + ".narinfo" }
+        var narinfoName: String { Self.narinfoName(of: path) }
+        static func narinfoName(of path: String) -> String { Nix.hashPart(ofStorePath: path)! + ".narinfo" }
     }
 
     /// The narinfo files of `paths`, read into memory many at once and checked; `inMemory` counts the bytes the
     /// walk holds, which may pass ``narinfosInMemoryLimit`` by at most one chunk before the walk is refused.
     private func narinfos(
         of paths: [String], over connection: SFTPConnection, closureOf toplevel: String, inMemory: inout Int64
-    ) async throws(Failure) -> [(String, MissingPath)] {
-        var found: [(String, MissingPath)] = []
+    ) async throws(Failure) -> [MissingPath] {
+        var found: [MissingPath] = []
         for start in stride(from: 0, to: paths.count, by: Self.narinfosPerRead) {
             let chunk = paths[start..<min(start + Self.narinfosPerRead, paths.count)]
-            let names = chunk.map { Nix.hashPart(ofStorePath: $0)! + ".narinfo" }
+            let names = chunk.map(MissingPath.narinfoName(of:))
             let contents: [String: [UInt8]]
             do {
                 contents = try await connection.readFiles(
@@ -199,8 +198,7 @@ struct CacheFetch {
             for (path, name) in zip(chunk, names) {
                 let bytes = contents[ChrootPaths.cacheFile(name)] ?? []
                 inMemory += Int64(bytes.count)
-                found.append(
-                    (path, MissingPath(path: path, info: try parse(bytes, name: name, path: path), narinfo: bytes)))
+                found.append(MissingPath(path: path, info: try parse(bytes, name: name, path: path), narinfo: bytes))
             }
             guard inMemory <= Self.narinfosInMemoryLimit else {
                 throw Failure(
@@ -227,7 +225,7 @@ struct CacheFetch {
     /// the last is substituted too (or failed: the substitution of the toplevel says why).
     ///
     /// - Returns: files and bytes downloaded, when the last byte came, and what the substitution did.
-    private func downloadNars(of paths: [(path: String, missing: MissingPath)], over connection: SFTPConnection)
+    private func downloadNars(of paths: [MissingPath], over connection: SFTPConnection)
         async throws(Failure)
         -> (files: Int, bytes: Int64, downloaded: Date, substituted: SubstitutionWhileDownloading.Summary?)
     {
@@ -254,7 +252,7 @@ struct CacheFetch {
     /// batch to `whenLocal` once its files are in place (with the paths whose NARs an interrupted run left, as
     /// their turn comes).
     private func downloadNars(
-        of paths: [(path: String, missing: MissingPath)], over connection: SFTPConnection,
+        of paths: [MissingPath], over connection: SFTPConnection,
         whenLocal: (SubstitutionWhileDownloading.Batch) -> Void
     ) async throws(Failure) -> (files: Int, bytes: Int64) {
         // The NAR files to download (each once: identical contents share one); the others are in place already.
@@ -263,7 +261,7 @@ struct CacheFetch {
         // Where each NAR file is needed first and last in `paths`: only a batch that holds all its paths may
         // remove it once they are in the store.
         var users: [String: ClosedRange<Int>] = [:]
-        for (index, (_, missing)) in paths.enumerated() {
+        for (index, missing) in paths.enumerated() {
             let info = missing.info
             users[info.narFile] = (users[info.narFile]?.lowerBound ?? index)...index
             guard !toDownload.contains(info.narFile), !narIsInPlace(info) else { continue }
@@ -282,7 +280,7 @@ struct CacheFetch {
         var batchBytes: Int64 = 0
         var batchStart = 0
         var batchesDone = 0
-        for (index, (_, missing)) in paths.enumerated() {
+        for (index, missing) in paths.enumerated() {
             let info = missing.info
             if toDownload.remove(info.narFile) != nil {
                 batch.append(info)
@@ -301,7 +299,7 @@ struct CacheFetch {
                 batchesDone += 1
                 log.progress("downloaded \(files) of \(pending) NAR files")
             }
-            let members = paths[batchStart...index].map(\.missing)
+            let members = paths[batchStart...index]
             try writeNarinfos(of: members)
             let own = members.map(\.info.narFile).filter {
                 users[$0]!.lowerBound >= batchStart && users[$0]!.upperBound <= index
@@ -327,7 +325,7 @@ struct CacheFetch {
 
     /// Writes the narinfo files of `paths` into the local cache, as the server sent them, for Nix to read. They
     /// are not made durable: no run reads them again (each walk reads the server's).
-    private func writeNarinfos(of paths: [MissingPath]) throws(Failure) {
+    private func writeNarinfos(of paths: ArraySlice<MissingPath>) throws(Failure) {
         for path in paths {
             let local = localDirectory + "/" + path.narinfoName
             do {
