@@ -28,7 +28,7 @@ public struct BinaryCache: Sendable {
         var neededNars: Set<String> = []
         var queue = toplevels.compactMap(Nix.hashPart(ofStorePath:))
         while let hash = queue.popLast() {
-            let name = hash + ".narinfo"
+            let name = NarInfo.fileName(ofHashPart: hash)
             guard !neededInfo.contains(name) else { continue }
             neededInfo.insert(name)
             guard let bytes = try? FileIO.readNoFollow(directory + "/" + name, limit: 64 << 10),

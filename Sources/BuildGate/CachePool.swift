@@ -171,7 +171,7 @@ public struct CachePool: Sendable {
         var entries: [Entry] = []
         var queue = [root]
         while let hash = queue.popLast() {
-            let name = hash + ".narinfo"
+            let name = NarInfo.fileName(ofHashPart: hash)
             guard seen.insert(name).inserted else { continue }
             let path = directory + "/" + name
             let info: NarInfo

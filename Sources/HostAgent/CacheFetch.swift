@@ -174,7 +174,9 @@ struct CacheFetch {
         let narinfo: [UInt8]
         /// The narinfo file's name in a cache: the path's hash part.
         var narinfoName: String { Self.narinfoName(of: path) }
-        static func narinfoName(of path: String) -> String { Nix.hashPart(ofStorePath: path)! + ".narinfo" }
+        static func narinfoName(of path: String) -> String {
+            NarInfo.fileName(ofHashPart: Nix.hashPart(ofStorePath: path)!)
+        }
     }
 
     /// The narinfo files of `paths`, read into memory many at once and checked; `inMemory` counts the bytes the

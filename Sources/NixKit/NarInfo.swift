@@ -14,6 +14,9 @@ public struct NarInfo: Sendable, Equatable {
     /// The NAR file's size in bytes (`FileSize:`), when given: a download larger than this is refused.
     public let fileSize: Int64?
 
+    /// The narinfo file's name in a cache for the store path whose hash part is `hash`: `<hash>.narinfo`.
+    public static func fileName(ofHashPart hash: String) -> String { hash + ".narinfo" }
+
     public struct Malformed: Error, CustomStringConvertible, Sendable {
         public let description: String
     }
