@@ -168,10 +168,10 @@ public struct Publisher {
         }
         result.files = tree.fileCount
         result.bytes = tree.byteCount
-        // Repaired, the current generation stands (unless the host reports a higher one); otherwise, and in a dry
-        // run, a new generation is published.
+        // Repaired, the current generation stands (unless the host reports a higher one); otherwise a new generation
+        // is published. A dry run previews the repair the publish makes, as for a staged snapshot.
         if let manifest = current, plan.snapshotDamaged,
-            try repairSnapshot(of: manifest, from: tree, layout: layout, staged: false, result: &result)
+            try repairSnapshot(of: manifest, from: tree, layout: layout, staged: false, result: &result) || dryRun
         {
             isUnchanged = (plan.reportedGeneration ?? 0) <= manifest.generation
         }

@@ -104,6 +104,14 @@ import Testing
         damaged[damaged.count / 2] ^= 0xff
         try Self.overwriteInPlace(path, damaged)
         #expect(try FileStatus.of(path)?.size == status.size)
+        // A dry run previews the repair: the host keeps its generation, and nothing is written.
+        let (dryStatus, rows) = try await ClientBuildTests.publishJSON(fleet.fixture, ["--dry-run"])
+        #expect(dryStatus == 0)
+        let row = try #require(rows.first { $0["host"] as? String == "rcvepsilon" }, "\(rows)")
+        #expect(row["status"] as? String == "unchanged", "\(row)")
+        #expect((row["generation"] as? NSNumber)?.uint64Value == manifest.generation, "\(row)")
+        #expect(((row["warnings"] as? [String]) ?? []).contains { $0.contains("a publish writes it again") }, "\(row)")
+        #expect(try FileIO.read(path) == damaged, "a dry run writes nothing")
         var output = try await ClientFleet.check(fleet.fixture.fleet(["publish"]), "fleet publish")
         #expect(
             (output.standardOutput + output.standardError).contains("did not match its manifest"),
