@@ -16,6 +16,7 @@ import Testing
 @Suite("fleet-client run with a real sshd and Nix", .serialized)
 struct ClientRunTests: ClientRunSuite {
     @Test func threeHostsApplyStayUnchangedAndApplyAChange() async throws {
+        let nixStore = try NixStoreEntries()
         let token = "SECRET-" + UUID().uuidString
         let fleet = try await ClientFleet.start(hosts: ["alpha", "beta", "gamma"]) { fixture in
             try fixture.write("secrets/beta/api-token", token + "\n", mode: 0o600)
@@ -59,7 +60,7 @@ struct ClientRunTests: ClientRunSuite {
         #expect(try FileStatus.following(secrets)?.permissions == 0o700)
         #expect(try FileStatus.of(fleet.stateDirectory("beta") + "/generations/1/secrets") == nil)
         #expect(try FileStatus.of(fleet.stateDirectory("beta") + "/generations/1/tree/flake.nix") != nil)
-        try Self.expectNotInTheStore([token])
+        try Self.expectNotInTheStore([token], addedSince: nixStore)
 
         // Nothing new: a heartbeat, no build, no activation.
         for host in fleet.hosts {
@@ -88,7 +89,7 @@ struct ClientRunTests: ClientRunSuite {
             #expect(try FileIO.readLink(fleet.stateDirectory(host) + "/current") == "generations/2")
         }
         #expect(String(decoding: try FileIO.read(secrets + "/api-token"), as: UTF8.self) == rotated + "\n")
-        try Self.expectNotInTheStore([token, rotated])
+        try Self.expectNotInTheStore([token, rotated], addedSince: nixStore)
 
         // beta's configuration no longer builds: beta fails and keeps generation 2, the others have nothing new.
         try fleet.fixture.write("hosts/beta/configuration.nix", "{ motd = [ (builtins.throw \"beta broke\") ]; }\n")
@@ -111,7 +112,7 @@ struct ClientRunTests: ClientRunSuite {
         beta = try fleet.state("beta")
         #expect(beta.applied?.generation == 4 && beta.failed == nil)
         #expect(try fleet.profileGeneration("beta")?.number == 3 && fleet.activations("beta").count == 6)
-        try Self.expectNotInTheStore([token, rotated])
+        try Self.expectNotInTheStore([token, rotated], addedSince: nixStore)
 
         let status = try await fleet.client("beta", ["status", "--json"])
         #expect(status.exitCode == 0)
@@ -188,6 +189,7 @@ struct ClientRunTests: ClientRunSuite {
     }
 
     @Test func aFailedActivationRestoresTheProfileAndReactivatesThePreviousSystem() async throws {
+        let nixStore = try NixStoreEntries()
         let token = "SECRET-" + UUID().uuidString
         let fleet = try await ClientFleet.start(hosts: ["alpha"]) { fixture in
             try fixture.write("secrets/alpha/token", token, mode: 0o600)
@@ -224,7 +226,7 @@ struct ClientRunTests: ClientRunSuite {
                 + ["switch alpha \(good.system)"])
         #expect(try FileIO.readLink(fleet.stateDirectory("alpha") + "/secrets") == "secrets.d/1")
         #expect(try fleet.lastReport("alpha")?.exitCodes.activation == 3)
-        try Self.expectNotInTheStore([token])
+        try Self.expectNotInTheStore([token], addedSince: nixStore)
     }
 
     @Test func hostileManifestsAndSnapshotsAreRefusedAndNothingIsApplied() async throws {
@@ -519,18 +521,12 @@ extension ClientRunSuite {
         )
     }
 
-    /// No secret's bytes anywhere under /nix/store (secrets travel beside the tree, never into a flake source).
-    static func expectNotInTheStore(_ secrets: [String], sourceLocation: SourceLocation = #_sourceLocation) throws {
-        for secret in secrets {
-            let grep = try TestCommand.run("/bin/grep", ["-rlF", "--", secret, "/nix/store"])
-            // Exit 2 with nothing found is grep meeting paths that other tests deleted while it read the store.
-            let vanished = grep.standardError.split(separator: "\n").allSatisfy {
-                $0.hasSuffix("No such file or directory")
-            }
-            #expect(
-                grep.standardOutput.isEmpty && (grep.status == 1 || (grep.status == 2 && vanished)),
-                "a secret is in the Nix store: \(grep.standardOutput)\(grep.standardError)",
-                sourceLocation: sourceLocation)
-        }
+    /// No secret's bytes in the Nix store (secrets travel beside the tree, never into a flake source): in the
+    /// store paths made since `store` was listed, where a secret made after it would have to be.
+    static func expectNotInTheStore(
+        _ secrets: [String], addedSince store: NixStoreEntries, sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
+        let found = try store.filesHolding(secrets)
+        #expect(found.isEmpty, "a secret is in the Nix store: \(found)", sourceLocation: sourceLocation)
     }
 }
