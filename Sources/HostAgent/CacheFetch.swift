@@ -31,6 +31,9 @@ struct CacheFetch {
     /// What the walk holds in memory of the narinfo files of the missing paths, in all (a real closure's are a few
     /// MB): a server that sends more is refused rather than let the host run out of memory.
     static let narinfosInMemoryLimit: Int64 = 256 << 20
+    /// What a parsed reference costs beside its narinfo's bytes (its hash part and its path, two heap strings, and
+    /// their slots), counted toward ``narinfosInMemoryLimit``: a 64 KiB narinfo can name nearly 1,900 references.
+    static let memoryPerReference: Int64 = 320
     /// narinfo files read at once: at most ``narinfoLimit`` times this (64 MiB) held beyond what was counted.
     static let narinfosPerRead = 1_024
     static let narLimit: Int64 = 8 << 30
@@ -83,9 +86,9 @@ struct CacheFetch {
                 for reference in found.info.referencedPaths where seen.insert(reference).inserted {
                     frontier.append(reference)
                 }
-            }
-            guard seen.count <= Self.maxPaths else {
-                throw Failure(description: "the closure of \(toplevel) has more than \(Self.maxPaths) paths")
+                guard seen.count <= Self.maxPaths else {
+                    throw Failure(description: "the closure of \(toplevel) has more than \(Self.maxPaths) paths")
+                }
             }
         }
 
@@ -199,13 +202,14 @@ struct CacheFetch {
             }
             for (path, name) in zip(chunk, names) {
                 let bytes = contents[ChrootPaths.cacheFile(name)] ?? []
-                inMemory += Int64(bytes.count)
-                found.append(MissingPath(path: path, info: try parse(bytes, name: name, path: path), narinfo: bytes))
-            }
-            guard inMemory <= Self.narinfosInMemoryLimit else {
-                throw Failure(
-                    description: "the narinfo files of the closure of \(toplevel) on the server's cache take more "
-                        + "than \(Self.narinfosInMemoryLimit >> 20) MiB: refused")
+                let info = try parse(bytes, name: name, path: path)
+                inMemory += Int64(bytes.count) + Int64(info.references.count) * Self.memoryPerReference
+                guard inMemory <= Self.narinfosInMemoryLimit else {
+                    throw Failure(
+                        description: "the narinfo files of the closure of \(toplevel) on the server's cache take more "
+                            + "than \(Self.narinfosInMemoryLimit >> 20) MiB in memory (at cache/\(name)): refused")
+                }
+                found.append(MissingPath(path: path, info: info, narinfo: bytes))
             }
         }
         return found
@@ -216,7 +220,11 @@ struct CacheFetch {
         do { info = try NarInfo(parsing: bytes, name: name) } catch {
             throw Failure(description: "the server's cache/\(name): \(error.description)")
         }
-        if let described = info.storePath, described != path {
+        guard let described = info.storePath else {
+            throw Failure(
+                description: "the server's cache/\(name) has no well-formed StorePath line: it should name \(path)")
+        }
+        guard described == path else {
             throw Failure(description: "the server's cache/\(name) describes \(described), not \(path)")
         }
         return info

@@ -22,18 +22,40 @@ public struct NarInfo: Sendable, Equatable {
     }
 
     /// Parses `bytes`; `name` is the narinfo's file name, for messages.
+    ///
+    /// Read as Nix reads it (`NarInfo::NarInfo`): a line ends at each newline byte, its key is what precedes its
+    /// first `:`, and its value starts two bytes after that, whatever the byte between. So a line of another form
+    /// (`URL:<tab>../x`, a `\r\n` that a `Character` split would not break), a key given twice (Nix keeps the
+    /// last; only `Sig` may repeat) and a last line without its newline are refused: the fields checked here are
+    /// the ones Nix uses when it reads the same file.
     public init(parsing bytes: [UInt8], name: String) throws(Malformed) {
-        guard let text = String(validating: bytes, as: UTF8.self) else {
+        guard String(validating: bytes, as: UTF8.self) != nil else {
             throw Malformed(description: "\(name) is not UTF-8")
+        }
+        guard bytes.last == Self.newline else {
+            throw Malformed(description: "\(name) does not end with a newline")
         }
         var url: String?
         var references: [String] = []
         var referencedPaths: [String] = []
         var storePath: String?
         var fileSize: Int64?
-        for line in text.split(separator: "\n") {
-            if line.hasPrefix("URL: ") {
-                let value = String(line.dropFirst(5))
+        var keys: Set<String> = []
+        for (index, raw) in bytes.dropLast().split(separator: Self.newline, omittingEmptySubsequences: false)
+            .enumerated()
+        {
+            guard let colon = raw.firstIndex(of: Self.colon), raw.index(after: colon) < raw.endIndex,
+                raw[raw.index(after: colon)] == Self.space
+            else {
+                throw Malformed(description: "\(name) line \(index + 1) is not of the form \"Key: value\"")
+            }
+            let key = String(decoding: raw[..<colon], as: UTF8.self)
+            let value = String(decoding: raw[raw.index(colon, offsetBy: 2)...], as: UTF8.self)
+            guard keys.insert(key).inserted || key == "Sig" else {
+                throw Malformed(description: "\(name) gives \(String(reflecting: key)) twice")
+            }
+            switch key {
+            case "URL":
                 let file = value.dropFirst("nar/".count)
                 guard value.hasPrefix("nar/"), !file.isEmpty, !file.hasPrefix("."),
                     file.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == ".") })
@@ -42,8 +64,8 @@ public struct NarInfo: Sendable, Equatable {
                         description: "\(name) names the nar \(String(reflecting: value)), not a file in nar/")
                 }
                 url = value
-            } else if line.hasPrefix("References:") {
-                for reference in line.dropFirst("References:".count).split(separator: " ") {
+            case "References":
+                for reference in value.split(separator: " ") {
                     guard let hash = Nix.hashPart(ofStorePath: "/nix/store/" + reference) else {
                         throw Malformed(
                             description: "\(name) has a malformed reference \(String(reflecting: String(reference)))")
@@ -51,15 +73,16 @@ public struct NarInfo: Sendable, Equatable {
                     references.append(hash)
                     referencedPaths.append("/nix/store/" + reference)
                 }
-            } else if line.hasPrefix("StorePath: ") {
+            case "StorePath":
                 // Kept only when well-formed: the host compares it with the path it asked for.
-                let value = String(line.dropFirst("StorePath: ".count))
                 storePath = Nix.hashPart(ofStorePath: value) != nil ? value : nil
-            } else if line.hasPrefix("FileSize: ") {
-                guard let value = Int64(line.dropFirst("FileSize: ".count)), value >= 0 else {
+            case "FileSize":
+                guard let size = Int64(value), size >= 0 else {
                     throw Malformed(description: "\(name) has a malformed FileSize line")
                 }
-                fileSize = value
+                fileSize = size
+            default:
+                break
             }
         }
         guard let url else { throw Malformed(description: "\(name) has no URL line") }
@@ -69,6 +92,8 @@ public struct NarInfo: Sendable, Equatable {
         self.storePath = storePath
         self.fileSize = fileSize
     }
+
+    private static let (newline, colon, space): (UInt8, UInt8, UInt8) = (0x0A, 0x3A, 0x20)
 
     /// The NAR's file name inside `nar/`.
     public var narFile: String { String(url.dropFirst("nar/".count)) }

@@ -22,6 +22,9 @@ struct NixKitTests {
         let info = try NarInfo(parsing: Array(text.utf8), name: "\(Self.hashA).narinfo")
         #expect(info.url == "nar/1abc.nar.xz" && info.narFile == "1abc.nar.xz")
         #expect(info.references == [Self.hashA, Self.hashB])
+        // Sig may repeat (one line per key that signed the path).
+        let signedTwice = try NarInfo(parsing: Array((text + "Sig: other-1:def\n").utf8), name: "x.narinfo")
+        #expect(signedTwice == info)
     }
 
     @Test(arguments: [
@@ -30,6 +33,12 @@ struct NixKitTests {
         ("StorePath: /nix/store/x\n", "no URL line"),
         ("URL: nar/a.nar\nReferences: ../../evil\n", "malformed reference"),
         ("URL: nar/a.nar\nReferences: \(hashA)-ok /nix/store/\(hashB)-abs\n", "malformed reference"),
+        // Nix's reading (value two bytes after the first colon, the last of two keys) must be the one checked.
+        ("URL: nar/good.nar\nURL:\t../../../../etc/hostname\n", "line 2 is not of the form"),
+        ("URL: nar/good.nar\nURL: nar/other.nar\n", "gives \"URL\" twice"),
+        ("URL: nar/good.nar\nDeriver: x\r\nURL: ../x\n", "gives \"URL\" twice"),
+        ("URL:nar/a.nar\n", "line 1 is not of the form"), ("URL: nar/a.nar\n\n", "line 2 is not of the form"),
+        ("URL: nar/a.nar", "does not end with a newline"),
     ])
     func aHostileNarInfoIsRefusedByName(text: String, why: String) {
         #expect {

@@ -240,7 +240,8 @@ struct ClientCacheFetchTests: ClientRunSuite {
     }
 
     /// narinfo files come from the server, which the host does not trust with its memory or its store: one over
-    /// the size limit, or one that describes another path than its name says, stops the run before anything is
+    /// the size limit, one that describes another path than its name says or none, or one with a line Nix would
+    /// read otherwise than fleet checks it (a URL outside the cache), stops the run before anything is
     /// written or substituted, naming the file; once the server's file is right again the same host applies.
     @Test func hostileNarinfoFilesAreRefusedNamingTheFileAndNothingIsWrittenOrSubstituted() async throws {
         let host = "cfetchhostile"
@@ -258,7 +259,17 @@ struct ClientCacheFetchTests: ClientRunSuite {
         let oversized = original + "Padding: " + String(repeating: "x", count: 70 << 10) + "\n"
         let describingAnother = original.replacingOccurrences(of: "StorePath: \(b)", with: "StorePath: \(a)")
         #expect(describingAnother != original)
-        for (hostile, why) in [(oversized, "over the limit"), (describingAnother, "describes \(a), not \(b)")] {
+        // Nix reads a line's value from two bytes after its first colon, and the last of two URL lines: a URL that
+        // a check of "URL: " lines alone would not see.
+        let urlNixWouldRead = original + "URL:\t../../../../etc/hostname\n"
+        let lines = original.split(separator: "\n").count
+        let unnamed =
+            original.split(separator: "\n").filter { !$0.hasPrefix("StorePath: ") }.joined(separator: "\n") + "\n"
+        let cases = [
+            (oversized, "over the limit"), (describingAnother, "describes \(a), not \(b)"),
+            (urlNixWouldRead, "line \(lines + 1) is not of the form"), (unnamed, "no well-formed StorePath line"),
+        ]
+        for (hostile, why) in cases {
             // Replaced by rename: the pool's file, which the host's links, stays as it was.
             try FileIO.writeAtomically(Array(hostile.utf8), to: narinfo, mode: 0o644)
             let output = try await fleet.client(host)
