@@ -325,12 +325,23 @@ struct CacheFetch {
         return (files, bytes)
     }
 
-    /// Whether an earlier run left `info`'s NAR file whole: a regular file of the size the narinfo says (one
-    /// emptied once its paths were in the store, or cut by a crash, is downloaded again).
+    /// Whether an earlier run left `info`'s NAR file whole: a regular file of the size and the SHA-256 (`FileHash`)
+    /// the narinfo says. One emptied once its paths were in the store, cut by a crash or damaged is downloaded
+    /// again, and so is any when the narinfo gives no `sha256:` FileHash.
     private func narIsInPlace(_ info: NarInfo) -> Bool {
-        guard let status = (try? FileStatus.of(narDirectory + "/" + info.narFile)) ?? nil, status.kind == .regular
+        let path = narDirectory + "/" + info.narFile
+        guard let status = (try? FileStatus.of(path)) ?? nil, status.kind == .regular, let expected = info.fileSHA256,
+            info.fileSize.map({ $0 == status.size }) ?? (status.size > 0),
+            let hex = try? SHA256Hasher.hex(ofFile: path)
         else { return false }
-        return info.fileSize.map { $0 == status.size } ?? (status.size > 0)
+        // Of the right size but other bytes (damaged, or sent by a server since corrected), it would fail every
+        // later substitution that needs it: only the bytes the narinfo names are used again.
+        return NixBase32.encode(Self.bytes(ofHex: hex)) == expected
+    }
+
+    private static func bytes(ofHex hex: String) -> [UInt8] {
+        let digits = Array(hex.utf8).map { $0 <= 0x39 ? $0 - 0x30 : $0 - 0x61 + 10 }
+        return stride(from: 0, to: digits.count - 1, by: 2).map { digits[$0] << 4 | digits[$0 + 1] }
     }
 
     /// Writes the narinfo files of `paths` into the local cache, as the server sent them, for Nix to read. They

@@ -13,6 +13,9 @@ public struct NarInfo: Sendable, Equatable {
     public let storePath: String?
     /// The NAR file's size in bytes (`FileSize:`), when given: a download larger than this is refused.
     public let fileSize: Int64?
+    /// The NAR file's SHA-256 in Nix's base32 (`FileHash: sha256:…`), when given in that form: a file an earlier
+    /// run left is trusted only when its bytes have it.
+    public let fileSHA256: String?
 
     /// The narinfo file's name in a cache for the store path whose hash part is `hash`: `<hash>.narinfo`.
     public static func fileName(ofHashPart hash: String) -> String { hash + ".narinfo" }
@@ -40,6 +43,7 @@ public struct NarInfo: Sendable, Equatable {
         var referencedPaths: [String] = []
         var storePath: String?
         var fileSize: Int64?
+        var fileSHA256: String?
         var keys: Set<String> = []
         for (index, raw) in bytes.dropLast().split(separator: Self.newline, omittingEmptySubsequences: false)
             .enumerated()
@@ -81,6 +85,9 @@ public struct NarInfo: Sendable, Equatable {
                     throw Malformed(description: "\(name) has a malformed FileSize line")
                 }
                 fileSize = size
+            case "FileHash":
+                let digest = value.dropFirst("sha256:".count)
+                fileSHA256 = value.hasPrefix("sha256:") && NixBase32.isSHA256(digest) ? String(digest) : nil
             default:
                 break
             }
@@ -91,6 +98,7 @@ public struct NarInfo: Sendable, Equatable {
         self.referencedPaths = referencedPaths
         self.storePath = storePath
         self.fileSize = fileSize
+        self.fileSHA256 = fileSHA256
     }
 
     private static let (newline, colon, space): (UInt8, UInt8, UInt8) = (0x0A, 0x3A, 0x20)

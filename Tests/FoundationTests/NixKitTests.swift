@@ -1,5 +1,7 @@
 import FleetFiles
+import FleetProtocol
 import FleetTestSupport
+import Foundation
 import NixKit
 import Testing
 
@@ -47,6 +49,26 @@ struct NixKitTests {
             "\(error)".contains("x.narinfo") && "\(error)".contains(why)
         }
         #expect(throws: NarInfo.Malformed.self) { try NarInfo(parsing: [0xff, 0xfe], name: "x.narinfo") }
+    }
+
+    /// Nix's base32 of a digest, against `nix-hash --to-base32` itself.
+    @Test func base32IsNixs() throws {
+        for text in ["", "fleet", String(repeating: "nar", count: 1000)] {
+            let hex = SHA256Hasher.hex(Array(text.utf8))
+            let nix = try TestCommand.run("/usr/bin/nix-hash", ["--type", "sha256", "--to-base32", hex])
+            #expect(nix.succeeded, "\(nix.standardError)")
+            let digest = stride(from: 0, to: hex.count, by: 2).map {
+                UInt8(hex.dropFirst($0).prefix(2), radix: 16)!
+            }
+            #expect(NixBase32.encode(digest) == nix.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines))
+            #expect(NixBase32.isSHA256(NixBase32.encode(digest)))
+        }
+        let info = try NarInfo(
+            parsing: Array("URL: nar/a.nar\nFileHash: sha256:\(String(repeating: "0", count: 52))\n".utf8),
+            name: "x.narinfo")
+        #expect(info.fileSHA256 == String(repeating: "0", count: 52))
+        let hexHash = try NarInfo(parsing: Array("URL: nar/a.nar\nFileHash: sha256:abc\n".utf8), name: "x.narinfo")
+        #expect(hexHash.fileSHA256 == nil)
     }
 
     @Test func theAttributeRuleIsOneRule() {

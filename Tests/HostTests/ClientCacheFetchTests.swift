@@ -201,9 +201,10 @@ struct ClientCacheFetchTests: ClientRunSuite {
             report.cache?.missingPaths == 1 && report.cache?.filesFetched == 2, "\(String(describing: report.cache))")
     }
 
-    /// What an earlier run left is used only when whole: a NAR file of the size its narinfo says is not downloaded
-    /// again; one emptied (as a batch's are once its paths are in the store) or cut by a crash is.
-    @Test func aNarFileLeftWholeIsReusedAndOneEmptiedOrCutIsDownloadedAgain() async throws {
+    /// What an earlier run left is used only when whole: a NAR file of the size and SHA-256 its narinfo says is not
+    /// downloaded again; one cut by a crash (or emptied, as a batch's are once its paths are in the store), or of
+    /// the right size but other bytes, is.
+    @Test func aNarFileLeftWholeIsReusedAndOneCutOrDamagedIsDownloadedAgain() async throws {
         let host = "cfetchleft"
         let fleet = try await Self.start(host, nonce: UUID().uuidString)
         defer { fleet.stop() }
@@ -225,7 +226,9 @@ struct ClientCacheFetchTests: ClientRunSuite {
         try FileIO.createDirectories(local)
         let whole = try FileIO.readNoFollow(serverCache + "/nar/" + narFile(of: a), limit: 1 << 20)
         try FileIO.writeAtomically(whole, to: local + narFile(of: a))
-        try FileIO.writeAtomically([], to: local + narFile(of: b))
+        // b's of the right size but other bytes (damaged, or what a server sent before it was corrected).
+        let other = try FileIO.readNoFollow(serverCache + "/nar/" + narFile(of: b), limit: 1 << 20).map { ~$0 }
+        try FileIO.writeAtomically(other, to: local + narFile(of: b))
         let cut = try FileIO.readNoFollow(serverCache + "/nar/" + narFile(of: toplevel), limit: 1 << 20)
         try FileIO.writeAtomically(Array(cut.prefix(cut.count / 2)), to: local + narFile(of: toplevel))
 
