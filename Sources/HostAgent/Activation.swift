@@ -164,6 +164,8 @@ struct Activation {
                     tree: generationDirectory + "/tree", attribute: manifest.attribute,
                     overlays: overlays.map { ($0, store.path(of: $0.name)) },
                     wrapperDirectory: stateDirectory.path + "/overlay-build", gcRoot: stateDirectory.buildResult)
+                // Built here and rooted: what an earlier run fetched from the fleet's cache is of no more use.
+                system.dropCacheLeftovers(cache: stateDirectory.cache)
             } else if let toplevel = manifest.toplevel, manifest.hasCache {
                 log.phase(
                     "substituting \(toplevel) from the fleet's binary cache (built on the server; nothing is evaluated here)"
@@ -177,6 +179,7 @@ struct Activation {
                 built = try await system.build(
                     tree: generationDirectory + "/tree", attribute: manifest.attribute,
                     gcRoot: stateDirectory.buildResult)
+                system.dropCacheLeftovers(cache: stateDirectory.cache)
                 if let expected = manifest.toplevel, expected != built {
                     log.phase(
                         "note: this build gave \(built), the server's gave \(expected) (an impure or host-dependent build)"

@@ -215,22 +215,21 @@ struct NixSystem {
                     "nix-store --realise from the fleet cache exited with status \(output.exitCode)\(Nix.cause(ofFailure: output.tail))",
                 exitCode: output.exitCode, systemError: Self.machineError(in: output.tail))
         }
-        CacheFetch.empty(cache)
         // The toplevel's root holds the whole closure now; the batches' roots only held it until here.
-        try? FileIO.removeTree(Self.batchRoots(cache: cache))
+        dropCacheLeftovers(cache: cache)
     }
 
     /// Substitutes `paths` and their closures (output paths whose closures the local cache holds, or the store
     /// already does) from the local cache, while the rest of the closure still downloads: the same options as
     /// ``realise(_:cache:trustedKey:gcRoot:)``, so the same checks, with GC roots in ``batchRoots(cache:)``
-    /// (`batch-<number>`, then Nix's `-2`, `-3`… for the other paths), so that a garbage collection cannot take
-    /// them or their closures before the toplevel is realised.
-    func realiseBatch(_ paths: [String], number: Int, options: [String], cache: String) async throws(Failure) {
+    /// (`root`, then Nix's `-2`, `-3`… for the other paths; each run its own names), so that a garbage collection
+    /// cannot take them or their closures before the toplevel is realised.
+    func realiseBatch(_ paths: [String], root: String, options: [String], cache: String) async throws(Failure) {
         let roots = Self.batchRoots(cache: cache)
         try FileIO.createDirectoriesOrFail(roots, step: "substitution")
         let output = try await runStreamed(
             "substitution-while-downloading", "nix-store",
-            ["--realise"] + paths + ["--add-root", roots + "/batch-\(number)"] + options,
+            ["--realise"] + paths + ["--add-root", roots + "/" + root] + options,
             timeout: timeouts.buildSeconds)
         guard output.exitCode == 0 else {
             throw Failure(
@@ -241,9 +240,17 @@ struct NixSystem {
         }
     }
 
-    /// Where ``realiseBatch(_:number:options:cache:)`` puts its GC roots: beside the local cache, removed with
-    /// what it held once the toplevel is realised, or by the next fetch.
+    /// Where ``realiseBatch(_:root:options:cache:)`` puts its GC roots: beside the local cache. A failed run's
+    /// stay, holding what it substituted for the next; all go once a system is in the store and rooted
+    /// (``dropCacheLeftovers(cache:)``).
     static func batchRoots(cache: String) -> String { cache + "-roots" }
+
+    /// Empties the local cache and removes the batches' roots, every run's: called once the system is realised
+    /// (or built here) and held by its own root, when what failed runs fetched and substituted is of no more use.
+    func dropCacheLeftovers(cache: String) {
+        CacheFetch.empty(cache)
+        try? FileIO.removeTree(Self.batchRoots(cache: cache))
+    }
 
     /// The options of a substitution from the local cache: it is the only substituter, the fleet key the only
     /// trusted key, signatures are required, and several paths are substituted at once, as this Nix allows.

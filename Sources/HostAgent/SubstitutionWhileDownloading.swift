@@ -1,4 +1,5 @@
 import FleetFiles
+import Foundation
 import NixKit
 
 /// Substitutes a closure into the Nix store batch by batch while the rest of it still downloads, so that
@@ -59,6 +60,9 @@ struct SubstitutionWhileDownloading: Sendable {
     /// wrong.
     func substitute(_ batches: AsyncStream<Batch>) async -> Summary {
         let options = await system.substitutionOptions(cache: cache, trustedKey: trustedKey)
+        // This run's own root names: a run that failed left its roots, which hold what it substituted (the next
+        // walk finds those paths valid and fetches them no more); reusing the names would drop them mid-run.
+        let run = String(UUID().uuidString.prefix(8)).lowercased()
         return await withTaskGroup(of: (number: Int, paths: Int, failure: String?).self) { group in
             var summary = Summary()
             var running = 0
@@ -82,7 +86,8 @@ struct SubstitutionWhileDownloading: Sendable {
                 let number = started
                 group.addTask {
                     do throws(NixSystem.Failure) {
-                        try await system.realiseBatch(batch.heads, number: number, options: options, cache: cache)
+                        try await system.realiseBatch(
+                            batch.heads, root: "run-\(run)-batch-\(number)", options: options, cache: cache)
                     } catch {
                         return (number, batch.paths.count, "\(error)")
                     }

@@ -201,6 +201,38 @@ struct ClientCacheFetchTests: ClientRunSuite {
             report.cache?.missingPaths == 1 && report.cache?.filesFetched == 2, "\(String(describing: report.cache))")
     }
 
+    /// What failed runs left (the local cache's files, the batches' roots) goes once a system is in the store by
+    /// another way: here the host is published without a cache and builds its system itself.
+    @Test func aSystemBuiltHereDropsWhatFailedCacheRunsLeft() async throws {
+        let host = "cfetchdrop"
+        let fleet = try await Self.start(host, nonce: UUID().uuidString)
+        defer { fleet.stop() }
+        let toplevel = try #require(try fleet.manifest(host).toplevel)
+        let hash = String(toplevel.dropFirst(11).prefix(32))
+        let held = try #require(try Self.closure(of: toplevel)["cachefetch-a"])
+        try Self.forgeSignature(ofNarinfo: try fleet.layout(host).cache + "/" + hash + ".narinfo")
+        try Self.forget(toplevel, fleet: fleet)
+        var output = try await fleet.client(host)
+        #expect(output.exitCode == Self.failed, "\(output.standardError)")
+        #expect(!Self.localCacheFiles(fleet, host).isEmpty, "the failed run kept what it fetched")
+        // A root an earlier failed run left (its own name), holding a path of this closure.
+        let roots = fleet.stateDirectory(host) + "/cache-roots"
+        try FileIO.createDirectories(roots)
+        try FileIO.replaceSymlink(roots + "/run-0badc0de-batch-1", pointingTo: held)
+
+        let configuration = try String(contentsOfFile: fleet.fixture.repository + "/fleet.toml", encoding: .utf8)
+        try fleet.fixture.write(
+            "fleet.toml", configuration.replacingOccurrences(of: "cache = true", with: "cache = false"))
+        try fleet.fixture.write(
+            "hosts/\(host)/flake.nix", Self.flake(host: host, nonce: UUID().uuidString, version: "second"))
+        try await fleet.publish()
+        #expect(try fleet.manifest(host).hasCache == false)
+        output = try await fleet.client(host)
+        #expect(output.exitCode == Self.applied, "\(output.standardError)")
+        #expect(Self.localCacheFiles(fleet, host).isEmpty, "\(Self.localCacheFiles(fleet, host))")
+        #expect(try FileStatus.of(roots) == nil, "the batches' roots are gone")
+    }
+
     /// What an earlier run left is used only when whole: a NAR file of the size and SHA-256 its narinfo says is not
     /// downloaded again; one cut by a crash (or emptied, as a batch's are once its paths are in the store), or of
     /// the right size but other bytes, is.
