@@ -330,7 +330,7 @@ struct Activation {
     private func failed(
         _ manifest: Manifest, _ failure: NixSystem.Failure, overlays: String?, _ attempt: inout RunAttempt
     ) -> RunResult {
-        if let number = failure.systemError, RunResult.isLocalFailure(errno: number) {
+        if failure.isLocal || failure.systemError.map(RunResult.isLocalFailure(errno:)) == true {
             return .localFailure(
                 "generation \(manifest.generation): \(failure.description)", generation: manifest.generation)
         }

@@ -17,6 +17,9 @@ struct NixSystem {
         let exitCode: Int32?
         /// The `errno` when a system call of this machine failed (a full state directory), not a command.
         var systemError: Int32? = nil
+        /// This machine failed, not the generation, for a reason that has no `errno` (its store lost paths while
+        /// the run used them): the next run tries the generation again.
+        var isLocal = false
 
         var description: String {
             // Name the machine's error when the command's last line does not (Nix's own line is the builder's).
@@ -209,11 +212,20 @@ struct NixSystem {
             ["--realise", toplevel, "--add-root", gcRoot]
                 + (await substitutionOptions(cache: cache, trustedKey: trustedKey)), timeout: timeouts.buildSeconds)
         guard output.exitCode == 0 else {
+            let reason =
+                "nix-store --realise from the fleet cache exited with status \(output.exitCode)\(Nix.cause(ofFailure: output.tail))"
+            let lost = await Self.pathsLost(below: toplevel, cache: cache)
+            guard lost.isEmpty else {
+                throw Failure(
+                    step: "substitution",
+                    reason: reason + "; \(lost.count) path(s) of the closure that the store held when this run "
+                        + "began are gone (a garbage collection while it ran?), \(lost[0]) the first, and the fleet "
+                        + "cache was not asked for them: the next run fetches them",
+                    exitCode: output.exitCode, isLocal: true)
+            }
             throw Failure(
-                step: "substitution",
-                reason:
-                    "nix-store --realise from the fleet cache exited with status \(output.exitCode)\(Nix.cause(ofFailure: output.tail))",
-                exitCode: output.exitCode, systemError: Self.machineError(in: output.tail))
+                step: "substitution", reason: reason, exitCode: output.exitCode,
+                systemError: Self.machineError(in: output.tail))
         }
         // The toplevel's root holds the whole closure now; the batches' roots only held it until here.
         dropCacheLeftovers(cache: cache)
@@ -238,6 +250,37 @@ struct NixSystem {
                     + "\(output.exitCode)\(Nix.cause(ofFailure: output.tail))",
                 exitCode: output.exitCode, systemError: Self.machineError(in: output.tail))
         }
+    }
+
+    /// The paths of `toplevel`'s closure that the local cache has no narinfo for and the store does not hold. After
+    /// a fetch the local cache has the narinfo of every path the store lacked when the run began, so these are
+    /// paths the store lost since (a garbage collection: the walk's valid paths are not rooted by the run).
+    static func pathsLost(below toplevel: String, cache: String) async -> [String] {
+        let candidates = unprovidedPaths(below: toplevel, cache: cache)
+        guard !candidates.isEmpty else { return [] }
+        var invalid: Set<String> = []
+        for arguments in StoreValidity.invocations(for: candidates) {
+            guard let output = try? await Command.run(StoreValidity.executable, arguments), output.succeeded else {
+                return []
+            }
+            invalid.formUnion(StoreValidity.invalidPaths(in: output.standardOutput, asked: Set(arguments)))
+        }
+        return candidates.filter(invalid.contains)
+    }
+
+    /// `toplevel` and the paths the local cache's narinfo files refer to, less those it has a narinfo for: what
+    /// a substitution from it needs the store to hold already. Sorted.
+    static func unprovidedPaths(below toplevel: String, cache: String) -> [String] {
+        var provided: Set<String> = []
+        var needed: Set<String> = [toplevel]
+        for name in (try? FileIO.listDirectory(cache)) ?? [] where name.hasSuffix(".narinfo") {
+            provided.insert(String(name.dropLast(".narinfo".count)))
+            guard let bytes = try? FileIO.readNoFollow(cache + "/" + name, limit: Int(CacheFetch.narinfoLimit)),
+                let info = try? NarInfo(parsing: bytes, name: name)
+            else { continue }
+            needed.formUnion(info.referencedPaths)
+        }
+        return needed.filter { Nix.hashPart(ofStorePath: $0).map { !provided.contains($0) } ?? false }.sorted()
     }
 
     /// Where ``realiseBatch(_:root:options:cache:)`` puts its GC roots: beside the local cache. A failed run's
