@@ -14,11 +14,23 @@ struct FileIOPublishingTests {
         let (descriptor, _) = try FileIO.openRegularNoFollow(path)
         let size = try FileIO.closeAfter(descriptor) { try FileStatus.of(descriptor: $0, path: path).size }
         #expect(size == 7)
-        #expect(fcntl(descriptor, F_GETFD) == -1 && errno == EBADF, "closed on return")
+        #expect(!Self.isOpen(descriptor, on: path), "closed on return")
         struct Stop: Error {}
         let (second, _) = try FileIO.openRegularNoFollow(path)
+        #expect(Self.isOpen(second, on: path))
         #expect(throws: Stop.self) { try FileIO.closeAfter(second) { _ in throw Stop() } }
-        #expect(fcntl(second, F_GETFD) == -1 && errno == EBADF, "closed on throw")
+        #expect(!Self.isOpen(second, on: path), "closed on throw")
+    }
+
+    /// Whether `descriptor` is open on `path`. Not `fcntl(F_GETFD)`: the tests run in parallel in one process, and
+    /// another test's open may take the number as soon as it is closed.
+    static func isOpen(_ descriptor: Int32, on path: String) -> Bool {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let count = readlink("/proc/self/fd/\(descriptor)", &buffer, buffer.count - 1)
+        guard count > 0, let resolved = realpath(path, nil) else { return false }
+        defer { free(resolved) }
+        return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            == String(cString: resolved)
     }
 
     @Test func aFileIsReadInChunksToItsEnd() throws {
