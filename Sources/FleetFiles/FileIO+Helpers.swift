@@ -3,10 +3,21 @@ import Glibc
 public import SystemPackage
 
 extension FileIO {
-    /// The SHA-256 of what `descriptor` reads from its offset to the end, in lowercase hex, read in chunks
-    /// (snapshots and NARs can be large). The one streaming digest: `SHA256Hasher.hex(ofFile:)` (a regular
-    /// file, no link) and the publisher's digest cache use it.
+    /// The SHA-256 of what `descriptor` reads from its offset to the end, in lowercase hex: `SHA256Hasher.hex(ofFile:)`
+    /// (a regular file, no link) and the publisher's digest cache use it.
     public static func sha256(of descriptor: FileDescriptor, path: String) throws(FileSystemError) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var hex: [UInt8] = []
+        for byte in try sha256Digest(of: descriptor, path: path) {
+            hex.append(digits[Int(byte >> 4)])
+            hex.append(digits[Int(byte & 0x0f)])
+        }
+        return String(decoding: hex, as: UTF8.self)
+    }
+
+    /// The SHA-256 of what `descriptor` reads from its offset to the end, as its 32 bytes, read in chunks
+    /// (snapshots and NARs can be large): the one streaming digest, whatever the encoding (hex, Nix's base32).
+    public static func sha256Digest(of descriptor: FileDescriptor, path: String) throws(FileSystemError) -> [UInt8] {
         var hasher = SHA256()
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 << 10, alignment: 16)
         defer { buffer.deallocate() }
@@ -17,13 +28,7 @@ extension FileIO {
             if count == 0 { break }
             hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
         }
-        let digits = Array("0123456789abcdef".utf8)
-        var hex: [UInt8] = []
-        for byte in hasher.finalize() {
-            hex.append(digits[Int(byte >> 4)])
-            hex.append(digits[Int(byte & 0x0f)])
-        }
-        return String(decoding: hex, as: UTF8.self)
+        return Array(hasher.finalize())
     }
 
     /// Points the symbolic link `path` at `target`, atomically: a new link under a temporary name, renamed over

@@ -11,4 +11,12 @@ extension SHA256Hasher {
             try FileIO.sha256(of: FileDescriptor(rawValue: descriptor), path: path)
         }
     }
+
+    /// The same digest as its 32 bytes (a NAR file against the Nix base32 `FileHash` of its narinfo).
+    public static func digest(ofFile path: String) throws(FileSystemError) -> [UInt8] {
+        let (descriptor, _) = try FileIO.openRegularNoFollow(path)
+        return try FileIO.closeAfter(descriptor) { (descriptor) throws(FileSystemError) in
+            try FileIO.sha256Digest(of: FileDescriptor(rawValue: descriptor), path: path)
+        }
+    }
 }

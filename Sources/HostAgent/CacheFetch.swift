@@ -75,7 +75,7 @@ struct CacheFetch {
         var files = 0
         var bytes: Int64 = 0
         while !frontier.isEmpty {
-            let invalid = try await invalidPaths(frontier)
+            let invalid = try await Self.invalidPaths(frontier)
             validRoots += frontier.filter { !invalid.contains($0) }
             let wanted = frontier.filter { invalid.contains($0) }
             let fetched = try await narinfos(of: wanted, over: connection, closureOf: toplevel, inMemory: &bytes)
@@ -151,7 +151,7 @@ struct CacheFetch {
     }
 
     /// The paths of `paths` the local Nix store does not hold, asked in as few calls as the command line allows.
-    private func invalidPaths(_ paths: [String]) async throws(Failure) -> Set<String> {
+    static func invalidPaths(_ paths: [String]) async throws(Failure) -> Set<String> {
         var invalid: Set<String> = []
         for arguments in StoreValidity.invocations(for: paths) {
             let output: CommandOutput
@@ -332,16 +332,11 @@ struct CacheFetch {
         let path = narDirectory + "/" + info.narFile
         guard let status = (try? FileStatus.of(path)) ?? nil, status.kind == .regular, let expected = info.fileSHA256,
             info.fileSize.map({ $0 == status.size }) ?? (status.size > 0),
-            let hex = try? SHA256Hasher.hex(ofFile: path)
+            let digest = try? SHA256Hasher.digest(ofFile: path)
         else { return false }
         // Of the right size but other bytes (damaged, or sent by a server since corrected), it would fail every
         // later substitution that needs it: only the bytes the narinfo names are used again.
-        return NixBase32.encode(Self.bytes(ofHex: hex)) == expected
-    }
-
-    private static func bytes(ofHex hex: String) -> [UInt8] {
-        let digits = Array(hex.utf8).map { $0 <= 0x39 ? $0 - 0x30 : $0 - 0x61 + 10 }
-        return stride(from: 0, to: digits.count - 1, by: 2).map { digits[$0] << 4 | digits[$0 + 1] }
+        return NixBase32.encode(digest) == expected
     }
 
     /// Writes the narinfo files of `paths` into the local cache, as the server sent them, for Nix to read. They

@@ -257,14 +257,7 @@ struct NixSystem {
     /// paths the store lost since (a garbage collection: the walk's valid paths are not rooted by the run).
     static func pathsLost(below toplevel: String, cache: String) async -> [String] {
         let candidates = unprovidedPaths(below: toplevel, cache: cache)
-        guard !candidates.isEmpty else { return [] }
-        var invalid: Set<String> = []
-        for arguments in StoreValidity.invocations(for: candidates) {
-            guard let output = try? await Command.run(StoreValidity.executable, arguments), output.succeeded else {
-                return []
-            }
-            invalid.formUnion(StoreValidity.invalidPaths(in: output.standardOutput, asked: Set(arguments)))
-        }
+        guard !candidates.isEmpty, let invalid = try? await CacheFetch.invalidPaths(candidates) else { return [] }
         return candidates.filter(invalid.contains)
     }
 
