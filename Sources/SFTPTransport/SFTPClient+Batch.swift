@@ -1,16 +1,18 @@
 internal import CLibSSH
 import Glibc
 
-/// Many whole files over the one SFTP session with many requests in flight: each file is opened, its size and
-/// type asked (`FSTAT`), read in chunks and closed, and the requests of different files overlap, so a closure
-/// of thousands of small files costs a few round trips per window of files instead of four per file.
+/// Many files over the one SFTP session with many requests in flight: each file is opened, its size and type
+/// asked (`FSTAT`), read in chunks and closed, and the requests of different files overlap, so a closure of
+/// thousands of small files costs a few round trips per window of files instead of four per file. Each file is
+/// read whole or only a range of it (a tail, a head), and no read is sent past the range.
 ///
 /// The requests go past libssh (see `SFTPClient+RawRequests.swift` for why that is safe), because libssh 0.10
 /// waits for every open's reply before it sends anything else. Every check of the single-file calls holds for
 /// each file: regular files only, the size reported and within the limit (and the expected size when given),
-/// no reply longer than asked for, a file that ends early is an error; a reply that does not line up closes
-/// the connection. On any failure the handles still open are closed and every reply is read before the first
-/// error is thrown, so the session stays usable after a refusal.
+/// no reply longer than asked for, a file that ends early is an error; the limit and expected size are about
+/// the whole file, whatever range is read. A reply that does not line up closes the connection. On any failure
+/// the handles still open are closed and every reply is read before the first error is thrown, so the session
+/// stays usable after a refusal.
 extension SFTPClient {
     /// Requests in flight at most (opens, stats, reads and closes together)...
     static let batchWindow = 64
@@ -19,19 +21,36 @@ extension SFTPClient {
     /// ...and files open on the server at once.
     static let batchOpenFiles = 32
 
-    /// One file of a batch.
+    /// One file of a batch, and the bytes of it wanted: from `start` to its end, or at most `maxLength` of them.
     struct BatchFile {
         let path: String
+        /// The whole file's limit and expected size, whatever the range: they say which file is acceptable.
         let limit: Int64
         let expectedSize: Int64?
+        /// A file shorter than this is refused (it is not the file the caller knows); one exactly this long gives
+        /// an empty range.
+        let start: Int64
+        /// Nil reads to the end. A bound is what makes a head cheap: no read is sent beyond it.
+        let maxLength: Int64?
+
+        init(path: String, limit: Int64, expectedSize: Int64? = nil, start: Int64 = 0, maxLength: Int64? = nil) {
+            precondition(start >= 0 && (maxLength ?? 0) >= 0, "a range of a file starts and ends within it")
+            self.path = path
+            self.limit = limit
+            self.expectedSize = expectedSize
+            self.start = start
+            self.maxLength = maxLength
+        }
     }
 
-    /// Where a batch's bytes go, file by file.
+    /// Where a batch's bytes go, file by file. The sink sees only the range read, its offsets counted from the
+    /// range's start, so a tail lands at the start of its local file.
     protocol BatchSink {
-        /// The file's size is known and checked: prepare for `size` bytes.
+        /// The file's size is known and checked: prepare for the range's `size` bytes.
         mutating func begin(_ index: Int, size: Int64) throws(SSHError)
+        /// `offset` is relative to the range's start.
         mutating func write(_ index: Int, at offset: Int64, _ bytes: [UInt8]) throws(SSHError)
-        /// Every byte of the file arrived.
+        /// Every byte of the range arrived.
         mutating func finish(_ index: Int) throws(SSHError)
     }
 
@@ -51,20 +70,29 @@ extension SFTPClient {
     private struct FileProgress {
         /// The handle as an SSH string, once the open succeeded and until the close is sent.
         var handle: [UInt8]?
+        /// The whole file's size, for messages; the range read is `start..<end` (remote offsets).
         var size: Int64 = 0
+        var start: Int64 = 0
+        var end: Int64 = 0
         var nextOffset: Int64 = 0
+        /// Bytes of the range received: the file is complete when this is `end - start`.
         var received: Int64 = 0
         var readsInFlight = 0
         var statInFlight = false
         var reading = false
         var retries: [(offset: Int64, length: UInt32)] = []
         var closing = false
+
+        var isComplete: Bool { reading && received == end - start }
     }
 
     /// Transfers `files` into `sink` with many requests in flight; throws the first failure once every
     /// outstanding reply has been read and every handle closed.
+    ///
+    /// - Returns: each whole file's size (the sink saw only its range's).
+    @discardableResult
     func transferBatch<Sink: BatchSink>(_ files: [BatchFile], operation: String, into sink: inout Sink)
-        throws(SSHError)
+        throws(SSHError) -> [Int64]
     {
         let sftp = try requireSFTP(operation, files.first?.path ?? "")
         let channel = sftp.pointee.channel
@@ -99,13 +127,13 @@ extension SFTPClient {
         func closeIfIdle(_ index: Int) {
             let file = progress[index]
             guard file.readsInFlight == 0, !file.statInFlight else { return }
-            if firstError != nil || (file.reading && file.received == file.size) { sendClose(index) }
+            if firstError != nil || file.isComplete { sendClose(index) }
         }
         func nextRange(_ index: Int) -> (offset: Int64, length: UInt32)? {
             if let retry = progress[index].retries.popLast() { return retry }
             let file = progress[index]
-            guard file.nextOffset < file.size else { return nil }
-            let length = UInt32(min(Int64(readRequestSize), file.size - file.nextOffset))
+            guard file.nextOffset < file.end else { return nil }
+            let length = UInt32(min(Int64(readRequestSize), file.end - file.nextOffset))
             progress[index].nextOffset += Int64(length)
             return (file.nextOffset, length)
         }
@@ -181,10 +209,19 @@ extension SFTPClient {
                     defer { closeIfIdle(index) }
                     guard firstError == nil else { break }
                     let size = try checkedSize(reply, file, operation)
+                    guard file.start <= size else {
+                        throw error(
+                            .sftpFailure, operation, path: file.path,
+                            detail: "it is \(size) bytes, shorter than the offset \(file.start)")
+                    }
+                    let end = file.start + min(size - file.start, file.maxLength ?? size)
                     progress[index].size = size
-                    try sink.begin(index, size: size)
+                    progress[index].start = file.start
+                    progress[index].end = end
+                    progress[index].nextOffset = file.start
+                    try sink.begin(index, size: end - file.start)
                     progress[index].reading = true
-                    if size == 0 {
+                    if end == file.start {
                         try sink.finish(index)
                     } else {
                         reading.append(index)
@@ -217,14 +254,14 @@ extension SFTPClient {
                             detail: "the file ended at byte \(offset), before its size of \(progress[index].size) bytes"
                         )
                     }
-                    try sink.write(index, at: offset, bytes)
+                    try sink.write(index, at: offset - progress[index].start, bytes)
                     if bytes.count < Int(length) {
                         // A short reply: ask again for the rest, as the single-file download does.
                         progress[index].retries.append((offset + Int64(bytes.count), length - UInt32(bytes.count)))
                         if !reading.contains(index) { reading.append(index) }
                     }
                     progress[index].received += Int64(bytes.count)
-                    if progress[index].received == progress[index].size { try sink.finish(index) }
+                    if progress[index].isComplete { try sink.finish(index) }
                 case .close:
                     // The close of a read-only handle has nothing to report that matters here.
                     progress[index].handle = nil
@@ -237,6 +274,7 @@ extension SFTPClient {
             }
         }
         if let firstError { throw firstError }
+        return progress.map(\.size)
     }
 
     /// The size an `ATTRS` reply gives, once the file is a regular file within its limit (and of the expected
@@ -271,7 +309,7 @@ extension SFTPClient {
     }
 }
 
-/// Whole files into memory.
+/// Files (or their ranges) into memory.
 struct MemoryBatchSink: SFTPClient.BatchSink {
     var contents: [[UInt8]]
 
@@ -290,9 +328,9 @@ struct MemoryBatchSink: SFTPClient.BatchSink {
     mutating func finish(_ index: Int) throws(SSHError) {}
 }
 
-/// Whole files into new local files: each created with `O_EXCL | O_NOFOLLOW` (mode 0600) when its size is
-/// known, written at its offsets, closed when complete. Nothing is flushed per file: ``syncAll()`` makes the
-/// batch durable at once, and ``removeAll()`` takes every file it created away again.
+/// Files (or their ranges) into new local files: each created with `O_EXCL | O_NOFOLLOW` (mode 0600) when its
+/// size is known, written at its offsets, closed when complete. Nothing is flushed per file: ``syncAll()`` makes
+/// the batch durable at once, and ``removeAll()`` takes every file it created away again.
 struct LocalFilesBatchSink: SFTPClient.BatchSink {
     let client: SFTPClient
     let localPaths: [String]
@@ -365,16 +403,32 @@ struct LocalFilesBatchSink: SFTPClient.BatchSink {
 
 extension SFTPClient {
     func readFiles(_ paths: [String], limit: Int) throws(SSHError) -> [String: [UInt8]] {
+        try readBatch(paths, operation: "read") { BatchFile(path: $0, limit: Int64(limit)) }.mapValues(\.bytes)
+    }
+
+    func readFileHeads(_ paths: [String], length: Int, limit: Int64) throws(SSHError) -> [String: SFTPConnection
+        .FileHead]
+    {
+        precondition(length >= 0, "a head is not of negative length")
+        return try readBatch(paths, operation: "read the start of") {
+            BatchFile(path: $0, limit: limit, maxLength: Int64(length))
+        }
+    }
+
+    /// Each distinct path of `paths` into memory, as `file` describes it, with the whole file's size.
+    private func readBatch(
+        _ paths: [String], operation: String, file: (String) -> BatchFile
+    ) throws(SSHError) -> [String: SFTPConnection.FileHead] {
         var unique: [String] = []
         var seen: Set<String> = []
         for path in paths where seen.insert(path).inserted { unique.append(path) }
         guard !unique.isEmpty else { return [:] }
         var sink = MemoryBatchSink(count: unique.count)
-        try transferBatch(
-            unique.map { BatchFile(path: $0, limit: Int64(limit), expectedSize: nil) }, operation: "read",
-            into: &sink)
-        var result: [String: [UInt8]] = [:]
-        for (index, path) in unique.enumerated() { result[path] = sink.contents[index] }
+        let sizes = try transferBatch(unique.map(file), operation: operation, into: &sink)
+        var result: [String: SFTPConnection.FileHead] = [:]
+        for (index, path) in unique.enumerated() {
+            result[path] = SFTPConnection.FileHead(bytes: sink.contents[index], size: sizes[index])
+        }
         return result
     }
 
@@ -383,7 +437,9 @@ extension SFTPClient {
         var sink = LocalFilesBatchSink(client: self, localPaths: items.map(\.localPath))
         do {
             try transferBatch(
-                items.map { BatchFile(path: $0.remotePath, limit: $0.limit, expectedSize: $0.expectedSize) },
+                items.map {
+                    BatchFile(path: $0.remotePath, limit: $0.limit, expectedSize: $0.expectedSize, start: $0.offset)
+                },
                 operation: "download", into: &sink)
             try sink.syncAll()
         } catch {
