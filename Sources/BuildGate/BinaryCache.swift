@@ -2,9 +2,9 @@ import FleetFiles
 import Foundation
 import NixKit
 
-/// A host's binary cache in its chroot (`cache/`): hard links to the ``CachePool``'s files of exactly the
-/// closures of its served systems, plus its own `nix-cache-info`; and the collection of the links that no
-/// published generation needs any more.
+/// A host's binary cache in its chroot (`cache/`): hard links to the ``CachePool``'s entries (``CacheEntry``,
+/// named by the store path's hash part) of exactly the closures of its served systems; and the collection of
+/// the links that no published generation needs any more.
 public struct BinaryCache: Sendable {
     /// Why a host's cache could not be made; the host is then not published (its generation stays).
     public struct Failure: Error, CustomStringConvertible, Sendable {
@@ -17,48 +17,48 @@ public struct BinaryCache: Sendable {
         self.directory = directory
     }
 
-    /// Deletes narinfo and nar files (links into the pool, or files an older fleet copied here) that the
-    /// closures of `toplevels` (the systems of the generations still served) do not need. The closure is read
-    /// from the cache's own narinfo files. The pool's copy goes at the pool's collection, once no host links it.
+    /// Deletes the entries (links into the pool) that the closures of `toplevels` (the systems of the
+    /// generations still served) do not need, and everything else in the cache: the narinfo and `nar/` files,
+    /// `nix-cache-info` and temporary files an older fleet or an interrupted publish left. The closure is read
+    /// from the entries' own narinfos. The pool's copy goes at the pool's collection, once no host links it.
     ///
     /// - Returns: the names deleted and their sizes.
     @discardableResult
     public func collect(keeping toplevels: [String]) -> CacheRemoval {
-        var neededInfo: Set<String> = []
-        var neededNars: Set<String> = []
+        var needed: Set<String> = []
         var queue = toplevels.compactMap(Nix.hashPart(ofStorePath:))
         while let hash = queue.popLast() {
-            let name = NarInfo.fileName(ofHashPart: hash)
-            guard !neededInfo.contains(name) else { continue }
-            neededInfo.insert(name)
-            guard let bytes = try? FileIO.readNoFollow(directory + "/" + name, limit: 64 << 10),
-                let info = try? NarInfo(parsing: bytes, name: name)
+            let name = CacheEntry.fileName(ofHashPart: hash)
+            guard needed.insert(name).inserted else { continue }
+            guard let head = try? FileIO.readHeadNoFollow(directory + "/" + name, length: CacheEntry.narinfoLimit + 1),
+                let narinfo = CacheEntry.split(head: head)?.narinfo,
+                let info = try? NarInfo(parsing: narinfo, name: name)
             else { continue }
-            neededNars.insert(info.narFile)
             queue += info.references
         }
         var removal = CacheRemoval()
-        for name in (try? FileIO.listDirectory(directory)) ?? []
-        where name.hasSuffix(".narinfo") && !neededInfo.contains(name) {
-            remove(name, into: &removal)
-        }
-        for name in (try? FileIO.listDirectory(directory + "/nar")) ?? [] where !neededNars.contains(name) {
-            remove("nar/" + name, into: &removal)
+        for name in (try? FileIO.listDirectory(directory)) ?? [] where !needed.contains(name) {
+            if (try? FileStatus.of(directory + "/" + name))?.kind == .directory {
+                // `nar/`, and the `log/` and `realisations/` Nix makes: an older fleet's layout, one level deep.
+                for file in (try? FileIO.listDirectory(directory + "/" + name)) ?? [] {
+                    remove(name + "/" + file, into: &removal)
+                }
+                _ = try? FileIO.removeEmptyDirectory(directory + "/" + name)
+            } else {
+                remove(name, into: &removal)
+            }
         }
         return removal
     }
 
-    /// The store paths whose narinfo the cache holds.
+    /// The store paths whose entry the cache holds.
     public func storePathHashes() -> Set<String> {
-        Set(
-            ((try? FileIO.listDirectory(directory)) ?? []).filter { $0.hasSuffix(".narinfo") }.map {
-                String($0.dropLast(8))
-            })
+        Set(((try? FileIO.listDirectory(directory)) ?? []).filter { Nix.isHashPart($0) })
     }
 
     private func remove(_ name: String, into removal: inout CacheRemoval) {
         let path = directory + "/" + name
-        let size = (try? FileStatus.of(path))?.size ?? 0
-        if (try? FileIO.removeFile(path)) == true { removal.add(name, bytes: size) }
+        guard let status = try? FileStatus.of(path), status.kind != .directory else { return }
+        if (try? FileIO.removeFile(path)) == true { removal.add(name, bytes: status.size) }
     }
 }

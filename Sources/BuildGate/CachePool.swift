@@ -6,14 +6,16 @@ import Glibc
 import NixKit
 import ServerStore
 
-/// The server's one binary cache, `<chroot_root>/.cache-pool/` (root:root 0700): every store path's NAR and
-/// narinfo are written here once, by `nix copy`, whichever hosts need them. A host's `cache/` holds hard links
-/// to the pool's files of exactly its closures (``link(closureOf:into:)``), so fifty hosts sharing a closure
-/// store and compress it once, and each host still sees only its own paths in its chroot.
+/// The server's one binary cache, `<chroot_root>/.cache-pool/` (root:root 0700): every store path is copied here
+/// once, by `nix copy` (its narinfo and NAR, Nix's layout), and made into one file, ``CacheEntry``
+/// (`entries/<hash>`: the narinfo, an empty line, the NAR), whichever hosts need it; the NAR file then goes and
+/// the narinfo stays, so that the next `nix copy` skips the path. A host's `cache/` holds hard links to the
+/// entries of exactly its closures (``link(closureOf:into:)``), so fifty hosts sharing a closure store and
+/// compress it once, each host still sees only its own paths in its chroot, and each path costs a host one name.
 ///
-/// A pool file that no host's cache links any more (link count 1) is garbage (``collect()``). Everything that
-/// adds, links or collects runs under the publish lock, so a file is never collected between its copy into
-/// the pool and its link into a host's cache.
+/// An entry that no host's cache links any more (link count 1) is garbage (``collect()``), and its narinfo with
+/// it. Everything that adds, links or collects runs under the publish lock, so an entry is never collected
+/// between its making and its link into a host's cache.
 public struct CachePool: Sendable {
     public let directory: String
 
@@ -25,42 +27,52 @@ public struct CachePool: Sendable {
         self.directory = directory
     }
 
+    /// Where the entries are.
+    public var entriesDirectory: String { directory + "/entries" }
+
     /// Creates the pool (root:root 0700) if it is missing, and puts its owner and mode right if not.
     public func ensure() throws(BinaryCache.Failure) {
         do {
             try FileIO.ensureDirectory(directory, mode: ChrootLayout.cachePoolMode, owner: 0, group: 0)
+            try FileIO.ensureDirectory(entriesDirectory, mode: 0o700, owner: 0, group: 0)
         } catch {
             throw BinaryCache.Failure(description: "cannot make the binary-cache pool \(directory): \(error)")
         }
     }
 
     /// Copies `toplevel`'s closure into the pool, signed with the key file (the fleet's `signing.key`, Nix
-    /// format). Nix skips every path whose narinfo the pool already has, so a closure shared by many hosts is
-    /// compressed once. A narinfo whose NAR is missing (a pool damaged by hand) is removed and copied again.
+    /// format), and makes the entry of every path that has none yet. Nix skips every path whose narinfo the pool
+    /// already has, so a closure shared by many hosts is compressed once. A narinfo whose entry is missing and
+    /// whose NAR is missing too (an interrupted collection, a pool damaged by hand) is removed and copied again.
     public func add(closureOf toplevel: String, signingKeyFile: String) async throws(BinaryCache.Failure) {
         try ensure()
         try await copy(toplevel, signingKeyFile: signingKeyFile)
-        let entries = try closure(of: toplevel)
-        try keepOnlyFleetSignatures(of: entries, signingKeyFile: signingKeyFile)
-        let missing = entries.filter { entry in
-            (try? FileStatus.of(narPath(entry.nar)))?.kind != .regular
+        var entries = try closure(of: toplevel)
+        let unrecoverable = entries.filter { !hasEntry($0) && !hasNar($0) }
+        if !unrecoverable.isEmpty {
+            for entry in unrecoverable { _ = try? FileIO.removeFile(directory + "/" + entry.narinfo) }
+            try await copy(toplevel, signingKeyFile: signingKeyFile)
+            entries = try closure(of: toplevel)
+            if let entry = entries.first(where: { !hasEntry($0) && !hasNar($0) }) {
+                throw BinaryCache.Failure(
+                    description: "the binary-cache pool has \(directory)/\(entry.narinfo) but neither its entry "
+                        + "\(entryPath(entry)) nor its NAR \(narPath(entry.nar)), even after copying \(toplevel) again; "
+                        + "remove \(directory) and publish again")
+            }
         }
-        guard !missing.isEmpty else { return }
-        for entry in missing { _ = try? FileIO.removeFile(directory + "/" + entry.narinfo) }
-        try await copy(toplevel, signingKeyFile: signingKeyFile)
-        if let entry = try closure(of: toplevel).first(where: {
-            (try? FileStatus.of(narPath($0.nar)))?.kind != .regular
-        }) {
-            throw BinaryCache.Failure(
-                description: "the binary-cache pool has \(directory)/\(entry.narinfo) but not its NAR "
-                    + "\(narPath(entry.nar)), even after copying \(toplevel) again; remove \(directory) and publish again"
-            )
+        let new = entries.filter { !hasEntry($0) }
+        guard !new.isEmpty else { return }
+        try keepOnlyFleetSignatures(of: new, signingKeyFile: signingKeyFile)
+        for entry in new { try makeEntry(entry) }
+        do {
+            try FileIO.syncDirectory(of: entryPath(new[0]))
+        } catch {
+            throw BinaryCache.Failure(description: "cannot make the entries in \(entriesDirectory) durable: \(error)")
         }
     }
 
-    /// Reduces the signatures of the closure's narinfo files that no host links yet (those `nix copy` has just
-    /// written) to the fleet key's (``NarInfoSignatures``). A narinfo already linked is left as it is: a new inode
-    /// would be collected before the hosts that read the old one were linked to it.
+    /// Reduces the signatures of `entries`' narinfo files (those whose entry is not made yet) to the fleet
+    /// key's (``NarInfoSignatures``). `nix copy` writes every signature the server's store holds.
     func keepOnlyFleetSignatures(of entries: [Entry], signingKeyFile: String) throws(BinaryCache.Failure) {
         let key: VerifyingKey
         do {
@@ -72,9 +84,6 @@ public struct CachePool: Sendable {
         for entry in entries {
             let path = directory + "/" + entry.narinfo
             do {
-                guard let status = try FileStatus.of(path), status.kind == .regular, status.linkCount == 1 else {
-                    continue
-                }
                 let text = String(decoding: try FileIO.readNoFollow(path, limit: Self.narInfoLimit), as: UTF8.self)
                 guard let reduced = try NarInfoSignatures.keepingOnly(key, in: text, name: path) else { continue }
                 try FileIO.writeAtomically(Array(reduced.utf8), to: path, mode: 0o644, owner: 0, group: 0)
@@ -86,58 +95,72 @@ public struct CachePool: Sendable {
         }
     }
 
-    /// Makes `cache` hold `toplevel`'s closure as hard links to the pool's files (NAR before narinfo, so a host
-    /// never finds a narinfo whose NAR is not there yet), plus its own `nix-cache-info`. A file already there
-    /// that is not the pool's inode (written by an older fleet, or damaged) is replaced by the link atomically:
-    /// link to a temporary name, then rename over it. Links cannot cross filesystems, and nothing is ever
-    /// copied instead: a link that fails fails the host's cache, naming both paths.
+    /// Writes `entry`'s file (its narinfo, the empty line, its NAR: root 0644, the inode hosts read through
+    /// their links) and removes the NAR file, which the entry now holds.
+    func makeEntry(_ entry: Entry) throws(BinaryCache.Failure) {
+        let narinfoPath = directory + "/" + entry.narinfo
+        do {
+            let narinfo = try FileIO.readNoFollow(narinfoPath, limit: Self.narInfoLimit)
+            try FileIO.writeConcatenation(
+                header: CacheEntry.header(narinfo: narinfo), thenContentsOf: narPath(entry.nar),
+                to: entryPath(entry), mode: 0o644, owner: 0, group: 0)
+            _ = try FileIO.removeFile(narPath(entry.nar))
+        } catch {
+            throw BinaryCache.Failure(
+                description: "cannot make the binary-cache pool's entry \(entryPath(entry)) of \(narinfoPath): \(error)"
+            )
+        }
+    }
+
+    /// Makes `cache` hold `toplevel`'s closure as hard links to the pool's entries. A file already there that is
+    /// not the pool's inode (damaged, or left by hand) is replaced by the link atomically: link to a temporary
+    /// name, then rename over it. Links cannot cross filesystems, and nothing is ever copied instead: a link
+    /// that fails fails the host's cache, naming both paths.
     ///
     /// - Returns: how many files were linked now (the others already were).
     @discardableResult
     public func link(closureOf toplevel: String, into cache: BinaryCache) throws(BinaryCache.Failure) -> Int {
         let entries = try closure(of: toplevel)
-        let nars = cache.directory + "/nar"
         do {
             try FileIO.ensureDirectory(cache.directory, mode: 0o755, owner: 0, group: 0)
-            try FileIO.ensureDirectory(nars, mode: 0o755, owner: 0, group: 0)
-            let info = try FileIO.readNoFollow(directory + "/" + Self.cacheInfoName, limit: 64 << 10)
-            let ownInfo = cache.directory + "/" + Self.cacheInfoName
-            let present = try FileStatus.of(ownInfo)
-            if present == nil || present?.linkCount != 1 || (try? FileIO.readNoFollow(ownInfo, limit: 64 << 10)) != info
-            {
-                try FileIO.writeAtomically(info, to: ownInfo, mode: 0o644, owner: 0, group: 0)
-            }
         } catch {
             throw BinaryCache.Failure(description: "cannot prepare the binary cache \(cache.directory): \(error)")
         }
         var linked = 0
         for entry in entries {
-            if try linkFile(narPath(entry.nar), as: nars + "/" + entry.nar) { linked += 1 }
-            if try linkFile(directory + "/" + entry.narinfo, as: cache.directory + "/" + entry.narinfo) { linked += 1 }
+            if try linkFile(entryPath(entry), as: cache.directory + "/" + entry.name) { linked += 1 }
         }
         do {
-            if linked > 0 {
-                try FileIO.syncDirectory(of: nars + "/" + Self.cacheInfoName)
-                try FileIO.syncDirectory(of: cache.directory + "/" + Self.cacheInfoName)
-            }
+            if linked > 0 { try FileIO.syncDirectory(of: cache.directory + "/" + entries[0].name) }
         } catch {
             throw BinaryCache.Failure(description: "cannot make the links in \(cache.directory) durable: \(error)")
         }
         return linked
     }
 
-    /// Removes the pool's files that no host's cache links (link count 1): narinfo files first, then the NARs
-    /// that no remaining narinfo names, so that an interruption never leaves a narinfo without its NAR (Nix
-    /// would skip that path forever). Run under the publish lock only.
+    /// Removes the entries that no host's cache links (link count 1) and their narinfo files, then the narinfo
+    /// files without an entry and NAR files without a narinfo (what an interrupted publish, or the layout of an
+    /// older fleet, left; a NAR that a host's cache of that layout still links stays until that host's
+    /// collection). Run under the publish lock only.
     @discardableResult
     public func collect() -> CacheRemoval {
         var removal = CacheRemoval()
         guard (try? FileStatus.of(directory))?.kind == .directory else { return removal }
+        var entries: Set<String> = []
+        for name in (try? FileIO.listDirectory(entriesDirectory)) ?? [] {
+            let path = entriesDirectory + "/" + name
+            guard let status = try? FileStatus.of(path), status.kind == .regular else { continue }
+            if status.linkCount == 1, !name.hasPrefix(FileIO.temporaryPrefix) {
+                if (try? FileIO.removeFile(path)) == true { removal.add("entries/" + name, bytes: status.size) }
+            } else {
+                entries.insert(name)
+            }
+        }
         var namedNars: Set<String> = []
         for name in (try? FileIO.listDirectory(directory)) ?? [] where name.hasSuffix(".narinfo") {
             let path = directory + "/" + name
             guard let status = try? FileStatus.of(path), status.kind == .regular else { continue }
-            if status.linkCount == 1 {
+            if !entries.contains(CacheEntry.fileName(ofHashPart: String(name.dropLast(".narinfo".count)))) {
                 if (try? FileIO.removeFile(path)) == true { removal.add(name, bytes: status.size) }
             } else if let bytes = try? FileIO.readNoFollow(path, limit: Self.narInfoLimit),
                 let info = try? NarInfo(parsing: bytes, name: name)
@@ -155,14 +178,22 @@ public struct CachePool: Sendable {
         return removal
     }
 
-    /// One store path of a closure: its narinfo's name and its NAR's name in `nar/`.
-    struct Entry: Hashable {
-        let narinfo: String
-        let nar: String
+    /// The store paths whose entry the pool holds.
+    public func storePathHashes() -> Set<String> {
+        Set(((try? FileIO.listDirectory(entriesDirectory)) ?? []).filter { Nix.isHashPart($0) })
     }
 
-    /// `toplevel`'s closure as the pool's narinfo files say it (their `References`), each file made root-owned
-    /// and 0644 (the inode a host reads through its link; the pool directory itself is 0700).
+    /// One store path of a closure: its hash part, its narinfo's name and its NAR's name in `nar/`.
+    struct Entry: Hashable {
+        let hash: String
+        let nar: String
+        var narinfo: String { NarInfo.fileName(ofHashPart: hash) }
+        /// The entry's name, in `entries/` and in a host's cache.
+        var name: String { CacheEntry.fileName(ofHashPart: hash) }
+    }
+
+    /// `toplevel`'s closure as the pool's narinfo files say it (their `References`); each entry already made is
+    /// made root-owned and 0644 (the inode a host reads through its link; the pool directory itself is 0700).
     func closure(of toplevel: String) throws(BinaryCache.Failure) -> [Entry] {
         guard let root = Nix.hashPart(ofStorePath: toplevel) else {
             throw BinaryCache.Failure(description: "\(toplevel) is not a store path")
@@ -171,9 +202,8 @@ public struct CachePool: Sendable {
         var entries: [Entry] = []
         var queue = [root]
         while let hash = queue.popLast() {
-            let name = NarInfo.fileName(ofHashPart: hash)
-            guard seen.insert(name).inserted else { continue }
-            let path = directory + "/" + name
+            guard seen.insert(hash).inserted else { continue }
+            let path = directory + "/" + NarInfo.fileName(ofHashPart: hash)
             let info: NarInfo
             do {
                 info = try NarInfo(parsing: try FileIO.readNoFollow(path, limit: Self.narInfoLimit), name: path)
@@ -182,17 +212,17 @@ public struct CachePool: Sendable {
                     description: "the binary-cache pool lacks a readable \(path), which the closure of \(toplevel) "
                         + "needs (\(error)); remove it and publish again")
             }
-            entries.append(Entry(narinfo: name, nar: info.narFile))
+            entries.append(Entry(hash: hash, nar: info.narFile))
             queue += info.references
         }
-        for entry in entries {
-            try normalize(directory + "/" + entry.narinfo)
-            if (try? FileStatus.of(narPath(entry.nar)))?.kind == .regular { try normalize(narPath(entry.nar)) }
-        }
+        for entry in entries where hasEntry(entry) { try normalize(entryPath(entry)) }
         return entries
     }
 
     func narPath(_ name: String) -> String { directory + "/nar/" + name }
+    func entryPath(_ entry: Entry) -> String { entriesDirectory + "/" + entry.name }
+    func hasEntry(_ entry: Entry) -> Bool { (try? FileStatus.of(entryPath(entry)))?.kind == .regular }
+    func hasNar(_ entry: Entry) -> Bool { (try? FileStatus.of(narPath(entry.nar)))?.kind == .regular }
 
     func copy(_ toplevel: String, signingKeyFile: String) async throws(BinaryCache.Failure) {
         let destination = "file://\(directory)?secret-key=\(signingKeyFile)&compression=zstd"
@@ -246,8 +276,7 @@ public struct CachePool: Sendable {
         }
     }
 
-    static let cacheInfoName = "nix-cache-info"
-    static let narInfoLimit = 64 << 10
+    static let narInfoLimit = CacheEntry.narinfoLimit
 }
 
 /// What a collection removed from one cache (a host's links, or the pool's files).

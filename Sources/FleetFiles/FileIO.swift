@@ -63,6 +63,25 @@ public enum FileIO {
         return try body(descriptor, status)
     }
 
+    /// The first `length` bytes of a regular file (all of it when shorter), refusing a link at its last component.
+    public static func readHeadNoFollow(_ path: String, length: Int) throws(FileSystemError) -> [UInt8] {
+        try withRegularFileNoFollow(path) { descriptor, _ throws(FileSystemError) in
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(length, 1), alignment: 16)
+            defer { buffer.deallocate() }
+            var filled = 0
+            while filled < length {
+                let count = try FileSystemError.attempt("read", path: path) { () throws(Errno) in
+                    try Syscall.read(
+                        descriptor, into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled..<length]),
+                        at: Int64(filled))
+                }
+                if count == 0 { break }
+                filled += count
+            }
+            return Array(buffer[..<filled])
+        }
+    }
+
     /// Reads a file, following links (for trusted inputs such as the fleet repository after resolution).
     public static func read(_ path: String, limit: Int = 1 << 30) throws(FileSystemError) -> [UInt8] {
         let descriptor = try FileSystemError.attempt("open", path: path) { () throws(Errno) in

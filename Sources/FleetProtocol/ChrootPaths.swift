@@ -4,7 +4,7 @@ public enum ChrootPaths {
     /// The signed manifest, replaced by rename on every publish.
     public static let manifest = "/manifest"
     public static let snapshots = "/snapshots"
-    /// The optional Nix binary cache of the published system.
+    /// The optional binary cache of the published system: one file per store path of its closure (`CacheEntry`).
     public static let cache = "/cache"
     /// The only place the host may write: its reports, logs, heartbeat and confirmation (see ``UploadName``).
     public static let logs = "/logs"
@@ -15,7 +15,7 @@ public enum ChrootPaths {
     /// `/snapshots/<generation>.tar.zst`: the only snapshot path a manifest of that generation may name.
     public static func snapshot(_ generation: UInt64) -> String { snapshots + "/" + snapshotName(generation) }
 
-    /// A file of the binary cache (`<hash>.narinfo`, `nar/<file>`).
+    /// A file of the binary cache: a store path's entry, named by its hash part.
     public static func cacheFile(_ name: String) -> String { cache + "/" + name }
 
     /// An upload's final path in `logs/`.

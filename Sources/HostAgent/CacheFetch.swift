@@ -5,14 +5,16 @@ import Foundation
 import NixKit
 import SFTPTransport
 
-/// Fetches from the chroot's `cache/` (a Nix binary cache made by `fleet publish` with the cache on) the files
-/// of exactly the store paths of a toplevel's closure that this host's Nix store lacks, into `<state_dir>/cache`,
-/// from where ``NixSystem/realise(_:cache:trustedKey:gcRoot:)`` substitutes them and then empties it.
+/// Fetches from the chroot's `cache/` (one ``CacheEntry`` per store path, made by `fleet publish` with the cache
+/// on) exactly the store paths of a toplevel's closure that this host's Nix store lacks, into `<state_dir>/cache`
+/// as a Nix binary cache (each entry split into its narinfo and NAR files), from where
+/// ``NixSystem/realise(_:cache:trustedKey:gcRoot:)`` substitutes them and then empties it.
 ///
 /// The closure is walked level by level from the toplevel: the local store is asked which paths of a level it
 /// lacks (one `nix-store --check-validity` per level), and only below those is the walk continued, because a
 /// valid path's whole closure is valid. A host whose store holds the toplevel fetches nothing. Each level's
-/// narinfos are read into memory many at once over the one SFTP session, then the NARs downloaded in batches.
+/// narinfos (the heads of their entries) are read into memory many at once over the one SFTP session, then the
+/// NARs (the rest of the entries) downloaded in batches.
 /// A batch's narinfo files are written into the local cache only when the batch goes to Nix: a file made costs
 /// more than the bytes in it, and the walk is on the critical path. Names and sizes are checked before anything
 /// is written; signatures are Nix's business when it substitutes, with the fleet key as the only trusted key.
@@ -27,7 +29,10 @@ struct CacheFetch {
         var isLocal = false
     }
 
-    static let narinfoLimit: Int64 = 64 << 10
+    static let narinfoLimit = Int64(CacheEntry.narinfoLimit)
+    /// The first read of an entry: a narinfo of a path with up to about 20 references fits, so most entries
+    /// cost one read before their NAR; a longer one is read again, up to ``narinfoLimit``.
+    static let entryHeadLength = 2 << 10
     /// What the walk holds in memory of the narinfo files of the missing paths, in all (a real closure's are a few
     /// MB): a server that sends more is refused rather than let the host run out of memory.
     static let narinfosInMemoryLimit: Int64 = 256 << 20
@@ -37,6 +42,8 @@ struct CacheFetch {
     /// narinfo files read at once: at most ``narinfoLimit`` times this (64 MiB) held beyond what was counted.
     static let narinfosPerRead = 1_024
     static let narLimit: Int64 = 8 << 30
+    /// The largest entry: its narinfo, the empty line, its NAR.
+    static let entryLimit = narLimit + narinfoLimit + 1
     static let maxPaths = 100_000
     /// NARs downloaded (and made durable) together: a batch is all or nothing, so an interruption loses at most
     /// one batch, and at most this much waits on disk under temporary names.
@@ -74,12 +81,13 @@ struct CacheFetch {
         var validRoots: [String] = []
         var files = 0
         var bytes: Int64 = 0
+        var inMemory: Int64 = 0
         while !frontier.isEmpty {
             let invalid = try await Self.invalidPaths(frontier)
             validRoots += frontier.filter { !invalid.contains($0) }
             let wanted = frontier.filter { invalid.contains($0) }
-            let fetched = try await narinfos(of: wanted, over: connection, closureOf: toplevel, inMemory: &bytes)
-            files += fetched.count
+            let fetched = try await narinfos(
+                of: wanted, over: connection, closureOf: toplevel, inMemory: &inMemory, files: &files, bytes: &bytes)
             frontier = []
             for found in fetched {
                 missing[found.path] = found
@@ -170,55 +178,103 @@ struct CacheFetch {
         return invalid
     }
 
-    /// A path the local store lacks: its narinfo file as the server sent it, and what it says.
+    /// A path the local store lacks: its narinfo as the server's entry starts with it, what it says, and where in
+    /// the entry its NAR is.
     struct MissingPath {
         let path: String
         let info: NarInfo
         let narinfo: [UInt8]
-        /// The narinfo file's name in a cache: the path's hash part.
-        var narinfoName: String { Self.narinfoName(of: path) }
-        static func narinfoName(of path: String) -> String {
-            NarInfo.fileName(ofHashPart: Nix.hashPart(ofStorePath: path)!)
+        /// The entry's size, and the offset of its NAR's first byte.
+        let entrySize: Int64
+        let narOffset: Int64
+        /// The narinfo file's name in the local cache (Nix's layout).
+        var narinfoName: String { NarInfo.fileName(ofHashPart: Nix.hashPart(ofStorePath: path)!) }
+        /// The entry on the server.
+        var remoteEntry: String { ChrootPaths.cacheFile(Self.entryName(of: path)) }
+        static func entryName(of path: String) -> String {
+            CacheEntry.fileName(ofHashPart: Nix.hashPart(ofStorePath: path)!)
         }
     }
 
-    /// The narinfo files of `paths`, read into memory many at once and checked; `inMemory` counts the bytes the
-    /// walk holds, which may pass ``narinfosInMemoryLimit`` by at most one chunk before the walk is refused.
+    /// The narinfos of `paths`, read into memory from the heads of their entries, many at once, and checked;
+    /// `inMemory` counts the bytes the walk holds, which may pass ``narinfosInMemoryLimit`` by at most one chunk
+    /// before the walk is refused. `files` and `bytes` count what was read.
     private func narinfos(
-        of paths: [String], over connection: SFTPConnection, closureOf toplevel: String, inMemory: inout Int64
+        of paths: [String], over connection: SFTPConnection, closureOf toplevel: String, inMemory: inout Int64,
+        files: inout Int, bytes: inout Int64
     ) async throws(Failure) -> [MissingPath] {
         var found: [MissingPath] = []
         for start in stride(from: 0, to: paths.count, by: Self.narinfosPerRead) {
-            let chunk = paths[start..<min(start + Self.narinfosPerRead, paths.count)]
-            let names = chunk.map(MissingPath.narinfoName(of:))
-            let contents: [String: [UInt8]]
-            do {
-                contents = try await connection.readFiles(
-                    names.map(ChrootPaths.cacheFile), limit: Int(Self.narinfoLimit))
-            } catch {
-                throw Failure(
-                    description: "cannot download \(chunk.count) narinfo files of the closure from the server's cache: "
-                        + "\(error)", isLocal: error.code == .localIO)
+            let chunk = Array(paths[start..<min(start + Self.narinfosPerRead, paths.count)])
+            var heads = try await readHeads(of: chunk, length: Self.entryHeadLength, over: connection)
+            files += heads.count
+            bytes += heads.values.reduce(0) { $0 + Int64($1.bytes.count) }
+            // A narinfo longer than the first read: its entry's head again, as long as a narinfo may be.
+            let longer = chunk.filter { path in
+                let head = heads[path]!
+                return CacheEntry.split(head: head.bytes) == nil && Int64(head.bytes.count) < head.size
             }
-            for (path, name) in zip(chunk, names) {
-                let bytes = contents[ChrootPaths.cacheFile(name)] ?? []
-                let info = try parse(bytes, name: name, path: path)
-                inMemory += Int64(bytes.count) + Int64(info.references.count) * Self.memoryPerReference
+            if !longer.isEmpty {
+                let again = try await readHeads(of: longer, length: Int(Self.narinfoLimit) + 1, over: connection)
+                files += again.count
+                bytes += again.values.reduce(0) { $0 + Int64($1.bytes.count) }
+                heads.merge(again) { $1 }
+            }
+            for path in chunk {
+                let head = heads[path]!
+                let name = MissingPath.entryName(of: path)
+                guard let (narinfo, narOffset) = CacheEntry.split(head: head.bytes) else {
+                    throw Failure(
+                        description: "the server's cache/\(name) (the entry of \(path)) does not start with a narinfo "
+                            + "of at most \(Self.narinfoLimit >> 10) KiB and an empty line")
+                }
+                let info = try parse(narinfo, name: name, path: path)
+                guard let fileSize = info.fileSize, head.size == Int64(narOffset) + fileSize else {
+                    throw Failure(
+                        description: "the server's cache/\(name) is \(head.size) bytes, not its narinfo's \(narOffset) "
+                            + "and the FileSize it gives (\(info.fileSize.map(String.init) ?? "none"))")
+                }
+                inMemory += Int64(narinfo.count) + Int64(info.references.count) * Self.memoryPerReference
                 guard inMemory <= Self.narinfosInMemoryLimit else {
                     throw Failure(
                         description: "the narinfo files of the closure of \(toplevel) on the server's cache take more "
                             + "than \(Self.narinfosInMemoryLimit >> 20) MiB in memory (at cache/\(name)): refused")
                 }
-                found.append(MissingPath(path: path, info: info, narinfo: bytes))
+                found.append(
+                    MissingPath(
+                        path: path, info: info, narinfo: narinfo, entrySize: head.size, narOffset: Int64(narOffset)))
             }
         }
         return found
     }
 
+    /// The first `length` bytes of the entries of `paths`, with their sizes.
+    private func readHeads(of paths: [String], length: Int, over connection: SFTPConnection)
+        async throws(Failure) -> [String: SFTPConnection.FileHead]
+    {
+        let remote = paths.map { ChrootPaths.cacheFile(MissingPath.entryName(of: $0)) }
+        let heads: [String: SFTPConnection.FileHead]
+        do {
+            heads = try await connection.readFileHeads(remote, length: length, limit: Self.entryLimit)
+        } catch {
+            throw Failure(
+                description: "cannot read the narinfos of \(paths.count) paths of the closure from the server's cache: "
+                    + "\(error)", isLocal: error.code == .localIO)
+        }
+        var byPath: [String: SFTPConnection.FileHead] = [:]
+        for (path, name) in zip(paths, remote) {
+            guard let head = heads[name] else {
+                throw Failure(description: "the server's cache did not send \(name)")
+            }
+            byPath[path] = head
+        }
+        return byPath
+    }
+
     private func parse(_ bytes: [UInt8], name: String, path: String) throws(Failure) -> NarInfo {
         let info: NarInfo
-        do { info = try NarInfo(parsing: bytes, name: name) } catch {
-            throw Failure(description: "the server's cache/\(name): \(error.description)")
+        do { info = try NarInfo(parsing: bytes, name: "cache/" + name) } catch {
+            throw Failure(description: "the server's \(error.description)")
         }
         guard let described = info.storePath else {
             throw Failure(
@@ -286,14 +342,14 @@ struct CacheFetch {
         }
         var files = 0
         var bytes: Int64 = 0
-        var batch: [NarInfo] = []
+        var batch: [MissingPath] = []
         var batchBytes: Int64 = 0
         var batchStart = 0
         var batchesDone = 0
         for (index, missing) in paths.enumerated() {
             let info = missing.info
             if toDownload.remove(info.narFile) != nil {
-                batch.append(info)
+                batch.append(missing)
                 batchBytes += info.fileSize ?? (64 << 20)
             }
             let limit = substitution == nil ? Self.narBatchBytes : Self.substitutionBatchBytes(batch: batchesDone)
@@ -303,7 +359,9 @@ struct CacheFetch {
             if !batch.isEmpty {
                 bytes += try await download(
                     batch.map {
-                        (ChrootPaths.cacheFile($0.url), narDirectory + "/" + $0.narFile, Self.narLimit, $0.fileSize)
+                        SFTPConnection.Download(
+                            remotePath: $0.remoteEntry, localPath: narDirectory + "/" + $0.info.narFile,
+                            limit: Self.entryLimit, expectedSize: $0.entrySize, offset: $0.narOffset)
                     }, what: "NAR files", over: connection)
                 files += batch.count
                 batchesDone += 1
@@ -352,18 +410,17 @@ struct CacheFetch {
         }
     }
 
-    /// Downloads `items` under temporary names (all or nothing, made durable together), then renames them into
-    /// place and makes the renames durable.
+    /// Downloads `items` under temporary names (their `localPath` with ``FileIO/temporaryPath(for:)``: all or
+    /// nothing, made durable together), then renames them to their `localPath` and makes the renames durable.
     ///
     /// - Returns: the bytes downloaded.
-    private func download(
-        _ items: [(remote: String, local: String, limit: Int64, expectedSize: Int64?)], what: String,
-        over connection: SFTPConnection
-    ) async throws(Failure) -> Int64 {
+    private func download(_ items: [SFTPConnection.Download], what: String, over connection: SFTPConnection)
+        async throws(Failure) -> Int64
+    {
         let downloads = items.map {
             SFTPConnection.Download(
-                remotePath: $0.remote, localPath: FileIO.temporaryPath(for: $0.local), limit: $0.limit,
-                expectedSize: $0.expectedSize)
+                remotePath: $0.remotePath, localPath: FileIO.temporaryPath(for: $0.localPath), limit: $0.limit,
+                expectedSize: $0.expectedSize, offset: $0.offset)
         }
         for download in downloads { _ = try? FileIO.removeFile(download.localPath) }
         let bytes: Int64
@@ -375,8 +432,8 @@ struct CacheFetch {
                 isLocal: error.code == .localIO)
         }
         do {
-            for (item, download) in zip(items, downloads) { try FileIO.rename(download.localPath, to: item.local) }
-            if let first = items.first { try FileIO.syncDirectory(of: first.local) }
+            for (item, download) in zip(items, downloads) { try FileIO.rename(download.localPath, to: item.localPath) }
+            if let first = items.first { try FileIO.syncDirectory(of: first.localPath) }
         } catch {
             for download in downloads { _ = try? FileIO.removeFile(download.localPath) }
             throw Failure(description: "cannot move downloaded \(what) into \(localDirectory): \(error)", isLocal: true)

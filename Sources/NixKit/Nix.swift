@@ -24,9 +24,14 @@ public enum Nix {
         let base = path.dropFirst("/nix/store/".count)
         guard !base.contains("/"), base.count > 33, base.dropFirst(32).first == "-" else { return nil }
         let hash = String(base.prefix(32))
-        guard hash.allSatisfy({ "0123456789abcdfghijklmnpqrsvwxyz".contains($0) }),
+        guard isHashPart(hash),
             base.dropFirst(33).allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "+-._?=".contains($0)) })
         else { return nil }
         return hash
+    }
+
+    /// Whether `text` is a store path's hash part: 32 characters of Nix's base-32.
+    public static func isHashPart(_ text: some StringProtocol) -> Bool {
+        text.count == 32 && text.allSatisfy { "0123456789abcdfghijklmnpqrsvwxyz".contains($0) }
     }
 }

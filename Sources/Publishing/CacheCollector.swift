@@ -34,9 +34,10 @@ public enum CacheCollector {
     }
 
     /// Removes from `layout`'s cache what the systems of its served generations do not need; nil when the
-    /// host has no cache.
+    /// host has no cache (its `cache/` is missing or empty).
     public static func collect(_ layout: ChrootLayout, store: StateStore) throws -> CacheRemoval? {
-        guard try FileStatus.of(layout.cache + "/nix-cache-info") != nil else { return nil }
+        guard try FileStatus.of(layout.cache)?.kind == .directory, try !FileIO.listDirectory(layout.cache).isEmpty
+        else { return nil }
         return BinaryCache(directory: layout.cache).collect(keeping: try servedToplevels(layout, store: store))
     }
 

@@ -4,13 +4,14 @@ public import FleetProtocol
 /// host's chroot directory in front, and the owners and modes `fleet setup` and the publisher give them.
 ///
 /// ```
-/// <root>/.cache-pool/         root:root 0700   every NAR and narinfo once (`nix copy` writes here, nowhere else)
-///   nix-cache-info, <hash>.narinfo, nar/<file>   root 0644
+/// <root>/.cache-pool/         root:root 0700   every store path once (`nix copy` writes here, nowhere else)
+///   nix-cache-info, <hash>.narinfo               what `nix copy` made (its NARs go once in entries)
+///   entries/<hash>            root 0644        a path's narinfo, an empty line, its NAR (`CacheEntry`)
 /// <root>/<host>/              root:root 0755   ChrootDirectory
 ///   manifest                  root 0644
 ///   snapshots/<gen>.tar.zst   root:<host> 0640 (directory 02750: files inherit the host's group)
-///   cache/                    root 0755        its own nix-cache-info; hard links into the pool of exactly
-///     <hash>.narinfo, nar/    root 0644        the closures of its served generations (same inodes)
+///   cache/                    root 0755        hard links to the pool's entries of exactly the closures of
+///     <hash>                  root 0644        its served generations (same inodes)
 ///   logs/                     <host>:<host> 0700
 ///   dev/                      root 0755        (`fleet setup`) holds `log`, the syslog daemon's socket
 /// ```

@@ -51,6 +51,28 @@ struct NixKitTests {
         #expect(throws: NarInfo.Malformed.self) { try NarInfo(parsing: [0xff, 0xfe], name: "x.narinfo") }
     }
 
+    /// A cache entry is a narinfo, an empty line, the NAR: the first newline followed by another ends the
+    /// narinfo, whatever the NAR holds; a head without one (yet) gives nothing, and what is not a narinfo before
+    /// it is the parser's to refuse.
+    @Test func aCacheEntrySplitsAtTheFirstEmptyLine() throws {
+        let narinfo = Array("StorePath: /nix/store/\(Self.hashA)-x\nURL: nar/a.nar\n".utf8)
+        let nar: [UInt8] = [0x28, 0xb5, 0x2f, 0xfd, 0x0a, 0x0a, 0x00, 0x0a]
+        let entry = CacheEntry.header(narinfo: narinfo) + nar
+        let split = try #require(CacheEntry.split(head: entry))
+        #expect(split.narinfo == narinfo && Array(entry[split.narOffset...]) == nar)
+        #expect(CacheEntry.split(head: entry.prefix(narinfo.count)) == nil, "the empty line not read yet")
+        #expect(CacheEntry.split(head: narinfo + [0x0a]).map { $0.narOffset } == narinfo.count + 1, "an empty NAR")
+        // A narinfo longer than the limit: no split, however long the head.
+        let long = Array(("URL: nar/a.nar\nPadding: " + String(repeating: "x", count: 64 << 10) + "\n\n").utf8)
+        #expect(CacheEntry.split(head: long) == nil)
+        // An empty narinfo, or one with an empty line of its own, splits early; the parser refuses what is left.
+        let early = try #require(CacheEntry.split(head: Array("\n\nURL: nar/a.nar\n\n".utf8)))
+        #expect(early.narOffset == 2)
+        #expect(throws: NarInfo.Malformed.self) { try NarInfo(parsing: early.narinfo, name: "x") }
+        #expect(CacheEntry.fileName(ofHashPart: Self.hashA) == Self.hashA && Nix.isHashPart(Self.hashA))
+        #expect(!Nix.isHashPart(Self.hashA + ".narinfo") && !Nix.isHashPart(String(Self.hashA.dropLast()) + "e"))
+    }
+
     /// Nix's base32 of a digest, against `nix-hash --to-base32` itself.
     @Test func base32IsNixs() throws {
         for text in ["", "fleet", String(repeating: "nar", count: 1000)] {

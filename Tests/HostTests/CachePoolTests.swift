@@ -40,25 +40,23 @@ struct CachePoolTests: ClientRunSuite {
         #expect(cacheB.storePathHashes() == [try Self.hash(toplevelB), sharedHash], "nothing of pshare-a's alone")
         #expect(pool.storePathHashes() == cacheA.storePathHashes().union(cacheB.storePathHashes()))
 
-        // The shared path's narinfo and NAR: one inode, three names (the pool's and each host's).
-        let sharedNar = try Self.narFile(pool.directory, sharedHash)
-        for name in [sharedHash + ".narinfo", "nar/" + sharedNar] {
-            let inPool = try #require(try FileStatus.of(pool.directory + "/" + name))
-            #expect(inPool.linkCount == 3 && inPool.owner == 0 && inPool.permissions == 0o644, "\(name)")
-            for cache in [cacheA, cacheB] {
-                let inCache = try #require(try FileStatus.of(cache.directory + "/" + name))
-                #expect(inCache.inode == inPool.inode && inCache.device == inPool.device, "\(cache.directory)/\(name)")
-            }
-        }
+        // The shared path's entry: one inode, three names (the pool's and each host's).
+        let inPool = try #require(try FileStatus.of(pool.entriesDirectory + "/" + sharedHash))
+        #expect(inPool.linkCount == 3 && inPool.owner == 0 && inPool.permissions == 0o644)
         for cache in [cacheA, cacheB] {
-            let info = try #require(try FileStatus.of(cache.directory + "/nix-cache-info"))
-            #expect(info.linkCount == 1 && info.permissions == 0o644, "each host's own nix-cache-info")
-            #expect(
-                try FileIO.read(cache.directory + "/nix-cache-info") == FileIO.read(pool.directory + "/nix-cache-info"))
+            let inCache = try #require(try FileStatus.of(cache.directory + "/" + sharedHash))
+            #expect(inCache.inode == inPool.inode && inCache.device == inPool.device, "\(cache.directory)")
+            #expect(Set(try FileIO.listDirectory(cache.directory)) == cache.storePathHashes(), "entries only")
         }
-        let extraNar = try Self.narFile(pool.directory, extraHash)
-        #expect(try FileStatus.of(cacheB.directory + "/" + extraHash + ".narinfo") == nil)
-        #expect(try FileStatus.of(cacheB.directory + "/nar/" + extraNar) == nil)
+        // The entry is the pool's narinfo, an empty line, the NAR; the NAR file itself is gone from the pool.
+        let (sharedNarinfo, sharedNar) = try CacheEntryFiles.parts(pool.entriesDirectory + "/" + sharedHash)
+        #expect(Array(sharedNarinfo.utf8) == (try FileIO.read(pool.directory + "/" + sharedHash + ".narinfo")))
+        let narFile = try NarInfo(parsing: Array(sharedNarinfo.utf8), name: sharedHash).narFile
+        #expect(
+            narFile.hasSuffix(".nar.zst") && Int64(sharedNar.count) == inPool.size - Int64(sharedNarinfo.utf8.count) - 1
+        )
+        #expect(((try? FileIO.listDirectory(pool.directory + "/nar")) ?? []).isEmpty, "no NAR kept twice")
+        #expect(try FileStatus.of(cacheB.directory + "/" + extraHash) == nil)
 
         // du counts each inode once: the chroot root is smaller by every extra name of a shared file.
         let once = try Self.du(root, countingLinks: false)
@@ -68,21 +66,18 @@ struct CachePoolTests: ClientRunSuite {
             namesPerInode[status.inode, default: (status.size, 0)].names += 1
         }
         let duplicated = namesPerInode.values.reduce(0) { $0 + $1.size * ($1.names - 1) }
-        let sharedNarSize = try #require(try FileStatus.of(pool.directory + "/nar/" + sharedNar)).size
-        #expect(everyName - once == duplicated && duplicated >= 2 * sharedNarSize, "\(once) \(everyName)")
+        #expect(everyName - once == duplicated && duplicated >= 2 * inPool.size, "\(once) \(everyName)")
 
         // Over the real sshd, pshare-b reads the shared path through its link, and cannot reach pshare-a's
         // path by any name: not in its cache, not in the pool, not in pshare-a's chroot.
         let download = try TestDirectory.makeTemporary()
         defer { download.remove() }
-        var output = try await Self.sftpGet(
-            fleet, as: "pshare-b", "/cache/\(sharedHash).narinfo", download.path("shared"))
+        var output = try await Self.sftpGet(fleet, as: "pshare-b", "/cache/\(sharedHash)", download.path("shared"))
         #expect(output.exitCode == 0, "\(output.standardError)")
-        #expect(try download.readFile("shared") == FileIO.read(pool.directory + "/" + sharedHash + ".narinfo"))
+        #expect(try download.readFile("shared") == FileIO.read(pool.entriesDirectory + "/" + sharedHash))
         for path in [
-            "/cache/\(extraHash).narinfo", "/cache/nar/\(extraNar)",
-            "/../\(ChrootLayout.cachePoolName)/\(extraHash).narinfo",
-            "/../pshare-a/cache/\(extraHash).narinfo",
+            "/cache/\(extraHash)", "/../\(ChrootLayout.cachePoolName)/entries/\(extraHash)",
+            "/../\(ChrootLayout.cachePoolName)/\(extraHash).narinfo", "/../pshare-a/cache/\(extraHash)",
         ] {
             output = try await Self.sftpGet(fleet, as: "pshare-b", path, download.path("stolen"))
             #expect(output.exitCode != 0, "pshare-b fetched \(path)")
@@ -90,13 +85,17 @@ struct CachePoolTests: ClientRunSuite {
         }
     }
 
-    @Test func aCacheWrittenByAnOlderFleetBecomesThePoolsLinksAtTheNextPublish() async throws {
+    /// An older fleet's cache, a Nix binary cache of the host's own (narinfo and NAR files, `nix-cache-info`),
+    /// becomes the pool's entries at the host's next publish, and nothing of it is left.
+    @Test func aCacheWrittenByAnOlderFleetBecomesThePoolsEntriesAtTheNextPublish() async throws {
         let fixture = try Self.toyFleet(["plegacy"], extraToml: "[defaults]\ncache = true")
         defer { fixture.remove() }
         #expect(try await fixture.fleet(["publish"]).exitCode == 0)
         let toplevel = try #require(try fixture.verifiedManifest("plegacy").toplevel)
         let cache = BinaryCache(directory: try fixture.layout("plegacy").cache)
         let pool = CachePool(chrootRoot: fixture.chrootRoot)
+        let entries = Set(try Self.storeClosure(of: toplevel).map { try Self.hash($0) })
+        let before = try #require(try FileStatus.of(pool.entriesDirectory + "/" + (try Self.hash(toplevel))))
 
         // What the older fleet did: `nix copy` into the host's own cache, real files of its own.
         try FileIO.removeTree(cache.directory)
@@ -105,10 +104,7 @@ struct CachePoolTests: ClientRunSuite {
             "/usr/bin/nix",
             Nix.flakeFlags + ["copy", "--to", "file://\(cache.directory)?secret-key=\(key)&compression=zstd", toplevel])
         #expect(copy.succeeded, "\(copy.standardError)")
-        let narinfo = try Self.hash(toplevel) + ".narinfo"
-        let old = try #require(try FileStatus.of(cache.directory + "/" + narinfo))
-        let inPool = try #require(try FileStatus.of(pool.directory + "/" + narinfo))
-        #expect(old.inode != inPool.inode && old.linkCount == 1)
+        #expect(try FileStatus.of(cache.directory + "/" + (try Self.hash(toplevel)) + ".narinfo") != nil)
 
         // A secret changes the tree but not the system: the same closure is published again, and linked.
         try fixture.write("secrets/plegacy/token", "a secret\n", mode: 0o600)
@@ -116,16 +112,16 @@ struct CachePoolTests: ClientRunSuite {
         #expect(output.exitCode == 0, "\(output.standardOutput)\(output.standardError)")
         #expect(try fixture.verifiedManifest("plegacy").generation == 2)
         #expect(try fixture.verifiedManifest("plegacy").toplevel == toplevel)
-        let nar = try Self.narFile(pool.directory, try Self.hash(toplevel))
-        for name in [narinfo, "nar/" + nar] {
-            let linked = try #require(try FileStatus.of(cache.directory + "/" + name))
-            let poolFile = try #require(try FileStatus.of(pool.directory + "/" + name))
-            #expect(linked.inode == poolFile.inode && linked.linkCount == 2, "\(name) is the pool's")
+        for hash in entries {
+            let linked = try #require(try FileStatus.of(cache.directory + "/" + hash))
+            let poolFile = try #require(try FileStatus.of(pool.entriesDirectory + "/" + hash))
+            #expect(linked.inode == poolFile.inode && linked.linkCount == 2, "\(hash) is the pool's")
             #expect(linked.owner == 0 && linked.permissions == 0o644)
         }
-        #expect(try FileStatus.of(pool.directory + "/" + narinfo)?.inode == inPool.inode, "the pool was not rewritten")
-        #expect(try FileIO.listDirectory(cache.directory + "/nar") == [nar], "no copy of the older fleet is left")
-        #expect(try FileIO.listDirectory(cache.directory).allSatisfy { !$0.hasPrefix(FileIO.temporaryPrefix) })
+        #expect(
+            try FileStatus.of(pool.entriesDirectory + "/" + (try Self.hash(toplevel)))?.inode == before.inode,
+            "the pool was not rewritten")
+        #expect(Set(try FileIO.listDirectory(cache.directory)) == entries, "nothing of the older fleet is left")
     }
 
     @Test func thePoolKeepsOnlyTheFleetKeysSignatureOfPathsTheServersStoreSignedWithOthers() async throws {
@@ -172,6 +168,7 @@ struct CachePoolTests: ClientRunSuite {
             let text = try String(contentsOfFile: pool.directory + "/\(hash).narinfo", encoding: .utf8)
             let signatures = text.split(separator: "\n").filter { $0.hasPrefix("Sig: ") }
             #expect(signatures.count == 1 && signatures[0].hasPrefix("Sig: \(fleetKey.name):"), "\(text)")
+            #expect(try CacheEntryFiles.narinfo(pool.entriesDirectory + "/" + hash) == text, "the entry's narinfo too")
         }
         // Nix itself finds the one signature left the fleet key's, and not another key's of the same name.
         func verify(trusting key: String) throws -> TestCommand.Output {
@@ -225,14 +222,14 @@ struct CachePoolTests: ClientRunSuite {
         let closureA = try Self.storeClosure(of: firstA)
         let sharedHash = try Self.hash(try #require(closureA.first { $0.hasSuffix("-fleet-pool-shared") }))
         let extraHash = try Self.hash(try #require(closureA.first { $0.hasSuffix("-fleet-pool-only-pgc-a") }))
-        let sharedNar = pool.directory + "/nar/" + (try Self.narFile(pool.directory, sharedHash))
-        let before = try #require(try FileStatus.of(sharedNar))
+        let sharedEntry = pool.entriesDirectory + "/" + sharedHash
+        let before = try #require(try FileStatus.of(sharedEntry))
         #expect(before.linkCount == 2)
 
-        // The second host's publish links the shared NAR: the pool's file is neither copied nor compressed again.
+        // The second host's publish links the shared entry: the pool's file is neither copied nor compressed again.
         #expect(try await fixture.fleet(["publish", "pgc-b"]).exitCode == 0)
         let toplevelB = try #require(try fixture.verifiedManifest("pgc-b").toplevel)
-        let after = try #require(try FileStatus.of(sharedNar))
+        let after = try #require(try FileStatus.of(sharedEntry))
         #expect(after.inode == before.inode && after.linkCount == 3)
         #expect(
             after.modificationSeconds == before.modificationSeconds
@@ -254,7 +251,8 @@ struct CachePoolTests: ClientRunSuite {
         try Self.copy(strayPath, into: pool, signedFor: fixture)
         let cacheB = try fixture.layout("pgc-b").cache
         try FileIO.writeAtomically(
-            Array("URL: nar/stray.nar.zst\n".utf8), to: cacheB + "/\(String(repeating: "0", count: 32)).narinfo")
+            Array("URL: nar/stray.nar.zst\n\nstray".utf8), to: cacheB + "/\(String(repeating: "0", count: 32))")
+        try FileIO.createDirectories(cacheB + "/nar")
         try FileIO.writeAtomically(Array("stray".utf8), to: cacheB + "/nar/stray.nar.zst")
 
         var output = try await fixture.fleet(["gc", "--json"])
@@ -264,7 +262,7 @@ struct CachePoolTests: ClientRunSuite {
         #expect(report.hosts[0].removed.files == 0, "pgc-a's first generation is still served")
         #expect(
             report.hosts[1].removed.names.sorted() == [
-                "\(String(repeating: "0", count: 32)).narinfo", "nar/stray.nar.zst",
+                "\(String(repeating: "0", count: 32))", "nar/stray.nar.zst",
             ]
                 && report.hosts[1].removed.bytes > 0)
         let strayHash = try Self.hash(strayPath)
@@ -273,7 +271,9 @@ struct CachePoolTests: ClientRunSuite {
             pool.storePathHashes() == [
                 try Self.hash(firstA), try Self.hash(secondA), try Self.hash(toplevelB), sharedHash, extraHash,
             ])
-        #expect(try FileIO.listDirectory(pool.directory + "/nar").count == 5)
+        #expect(try FileIO.listDirectory(pool.entriesDirectory).count == 5)
+        #expect(try FileIO.listDirectory(pool.directory + "/nar").isEmpty)
+        #expect(try FileStatus.of(cacheB + "/nar") == nil)
         output = try await fixture.fleet(["gc"])
         #expect(output.exitCode == 0 && output.standardOutput.contains("removed 0 files"), "\(output.standardOutput)")
 
@@ -284,12 +284,13 @@ struct CachePoolTests: ClientRunSuite {
         #expect(try FileStatus.of(try fixture.layout("pgc-a").snapshot(1)) == nil)
         let kept: Set<String> = [try Self.hash(secondA), try Self.hash(toplevelB), sharedHash]
         #expect(pool.storePathHashes() == kept)
-        #expect(try FileIO.listDirectory(pool.directory + "/nar").count == 3)
+        #expect(try FileIO.listDirectory(pool.entriesDirectory).count == 3)
+        #expect(try FileIO.listDirectory(pool.directory).filter { $0.hasSuffix(".narinfo") }.count == 3)
         #expect(
             BinaryCache(directory: try fixture.layout("pgc-a").cache).storePathHashes() == [
                 try Self.hash(secondA), sharedHash,
             ])
-        #expect(try FileStatus.of(sharedNar)?.inode == before.inode, "the shared NAR was never rewritten")
+        #expect(try FileStatus.of(sharedEntry)?.inode == before.inode, "the shared entry was never rewritten")
 
         // Nothing left to collect.
         output = try await fixture.fleet(["gc", "--json"])
@@ -374,7 +375,7 @@ struct CachePoolTests: ClientRunSuite {
             "\(reason)")
         #expect(rows.first { $0["host"] as? String == "pmount-plain" }?["status"] as? String == "published")
         let cache = try fixture.layout("pmount-cached").cache
-        #expect(((try? FileIO.listDirectory(cache + "/nar")) ?? []).isEmpty, "nothing copied instead")
+        #expect(((try? FileIO.listDirectory(cache)) ?? []).isEmpty, "nothing copied instead")
         #expect(try FileStatus.of(try fixture.layout("pmount-cached").manifest) == nil, "not published")
     }
 
@@ -391,7 +392,7 @@ struct CachePoolTests: ClientRunSuite {
         let pool = CachePool(chrootRoot: fixture.chrootRoot)
         let cacheA = BinaryCache(directory: try fixture.layout("phostile-a").cache)
 
-        // phostile-a's next system: a directory with a file in it where its narinfo's link would go.
+        // phostile-a's next system: a directory with a file in it where its entry's link would go.
         try fixture.write("hosts/phostile-a/configuration.nix", "{ motd = [ \"a, second\" ]; }\n")
         try fixture.write("hosts/phostile-b/configuration.nix", "{ motd = [ \"b, second\" ]; }\n")
         let built = try await fixture.fleet(["build", "--json"])
@@ -401,7 +402,7 @@ struct CachePoolTests: ClientRunSuite {
             as? [[String: Any]]
         let secondA = try #require(builds?.first { $0["host"] as? String == "phostile-a" }?["toplevel"] as? String)
         let secondB = try #require(builds?.first { $0["host"] as? String == "phostile-b" }?["toplevel"] as? String)
-        let inTheWay = cacheA.directory + "/" + (try Self.hash(secondA)) + ".narinfo"
+        let inTheWay = cacheA.directory + "/" + (try Self.hash(secondA))
         try FileIO.createDirectories(inTheWay)
         try FileIO.writeAtomically(Array("kept".utf8), to: inTheWay + "/planted")
 
@@ -419,7 +420,7 @@ struct CachePoolTests: ClientRunSuite {
         let reasonA = rowA["reason"] as? String ?? ""
         #expect(rowA["status"] as? String == "build-failed" && rowA["generation"] as? Int == 1, "\(rowA)")
         #expect(reasonA.contains("cannot hard-link") && reasonA.contains(inTheWay), "\(reasonA)")
-        #expect(reasonA.contains(pool.directory + "/" + (try Self.hash(secondA)) + ".narinfo"), "\(reasonA)")
+        #expect(reasonA.contains(pool.entriesDirectory + "/" + (try Self.hash(secondA))), "\(reasonA)")
         #expect(try FileIO.read(inTheWay + "/planted") == Array("kept".utf8), "nothing planted is lost")
         #expect(cacheA.storePathHashes().contains(try Self.hash(firstA)), "the served generation keeps its cache")
         #expect(try fixture.verifiedManifest("phostile-a").toplevel == firstA)
@@ -502,11 +503,6 @@ struct CachePoolTests: ClientRunSuite {
         return hash
     }
 
-    /// The NAR file the cache's narinfo for `hash` names.
-    static func narFile(_ cache: String, _ hash: String) throws -> String {
-        try NarInfo(parsing: try FileIO.read(cache + "/" + hash + ".narinfo"), name: hash).narFile
-    }
-
     /// `du -sb` of `path`: each inode once, or with `countingLinks` each name.
     static func du(_ path: String, countingLinks: Bool) throws -> Int64 {
         let output = try TestCommand.run("/usr/bin/du", ["-s", "-b"] + (countingLinks ? ["-l"] : []) + [path])
@@ -540,11 +536,6 @@ struct CachePoolTests: ClientRunSuite {
                 "\(fleet.prefix)\(host)@127.0.0.1",
             ], input: "get \(remote) \(local)\n")
     }
-}
-
-extension CachePool {
-    /// The store paths whose narinfo the pool holds.
-    func storePathHashes() -> Set<String> { BinaryCache(directory: directory).storePathHashes() }
 }
 
 extension CachePoolTests {

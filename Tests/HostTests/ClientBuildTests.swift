@@ -128,9 +128,8 @@ struct ClientBuildTests: ClientRunSuite {
         let betaCache = BinaryCache(directory: try fleet.layout("beta").cache).storePathHashes()
         #expect(alphaCache.contains(String(toplevel.dropFirst("/nix/store/".count).prefix(32))))
         #expect(alphaCache.isDisjoint(with: betaCache), "beta's cache holds none of alpha's paths")
-        let narinfo = try String(
-            contentsOfFile: try fleet.layout("cached").cache + "/" + toplevel.dropFirst(11).prefix(32) + ".narinfo",
-            encoding: .utf8)
+        let narinfo = try CacheEntryFiles.narinfo(
+            CacheEntryFiles.path(in: try fleet.layout("cached").cache, of: toplevel))
         #expect(narinfo.contains("Sig: test-fleet-1:"), "signed with the fleet key")
 
         // The host does not have the system: it must come from the cache, since nothing is evaluated.
@@ -156,8 +155,7 @@ struct ClientBuildTests: ClientRunSuite {
         }
         defer { fleet.stop() }
         let toplevel = try #require(try fleet.manifest("forged").toplevel)
-        let narinfo = try fleet.layout("forged").cache + "/" + toplevel.dropFirst(11).prefix(32) + ".narinfo"
-        try Self.forgeSignature(ofNarinfo: narinfo)
+        try Self.forgeSignature(ofEntry: CacheEntryFiles.path(in: try fleet.layout("forged").cache, of: toplevel))
         try Self.forget(toplevel, fleet: fleet)
 
         let output = try await fleet.client("forged")
@@ -196,7 +194,7 @@ struct ClientBuildTests: ClientRunSuite {
         #expect(
             cache.storePathHashes() == [String(second.dropFirst(11).prefix(32))],
             "the first system's files went with its snapshot")
-        #expect(try FileIO.listDirectory(cache.directory + "/nar").count == 1)
+        #expect(try FileIO.listDirectory(cache.directory) == [String(second.dropFirst(11).prefix(32))])
     }
 
     @Test func publishGivesTheHooksPublishedAndBuildFailedEvents() async throws {
@@ -264,13 +262,16 @@ extension ClientRunSuite {
     /// Signs the narinfo with a stranger's key instead of the fleet's, replacing it by rename (so the pool's
     /// file, which it links, stays as it was); returns the forged text.
     @discardableResult
-    static func forgeSignature(ofNarinfo narinfo: String) throws -> String {
+    static func forgeSignature(ofEntry entry: String) throws -> String {
         let signature = try SigningKey(generatingWithName: "stranger-1").sign(Array("forged".utf8))
-        let forged =
-            try String(contentsOfFile: narinfo, encoding: .utf8).split(separator: "\n").map { line in
-                line.hasPrefix("Sig: ") ? "Sig: " + signature : String(line)
-            }.joined(separator: "\n") + "\n"
-        try FileIO.writeAtomically(Array(forged.utf8), to: narinfo, mode: 0o644)
+        var forged = ""
+        try CacheEntryFiles.rewrite(entry) { narinfo in
+            forged =
+                narinfo.split(separator: "\n").map { line in
+                    line.hasPrefix("Sig: ") ? "Sig: " + signature : String(line)
+                }.joined(separator: "\n") + "\n"
+            return forged
+        }
         return forged
     }
 

@@ -128,7 +128,7 @@ struct ClientCacheFetchTests: ClientRunSuite {
         #expect(try FileStatus.of(second) != nil && (try FileStatus.of(newB)) != nil, "substituted")
         report = try #require(try fleet.lastReport(host))
         let cache = try #require(report.cache)
-        // Two narinfos and two NARs: a's and c's narinfos and NARs were never read.
+        // Two entries' narinfos and NARs (each entry read twice): a's and c's were never read.
         #expect(cache.closurePaths == 4 && cache.missingPaths == 2 && cache.filesFetched == 4, "\(cache)")
         #expect(cache.bytesFetched > 0)
         let download = try #require(report.durations.download)
@@ -173,8 +173,8 @@ struct ClientCacheFetchTests: ClientRunSuite {
         defer { fleet.stop() }
         let toplevel = try #require(try fleet.manifest(host).toplevel)
         let hash = String(toplevel.dropFirst(11).prefix(32))
-        let narinfo = try fleet.layout(host).cache + "/" + hash + ".narinfo"
-        let forged = try Self.forgeSignature(ofNarinfo: narinfo)
+        let forged = try Self.forgeSignature(
+            ofEntry: CacheEntryFiles.path(in: try fleet.layout(host).cache, of: toplevel))
         let narFile = try #require(
             forged.split(separator: "\n").first { $0.hasPrefix("URL: nar/") }.map { String($0.dropFirst(5)) })
         try Self.forget(toplevel, fleet: fleet)
@@ -208,9 +208,8 @@ struct ClientCacheFetchTests: ClientRunSuite {
         let fleet = try await Self.start(host, nonce: UUID().uuidString)
         defer { fleet.stop() }
         let toplevel = try #require(try fleet.manifest(host).toplevel)
-        let hash = String(toplevel.dropFirst(11).prefix(32))
         let held = try #require(try Self.closure(of: toplevel)["cachefetch-a"])
-        try Self.forgeSignature(ofNarinfo: try fleet.layout(host).cache + "/" + hash + ".narinfo")
+        try Self.forgeSignature(ofEntry: CacheEntryFiles.path(in: try fleet.layout(host).cache, of: toplevel))
         try Self.forget(toplevel, fleet: fleet)
         var output = try await fleet.client(host)
         #expect(output.exitCode == Self.failed, "\(output.standardError)")
@@ -246,39 +245,39 @@ struct ClientCacheFetchTests: ClientRunSuite {
         let b = try #require(paths["cachefetch-b"])
         let serverCache = try fleet.layout(host).cache
         func narFile(of path: String) throws -> String {
-            let narinfo = try String(
-                contentsOfFile: serverCache + "/" + path.dropFirst("/nix/store/".count).prefix(32) + ".narinfo",
-                encoding: .utf8)
-            return try #require(
-                narinfo.split(separator: "\n").first { $0.hasPrefix("URL: nar/") }.map { String($0.dropFirst(9)) })
+            try CacheEntryFiles.narFile(CacheEntryFiles.path(in: serverCache, of: path))
+        }
+        func nar(of path: String) throws -> [UInt8] {
+            try CacheEntryFiles.parts(CacheEntryFiles.path(in: serverCache, of: path)).nar
         }
         try Self.forget([toplevel, a, b], fleet: fleet)
 
         let local = fleet.stateDirectory(host) + "/cache/nar/"
         try FileIO.createDirectories(local)
-        let whole = try FileIO.readNoFollow(serverCache + "/nar/" + narFile(of: a), limit: 1 << 20)
+        let whole = try nar(of: a)
         try FileIO.writeAtomically(whole, to: local + narFile(of: a))
         // b's of the right size but other bytes (damaged, or what a server sent before it was corrected).
-        let other = try FileIO.readNoFollow(serverCache + "/nar/" + narFile(of: b), limit: 1 << 20).map { ~$0 }
+        let other = try nar(of: b).map { ~$0 }
         try FileIO.writeAtomically(other, to: local + narFile(of: b))
-        let cut = try FileIO.readNoFollow(serverCache + "/nar/" + narFile(of: toplevel), limit: 1 << 20)
+        let cut = try nar(of: toplevel)
         try FileIO.writeAtomically(Array(cut.prefix(cut.count / 2)), to: local + narFile(of: toplevel))
 
         let output = try await fleet.client(host)
         #expect(output.exitCode == Self.applied, "\(output.standardError)")
         #expect(try fleet.state(host).applied?.system == toplevel)
         let cache = try #require(try fleet.lastReport(host)?.cache)
-        // Three narinfo files and two NARs: a's was whole.
+        // Three entries' narinfos and two NARs: a's was whole.
         #expect(cache.missingPaths == 3 && cache.filesFetched == 5, "\(cache)")
         #expect(output.standardError.contains("downloading 2 NAR file(s)"), "\(output.standardError)")
         #expect(Self.localCacheFiles(fleet, host).isEmpty)
     }
 
-    /// narinfo files come from the server, which the host does not trust with its memory or its store: one over
-    /// the size limit, one that describes another path than its name says or none, or one with a line Nix would
-    /// read otherwise than fleet checks it (a URL outside the cache), stops the run before anything is
-    /// written or substituted, naming the file; once the server's file is right again the same host applies.
-    @Test func hostileNarinfoFilesAreRefusedNamingTheFileAndNothingIsWrittenOrSubstituted() async throws {
+    /// Cache entries come from the server, which the host does not trust with its memory or its store: a narinfo
+    /// over the size limit or not followed by the empty line, one that describes another path than the entry's
+    /// name says or none, one with a line Nix would read otherwise than fleet checks it (a URL outside the cache),
+    /// or an entry whose length is not its narinfo's and the NAR's it announces, stops the run before anything is
+    /// written or substituted, naming the entry; once the server's file is right again the same host applies.
+    @Test func hostileCacheEntriesAreRefusedNamingTheEntryAndNothingIsWrittenOrSubstituted() async throws {
         let host = "cfetchhostile"
         let fleet = try await Self.start(host, nonce: UUID().uuidString)
         defer { fleet.stop() }
@@ -286,9 +285,10 @@ struct ClientCacheFetchTests: ClientRunSuite {
         let paths = try Self.closure(of: toplevel)
         let b = try #require(paths["cachefetch-b"])
         let a = try #require(paths["cachefetch-a"])
-        let name = String(b.dropFirst("/nix/store/".count).prefix(32)) + ".narinfo"
-        let narinfo = try fleet.layout(host).cache + "/" + name
-        let original = try String(contentsOfFile: narinfo, encoding: .utf8)
+        let name = String(b.dropFirst("/nix/store/".count).prefix(32))
+        let entry = CacheEntryFiles.path(in: try fleet.layout(host).cache, of: b)
+        let originalEntry = try FileIO.readNoFollow(entry, limit: 1 << 20)
+        let (original, nar) = try CacheEntryFiles.parts(entry)
         try Self.forget([toplevel, b], fleet: fleet)
 
         let oversized = original + "Padding: " + String(repeating: "x", count: 70 << 10) + "\n"
@@ -300,23 +300,30 @@ struct ClientCacheFetchTests: ClientRunSuite {
         let lines = original.split(separator: "\n").count
         let unnamed =
             original.split(separator: "\n").filter { !$0.hasPrefix("StorePath: ") }.joined(separator: "\n") + "\n"
-        let cases = [
-            (oversized, "over the limit"), (describingAnother, "describes \(a), not \(b)"),
-            (urlNixWouldRead, "line \(lines + 1) is not of the form"), (unnamed, "no well-formed StorePath line"),
+        let header = Array(original.utf8) + [0x0A]
+        let cases: [([UInt8], String)] = [
+            (Array(oversized.utf8) + [0x0A] + nar, "does not start with a narinfo of at most 64 KiB"),
+            (Array(original.utf8), "does not start with a narinfo of at most 64 KiB"),
+            (Array(describingAnother.utf8) + [0x0A] + nar, "describes \(a), not \(b)"),
+            (Array(urlNixWouldRead.utf8) + [0x0A] + nar, "line \(lines + 1) is not of the form"),
+            (Array(unnamed.utf8) + [0x0A] + nar, "no well-formed StorePath line"),
+            (header + nar.prefix(nar.count / 2), "is \(header.count + nar.count / 2) bytes, not its narinfo's"),
+            (header + nar + [0], "is \(header.count + nar.count + 1) bytes, not its narinfo's"),
         ]
         for (hostile, why) in cases {
-            // Replaced by rename: the pool's file, which the host's links, stays as it was.
-            try FileIO.writeAtomically(Array(hostile.utf8), to: narinfo, mode: 0o644)
+            // Replaced by rename: the pool's entry, which the host's links, stays as it was.
+            try CacheEntryFiles.replace(entry, with: hostile)
             let output = try await fleet.client(host)
             #expect(output.exitCode == Self.failed, "\(output.standardError)")
             #expect(
-                output.standardError.contains(name) && output.standardError.contains(why), "\(output.standardError)")
+                output.standardError.contains("cache/" + name) && output.standardError.contains(why),
+                "\(why): \(output.standardError)")
             #expect(try FileStatus.of(toplevel) == nil && (try FileStatus.of(b)) == nil, "nothing substituted")
             #expect(Self.localCacheFiles(fleet, host).isEmpty, "nothing written into the local cache")
             #expect(try fleet.state(host).applied == nil)
         }
 
-        try FileIO.writeAtomically(Array(original.utf8), to: narinfo, mode: 0o644)
+        try CacheEntryFiles.replace(entry, with: originalEntry)
         let output = try await fleet.client(host)
         #expect(output.exitCode == Self.applied, "\(output.standardError)")
         #expect(try fleet.state(host).applied?.system == toplevel)

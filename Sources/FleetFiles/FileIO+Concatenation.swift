@@ -1,0 +1,59 @@
+import Glibc
+import SystemPackage
+
+extension FileIO {
+    /// Writes `header` followed by the bytes of the regular file `source` as the new file `path`, atomically (a
+    /// temporary name beside it, then a rename) and not durably: the caller flushes many such files at once.
+    /// The binary-cache pool makes each store path's one file (its narinfo, then its NAR) this way.
+    ///
+    /// - Returns: the bytes copied from `source`.
+    @discardableResult
+    public static func writeConcatenation(
+        header: [UInt8], thenContentsOf source: String, to path: String, mode: UInt32, owner: UInt32, group: UInt32
+    ) throws(FileSystemError) -> Int64 {
+        let input = try FileSystemError.attempt("open", path: source) { () throws(Errno) in
+            try Syscall.open(source, O_RDONLY | O_NOFOLLOW)
+        }
+        defer { Syscall.close(input) }
+        let status = try FileSystemError.attempt("fstat", path: source) { () throws(Errno) in
+            try Syscall.status(of: input)
+        }
+        guard status.st_mode & S_IFMT == S_IFREG else {
+            throw FileSystemError("open", path: source, errno: EINVAL, detail: "is not a regular file")
+        }
+        let temporary = temporaryPath(for: path)
+        _ = try? removeFile(temporary)
+        let output = try FileSystemError.attempt("create", path: temporary) { () throws(Errno) in
+            try Syscall.open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: mode)
+        }
+        var copied: Int64 = 0
+        do throws(FileSystemError) {
+            defer { Syscall.close(output) }
+            try writeAll(output, header, path: temporary)
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+            defer { buffer.deallocate() }
+            while true {
+                let count = try FileSystemError.attempt("read", path: source) { () throws(Errno) in
+                    try Syscall.read(input, into: buffer)
+                }
+                if count == 0 { break }
+                let written = Result { () throws(Errno) in
+                    try Syscall.writeAll(output, UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+                }
+                try FileSystemError.attempt("write", path: temporary) { () throws(Errno) in try written.get() }
+                copied += Int64(count)
+            }
+            try setOwnership(output, path: temporary, mode: mode, owner: owner, group: group)
+        } catch {
+            _ = try? removeFile(temporary)
+            throw error
+        }
+        do throws(FileSystemError) {
+            try rename(temporary, to: path)
+        } catch {
+            _ = try? removeFile(temporary)
+            throw error
+        }
+        return copied
+    }
+}
