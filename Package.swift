@@ -32,8 +32,9 @@ let package = Package(
         .systemLibrary(name: "CLibSSH", pkgConfig: "libssh", providers: [.apt(["libssh-dev"])]),
         .systemLibrary(name: "CLibArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
-        // quotactl_fd(2) for the hosts' disk quotas (glibc's and the kernel's headers; wrapped by FleetFiles).
-        .systemLibrary(name: "CQuota"),
+        // Linux calls glibc or Swift's Glibc lacks: quotactl_fd(2) for the hosts' disk quotas, syncfs(2) (glibc's and
+        // the kernel's headers; wrapped by FleetFiles).
+        .systemLibrary(name: "CLinux"),
 
         // Wrappers: the only modules that see C.
         .target(name: "SFTPTransport", dependencies: ["CLibSSH"], swiftSettings: strictSettings),
@@ -45,7 +46,7 @@ let package = Package(
         .target(
             name: "FleetFiles",
             dependencies: [
-                "CQuota",
+                "CLinux",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

@@ -1,4 +1,4 @@
-import CQuota
+import CLinux
 import Glibc
 import SystemPackage
 

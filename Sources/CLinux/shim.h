@@ -1,7 +1,10 @@
 #pragma once
-/* User disk quotas through quotactl_fd(2) (Linux 5.14+): it names the filesystem by an open file on it, so no
+/* Linux calls that glibc does not wrap, or that Swift's Glibc module does not import (it does not define
+   _GNU_SOURCE), as a few inline functions; FleetFiles is the only module that imports them.
+
+   User disk quotas through quotactl_fd(2) (Linux 5.14+): it names the filesystem by an open file on it, so no
    block device has to be found, and it is the only form tmpfs answers. glibc has no wrapper for it, and Swift
-   imports neither syscall(2) (variadic) nor QCMD (a macro with arguments): these few inline functions do. */
+   imports neither syscall(2) (variadic) nor QCMD (a macro with arguments). */
 #include <errno.h>
 #include <stdint.h>
 #include <sys/quota.h>
@@ -44,3 +47,7 @@ static inline int fleet_user_quota_set(int fd, uint32_t uid, uint64_t byte_limit
     quota.dqb_valid = QIF_LIMITS;
     return (int)syscall(SYS_quotactl_fd, fd, QCMD(Q_SETQUOTA, USRQUOTA), uid, &quota);
 }
+
+/* syncfs(2): flushes every dirty page and inode of the filesystem holding fd, at once. 0, or -1 with errno. */
+int syncfs(int fd);
+static inline int fleet_syncfs(int fd) { return syncfs(fd); }
