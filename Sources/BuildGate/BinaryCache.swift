@@ -18,8 +18,9 @@ public struct BinaryCache: Sendable {
     }
 
     /// Deletes the entries (links into the pool) that the closures of `toplevels` (the systems of the
-    /// generations still served) do not need, and everything else in the cache: the narinfo and `nar/` files,
-    /// `nix-cache-info` and temporary files an older fleet or an interrupted publish left. The closure is read
+    /// generations still served) do not need, and everything else in the cache: the narinfo files, `nix-cache-info`
+    /// and temporary files an older fleet or an interrupted publish left, and the files of its directories
+    /// (`nar/`, and the empty `log/`, `realisations/`), which go too when that empties them. The closure is read
     /// from the entries' own narinfos. The pool's copy goes at the pool's collection, once no host links it.
     ///
     /// - Returns: the names deleted and their sizes.
@@ -30,8 +31,7 @@ public struct BinaryCache: Sendable {
         while let hash = queue.popLast() {
             let name = CacheEntry.fileName(ofHashPart: hash)
             guard needed.insert(name).inserted else { continue }
-            guard let head = try? FileIO.readHeadNoFollow(directory + "/" + name, length: CacheEntry.narinfoLimit + 1),
-                let narinfo = CacheEntry.split(head: head)?.narinfo,
+            guard let narinfo = Self.narinfo(ofEntry: directory + "/" + name),
                 let info = try? NarInfo(parsing: narinfo, name: name)
             else { continue }
             queue += info.references
@@ -49,6 +49,22 @@ public struct BinaryCache: Sendable {
             }
         }
         return removal
+    }
+
+    /// The narinfo an entry starts with: its first 2 KiB, and up to the longest narinfo only when it is longer.
+    static func narinfo(ofEntry path: String) -> [UInt8]? {
+        for length in [2 << 10, CacheEntry.narinfoLimit + 1] {
+            guard let head = try? FileIO.readHeadNoFollow(path, length: length) else { return nil }
+            if let split = CacheEntry.split(head: head) { return split.narinfo }
+            if head.count < length { return nil }
+        }
+        return nil
+    }
+
+    /// Whether the cache holds the entry of `storePath` (a regular file, not a link).
+    public func hasEntry(of storePath: String) -> Bool {
+        guard let hash = Nix.hashPart(ofStorePath: storePath) else { return false }
+        return (try? FileStatus.of(directory + "/" + CacheEntry.fileName(ofHashPart: hash)))??.kind == .regular
     }
 
     /// The store paths whose entry the cache holds.

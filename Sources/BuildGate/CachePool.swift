@@ -41,13 +41,19 @@ public struct CachePool: Sendable {
     }
 
     /// Copies `toplevel`'s closure into the pool, signed with the key file (the fleet's `signing.key`, Nix
-    /// format), and makes the entry of every path that has none yet. Nix skips every path whose narinfo the pool
-    /// already has, so a closure shared by many hosts is compressed once. A narinfo whose entry is missing and
-    /// whose NAR is missing too (an interrupted collection, a pool damaged by hand) is removed and copied again.
+    /// format), and makes the entry of every path that has none yet, durable at once (one `syncfs`). Nix skips
+    /// every path whose narinfo the pool already has, so a closure shared by many hosts is compressed once. An
+    /// entry of another size than its narinfo and NAR make (cut by a crash) is removed; a narinfo whose entry is
+    /// missing and whose NAR is missing too (that, an interrupted collection, a pool damaged by hand) is removed
+    /// and its path copied again.
     public func add(closureOf toplevel: String, signingKeyFile: String) async throws(BinaryCache.Failure) {
         try ensure()
         try await copy(toplevel, signingKeyFile: signingKeyFile)
         var entries = try closure(of: toplevel)
+        for entry in entries where hasEntry(entry) && !entryIsWhole(entry) {
+            // Hosts that link it keep the cut inode until their next publish links the new one.
+            _ = try? FileIO.removeFile(entryPath(entry))
+        }
         let unrecoverable = entries.filter { !hasEntry($0) && !hasNar($0) }
         if !unrecoverable.isEmpty {
             for entry in unrecoverable { _ = try? FileIO.removeFile(directory + "/" + entry.narinfo) }
@@ -64,11 +70,15 @@ public struct CachePool: Sendable {
         guard !new.isEmpty else { return }
         try keepOnlyFleetSignatures(of: new, signingKeyFile: signingKeyFile)
         for entry in new { try makeEntry(entry) }
+        // The NAR files go only once every entry holding them is on disk: two paths of identical contents share
+        // one NAR file (Nix names it by its hash), and a crash must not leave an entry cut with its NAR gone.
         do {
+            try FileIO.syncFileSystem(containing: entriesDirectory)
             try FileIO.syncDirectory(of: entryPath(new[0]))
         } catch {
             throw BinaryCache.Failure(description: "cannot make the entries in \(entriesDirectory) durable: \(error)")
         }
+        for nar in Set(new.map(\.nar)) { _ = try? FileIO.removeFile(narPath(nar)) }
     }
 
     /// Reduces the signatures of `entries`' narinfo files (those whose entry is not made yet) to the fleet
@@ -96,19 +106,29 @@ public struct CachePool: Sendable {
     }
 
     /// Writes `entry`'s file (its narinfo, the empty line, its NAR: root 0644, the inode hosts read through
-    /// their links) and removes the NAR file, which the entry now holds.
+    /// their links), not yet durable, and checks it: the narinfo is one a host accepts, the NAR file as long as
+    /// its `FileSize`. The NAR file stays until every new entry is durable (``add(closureOf:signingKeyFile:)``).
     func makeEntry(_ entry: Entry) throws(BinaryCache.Failure) {
         let narinfoPath = directory + "/" + entry.narinfo
+        let target = entryPath(entry)
         do {
             let narinfo = try FileIO.readNoFollow(narinfoPath, limit: Self.narInfoLimit)
-            try FileIO.writeConcatenation(
-                header: CacheEntry.header(narinfo: narinfo), thenContentsOf: narPath(entry.nar),
-                to: entryPath(entry), mode: 0o644, owner: 0, group: 0)
-            _ = try FileIO.removeFile(narPath(entry.nar))
+            let info = try NarInfo(parsing: narinfo, name: narinfoPath)
+            let copied = try FileIO.writeConcatenation(
+                header: CacheEntry.header(narinfo: narinfo), thenContentsOf: narPath(entry.nar), to: target,
+                mode: 0o644, owner: 0, group: 0)
+            guard info.fileSize == copied else {
+                _ = try? FileIO.removeFile(target)
+                throw BinaryCache.Failure(
+                    description: "the binary-cache pool's NAR \(narPath(entry.nar)) is \(copied) bytes, not the "
+                        + "FileSize of \(narinfoPath) (\(info.fileSize.map(String.init) ?? "none")); remove both and "
+                        + "publish again")
+            }
+        } catch let error as BinaryCache.Failure {
+            throw error
         } catch {
             throw BinaryCache.Failure(
-                description: "cannot make the binary-cache pool's entry \(entryPath(entry)) of \(narinfoPath): \(error)"
-            )
+                description: "cannot make the binary-cache pool's entry \(target) of \(narinfoPath): \(error)")
         }
     }
 
@@ -138,37 +158,37 @@ public struct CachePool: Sendable {
         return linked
     }
 
-    /// Removes the entries that no host's cache links (link count 1) and their narinfo files, then the narinfo
-    /// files without an entry and NAR files without a narinfo (what an interrupted publish, or the layout of an
-    /// older fleet, left; a NAR that a host's cache of that layout still links stays until that host's
-    /// collection). Run under the publish lock only.
+    /// Removes the entries that no host's cache links (link count 1) and the temporary files of interrupted
+    /// entries, then the narinfo files without an entry (so `nix copy` copies the path again when it is next
+    /// needed), then the NAR files no host links (every NAR is in its entry once made; one a host's cache of an
+    /// older fleet still links stays until that host's collection). Names in `entries/` and `nar/` are removed
+    /// only when these are directories, not links. Run under the publish lock only.
     @discardableResult
     public func collect() -> CacheRemoval {
         var removal = CacheRemoval()
         guard (try? FileStatus.of(directory))?.kind == .directory else { return removal }
         var entries: Set<String> = []
-        for name in (try? FileIO.listDirectory(entriesDirectory)) ?? [] {
+        for name in listDirectoryNoFollow(entriesDirectory) {
             let path = entriesDirectory + "/" + name
             guard let status = try? FileStatus.of(path), status.kind == .regular else { continue }
-            if status.linkCount == 1, !name.hasPrefix(FileIO.temporaryPrefix) {
-                if (try? FileIO.removeFile(path)) == true { removal.add("entries/" + name, bytes: status.size) }
+            guard status.linkCount == 1 || name.hasPrefix(FileIO.temporaryPrefix) else {
+                entries.insert(name)
+                continue
+            }
+            if (try? FileIO.removeFile(path)) == true {
+                removal.add("entries/" + name, bytes: status.size)
             } else {
                 entries.insert(name)
             }
         }
-        var namedNars: Set<String> = []
         for name in (try? FileIO.listDirectory(directory)) ?? [] where name.hasSuffix(".narinfo") {
             let path = directory + "/" + name
-            guard let status = try? FileStatus.of(path), status.kind == .regular else { continue }
-            if !entries.contains(CacheEntry.fileName(ofHashPart: String(name.dropLast(".narinfo".count)))) {
-                if (try? FileIO.removeFile(path)) == true { removal.add(name, bytes: status.size) }
-            } else if let bytes = try? FileIO.readNoFollow(path, limit: Self.narInfoLimit),
-                let info = try? NarInfo(parsing: bytes, name: name)
-            {
-                namedNars.insert(info.narFile)
-            }
+            guard let status = try? FileStatus.of(path), status.kind == .regular,
+                !entries.contains(CacheEntry.fileName(ofHashPart: String(name.dropLast(".narinfo".count))))
+            else { continue }
+            if (try? FileIO.removeFile(path)) == true { removal.add(name, bytes: status.size) }
         }
-        for name in (try? FileIO.listDirectory(directory + "/nar")) ?? [] where !namedNars.contains(name) {
+        for name in listDirectoryNoFollow(directory + "/nar") {
             let path = directory + "/nar/" + name
             guard let status = try? FileStatus.of(path), status.kind == .regular, status.linkCount == 1 else {
                 continue
@@ -176,6 +196,12 @@ public struct CachePool: Sendable {
             if (try? FileIO.removeFile(path)) == true { removal.add("nar/" + name, bytes: status.size) }
         }
         return removal
+    }
+
+    /// The names in `path` when it is a directory itself (not a link to one); none otherwise.
+    private func listDirectoryNoFollow(_ path: String) -> [String] {
+        guard (try? FileStatus.of(path))?.kind == .directory else { return [] }
+        return (try? FileIO.listDirectory(path)) ?? []
     }
 
     /// The store paths whose entry the pool holds.
@@ -187,6 +213,9 @@ public struct CachePool: Sendable {
     struct Entry: Hashable {
         let hash: String
         let nar: String
+        /// The pool narinfo's length and `FileSize` (nil when not given): an entry is that, one byte, and the NAR.
+        let narinfoLength: Int64
+        let fileSize: Int64?
         var narinfo: String { NarInfo.fileName(ofHashPart: hash) }
         /// The entry's name, in `entries/` and in a host's cache.
         var name: String { CacheEntry.fileName(ofHashPart: hash) }
@@ -205,14 +234,17 @@ public struct CachePool: Sendable {
             guard seen.insert(hash).inserted else { continue }
             let path = directory + "/" + NarInfo.fileName(ofHashPart: hash)
             let info: NarInfo
+            let bytes: [UInt8]
             do {
-                info = try NarInfo(parsing: try FileIO.readNoFollow(path, limit: Self.narInfoLimit), name: path)
+                bytes = try FileIO.readNoFollow(path, limit: Self.narInfoLimit)
+                info = try NarInfo(parsing: bytes, name: path)
             } catch {
                 throw BinaryCache.Failure(
                     description: "the binary-cache pool lacks a readable \(path), which the closure of \(toplevel) "
                         + "needs (\(error)); remove it and publish again")
             }
-            entries.append(Entry(hash: hash, nar: info.narFile))
+            entries.append(
+                Entry(hash: hash, nar: info.narFile, narinfoLength: Int64(bytes.count), fileSize: info.fileSize))
             queue += info.references
         }
         for entry in entries where hasEntry(entry) { try normalize(entryPath(entry)) }
@@ -223,6 +255,13 @@ public struct CachePool: Sendable {
     func entryPath(_ entry: Entry) -> String { entriesDirectory + "/" + entry.name }
     func hasEntry(_ entry: Entry) -> Bool { (try? FileStatus.of(entryPath(entry)))?.kind == .regular }
     func hasNar(_ entry: Entry) -> Bool { (try? FileStatus.of(narPath(entry.nar)))?.kind == .regular }
+    /// Whether the entry is as long as its narinfo, the empty line and its NAR (`FileSize`) make.
+    func entryIsWhole(_ entry: Entry) -> Bool {
+        guard let status = try? FileStatus.of(entryPath(entry)), status.kind == .regular,
+            status.size > entry.narinfoLength
+        else { return false }
+        return entry.fileSize.map { $0 == status.size - entry.narinfoLength - 1 } ?? true
+    }
 
     func copy(_ toplevel: String, signingKeyFile: String) async throws(BinaryCache.Failure) {
         let destination = "file://\(directory)?secret-key=\(signingKeyFile)&compression=zstd"
@@ -281,7 +320,8 @@ public struct CachePool: Sendable {
 
 /// What a collection removed from one cache (a host's links, or the pool's files).
 public struct CacheRemoval: Codable, Sendable, Equatable {
-    /// Names relative to the cache: `<hash>.narinfo`, `nar/<file>`.
+    /// Names relative to the cache: a host's `<hash>` (and what an older fleet left: `<hash>.narinfo`,
+    /// `nar/<file>`…), the pool's `entries/<hash>`, `<hash>.narinfo`, `nar/<file>`.
     public var names: [String] = []
     /// The sizes of the files removed. For a host's links, the disk space comes back only when the pool's
     /// copy goes too.

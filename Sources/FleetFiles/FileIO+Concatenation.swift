@@ -3,8 +3,10 @@ import SystemPackage
 
 extension FileIO {
     /// Writes `header` followed by the bytes of the regular file `source` as the new file `path`, atomically (a
-    /// temporary name beside it, then a rename) and not durably: the caller flushes many such files at once.
-    /// The binary-cache pool makes each store path's one file (its narinfo, then its NAR) this way.
+    /// temporary name beside it, then a rename) but not durably: the caller makes many such files durable at
+    /// once (``syncFileSystem(containing:)``). The binary-cache pool makes each store path's one file (its
+    /// narinfo, then its NAR) this way. `source` is opened without following a link and without blocking on a
+    /// FIFO.
     ///
     /// - Returns: the bytes copied from `source`.
     @discardableResult
@@ -12,7 +14,7 @@ extension FileIO {
         header: [UInt8], thenContentsOf source: String, to path: String, mode: UInt32, owner: UInt32, group: UInt32
     ) throws(FileSystemError) -> Int64 {
         let input = try FileSystemError.attempt("open", path: source) { () throws(Errno) in
-            try Syscall.open(source, O_RDONLY | O_NOFOLLOW)
+            try Syscall.open(source, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
         }
         defer { Syscall.close(input) }
         let status = try FileSystemError.attempt("fstat", path: source) { () throws(Errno) in

@@ -22,7 +22,8 @@ public struct RunReport: Codable, Sendable, Equatable {
         public var closurePaths: Int?
         /// Those the local Nix store lacked: only these were fetched.
         public var missingPaths: Int
-        /// narinfo and NAR files downloaded (files kept from an interrupted run are not counted).
+        /// Reads of the server's cache: each entry's head (twice for a narinfo over 2 KiB) and each NAR downloaded
+        /// from its entry (NARs kept from an interrupted run are not counted). Bytes are what those reads moved.
         public var filesFetched: Int
         public var bytesFetched: Int64
         public var seconds: Double

@@ -229,7 +229,8 @@ struct CacheFetch {
                             + "of at most \(Self.narinfoLimit >> 10) KiB and an empty line")
                 }
                 let info = try parse(narinfo, name: name, path: path)
-                guard let fileSize = info.fileSize, head.size == Int64(narOffset) + fileSize else {
+                // head.size >= narOffset: the head holds the narinfo and its empty line.
+                guard let fileSize = info.fileSize, fileSize == head.size - Int64(narOffset) else {
                     throw Failure(
                         description: "the server's cache/\(name) is \(head.size) bytes, not its narinfo's \(narOffset) "
                             + "and the FileSize it gives (\(info.fileSize.map(String.init) ?? "none"))")

@@ -208,7 +208,12 @@ public struct Publisher {
                         try rollout.store.remove(host.name.value)
                     }
                 }
-                try collect(layout, current: manifest.generation, now: now, published: false, rollout: rollout)
+                var restored = false
+                if host.cache, manifest.hasCache, let toplevel = manifest.toplevel {
+                    restored = await restoreCache(of: toplevel, layout: layout, result: &result)
+                }
+                // A cache made again is collected as a published one is: what the old one held goes.
+                try collect(layout, current: manifest.generation, now: now, published: restored, rollout: rollout)
             }
             return result
         }
@@ -494,6 +499,31 @@ public struct Publisher {
         case .damaged:
             // A dry run keeps the staged generation: the publish it previews writes the snapshot again.
             return try repairSnapshot(of: staged, from: tree, layout: layout, staged: true, result: &result) || dryRun
+        }
+    }
+
+    /// Makes the served system's cache again when it lacks the toplevel's entry: written by a fleet before one
+    /// file per store path (an unchanged host is not published again, so nothing else would), or removed by
+    /// hand. Its manifest names the cache, so the host needs it; a failure is a warning, as the host's
+    /// generation stands either way.
+    ///
+    /// - Returns: whether it made the cache again.
+    func restoreCache(of toplevel: String, layout: ChrootLayout, result: inout PublishResult) async -> Bool {
+        guard !BinaryCache(directory: layout.cache).hasEntry(of: toplevel) else { return false }
+        let pool = CachePool(chrootRoot: configuration.server.chrootRoot)
+        do {
+            try await pool.add(
+                closureOf: toplevel,
+                signingKeyFile: configuration.server.stateDirectory + "/" + SigningKeyFile.secretName)
+            try pool.link(closureOf: toplevel, into: BinaryCache(directory: layout.cache))
+            result.warnings.append("made the cache of \(toplevel) again: \(layout.cache) lacked its entries")
+            return true
+        } catch {
+            result.warnings.append(
+                "the cache of \(toplevel), which the published manifest names, lacks its entries and cannot be made "
+                    + "again: \(error); the host cannot fetch its system until it is (`fleet publish` after fixing that)"
+            )
+            return false
         }
     }
 

@@ -62,6 +62,12 @@ struct NixKitTests {
         #expect(split.narinfo == narinfo && Array(entry[split.narOffset...]) == nar)
         #expect(CacheEntry.split(head: entry.prefix(narinfo.count)) == nil, "the empty line not read yet")
         #expect(CacheEntry.split(head: narinfo + [0x0a]).map { $0.narOffset } == narinfo.count + 1, "an empty NAR")
+        // A narinfo of exactly the limit splits; one byte more does not.
+        let prefix = Array("URL: nar/a.nar\nPadding: ".utf8)
+        let atLimit = prefix + [UInt8](repeating: 0x78, count: CacheEntry.narinfoLimit - prefix.count - 1) + [0x0a]
+        #expect(atLimit.count == CacheEntry.narinfoLimit)
+        #expect(CacheEntry.split(head: CacheEntry.header(narinfo: atLimit) + nar)?.narOffset == atLimit.count + 1)
+        #expect(CacheEntry.split(head: CacheEntry.header(narinfo: [0x78] + atLimit) + nar) == nil)
         // A narinfo longer than the limit: no split, however long the head.
         let long = Array(("URL: nar/a.nar\nPadding: " + String(repeating: "x", count: 64 << 10) + "\n\n").utf8)
         #expect(CacheEntry.split(head: long) == nil)

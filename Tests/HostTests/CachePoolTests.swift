@@ -4,6 +4,7 @@ import FleetFiles
 import FleetProtocol
 import FleetTestSupport
 import Foundation
+import Glibc
 import NixKit
 import Publishing
 import ServerStore
@@ -86,7 +87,8 @@ struct CachePoolTests: ClientRunSuite {
     }
 
     /// An older fleet's cache, a Nix binary cache of the host's own (narinfo and NAR files, `nix-cache-info`),
-    /// becomes the pool's entries at the host's next publish, and nothing of it is left.
+    /// becomes the pool's entries at the next publish, even with the host unchanged (it is not published again,
+    /// and its manifest names the cache), and nothing of it is left.
     @Test func aCacheWrittenByAnOlderFleetBecomesThePoolsEntriesAtTheNextPublish() async throws {
         let fixture = try Self.toyFleet(["plegacy"], extraToml: "[defaults]\ncache = true")
         defer { fixture.remove() }
@@ -95,7 +97,6 @@ struct CachePoolTests: ClientRunSuite {
         let cache = BinaryCache(directory: try fixture.layout("plegacy").cache)
         let pool = CachePool(chrootRoot: fixture.chrootRoot)
         let entries = Set(try Self.storeClosure(of: toplevel).map { try Self.hash($0) })
-        let before = try #require(try FileStatus.of(pool.entriesDirectory + "/" + (try Self.hash(toplevel))))
 
         // What the older fleet did: `nix copy` into the host's own cache, real files of its own.
         try FileIO.removeTree(cache.directory)
@@ -105,23 +106,76 @@ struct CachePoolTests: ClientRunSuite {
             Nix.flakeFlags + ["copy", "--to", "file://\(cache.directory)?secret-key=\(key)&compression=zstd", toplevel])
         #expect(copy.succeeded, "\(copy.standardError)")
         #expect(try FileStatus.of(cache.directory + "/" + (try Self.hash(toplevel)) + ".narinfo") != nil)
+        #expect(!cache.hasEntry(of: toplevel))
 
-        // A secret changes the tree but not the system: the same closure is published again, and linked.
-        try fixture.write("secrets/plegacy/token", "a secret\n", mode: 0o600)
-        let output = try await fixture.fleet(["publish"])
+        // Nothing changed: the host stays at generation 1, and its cache is made again.
+        var output = try await fixture.fleet(["publish", "--json"])
         #expect(output.exitCode == 0, "\(output.standardOutput)\(output.standardError)")
-        #expect(try fixture.verifiedManifest("plegacy").generation == 2)
-        #expect(try fixture.verifiedManifest("plegacy").toplevel == toplevel)
+        #expect(output.standardOutput.contains("made the cache of \(toplevel) again"), "\(output.standardOutput)")
+        #expect(try fixture.verifiedManifest("plegacy").generation == 1)
         for hash in entries {
             let linked = try #require(try FileStatus.of(cache.directory + "/" + hash))
             let poolFile = try #require(try FileStatus.of(pool.entriesDirectory + "/" + hash))
             #expect(linked.inode == poolFile.inode && linked.linkCount == 2, "\(hash) is the pool's")
             #expect(linked.owner == 0 && linked.permissions == 0o644)
         }
-        #expect(
-            try FileStatus.of(pool.entriesDirectory + "/" + (try Self.hash(toplevel)))?.inode == before.inode,
-            "the pool was not rewritten")
         #expect(Set(try FileIO.listDirectory(cache.directory)) == entries, "nothing of the older fleet is left")
+
+        // And the next publish finds it whole: no warning.
+        output = try await fixture.fleet(["publish", "--json"])
+        #expect(output.exitCode == 0 && !output.standardOutput.contains("again"), "\(output.standardOutput)")
+    }
+
+    /// What is planted in the pool is not followed by its collection: `entries/` replaced by a link to another
+    /// directory loses nothing there; a temporary file an interrupted entry left goes.
+    @Test func thePoolsCollectionFollowsNoLinkAndRemovesLeftTemporaries() throws {
+        let directory = try TestDirectory.makeTemporary()
+        defer { directory.remove() }
+        let pool = CachePool(directory: directory.path("pool"))
+        try FileIO.createDirectories(pool.entriesDirectory)
+        let temporary =
+            pool.entriesDirectory + "/" + FileIO.temporaryPrefix + "4242-" + String(repeating: "0", count: 32)
+        try FileIO.writeAtomically(Array("cut".utf8), to: temporary)
+        #expect(
+            pool.collect().names == ["entries/" + FileIO.temporaryPrefix + "4242-" + String(repeating: "0", count: 32)])
+        #expect(try FileStatus.of(temporary) == nil)
+
+        try FileIO.createDirectories(directory.path("elsewhere"))
+        try directory.writeFile("elsewhere/kept", text: "kept")
+        try FileIO.removeTree(pool.entriesDirectory)
+        #expect(symlink(directory.path("elsewhere"), pool.entriesDirectory) == 0)
+        try FileIO.createDirectories(pool.directory + "/nar")
+        try FileIO.removeTree(pool.directory + "/nar")
+        #expect(symlink(directory.path("elsewhere"), pool.directory + "/nar") == 0)
+        #expect(pool.collect().names.isEmpty)
+        #expect(try directory.readFile("elsewhere/kept") == Array("kept".utf8))
+    }
+
+    /// An entry cut short (a crash before its data reached the disk, on a filesystem that keeps the name) is
+    /// found by its size at the next publish that needs it, copied again from the server's store and linked anew.
+    @Test func anEntryCutShortIsMadeAgainAtTheNextPublish() async throws {
+        let fixture = try Self.toyFleet(["pcut"], extraToml: "[defaults]\ncache = true")
+        defer { fixture.remove() }
+        #expect(try await fixture.fleet(["publish"]).exitCode == 0)
+        let toplevel = try #require(try fixture.verifiedManifest("pcut").toplevel)
+        let pool = CachePool(chrootRoot: fixture.chrootRoot)
+        let cache = try fixture.layout("pcut").cache
+        let entry = pool.entriesDirectory + "/" + (try Self.hash(toplevel))
+        let whole = try FileIO.readNoFollow(entry, limit: 1 << 20)
+        #expect(truncate(entry, off_t(whole.count / 2)) == 0)
+        let cut = try #require(try FileStatus.of(entry))
+
+        try fixture.write("secrets/pcut/token", "a secret\n", mode: 0o600)
+        let output = try await fixture.fleet(["publish"])
+        #expect(output.exitCode == 0, "\(output.standardOutput)\(output.standardError)")
+        #expect(try fixture.verifiedManifest("pcut").generation == 2)
+        let remade = try #require(try FileStatus.of(entry))
+        #expect(remade.inode != cut.inode && remade.size == Int64(whole.count), "made again, whole")
+        let (narinfo, nar) = try CacheEntryFiles.parts(entry)
+        let info = try NarInfo(parsing: Array(narinfo.utf8), name: entry)
+        #expect(info.fileSize == Int64(nar.count) && info.storePath == toplevel)
+        #expect(try FileStatus.of(cache + "/" + (try Self.hash(toplevel)))?.inode == remade.inode, "linked anew")
+        #expect(((try? FileIO.listDirectory(pool.directory + "/nar")) ?? []).isEmpty, "its NAR is in the entry only")
     }
 
     @Test func thePoolKeepsOnlyTheFleetKeysSignatureOfPathsTheServersStoreSignedWithOthers() async throws {

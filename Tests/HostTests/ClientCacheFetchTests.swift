@@ -272,6 +272,76 @@ struct ClientCacheFetchTests: ClientRunSuite {
         #expect(Self.localCacheFiles(fleet, host).isEmpty)
     }
 
+    /// A toplevel referring to sixty paths, and two paths of identical contents: the toplevel's narinfo is longer
+    /// than the first read of its entry (so its head is read again, up to 64 KiB), and the twins' NARs are one
+    /// file (Nix names it by its hash), which the pool makes into two entries and the host downloads once.
+    static func manyFlake(host: String, nonce: String) -> String {
+        """
+        {
+          outputs = { self }: let
+            dependency = name: text: derivation {
+              inherit name;
+              system = "x86_64-linux";
+              builder = "/bin/sh";
+              args = [ "-c" "echo '${text}' > $out" ];
+            };
+            many = builtins.genList (i: dependency "cachefetch-many-${toString i}" "many ${toString i} \(nonce)") 60;
+            twinA = dependency "cachefetch-twin-a" "twin \(nonce)";
+            twinB = dependency "cachefetch-twin-b" "twin \(nonce)";
+          in {
+            nixosConfigurations.\(host).config.system.build.toplevel = derivation {
+              name = "nixos-system-\(host)-toy";
+              system = "x86_64-linux";
+              builder = "/bin/sh";
+              args = [ "-c" ''
+                /bin/mkdir -p $out/bin
+                echo ${toString many} ${twinA} ${twinB} > $out/dependencies
+                switch=$out/bin/switch-to-configuration
+                printf '#!/bin/sh\\necho "$1 \(host) '$out'" >> "$FLEET_ACTIVATION_LOG"\\n' > $switch
+                /bin/chmod +x $switch
+              '' ];
+            };
+          };
+        }
+
+        """
+    }
+
+    @Test func aLongNarinfoAndTwoPathsOfOneNarAreFetched() async throws {
+        let host = "cfetchmany"
+        let fleet = try await ClientFleet.start(hosts: [host]) { fixture in
+            try fixture.write("hosts/\(host)/flake.nix", Self.manyFlake(host: host, nonce: UUID().uuidString))
+            try fixture.write(
+                "fleet.toml",
+                try String(contentsOfFile: fixture.repository + "/fleet.toml", encoding: .utf8)
+                    + "\n[defaults]\ncache = true\n")
+        }
+        defer { fleet.stop() }
+        let toplevel = try #require(try fleet.manifest(host).toplevel)
+        let paths = try Self.closure(of: toplevel)
+        #expect(paths.count == 63, "\(paths.keys.sorted())")
+        let twinA = try #require(paths["cachefetch-twin-a"])
+        let twinB = try #require(paths["cachefetch-twin-b"])
+        let cache = try fleet.layout(host).cache
+        let narinfo = try CacheEntryFiles.narinfo(CacheEntryFiles.path(in: cache, of: toplevel))
+        #expect(narinfo.utf8.count > 2 << 10, "longer than the first read: \(narinfo.utf8.count) bytes")
+        let (entryA, entryB) = (CacheEntryFiles.path(in: cache, of: twinA), CacheEntryFiles.path(in: cache, of: twinB))
+        #expect(try CacheEntryFiles.narFile(entryA) == CacheEntryFiles.narFile(entryB), "one NAR file in Nix's layout")
+        #expect(try CacheEntryFiles.parts(entryA).nar == CacheEntryFiles.parts(entryB).nar)
+        #expect(try FileStatus.of(entryA)?.inode != FileStatus.of(entryB)?.inode, "two entries")
+
+        try Self.forget([toplevel] + paths.values.filter { $0 != toplevel }, fleet: fleet)
+        let output = try await fleet.client(host)
+        #expect(output.exitCode == Self.applied, "\(output.standardError)")
+        #expect(try fleet.state(host).applied?.system == toplevel)
+        #expect(try FileStatus.of(twinA) != nil && (try FileStatus.of(twinB)) != nil)
+        let transfer = try #require(try fleet.lastReport(host)?.cache)
+        // 63 heads, the toplevel's again, and 62 NARs: the twins' one file is downloaded once.
+        #expect(transfer.missingPaths == 63 && transfer.filesFetched == 63 + 1 + 62, "\(transfer)")
+        #expect(output.standardError.contains("downloading 62 NAR file(s)"), "\(output.standardError)")
+        #expect(Self.localCacheFiles(fleet, host).isEmpty)
+    }
+
     /// Cache entries come from the server, which the host does not trust with its memory or its store: a narinfo
     /// over the size limit or not followed by the empty line, one that describes another path than the entry's
     /// name says or none, one with a line Nix would read otherwise than fleet checks it (a URL outside the cache),
