@@ -6,7 +6,7 @@
 /// a major version behind.
 public struct FleetVersion: Sendable, Equatable, Comparable, CustomStringConvertible {
     /// This build's version. Bump it here, and nowhere else.
-    public static let current = FleetVersion(major: 0, minor: 5, patch: 0)
+    public static let current = FleetVersion(major: 0, minor: 6, patch: 0)
 
     /// The longest version string a host may report: anything longer is not a version fleet-client writes.
     public static let longestText = 64
@@ -80,7 +80,7 @@ public struct FleetVersion: Sendable, Equatable, Comparable, CustomStringConvert
         compatibilitySeries < other.compatibilitySeries
     }
 
-    /// What `--version` prints: `fleet 0.5.0 (commit 1a2b…)`, or `(commit unknown)` when the build could not
+    /// What `--version` prints: `fleet 0.6.0 (commit 1a2b…)`, or `(commit unknown)` when the build could not
     /// tell which source it was built from (not a git checkout, and no `FLEET_SOURCE_COMMIT` given).
     public static func versionLine(program: String, commit: String) -> String {
         "\(program) \(current) (commit \(commit))"
