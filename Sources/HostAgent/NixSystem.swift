@@ -288,12 +288,22 @@ struct NixSystem {
         try? FileIO.removeTree(Self.batchRoots(cache: cache))
     }
 
+    /// This Nix's options for parallel substitution, asked once per process: a run substitutes twice (its
+    /// batches while downloading, then the toplevel), and `nix-store --version` costs tens of milliseconds.
+    private static let parallelSubstitution = Mutex<[String]?>(nil)
+
     /// The options of a substitution from the local cache: it is the only substituter, the fleet key the only
     /// trusted key, signatures are required, and several paths are substituted at once, as this Nix allows.
     func substitutionOptions(cache: String, trustedKey: String) async -> [String] {
-        let version = try? await Command.run("nix-store", ["--version"])
-        let parallel = Substitution.options(
-            forVersion: version.flatMap { Substitution.version(fromVersionOutput: $0.standardOutput) })
+        let parallel: [String]
+        if let known = Self.parallelSubstitution.withLock({ $0 }) {
+            parallel = known
+        } else {
+            let version = try? await Command.run("nix-store", ["--version"])
+            parallel = Substitution.options(
+                forVersion: version.flatMap { Substitution.version(fromVersionOutput: $0.standardOutput) })
+            Self.parallelSubstitution.withLock { $0 = parallel }
+        }
         return [
             "--option", "substituters", "file://" + cache, "--option", "trusted-public-keys", trustedKey, "--option",
             "require-sigs", "true",
