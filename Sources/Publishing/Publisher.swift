@@ -298,14 +298,8 @@ public struct Publisher {
         }
         try ChrootProvisioner.ensure(layout, user: user, repair: false)
         if host.cache, let toplevel {
-            // Into the server's one pool (compressed once, whoever else shares the paths), then linked into
-            // this host's cache: exactly its closure, the pool's inodes.
-            let pool = CachePool(chrootRoot: configuration.server.chrootRoot)
             do {
-                try await pool.add(
-                    closureOf: toplevel,
-                    signingKeyFile: configuration.server.stateDirectory + "/" + SigningKeyFile.secretName)
-                try pool.link(closureOf: toplevel, into: BinaryCache(directory: layout.cache))
+                try await fillCache(of: toplevel, layout: layout)
             } catch {
                 result.status = .buildFailed
                 result.generation = current?.generation
@@ -502,6 +496,15 @@ public struct Publisher {
         }
     }
 
+    /// Puts `toplevel`'s closure into the server's one pool (compressed once, whoever else shares the paths), then
+    /// links it into the host's cache: exactly its closure, the pool's inodes.
+    func fillCache(of toplevel: String, layout: ChrootLayout) async throws(BinaryCache.Failure) {
+        let pool = CachePool(chrootRoot: configuration.server.chrootRoot)
+        try await pool.add(
+            closureOf: toplevel, signingKeyFile: configuration.server.stateDirectory + "/" + SigningKeyFile.secretName)
+        try pool.link(closureOf: toplevel, into: BinaryCache(directory: layout.cache))
+    }
+
     /// Makes the served system's cache again when it lacks the toplevel's entry: written by a fleet before one
     /// file per store path (an unchanged host is not published again, so nothing else would), or removed by
     /// hand. Its manifest names the cache, so the host needs it; a failure is a warning, as the host's
@@ -510,12 +513,8 @@ public struct Publisher {
     /// - Returns: whether it made the cache again.
     func restoreCache(of toplevel: String, layout: ChrootLayout, result: inout PublishResult) async -> Bool {
         guard !BinaryCache(directory: layout.cache).hasEntry(of: toplevel) else { return false }
-        let pool = CachePool(chrootRoot: configuration.server.chrootRoot)
         do {
-            try await pool.add(
-                closureOf: toplevel,
-                signingKeyFile: configuration.server.stateDirectory + "/" + SigningKeyFile.secretName)
-            try pool.link(closureOf: toplevel, into: BinaryCache(directory: layout.cache))
+            try await fillCache(of: toplevel, layout: layout)
             result.warnings.append("made the cache of \(toplevel) again: \(layout.cache) lacked its entries")
             return true
         } catch {
