@@ -53,10 +53,10 @@ public struct BinaryCache: Sendable {
 
     /// The narinfo an entry starts with: its first 2 KiB, and up to the longest narinfo only when it is longer.
     static func narinfo(ofEntry path: String) -> [UInt8]? {
-        for length in [2 << 10, CacheEntry.narinfoLimit + 1] {
+        for length in [CacheEntry.firstHeadLength, CacheEntry.longestHeadLength] {
             guard let head = try? FileIO.readHeadNoFollow(path, length: length) else { return nil }
             if let split = CacheEntry.split(head: head) { return split.narinfo }
-            if head.count < length { return nil }
+            if head.count < length { return nil }  // the whole file, and no narinfo in it
         }
         return nil
     }

@@ -32,18 +32,9 @@ extension FileIO {
         do throws(FileSystemError) {
             defer { Syscall.close(output) }
             try writeAll(output, header, path: temporary)
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
-            defer { buffer.deallocate() }
-            while true {
-                let count = try FileSystemError.attempt("read", path: source) { () throws(Errno) in
-                    try Syscall.read(input, into: buffer)
-                }
-                if count == 0 { break }
-                let written = Result { () throws(Errno) in
-                    try Syscall.writeAll(output, UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
-                }
-                try FileSystemError.attempt("write", path: temporary) { () throws(Errno) in try written.get() }
-                copied += Int64(count)
+            try forEachChunk(of: input, path: source, chunkSize: 1 << 20) { chunk throws(FileSystemError) in
+                try writeAll(output, chunk, path: temporary)
+                copied += Int64(chunk.count)
             }
             try setOwnership(output, path: temporary, mode: mode, owner: owner, group: group)
         } catch {

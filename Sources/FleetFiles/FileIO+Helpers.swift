@@ -19,14 +19,8 @@ extension FileIO {
     /// (snapshots and NARs can be large): the one streaming digest, whatever the encoding (hex, Nix's base32).
     public static func sha256Digest(of descriptor: FileDescriptor, path: String) throws(FileSystemError) -> [UInt8] {
         var hasher = SHA256()
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 << 10, alignment: 16)
-        defer { buffer.deallocate() }
-        while true {
-            let count = try FileSystemError.attempt("read", path: path) { () throws(Errno) in
-                try Syscall.read(descriptor, into: buffer)
-            }
-            if count == 0 { break }
-            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+        try forEachChunk(of: descriptor, path: path, chunkSize: 256 << 10) { chunk in
+            hasher.update(bufferPointer: chunk)
         }
         return Array(hasher.finalize())
     }

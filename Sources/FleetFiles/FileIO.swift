@@ -96,14 +96,8 @@ public enum FileIO {
         _ descriptor: FileDescriptor, path: String, limit: Int
     ) throws(FileSystemError) -> [UInt8] {
         var result: [UInt8] = []
-        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 << 10, alignment: 16)
-        defer { chunk.deallocate() }
-        while true {
-            let count = try FileSystemError.attempt("read", path: path) { () throws(Errno) in
-                try Syscall.read(descriptor, into: chunk)
-            }
-            if count == 0 { break }
-            result.append(contentsOf: UnsafeRawBufferPointer(rebasing: chunk[0..<count]))
+        try forEachChunk(of: descriptor, path: path, chunkSize: 64 << 10) { chunk throws(FileSystemError) in
+            result.append(contentsOf: chunk)
             if result.count > limit {
                 throw FileSystemError("read", path: path, errno: EFBIG, detail: "exceeds the limit of \(limit) bytes")
             }
@@ -111,12 +105,40 @@ public enum FileIO {
         return result
     }
 
+    /// Reads from the descriptor's offset to the end in chunks of at most `chunkSize` bytes, handing each to
+    /// `body` (valid only during the call): the one read loop of whole reads, digests and copies.
+    public static func forEachChunk(
+        of descriptor: FileDescriptor, path: String, chunkSize: Int,
+        _ body: (UnsafeRawBufferPointer) throws(FileSystemError) -> Void
+    ) throws(FileSystemError) {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 16)
+        defer { buffer.deallocate() }
+        while true {
+            let count = try FileSystemError.attempt("read", path: path) { () throws(Errno) in
+                try Syscall.read(descriptor, into: buffer)
+            }
+            if count == 0 { break }
+            try body(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+        }
+    }
+
     /// Writes all of `bytes` to `descriptor`.
     public static func writeAll(_ descriptor: FileDescriptor, _ bytes: [UInt8], path: String) throws(FileSystemError) {
         let written = bytes.withUnsafeBytes { buffer in
-            Result { () throws(Errno) in try Syscall.writeAll(descriptor, buffer) }
+            Result { () throws(FileSystemError) in
+                try writeAll(descriptor, buffer, path: path)
+            }
         }
-        try FileSystemError.attempt("write", path: path) { () throws(Errno) in try written.get() }
+        try written.get()
+    }
+
+    /// Writes all of `buffer` to `descriptor`.
+    public static func writeAll(
+        _ descriptor: FileDescriptor, _ buffer: UnsafeRawBufferPointer, path: String
+    ) throws(FileSystemError) {
+        try FileSystemError.attempt("write", path: path) { () throws(Errno) in
+            try Syscall.writeAll(descriptor, buffer)
+        }
     }
 
     /// Writes all of `bytes` to `fd`.

@@ -30,9 +30,6 @@ struct CacheFetch {
     }
 
     static let narinfoLimit = Int64(CacheEntry.narinfoLimit)
-    /// The first read of an entry: a narinfo of a path with up to about 20 references fits, so most entries
-    /// cost one read before their NAR; a longer one is read again, up to ``narinfoLimit``.
-    static let entryHeadLength = 2 << 10
     /// What the walk holds in memory of the narinfo files of the missing paths, in all (a real closure's are a few
     /// MB): a server that sends more is refused rather than let the host run out of memory.
     static let narinfosInMemoryLimit: Int64 = 256 << 20
@@ -206,16 +203,17 @@ struct CacheFetch {
         var found: [MissingPath] = []
         for start in stride(from: 0, to: paths.count, by: Self.narinfosPerRead) {
             let chunk = Array(paths[start..<min(start + Self.narinfosPerRead, paths.count)])
-            var heads = try await readHeads(of: chunk, length: Self.entryHeadLength, over: connection)
+            var heads = try await readHeads(of: chunk, length: CacheEntry.firstHeadLength, over: connection)
             files += heads.count
             bytes += heads.values.reduce(0) { $0 + Int64($1.bytes.count) }
             // A narinfo longer than the first read: its entry's head again, as long as a narinfo may be.
             let longer = chunk.filter { path in
                 let head = heads[path]!
-                return CacheEntry.split(head: head.bytes) == nil && Int64(head.bytes.count) < head.size
+                return CacheEntry.split(head: head.bytes) == nil
+                    && CacheEntry.mayHoldLongerNarinfo(headLength: head.bytes.count, size: head.size)
             }
             if !longer.isEmpty {
-                let again = try await readHeads(of: longer, length: Int(Self.narinfoLimit) + 1, over: connection)
+                let again = try await readHeads(of: longer, length: CacheEntry.longestHeadLength, over: connection)
                 files += again.count
                 bytes += again.values.reduce(0) { $0 + Int64($1.bytes.count) }
                 heads.merge(again) { $1 }

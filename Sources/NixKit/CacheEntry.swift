@@ -15,13 +15,25 @@ public enum CacheEntry {
     /// The longest narinfo an entry may start with.
     public static let narinfoLimit = 64 << 10
 
+    /// How much of an entry to read first: a narinfo of a path with up to about 20 references fits, so most
+    /// entries cost one read before their NAR.
+    public static let firstHeadLength = 2 << 10
+    /// How much to read when the first head held no empty line: the longest narinfo and its empty line.
+    public static let longestHeadLength = narinfoLimit + 1
+
+    /// Whether a head of `head` bytes of an entry of `size` bytes that ``split(head:)`` could not split may still
+    /// hold a narinfo: it was cut short of both the entry's end and ``longestHeadLength``.
+    public static func mayHoldLongerNarinfo(headLength: Int, size: Int64) -> Bool {
+        headLength < longestHeadLength && Int64(headLength) < size
+    }
+
     /// What an entry file holds before the NAR's bytes: `narinfo` (which ends with a newline) and the empty line.
     public static func header(narinfo: [UInt8]) -> [UInt8] { narinfo + [newline] }
 
     /// The narinfo at the start of `head` (the first bytes of an entry) and the offset of the NAR's first byte;
-    /// nil when `head` holds no empty line yet (a longer head may, up to ``narinfoLimit`` + 1 bytes).
+    /// nil when `head` holds no empty line yet (a longer head may, up to ``longestHeadLength``).
     public static func split(head: some Collection<UInt8>) -> (narinfo: [UInt8], narOffset: Int)? {
-        let bytes = Array(head.prefix(narinfoLimit + 1))
+        let bytes = Array(head.prefix(longestHeadLength))
         var index = 0
         while index + 1 < bytes.count {
             if bytes[index] == newline, bytes[index + 1] == newline {

@@ -12,10 +12,9 @@ import Testing
 /// test: these tests delete store paths.
 @Suite("fleet-client fetches only the store paths it lacks from the binary cache", .serialized)
 struct ClientCacheFetchTests: ClientRunSuite {
-    /// A host flake whose system has three dependencies of its own: `cachefetch-a`, `cachefetch-b` (whose text
-    /// is `version`) and `cachefetch-c`, which b refers to, so the closure has two levels below the toplevel.
-    /// The nonce makes every path this test's alone.
-    static func flake(host: String, nonce: String, version: String) -> String {
+    /// A toy host flake: `bindings` are Nix `let` bindings that may use `dependency name text` (a store path
+    /// holding `text`), and the toplevel records `dependencies` (a Nix string) and activates as the toy systems do.
+    static func toyFlake(host: String, bindings: String, dependencies: String) -> String {
         """
         {
           outputs = { self }: let
@@ -25,9 +24,7 @@ struct ClientCacheFetchTests: ClientRunSuite {
               builder = "/bin/sh";
               args = [ "-c" "echo '${text}' > $out" ];
             };
-            c = dependency "cachefetch-c" "c \(nonce)";
-            a = dependency "cachefetch-a" "a \(nonce)";
-            b = dependency "cachefetch-b" "b \(nonce) \(version) ${c}";
+        \(bindings)
           in {
             nixosConfigurations.\(host).config.system.build.toplevel = derivation {
               name = "nixos-system-\(host)-toy";
@@ -35,7 +32,7 @@ struct ClientCacheFetchTests: ClientRunSuite {
               builder = "/bin/sh";
               args = [ "-c" ''
                 /bin/mkdir -p $out/bin
-                echo ${a} ${b} > $out/dependencies
+                echo \(dependencies) > $out/dependencies
                 switch=$out/bin/switch-to-configuration
                 printf '#!/bin/sh\\necho "$1 \(host) '$out'" >> "$FLEET_ACTIVATION_LOG"\\n' > $switch
                 /bin/chmod +x $switch
@@ -45,6 +42,19 @@ struct ClientCacheFetchTests: ClientRunSuite {
         }
 
         """
+    }
+
+    /// A host flake whose system has three dependencies of its own: `cachefetch-a`, `cachefetch-b` (whose text
+    /// is `version`) and `cachefetch-c`, which b refers to, so the closure has two levels below the toplevel.
+    /// The nonce makes every path this test's alone.
+    static func flake(host: String, nonce: String, version: String) -> String {
+        toyFlake(
+            host: host,
+            bindings: """
+                    c = dependency "cachefetch-c" "c \(nonce)";
+                    a = dependency "cachefetch-a" "a \(nonce)";
+                    b = dependency "cachefetch-b" "b \(nonce) \(version) ${c}";
+                """, dependencies: "${a} ${b}")
     }
 
     static func start(_ host: String, nonce: String) async throws -> ClientFleet {
@@ -276,35 +286,13 @@ struct ClientCacheFetchTests: ClientRunSuite {
     /// than the first read of its entry (so its head is read again, up to 64 KiB), and the twins' NARs are one
     /// file (Nix names it by its hash), which the pool makes into two entries and the host downloads once.
     static func manyFlake(host: String, nonce: String) -> String {
-        """
-        {
-          outputs = { self }: let
-            dependency = name: text: derivation {
-              inherit name;
-              system = "x86_64-linux";
-              builder = "/bin/sh";
-              args = [ "-c" "echo '${text}' > $out" ];
-            };
-            many = builtins.genList (i: dependency "cachefetch-many-${toString i}" "many ${toString i} \(nonce)") 60;
-            twinA = dependency "cachefetch-twin-a" "twin \(nonce)";
-            twinB = dependency "cachefetch-twin-b" "twin \(nonce)";
-          in {
-            nixosConfigurations.\(host).config.system.build.toplevel = derivation {
-              name = "nixos-system-\(host)-toy";
-              system = "x86_64-linux";
-              builder = "/bin/sh";
-              args = [ "-c" ''
-                /bin/mkdir -p $out/bin
-                echo ${toString many} ${twinA} ${twinB} > $out/dependencies
-                switch=$out/bin/switch-to-configuration
-                printf '#!/bin/sh\\necho "$1 \(host) '$out'" >> "$FLEET_ACTIVATION_LOG"\\n' > $switch
-                /bin/chmod +x $switch
-              '' ];
-            };
-          };
-        }
-
-        """
+        toyFlake(
+            host: host,
+            bindings: """
+                    many = builtins.genList (i: dependency "cachefetch-many-${toString i}" "many ${toString i} \(nonce)") 60;
+                    twinA = dependency "cachefetch-twin-a" "twin \(nonce)";
+                    twinB = dependency "cachefetch-twin-b" "twin \(nonce)";
+                """, dependencies: "${toString many} ${twinA} ${twinB}")
     }
 
     @Test func aLongNarinfoAndTwoPathsOfOneNarAreFetched() async throws {
