@@ -143,7 +143,8 @@ let package = Package(
                 "ClientStateStore", "SFTPTransport", "FleetProtocol", "ArchiveKit", "FleetFiles", "CommandRunner",
                 "NixKit", "SystemdUnitFiles",
             ],
-            swiftSettings: strictSettings
+            // CacheFetch honours FLEET_TEST_NARINFO_MEMORY_LIMIT in debug builds only (the tests' builds).
+            swiftSettings: strictSettings + [.define("FLEET_TEST_LIMITS", .when(configuration: .debug))]
         ),
         .target(
             name: "UpdatePage",

@@ -33,6 +33,19 @@ struct CacheFetch {
     /// What the walk holds in memory of the narinfo files of the missing paths, in all (a real closure's are a few
     /// MB): a server that sends more is refused rather than let the host run out of memory.
     static let narinfosInMemoryLimit: Int64 = 256 << 20
+    /// The limit the walk applies: ``narinfosInMemoryLimit``, or in debug builds (the tests') the bytes that
+    /// `FLEET_TEST_NARINFO_MEMORY_LIMIT` gives, so that a test reaches the refusal without a server holding
+    /// hundreds of MiB of narinfos.
+    static var walkMemoryLimit: Int64 {
+        #if FLEET_TEST_LIMITS
+            if let text = ProcessInfo.processInfo.environment["FLEET_TEST_NARINFO_MEMORY_LIMIT"],
+                let bytes = Int64(text), bytes > 0
+            {
+                return bytes
+            }
+        #endif
+        return narinfosInMemoryLimit
+    }
     /// What a parsed reference costs beside its narinfo's bytes (its hash part and its path, two heap strings, and
     /// their slots), counted toward ``narinfosInMemoryLimit``: a 64 KiB narinfo can name nearly 1,900 references.
     static let memoryPerReference: Int64 = 320
@@ -201,6 +214,7 @@ struct CacheFetch {
         files: inout Int, bytes: inout Int64
     ) async throws(Failure) -> [MissingPath] {
         var found: [MissingPath] = []
+        let memoryLimit = Self.walkMemoryLimit
         for start in stride(from: 0, to: paths.count, by: Self.narinfosPerRead) {
             let chunk = Array(paths[start..<min(start + Self.narinfosPerRead, paths.count)])
             var heads = try await readHeads(of: chunk, length: CacheEntry.firstHeadLength, over: connection)
@@ -234,10 +248,10 @@ struct CacheFetch {
                             + "and the FileSize it gives (\(info.fileSize.map(String.init) ?? "none"))")
                 }
                 inMemory += Int64(narinfo.count) + Int64(info.references.count) * Self.memoryPerReference
-                guard inMemory <= Self.narinfosInMemoryLimit else {
+                guard inMemory <= memoryLimit else {
                     throw Failure(
                         description: "the narinfo files of the closure of \(toplevel) on the server's cache take more "
-                            + "than \(Self.narinfosInMemoryLimit >> 20) MiB in memory (at cache/\(name)): refused")
+                            + "than \(Self.describe(bytes: memoryLimit)) in memory (at cache/\(name)): refused")
                 }
                 found.append(
                     MissingPath(
@@ -245,6 +259,11 @@ struct CacheFetch {
             }
         }
         return found
+    }
+
+    /// `bytes` as a person reads it: whole MiB, else bytes.
+    static func describe(bytes: Int64) -> String {
+        bytes % (1 << 20) == 0 ? "\(bytes >> 20) MiB" : "\(bytes) bytes"
     }
 
     /// The first `length` bytes of the entries of `paths`, with their sizes.

@@ -7,6 +7,8 @@ import Foundation
 import ServerStore
 import Testing
 
+@testable import HostAgent
+
 /// The host fetches from the fleet's binary cache only what its Nix store lacks, and keeps no second copy of
 /// the closure (see ``ClientRunSuite`` for what the client suites share). Host names here are used by no other
 /// test: these tests delete store paths.
@@ -386,6 +388,43 @@ struct ClientCacheFetchTests: ClientRunSuite {
         #expect(output.exitCode == Self.applied, "\(output.standardError)")
         #expect(try fleet.state(host).applied?.system == toplevel)
         #expect(Self.localCacheFiles(fleet, host).isEmpty)
+    }
+
+    /// The walk holds the narinfos of every path the store lacks in memory until their NARs come: a server whose
+    /// narinfos take more than the walk's limit (256 MiB; here a few hundred bytes, through the debug build's
+    /// `FLEET_TEST_NARINFO_MEMORY_LIMIT`) is refused at the entry where the limit is passed, counted across the
+    /// walk's levels, before anything is written or substituted; within the limit the same host applies.
+    @Test func narinfosBeyondTheWalksMemoryLimitAreRefusedBeforeAnythingIsWritten() async throws {
+        let host = "cfetchmemory"
+        let fleet = try await Self.start(host, nonce: UUID().uuidString)
+        defer { fleet.stop() }
+        let toplevel = try #require(try fleet.manifest(host).toplevel)
+        let b = try #require(try Self.closure(of: toplevel)["cachefetch-b"])
+        let cache = try fleet.layout(host).cache
+        try Self.forget([toplevel, b], fleet: fleet)
+
+        // What the walk counts for the toplevel, the first level: its narinfo and each reference it names.
+        let narinfo = try CacheEntryFiles.narinfo(CacheEntryFiles.path(in: cache, of: toplevel))
+        let references =
+            try #require(narinfo.split(separator: "\n").first { $0.hasPrefix("References:") })
+            .split(separator: " ").count - 1
+        let toplevelCost = narinfo.utf8.count + references * Int(CacheFetch.memoryPerReference)
+        #expect(references >= 1)
+        // The toplevel fits; b, the second level's only missing path, passes the limit.
+        let limit = toplevelCost + 1
+        let bName = String(b.dropFirst("/nix/store/".count).prefix(32))
+        let refused = try await fleet.client(host, environment: ["FLEET_TEST_NARINFO_MEMORY_LIMIT": String(limit)])
+        #expect(refused.exitCode == Self.failed, "\(refused.standardError)")
+        #expect(
+            refused.standardError.contains(
+                "take more than \(limit) bytes in memory (at cache/\(bName)): refused"), "\(refused.standardError)")
+        #expect(try FileStatus.of(toplevel) == nil && (try FileStatus.of(b)) == nil, "nothing substituted")
+        #expect(Self.localCacheFiles(fleet, host).isEmpty, "nothing written into the local cache")
+        #expect(try fleet.state(host).applied == nil)
+
+        let applied = try await fleet.client(host)
+        #expect(applied.exitCode == Self.applied, "\(applied.standardError)")
+        #expect(try fleet.state(host).applied?.system == toplevel)
     }
 
     /// Reports are read by servers and clients of other versions: a report without the cache object decodes
