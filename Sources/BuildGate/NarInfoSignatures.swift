@@ -25,7 +25,7 @@ public enum NarInfoSignatures {
             }
             return nil
         }
-        let fingerprint = Array(try self.fingerprint(of: lines, name: name).utf8)
+        let fingerprint = Array(try self.fingerprint(of: text, name: name).utf8)
         let kept = lines.filter { line in
             guard line.hasPrefix(signaturePrefix) else { return true }
             return (try? key.verify(signature: String(line.dropFirst(signaturePrefix.count)), of: fingerprint)) != nil
@@ -41,22 +41,19 @@ public enum NarInfoSignatures {
 
     static let signaturePrefix = "Sig: "
 
-    /// What Nix signs for a store path (`ValidPathInfo::fingerprint`): `1;<path>;<NarHash>;<NarSize>;<references,
-    /// comma-separated, as full store paths>`.
-    static func fingerprint(of lines: [Substring], name: String) throws(BinaryCache.Failure) -> String {
-        func field(_ key: String) -> String? {
-            lines.first { $0.hasPrefix(key + ": ") }.map { String($0.dropFirst(key.count + 2)) }
+    /// What Nix signs for the store path `text` describes (``NarInfo/fingerprint``).
+    static func fingerprint(of text: String, name: String) throws(BinaryCache.Failure) -> String {
+        let bytes = Array(text.utf8) + (text.hasSuffix("\n") ? [] : [0x0A])
+        let info: NarInfo
+        do { info = try NarInfo(parsing: bytes, name: name) } catch {
+            throw BinaryCache.Failure(
+                description: "the binary-cache pool's \(error.description): remove it and publish again")
         }
-        guard let path = field("StorePath"), let narHash = field("NarHash"), let narSize = field("NarSize"),
-            let storeDirectory = path.lastIndex(of: "/").map({ String(path[..<$0]) }),
-            !storeDirectory.isEmpty
-        else {
+        guard let fingerprint = info.fingerprint else {
             throw BinaryCache.Failure(
                 description: "the binary-cache pool's \(name) lacks StorePath, NarHash or NarSize: remove it and "
                     + "publish again")
         }
-        let references = (lines.first { $0.hasPrefix("References:") }?.dropFirst("References:".count) ?? "")
-            .split(separator: " ").map { storeDirectory + "/" + $0 }.sorted()
-        return "1;\(path);\(narHash);\(narSize);\(references.joined(separator: ","))"
+        return fingerprint
     }
 }

@@ -16,6 +16,10 @@ public struct NarInfo: Sendable, Equatable {
     /// The NAR file's SHA-256 in Nix's base32 (`FileHash: sha256:…`), when given in that form: a file an earlier
     /// run left is trusted only when its bytes have it.
     public let fileSHA256: String?
+    /// The NAR's hash as the narinfo gives it (`NarHash:`, `sha256:<base32>` as Nix writes it), when given.
+    public let narHash: String?
+    /// The NAR's size in bytes (`NarSize:`), when given as a number.
+    public let narSize: Int64?
 
     /// The narinfo file's name in a cache for the store path whose hash part is `hash`: `<hash>.narinfo`.
     public static func fileName(ofHashPart hash: String) -> String { hash + ".narinfo" }
@@ -44,6 +48,8 @@ public struct NarInfo: Sendable, Equatable {
         var storePath: String?
         var fileSize: Int64?
         var fileSHA256: String?
+        var narHash: String?
+        var narSize: Int64?
         var keys: Set<String> = []
         for (index, raw) in bytes.dropLast().split(separator: Self.newline, omittingEmptySubsequences: false)
             .enumerated()
@@ -88,6 +94,10 @@ public struct NarInfo: Sendable, Equatable {
             case "FileHash":
                 let digest = value.dropFirst("sha256:".count)
                 fileSHA256 = value.hasPrefix("sha256:") && NixBase32.isSHA256(digest) ? String(digest) : nil
+            case "NarHash":
+                narHash = value
+            case "NarSize":
+                narSize = Int64(value).flatMap { $0 >= 0 ? $0 : nil }
             default:
                 break
             }
@@ -99,10 +109,19 @@ public struct NarInfo: Sendable, Equatable {
         self.storePath = storePath
         self.fileSize = fileSize
         self.fileSHA256 = fileSHA256
+        self.narHash = narHash
+        self.narSize = narSize
     }
 
     private static let (newline, colon, space): (UInt8, UInt8, UInt8) = (0x0A, 0x3A, 0x20)
 
     /// The NAR's file name inside `nar/`.
     public var narFile: String { String(url.dropFirst("nar/".count)) }
+
+    /// What a `Sig:` line signs (Nix's `ValidPathInfo::fingerprint`): `1;<path>;<NarHash>;<NarSize>;<references as
+    /// store paths, sorted, comma-separated>`; nil without a well-formed StorePath, a NarHash or a NarSize.
+    public var fingerprint: String? {
+        guard let storePath, let narHash, let narSize else { return nil }
+        return "1;\(storePath);\(narHash);\(narSize);\(referencedPaths.sorted().joined(separator: ","))"
+    }
 }

@@ -29,6 +29,33 @@ struct NixKitTests {
         #expect(signedTwice == info)
     }
 
+    /// What a `Sig:` line signs, as Nix makes it: references as full store paths, sorted (here given out of
+    /// order), the path itself among them; nothing without the fields it is made of.
+    @Test func aNarInfoGivesTheFingerprintNixSigns() throws {
+        let hash = "sha256:1ygpmc3hgnbgh5msrqd5jbf9ggwbdf7lnpyg0vg8l63qxbj1vmjc"
+        let text = """
+            StorePath: /nix/store/\(Self.hashB)-system
+            URL: nar/1abc.nar.zst
+            NarHash: \(hash)
+            NarSize: 4096
+            References: \(Self.hashB)-system \(Self.hashA)-glibc-2.40
+
+            """
+        let info = try NarInfo(parsing: Array(text.utf8), name: "x.narinfo")
+        #expect(info.narHash == hash && info.narSize == 4096)
+        #expect(
+            info.fingerprint
+                == "1;/nix/store/\(Self.hashB)-system;\(hash);4096;/nix/store/\(Self.hashA)-glibc-2.40,"
+                + "/nix/store/\(Self.hashB)-system")
+        for missing in ["StorePath", "NarHash", "NarSize"] {
+            let without = text.split(separator: "\n").filter { !$0.hasPrefix(missing + ":") }.joined(separator: "\n")
+            #expect(
+                try NarInfo(parsing: Array((without + "\n").utf8), name: "x.narinfo").fingerprint == nil, "\(missing)")
+        }
+        let malformedSize = text.replacingOccurrences(of: "NarSize: 4096", with: "NarSize: -1")
+        #expect(try NarInfo(parsing: Array(malformedSize.utf8), name: "x.narinfo").fingerprint == nil)
+    }
+
     @Test(arguments: [
         ("URL: ../../etc/shadow\n", "not a file in nar/"), ("URL: nar/../x\n", "not a file in nar/"),
         ("URL: nar/.hidden\n", "not a file in nar/"), ("URL: nar/a/b\n", "not a file in nar/"),
