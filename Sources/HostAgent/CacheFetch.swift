@@ -110,10 +110,20 @@ struct CacheFetch {
             }
         }
 
+        // The store's own paths that the closure needs are held while the NARs download (with nothing to download,
+        // the toplevel's own root follows at once).
+        let held = missing.isEmpty ? [] : validRoots
+        async let notHeld = hold(held)
         // Only the missing paths' NARs may stay; then those, many at once, dependencies first.
         prune(keepingNars: Set(missing.values.map(\.info.narFile)))
         let order = DependencyOrder.dependenciesFirst(missing.mapValues(\.info.referencedPaths)).map { missing[$0]! }
         let nars = try await downloadNars(of: order, over: connection)
+        if let failure = await notHeld {
+            log.phase(
+                "could not hold the \(held.count) path(s) of the closure that the store already had against "
+                    + "garbage collection (\(failure)); a collection before the system is realised would make this "
+                    + "run fail")
+        }
         files += nars.files
         bytes += nars.bytes
 
@@ -133,6 +143,13 @@ struct CacheFetch {
             log.phase("paths this host lacked: \(shown)\(names.count > 40 ? " and \(names.count - 40) more" : "")")
         }
         return transfer
+    }
+
+    /// With ``substitution``, roots `paths` (the walk's valid paths) as its batches are rooted, until the system
+    /// is realised; nil when done or there is nothing to do, else why not.
+    private func hold(_ paths: [String]) async -> String? {
+        guard let substitution, !paths.isEmpty else { return nil }
+        return await substitution.hold(paths)
     }
 
     /// What the local cache keeps between runs: its `nix-cache-info`, and the directories (`nar/`, and the empty

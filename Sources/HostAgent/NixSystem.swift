@@ -254,7 +254,8 @@ struct NixSystem {
 
     /// The paths of `toplevel`'s closure that the local cache has no narinfo for and the store does not hold. After
     /// a fetch the local cache has the narinfo of every path the store lacked when the run began, so these are
-    /// paths the store lost since (a garbage collection: the walk's valid paths are not rooted by the run).
+    /// paths the store lost since (a garbage collection before the walk's valid paths were rooted, or when they
+    /// could not be: ``SubstitutionWhileDownloading/hold(_:)``).
     static func pathsLost(below toplevel: String, cache: String) async -> [String] {
         let candidates = unprovidedPaths(below: toplevel, cache: cache)
         guard !candidates.isEmpty, let invalid = try? await CacheFetch.invalidPaths(candidates) else { return [] }

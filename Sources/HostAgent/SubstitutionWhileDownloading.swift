@@ -21,6 +21,9 @@ struct SubstitutionWhileDownloading: Sendable {
     let cache: String
     let trustedKey: String
     let log: RunLog
+    /// This run's own root names: a run that failed left its roots, which hold what it substituted (the next
+    /// walk finds those paths valid and fetches them no more); reusing the names would drop them mid-run.
+    let run = String(UUID().uuidString.prefix(8)).lowercased()
 
     /// Store paths whose closures are in the store or the local cache, and the local cache's NAR files that only
     /// they need (no path of another batch shares them).
@@ -60,9 +63,6 @@ struct SubstitutionWhileDownloading: Sendable {
     /// wrong.
     func substitute(_ batches: AsyncStream<Batch>) async -> Summary {
         let options = await system.substitutionOptions(cache: cache, trustedKey: trustedKey)
-        // This run's own root names: a run that failed left its roots, which hold what it substituted (the next
-        // walk finds those paths valid and fetches them no more); reusing the names would drop them mid-run.
-        let run = String(UUID().uuidString.prefix(8)).lowercased()
         return await withTaskGroup(of: (number: Int, paths: Int, failure: String?).self) { group in
             var summary = Summary()
             var running = 0
@@ -100,6 +100,26 @@ struct SubstitutionWhileDownloading: Sendable {
             summary.batches = started
             return summary
         }
+    }
+
+    /// Roots `paths`, which the store holds already, as the batches are rooted: the walk found them valid and
+    /// fetched nothing below them, so a garbage collection before the toplevel is realised would leave its
+    /// closure incomplete (the run would then fail, saying so). In pieces of ``CacheFetch/narBatchFiles``, for
+    /// the command line.
+    ///
+    /// - Returns: why they could not all be rooted, or nil.
+    func hold(_ paths: [String]) async -> String? {
+        let options = await system.substitutionOptions(cache: cache, trustedKey: trustedKey)
+        for (index, start) in stride(from: 0, to: paths.count, by: CacheFetch.narBatchFiles).enumerated() {
+            let piece = Array(paths[start..<min(start + CacheFetch.narBatchFiles, paths.count)])
+            do throws(NixSystem.Failure) {
+                try await system.realiseBatch(
+                    piece, root: "run-\(run)-held-\(index + 1)", options: options, cache: cache)
+            } catch {
+                return "\(error)"
+            }
+        }
+        return nil
     }
 
     /// Two `nix-store --realise` at once: one substitutes with about one core (it unpacks and hashes in one

@@ -184,6 +184,7 @@ struct ClientCacheFetchTests: ClientRunSuite {
         let fleet = try await Self.start(host, nonce: UUID().uuidString)
         defer { fleet.stop() }
         let toplevel = try #require(try fleet.manifest(host).toplevel)
+        let a = try #require(try Self.closure(of: toplevel)["cachefetch-a"])
         let hash = String(toplevel.dropFirst(11).prefix(32))
         let forged = try Self.forgeSignature(
             ofEntry: CacheEntryFiles.path(in: try fleet.layout(host).cache, of: toplevel))
@@ -211,6 +212,14 @@ struct ClientCacheFetchTests: ClientRunSuite {
         let report = try #require(try fleet.lastReport(host))
         #expect(
             report.cache?.missingPaths == 1 && report.cache?.filesFetched == 2, "\(String(describing: report.cache))")
+        // What the walk found in the store (a, below the missing toplevel) was held against garbage collection
+        // during the run, as the batches are, and a failed run's roots stay until a system is realised.
+        let roots = try TestCommand.run("/usr/bin/nix-store", ["--query", "--roots", a])
+        #expect(
+            roots.standardOutput.contains(cache + "-roots/run-") && roots.standardOutput.contains("-held-1"),
+            "\(roots.standardOutput)")
+        let deleted = try TestCommand.run("/usr/bin/nix-store", ["--delete", a])
+        #expect(try !deleted.succeeded && FileStatus.of(a) != nil, "\(deleted.standardError)")
     }
 
     /// What failed runs left (the local cache's files, the batches' roots) goes once a system is in the store by
