@@ -197,27 +197,21 @@ public struct OverlayStore: Sendable {
     }
 
     /// The run lock: no run builds while the overlays change, and no change waits behind a run.
-    ///
-    /// Tried a few times over a quarter of a second before a run is said to hold it: a `flock` belongs to the
-    /// open file, which a child forked by another thread of this process shares until its `exec` closes it, so a
-    /// lock just released can look held for that moment (seen in the test process, which spawns sshd and Nix
-    /// from other threads).
     private func takeLock() throws(ClientError) -> FileLock {
         let lockPath = stateDirectory + "/lock"
-        for attempt in 0..<Self.lockAttempts {
-            do {
-                try FileIO.createDirectories(stateDirectory, mode: 0o755)
-                if let lock = try FileLock.acquire(lockPath, wait: false) { return lock }
-            } catch {
-                throw ClientError(
-                    "cannot prepare the state directory \(stateDirectory): \(error)", systemError: error.errno)
-            }
-            if attempt + 1 < Self.lockAttempts { usleep(50_000) }
+        let lock: FileLock?
+        do {
+            try FileIO.createDirectories(stateDirectory, mode: 0o755)
+            lock = try FileLock.acquire(lockPath, wait: false)
+        } catch {
+            throw ClientError(
+                "cannot prepare the state directory \(stateDirectory): \(error)", systemError: error.errno)
         }
-        throw ClientError("a fleet-client run holds \(lockPath); try again when it has finished")
+        guard let lock else {
+            throw ClientError("a fleet-client run holds \(lockPath); try again when it has finished")
+        }
+        return lock
     }
-
-    private static let lockAttempts = 5
 }
 
 /// Copies a directory tree entry by entry (no link is followed), refusing what an overlay may not hold, and

@@ -1,3 +1,4 @@
+import Dispatch
 import FleetProtocol
 import FleetTestSupport
 import Glibc
@@ -56,6 +57,24 @@ struct FleetFilesTests {
         }
         #expect(suspended == true)
         #expect(try Self.acquiredSoon(path), "released after a throw and after a suspension")
+    }
+
+    /// A lock not waited for is tried for a moment before it is said to be held: one released 30 ms into the
+    /// attempt (as a child forked by another thread releases it at its exec) is taken, not reported as held.
+    @Test func aLockReleasedAMomentIntoAnAttemptIsTaken() throws {
+        let directory = try TestDirectory.makeTemporary()
+        defer { directory.remove() }
+        let path = directory.path("lock")
+        let holder = LockHolder(try FileLock.acquire(path, wait: false))
+        #expect(holder.lock != nil)
+        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(30)) { holder.lock = nil }
+        #expect(try FileLock.acquire(path, wait: false) != nil, "taken once the holder let go")
+    }
+
+    /// Holds a lock until another thread drops it.
+    private final class LockHolder: @unchecked Sendable {
+        var lock: FileLock?
+        init(_ lock: FileLock?) { self.lock = lock }
     }
 
     /// Whether the lock can be taken within a few seconds. Not at once: a process the other tests are starting
