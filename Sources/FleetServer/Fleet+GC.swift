@@ -1,5 +1,6 @@
 import ArgumentParser
 import BuildGate
+import FleetFiles
 import Inventory
 import Publishing
 import ServerStore
@@ -34,9 +35,9 @@ extension Fleet {
             }
             var table = Table("CACHE", "FILES", "BYTES")
             for host in report.hosts {
-                table.add(host.host, String(host.removed.files), formatBytes(host.removed.bytes))
+                table.add(host.host, String(host.removed.files), ByteCount.scaled(host.removed.bytes))
             }
-            table.add("(pool)", String(report.pool.files), formatBytes(report.pool.bytes))
+            table.add("(pool)", String(report.pool.files), ByteCount.scaled(report.pool.bytes))
             print(table.render())
             print("removed \(report.files) files in all")
         }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FleetFiles
 import FleetProtocol
 import FleetReview
 import Foundation
@@ -136,7 +137,7 @@ extension Fleet {
             if let reason = run.reason { lines.append("reason:    \(TerminalText.line(reason, limit: 2000))") }
             if withLog {
                 if let name = run.logName, let log = run.log {
-                    lines.append("-- \(name) (\(formatBytes(run.logSize ?? Int64(log.utf8.count))))")
+                    lines.append("-- \(name) (\(ByteCount.scaled(run.logSize ?? Int64(log.utf8.count))))")
                     lines.append(TerminalText.block(log.hasSuffix("\n") ? String(log.dropLast()) : log))
                     lines.append("-- end of \(name)")
                 } else if let name = run.logName {

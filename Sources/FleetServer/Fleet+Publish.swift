@@ -192,7 +192,7 @@ extension Fleet {
                 table.add(
                     result.host.value, generation, result.status.rawValue,
                     result.status == .refused ? "-" : String(result.files),
-                    result.status == .refused ? "-" : formatBytes(result.bytes), result.toplevel ?? "",
+                    result.status == .refused ? "-" : ByteCount.scaled(result.bytes), result.toplevel ?? "",
                     note.joined(separator: "; "))
             }
             let counts = Dictionary(grouping: results, by: \.status).mapValues(\.count)

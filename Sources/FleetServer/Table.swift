@@ -23,15 +23,3 @@ struct Table {
 extension String {
     func padding(toLength length: Int) -> String { self + String(repeating: " ", count: max(0, length - count)) }
 }
-
-/// `12.3 KiB`-style sizes.
-func formatBytes(_ bytes: Int64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-    var value = Double(bytes)
-    var unit = 0
-    while value >= 1024 && unit < units.count - 1 {
-        value /= 1024
-        unit += 1
-    }
-    return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit])
-}

@@ -255,7 +255,7 @@ struct CacheFetch {
                 guard let (narinfo, narOffset) = CacheEntry.split(head: head.bytes) else {
                     throw Failure(
                         description: "the server's cache/\(name) (the entry of \(path)) does not start with a narinfo "
-                            + "of at most \(Self.narinfoLimit >> 10) KiB and an empty line")
+                            + "of at most \(ByteCount.exact(Self.narinfoLimit)) and an empty line")
                 }
                 let info = try parse(narinfo, name: name, path: path)
                 // head.size >= narOffset: the head holds the narinfo and its empty line.
@@ -268,7 +268,7 @@ struct CacheFetch {
                 guard inMemory <= memoryLimit else {
                     throw Failure(
                         description: "the narinfo files of the closure of \(toplevel) on the server's cache take more "
-                            + "than \(Self.describe(bytes: memoryLimit)) in memory (at cache/\(name)): refused")
+                            + "than \(ByteCount.exact(memoryLimit)) in memory (at cache/\(name)): refused")
                 }
                 found.append(
                     MissingPath(
@@ -276,11 +276,6 @@ struct CacheFetch {
             }
         }
         return found
-    }
-
-    /// `bytes` as a person reads it: whole MiB, else bytes.
-    static func describe(bytes: Int64) -> String {
-        bytes % (1 << 20) == 0 ? "\(bytes >> 20) MiB" : "\(bytes) bytes"
     }
 
     /// The first `length` bytes of the entries of `paths`, with their sizes.

@@ -150,20 +150,15 @@ struct QuotaProvisioner {
     static func usage(_ quota: UserQuota) -> String {
         let bytes =
             quota.byteLimit == 0
-            ? "\(mebibytes(quota.bytesUsed)) (no limit)" : "\(number(quota.bytesUsed)) of \(mebibytes(quota.byteLimit))"
+            ? "\(mebibytes(quota.bytesUsed)) (no limit)"
+            : "\(ByteCount.mebibytes(quota.bytesUsed)) of \(mebibytes(quota.byteLimit))"
         let files =
             quota.inodeLimit == 0
             ? "\(quota.inodesUsed) files (no limit)" : "\(quota.inodesUsed) of \(quota.inodeLimit) files"
         return bytes + ", " + files
     }
 
-    static func mebibytes(_ bytes: UInt64) -> String { number(bytes) + " MiB" }
-
-    /// Bytes as MiB with at most one decimal.
-    static func number(_ bytes: UInt64) -> String {
-        let tenths = ((bytes >> 10) * 10 + 512) / 1024  // in KiB first: no overflow for any real size
-        return tenths % 10 == 0 ? "\(tenths / 10)" : "\(tenths / 10).\(tenths % 10)"
-    }
+    static func mebibytes(_ bytes: UInt64) -> String { ByteCount.mebibytes(bytes) + " MiB" }
 }
 
 extension ServerProvisioner.HostOutcome {

@@ -88,6 +88,16 @@ struct FleetFilesTests {
         return false
     }
 
+    @Test func byteCountsReadTheSameEverywhere() {
+        #expect(ByteCount.scaled(0) == "0 B" && ByteCount.scaled(1023) == "1023 B")
+        #expect(ByteCount.scaled(1536) == "1.5 KiB")
+        #expect(ByteCount.scaled(391 << 20) == "391.0 MiB" && ByteCount.scaled(3 << 40 + 1 << 39) == "3.5 TiB")
+        #expect(ByteCount.scaled(-2048) == "-2.0 KiB")
+        #expect(ByteCount.exact(16 << 20) == "16 MiB" && ByteCount.exact(64 << 10) == "64 KiB")
+        #expect(ByteCount.exact(1000) == "1000 bytes" && ByteCount.exact(0) == "0 bytes")
+        #expect(ByteCount.mebibytes(12_845_056) == "12.3" && ByteCount.mebibytes(256 << 20) == "256")
+    }
+
     @Test func sha256OfAFileIsTheDigestOfItsBytes() throws {
         let directory = try TestDirectory.makeTemporary()
         defer { directory.remove() }

@@ -426,7 +426,8 @@ struct ClientCacheFetchTests: ClientRunSuite {
         #expect(refused.exitCode == Self.failed, "\(refused.standardError)")
         #expect(
             refused.standardError.contains(
-                "take more than \(limit) bytes in memory (at cache/\(bName)): refused"), "\(refused.standardError)")
+                "take more than \(ByteCount.exact(Int64(limit))) in memory (at cache/\(bName)): refused"),
+            "\(refused.standardError)")
         #expect(try FileStatus.of(toplevel) == nil && (try FileStatus.of(b)) == nil, "nothing substituted")
         #expect(Self.localCacheFiles(fleet, host).isEmpty, "nothing written into the local cache")
         #expect(try fleet.state(host).applied == nil)
