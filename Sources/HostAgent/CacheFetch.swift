@@ -489,9 +489,9 @@ struct CacheFetch {
     private func closureSize(validRoots: [String], missing: Int) async -> Int? {
         guard !validRoots.isEmpty else { return missing }
         var requisites: Set<Substring> = []
-        for arguments in StoreValidity.invocations(for: validRoots) {
-            let paths = arguments.dropFirst(StoreValidity.fixedArguments.count)
-            guard let output = try? await Command.run("nix-store", ["--query", "--requisites"] + paths),
+        let command = ["nix-store", "--query", "--requisites"]
+        for paths in PathArguments.split(validRoots, besides: command) {
+            guard let output = try? await Command.run(command[0], Array(command.dropFirst()) + paths),
                 output.succeeded
             else { return nil }
             requisites.formUnion(output.standardOutput.split(separator: "\n"))

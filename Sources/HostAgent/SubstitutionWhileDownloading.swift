@@ -104,17 +104,19 @@ struct SubstitutionWhileDownloading: Sendable {
 
     /// Roots `paths`, which the store holds already, as the batches are rooted: the walk found them valid and
     /// fetched nothing below them, so a garbage collection before the toplevel is realised would leave its
-    /// closure incomplete (the run would then fail, saying so). In pieces of ``CacheFetch/narBatchFiles``, for
-    /// the command line.
+    /// closure incomplete (the run would then fail, saying so). In as few pieces as the command line allows
+    /// (``PathArguments``), one root each.
     ///
     /// - Returns: why they could not all be rooted, or nil.
     func hold(_ paths: [String]) async -> String? {
         let options = await system.substitutionOptions(cache: cache, trustedKey: trustedKey)
-        for (index, start) in stride(from: 0, to: paths.count, by: CacheFetch.narBatchFiles).enumerated() {
-            let piece = Array(paths[start..<min(start + CacheFetch.narBatchFiles, paths.count)])
+        let root = { (piece: Int) in "run-\(run)-held-\(piece)" }
+        let longestRoot = NixSystem.batchRoots(cache: cache) + "/" + root(paths.count)
+        let pieces = PathArguments.split(
+            paths, besides: ["nix-store", "--realise", "--add-root", longestRoot] + options)
+        for (index, piece) in pieces.enumerated() {
             do throws(NixSystem.Failure) {
-                try await system.realiseBatch(
-                    piece, root: "run-\(run)-held-\(index + 1)", options: options, cache: cache)
+                try await system.realiseBatch(piece, root: root(index + 1), options: options, cache: cache)
             } catch {
                 return "\(error)"
             }

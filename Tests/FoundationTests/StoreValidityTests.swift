@@ -27,6 +27,26 @@ struct StoreValidityTests {
         #expect(StoreValidity.invocations(for: []).isEmpty)
     }
 
+    /// Any `nix-store` command over many paths (`--realise` with a root and options, `--query --requisites`)
+    /// splits them by the same rule, counting its own fixed words.
+    @Test func longFixedWordsLeaveLessRoomForPaths() {
+        let paths = (0..<200).map(Self.path)
+        let fixed = ["nix-store", "--realise", "--add-root", String(repeating: "r", count: 1000)]
+        let runs = PathArguments.split(paths, besides: fixed, limit: 4096)
+        #expect(runs.flatMap { $0 } == paths, "all, once, in order")
+        for run in runs {
+            #expect((fixed + run).reduce(0) { $0 + $1.utf8.count + 1 + 8 } <= 4096)
+        }
+        #expect(runs.count > PathArguments.split(paths, besides: ["nix-store"], limit: 4096).count)
+        // A path longer than the whole budget still goes, alone: nix-store, not fleet, says it is too long.
+        let long = "/nix/store/" + String(repeating: "x", count: 5000)
+        #expect(
+            PathArguments.split([paths[0], long, paths[1]], besides: fixed, limit: 4096) == [
+                [paths[0]], [long], [paths[1]],
+            ])
+        #expect(PathArguments.split([], besides: fixed).isEmpty)
+    }
+
     @Test func onlyPathsThatWereAskedAboutCountAsInvalid() {
         let asked: Set<String> = [Self.path(1), Self.path(2)]
         let output = "\(Self.path(1))\n/nix/store/not-asked\n  \(Self.path(2))  \nwarning: something\n"
