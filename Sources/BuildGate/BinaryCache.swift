@@ -22,6 +22,8 @@ public struct BinaryCache: Sendable {
     /// and temporary files an older fleet or an interrupted publish left, and the files of its directories
     /// (`nar/`, and the empty `log/`, `realisations/`), which go too when that empties them. The closure is read
     /// from the entries' own narinfos. The pool's copy goes at the pool's collection, once no host links it.
+    /// When an entry those closures need is missing or its narinfo cannot be read (damaged), what lies below it
+    /// is unknown: nothing is removed, and the removal says why.
     ///
     /// - Returns: the names deleted and their sizes.
     @discardableResult
@@ -33,7 +35,14 @@ public struct BinaryCache: Sendable {
             guard needed.insert(name).inserted else { continue }
             guard let narinfo = Self.narinfo(ofEntry: directory + "/" + name),
                 let info = try? NarInfo(parsing: narinfo, name: name)
-            else { continue }
+            else {
+                var removal = CacheRemoval()
+                removal.unreadable =
+                    "\(directory)/\(name), which a served system needs, is missing or starts with no readable "
+                    + "narinfo, so the closures the cache serves cannot be read whole: nothing was removed from it "
+                    + "(`fleet gc --verify` finds and repairs damaged entries)"
+                return removal
+            }
             queue += info.references
         }
         var removal = CacheRemoval()

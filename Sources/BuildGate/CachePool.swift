@@ -326,6 +326,9 @@ public struct CacheRemoval: Codable, Sendable, Equatable {
     /// The sizes of the files removed. For a host's links, the disk space comes back only when the pool's
     /// copy goes too.
     public var bytes: Int64 = 0
+    /// Why nothing was removed although something may be garbage (a host's cache whose closures cannot be read
+    /// whole); nil when the collection ran.
+    public var unreadable: String?
 
     public init() {}
 
@@ -336,12 +339,13 @@ public struct CacheRemoval: Codable, Sendable, Equatable {
         bytes += size
     }
 
-    enum CodingKeys: String, CodingKey { case names, bytes, files }
+    enum CodingKeys: String, CodingKey { case names, bytes, files, unreadable }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         names = try container.decode([String].self, forKey: .names)
         bytes = try container.decode(Int64.self, forKey: .bytes)
+        unreadable = try container.decodeIfPresent(String.self, forKey: .unreadable)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -349,5 +353,6 @@ public struct CacheRemoval: Codable, Sendable, Equatable {
         try container.encode(names, forKey: .names)
         try container.encode(bytes, forKey: .bytes)
         try container.encode(files, forKey: .files)
+        try container.encodeIfPresent(unreadable, forKey: .unreadable)
     }
 }

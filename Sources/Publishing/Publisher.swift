@@ -213,7 +213,9 @@ public struct Publisher {
                     restored = await restoreCache(of: toplevel, layout: layout, result: &result)
                 }
                 // A cache made again is collected as a published one is: what the old one held goes.
-                try collect(layout, current: manifest.generation, now: now, published: restored, rollout: rollout)
+                try collect(
+                    layout, current: manifest.generation, now: now, published: restored, rollout: rollout,
+                    warnings: &result.warnings)
             }
             return result
         }
@@ -237,7 +239,9 @@ public struct Publisher {
                 (result.status, result.generation, result.reason) = (.published, staged.generation, nil)
                 result.sourceCommit = staged.sourceCommit
             }
-            try collect(layout, current: result.generation ?? 0, now: now, published: false, rollout: rollout)
+            try collect(
+                layout, current: result.generation ?? 0, now: now, published: false, rollout: rollout,
+                warnings: &result.warnings)
             return result
         }
         let generation: UInt64
@@ -342,10 +346,14 @@ public struct Publisher {
                     beforeRename: { FaultPoint.manifestWritten.trigger(host: host.name.value) })
                 FaultPoint.manifestRenamed.trigger(host: host.name.value)
                 try rollout.store.markDelivered(host.name.value, generation: generation)
-                try collect(layout, current: generation, now: now, published: true, rollout: rollout)
+                try collect(
+                    layout, current: generation, now: now, published: true, rollout: rollout, warnings: &result.warnings
+                )
                 result.status = .published
             } else {
-                try collect(layout, current: current?.generation ?? 0, now: now, published: true, rollout: rollout)
+                try collect(
+                    layout, current: current?.generation ?? 0, now: now, published: true, rollout: rollout,
+                    warnings: &result.warnings)
                 result.status = .staged
                 result.reason = rollout.waitingNote(host.name, generation: generation)
                 result.generation = current?.generation
@@ -364,7 +372,7 @@ public struct Publisher {
         FaultPoint.manifestRenamed.trigger(host: host.name.value)
         try store.record(publication)
         FaultPoint.recorded.trigger(host: host.name.value)
-        try collect(layout, current: generation, now: now, published: true)
+        try collect(layout, current: generation, now: now, published: true, warnings: &result.warnings)
         result.status = .published
         result.generation = generation
         result.sourceCommit = sourceCommit
@@ -572,14 +580,15 @@ public struct Publisher {
     /// Removes superseded snapshots past their grace period and, when that (or this publish) may have left
     /// cache links that no served generation needs, those too (the pool's copies go after the publish).
     func collect(
-        _ layout: ChrootLayout, current: UInt64, now: Date, published: Bool, rollout: RolloutContext? = nil
+        _ layout: ChrootLayout, current: UInt64, now: Date, published: Bool, rollout: RolloutContext? = nil,
+        warnings: inout [String]
     ) throws {
         let removed = try SnapshotCollector.collect(
             layout, currentGeneration: current, graceSeconds: configuration.server.snapshotGraceSeconds,
             now: Int64(now.timeIntervalSince1970), keeping: try rollout?.keeping(layout.host.value) ?? [])
         let snapshotsRemoved = removed.contains { $0.hasPrefix(layout.snapshots + "/") }
         guard published || snapshotsRemoved else { return }
-        _ = try CacheCollector.collect(layout, store: store)
+        if let unreadable = try CacheCollector.collect(layout, store: store)?.unreadable { warnings.append(unreadable) }
     }
 
     /// The fleet repository's commit, with `-dirty` when it has uncommitted changes, or `none` outside git.
