@@ -12,6 +12,9 @@ public struct SHA256Hasher {
 
     public consuming func finalizeHex() -> String { hexString(hasher.finalize()) }
 
+    /// The 32 bytes, for encodings other than hex (Nix's base32).
+    public consuming func finalize() -> [UInt8] { Array(hasher.finalize()) }
+
     public static func hex(_ bytes: [UInt8]) -> String {
         var hasher = SHA256Hasher()
         hasher.update(bytes)

@@ -1,0 +1,183 @@
+import BuildGate
+import CommandRunner
+import FleetFiles
+import FleetProtocol
+import FleetTestSupport
+import Foundation
+import Glibc
+import Publishing
+import ServerStore
+import Testing
+
+/// `fleet gc --verify`: the pool read in full against its narinfos, damage made again from the server's Nix store
+/// for every host that links it, and a host's cache file that is not the pool's linked again.
+extension CachePoolTests {
+    /// What `fleet gc --verify --json` prints beside the collection.
+    struct VerifyOutput: Decodable {
+        var hosts: [CacheCollector.Report.HostRemoval]
+        var verification: CacheVerifier.Report
+    }
+
+    /// Two hosts sharing a path and a fleet whose pool is whole: `--verify` says so. Then the shared entry rots in
+    /// place (one byte of its NAR, the same size: what a stat cannot see and a publish reuses): it is found, named
+    /// with the hosts that link it, and made again, byte for byte, from the server's store; both hosts' links
+    /// follow the new file, and no other entry is touched.
+    @Test func gcVerifyMakesADamagedEntryAgainForEveryHostThatLinksIt() async throws {
+        let nonce = UUID().uuidString
+        let fixture = try Self.toyFleet(["pver-a", "pver-b"], extraToml: "[defaults]\ncache = true")
+        defer { fixture.remove() }
+        try fixture.write("hosts/pver-a/flake.nix", Self.flake(host: "pver-a", nonce: nonce, withExtra: true))
+        try fixture.write("hosts/pver-b/flake.nix", Self.flake(host: "pver-b", nonce: nonce, withExtra: false))
+        #expect(try await fixture.fleet(["publish"]).exitCode == 0)
+        let pool = CachePool(chrootRoot: fixture.chrootRoot)
+        let toplevelA = try #require(try fixture.verifiedManifest("pver-a").toplevel)
+        let shared = try #require(try Self.storeClosure(of: toplevelA).first { $0.hasSuffix("-fleet-pool-shared") })
+        let sharedHash = try Self.hash(shared)
+        let entry = pool.entriesDirectory + "/" + sharedHash
+
+        var output = try await fixture.fleet(["gc", "--verify"])
+        #expect(output.exitCode == 0, "\(output.standardOutput)\(output.standardError)")
+        #expect(output.standardOutput.contains("verified 4 entries") && output.standardOutput.contains("all whole"))
+
+        let whole = try FileIO.read(entry)
+        let others = try Self.entryInodes(pool).filter { $0.key != sharedHash }
+        try Self.overwrite(entry, at: whole.count - 1, with: [whole[whole.count - 1] ^ 0xff])
+        let damaged = try #require(try FileStatus.of(entry))
+        #expect(damaged.size == Int64(whole.count) && damaged.linkCount == 3)
+
+        output = try await fixture.fleet(["gc", "--verify", "--json"])
+        #expect(output.exitCode == 0, "\(output.standardOutput)\(output.standardError)")
+        let report = try JSONDecoder().decode(VerifyOutput.self, from: Data(output.standardOutput.utf8)).verification
+        #expect(report.entries == 4 && report.strays.isEmpty && report.failures.isEmpty)
+        #expect(report.damaged.count == 1)
+        let damage = try #require(report.damaged.first)
+        #expect(damage.entry.name == sharedHash && damage.entry.storePath == shared)
+        #expect(damage.entry.reason.contains("its NAR's SHA-256 is sha256:"), "\(damage.entry.reason)")
+        #expect(damage.hosts == ["pver-a", "pver-b"] && damage.otherLinks == 0 && damage.repaired)
+
+        let remade = try #require(try FileStatus.of(entry))
+        #expect(remade.inode != damaged.inode && remade.linkCount == 3)
+        #expect(try FileIO.read(entry) == whole, "made again from the server's store, byte for byte")
+        for host in ["pver-a", "pver-b"] {
+            #expect(
+                try FileStatus.of(try fixture.layout(host).cache + "/" + sharedHash)?.inode == remade.inode, "\(host)")
+        }
+        #expect(try Self.entryInodes(pool).filter { $0.key != sharedHash } == others, "no other entry touched")
+        #expect(try FileIO.listDirectory(pool.entriesDirectory).count == 4, "nothing set aside is left")
+        #expect(((try? FileIO.listDirectory(pool.directory + "/nar")) ?? []).isEmpty)
+
+        output = try await fixture.fleet(["gc", "--verify"])
+        #expect(output.exitCode == 0 && output.standardOutput.contains("all whole"), "\(output.standardOutput)")
+    }
+
+    /// Each kind of damage is named (an entry without a narinfo at its start, one cut short, one whose narinfo is
+    /// another path's, a host's copy instead of a link). When the server cannot make them again (here its signing
+    /// key is gone) nothing is lost: every damaged entry is put back where the next run finds it, and the run
+    /// exits 1 naming each host. Once the key is back, the next run repairs all of it.
+    @Test func gcVerifyNamesEachDamageAndKeepsItWhereTheNextRunFindsItWhenItCannotRepair() async throws {
+        let nonce = UUID().uuidString
+        let fixture = try Self.toyFleet(["pbad-a", "pbad-b"], extraToml: "[defaults]\ncache = true")
+        defer { fixture.remove() }
+        try fixture.write("hosts/pbad-a/flake.nix", Self.flake(host: "pbad-a", nonce: nonce, withExtra: true))
+        try fixture.write("hosts/pbad-b/flake.nix", Self.flake(host: "pbad-b", nonce: nonce, withExtra: false))
+        #expect(try await fixture.fleet(["publish"]).exitCode == 0)
+        let pool = CachePool(chrootRoot: fixture.chrootRoot)
+        let toplevelA = try #require(try fixture.verifiedManifest("pbad-a").toplevel)
+        let toplevelB = try #require(try fixture.verifiedManifest("pbad-b").toplevel)
+        let closureA = try Self.storeClosure(of: toplevelA)
+        let shared = try #require(closureA.first { $0.hasSuffix("-fleet-pool-shared") })
+        let extra = try #require(closureA.first { $0.hasSuffix("-fleet-pool-only-pbad-a") })
+        let (hashA, hashB) = (try Self.hash(toplevelA), try Self.hash(toplevelB))
+        let (sharedHash, extraHash) = (try Self.hash(shared), try Self.hash(extra))
+        var originals: [String: [UInt8]] = [:]
+        for hash in [hashA, hashB, sharedHash, extraHash] {
+            originals[hash] = try FileIO.read(pool.entriesDirectory + "/" + hash)
+        }
+
+        // pbad-a's system: no empty line anywhere (same size). pbad-a's own path: one byte short. pbad-b's system:
+        // its narinfo says it is the shared path (same length). pbad-b's cache: a copy of the shared entry.
+        let entryA = pool.entriesDirectory + "/" + hashA
+        try Self.overwrite(entryA, at: 0, with: [UInt8](repeating: UInt8(ascii: "x"), count: originals[hashA]!.count))
+        #expect(truncate(pool.entriesDirectory + "/" + extraHash, off_t(originals[extraHash]!.count - 1)) == 0)
+        let entryB = pool.entriesDirectory + "/" + hashB
+        let storePathLine = Array("StorePath: /nix/store/\(hashB)".utf8)
+        let at = try #require(Self.offset(of: storePathLine, in: originals[hashB]!))
+        try Self.overwrite(entryB, at: at, with: Array("StorePath: /nix/store/\(sharedHash)".utf8))
+        let copyInB = try fixture.layout("pbad-b").cache + "/" + sharedHash
+        _ = try FileIO.removeFile(copyInB)
+        try FileIO.writeAtomically(originals[sharedHash]!, to: copyInB, mode: 0o644)
+        let damagedInodes = try Self.entryInodes(pool)
+
+        let key = fixture.stateDirectory + "/" + SigningKeyFile.secretName
+        #expect(rename(key, key + ".away") == 0)
+        var output = try await fixture.fleet(["gc", "--verify", "--json"])
+        #expect(rename(key + ".away", key) == 0)
+        #expect(output.exitCode == 1, "\(output.standardOutput)\(output.standardError)")
+        let first = try JSONDecoder().decode(VerifyOutput.self, from: Data(output.standardOutput.utf8))
+        // The collection before it cannot read pbad-a's closure past its damaged system: it removes nothing there
+        // (by the readable part alone it would have taken pbad-a's other links, and the pool their entries).
+        let collectedA = try #require(first.hosts.first { $0.host == "pbad-a" }?.removed)
+        #expect(collectedA.files == 0 && collectedA.unreadable?.contains("nothing was removed") == true)
+        var report = first.verification
+        let reasons = Dictionary(uniqueKeysWithValues: report.damaged.map { ($0.entry.name, $0.entry.reason) })
+        #expect(Set(reasons.keys) == [hashA, hashB, extraHash], "\(reasons)")
+        #expect(reasons[hashA]?.contains("does not start with a narinfo of at most 64 KiB") == true)
+        #expect(reasons[extraHash]?.contains("(cut or grown)") == true, "\(reasons[extraHash] ?? "")")
+        #expect(
+            reasons[hashB]?.contains("its narinfo is of /nix/store/\(sharedHash)") == true, "\(reasons[hashB] ?? "")")
+        #expect(report.damaged.allSatisfy { !$0.repaired })
+        #expect(report.strays.map(\.host) == ["pbad-b"] && report.strays.first?.names == [sharedHash])
+        #expect(report.strays.allSatisfy { !$0.relinked })
+        #expect(Set(report.failures.map(\.host)) == ["pbad-a", "pbad-b"])
+        #expect(
+            report.failures.allSatisfy { $0.reason.contains("its cache cannot be made again") }, "\(report.failures)")
+        // Put back, every one: same inodes, nothing set aside left, the hosts' names still there.
+        #expect(try Self.entryInodes(pool) == damagedInodes)
+        #expect(try FileIO.listDirectory(pool.entriesDirectory).count == 4)
+        #expect(try FileStatus.of(try fixture.layout("pbad-a").cache + "/" + hashA)?.inode == damagedInodes[hashA])
+
+        output = try await fixture.fleet(["gc", "--verify"])
+        #expect(output.exitCode == 0, "\(output.standardOutput)\(output.standardError)")
+        #expect(output.standardOutput.contains("3 damaged, 3 repaired"), "\(output.standardOutput)")
+        #expect(output.standardOutput.contains("pbad-b: 1 file(s) in its cache were not links to the pool's entries"))
+        #expect(output.standardOutput.contains("linked again") && !output.standardOutput.contains("NOT"))
+        for (hash, bytes) in originals {
+            #expect(try FileIO.read(pool.entriesDirectory + "/" + hash) == bytes, "\(hash) made again as it was")
+        }
+        let inodes = try Self.entryInodes(pool)
+        for host in ["pbad-a", "pbad-b"] {
+            let cache = BinaryCache(directory: try fixture.layout(host).cache)
+            #expect(pool.strays(in: cache).isEmpty, "\(host)")
+            for hash in cache.storePathHashes() {
+                #expect(try FileStatus.of(cache.directory + "/" + hash)?.inode == inodes[hash], "\(host) \(hash)")
+            }
+        }
+        report = try JSONDecoder().decode(
+            VerifyOutput.self, from: Data(try await fixture.fleet(["gc", "--verify", "--json"]).standardOutput.utf8)
+        ).verification
+        #expect(report.entries == 4 && report.damaged.isEmpty && report.strays.isEmpty && report.isWhole)
+    }
+
+    /// The inode of every entry in the pool, by name.
+    static func entryInodes(_ pool: CachePool) throws -> [String: UInt64] {
+        var inodes: [String: UInt64] = [:]
+        for name in try FileIO.listDirectory(pool.entriesDirectory) {
+            inodes[name] = try #require(try FileStatus.of(pool.entriesDirectory + "/" + name)).inode
+        }
+        return inodes
+    }
+
+    /// Writes `bytes` into the file at `offset`, in place: every link to the inode sees them, as with bit rot.
+    static func overwrite(_ path: String, at offset: Int, with bytes: [UInt8]) throws {
+        let descriptor = open(path, O_WRONLY)
+        guard descriptor >= 0 else { throw TestSupportError("open \(path): errno \(errno)") }
+        defer { close(descriptor) }
+        let written = bytes.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, off_t(offset)) }
+        guard written == bytes.count else { throw TestSupportError("pwrite \(path): errno \(errno)") }
+    }
+
+    static func offset(of needle: [UInt8], in haystack: [UInt8]) -> Int? {
+        guard needle.count <= haystack.count else { return nil }
+        return (0...(haystack.count - needle.count)).first { Array(haystack[$0..<($0 + needle.count)]) == needle }
+    }
+}
