@@ -158,6 +158,37 @@ extension CachePoolTests {
         #expect(report.entries == 4 && report.damaged.isEmpty && report.strays.isEmpty && report.isWhole)
     }
 
+    /// A publish whose collection meets a served system's entry with no narinfo at its start (damaged in place)
+    /// cannot know what lies below it: it removes nothing from that host's cache and warns, naming the file and
+    /// `fleet gc --verify`, where it used to remove every link below and let the pool drop their entries.
+    @Test func aPublishDoesNotCollectBelowAnEntryItCannotRead() async throws {
+        let nonce = UUID().uuidString
+        let fixture = try Self.toyFleet(["punread"], extraToml: "[defaults]\ncache = true")
+        defer { fixture.remove() }
+        try fixture.write("hosts/punread/flake.nix", Self.flake(host: "punread", nonce: nonce, withExtra: true))
+        #expect(try await fixture.fleet(["publish"]).exitCode == 0)
+        let pool = CachePool(chrootRoot: fixture.chrootRoot)
+        let toplevel = try #require(try fixture.verifiedManifest("punread").toplevel)
+        let cache = BinaryCache(directory: try fixture.layout("punread").cache)
+        let names = cache.storePathHashes()
+        #expect(names.count == 3)
+        let entry = pool.entriesDirectory + "/" + (try Self.hash(toplevel))
+        let size = Int(try #require(try FileStatus.of(entry)).size)
+        try Self.overwrite(entry, at: 0, with: [UInt8](repeating: UInt8(ascii: "x"), count: size))
+
+        try fixture.write("secrets/punread/token", "a secret\n", mode: 0o600)
+        let output = try await fixture.fleet(["publish"])
+        #expect(output.exitCode == 0, "\(output.standardOutput)\(output.standardError)")
+        #expect(try fixture.verifiedManifest("punread").generation == 2)
+        // The host's warning, in its row's NOTE.
+        let file = cache.directory + "/" + (try Self.hash(toplevel))
+        #expect(
+            output.standardOutput.contains(file) && output.standardOutput.contains("nothing was removed from it"),
+            "\(output.standardOutput)")
+        #expect(cache.storePathHashes() == names, "every link kept")
+        #expect(pool.storePathHashes() == names, "and every entry of the pool")
+    }
+
     /// The inode of every entry in the pool, by name.
     static func entryInodes(_ pool: CachePool) throws -> [String: UInt64] {
         var inodes: [String: UInt64] = [:]
