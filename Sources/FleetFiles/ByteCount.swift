@@ -12,7 +12,7 @@ public enum ByteCount {
             unit += 1
         }
         guard unit > 0 else { return "\(bytes) B" }
-        let tenths = Int64((value * 10).rounded())
+        let tenths = Int64((value * 10).rounded(.toNearestOrEven))  // as printf's %.1f: 1.25 KiB is "1.2 KiB"
         return "\(tenths / 10).\(tenths % 10) \(units[unit])"
     }
 

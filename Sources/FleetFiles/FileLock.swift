@@ -10,33 +10,20 @@ public final class FileLock {
     private let descriptor: FileDescriptor
     public let path: String
 
-    /// Acquires the lock; when `wait` is false and another process holds it, returns nil within a quarter second.
-    ///
-    /// A lock that is not waited for is tried ``busyAttempts`` times, 50 ms apart: a `flock` belongs to the open
-    /// file, and a child that another thread of this process has forked shares every descriptor until its
-    /// `exec` closes them (`O_CLOEXEC`), so a lock released a moment ago can still look held for that moment.
+    /// Acquires the lock; when `wait` is false and another process holds it, returns nil at once.
     public static func acquire(_ path: String, wait: Bool) throws(FileSystemError) -> FileLock? {
         let descriptor = try FileSystemError.attempt("open lock", path: path) { () throws(Errno) in
             try Syscall.open(path, O_RDWR | O_CREAT | O_NOFOLLOW, mode: 0o600)
         }
-        var attempt = 1
-        while true {
-            do {
-                _ = try Syscall.retrying { flock(descriptor.rawValue, LOCK_EX | (wait ? 0 : LOCK_NB)) }
-                return FileLock(descriptor: descriptor, path: path)
-            } catch .wouldBlock where attempt < busyAttempts {
-                attempt += 1
-                usleep(50_000)
-            } catch {
-                Syscall.close(descriptor)
-                if error == .wouldBlock { return nil }
-                throw FileSystemError("lock", path: path, code: error)
-            }
+        do {
+            _ = try Syscall.retrying { flock(descriptor.rawValue, LOCK_EX | (wait ? 0 : LOCK_NB)) }
+        } catch {
+            Syscall.close(descriptor)
+            if error == .wouldBlock { return nil }
+            throw FileSystemError("lock", path: path, code: error)
         }
+        return FileLock(descriptor: descriptor, path: path)
     }
-
-    /// How often a lock that is not waited for is tried before it is said to be held by another process.
-    static let busyAttempts = 5
 
     /// Runs `body` holding the lock, which is released when `body` returns or throws (like swift-system's
     /// `closeAfter`). Returns nil without running `body` when `wait` is false and another process holds it.
@@ -62,5 +49,11 @@ public final class FileLock {
         self.path = path
     }
 
-    deinit { Syscall.close(descriptor) }
+    /// Unlocked before it is closed: a `flock` belongs to the open file, which a child that another thread has
+    /// just forked shares until its `exec` closes it (`O_CLOEXEC`), so closing alone would leave the lock held
+    /// for that moment, and the next run, publish or overlay change would be told another one holds it.
+    deinit {
+        _ = flock(descriptor.rawValue, LOCK_UN)
+        Syscall.close(descriptor)
+    }
 }

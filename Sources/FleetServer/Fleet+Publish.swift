@@ -93,7 +93,9 @@ extension Fleet {
                     lock = try FileLock.acquire(stateDirectory + "/publish.lock", wait: false)
                     // Not a failure of a timer's run: that publish re-signs what is due as well.
                     guard lock != nil else {
-                        print("a publish is running (\(stateDirectory)/publish.lock): it re-signs what is due")
+                        print(
+                            "a publish (or `fleet gc`) holds \(stateDirectory)/publish.lock: the next publish re-signs what is due"
+                        )
                         return
                     }
                 }

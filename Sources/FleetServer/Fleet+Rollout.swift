@@ -198,7 +198,10 @@ enum RolloutHealthMapping {
         let now = WallClock.system.now()
         // A publish holds the lock: the next review goes on where this one could not.
         guard let lock = try FileLock.acquire(stateDirectory + "/publish.lock", wait: false) else {
-            return (try controller.report(health: health, now: now), ["a publish is running: the rollout waits"])
+            return (
+                try controller.report(health: health, now: now),
+                ["a publish (or `fleet gc`) is running: the rollout waits"]
+            )
         }
         let outcome = try controller.advance(health: health, now: now)
         let report = try controller.report(health: health, now: now)

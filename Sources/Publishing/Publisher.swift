@@ -62,7 +62,9 @@ public struct Publisher {
     public static func lock(stateDirectory: String) throws -> FileLock {
         let path = stateDirectory + "/publish.lock"
         guard let lock = try FileLock.acquire(path, wait: false) else {
-            throw InventoryError("another `fleet publish` holds \(path); wait for it to finish")
+            throw InventoryError(
+                "another `fleet publish` (or `fleet update`, `fleet gc`, a rollout) holds \(path); wait for it to finish"
+            )
         }
         return lock
     }

@@ -323,7 +323,8 @@ struct PublishTests {
         let output = try await fixture.fleet(["publish"])
         withExtendedLifetime(lock) {}
         #expect(output.exitCode != 0)
-        #expect(output.standardError.contains("another `fleet publish` holds"))
+        #expect(
+            output.standardError.contains("another `fleet publish` (or `fleet update`, `fleet gc`, a rollout) holds"))
         #expect(try FileStatus.of(try fixture.layout("a").manifest) == nil)
     }
 
