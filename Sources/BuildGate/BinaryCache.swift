@@ -34,7 +34,7 @@ public struct BinaryCache: Sendable {
             let name = CacheEntry.fileName(ofHashPart: hash)
             guard needed.insert(name).inserted else { continue }
             guard let narinfo = Self.narinfo(ofEntry: directory + "/" + name),
-                let info = try? NarInfo(parsing: narinfo, name: name)
+                let info = try? NarInfo(parsing: narinfo, name: name), info.listsReferences
             else {
                 var removal = CacheRemoval()
                 removal.unreadable =

@@ -1,5 +1,5 @@
 import FleetFiles
-import FleetProtocol
+public import FleetProtocol
 import Glibc
 import NixKit
 
@@ -22,16 +22,17 @@ public struct PoolVerification: Codable, Sendable, Equatable {
 
 extension CachePool {
     /// Reads every entry in full and checks it as a host would before Nix does: its narinfo (the one of the store
-    /// path it is named after, the same bytes as the pool's `<hash>.narinfo`), then its NAR's size and SHA-256
-    /// against the narinfo's `FileSize` and `FileHash`. Nothing is changed. Bit rot, a disk error or an edit by
-    /// hand is found here instead of by every host that fetches the entry.
+    /// path it is named after, signed by `fleetKey` over what it describes, the same bytes as the pool's
+    /// `<hash>.narinfo` when that is there), then its NAR's size and SHA-256 against the narinfo's `FileSize`
+    /// and `FileHash`. Nothing is changed. Bit rot, a disk error or an edit by hand is found here instead of by
+    /// every host that fetches the entry.
     ///
     /// - Parameter progress: called after each entry with the number read and the number in all.
-    public func verify(progress: (Int, Int) -> Void = { _, _ in }) -> PoolVerification {
+    public func verify(fleetKey: VerifyingKey, progress: (Int, Int) -> Void = { _, _ in }) -> PoolVerification {
         var result = PoolVerification()
         let names = (try? FileIO.listDirectory(entriesDirectory))?.filter(Nix.isHashPart).sorted() ?? []
         for (index, name) in names.enumerated() {
-            switch check(name) {
+            switch check(name, fleetKey: fleetKey) {
             case .whole(let size):
                 result.bytes += size
             case .damaged(let storePath, let reason, let size):
@@ -71,36 +72,73 @@ extension CachePool {
         }
     }
 
-    /// Moves a damaged entry out of the way so that the next ``add(closureOf:signingKeyFile:)`` makes it again:
-    /// the entry to a temporary name in `entries/`, and the pool's narinfo goes (so `nix copy` copies the path
-    /// again). The hosts' links still name the damaged inode until they are linked to the new entry.
-    ///
-    /// - Returns: the temporary name, for ``settle(_:setAsideAt:)``; nil when the entry is not there.
-    public func setAside(_ damaged: DamagedEntry) -> String? {
-        let entry = entriesDirectory + "/" + damaged.name
-        let aside = FileIO.temporaryPath(for: entry)
-        do {
-            try FileIO.rename(entry, to: aside)
-        } catch {
-            return nil
+    /// The entries of `toplevel`'s closure (as the pool's narinfos give it) that `cache` lacks, by name. A path
+    /// whose pool narinfo cannot be read counts as lacking too: what lies below it is unknown, and only making
+    /// the cache again (``add(closureOf:signingKeyFile:)``, which copies the path anew) can tell.
+    public func missing(closureOf toplevel: String, from cache: BinaryCache) -> [String] {
+        guard let root = Nix.hashPart(ofStorePath: toplevel) else { return [] }
+        let held = cache.storePathHashes()
+        var seen: Set<String> = []
+        var missing: Set<String> = []
+        var queue = [root]
+        while let hash = queue.popLast() {
+            guard seen.insert(hash).inserted else { continue }
+            let path = directory + "/" + NarInfo.fileName(ofHashPart: hash)
+            guard let bytes = try? FileIO.readNoFollow(path, limit: Self.narInfoLimit),
+                let info = try? NarInfo(parsing: bytes, name: path)
+            else {
+                missing.insert(hash)
+                continue
+            }
+            if !held.contains(hash) { missing.insert(hash) }
+            queue += info.references
         }
-        _ = try? FileIO.removeFile(directory + "/" + NarInfo.fileName(ofHashPart: damaged.name))
-        return aside
+        return missing.sorted()
     }
 
-    /// Ends a repair: when the pool has the entry again (made anew), the damaged file goes; otherwise it is put
-    /// back (with the pool's narinfo gone, the next publish or verification copies the path again), so that the
-    /// damage stays where the next verification finds it.
+    /// Where ``setAside(_:)`` keeps a damaged entry and its pool narinfo during a repair: in `entries/` (the same
+    /// filesystem, so a rename), under names no publish writes (its temporaries are `.fleet-tmp-<pid>-<name>`).
+    /// A repair killed midway leaves them: the pool's collection removes names with the temporary prefix, and the
+    /// hosts' links to the damaged file are found by the next verification.
+    public func asideNames(of damaged: DamagedEntry) -> (entry: String, narinfo: String) {
+        let base = entriesDirectory + "/" + FileIO.temporaryPrefix + "damaged-" + damaged.name
+        return (base, base + ".narinfo")
+    }
+
+    /// Moves a damaged entry and the pool's narinfo of its path out of the way (``asideNames(of:)``), so that the
+    /// next ``add(closureOf:signingKeyFile:)`` copies the path again and makes a new entry. The hosts' links still
+    /// name the damaged inode until they are linked to the new entry.
+    ///
+    /// - Returns: whether the entry was moved (it was there).
+    public func setAside(_ damaged: DamagedEntry) -> Bool {
+        let aside = asideNames(of: damaged)
+        do {
+            try FileIO.rename(entriesDirectory + "/" + damaged.name, to: aside.entry)
+        } catch {
+            return false
+        }
+        _ = try? FileIO.rename(directory + "/" + NarInfo.fileName(ofHashPart: damaged.name), to: aside.narinfo)
+        return true
+    }
+
+    /// Ends a repair: when the pool has the entry again (made anew), what was set aside goes; otherwise the
+    /// damaged entry and its narinfo are put back, so that the damage stays where the next verification finds it
+    /// (and a publish reads the same narinfo as before).
     ///
     /// - Returns: whether the entry was made anew.
     @discardableResult
-    public func settle(_ damaged: DamagedEntry, setAsideAt aside: String) -> Bool {
+    public func settle(_ damaged: DamagedEntry) -> Bool {
+        let aside = asideNames(of: damaged)
         let entry = entriesDirectory + "/" + damaged.name
+        let narinfo = directory + "/" + NarInfo.fileName(ofHashPart: damaged.name)
         if (try? FileStatus.of(entry))?.kind == .regular {
-            _ = try? FileIO.removeFile(aside)
+            _ = try? FileIO.removeFile(aside.entry)
+            _ = try? FileIO.removeFile(aside.narinfo)
             return true
         }
-        _ = try? FileIO.rename(aside, to: entry)
+        _ = try? FileIO.rename(aside.entry, to: entry)
+        if (try? FileStatus.of(narinfo)) ?? nil == nil { _ = try? FileIO.rename(aside.narinfo, to: narinfo) }
+        _ = try? FileIO.removeFile(aside.narinfo)
         return false
     }
 
@@ -117,7 +155,7 @@ extension CachePool {
     }
 
     /// One entry, read once from start to end: the head until its empty line, then the NAR through SHA-256.
-    private func check(_ name: String) -> EntryCheck {
+    private func check(_ name: String, fleetKey: VerifyingKey) -> EntryCheck {
         let path = entriesDirectory + "/" + name
         let read: (size: Int64, head: [UInt8], narOffset: Int?, narBytes: Int64, digest: [UInt8])
         do {
@@ -165,6 +203,22 @@ extension CachePool {
         func damaged(_ reason: String) -> EntryCheck { .damaged(storePath: storePath, reason: reason, size: size) }
         guard let storePath, Nix.hashPart(ofStorePath: storePath) == name else {
             return damaged("its narinfo is of \(info.storePath ?? "no store path"), not of a path named \(name)")
+        }
+        guard let fingerprint = info.fingerprint else {
+            return damaged("its narinfo lacks a StorePath, NarHash or NarSize line")
+        }
+        let signatures = String(decoding: narinfo, as: UTF8.self).split(separator: "\n").filter {
+            $0.hasPrefix("Sig: ")
+        }
+        guard
+            signatures.contains(where: {
+                (try? fleetKey.verify(signature: String($0.dropFirst("Sig: ".count)), of: Array(fingerprint.utf8)))
+                    != nil
+            })
+        else {
+            return damaged(
+                "its narinfo carries no signature of the fleet key \(fleetKey.name) over what it describes "
+                    + "(its path, NarHash, NarSize and references): hosts would refuse it")
         }
         let poolNarinfo = directory + "/" + NarInfo.fileName(ofHashPart: name)
         if let own = try? FileIO.readNoFollow(poolNarinfo, limit: CacheEntry.narinfoLimit), own != narinfo {

@@ -20,6 +20,9 @@ public struct NarInfo: Sendable, Equatable {
     public let narHash: String?
     /// The NAR's size in bytes (`NarSize:`), when given as a number.
     public let narSize: Int64?
+    /// Whether it has a `References:` line (empty for a path without references): Nix always writes one, so a
+    /// narinfo without it is damaged, and the references it seems to have (none) cannot be trusted.
+    public let listsReferences: Bool
 
     /// The narinfo file's name in a cache for the store path whose hash part is `hash`: `<hash>.narinfo`.
     public static func fileName(ofHashPart hash: String) -> String { hash + ".narinfo" }
@@ -111,6 +114,7 @@ public struct NarInfo: Sendable, Equatable {
         self.fileSHA256 = fileSHA256
         self.narHash = narHash
         self.narSize = narSize
+        self.listsReferences = keys.contains("References")
     }
 
     private static let (newline, colon, space): (UInt8, UInt8, UInt8) = (0x0A, 0x3A, 0x20)

@@ -18,6 +18,11 @@ public enum CacheCollector {
         public var hosts: [HostRemoval]
         public var pool: CacheRemoval
 
+        public init(hosts: [HostRemoval], pool: CacheRemoval) {
+            self.hosts = hosts
+            self.pool = pool
+        }
+
         public var files: Int { hosts.reduce(pool.files) { $0 + $1.removed.files } }
     }
 

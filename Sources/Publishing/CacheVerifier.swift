@@ -4,11 +4,11 @@ import FleetProtocol
 public import Inventory
 public import ServerStore
 
-/// `fleet gc --verify`: every entry of the pool read in full and checked against its narinfo
-/// (``CachePool/verify(progress:)``), and each damaged one made again from the server's Nix store for the hosts
-/// that link it, as a publish would have made it. A damaged entry is shared by every host whose closure has the
-/// path, and a publish reuses it as it is: without this, each of those hosts would fail on it until someone
-/// found it by hand.
+/// `fleet gc --verify`: every entry of the pool read in full and checked against its narinfo and the fleet key
+/// (``CachePool/verify(fleetKey:progress:)``), every host's cache checked for links to exactly the pool's entries
+/// of its served systems, and what is wrong made again from the server's Nix store, as a publish would have
+/// made it. A damaged entry is shared by every host whose closure has the path, and a publish reuses it as it
+/// is: without this, each of those hosts would fail on it until someone found it by hand.
 public enum CacheVerifier {
     /// What one verification read, found and repaired.
     public struct Report: Codable, Sendable {
@@ -20,100 +20,140 @@ public enum CacheVerifier {
             /// Links to it outside those hosts' caches (a host no longer in fleet.toml, a copy by hand): they keep
             /// the damaged file, which goes with the last of them.
             public var otherLinks: Int
-            /// Whether every one of `hosts` has its cache whole again.
+            /// Whether the pool has a new entry of the path, and every one of `hosts` links it.
             public var repaired: Bool
         }
 
-        /// A host's cache files that were not links to the pool's entries, and whether they are now.
-        public struct Strays: Codable, Sendable {
+        /// A host's cache names that were missing from its served systems' closures or were not links to the
+        /// pool's entries, and whether they are now.
+        public struct Unlinked: Codable, Sendable {
             public var host: String
             public var names: [String]
             public var relinked: Bool
         }
 
-        /// A host whose cache could not be made again, and why.
-        public struct HostFailure: Codable, Sendable {
+        /// A served system whose cache could not be made again, and why.
+        public struct Failure: Codable, Sendable {
             public var host: String
+            public var toplevel: String
             public var reason: String
         }
 
         public var entries: Int
         public var bytes: Int64
         public var damaged: [Damage]
-        public var strays: [Strays]
-        public var failures: [HostFailure]
+        public var unlinked: [Unlinked]
+        public var failures: [Failure]
 
-        /// Whether every damaged entry was repaired and every stray relinked (true when there were none).
-        public var isWhole: Bool { damaged.allSatisfy(\.repaired) && strays.allSatisfy(\.relinked) }
+        /// Whether nothing was wrong, or everything wrong was repaired.
+        public var isWhole: Bool { damaged.allSatisfy(\.repaired) && unlinked.allSatisfy(\.relinked) }
     }
 
-    /// Verifies the pool and repairs what is damaged. Call with the publish lock held, after a collection (so no
-    /// garbage is read).
+    /// Verifies the pool and the hosts' caches and repairs what is wrong. Call with the publish lock held, before
+    /// any collection: a collection reads the closures from the entries, and a damaged one misleads it.
     ///
     /// - Parameter progress: called after each entry read, with the count read and the count in all.
+    /// - Throws: when the fleet's key cannot be read (the pool's signatures cannot be checked without it).
     public static func verify(
         _ configuration: FleetConfiguration, store: StateStore, progress: (Int, Int) -> Void = { _, _ in }
-    ) async -> Report {
+    ) async throws -> Report {
+        let stateDirectory = configuration.server.stateDirectory
         let pool = CachePool(chrootRoot: configuration.server.chrootRoot)
-        let verification = pool.verify(progress: progress)
+        let verification = pool.verify(fleetKey: try fleetKey(stateDirectory: stateDirectory), progress: progress)
         var report = Report(
-            entries: verification.entries, bytes: verification.bytes, damaged: [], strays: [], failures: [])
+            entries: verification.entries, bytes: verification.bytes, damaged: [], unlinked: [], failures: [])
+
         let layouts = configuration.hosts.map { ChrootLayout(root: configuration.server.chrootRoot, host: $0.name) }
-        let caches = layouts.map { BinaryCache(directory: $0.cache) }
-        let cacheOfHost = Dictionary(zip(layouts.map(\.host.value), caches)) { first, _ in first }
-        var affected: Set<String> = []
-        for (layout, cache) in zip(layouts, caches) {
-            let strays = pool.strays(in: cache)
-            guard !strays.isEmpty else { continue }
-            affected.insert(layout.host.value)
-            report.strays.append(Report.Strays(host: layout.host.value, names: strays, relinked: false))
+        let layoutOfHost = Dictionary(layouts.map { ($0.host.value, $0) }) { first, _ in first }
+        var served: [String: [String]] = [:]
+        for layout in layouts {
+            served[layout.host.value] = try CacheCollector.servedToplevels(layout, store: store)
         }
-        var setAside: [String?] = []
+        for layout in layouts {
+            let cache = BinaryCache(directory: layout.cache)
+            let names = unlinkedNames(in: cache, serving: served[layout.host.value] ?? [], pool: pool)
+            guard !names.isEmpty else { continue }
+            report.unlinked.append(Report.Unlinked(host: layout.host.value, names: names, relinked: false))
+        }
         for damaged in verification.damaged {
-            let linking = Set(pool.caches(linking: damaged, among: caches).map(\.directory))
+            let linking = Set(
+                pool.caches(linking: damaged, among: layouts.map { BinaryCache(directory: $0.cache) })
+                    .map(\.directory))
             let hosts = layouts.filter { linking.contains($0.cache) }.map(\.host.value)
             let links = (try? FileStatus.of(pool.entriesDirectory + "/" + damaged.name))?.linkCount ?? 1
-            affected.formUnion(hosts)
             report.damaged.append(
                 Report.Damage(
                     entry: damaged, hosts: hosts, otherLinks: max(0, Int(links) - 1 - hosts.count), repaired: false))
             if hosts.isEmpty {
                 pool.remove(damaged)
-                setAside.append(nil)
             } else {
-                setAside.append(pool.setAside(damaged))
+                _ = pool.setAside(damaged)
             }
         }
 
-        // Each affected host's served systems are added and linked again, as a publish does: the damaged paths are
-        // copied from the server's Nix store anew, and each host's link is replaced by one to the new entry.
-        let signingKeyFile = configuration.server.stateDirectory + "/" + SigningKeyFile.secretName
-        var failed: Set<String> = []
+        // Each affected host's served systems are added and linked again, as a publish does: what was set aside
+        // is copied from the server's Nix store anew, and each host's name is linked to the pool's new entry.
+        let affected = Set(report.damaged.flatMap(\.hosts) + report.unlinked.map(\.host))
+        let signingKeyFile = stateDirectory + "/" + SigningKeyFile.secretName
         for layout in layouts where affected.contains(layout.host.value) {
-            do {
-                for toplevel in try CacheCollector.servedToplevels(layout, store: store) {
+            for toplevel in served[layout.host.value] ?? [] {
+                do {
                     try await pool.add(closureOf: toplevel, signingKeyFile: signingKeyFile)
                     try pool.link(closureOf: toplevel, into: BinaryCache(directory: layout.cache))
+                } catch {
+                    report.failures.append(
+                        Report.Failure(
+                            host: layout.host.value, toplevel: toplevel,
+                            reason: "its cache cannot be made again: \(error); it keeps what was damaged or missing, "
+                                + "and the host fails on that, until `fleet gc --verify` can make it again"))
                 }
-            } catch {
-                failed.insert(layout.host.value)
-                report.failures.append(
-                    Report.HostFailure(
-                        host: layout.host.value,
-                        reason: "its cache cannot be made again: \(error); it keeps what was damaged or not linked, "
-                            + "and the host fails on that, until `fleet gc --verify` can make it again"))
             }
         }
-        for (index, aside) in setAside.enumerated() {
+
+        // What holds now, read from the disk.
+        for index in report.damaged.indices where !report.damaged[index].hosts.isEmpty {
             let damage = report.damaged[index]
-            let madeAgain = aside.map { pool.settle(damage.entry, setAsideAt: $0) } ?? damage.hosts.isEmpty
-            report.damaged[index].repaired = madeAgain && damage.hosts.allSatisfy { !failed.contains($0) }
+            guard pool.settle(damage.entry),
+                let entry = try? FileStatus.of(pool.entriesDirectory + "/" + damage.entry.name)
+            else { continue }
+            report.damaged[index].repaired = damage.hosts.allSatisfy { host in
+                guard let layout = layoutOfHost[host],
+                    let link = try? FileStatus.of(layout.cache + "/" + damage.entry.name)
+                else { return false }
+                return link.device == entry.device && link.inode == entry.inode
+            }
         }
-        for index in report.strays.indices {
-            let host = report.strays[index].host
-            guard !failed.contains(host), let cache = cacheOfHost[host] else { continue }
-            report.strays[index].relinked = Set(pool.strays(in: cache)).isDisjoint(with: report.strays[index].names)
+        for index in report.damaged.indices where report.damaged[index].hosts.isEmpty {
+            report.damaged[index].repaired = true
+        }
+        for index in report.unlinked.indices {
+            guard let layout = layoutOfHost[report.unlinked[index].host] else { continue }
+            let still = unlinkedNames(
+                in: BinaryCache(directory: layout.cache), serving: served[layout.host.value] ?? [], pool: pool)
+            report.unlinked[index].relinked = Set(still).isDisjoint(with: report.unlinked[index].names)
         }
         return report
+    }
+
+    /// The names a host's cache should hold as links to the pool's entries and does not: the entries of its
+    /// served systems' closures it lacks, and the files that are not the pool's entry of their name.
+    static func unlinkedNames(in cache: BinaryCache, serving toplevels: [String], pool: CachePool) -> [String] {
+        var names = Set(pool.strays(in: cache))
+        for toplevel in toplevels { names.formUnion(pool.missing(closureOf: toplevel, from: cache)) }
+        return names.sorted()
+    }
+
+    /// The fleet's public key: from the secret key when it can be read, else from `signing.pub` beside it.
+    static func fleetKey(stateDirectory: String) throws -> VerifyingKey {
+        if let key = try? SigningKeyFile.load(stateDirectory: stateDirectory) { return key.publicKey }
+        let path = stateDirectory + "/" + SigningKeyFile.publicName
+        do {
+            let text = String(decoding: try FileIO.readNoFollow(path, limit: 64 << 10), as: UTF8.self)
+            return try VerifyingKey(nixFormat: text)
+        } catch {
+            throw SigningKeyFile.Failure(
+                description: "cannot read the fleet's key (\(stateDirectory)/\(SigningKeyFile.secretName) or "
+                    + "\(path)) to check the pool's signatures: \(error)")
+        }
     }
 }

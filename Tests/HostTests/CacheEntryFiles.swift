@@ -1,5 +1,6 @@
 import FleetFiles
 import FleetTestSupport
+import Glibc
 import NixKit
 
 /// The server's cache entries (``CacheEntry``: a narinfo, an empty line, a NAR) as the tests read and forge them.
@@ -41,5 +42,15 @@ enum CacheEntryFiles {
     /// Replaces the entry by rename with exactly `bytes`.
     static func replace(_ entry: String, with bytes: [UInt8]) throws {
         try FileIO.writeAtomically(bytes, to: entry, mode: 0o644)
+    }
+
+    /// Writes `bytes` into the file at `offset`, in place: every link to the inode (the pool's entry and each
+    /// host's name) sees them, as with bit rot on the server's disk.
+    static func overwrite(_ path: String, at offset: Int, with bytes: [UInt8]) throws {
+        let descriptor = open(path, O_WRONLY)
+        guard descriptor >= 0 else { throw TestSupportError("open \(path): errno \(errno)") }
+        defer { close(descriptor) }
+        let written = bytes.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, off_t(offset)) }
+        guard written == bytes.count else { throw TestSupportError("pwrite \(path): errno \(errno)") }
     }
 }

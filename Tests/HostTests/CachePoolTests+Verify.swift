@@ -16,6 +16,7 @@ extension CachePoolTests {
     struct VerifyOutput: Decodable {
         var hosts: [CacheCollector.Report.HostRemoval]
         var verification: CacheVerifier.Report
+        var collectionSkipped: String?
     }
 
     /// Two hosts sharing a path and a fleet whose pool is whole: `--verify` says so. Then the shared entry rots in
@@ -41,19 +42,33 @@ extension CachePoolTests {
 
         let whole = try FileIO.read(entry)
         let others = try Self.entryInodes(pool).filter { $0.key != sharedHash }
-        try Self.overwrite(entry, at: whole.count - 1, with: [whole[whole.count - 1] ^ 0xff])
+        // A host removed from fleet.toml keeps its chroot, and its links: one to the shared entry, and the only
+        // one to an entry no configured host needs (another path's bytes under its name: damaged too).
+        let retired = fixture.chrootRoot + "/pver-retired/cache"
+        try FileIO.createDirectories(retired)
+        #expect(link(entry, retired + "/" + sharedHash) == 0)
+        let orphan = String(repeating: "z", count: 32)
+        try FileIO.writeAtomically(whole, to: pool.entriesDirectory + "/" + orphan, mode: 0o644)
+        #expect(link(pool.entriesDirectory + "/" + orphan, retired + "/" + orphan) == 0)
+        try CacheEntryFiles.overwrite(entry, at: whole.count - 1, with: [whole[whole.count - 1] ^ 0xff])
         let damaged = try #require(try FileStatus.of(entry))
-        #expect(damaged.size == Int64(whole.count) && damaged.linkCount == 3)
+        #expect(damaged.size == Int64(whole.count) && damaged.linkCount == 4)
 
         output = try await fixture.fleet(["gc", "--verify", "--json"])
         #expect(output.exitCode == 0, "\(output.standardOutput)\(output.standardError)")
         let report = try JSONDecoder().decode(VerifyOutput.self, from: Data(output.standardOutput.utf8)).verification
-        #expect(report.entries == 4 && report.strays.isEmpty && report.failures.isEmpty)
-        #expect(report.damaged.count == 1)
+        #expect(report.entries == 5 && report.unlinked.isEmpty && report.failures.isEmpty)
+        #expect(report.damaged.map(\.entry.name) == [sharedHash, orphan])
         let damage = try #require(report.damaged.first)
-        #expect(damage.entry.name == sharedHash && damage.entry.storePath == shared)
+        #expect(damage.entry.storePath == shared)
         #expect(damage.entry.reason.contains("its NAR's SHA-256 is sha256:"), "\(damage.entry.reason)")
-        #expect(damage.hosts == ["pver-a", "pver-b"] && damage.otherLinks == 0 && damage.repaired)
+        #expect(damage.hosts == ["pver-a", "pver-b"] && damage.otherLinks == 1 && damage.repaired)
+        let orphaned = try #require(report.damaged.last)
+        #expect(orphaned.entry.reason.contains("its narinfo is of \(shared), not of a path named \(orphan)"))
+        #expect(orphaned.hosts.isEmpty && orphaned.otherLinks == 1 && orphaned.repaired)
+        #expect(try FileStatus.of(pool.entriesDirectory + "/" + orphan) == nil, "no configured host needs it: gone")
+        // The retired host's links still name the damaged file (nothing of fleet.toml's hosts reads them).
+        #expect(try FileStatus.of(retired + "/" + sharedHash)?.inode == damaged.inode)
 
         let remade = try #require(try FileStatus.of(entry))
         #expect(remade.inode != damaged.inode && remade.linkCount == 3)
@@ -97,12 +112,21 @@ extension CachePoolTests {
         // pbad-a's system: no empty line anywhere (same size). pbad-a's own path: one byte short. pbad-b's system:
         // its narinfo says it is the shared path (same length). pbad-b's cache: a copy of the shared entry.
         let entryA = pool.entriesDirectory + "/" + hashA
-        try Self.overwrite(entryA, at: 0, with: [UInt8](repeating: UInt8(ascii: "x"), count: originals[hashA]!.count))
+        try CacheEntryFiles.overwrite(
+            entryA, at: 0, with: [UInt8](repeating: UInt8(ascii: "x"), count: originals[hashA]!.count))
         #expect(truncate(pool.entriesDirectory + "/" + extraHash, off_t(originals[extraHash]!.count - 1)) == 0)
         let entryB = pool.entriesDirectory + "/" + hashB
         let storePathLine = Array("StorePath: /nix/store/\(hashB)".utf8)
         let at = try #require(Self.offset(of: storePathLine, in: originals[hashB]!))
-        try Self.overwrite(entryB, at: at, with: Array("StorePath: /nix/store/\(sharedHash)".utf8))
+        try CacheEntryFiles.overwrite(entryB, at: at, with: Array("StorePath: /nix/store/\(sharedHash)".utf8))
+        // The shared entry (which pbad-a links): a NarHash digit changed, same length, NAR intact: only the
+        // fleet key's signature over what the narinfo describes tells.
+        let narHashLine = Array("NarHash: sha256:".utf8)
+        let narHashAt = try #require(Self.offset(of: narHashLine, in: originals[sharedHash]!)) + narHashLine.count
+        let digit = originals[sharedHash]![narHashAt]
+        try CacheEntryFiles.overwrite(
+            pool.entriesDirectory + "/" + sharedHash, at: narHashAt,
+            with: [digit == UInt8(ascii: "0") ? UInt8(ascii: "1") : UInt8(ascii: "0")])
         let copyInB = try fixture.layout("pbad-b").cache + "/" + sharedHash
         _ = try FileIO.removeFile(copyInB)
         try FileIO.writeAtomically(originals[sharedHash]!, to: copyInB, mode: 0o644)
@@ -114,23 +138,27 @@ extension CachePoolTests {
         #expect(rename(key + ".away", key) == 0)
         #expect(output.exitCode == 1, "\(output.standardOutput)\(output.standardError)")
         let first = try JSONDecoder().decode(VerifyOutput.self, from: Data(output.standardOutput.utf8))
-        // The collection before it cannot read pbad-a's closure past its damaged system: it removes nothing there
-        // (by the readable part alone it would have taken pbad-a's other links, and the pool their entries).
-        let collectedA = try #require(first.hosts.first { $0.host == "pbad-a" }?.removed)
-        #expect(collectedA.files == 0 && collectedA.unreadable?.contains("nothing was removed") == true)
+        // Nothing is collected while something is damaged: a collection reads the closures from the entries.
+        #expect(first.hosts.isEmpty && first.collectionSkipped != nil)
         var report = first.verification
         let reasons = Dictionary(uniqueKeysWithValues: report.damaged.map { ($0.entry.name, $0.entry.reason) })
-        #expect(Set(reasons.keys) == [hashA, hashB, extraHash], "\(reasons)")
+        #expect(Set(reasons.keys) == [hashA, hashB, extraHash, sharedHash], "\(reasons)")
         #expect(reasons[hashA]?.contains("does not start with a narinfo of at most 64 KiB") == true)
         #expect(reasons[extraHash]?.contains("(cut or grown)") == true, "\(reasons[extraHash] ?? "")")
         #expect(
             reasons[hashB]?.contains("its narinfo is of /nix/store/\(sharedHash)") == true, "\(reasons[hashB] ?? "")")
+        #expect(reasons[sharedHash]?.contains("carries no signature of the fleet key") == true)
         #expect(report.damaged.allSatisfy { !$0.repaired })
-        #expect(report.strays.map(\.host) == ["pbad-b"] && report.strays.first?.names == [sharedHash])
-        #expect(report.strays.allSatisfy { !$0.relinked })
+        #expect(report.unlinked.map(\.host) == ["pbad-b"] && report.unlinked.first?.names == [sharedHash])
+        #expect(report.unlinked.allSatisfy { !$0.relinked })
         #expect(Set(report.failures.map(\.host)) == ["pbad-a", "pbad-b"])
         #expect(
             report.failures.allSatisfy { $0.reason.contains("its cache cannot be made again") }, "\(report.failures)")
+        // Put back, every one, with its pool narinfo (so the narinfo-only damage is found again): same inodes,
+        // nothing set aside left, the hosts' names still there.
+        for hash in [hashA, hashB, extraHash, sharedHash] {
+            #expect(try FileStatus.of(pool.directory + "/" + hash + ".narinfo") != nil, "\(hash).narinfo")
+        }
         // Put back, every one: same inodes, nothing set aside left, the hosts' names still there.
         #expect(try Self.entryInodes(pool) == damagedInodes)
         #expect(try FileIO.listDirectory(pool.entriesDirectory).count == 4)
@@ -138,9 +166,12 @@ extension CachePoolTests {
 
         output = try await fixture.fleet(["gc", "--verify"])
         #expect(output.exitCode == 0, "\(output.standardOutput)\(output.standardError)")
-        #expect(output.standardOutput.contains("3 damaged, 3 repaired"), "\(output.standardOutput)")
-        #expect(output.standardOutput.contains("pbad-b: 1 file(s) in its cache were not links to the pool's entries"))
-        #expect(output.standardOutput.contains("linked again") && !output.standardOutput.contains("NOT"))
+        #expect(
+            output.standardOutput.contains(
+                "4 damaged, 4 repaired; 1 cache(s) with names missing or unlinked, 1 linked again"),
+            "\(output.standardOutput)")
+        #expect(output.standardOutput.contains("pbad-b: 1 name(s) of its cache were missing or not links"))
+        #expect(!output.standardOutput.contains("NOT"))
         for (hash, bytes) in originals {
             #expect(try FileIO.read(pool.entriesDirectory + "/" + hash) == bytes, "\(hash) made again as it was")
         }
@@ -148,6 +179,7 @@ extension CachePoolTests {
         for host in ["pbad-a", "pbad-b"] {
             let cache = BinaryCache(directory: try fixture.layout(host).cache)
             #expect(pool.strays(in: cache).isEmpty, "\(host)")
+            #expect(pool.missing(closureOf: try fixture.verifiedManifest(host).toplevel ?? "", from: cache).isEmpty)
             for hash in cache.storePathHashes() {
                 #expect(try FileStatus.of(cache.directory + "/" + hash)?.inode == inodes[hash], "\(host) \(hash)")
             }
@@ -155,7 +187,7 @@ extension CachePoolTests {
         report = try JSONDecoder().decode(
             VerifyOutput.self, from: Data(try await fixture.fleet(["gc", "--verify", "--json"]).standardOutput.utf8)
         ).verification
-        #expect(report.entries == 4 && report.damaged.isEmpty && report.strays.isEmpty && report.isWhole)
+        #expect(report.entries == 4 && report.damaged.isEmpty && report.unlinked.isEmpty && report.isWhole)
     }
 
     /// A publish whose collection meets a served system's entry with no narinfo at its start (damaged in place)
@@ -174,7 +206,7 @@ extension CachePoolTests {
         #expect(names.count == 3)
         let entry = pool.entriesDirectory + "/" + (try Self.hash(toplevel))
         let size = Int(try #require(try FileStatus.of(entry)).size)
-        try Self.overwrite(entry, at: 0, with: [UInt8](repeating: UInt8(ascii: "x"), count: size))
+        try CacheEntryFiles.overwrite(entry, at: 0, with: [UInt8](repeating: UInt8(ascii: "x"), count: size))
 
         try fixture.write("secrets/punread/token", "a secret\n", mode: 0o600)
         let output = try await fixture.fleet(["publish"])
@@ -196,15 +228,6 @@ extension CachePoolTests {
             inodes[name] = try #require(try FileStatus.of(pool.entriesDirectory + "/" + name)).inode
         }
         return inodes
-    }
-
-    /// Writes `bytes` into the file at `offset`, in place: every link to the inode sees them, as with bit rot.
-    static func overwrite(_ path: String, at offset: Int, with bytes: [UInt8]) throws {
-        let descriptor = open(path, O_WRONLY)
-        guard descriptor >= 0 else { throw TestSupportError("open \(path): errno \(errno)") }
-        defer { close(descriptor) }
-        let written = bytes.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, off_t(offset)) }
-        guard written == bytes.count else { throw TestSupportError("pwrite \(path): errno \(errno)") }
     }
 
     static func offset(of needle: [UInt8], in haystack: [UInt8]) -> Int? {
