@@ -326,13 +326,19 @@ struct Activation {
 
     /// A failed generation, not tried again until a newer one is published; unless this machine is what failed
     /// (a full or unwritable state directory while installing secrets or writing the journal), which is a local
-    /// failure: the generation itself is fine, and the next run tries it again.
+    /// failure: the generation itself is fine, and the next run tries it again; or the server sent a damaged NAR
+    /// (``NixSystem/Failure/isServerDamage``), a failed run that is not held against the generation either.
     private func failed(
         _ manifest: Manifest, _ failure: NixSystem.Failure, overlays: String?, _ attempt: inout RunAttempt
     ) -> RunResult {
         if failure.isLocal || failure.systemError.map(RunResult.isLocalFailure(errno:)) == true {
             return .localFailure(
                 "generation \(manifest.generation): \(failure.description)", generation: manifest.generation)
+        }
+        if failure.isServerDamage {
+            return RunResult(
+                outcome: .failed, reason: "generation \(manifest.generation): \(failure.description)",
+                generation: manifest.generation)
         }
         attempt.state.failed = ClientState.Failed(
             generation: manifest.generation, contentDigest: manifest.contentDigest, state: .failed,

@@ -417,14 +417,42 @@ struct CacheFetch {
     /// the narinfo says. One emptied once its paths were in the store, cut by a crash or damaged is downloaded
     /// again, and so is any when the narinfo gives no `sha256:` FileHash.
     private func narIsInPlace(_ info: NarInfo) -> Bool {
-        let path = narDirectory + "/" + info.narFile
-        guard let status = (try? FileStatus.of(path)) ?? nil, status.kind == .regular, let expected = info.fileSHA256,
-            info.fileSize.map({ $0 == status.size }) ?? (status.size > 0),
-            let digest = try? SHA256Hasher.digest(ofFile: path)
-        else { return false }
         // Of the right size but other bytes (damaged, or sent by a server since corrected), it would fail every
         // later substitution that needs it: only the bytes the narinfo names are used again.
-        return NixBase32.encode(digest) == expected
+        info.fileSHA256 != nil && Self.mismatch(ofNar: narDirectory + "/" + info.narFile, for: info) == nil
+    }
+
+    /// Why the NAR file at `path` is not the one `info` names (missing, another size than `FileSize`, another
+    /// SHA-256 than `FileHash`), or nil when it is (or when the narinfo gives no `sha256:` FileHash to compare).
+    static func mismatch(ofNar path: String, for info: NarInfo) -> String? {
+        guard let status = (try? FileStatus.of(path)) ?? nil, status.kind == .regular else { return "missing" }
+        if let size = info.fileSize, size != status.size {
+            return "\(status.size) bytes where its narinfo's FileSize says \(size)"
+        }
+        guard info.fileSize != nil || status.size > 0 else { return "empty" }
+        guard let expected = info.fileSHA256 else { return nil }
+        guard let digest = try? SHA256Hasher.digest(ofFile: path) else { return "unreadable" }
+        let actual = NixBase32.encode(digest)
+        return actual == expected
+            ? nil : "its SHA-256 is sha256:\(actual) where its narinfo's FileHash says sha256:\(expected)"
+    }
+
+    /// The NAR files in the local cache `directory` that are not what their narinfo says, by store path, with
+    /// why. Read after a failed substitution (a NAR in the cache is one not in the store yet): a damaged NAR came
+    /// so from the server, which Nix reports as a failure of its own among others.
+    static func damagedNars(in directory: String) -> [(storePath: String, file: String, reason: String)] {
+        var damaged: [(storePath: String, file: String, reason: String)] = []
+        for name in ((try? FileIO.listDirectory(directory)) ?? []).sorted() where name.hasSuffix(".narinfo") {
+            guard let bytes = try? FileIO.readNoFollow(directory + "/" + name, limit: Int(narinfoLimit)),
+                let info = try? NarInfo(parsing: bytes, name: name)
+            else { continue }
+            let path = directory + "/nar/" + info.narFile
+            guard (try? FileStatus.of(path))??.kind == .regular, let reason = mismatch(ofNar: path, for: info) else {
+                continue
+            }
+            damaged.append((info.storePath ?? name, path, reason))
+        }
+        return damaged
     }
 
     /// Writes the narinfo files of `paths` into the local cache, as the server sent them, for Nix to read. They

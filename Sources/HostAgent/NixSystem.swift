@@ -20,6 +20,10 @@ struct NixSystem {
         /// This machine failed, not the generation, for a reason that has no `errno` (its store lost paths while
         /// the run used them): the next run tries the generation again.
         var isLocal = false
+        /// The server sent something wrong that it can repair (a NAR of its cache damaged on its disk): the run
+        /// fails, loudly, but the generation is not recorded as failed, so the next run tries it again once the
+        /// server's is right (as with a hostile cache entry, which fails before anything reaches Nix).
+        var isServerDamage = false
 
         var description: String {
             // Name the machine's error when the command's last line does not (Nix's own line is the builder's).
@@ -222,6 +226,18 @@ struct NixSystem {
                         + "began are gone (a garbage collection while it ran?), \(lost[0]) the first, and the fleet "
                         + "cache was not asked for them: the next run fetches them",
                     exitCode: output.exitCode, isLocal: true)
+            }
+            let damaged = CacheFetch.damagedNars(in: cache)
+            if let first = damaged.first {
+                // Removed, so that the next run downloads them again (and fails again while the server's are damaged).
+                for nar in damaged { _ = try? FileIO.removeFile(nar.file) }
+                throw Failure(
+                    step: "substitution",
+                    reason: reason + "; the fleet cache's NAR of \(first.storePath) is damaged on the server: "
+                        + "\(first.reason)\(damaged.count > 1 ? " (and \(damaged.count - 1) more)" : ""), and nothing "
+                        + "of it was installed; `fleet gc --verify` on the server finds and repairs it, and the next "
+                        + "run tries again",
+                    exitCode: output.exitCode, isServerDamage: true)
             }
             throw Failure(
                 step: "substitution", reason: reason, exitCode: output.exitCode,

@@ -399,6 +399,46 @@ struct ClientCacheFetchTests: ClientRunSuite {
         #expect(Self.localCacheFiles(fleet, host).isEmpty)
     }
 
+    /// A NAR damaged on the server in place (one byte, the same size: every length agrees, so only its bytes
+    /// tell) gets as far as Nix, which refuses it: the run fails naming the path, the damage and `fleet gc
+    /// --verify`, installs nothing and keeps no damaged file; once the server's `fleet gc --verify` made the
+    /// entry again from its store, the host applies.
+    @Test func aNarDamagedOnTheServerIsNamedAndTheHostAppliesOnceVerifyRepairedIt() async throws {
+        let host = "cfetchrot"
+        let fleet = try await Self.start(host, nonce: UUID().uuidString)
+        defer { fleet.stop() }
+        let toplevel = try #require(try fleet.manifest(host).toplevel)
+        let b = try #require(try Self.closure(of: toplevel)["cachefetch-b"])
+        let entry = CacheEntryFiles.path(in: try fleet.layout(host).cache, of: b)
+        let original = try FileIO.readNoFollow(entry, limit: 1 << 20)
+        let narFile = try CacheEntryFiles.narFile(entry)
+        try CacheEntryFiles.overwrite(entry, at: original.count - 2, with: [original[original.count - 2] ^ 0x55])
+        try Self.forget([toplevel, b], fleet: fleet)
+
+        var output = try await fleet.client(host)
+        #expect(output.exitCode == Self.failed, "\(output.standardError)")
+        #expect(
+            output.standardError.contains("the fleet cache's NAR of \(b) is damaged on the server: its SHA-256 is")
+                && output.standardError.contains("`fleet gc --verify` on the server"), "\(output.standardError)")
+        #expect(try FileStatus.of(toplevel) == nil && (try FileStatus.of(b)) == nil, "nothing of it installed")
+        #expect(!Self.localCacheFiles(fleet, host).contains("nar/" + narFile), "the damaged NAR is not kept")
+        #expect(try fleet.state(host).applied == nil)
+        #expect(try fleet.state(host).failed == nil, "not held against the generation: the next run tries again")
+
+        // The server: its store gets the system back (its build), and the verification makes the entry again.
+        #expect(try await fleet.fixture.fleet(["build", host]).exitCode == 0)
+        let verified = try await fleet.fixture.fleet(["gc", "--verify"])
+        #expect(verified.exitCode == 0, "\(verified.standardOutput)\(verified.standardError)")
+        #expect(verified.standardOutput.contains("1 damaged, 1 repaired"), "\(verified.standardOutput)")
+        #expect(try FileIO.readNoFollow(entry, limit: 1 << 20) == original)
+
+        try Self.forget([toplevel, b], fleet: fleet)
+        output = try await fleet.client(host)
+        #expect(output.exitCode == Self.applied, "\(output.standardError)")
+        #expect(try fleet.state(host).applied?.system == toplevel)
+        #expect(Self.localCacheFiles(fleet, host).isEmpty)
+    }
+
     /// The walk holds the narinfos of every path the store lacks in memory until their NARs come: a server whose
     /// narinfos take more than the walk's limit (256 MiB; here a few hundred bytes, through the debug build's
     /// `FLEET_TEST_NARINFO_MEMORY_LIMIT`) is refused at the entry where the limit is passed, counted across the
