@@ -75,23 +75,26 @@ extension CachePool {
     /// The entries of `toplevel`'s closure (as the pool's narinfos give it) that `cache` lacks, by name. A path
     /// whose pool narinfo cannot be read counts as lacking too: what lies below it is unknown, and only making
     /// the cache again (``add(closureOf:signingKeyFile:)``, which copies the path anew) can tell.
-    public func missing(closureOf toplevel: String, from cache: BinaryCache) -> [String] {
+    ///
+    /// - Parameter references: the pool's narinfos as read so far; pass one to many calls, so that a path that
+    ///   many hosts' closures share is read once.
+    public func missing(
+        closureOf toplevel: String, from cache: BinaryCache, references: PoolReferences? = nil
+    ) -> [String] {
         guard let root = Nix.hashPart(ofStorePath: toplevel) else { return [] }
+        let references = references ?? PoolReferences(self)
         let held = cache.storePathHashes()
         var seen: Set<String> = []
         var missing: Set<String> = []
         var queue = [root]
         while let hash = queue.popLast() {
             guard seen.insert(hash).inserted else { continue }
-            let path = directory + "/" + NarInfo.fileName(ofHashPart: hash)
-            guard let bytes = try? FileIO.readNoFollow(path, limit: Self.narInfoLimit),
-                let info = try? NarInfo(parsing: bytes, name: path)
-            else {
+            guard let below = references.of(hash) else {
                 missing.insert(hash)
                 continue
             }
             if !held.contains(hash) { missing.insert(hash) }
-            queue += info.references
+            queue += below
         }
         return missing.sorted()
     }
@@ -237,5 +240,25 @@ extension CachePool {
                     + "(same size, other bytes: a disk error or an edit)")
         }
         return .whole(size: size)
+    }
+}
+
+/// The references the pool's narinfos give, each file read once however many closures walk it: a fleet's hosts
+/// share most of their closures, and a verification walks every host's. For one verification at a time (the
+/// pool changes under the publish lock only).
+public final class PoolReferences {
+    private let pool: CachePool
+    private var read: [String: [String]?] = [:]
+
+    public init(_ pool: CachePool) { self.pool = pool }
+
+    /// The hash parts `hash`'s narinfo refers to; nil when the pool has no readable narinfo of it.
+    func of(_ hash: String) -> [String]? {
+        if let known = read[hash] { return known }
+        let path = pool.directory + "/" + NarInfo.fileName(ofHashPart: hash)
+        let references = (try? FileIO.readNoFollow(path, limit: CachePool.narInfoLimit))
+            .flatMap { try? NarInfo(parsing: $0, name: path) }.map(\.references)
+        read[hash] = .some(references)
+        return references
     }
 }

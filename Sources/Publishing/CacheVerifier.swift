@@ -69,9 +69,11 @@ public enum CacheVerifier {
         for layout in layouts {
             served[layout.host.value] = try CacheCollector.servedToplevels(layout, store: store)
         }
+        let references = PoolReferences(pool)
         for layout in layouts {
             let cache = BinaryCache(directory: layout.cache)
-            let names = unlinkedNames(in: cache, serving: served[layout.host.value] ?? [], pool: pool)
+            let names = unlinkedNames(
+                in: cache, serving: served[layout.host.value] ?? [], pool: pool, references: references)
             guard !names.isEmpty else { continue }
             report.unlinked.append(Report.Unlinked(host: layout.host.value, names: names, relinked: false))
         }
@@ -126,10 +128,12 @@ public enum CacheVerifier {
         for index in report.damaged.indices where report.damaged[index].hosts.isEmpty {
             report.damaged[index].repaired = true
         }
+        let referencesNow = PoolReferences(pool)
         for index in report.unlinked.indices {
             guard let layout = layoutOfHost[report.unlinked[index].host] else { continue }
             let still = unlinkedNames(
-                in: BinaryCache(directory: layout.cache), serving: served[layout.host.value] ?? [], pool: pool)
+                in: BinaryCache(directory: layout.cache), serving: served[layout.host.value] ?? [], pool: pool,
+                references: referencesNow)
             report.unlinked[index].relinked = Set(still).isDisjoint(with: report.unlinked[index].names)
         }
         return report
@@ -137,9 +141,13 @@ public enum CacheVerifier {
 
     /// The names a host's cache should hold as links to the pool's entries and does not: the entries of its
     /// served systems' closures it lacks, and the files that are not the pool's entry of their name.
-    static func unlinkedNames(in cache: BinaryCache, serving toplevels: [String], pool: CachePool) -> [String] {
+    static func unlinkedNames(
+        in cache: BinaryCache, serving toplevels: [String], pool: CachePool, references: PoolReferences
+    ) -> [String] {
         var names = Set(pool.strays(in: cache))
-        for toplevel in toplevels { names.formUnion(pool.missing(closureOf: toplevel, from: cache)) }
+        for toplevel in toplevels {
+            names.formUnion(pool.missing(closureOf: toplevel, from: cache, references: references))
+        }
         return names.sorted()
     }
 
