@@ -72,31 +72,28 @@ extension CachePool {
         }
     }
 
-    /// The entries of `toplevel`'s closure (as the pool's narinfos give it) that `cache` lacks, by name. A path
-    /// whose pool narinfo cannot be read counts as lacking too: what lies below it is unknown, and only making
-    /// the cache again (``add(closureOf:signingKeyFile:)``, which copies the path anew) can tell.
+    /// The entry names of `toplevel`'s closure as the pool's narinfos give it, and those of its paths whose pool
+    /// narinfo cannot be read (what lies below them is unknown: only making the cache again, which copies the
+    /// path anew, can tell).
     ///
     /// - Parameter references: the pool's narinfos as read so far; pass one to many calls, so that a path that
     ///   many hosts' closures share is read once.
-    public func missing(
-        closureOf toplevel: String, from cache: BinaryCache, references: PoolReferences? = nil
-    ) -> [String] {
-        guard let root = Nix.hashPart(ofStorePath: toplevel) else { return [] }
-        let references = references ?? PoolReferences(self)
-        let held = cache.storePathHashes()
-        var seen: Set<String> = []
-        var missing: Set<String> = []
+    public func closureNames(of toplevel: String, references: PoolReferences) -> (
+        names: Set<String>, unreadable: Set<String>
+    ) {
+        guard let root = Nix.hashPart(ofStorePath: toplevel) else { return ([], []) }
+        var names: Set<String> = []
+        var unreadable: Set<String> = []
         var queue = [root]
         while let hash = queue.popLast() {
-            guard seen.insert(hash).inserted else { continue }
+            guard names.insert(hash).inserted else { continue }
             guard let below = references.of(hash) else {
-                missing.insert(hash)
+                unreadable.insert(hash)
                 continue
             }
-            if !held.contains(hash) { missing.insert(hash) }
             queue += below
         }
-        return missing.sorted()
+        return (names, unreadable)
     }
 
     /// Where ``setAside(_:)`` keeps a damaged entry and its pool narinfo during a repair: in `entries/` (the same
@@ -112,16 +109,15 @@ extension CachePool {
     /// next ``add(closureOf:signingKeyFile:)`` copies the path again and makes a new entry. The hosts' links still
     /// name the damaged inode until they are linked to the new entry.
     ///
-    /// - Returns: whether the entry was moved (it was there).
-    public func setAside(_ damaged: DamagedEntry) -> Bool {
+    /// - Throws: when the entry cannot be moved (nothing was changed then).
+    public func setAside(_ damaged: DamagedEntry) throws(BinaryCache.Failure) {
         let aside = asideNames(of: damaged)
         do {
             try FileIO.rename(entriesDirectory + "/" + damaged.name, to: aside.entry)
         } catch {
-            return false
+            throw BinaryCache.Failure(description: "\(error)")
         }
         _ = try? FileIO.rename(directory + "/" + NarInfo.fileName(ofHashPart: damaged.name), to: aside.narinfo)
-        return true
     }
 
     /// Ends a repair: when the pool has the entry again (made anew), what was set aside goes; otherwise the
@@ -145,10 +141,13 @@ extension CachePool {
         return false
     }
 
-    /// Removes a damaged entry that no host in fleet.toml links: the entry and the pool's narinfo.
-    public func remove(_ damaged: DamagedEntry) {
-        _ = try? FileIO.removeFile(entriesDirectory + "/" + damaged.name)
+    /// Removes a damaged entry that no served system of a host in fleet.toml needs: the entry and the pool's
+    /// narinfo.
+    ///
+    /// - Returns: whether the entry is gone.
+    public func remove(_ damaged: DamagedEntry) -> Bool {
         _ = try? FileIO.removeFile(directory + "/" + NarInfo.fileName(ofHashPart: damaged.name))
+        return (try? FileIO.removeFile(entriesDirectory + "/" + damaged.name)) != nil
     }
 
     private enum EntryCheck {

@@ -438,7 +438,7 @@ struct CacheFetch {
     }
 
     /// The NAR files in the local cache `directory` that are not what their narinfo says, by store path, with
-    /// why. Read after a failed substitution (a NAR in the cache is one not in the store yet): a damaged NAR came
+    /// why (empty files, which substituted batches leave, are not looked at). Read after a failed substitution (a NAR in the cache is one not in the store yet): a damaged NAR came
     /// so from the server, which Nix reports as a failure of its own among others.
     static func damagedNars(in directory: String) -> [(storePath: String, file: String, reason: String)] {
         var damaged: [(storePath: String, file: String, reason: String)] = []
@@ -447,9 +447,11 @@ struct CacheFetch {
                 let info = try? NarInfo(parsing: bytes, name: name)
             else { continue }
             let path = directory + "/nar/" + info.narFile
-            guard (try? FileStatus.of(path))??.kind == .regular, let reason = mismatch(ofNar: path, for: info) else {
-                continue
-            }
+            // An empty file is a NAR whose batch is in the store already (emptied then), not a damaged one: a
+            // download cut short fails the download itself (its size is checked).
+            guard let status = (try? FileStatus.of(path)) ?? nil, status.kind == .regular, status.size > 0,
+                let reason = mismatch(ofNar: path, for: info)
+            else { continue }
             damaged.append((info.storePath ?? name, path, reason))
         }
         return damaged

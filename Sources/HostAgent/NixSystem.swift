@@ -227,7 +227,8 @@ struct NixSystem {
                         + "cache was not asked for them: the next run fetches them",
                     exitCode: output.exitCode, isLocal: true)
             }
-            let damaged = CacheFetch.damagedNars(in: cache)
+            // This machine's own failures (a full disk) come first: they are not the server's.
+            let damaged = Self.machineError(in: output.tail) == nil ? CacheFetch.damagedNars(in: cache) : []
             if let first = damaged.first {
                 // Removed, so that the next run downloads them again (and fails again while the server's are damaged).
                 for nar in damaged { _ = try? FileIO.removeFile(nar.file) }

@@ -15,12 +15,14 @@ public enum CacheVerifier {
         /// One damaged entry and what became of it.
         public struct Damage: Codable, Sendable {
             public var entry: DamagedEntry
-            /// The hosts in fleet.toml whose cache linked it, which had their served systems' caches made again.
+            /// The hosts in fleet.toml whose served systems need it and whose cache linked it, which had their
+            /// served systems' caches made again.
             public var hosts: [String]
-            /// Links to it outside those hosts' caches (a host no longer in fleet.toml, a copy by hand): they keep
-            /// the damaged file, which goes with the last of them.
+            /// Its other links (a host no longer in fleet.toml, a link no served system needs any more): they keep
+            /// the damaged file until they go (a collection, or the chroot's removal).
             public var otherLinks: Int
-            /// Whether the pool has a new entry of the path, and every one of `hosts` links it.
+            /// Whether the pool has a new entry of the path and every one of `hosts` links it; or, when no host
+            /// needs it, whether it is gone from the pool.
             public var repaired: Bool
         }
 
@@ -45,8 +47,10 @@ public enum CacheVerifier {
         public var unlinked: [Unlinked]
         public var failures: [Failure]
 
-        /// Whether nothing was wrong, or everything wrong was repaired.
-        public var isWhole: Bool { damaged.allSatisfy(\.repaired) && unlinked.allSatisfy(\.relinked) }
+        /// Whether nothing was wrong, or everything wrong was repaired, and nothing failed.
+        public var isWhole: Bool {
+            damaged.allSatisfy(\.repaired) && unlinked.allSatisfy(\.relinked) && failures.isEmpty
+        }
     }
 
     /// Verifies the pool and the hosts' caches and repairs what is wrong. Call with the publish lock held, before
@@ -69,28 +73,44 @@ public enum CacheVerifier {
         for layout in layouts {
             served[layout.host.value] = try CacheCollector.servedToplevels(layout, store: store)
         }
+        // What each host's served systems need, as the pool's narinfos say before anything is set aside.
         let references = PoolReferences(pool)
+        var needs: [String: Set<String>] = [:]
         for layout in layouts {
             let cache = BinaryCache(directory: layout.cache)
-            let names = unlinkedNames(
-                in: cache, serving: served[layout.host.value] ?? [], pool: pool, references: references)
+            let needed = closures(of: served[layout.host.value] ?? [], pool: pool, references: references)
+            needs[layout.host.value] = needed.names
+            let names = unlinkedNames(in: cache, needing: needed, pool: pool)
             guard !names.isEmpty else { continue }
             report.unlinked.append(Report.Unlinked(host: layout.host.value, names: names, relinked: false))
         }
+        var setAside: Set<String> = []
         for damaged in verification.damaged {
+            // The hosts whose served systems need it; a host's link to it outside those is garbage its collection
+            // removes, counted with the links outside fleet.toml's hosts.
             let linking = Set(
-                pool.caches(linking: damaged, among: layouts.map { BinaryCache(directory: $0.cache) })
-                    .map(\.directory))
-            let hosts = layouts.filter { linking.contains($0.cache) }.map(\.host.value)
-            let links = (try? FileStatus.of(pool.entriesDirectory + "/" + damaged.name))?.linkCount ?? 1
-            report.damaged.append(
-                Report.Damage(
-                    entry: damaged, hosts: hosts, otherLinks: max(0, Int(links) - 1 - hosts.count), repaired: false))
-            if hosts.isEmpty {
-                pool.remove(damaged)
-            } else {
-                _ = pool.setAside(damaged)
+                pool.caches(linking: damaged, among: layouts.map { BinaryCache(directory: $0.cache) }).map(\.directory))
+            let hosts = layouts.filter {
+                linking.contains($0.cache) && needs[$0.host.value]?.contains(damaged.name) == true
             }
+            .map(\.host.value)
+            let links = (try? FileStatus.of(pool.entriesDirectory + "/" + damaged.name))?.linkCount ?? 1
+            var damage = Report.Damage(
+                entry: damaged, hosts: hosts, otherLinks: max(0, Int(links) - 1 - hosts.count), repaired: false)
+            if hosts.isEmpty {
+                damage.repaired = pool.remove(damaged)
+            } else {
+                do {
+                    try pool.setAside(damaged)
+                    setAside.insert(damaged.name)
+                } catch {
+                    report.failures.append(
+                        Report.Failure(
+                            host: "(pool)", toplevel: damaged.storePath ?? damaged.name,
+                            reason: "the damaged entry cannot be set aside to be made again: \(error)"))
+                }
+            }
+            report.damaged.append(damage)
         }
 
         // Each affected host's served systems are added and linked again, as a publish does: what was set aside
@@ -112,8 +132,9 @@ public enum CacheVerifier {
             }
         }
 
-        // What holds now, read from the disk.
-        for index in report.damaged.indices where !report.damaged[index].hosts.isEmpty {
+        // What holds now, read from the disk: a damaged entry is repaired when the pool has a new one (the damaged
+        // one was set aside, so this is another file) and every host that needs it links that.
+        for index in report.damaged.indices where setAside.contains(report.damaged[index].entry.name) {
             let damage = report.damaged[index]
             guard pool.settle(damage.entry),
                 let entry = try? FileStatus.of(pool.entriesDirectory + "/" + damage.entry.name)
@@ -125,30 +146,40 @@ public enum CacheVerifier {
                 return link.device == entry.device && link.inode == entry.inode
             }
         }
-        for index in report.damaged.indices where report.damaged[index].hosts.isEmpty {
-            report.damaged[index].repaired = true
-        }
         let referencesNow = PoolReferences(pool)
         for index in report.unlinked.indices {
-            guard let layout = layoutOfHost[report.unlinked[index].host] else { continue }
-            let still = unlinkedNames(
-                in: BinaryCache(directory: layout.cache), serving: served[layout.host.value] ?? [], pool: pool,
-                references: referencesNow)
+            let host = report.unlinked[index].host
+            guard let layout = layoutOfHost[host] else { continue }
+            let needed = closures(of: served[host] ?? [], pool: pool, references: referencesNow)
+            let still = unlinkedNames(in: BinaryCache(directory: layout.cache), needing: needed, pool: pool)
             report.unlinked[index].relinked = Set(still).isDisjoint(with: report.unlinked[index].names)
         }
         return report
     }
 
-    /// The names a host's cache should hold as links to the pool's entries and does not: the entries of its
-    /// served systems' closures it lacks, and the files that are not the pool's entry of their name.
-    static func unlinkedNames(
-        in cache: BinaryCache, serving toplevels: [String], pool: CachePool, references: PoolReferences
-    ) -> [String] {
-        var names = Set(pool.strays(in: cache))
+    /// The entry names the closures of `toplevels` hold, and those whose pool narinfo cannot be read.
+    static func closures(of toplevels: [String], pool: CachePool, references: PoolReferences) -> (
+        names: Set<String>, unreadable: Set<String>
+    ) {
+        var names: Set<String> = []
+        var unreadable: Set<String> = []
         for toplevel in toplevels {
-            names.formUnion(pool.missing(closureOf: toplevel, from: cache, references: references))
+            let closure = pool.closureNames(of: toplevel, references: references)
+            names.formUnion(closure.names)
+            unreadable.formUnion(closure.unreadable)
         }
-        return names.sorted()
+        return (names, unreadable)
+    }
+
+    /// The names a host's cache should hold as links to the pool's entries and does not: those its served
+    /// systems need that it lacks or holds as another file than the pool's entry (or that the pool has no
+    /// readable narinfo of). Names its systems do not need are left to its collection.
+    static func unlinkedNames(
+        in cache: BinaryCache, needing needed: (names: Set<String>, unreadable: Set<String>), pool: CachePool
+    ) -> [String] {
+        let held = cache.storePathHashes()
+        let strays = Set(pool.strays(in: cache)).intersection(needed.names)
+        return strays.union(needed.names.subtracting(held)).union(needed.unreadable).sorted()
     }
 
     /// The fleet's public key: from the secret key when it can be read, else from `signing.pub` beside it.

@@ -179,7 +179,9 @@ extension CachePoolTests {
         for host in ["pbad-a", "pbad-b"] {
             let cache = BinaryCache(directory: try fixture.layout(host).cache)
             #expect(pool.strays(in: cache).isEmpty, "\(host)")
-            #expect(pool.missing(closureOf: try fixture.verifiedManifest(host).toplevel ?? "", from: cache).isEmpty)
+            let closure = pool.closureNames(
+                of: try fixture.verifiedManifest(host).toplevel ?? "", references: PoolReferences(pool))
+            #expect(closure.unreadable.isEmpty && closure.names.isSubset(of: cache.storePathHashes()), "\(host)")
             for hash in cache.storePathHashes() {
                 #expect(try FileStatus.of(cache.directory + "/" + hash)?.inode == inodes[hash], "\(host) \(hash)")
             }

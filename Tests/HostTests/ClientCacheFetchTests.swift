@@ -4,6 +4,7 @@ import FleetFiles
 import FleetProtocol
 import FleetTestSupport
 import Foundation
+import NixKit
 import ServerStore
 import Testing
 
@@ -437,6 +438,41 @@ struct ClientCacheFetchTests: ClientRunSuite {
         #expect(output.exitCode == Self.applied, "\(output.standardError)")
         #expect(try fleet.state(host).applied?.system == toplevel)
         #expect(Self.localCacheFiles(fleet, host).isEmpty)
+    }
+
+    /// After a failed substitution only a NAR whose bytes are not its narinfo's counts as damaged on the server:
+    /// not one that a substituted batch emptied (the failure is then the generation's or this machine's, and the
+    /// generation must be recorded as failed), not a whole one.
+    @Test func onlyANarOfOtherBytesThanItsNarinfoSaysCountsAsDamaged() throws {
+        let directory = try TestDirectory.makeTemporary()
+        defer { directory.remove() }
+        try FileIO.createDirectories(directory.path("nar"))
+        func add(_ name: Character, bytes: [UInt8], onDisk: [UInt8]) throws {
+            let hash = String(repeating: name, count: 32)
+            let file = String(repeating: name, count: 52) + ".nar.zst"
+            var hasher = SHA256Hasher()
+            hasher.update(bytes)
+            let narinfo = """
+                StorePath: /nix/store/\(hash)-\(name)
+                URL: nar/\(file)
+                Compression: zstd
+                FileHash: sha256:\(NixBase32.encode(hasher.finalize()))
+                FileSize: \(bytes.count)
+                NarHash: sha256:\(String(repeating: "0", count: 52))
+                NarSize: 1
+                References:\u{20}
+
+                """
+            try directory.writeFile(hash + ".narinfo", text: narinfo)
+            try FileIO.writeAtomically(onDisk, to: directory.path("nar/" + file))
+        }
+        let bytes = Array("a NAR, compressed".utf8)
+        try add("a", bytes: bytes, onDisk: bytes)
+        try add("b", bytes: bytes, onDisk: [])
+        try add("c", bytes: bytes, onDisk: bytes.map { $0 ^ 1 })
+        let damaged = CacheFetch.damagedNars(in: directory.path)
+        #expect(damaged.map(\.storePath) == ["/nix/store/\(String(repeating: "c", count: 32))-c"])
+        #expect(damaged.first?.reason.contains("its SHA-256 is sha256:") == true)
     }
 
     /// The walk holds the narinfos of every path the store lacks in memory until their NARs come: a server whose
