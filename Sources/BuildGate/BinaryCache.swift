@@ -26,16 +26,17 @@ public struct BinaryCache: Sendable {
     /// is unknown: nothing is removed, and the removal says why.
     ///
     /// - Returns: the names deleted and their sizes.
+    ///
+    /// - Parameter references: the entries' narinfos as read so far; pass one to the collections of many hosts,
+    ///   whose caches link the same pool entries, so that each is read once.
     @discardableResult
-    public func collect(keeping toplevels: [String]) -> CacheRemoval {
+    public func collect(keeping toplevels: [String], references: EntryReferences = EntryReferences()) -> CacheRemoval {
         var needed: Set<String> = []
         var queue = toplevels.compactMap(Nix.hashPart(ofStorePath:))
         while let hash = queue.popLast() {
             let name = CacheEntry.fileName(ofHashPart: hash)
             guard needed.insert(name).inserted else { continue }
-            guard let narinfo = Self.narinfo(ofEntry: directory + "/" + name),
-                let info = try? NarInfo(parsing: narinfo, name: name), info.listsReferences
-            else {
+            guard let below = references.of(entry: directory + "/" + name) else {
                 var removal = CacheRemoval()
                 removal.unreadable =
                     "\(directory)/\(name), which a served system needs, is missing or starts with no readable "
@@ -43,7 +44,7 @@ public struct BinaryCache: Sendable {
                     + "(`fleet gc --verify` finds and repairs damaged entries)"
                 return removal
             }
-            queue += info.references
+            queue += below
         }
         var removal = CacheRemoval()
         for name in (try? FileIO.listDirectory(directory)) ?? [] where !needed.contains(name) {
@@ -85,5 +86,37 @@ public struct BinaryCache: Sendable {
         let path = directory + "/" + name
         guard let status = try? FileStatus.of(path), status.kind != .directory else { return }
         if (try? FileIO.removeFile(path)) == true { removal.add(name, bytes: status.size) }
+    }
+}
+
+/// The references of cache entries' narinfos, by the entry file's inode: hosts' caches link the pool's entries,
+/// so a collection of many hosts (a publish, `fleet gc`) reads each shared entry once instead of once per host.
+/// Keyed by inode, size and modification time, which a link does not change (its change time it does), and
+/// which an entry, written once and never rewritten in place, keeps.
+public final class EntryReferences {
+    private struct Key: Hashable {
+        let device: UInt64
+        let inode: UInt64
+        let size: Int64
+        let seconds: Int64
+        let nanoseconds: Int64
+    }
+
+    private var read: [Key: [String]?] = [:]
+
+    public init() {}
+
+    /// The hash parts the entry's narinfo refers to; nil when it is missing, not a regular file, or starts with
+    /// no narinfo Nix would write (unreadable, or without a `References` line).
+    func of(entry path: String) -> [String]? {
+        guard let status = (try? FileStatus.of(path)) ?? nil, status.kind == .regular else { return nil }
+        let key = Key(
+            device: status.device, inode: status.inode, size: status.size, seconds: status.modificationSeconds,
+            nanoseconds: status.modificationNanoseconds)
+        if let known = read[key] { return known }
+        let references = BinaryCache.narinfo(ofEntry: path).flatMap { try? NarInfo(parsing: $0, name: path) }
+            .flatMap { $0.listsReferences ? $0.references : nil }
+        read[key] = .some(references)
+        return references
     }
 }

@@ -30,9 +30,10 @@ public enum CacheCollector {
     /// grace period is the snapshots') and then the pool. Call with the publish lock held.
     public static func collect(_ configuration: FleetConfiguration, store: StateStore) throws -> Report {
         var hosts: [Report.HostRemoval] = []
+        let references = EntryReferences()
         for host in configuration.hosts {
             let layout = ChrootLayout(root: configuration.server.chrootRoot, host: host.name)
-            guard let removed = try collect(layout, store: store) else { continue }
+            guard let removed = try collect(layout, store: store, references: references) else { continue }
             hosts.append(.init(host: host.name.value, removed: removed))
         }
         return Report(hosts: hosts, pool: CachePool(chrootRoot: configuration.server.chrootRoot).collect())
@@ -40,10 +41,16 @@ public enum CacheCollector {
 
     /// Removes from `layout`'s cache what the systems of its served generations do not need; nil when the
     /// host has no cache (its `cache/` is missing or empty).
-    public static func collect(_ layout: ChrootLayout, store: StateStore) throws -> CacheRemoval? {
+    ///
+    /// - Parameter references: the entries' narinfos as read so far (``EntryReferences``), shared by the
+    ///   collections of one run.
+    public static func collect(
+        _ layout: ChrootLayout, store: StateStore, references: EntryReferences = EntryReferences()
+    ) throws -> CacheRemoval? {
         guard try FileStatus.of(layout.cache)?.kind == .directory, try !FileIO.listDirectory(layout.cache).isEmpty
         else { return nil }
-        return BinaryCache(directory: layout.cache).collect(keeping: try servedToplevels(layout, store: store))
+        return BinaryCache(directory: layout.cache).collect(
+            keeping: try servedToplevels(layout, store: store), references: references)
     }
 
     /// The systems (with a cache) of the generations whose snapshots are still in the chroot: the current

@@ -27,6 +27,8 @@ public struct Publisher {
     /// Builds hosts whose settings ask for it (`build`, `cache`) or all, with ``PublishOptions/forceBuild``.
     let builder: SystemBuilder
     public let options: PublishOptions
+    /// The cache entries' narinfos read by this publish's collections: the hosts' caches share the pool's entries.
+    let entryReferences = EntryReferences()
     /// Finds the commit the manifests name; called once per publish, when its first host is published.
     let findSourceCommit: @Sendable () async -> String
 
@@ -590,7 +592,9 @@ public struct Publisher {
             now: Int64(now.timeIntervalSince1970), keeping: try rollout?.keeping(layout.host.value) ?? [])
         let snapshotsRemoved = removed.contains { $0.hasPrefix(layout.snapshots + "/") }
         guard published || snapshotsRemoved else { return }
-        if let unreadable = try CacheCollector.collect(layout, store: store)?.unreadable { warnings.append(unreadable) }
+        if let unreadable = try CacheCollector.collect(layout, store: store, references: entryReferences)?.unreadable {
+            warnings.append(unreadable)
+        }
     }
 
     /// The fleet repository's commit, with `-dirty` when it has uncommitted changes, or `none` outside git.
