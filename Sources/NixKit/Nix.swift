@@ -20,18 +20,44 @@ public enum Nix {
     /// The 32-character hash part of `/nix/store/<hash>-<name>`, or nil when it is not such a path (nothing
     /// after the name, only Nix's base-32 in the hash and Nix's characters in the name).
     public static func hashPart(ofStorePath path: String) -> String? {
-        guard path.hasPrefix("/nix/store/") else { return nil }
-        let base = path.dropFirst("/nix/store/".count)
-        guard !base.contains("/"), base.count > 33, base.dropFirst(32).first == "-" else { return nil }
-        let hash = String(base.prefix(32))
-        guard isHashPart(hash),
-            base.dropFirst(33).allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "+-._?=".contains($0)) })
+        let bytes = path.utf8
+        guard bytes.starts(with: storeDirectory) else { return nil }
+        let base = bytes.dropFirst(storeDirectory.count)
+        guard base.count > 33, base.dropFirst(32).first == UInt8(ascii: "-"),
+            base.prefix(32).allSatisfy(isBase32), base.dropFirst(33).allSatisfy(isNameByte)
         else { return nil }
-        return hash
+        return String(decoding: base.prefix(32), as: UTF8.self)
     }
 
-    /// Whether `text` is a store path's hash part: 32 characters of Nix's base-32.
+    /// Whether `text` is a store path's hash part: 32 characters of Nix's base-32. Byte by byte: it runs for
+    /// every name in every cache and every reference of every narinfo.
     public static func isHashPart(_ text: some StringProtocol) -> Bool {
-        text.count == 32 && text.allSatisfy { "0123456789abcdfghijklmnpqrsvwxyz".contains($0) }
+        var count = 0
+        for byte in text.utf8 {
+            guard isBase32(byte) else { return false }
+            count += 1
+        }
+        return count == 32
     }
+
+    private static let storeDirectory = Array("/nix/store/".utf8)
+
+    /// Nix's base-32 digits: `0-9a-z` without `e`, `o`, `u` and `t`.
+    private static let base32Digits: [Bool] = {
+        var table = [Bool](repeating: false, count: 256)
+        for byte in "0123456789abcdfghijklmnpqrsvwxyz".utf8 { table[Int(byte)] = true }
+        return table
+    }()
+
+    /// What a store path's name may hold: ASCII letters and digits and `+-._?=` (no `/`).
+    private static let nameBytes: [Bool] = {
+        var table = [Bool](repeating: false, count: 256)
+        for byte in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-._?=".utf8 {
+            table[Int(byte)] = true
+        }
+        return table
+    }()
+
+    private static func isBase32(_ byte: UInt8) -> Bool { base32Digits[Int(byte)] }
+    private static func isNameByte(_ byte: UInt8) -> Bool { nameBytes[Int(byte)] }
 }

@@ -106,6 +106,22 @@ struct NixKitTests {
         #expect(!Nix.isHashPart(Self.hashA + ".narinfo") && !Nix.isHashPart(String(Self.hashA.dropLast()) + "e"))
     }
 
+    /// A store path's hash part, and every way a string is not a store path that the byte-wise check must still
+    /// refuse (the hash's alphabet, the dash, the name's characters, the store directory).
+    @Test func aStorePathsHashPartIsFoundAndAnythingElseRefused() {
+        let hash = Self.hashA
+        #expect(Nix.hashPart(ofStorePath: "/nix/store/\(hash)-glibc-2.39+x_y.z?=1") == hash)
+        for refused in [
+            "/nix/store/\(hash)", "/nix/store/\(hash)-", "/nix/store/\(hash)glibc", "/nix/store/\(hash)-a/b",
+            "/nix/store/\(hash)-é", "/nix/store/\(hash)-a b", "/nix/stor/\(hash)-a", "nix/store/\(hash)-a",
+            "/nix/store/\(hash.uppercased())-a", "/nix/store/\(String(hash.dropLast()))e-a",
+            "/nix/store/\(String(hash.dropLast()))-a", "/nix/store//\(hash)-a",
+        ] {
+            #expect(Nix.hashPart(ofStorePath: refused) == nil, "\(refused)")
+        }
+        #expect(!Nix.isHashPart("") && !Nix.isHashPart(hash + "0") && !Nix.isHashPart(String(hash.dropLast()) + "é"))
+    }
+
     /// Nix's base32 of a digest, against `nix-hash --to-base32` itself.
     @Test func base32IsNixs() throws {
         for text in ["", "fleet", String(repeating: "nar", count: 1000)] {
