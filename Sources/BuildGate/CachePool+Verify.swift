@@ -96,6 +96,14 @@ extension CachePool {
         return (names, unreadable)
     }
 
+    /// Whether the pool holds `toplevel`'s whole closure: a readable narinfo and an entry for every path. Then
+    /// ``link(closureOf:into:)`` alone makes a host's cache of it, without ``add(closureOf:signingKeyFile:)``'s
+    /// `nix copy` (a repair shared by many hosts copies a path once, for the first).
+    public func holdsClosure(of toplevel: String) -> Bool {
+        guard let entries = try? closure(of: toplevel) else { return false }
+        return entries.allSatisfy { hasEntry($0) && entryIsWhole($0) }
+    }
+
     /// Where ``setAside(_:)`` keeps a damaged entry and its pool narinfo during a repair: in `entries/` (the same
     /// filesystem, so a rename), under names no publish writes (its temporaries are `.fleet-tmp-<pid>-<name>`).
     /// A repair killed midway leaves them: the pool's collection removes names with the temporary prefix, and the

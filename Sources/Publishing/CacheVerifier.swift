@@ -114,13 +114,16 @@ public enum CacheVerifier {
         }
 
         // Each affected host's served systems are added and linked again, as a publish does: what was set aside
-        // is copied from the server's Nix store anew, and each host's name is linked to the pool's new entry.
+        // is copied from the server's Nix store anew (once: a system whose closure the pool holds whole again is
+        // only linked), and each host's name is linked to the pool's new entry.
         let affected = Set(report.damaged.flatMap(\.hosts) + report.unlinked.map(\.host))
         let signingKeyFile = stateDirectory + "/" + SigningKeyFile.secretName
         for layout in layouts where affected.contains(layout.host.value) {
             for toplevel in served[layout.host.value] ?? [] {
                 do {
-                    try await pool.add(closureOf: toplevel, signingKeyFile: signingKeyFile)
+                    if !pool.holdsClosure(of: toplevel) {
+                        try await pool.add(closureOf: toplevel, signingKeyFile: signingKeyFile)
+                    }
                     try pool.link(closureOf: toplevel, into: BinaryCache(directory: layout.cache))
                 } catch {
                     report.failures.append(
