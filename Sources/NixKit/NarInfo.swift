@@ -69,22 +69,26 @@ public struct NarInfo: Sendable, Equatable {
             }
             switch key {
             case "URL":
-                let file = value.dropFirst("nar/".count)
-                guard value.hasPrefix("nar/"), !file.isEmpty, !file.hasPrefix("."),
-                    file.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == ".") })
+                // Byte by byte (a narinfo is parsed for every path of every closure walked): ASCII letters, digits
+                // and dots only, not starting with a dot.
+                let file = value.utf8.dropFirst("nar/".count)
+                guard value.hasPrefix("nar/"), let first = file.first, first != UInt8(ascii: "."),
+                    file.allSatisfy(Self.isNarFileByte)
                 else {
                     throw Malformed(
                         description: "\(name) names the nar \(String(reflecting: value)), not a file in nar/")
                 }
                 url = value
             case "References":
-                for reference in value.split(separator: " ") {
-                    guard let hash = Nix.hashPart(ofStorePath: "/nix/store/" + reference) else {
+                for bytes in value.utf8.split(separator: Self.space) {
+                    let path = "/nix/store/" + String(decoding: bytes, as: UTF8.self)
+                    guard let hash = Nix.hashPart(ofStorePath: path) else {
                         throw Malformed(
-                            description: "\(name) has a malformed reference \(String(reflecting: String(reference)))")
+                            description:
+                                "\(name) has a malformed reference \(String(reflecting: String(path.dropFirst(11))))")
                     }
                     references.append(hash)
-                    referencedPaths.append("/nix/store/" + reference)
+                    referencedPaths.append(path)
                 }
             case "StorePath":
                 // Kept only when well-formed: the host compares it with the path it asked for.
@@ -118,6 +122,12 @@ public struct NarInfo: Sendable, Equatable {
     }
 
     private static let (newline, colon, space): (UInt8, UInt8, UInt8) = (0x0A, 0x3A, 0x20)
+
+    private static func isNarFileByte(_ byte: UInt8) -> Bool {
+        (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z"))
+            || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
+            || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || byte == UInt8(ascii: ".")
+    }
 
     /// The NAR's file name inside `nar/`.
     public var narFile: String { String(url.dropFirst("nar/".count)) }
